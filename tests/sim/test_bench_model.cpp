@@ -1,0 +1,190 @@
+#include "hilo/sim/bench_model.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <numbers>
+
+#include <gtest/gtest.h>
+
+#include "hilo/sim/config.hpp"
+
+namespace fs = std::filesystem;
+using namespace hilo::sim;
+
+namespace {
+fs::path configs_dir() { return fs::path(__FILE__).parent_path().parent_path().parent_path() / "configs"; }
+
+BenchOptions small_bench(ElementKind kind, const AsBuiltProfile& profile) {
+  BenchOptions o;
+  o.input = {12, 12, 2, 500.0};
+  o.element.kind = kind;
+  o.element.slm.rows = o.element.slm.cols = 32;
+  o.element.slm.fringing_sigma_px = 0.0;
+  o.camera.rows = o.camera.cols = 64;
+  o.camera.exposure_ms = 10.0;
+  o.camera.gain_e_per_count = 2.0;
+  o.camera.bit_depth = 16;
+  o.camera.full_well_e = 1e6;
+  o.profile = profile;
+  return o;
+}
+RArray test_input(int n) {
+  RArray in = RArray::Zero(n, n);
+  in.block(2, 3, 6, 2).setConstant(1.0);
+  in.block(7, 2, 2, 8).setConstant(0.6);
+  return in;
+}
+// A lens + grating phase: the PSF is a spot displaced by (3, −2) PSF samples.
+RArray tilt_phase(int n) {
+  RArray p(n, n);
+  for (int r = 0; r < n; ++r)
+    for (int c = 0; c < n; ++c) p(r, c) = 2 * std::numbers::pi * (3.0 * c / (2 * n) - 2.0 * r / (2 * n));
+  return p;
+}
+AsBuiltProfile moderate() { return load_profile(configs_dir() / "profiles/moderate.yaml"); }
+}  // namespace
+
+TEST(SimulatedBench, IdealProfileFrameEqualsTheIdealModel) {
+  for (ElementKind kind : {ElementKind::fabricated, ElementKind::slm}) {
+    SimulatedBench bench(small_bench(kind, AsBuiltProfile{}));
+    bench.set_input(test_input(12));
+    bench.set_element_phase(tilt_phase(32));
+    // Design and as-built PSFs agree (bit-exact for a fabricated mask; to rounding for an SLM, whose
+    // fill factor scales the pupil amplitude).
+    EXPECT_LT((bench.as_built_psf() - bench.design_psf()).abs().maxCoeff(), 1e-15);
+    std::mt19937_64 rng(1);
+    const RArray frame = bench.capture(5.0, rng);
+    CameraOptions cam = bench.options().camera;
+    cam.noise = SensorNoise::none();
+    std::mt19937_64 rng2(1);
+    const RArray model = CameraModel(cam).capture(bench.ideal_image().max(0.0), rng2);
+    EXPECT_LE((frame - model).abs().maxCoeff(), kind == ElementKind::fabricated ? 0.0 : 1.0);
+    EXPECT_GT(frame.maxCoeff(), 100.0);  // the test image is actually bright
+  }
+}
+
+TEST(SimulatedBench, ModerateProfileChangesTheFrameDeterministically) {
+  auto run = [](std::uint64_t profile_seed, std::uint64_t noise_seed) {
+    AsBuiltProfile p = moderate();
+    p.seed = profile_seed;
+    SimulatedBench bench(small_bench(ElementKind::fabricated, p));
+    bench.set_input(test_input(12));
+    bench.set_element_phase(tilt_phase(32));
+    std::mt19937_64 rng(noise_seed);
+    return bench.capture(2.0, rng);
+  };
+  const RArray a = run(7, 1), b = run(7, 1), c = run(8, 1);
+  EXPECT_EQ((a - b).abs().maxCoeff(), 0.0);
+  EXPECT_GT((a - c).abs().maxCoeff(), 0.0);
+
+  SimulatedBench ideal(small_bench(ElementKind::fabricated, AsBuiltProfile{}));
+  ideal.set_input(test_input(12));
+  ideal.set_element_phase(tilt_phase(32));
+  std::mt19937_64 rng(1);
+  const RArray i = ideal.capture(2.0, rng);
+  // Relative L2 change of the frame: shift/rotation/defocus/gain together move it by tens of percent.
+  const double rel = std::sqrt((a - 64.0 - i).square().sum() / i.square().sum());
+  EXPECT_GT(rel, 0.1);
+}
+
+TEST(SimulatedBench, GroundTruthDescribesTheWarpAndGain) {
+  AsBuiltProfile p;
+  p.gain = 0.8;
+  p.misalignment = {3.0, -2.0, 0.0, 1.0};
+  BenchOptions o = small_bench(ElementKind::psf, p);
+  SimulatedBench bench(o);
+  RArray delta = RArray::Zero(5, 5);
+  delta(2, 2) = 1.0;
+  bench.set_psf(delta);
+  bench.set_input(test_input(12));
+  // With a delta PSF the ideal image is the object itself, and the as-built image is it shifted by
+  // (3, −2) camera pixels and scaled by the gain.
+  EXPECT_LT((bench.ideal_image() - bench.object()).abs().maxCoeff(), 1e-9);
+  const RArray got = bench.as_built_image(0.0);
+  const RArray& obj = bench.object();
+  for (int r = 2; r < 62; ++r)
+    for (int c = 0; c < 61; ++c) ASSERT_NEAR(got(r - 2, c + 3), 0.8 * obj(r, c), 1e-9);
+  EXPECT_EQ(bench.true_pose(0.0).shift_x_px, 3.0);
+  EXPECT_EQ(bench.true_gain(0.0), 0.8);
+  // Photon budget: a unit input pixel sends photons_per_ms, spread over m² = 4 camera pixels.
+  EXPECT_NEAR(obj.sum(), test_input(12).sum() * 500.0, 1e-9);
+}
+
+TEST(SimulatedBench, DarkLevelMatchesADarkFrame) {
+  AsBuiltProfile p = moderate();
+  p.sensor.hot_pixel_fraction = 0.0;
+  SimulatedBench bench(small_bench(ElementKind::psf, p));
+  bench.set_psf(RArray::Ones(1, 1));
+  bench.set_input(RArray::Zero(12, 12));
+  std::mt19937_64 rng(3);
+  const RArray dark = bench.capture(0.0, rng);
+  EXPECT_NEAR(dark.mean(), bench.dark_level_counts(), 0.2);
+}
+
+TEST(SimulatedBench, AberrationsAndFabricationErrorChangeTheAsBuiltPsf) {
+  AsBuiltProfile p = moderate();
+  SimulatedBench bench(small_bench(ElementKind::fabricated, p));
+  bench.set_element_phase(tilt_phase(32));
+  const RArray design = bench.design_psf();
+  const RArray built = bench.as_built_psf();
+  EXPECT_NEAR(design.sum(), 1.0, 1e-12);
+  EXPECT_NEAR(built.sum(), 1.0, 1e-12);
+  // Strehl-like ratio: the aberrated peak is lower.
+  EXPECT_LT(built.maxCoeff(), 0.9 * design.maxCoeff());
+  // The design PSF's peak sits where the grating puts it: (+3, −2) samples from the axis (32, 32).
+  Eigen::Index r, c;
+  design.maxCoeff(&r, &c);
+  EXPECT_EQ(c, 32 + 3);
+  EXPECT_EQ(r, 32 - 2);
+}
+
+TEST(SimulatedBench, SlmFringingLowersTheFirstOrderOfABlazedGrating) {
+  // A blazed 4-pixel grating on the SLM: fringing smooths the flyback, sending light back to order 0.
+  AsBuiltProfile p;
+  BenchOptions o = small_bench(ElementKind::slm, p);
+  o.element.slm.oversample = 4;
+  RArray phase(32, 32);
+  for (int r = 0; r < 32; ++r)
+    for (int c = 0; c < 32; ++c) phase(r, c) = 2 * std::numbers::pi * (c % 4) / 4.0;
+  auto first_order = [&](double sigma) {
+    o.element.slm.fringing_sigma_px = sigma;
+    SimulatedBench bench(o);
+    bench.set_element_phase(phase);
+    const RArray& psf = bench.as_built_psf();  // 256 x 256; period 16 samples → order +1 at 256/16 = 16
+    return psf(128, 128 + 16);
+  };
+  const double sharp = first_order(0.0), smooth = first_order(0.5);
+  EXPECT_GT(sharp, 0.1);  // the peak sample of order +1 holds a good share of the light
+  EXPECT_LT(smooth, 0.9 * sharp) << "sharp " << sharp << ", smooth " << smooth;
+}
+
+TEST(SimulatedBench, CaptureIsFastForMnistSizedInputs) {
+  const BenchOptions o = load_bench(configs_dir() / "sim.yaml");
+  SimulatedBench bench(o);
+  bench.set_element_phase(RArray::Zero(o.element.slm.rows, o.element.slm.cols));
+  std::mt19937_64 rng(1);
+  bench.set_input(RArray::Constant(28, 28, 0.5));
+  bench.capture(0.0, rng);  // builds the PSF caches
+  const auto t0 = std::chrono::steady_clock::now();
+  const int n = 20;
+  for (int i = 0; i < n; ++i) {
+    bench.set_input(RArray::Constant(28, 28, 0.01 * i));
+    bench.capture(0.1 * i, rng);
+  }
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / n;
+  RecordProperty("capture_ms", std::to_string(ms));
+  EXPECT_LT(ms, 50.0) << "a 28 x 28 capture took " << ms << " ms";
+}
+
+TEST(SimulatedBench, RejectsMisuse) {
+  SimulatedBench bench(small_bench(ElementKind::slm, AsBuiltProfile{}));
+  std::mt19937_64 rng(1);
+  EXPECT_THROW(bench.capture(0.0, rng), std::logic_error);
+  EXPECT_THROW(bench.set_input(RArray::Zero(3, 3)), std::invalid_argument);
+  EXPECT_THROW(bench.set_element_phase(RArray::Zero(31, 32)), std::invalid_argument);
+  EXPECT_THROW(bench.set_psf(RArray::Ones(3, 3)), std::invalid_argument);
+  BenchOptions o = small_bench(ElementKind::slm, AsBuiltProfile{});
+  o.input.camera_px_per_input_px = 8;
+  EXPECT_THROW(SimulatedBench{o}, ConfigError);
+}
