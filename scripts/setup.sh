@@ -13,7 +13,8 @@ packages=(
   # libraries (DESIGN.md §2)
   libeigen3-dev libfftw3-dev libopencv-dev libboost-dev libzmq3-dev cppzmq-dev
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libyaml-cpp-dev libsqlite3-dev
-  libcli11-dev libx11-dev libaravis-dev
+  libcli11-dev libx11-dev libxrandr-dev libaravis-dev
+  libusb-1.0-0-dev  # aravis-0.8.pc requires it, libaravis-dev does not pull it in
   # real peers for the device tests: X server, GStreamer sources, Aravis' fake GigE camera
   xvfb x11-utils aravis-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   # fuzzing (libFuzzer ships with clang)

@@ -1,0 +1,42 @@
+#pragma once
+// Time source of the drivers. Backends that model device timing (SLM settle time, exposure, frame
+// period) and the retry helper wait through a Clock, so tests inject a ManualClock and run without
+// sleeping while the daemon passes a SteadyClock.
+#include <chrono>
+
+namespace hilo::drivers {
+
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  // Seconds since an arbitrary, fixed origin; never decreases.
+  virtual double now_s() const = 0;
+  // Returns after at least `d` has elapsed on this clock (d <= 0 returns at once).
+  virtual void sleep_for(std::chrono::microseconds d) = 0;
+};
+
+// Wall time: std::chrono::steady_clock and std::this_thread::sleep_for.
+class SteadyClock final : public Clock {
+ public:
+  double now_s() const override;
+  void sleep_for(std::chrono::microseconds d) override;
+};
+
+// Test clock: time advances only by sleep_for() and advance(); sleeping never blocks. Records the total
+// time slept so tests can check what a timing model asked for.
+class ManualClock final : public Clock {
+ public:
+  explicit ManualClock(double start_s = 0.0) : now_s_(start_s) {}
+  double now_s() const override { return now_s_; }
+  void sleep_for(std::chrono::microseconds d) override;
+  void advance(std::chrono::microseconds d) { sleep_for(d); }
+  double slept_s() const { return slept_s_; }
+  int sleeps() const { return sleeps_; }
+
+ private:
+  double now_s_;
+  double slept_s_ = 0.0;
+  int sleeps_ = 0;
+};
+
+}  // namespace hilo::drivers
