@@ -1,0 +1,63 @@
+// hilod: the lab daemon. Builds the bench from --config (simulator or hardware backends) and serves
+// the protocol of docs/protocol.md until SIGINT/SIGTERM or the shutdown command.
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "hilo/controller/app.hpp"
+#include "hilo/drivers/bench_config.hpp"
+#include "hilo/sim/npy.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{"hilod — hardware-in-the-loop optical lab daemon"};
+  hilo::controller::HilodOptions o;
+  hilo::controller::add_hilod_options(app, o);
+  std::string element_npy;
+  app.add_option("--element-npy", element_npy,
+                 "levels (uint8/uint16 .npy, the element SLM's size) to show on the element SLM at start; "
+                 "default: a flat pattern (open aperture)");
+  CLI11_PARSE(app, argc, argv);
+  hilo::drivers::SteadyClock clock;
+  hilo::drivers::Bench bench;
+  try {
+    bench = hilo::drivers::make_bench(hilo::drivers::load_bench_config(o.config), clock);
+  } catch (const std::exception& e) {
+    std::cerr << "hilod: " << e.what() << "\n";
+    return 2;
+  }
+  if (!bench.input || !bench.camera) {
+    std::cerr << "hilod: " << o.config.string() << ": the bench needs an input SLM and a camera\n";
+    return 2;
+  }
+  // The element SLM (when the bench has one) starts with a defined pattern, so captures work before
+  // any deploy job has run.
+  if (bench.element) {
+    cv::Mat levels;
+    try {
+      if (!element_npy.empty()) {
+        const auto a = hilo::sim::read_npy(element_npy);
+        if (a.shape.size() != 2 || (a.dtype != hilo::sim::Dtype::u1 && a.dtype != hilo::sim::Dtype::u2)) {
+          throw std::runtime_error(element_npy + ": element levels must be a 2-D uint8 or uint16 array");
+        }
+        levels = cv::Mat(static_cast<int>(a.shape[0]), static_cast<int>(a.shape[1]),
+                         a.dtype == hilo::sim::Dtype::u1 ? CV_8UC1 : CV_16UC1, const_cast<std::byte*>(a.bytes.data()))
+                     .clone();
+      } else {
+        levels = cv::Mat::zeros(bench.element->height_px(), bench.element->width_px(),
+                                bench.element->bit_depth() > 8 ? CV_16UC1 : CV_8UC1);
+      }
+    } catch (const std::exception& e) {
+      std::cerr << "hilod: " << e.what() << "\n";
+      return 2;
+    }
+    if (auto e = bench.element->open()) {
+      std::cerr << "hilod: cannot open the element SLM: " << e->message << "\n";
+      return 3;
+    }
+    if (auto e = bench.element->show(levels)) {
+      std::cerr << "hilod: cannot show the element pattern: " << e->message << "\n";
+      return 3;
+    }
+  }
+  return hilo::controller::run_hilod(o, *bench.input, *bench.camera);
+}

@@ -1,0 +1,109 @@
+#pragma once
+// The daemon's event loop: one boost::asio::io_context owns the ZeroMQ sockets, timers and signals.
+//
+// ZeroMQ ⇄ Asio: each socket's ZMQ_FD is wrapped (not owned) in a posix::stream_descriptor. That fd is
+// edge-triggered: it signals "the socket's state may have changed", not "a message is waiting". So on
+// every wake-up the daemon reads ZMQ_EVENTS and receives non-blocking while ZMQ_POLLIN is set, checking
+// ZMQ_EVENTS again after every receive and every send (a send can consume the edge that announced the
+// next request), and only then waits on the fd again. With one thread running the io_context no edge
+// is lost between the last check and re-arming: the wait is queued before epoll is polled again.
+//
+// Commands: ROUTER socket; a client is a REQ socket or a DEALER that sends an empty delimiter frame.
+// Each request is answered in order by handle() on the I/O thread (device commands run there; they
+// are short). Jobs run on the JobManager's worker; their events reach the PUB socket through
+// EventPublisher, which posts them to the io_context.
+// Events: PUB socket, two frames per event: topic ("job.progress", "job.state", "device.state",
+// "heartbeat"), then a JSON object carrying "seq" (per-daemon counter), "time_s" and the payload.
+//
+// Shutdown (SIGINT/SIGTERM or the shutdown command): refuse new jobs, stop the running job (it commits
+// its frames and ends interrupted), then close the sockets and let io_context::run() return.
+#include <atomic>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <zmq.hpp>
+
+#include "hilo/controller/handler.hpp"
+
+namespace hilo::controller {
+
+// tcp://127.0.0.1:..., tcp://localhost:..., tcp://[::1]:..., ipc://..., inproc://...
+bool is_loopback_endpoint(std::string_view endpoint);
+
+struct DaemonOptions {
+  std::string command_endpoint = "tcp://127.0.0.1:5555";
+  std::string event_endpoint = "tcp://127.0.0.1:5556";
+  double heartbeat_s = 1.0;
+  bool handle_signals = true;  // SIGINT/SIGTERM start a shutdown (off in in-process tests)
+  // CurveZMQ server keys (Z85, 40 characters each). Without them only loopback endpoints are allowed.
+  std::string curve_secret_key;
+  std::string curve_public_key;
+
+  std::string validate() const;
+};
+
+class EventPublisher {
+ public:
+  EventPublisher(boost::asio::io_context& io, zmq::context_t& zmq);
+  std::string bind(const std::string& endpoint, const DaemonOptions& opt);  // returns the resolved endpoint
+  // Thread-safe: posts the event to the io_context, which sends it.
+  void publish(const std::string& topic, nlohmann::json body);
+  EventSink sink() {
+    return [this](const std::string& t, const nlohmann::json& b) { publish(t, b); };
+  }
+  void close();
+
+ private:
+  void send_now(const std::string& topic, nlohmann::json& body);
+  boost::asio::io_context& io_;
+  zmq::socket_t pub_;
+  std::atomic<bool> open_{false};
+  std::uint64_t seq_ = 0;
+};
+
+class Daemon {
+ public:
+  Daemon(boost::asio::io_context& io, zmq::context_t& zmq, DaemonOptions opt, Context& ctx, EventPublisher& events);
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  // Binds both sockets and starts serving; throws std::runtime_error (invalid options, bind failure).
+  void start();
+  const std::string& command_endpoint() const { return cmd_endpoint_; }
+  const std::string& event_endpoint() const { return evt_endpoint_; }
+  // Starts the shutdown sequence; callable from the io thread (any other thread: post it).
+  void begin_shutdown(const std::string& reason);
+  bool stopped() const { return stopped_; }
+
+ private:
+  void arm();
+  void drain();
+  void process(std::vector<zmq::message_t>& msgs);
+  void heartbeat();
+  void finish_shutdown();
+
+  boost::asio::io_context& io_;
+  zmq::context_t& zmq_;
+  DaemonOptions opt_;
+  Context& ctx_;
+  EventPublisher& events_;
+  zmq::socket_t cmd_;
+  std::unique_ptr<boost::asio::posix::stream_descriptor> cmd_fd_;
+  boost::asio::steady_timer heartbeat_timer_;
+  boost::asio::signal_set signals_;
+  std::string cmd_endpoint_, evt_endpoint_;
+  std::thread stopper_;
+  bool shutting_down_ = false;
+  bool stopped_ = false;
+  double started_s_ = 0;
+};
+
+}  // namespace hilo::controller

@@ -1,0 +1,49 @@
+#pragma once
+// Gzipped IDX image/label files (the MNIST family's format, e.g. Fashion-MNIST as Debian ships it in
+// /usr/share/datasets/fashion-mnist): "<split>-images-idx3-ubyte.gz" and "<split>-labels-idx1-ubyte.gz"
+// with split "train" or "t10k" (the protocol's "test").
+//
+// Header checks: magic 0x00000803 (images, uint8, rank 3) / 0x00000801 (labels), counts equal, and the
+// decompressed payload exactly n·rows·cols (resp. n) bytes. Violations throw DatasetError naming the file.
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace hilo::controller {
+
+class DatasetError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct ImageSet {
+  std::size_t count = 0, rows = 0, cols = 0;
+  std::vector<std::uint8_t> images;  // count × rows × cols, row-major
+  std::vector<std::uint8_t> labels;  // count
+};
+
+// Reads a whole split. split: "train" or "test".
+ImageSet read_idx_split(const std::filesystem::path& dir, const std::string& split);
+
+// Known datasets by name ("fashion-mnist" → its directory); loads each split once and keeps it.
+// Thread-safe.
+class DatasetLibrary {
+ public:
+  void add(std::string name, std::filesystem::path dir) { dirs_[std::move(name)] = std::move(dir); }
+  bool knows(const std::string& name) const { return dirs_.count(name) != 0; }
+  std::vector<std::string> names() const;
+  // Throws DatasetError (unknown name, unreadable or malformed files).
+  std::shared_ptr<const ImageSet> get(const std::string& name, const std::string& split);
+
+ private:
+  std::map<std::string, std::filesystem::path> dirs_;
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<const ImageSet>> cache_;
+};
+
+}  // namespace hilo::controller

@@ -1,0 +1,99 @@
+#include "hilo/controller/app.hpp"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+namespace hilo::controller {
+
+using nlohmann::json;
+
+std::string HilodOptions::validate() const {
+  if (data_dir.empty()) return "hilod.data_dir must not be empty";
+  if (chunk_records < 1 || chunk_records > 100000) return "hilod.chunk_records must be in [1, 100000], got " + std::to_string(chunk_records);
+  return daemon.validate();
+}
+
+void add_hilod_options(CLI::App& app, HilodOptions& o) {
+  app.add_option("--config", o.config, "bench config YAML (configs/sim.yaml for simulator mode)")->required();
+  app.add_option("--command-endpoint", o.daemon.command_endpoint, "ZeroMQ ROUTER endpoint for commands")
+      ->capture_default_str();
+  app.add_option("--event-endpoint", o.daemon.event_endpoint, "ZeroMQ PUB endpoint for events")->capture_default_str();
+  app.add_option("--data-dir", o.data_dir, "directory of runs and the catalog")->capture_default_str();
+  app.add_option("--ready-file", o.ready_file, "write the bound endpoints here (JSON) once serving");
+  app.add_option("--heartbeat-s", o.daemon.heartbeat_s, "seconds between heartbeat events")->capture_default_str();
+  app.add_option("--fashion-mnist-dir", o.fashion_mnist_dir, "directory of the gzipped Fashion-MNIST IDX files")
+      ->capture_default_str();
+  app.add_option("--curve-key-file", o.curve_secret_key_file,
+                 "CurveZMQ server keys (line 1 public, line 2 secret, Z85); required for a non-loopback bind");
+  app.add_option("--chunk-records", o.chunk_records, "frames per stored chunk")->capture_default_str();
+}
+
+int run_hilod(HilodOptions o, drivers::Slm& slm, drivers::Camera& camera) {
+  try {
+    if (!o.curve_secret_key_file.empty()) {
+      std::ifstream in(o.curve_secret_key_file);
+      if (!(std::getline(in, o.daemon.curve_public_key) && std::getline(in, o.daemon.curve_secret_key))) {
+        std::cerr << "hilod: " << o.curve_secret_key_file << ": expected two lines (public key, secret key)\n";
+        return 2;
+      }
+    }
+    if (auto e = o.validate(); !e.empty()) {
+      std::cerr << "hilod: " << e << "\n";
+      return 2;
+    }
+    std::filesystem::create_directories(o.data_dir);
+    Catalog catalog(o.data_dir / "catalog.sqlite");
+    const auto unix_now = [] {
+      return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    };
+    if (int n = catalog.mark_unfinished_interrupted(unix_now()); n > 0) {
+      std::cerr << "hilod: marked " << n << " job(s) left unfinished by a previous run as interrupted\n";
+    }
+    if (auto e = slm.open()) {
+      std::cerr << "hilod: cannot open SLM: " << e->message << "\n";
+      return 3;
+    }
+    if (auto e = camera.open()) {
+      std::cerr << "hilod: cannot open camera: " << e->message << "\n";
+      return 3;
+    }
+
+    boost::asio::io_context io;
+    zmq::context_t zctx(1);
+    EventPublisher events(io, zctx);
+    JobManager jobs(catalog, events.sink(), unix_now);
+    DatasetLibrary datasets;
+    datasets.add("fashion-mnist", o.fashion_mnist_dir);
+    Devices devices{slm, camera, {}};
+    CaptureOptions cap;
+    cap.chunk_records = o.chunk_records;
+    Context ctx{devices, jobs, catalog, datasets, o.data_dir, Limits{}, cap, [] {
+                  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+                }};
+    Daemon daemon(io, zctx, o.daemon, ctx, events);
+    daemon.start();
+    std::cerr << "hilod: commands on " << daemon.command_endpoint() << ", events on " << daemon.event_endpoint()
+              << ", data in " << o.data_dir.string() << "\n";
+    if (!o.ready_file.empty()) {
+      write_json_atomic(o.ready_file, {{"command_endpoint", daemon.command_endpoint()},
+                                       {"event_endpoint", daemon.event_endpoint()},
+                                       {"pid", ::getpid()}});
+    }
+    io.run();
+    jobs.shutdown();
+    camera.close();
+    slm.close();
+    std::cerr << "hilod: stopped\n";
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "hilod: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+}  // namespace hilo::controller

@@ -1,0 +1,209 @@
+#include "hilo/controller/daemon.hpp"
+
+#include <chrono>
+#include <csignal>
+#include <iterator>
+
+#include <boost/asio/post.hpp>
+#include <zmq_addon.hpp>
+
+namespace hilo::controller {
+
+using nlohmann::json;
+namespace asio = boost::asio;
+
+namespace {
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+void apply_curve(zmq::socket_t& s, const DaemonOptions& opt) {
+  if (opt.curve_secret_key.empty()) return;
+  s.set(zmq::sockopt::curve_server, 1);
+  s.set(zmq::sockopt::curve_secretkey, opt.curve_secret_key);
+  s.set(zmq::sockopt::curve_publickey, opt.curve_public_key);
+}
+}  // namespace
+
+bool is_loopback_endpoint(std::string_view ep) {
+  if (ep.starts_with("ipc://") || ep.starts_with("inproc://")) return true;
+  for (std::string_view host : {"tcp://127.0.0.1:", "tcp://localhost:", "tcp://[::1]:"}) {
+    if (ep.starts_with(host) && ep.size() > host.size()) return true;
+  }
+  return false;
+}
+
+std::string DaemonOptions::validate() const {
+  if (!(heartbeat_s > 0 && heartbeat_s <= 3600)) return "daemon.heartbeat_s must be in (0, 3600], got " + std::to_string(heartbeat_s);
+  if (curve_secret_key.empty() != curve_public_key.empty()) {
+    return "daemon.curve_secret_key and daemon.curve_public_key must be given together";
+  }
+  if (!curve_secret_key.empty() && (curve_secret_key.size() != 40 || curve_public_key.size() != 40)) {
+    return "daemon.curve keys must be 40-character Z85 strings";
+  }
+  for (const auto* ep : {&command_endpoint, &event_endpoint}) {
+    if (!is_loopback_endpoint(*ep) && curve_secret_key.empty()) {
+      return "daemon endpoint '" + *ep + "' is not loopback; a non-loopback bind requires CurveZMQ keys";
+    }
+  }
+  if (command_endpoint == event_endpoint && !command_endpoint.ends_with(":*")) return "daemon.command_endpoint and daemon.event_endpoint must differ";
+  return {};
+}
+
+// ------------------------------------------------------------------------------------- EventPublisher
+
+EventPublisher::EventPublisher(asio::io_context& io, zmq::context_t& zmq) : io_(io), pub_(zmq, zmq::socket_type::pub) {
+  pub_.set(zmq::sockopt::linger, 500);
+  pub_.set(zmq::sockopt::sndhwm, 10000);
+}
+
+std::string EventPublisher::bind(const std::string& endpoint, const DaemonOptions& opt) {
+  apply_curve(pub_, opt);
+  pub_.bind(endpoint);
+  open_ = true;
+  return pub_.get(zmq::sockopt::last_endpoint);
+}
+
+void EventPublisher::publish(const std::string& topic, json body) {
+  asio::post(io_, [this, topic, body = std::move(body)]() mutable { send_now(topic, body); });
+}
+
+void EventPublisher::send_now(const std::string& topic, json& body) {
+  if (!open_) return;
+  body["seq"] = seq_++;
+  if (!body.contains("time_s")) body["time_s"] = unix_now();
+  const std::string payload = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  // PUB never blocks: with no subscriber, or at the high-water mark, the event is dropped.
+  pub_.send(zmq::buffer(topic), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+  pub_.send(zmq::buffer(payload), zmq::send_flags::dontwait);
+}
+
+void EventPublisher::close() {
+  if (open_.exchange(false)) pub_.close();
+}
+
+// --------------------------------------------------------------------------------------------- Daemon
+
+Daemon::Daemon(asio::io_context& io, zmq::context_t& zmq, DaemonOptions opt, Context& ctx, EventPublisher& events)
+    : io_(io),
+      zmq_(zmq),
+      opt_(std::move(opt)),
+      ctx_(ctx),
+      events_(events),
+      cmd_(zmq, zmq::socket_type::router),
+      heartbeat_timer_(io),
+      signals_(io) {}
+
+Daemon::~Daemon() {
+  if (stopper_.joinable()) stopper_.join();
+  if (cmd_fd_) cmd_fd_->release();  // the fd belongs to the zmq socket
+}
+
+void Daemon::start() {
+  if (auto e = opt_.validate(); !e.empty()) throw std::runtime_error(e);
+  if (auto e = ctx_.limits.validate(); !e.empty()) throw std::runtime_error(e);
+  cmd_.set(zmq::sockopt::linger, 1000);
+  cmd_.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(ctx_.limits.max_message_bytes));
+  apply_curve(cmd_, opt_);
+  cmd_.bind(opt_.command_endpoint);
+  cmd_endpoint_ = cmd_.get(zmq::sockopt::last_endpoint);
+  evt_endpoint_ = events_.bind(opt_.event_endpoint, opt_);
+  started_s_ = unix_now();
+
+  cmd_fd_ = std::make_unique<asio::posix::stream_descriptor>(io_, cmd_.get(zmq::sockopt::fd));
+  if (opt_.handle_signals) {
+    signals_.add(SIGINT);
+    signals_.add(SIGTERM);
+    signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
+      if (!ec) begin_shutdown(sig == SIGINT ? "SIGINT" : "SIGTERM");
+    });
+  }
+  heartbeat();
+  drain();
+  arm();
+}
+
+void Daemon::arm() {
+  if (stopped_ || !cmd_fd_) return;
+  cmd_fd_->async_wait(asio::posix::stream_descriptor::wait_read, [this](const boost::system::error_code& ec) {
+    if (ec || stopped_) return;
+    drain();
+    arm();
+  });
+}
+
+void Daemon::drain() {
+  while (!stopped_) {
+    // Reading ZMQ_EVENTS also processes the socket's pending commands; the answer is current.
+    if (!(cmd_.get(zmq::sockopt::events) & ZMQ_POLLIN)) return;
+    std::vector<zmq::message_t> msgs;
+    const auto got = zmq::recv_multipart(cmd_, std::back_inserter(msgs), zmq::recv_flags::dontwait);
+    if (!got) return;
+    process(msgs);
+  }
+}
+
+void Daemon::process(std::vector<zmq::message_t>& msgs) {
+  if (msgs.empty()) return;
+  // Envelope: [identity, (empty delimiter), frames...]
+  std::size_t body = 1;
+  const bool delimited = msgs.size() > 1 && msgs[1].size() == 0;
+  if (delimited) body = 2;
+  std::vector<std::string> frames;
+  frames.reserve(msgs.size() - std::min(body, msgs.size()));
+  for (std::size_t i = body; i < msgs.size(); ++i) frames.emplace_back(msgs[i].to_string());
+  Reply reply = handle_frames(frames, ctx_);
+  std::vector<zmq::message_t> out;
+  out.emplace_back(msgs[0].data(), msgs[0].size());
+  if (delimited) out.emplace_back();
+  for (auto& f : serialize(reply)) out.emplace_back(f.data(), f.size());
+  // dontwait: a peer that vanished or stopped reading loses its reply instead of blocking the loop.
+  zmq::send_multipart(cmd_, out, zmq::send_flags::dontwait);
+  for (auto& [topic, ev] : reply.events) events_.publish(topic, ev);
+  if (reply.shutdown_after) begin_shutdown("shutdown command");
+}
+
+void Daemon::heartbeat() {
+  if (shutting_down_) return;
+  events_.publish("heartbeat", {{"uptime_s", unix_now() - started_s_},
+                                {"protocol_version", kProtocolVersion},
+                                {"jobs_active", ctx_.jobs.busy()}});
+  heartbeat_timer_.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double>(opt_.heartbeat_s)));
+  heartbeat_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) heartbeat();
+  });
+}
+
+void Daemon::begin_shutdown(const std::string& reason) {
+  if (shutting_down_) return;
+  shutting_down_ = true;
+  ctx_.shutting_down = true;
+  heartbeat_timer_.cancel();
+  events_.publish("daemon.state", {{"state", "stopping"}, {"reason", reason}});
+  // JobManager::shutdown() waits for the running job to commit its frames; it runs off the I/O thread
+  // so that the loop keeps answering (and refusing new jobs) meanwhile.
+  stopper_ = std::thread([this] {
+    ctx_.jobs.shutdown();
+    asio::post(io_, [this] { finish_shutdown(); });
+  });
+}
+
+void Daemon::finish_shutdown() {
+  if (stopped_) return;
+  events_.publish("daemon.state", {{"state", "stopped"}});
+  // Let the queued events (final job.state, daemon.state) go out before the sockets close.
+  asio::post(io_, [this] {
+    stopped_ = true;
+    signals_.cancel();
+    if (cmd_fd_) {
+      cmd_fd_->cancel();
+      cmd_fd_->release();
+      cmd_fd_.reset();
+    }
+    cmd_.close();
+    events_.close();
+  });
+}
+
+}  // namespace hilo::controller

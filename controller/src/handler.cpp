@@ -1,0 +1,467 @@
+#include "hilo/controller/handler.hpp"
+
+#include <cstring>
+#include <map>
+
+namespace hilo::controller {
+
+using nlohmann::json;
+
+namespace {
+
+using Handler = Reply (*)(const Request&, Context&);
+
+std::string_view state_name(drivers::DeviceState s) {
+  switch (s) {
+    case drivers::DeviceState::ready: return "ready";
+    case drivers::DeviceState::busy: return "busy";
+    case drivers::DeviceState::fault: return "fault";
+    case drivers::DeviceState::disconnected: return "disconnected";
+  }
+  return "fault";
+}
+
+std::string_view errc_name(drivers::DeviceErrc e) {
+  switch (e) {
+    case drivers::DeviceErrc::timeout: return "timeout";
+    case drivers::DeviceErrc::disconnected: return "disconnected";
+    case drivers::DeviceErrc::write_failed: return "write_failed";
+    case drivers::DeviceErrc::corrupt_frame: return "corrupt_frame";
+    case drivers::DeviceErrc::invalid_argument: return "invalid_argument";
+    case drivers::DeviceErrc::io: return "io";
+  }
+  return "io";
+}
+
+std::string_view format_name(drivers::PixelFormat f) {
+  switch (f) {
+    case drivers::PixelFormat::mono8: return "mono8";
+    case drivers::PixelFormat::mono12: return "mono12";
+    case drivers::PixelFormat::mono16: return "mono16";
+  }
+  return "mono8";
+}
+
+Reply device_error(const Request& req, const drivers::DeviceError& e) {
+  // invalid_argument from a device is the caller's mistake, everything else the device's.
+  const ErrorCode c = e.code == drivers::DeviceErrc::invalid_argument ? ErrorCode::bad_argument : ErrorCode::device_error;
+  return error_reply(req.id, c, e.message + " [" + std::string(errc_name(e.code)) + "]");
+}
+
+Reply busy(const Request& req) {
+  return error_reply(req.id, ErrorCode::busy, "the devices are in use by a running job; cancel it or wait");
+}
+
+// Every command but slm.show and capture-with-inputs takes no binary parts.
+std::optional<Reply> expect_parts(const Request& req, std::size_t n) {
+  if (req.parts.size() != n) {
+    return error_reply(req.id, ErrorCode::bad_parts,
+                       req.cmd + " takes " + std::to_string(n) + " binary part(s), got " + std::to_string(req.parts.size()));
+  }
+  return std::nullopt;
+}
+
+template <typename T>
+const ProtocolError* err_of(const std::variant<T, ProtocolError>& v) {
+  return std::get_if<ProtocolError>(&v);
+}
+
+json slm_json(drivers::Slm& s) {
+  return {{"role", "input_slm"},         {"kind", "slm"},          {"name", s.name()},
+          {"width_px", s.width_px()},    {"height_px", s.height_px()}, {"pixel_pitch_um", s.pixel_pitch_um()},
+          {"bit_depth", s.bit_depth()},  {"settle_time_ms", s.settle_time_ms()},
+          {"state", std::string(state_name(s.state()))}};
+}
+
+json camera_json(drivers::Camera& c) {
+  return {{"role", "camera"},
+          {"kind", "camera"},
+          {"name", c.name()},
+          {"width_px", c.width_px()},
+          {"height_px", c.height_px()},
+          {"pixel_format", std::string(format_name(c.pixel_format()))},
+          {"exposure_ms", c.exposure_ms()},
+          {"gain_db", c.gain_db()},
+          {"trigger_mode", c.trigger_mode() == drivers::TriggerMode::software ? "software" : "free_run"},
+          {"state", std::string(state_name(c.state()))}};
+}
+
+Reply cmd_ping(const Request& req, Context&) {
+  if (auto r = expect_parts(req, 0)) return *r;
+  if (auto e = check_known_args(req, {})) return error_reply(*e);
+  return ok_reply(req.id, {{"pong", true}});
+}
+
+Reply cmd_version(const Request& req, Context& ctx) {
+  if (auto r = expect_parts(req, 0)) return *r;
+  if (auto e = check_known_args(req, {})) return error_reply(*e);
+  json cmds = json::array();
+  for (auto c : command_names()) cmds.push_back(std::string(c));
+  return ok_reply(req.id, {{"protocol_version", kProtocolVersion}, {"daemon", "hilod " + ctx.daemon_version}, {"commands", cmds}});
+}
+
+Reply cmd_devices_list(const Request& req, Context& ctx) {
+  if (auto r = expect_parts(req, 0)) return *r;
+  if (auto e = check_known_args(req, {})) return error_reply(*e);
+  return ok_reply(req.id, {{"devices", {slm_json(ctx.devices.slm), camera_json(ctx.devices.camera)}}});
+}
+
+Reply cmd_devices_status(const Request& req, Context& ctx) {
+  if (auto r = expect_parts(req, 0)) return *r;
+  if (auto e = check_known_args(req, {})) return error_reply(*e);
+  std::unique_lock lk(ctx.devices.mutex, std::try_to_lock);
+  return ok_reply(req.id, {{"slm", slm_json(ctx.devices.slm)},
+                           {"camera", camera_json(ctx.devices.camera)},
+                           {"in_use", !lk.owns_lock()},
+                           {"jobs_active", ctx.jobs.busy()}});
+}
+
+Reply cmd_devices_configure(const Request& req, Context& ctx) {
+  if (auto r = expect_parts(req, 0)) return *r;
+  if (auto e = check_known_args(req, {"exposure_ms", "gain_db", "pixel_format", "trigger_mode"})) return error_reply(*e);
+  if (req.args.empty()) {
+    return error_reply(req.id, ErrorCode::missing_field,
+                       "devices.configure needs at least one of exposure_ms, gain_db, pixel_format, trigger_mode");
+  }
+  // Validate every argument before touching a device.
+  std::optional<double> exposure, gain;
+  std::optional<drivers::PixelFormat> fmt;
+  std::optional<drivers::TriggerMode> trig;
+  if (req.args.contains("exposure_ms")) {
+    auto v = get_number(req, "exposure_ms");
+    if (auto* e = err_of(v)) return error_reply(*e);
+    const double x = std::get<double>(v);
+    if (!(x > 0 && x <= 60000)) return error_reply(req.id, ErrorCode::bad_argument, "exposure_ms must be in (0, 60000]");
+    exposure = x;
+  }
+  if (req.args.contains("gain_db")) {
+    auto v = get_number(req, "gain_db");
+    if (auto* e = err_of(v)) return error_reply(*e);
+    const double x = std::get<double>(v);
+    if (!(x >= -100 && x <= 100)) return error_reply(req.id, ErrorCode::bad_argument, "gain_db must be in [-100, 100]");
+    gain = x;
+  }
+  if (req.args.contains("pixel_format")) {
+    auto v = get_string(req, "pixel_format");
+    if (auto* e = err_of(v)) return error_reply(*e);
+    const auto& s = std::get<std::string>(v);
+    if (s == "mono8") fmt = drivers::PixelFormat::mono8;
+    else if (s == "mono12") fmt = drivers::PixelFormat::mono12;
+    else if (s == "mono16") fmt = drivers::PixelFormat::mono16;
+    else return error_reply(req.id, ErrorCode::bad_argument, "pixel_format must be mono8, mono12 or mono16, got '" + s + "'");
+  }
+  if (req.args.contains("trigger_mode")) {
+    auto v = get_string(req, "trigger_mode");
+    if (auto* e = err_of(v)) return error_reply(*e);
+    const auto& s = std::get<std::string>(v);
+    if (s == "free_run") trig = drivers::TriggerMode::free_run;
+    else if (s == "software") trig = drivers::TriggerMode::software;
+    else return error_reply(req.id, ErrorCode::bad_argument, "trigger_mode must be free_run or software, got '" + s + "'");
+  }
+  std::unique_lock lk(ctx.devices.mutex, std::try_to_lock);
+  if (!lk.owns_lock()) return busy(req);
+  auto& cam = ctx.devices.camera;
+  if (exposure) if (auto e = cam.set_exposure_ms(*exposure)) return device_error(req, *e);
+  if (gain) if (auto e = cam.set_gain_db(*gain)) return device_error(req, *e);
+  if (fmt) if (auto e = cam.set_pixel_format(*fmt)) return device_error(req, *e);
+  if (trig) if (auto e = cam.set_trigger_mode(*trig)) return device_error(req, *e);
+  Reply r = ok_reply(req.id, {{"camera", camera_json(cam)}});
+  r.events.emplace_back("device.state", json{{"device", "camera"}, {"status", camera_json(cam)}});
+  return r;
+}
+
+Reply cmd_slm_show(const Request& req, Context& ctx) {
+  if (auto e = check_known_args(req, {"pattern"})) return error_reply(*e);
+  static constexpr std::string_view kTypes[] = {"|u1", "<u1", "<u2"};
+  auto a = get_array(req, "pattern", kTypes, 2, 2);
+  if (auto* e = err_of(a)) return error_reply(*e);
+  if (auto r = expect_parts(req, 1)) return *r;
+  const auto& v = std::get<ArrayView>(a);
+  auto& slm = ctx.devices.slm;
+  if (v.shape[0] != static_cast<std::size_t>(slm.height_px()) || v.shape[1] != static_cast<std::size_t>(slm.width_px())) {
+    return error_reply(req.id, ErrorCode::bad_argument,
+                       "pattern is " + std::to_string(v.shape[0]) + "x" + std::to_string(v.shape[1]) + ", the SLM is " +
+                           std::to_string(slm.height_px()) + "x" + std::to_string(slm.width_px()) + " (rows x cols)");
+  }
+  const bool wide = v.dtype == "<u2";
+  cv::Mat m(static_cast<int>(v.shape[0]), static_cast<int>(v.shape[1]), wide ? CV_16UC1 : CV_8UC1);
+  std::memcpy(m.data, v.bytes.data(), v.bytes.size());
+  std::unique_lock lk(ctx.devices.mutex, std::try_to_lock);
+  if (!lk.owns_lock()) return busy(req);
+  if (auto e = slm.show(m)) return device_error(req, *e);
+  return ok_reply(req.id, {{"shown", true}});
+}
+
+Reply cmd_camera_grab(const Request& req, Context& ctx) {
+  if (auto r = expect_parts(req, 0)) return *r;
+  if (auto e = check_known_args(req, {"timeout_ms"})) return error_reply(*e);
+  auto t = get_int(req, "timeout_ms", 1000);
+  if (auto* e = err_of(t)) return error_reply(*e);
+  const auto ms = std::get<std::int64_t>(t);
+  if (ms < 1 || ms > 600000) return error_reply(req.id, ErrorCode::bad_argument, "timeout_ms must be in [1, 600000]");
+  std::unique_lock lk(ctx.devices.mutex, std::try_to_lock);
+  if (!lk.owns_lock()) return busy(req);
+  auto fr = ctx.devices.camera.grab(std::chrono::milliseconds(ms));
+  if (!fr) return device_error(req, fr.error());
+  const cv::Mat& img = fr.value().image;
+  if (img.type() != CV_8UC1 && img.type() != CV_16UC1) {
+    return error_reply(req.id, ErrorCode::device_error, "camera returned an unsupported frame type");
+  }
+  const cv::Mat c = img.isContinuous() ? img : img.clone();
+  const std::size_t n = c.total() * c.elemSize();
+  if (n > ctx.limits.max_reply_bytes) return error_reply(req.id, ErrorCode::too_large, "frame exceeds the reply size limit");
+  Reply r = ok_reply(req.id, nullptr);
+  json desc = attach_array(r, img.type() == CV_8UC1 ? "|u1" : "<u2", {std::size_t(c.rows), std::size_t(c.cols)},
+                           std::string(reinterpret_cast<const char*>(c.data), n));
+  r.body["result"] = {{"frame", desc}, {"sequence", fr.value().sequence}, {"timestamp_s", fr.value().timestamp_s}};
+  return r;
+}
+
+Reply cmd_capture(const Request& req, Context& ctx) {
+  if (auto e = check_known_args(req, {"dataset", "split", "start", "count", "inputs", "timeout_ms", "scale",
+                                      "chunk_records"})) {
+    return error_reply(*e);
+  }
+  if (ctx.shutting_down || !ctx.jobs.accepting()) {
+    return error_reply(req.id, ErrorCode::shutting_down, "the daemon is shutting down and accepts no new jobs");
+  }
+  CaptureOptions opt = ctx.capture_defaults;
+  auto t = get_int(req, "timeout_ms", opt.grab_timeout.count());
+  if (auto* e = err_of(t)) return error_reply(*e);
+  auto sc = get_int(req, "scale", opt.scale);
+  if (auto* e = err_of(sc)) return error_reply(*e);
+  auto cr = get_int(req, "chunk_records", static_cast<std::int64_t>(opt.chunk_records));
+  if (auto* e = err_of(cr)) return error_reply(*e);
+  if (std::get<std::int64_t>(t) < 1 || std::get<std::int64_t>(t) > 600000) {
+    return error_reply(req.id, ErrorCode::bad_argument, "timeout_ms must be in [1, 600000]");
+  }
+  if (std::get<std::int64_t>(sc) < 0 || std::get<std::int64_t>(sc) > 256) {
+    return error_reply(req.id, ErrorCode::bad_argument, "scale must be in [0, 256] (0 = largest that fits)");
+  }
+  if (std::get<std::int64_t>(cr) < 1 || std::get<std::int64_t>(cr) > 100000) {
+    return error_reply(req.id, ErrorCode::bad_argument, "chunk_records must be in [1, 100000]");
+  }
+  opt.grab_timeout = std::chrono::milliseconds(std::get<std::int64_t>(t));
+  opt.scale = static_cast<int>(std::get<std::int64_t>(sc));
+  opt.chunk_records = static_cast<std::size_t>(std::get<std::int64_t>(cr));
+
+  CaptureInputs in;
+  json params = req.args;
+  const bool inline_inputs = req.args.contains("inputs");
+  if (inline_inputs == req.args.contains("dataset")) {
+    return error_reply(req.id, req.args.contains("dataset") ? ErrorCode::bad_argument : ErrorCode::missing_field,
+                       "capture needs exactly one of \"dataset\" (with start, count) or \"inputs\" (an array part)");
+  }
+  if (inline_inputs) {
+    for (const char* k : {"split", "start", "count"}) {
+      if (req.args.contains(k)) return error_reply(req.id, ErrorCode::bad_argument, std::string(k) + " applies only to dataset captures");
+    }
+    static constexpr std::string_view kTypes[] = {"|u1", "<u1"};
+    auto a = get_array(req, "inputs", kTypes, 3, 3);
+    if (auto* e = err_of(a)) return error_reply(*e);
+    if (auto r = expect_parts(req, 1)) return *r;
+    const auto& v = std::get<ArrayView>(a);
+    if (v.shape[0] == 0 || v.shape[1] == 0 || v.shape[2] == 0) {
+      return error_reply(req.id, ErrorCode::bad_argument, "inputs must hold at least one non-empty image");
+    }
+    auto set = std::make_shared<ImageSet>();
+    set->count = v.shape[0];
+    set->rows = v.shape[1];
+    set->cols = v.shape[2];
+    set->images.assign(v.bytes.begin(), v.bytes.end());
+    in.set = std::move(set);
+    in.start = 0;
+    in.count = v.shape[0];
+    params.erase("inputs");
+    params["inputs_shape"] = v.shape;
+  } else {
+    if (auto r = expect_parts(req, 0)) return *r;
+    auto ds = get_string(req, "dataset");
+    if (auto* e = err_of(ds)) return error_reply(*e);
+    auto split = get_string(req, "split", std::string("train"));
+    if (auto* e = err_of(split)) return error_reply(*e);
+    auto start = get_int(req, "start");
+    if (auto* e = err_of(start)) return error_reply(*e);
+    auto count = get_int(req, "count");
+    if (auto* e = err_of(count)) return error_reply(*e);
+    const auto& name = std::get<std::string>(ds);
+    const auto& sp = std::get<std::string>(split);
+    if (!ctx.datasets.knows(name)) {
+      std::string known;
+      for (const auto& n : ctx.datasets.names()) known += (known.empty() ? "" : ", ") + n;
+      return error_reply(req.id, ErrorCode::not_found, "unknown dataset '" + name + "' (known: " + known + ")");
+    }
+    if (sp != "train" && sp != "test") return error_reply(req.id, ErrorCode::bad_argument, "split must be 'train' or 'test'");
+    std::shared_ptr<const ImageSet> set;
+    try {
+      set = ctx.datasets.get(name, sp);
+    } catch (const DatasetError& e) {
+      return error_reply(req.id, ErrorCode::internal, e.what());
+    }
+    const auto s = std::get<std::int64_t>(start), c = std::get<std::int64_t>(count);
+    if (s < 0 || c < 1 || static_cast<std::size_t>(s) >= set->count || static_cast<std::size_t>(c) > set->count - s) {
+      return error_reply(req.id, ErrorCode::bad_argument,
+                         "[start, start+count) = [" + std::to_string(s) + ", " + std::to_string(s + c) + ") must be a non-empty range within [0, " +
+                             std::to_string(set->count) + ")");
+    }
+    in.set = std::move(set);
+    in.start = static_cast<std::size_t>(s);
+    in.count = static_cast<std::size_t>(c);
+    in.has_labels = true;
+  }
+  auto& slm = ctx.devices.slm;
+  const int fit = fitting_scale(int(in.set->rows), int(in.set->cols), slm.height_px(), slm.width_px());
+  if (fit < 1 || opt.scale > fit) {
+    return error_reply(req.id, ErrorCode::bad_argument,
+                       "inputs of " + std::to_string(in.set->rows) + "x" + std::to_string(in.set->cols) +
+                           (opt.scale > 0 ? " at scale " + std::to_string(opt.scale) : std::string()) + " do not fit the " +
+                           std::to_string(slm.height_px()) + "x" + std::to_string(slm.width_px()) + " SLM");
+  }
+  if (auto e = opt.validate(); !e.empty()) return error_reply(req.id, ErrorCode::bad_argument, e);
+
+  const auto data_dir = ctx.data_dir;
+  Devices* devices = &ctx.devices;
+  auto mono = ctx.monotonic_s;
+  auto rec = ctx.jobs.submit("capture", params, static_cast<std::int64_t>(in.count), [&](const JobRecord& r) {
+    json base = {{"run_id", r.run_id}, {"kind", "capture"}, {"job_id", r.id}, {"created_s", r.created_s}, {"params", r.params}};
+    return JobManager::Work([in, opt, devices, dir = data_dir / r.run_id, base, mono](JobControl& ctl) {
+      return run_capture(in, opt, *devices, dir, base, ctl, mono);
+    });
+  });
+  if (!rec) return error_reply(req.id, ErrorCode::shutting_down, "the daemon is shutting down and accepts no new jobs");
+  return ok_reply(req.id, {{"job_id", rec->id}, {"run_id", rec->run_id}, {"state", std::string(to_string(rec->state))},
+                           {"total", rec->total}});
+}
+
+Reply cmd_jobs_list(const Request& req, Context& ctx) {
+  if (auto r = expect_parts(req, 0)) return *r;
+  if (auto e = check_known_args(req, {"limit"})) return error_reply(*e);
+  auto lim = get_int(req, "limit", 100);
+  if (auto* e = err_of(lim)) return error_reply(*e);
+  if (std::get<std::int64_t>(lim) < 1 || std::get<std::int64_t>(lim) > 100000) {
+    return error_reply(req.id, ErrorCode::bad_argument, "limit must be in [1, 100000]");
+  }
+  json out = json::array();
+  for (const auto& j : ctx.jobs.list(static_cast<int>(std::get<std::int64_t>(lim)))) out.push_back(j.to_json());
+  return ok_reply(req.id, {{"jobs", out}});
+}
+
+Reply job_by_id(const Request& req, Context& ctx, bool cancel) {
+  if (auto r = expect_parts(req, 0)) return *r;
+  if (auto e = check_known_args(req, {"job_id"})) return error_reply(*e);
+  auto id = get_int(req, "job_id");
+  if (auto* e = err_of(id)) return error_reply(*e);
+  const auto jid = std::get<std::int64_t>(id);
+  auto rec = cancel ? ctx.jobs.cancel(jid) : ctx.jobs.get(jid);
+  if (!rec) return error_reply(req.id, ErrorCode::not_found, "no job with id " + std::to_string(jid));
+  json body = rec->to_json();
+  if (cancel) body["stop_requested"] = rec->state == JobState::running;
+  return ok_reply(req.id, {{"job", body}});
+}
+
+Reply cmd_jobs_status(const Request& req, Context& ctx) { return job_by_id(req, ctx, false); }
+Reply cmd_jobs_cancel(const Request& req, Context& ctx) { return job_by_id(req, ctx, true); }
+
+Reply cmd_runs_list(const Request& req, Context& ctx) {
+  if (auto r = expect_parts(req, 0)) return *r;
+  if (auto e = check_known_args(req, {"limit"})) return error_reply(*e);
+  auto lim = get_int(req, "limit", 100);
+  if (auto* e = err_of(lim)) return error_reply(*e);
+  if (std::get<std::int64_t>(lim) < 1 || std::get<std::int64_t>(lim) > 100000) {
+    return error_reply(req.id, ErrorCode::bad_argument, "limit must be in [1, 100000]");
+  }
+  json out = json::array();
+  for (const auto& r : ctx.catalog.runs(static_cast<int>(std::get<std::int64_t>(lim)))) out.push_back(r.to_json());
+  return ok_reply(req.id, {{"runs", out}});
+}
+
+Reply cmd_runs_get(const Request& req, Context& ctx) {
+  if (auto r = expect_parts(req, 0)) return *r;
+  if (auto e = check_known_args(req, {"run_id", "arrays"})) return error_reply(*e);
+  auto id = get_string(req, "run_id");
+  if (auto* e = err_of(id)) return error_reply(*e);
+  std::vector<std::string> names;
+  if (req.args.contains("arrays")) {
+    const auto& a = req.args["arrays"];
+    if (!a.is_array()) return error_reply(req.id, ErrorCode::wrong_type, "args.arrays must be an array of names");
+    for (const auto& n : a) {
+      if (!n.is_string()) return error_reply(req.id, ErrorCode::wrong_type, "args.arrays must be an array of names");
+      names.push_back(n.get<std::string>());
+    }
+  }
+  const auto run = ctx.catalog.run(std::get<std::string>(id));
+  if (!run) return error_reply(req.id, ErrorCode::not_found, "no run with id '" + std::get<std::string>(id) + "'");
+  const auto dir = ctx.data_dir / run->dir;
+  json manifest;
+  try {
+    manifest = read_manifest(dir);
+  } catch (const StorageError& e) {
+    return error_reply(req.id, ErrorCode::not_found, std::string("run has no readable manifest yet: ") + e.what());
+  }
+  Reply r = ok_reply(req.id, nullptr);
+  json arrays = json::object();
+  std::size_t bytes = 0;
+  for (const auto& n : names) {
+    std::optional<LoadedArray> a;
+    try {
+      a = load_run_array(dir, manifest, n);
+    } catch (const StorageError& e) {
+      return error_reply(req.id, ErrorCode::internal, e.what());
+    }
+    if (!a) return error_reply(req.id, ErrorCode::not_found, "run '" + run->id + "' has no array '" + n + "'");
+    bytes += a->bytes.size();
+    if (bytes > ctx.limits.max_reply_bytes) {
+      return error_reply(req.id, ErrorCode::too_large, "requested arrays exceed the reply limit of " +
+                                                           std::to_string(ctx.limits.max_reply_bytes) + " bytes");
+    }
+    arrays[n] = attach_array(r, a->dtype, a->shape, std::move(a->bytes));
+  }
+  r.body["result"] = {{"run", run->to_json()}, {"path", dir.string()}, {"manifest", manifest}, {"arrays", arrays}};
+  return r;
+}
+
+Reply cmd_shutdown(const Request& req, Context&) {
+  if (auto r = expect_parts(req, 0)) return *r;
+  if (auto e = check_known_args(req, {})) return error_reply(*e);
+  Reply r = ok_reply(req.id, {{"shutting_down", true}});
+  r.shutdown_after = true;
+  return r;
+}
+
+const std::map<std::string_view, Handler>& table() {
+  static const std::map<std::string_view, Handler> t = {
+      {"ping", cmd_ping},           {"version", cmd_version},           {"devices.list", cmd_devices_list},
+      {"devices.status", cmd_devices_status}, {"devices.configure", cmd_devices_configure},
+      {"slm.show", cmd_slm_show},   {"camera.grab", cmd_camera_grab},   {"capture", cmd_capture},
+      {"jobs.list", cmd_jobs_list}, {"jobs.status", cmd_jobs_status},   {"jobs.cancel", cmd_jobs_cancel},
+      {"runs.list", cmd_runs_list}, {"runs.get", cmd_runs_get},         {"shutdown", cmd_shutdown}};
+  return t;
+}
+
+}  // namespace
+
+std::vector<std::string_view> command_names() {
+  std::vector<std::string_view> out;
+  for (const auto& [k, _] : table()) out.push_back(k);
+  return out;
+}
+
+Reply handle(const Request& req, Context& ctx) {
+  const auto it = table().find(req.cmd);
+  if (it == table().end()) return error_reply(req.id, ErrorCode::unknown_command, "unknown command '" + req.cmd + "'");
+  try {
+    return it->second(req, ctx);
+  } catch (const std::exception& e) {
+    return error_reply(req.id, ErrorCode::internal, req.cmd + ": " + e.what());
+  } catch (...) {
+    return error_reply(req.id, ErrorCode::internal, req.cmd + ": unknown exception");
+  }
+}
+
+Reply handle_frames(std::span<const std::string> frames, Context& ctx) {
+  auto p = parse(frames, ctx.limits);
+  if (auto* e = std::get_if<ProtocolError>(&p)) return error_reply(*e);
+  return handle(std::get<Request>(p), ctx);
+}
+
+}  // namespace hilo::controller
