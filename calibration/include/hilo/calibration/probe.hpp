@@ -1,0 +1,77 @@
+#pragma once
+// The probe rig every calibration runs through: an input device (amplitude SLM or display) that shows
+// intensity patterns and a camera that records them, both behind the driver interfaces, so the same
+// procedures run on a real bench and on the simulator's backends.
+//
+// Conventions shared by all of hilo::calibration:
+//   input intensity  input height × width array (rows = y, cols = x), values in [0, 1]; shown as levels
+//                    round(I · (2^b − 1)) of the input device's bit depth b. A display's own gamma is
+//                    what gain/linearity calibration measures; nothing here corrects for it.
+//   frames           camera counts as doubles, camera height × width (row-major sim::RArray).
+//   predictor        the model of the bench as designed: the camera image (counts above the dark level,
+//                    full camera frame, brightness 1, no misalignment, no noise) that an input intensity
+//                    would give with the element in its current state. In the pipeline it is the
+//                    student's optical model; in simulator tests, a twin bench with the ideal profile.
+//                    Calibrations fit the as-built bench against it.
+// Device failures come back as drivers::DeviceError values, never as exceptions; a malformed argument
+// (wrong shape, values outside [0, 1]) throws std::invalid_argument.
+#include <chrono>
+#include <functional>
+#include <random>
+#include <string>
+
+#include <opencv2/core/mat.hpp>
+
+#include "hilo/drivers/camera.hpp"
+#include "hilo/drivers/slm.hpp"
+#include "hilo/sim/field.hpp"
+
+namespace hilo::calibration {
+
+using sim::RArray;
+
+using Predictor = std::function<RArray(const RArray& input_intensity)>;
+
+struct ProbeOptions {
+  std::chrono::milliseconds grab_timeout{2000};  // per frame, > 0
+
+  std::string validate() const;  // empty when valid, else the violated rule
+};
+
+class ProbeRig {
+ public:
+  // The devices are borrowed: they must outlive the rig and be open. Throws std::invalid_argument if
+  // options are invalid.
+  ProbeRig(drivers::Slm& input, drivers::Camera& camera, ProbeOptions options = {});
+
+  int input_rows() const { return input_.height_px(); }
+  int input_cols() const { return input_.width_px(); }
+  int camera_rows() const { return camera_.height_px(); }
+  int camera_cols() const { return camera_.width_px(); }
+  drivers::Camera& camera() { return camera_; }
+
+  // Shows `intensity` and waits for the device to settle (the driver's show() does).
+  drivers::DeviceStatus show(const RArray& intensity);
+  // Mean of `frames` ≥ 1 consecutive frames, counts. Dropped frames (sequence gaps) are tolerated; a
+  // grab error ends the measurement and is returned.
+  drivers::DeviceResult<RArray> grab_mean(int frames);
+  // show() then grab_mean().
+  drivers::DeviceResult<RArray> capture(const RArray& intensity, int frames);
+
+ private:
+  drivers::Slm& input_;
+  drivers::Camera& camera_;
+  ProbeOptions opt_;
+};
+
+// Conversions between driver images and arrays. to_array accepts CV_8UC1, CV_16UC1, CV_32FC1 and
+// CV_64FC1; anything else throws std::invalid_argument.
+RArray to_array(const cv::Mat& image);
+// Intensity in [0, 1] → levels of bit depth b (CV_8UC1 for b ≤ 8, else CV_16UC1).
+cv::Mat intensity_to_levels(const RArray& intensity, int bit_depth);
+
+// Random binary probe: each input pixel is on (intensity `level`) with probability `fill`. A pattern
+// rich in spatial frequencies that pins registration down everywhere in the field.
+RArray random_binary_pattern(int rows, int cols, double fill, double level, std::mt19937_64& rng);
+
+}  // namespace hilo::calibration

@@ -1,0 +1,88 @@
+#include "hilo/calibration/probe.hpp"
+
+#include <cmath>
+#include <stdexcept>
+
+namespace hilo::calibration {
+
+std::string ProbeOptions::validate() const {
+  if (grab_timeout.count() <= 0)
+    return "probe.grab_timeout must be > 0 ms, got " + std::to_string(grab_timeout.count());
+  return {};
+}
+
+ProbeRig::ProbeRig(drivers::Slm& input, drivers::Camera& camera, ProbeOptions options)
+    : input_(input), camera_(camera), opt_(options) {
+  if (const auto e = opt_.validate(); !e.empty()) throw std::invalid_argument(e);
+}
+
+drivers::DeviceStatus ProbeRig::show(const RArray& intensity) {
+  if (intensity.rows() != input_rows() || intensity.cols() != input_cols())
+    throw std::invalid_argument("probe pattern is " + std::to_string(intensity.rows()) + " x " +
+                                std::to_string(intensity.cols()) + ", the input device is " +
+                                std::to_string(input_rows()) + " x " + std::to_string(input_cols()));
+  return input_.show(intensity_to_levels(intensity, input_.bit_depth()));
+}
+
+drivers::DeviceResult<RArray> ProbeRig::grab_mean(int frames) {
+  if (frames < 1) throw std::invalid_argument("grab_mean: frames must be >= 1, got " + std::to_string(frames));
+  RArray sum;
+  for (int i = 0; i < frames; ++i) {
+    auto f = camera_.grab(opt_.grab_timeout);
+    if (!f) return f.error();
+    const RArray a = to_array(f.value().image);
+    if (i == 0)
+      sum = a;
+    else
+      sum += a;
+  }
+  return RArray(sum / double(frames));
+}
+
+drivers::DeviceResult<RArray> ProbeRig::capture(const RArray& intensity, int frames) {
+  if (auto e = show(intensity)) return *e;
+  return grab_mean(frames);
+}
+
+RArray to_array(const cv::Mat& m) {
+  if (m.channels() != 1) throw std::invalid_argument("to_array: single-channel images only");
+  RArray a(m.rows, m.cols);
+  for (int r = 0; r < m.rows; ++r)
+    for (int c = 0; c < m.cols; ++c) {
+      switch (m.depth()) {
+        case CV_8U: a(r, c) = m.at<std::uint8_t>(r, c); break;
+        case CV_16U: a(r, c) = m.at<std::uint16_t>(r, c); break;
+        case CV_32F: a(r, c) = m.at<float>(r, c); break;
+        case CV_64F: a(r, c) = m.at<double>(r, c); break;
+        default: throw std::invalid_argument("to_array: unsupported image depth " + std::to_string(m.depth()));
+      }
+    }
+  return a;
+}
+
+cv::Mat intensity_to_levels(const RArray& in, int bit_depth) {
+  if (bit_depth < 1 || bit_depth > 16)
+    throw std::invalid_argument("intensity_to_levels: bit depth must be in [1, 16], got " + std::to_string(bit_depth));
+  if (!in.isFinite().all() || (in < 0.0).any() || (in > 1.0).any())
+    throw std::invalid_argument("probe intensity must be finite and in [0, 1]");
+  const double top = double((1 << bit_depth) - 1);
+  cv::Mat m(int(in.rows()), int(in.cols()), bit_depth <= 8 ? CV_8UC1 : CV_16UC1);
+  for (int r = 0; r < m.rows; ++r)
+    for (int c = 0; c < m.cols; ++c) {
+      const double v = std::round(in(r, c) * top);
+      if (bit_depth <= 8)
+        m.at<std::uint8_t>(r, c) = std::uint8_t(v);
+      else
+        m.at<std::uint16_t>(r, c) = std::uint16_t(v);
+    }
+  return m;
+}
+
+RArray random_binary_pattern(int rows, int cols, double fill, double level, std::mt19937_64& rng) {
+  std::bernoulli_distribution on(fill);
+  RArray p(rows, cols);
+  for (Eigen::Index i = 0; i < p.size(); ++i) p.data()[i] = on(rng) ? level : 0.0;
+  return p;
+}
+
+}  // namespace hilo::calibration
