@@ -48,8 +48,9 @@ void check(const std::string& rule) {
   if (!rule.empty()) throw std::invalid_argument(rule);
 }
 
-// Isotropic Gaussian blur of σ = |sigma_px| (identity below 1e-3 px), zero outside the frame.
-RArray blur(const RArray& in, double sigma_px) {
+}  // namespace
+
+RArray gaussian_blur(const RArray& in, double sigma_px) {
   const double s = std::abs(sigma_px);
   if (s < 1e-3) return in;
   RArray out(in.rows(), in.cols());
@@ -59,7 +60,6 @@ RArray blur(const RArray& in, double sigma_px) {
   cv::GaussianBlur(src, dst, cv::Size(2 * half + 1, 2 * half + 1), s, s, cv::BORDER_CONSTANT);
   return out;
 }
-}  // namespace
 
 Eigen::Vector2d apply_pose(const Pose& pose, const Eigen::Vector2d& p, Eigen::Index rows, Eigen::Index cols) {
   const Eigen::Vector2d c = centre(rows, cols);
@@ -165,7 +165,7 @@ PoseFit fit_pose(const std::vector<RArray>& measured, const std::vector<RArray>&
   };
   auto warped = [&](const Vec5& qq) {
     std::vector<RArray> w;
-    for (const auto& p : predicted) w.push_back(warp_forward(blur(p, qq[4]), pose_from(qq, 1.0)));
+    for (const auto& p : predicted) w.push_back(warp_forward(gaussian_blur(p, qq[4]), pose_from(qq, 1.0)));
     return w;
   };
   auto cost = [&](const std::vector<RArray>& w, double a, const std::vector<double>& b) {
@@ -264,7 +264,7 @@ PoseFit fit_pose(const std::vector<RArray>& measured, const std::vector<RArray>&
 }
 
 RArray registered_model(const RArray& predicted, const PoseFit& fit) {
-  return warp_forward(blur(predicted, fit.blur_px), fit.pose);
+  return warp_forward(gaussian_blur(predicted, fit.blur_px), fit.pose);
 }
 
 drivers::DeviceResult<Registration> register_input_to_camera(ProbeRig& rig, const Predictor& predict,

@@ -1,106 +1,69 @@
 #pragma once
-// Test adapter: the Slm and Camera interfaces over one sim::SimulatedBench, plus an ideal twin bench
-// that serves as the predictor (the bench as designed). Frames are driven by the test: a grab renders
-// one frame at the manual clock's time and advances the clock by the exposure; nothing runs on its own.
+// Test bench for the calibration suites: the drivers' simulated backends (drivers::SimSlm as the input
+// display, drivers::SimSlm as the element, drivers::SimCamera) over one sim::SimulatedBench with an
+// as-built profile, on a ManualClock, plus what the drivers do not provide:
+//   - an ideal twin bench (same config, ideal profile) that serves as the predictor (the bench as
+//     designed), whose element follows every pattern shown on the real element (TwinnedElement);
+//   - access to the real bench for ground truth (true_pose, true_gain, dark level, as-built PSF).
+// Timing is the drivers' default model (SLM settle 10 ms, grab = exposure), so simulated time advances
+// with every show and grab and drift acts as it would on the bench; nothing sleeps.
 #include <memory>
-#include <random>
 #include <string>
 
-#include <opencv2/core.hpp>
-
 #include "hilo/calibration/probe.hpp"
-#include "hilo/drivers/camera.hpp"
-#include "hilo/drivers/slm.hpp"
+#include "hilo/drivers/clock.hpp"
+#include "hilo/drivers/sim_devices.hpp"
 #include "hilo/sim/bench_model.hpp"
-#include "hilo/sim/config.hpp"
 
 namespace hilo::calibration::testing {
 
-struct SimRig;
-
-class SimInput final : public drivers::Slm {
+// An element SLM that shows every pattern on the real bench's element and on the twin's. Device
+// errors are those of the real element; the twin's element never fails (no faults, no latency).
+class TwinnedElement final : public drivers::Slm {
  public:
-  explicit SimInput(SimRig& rig) : rig_(rig) {}
-  std::string name() const override { return "sim-input"; }
-  int width_px() const override;
-  int height_px() const override;
-  double pixel_pitch_um() const override { return 8.0; }
-  int bit_depth() const override { return 8; }
-  double settle_time_ms() const override { return 0.0; }
-  drivers::DeviceState state() const override { return drivers::DeviceState::ready; }
-  drivers::DeviceStatus open() override { return std::nullopt; }
-  void close() override {}
-  drivers::DeviceStatus show(const cv::Mat& levels) override;
-  int shows = 0;
-
- private:
-  SimRig& rig_;
-};
-
-class SimElement final : public drivers::Slm {
- public:
-  explicit SimElement(SimRig& rig) : rig_(rig) {}
-  std::string name() const override { return "sim-element"; }
-  int width_px() const override;
-  int height_px() const override;
-  double pixel_pitch_um() const override;
-  int bit_depth() const override;
-  double settle_time_ms() const override { return 0.0; }
-  drivers::DeviceState state() const override { return drivers::DeviceState::ready; }
-  drivers::DeviceStatus open() override { return std::nullopt; }
-  void close() override {}
+  TwinnedElement(sim::SimulatedBench& bench, sim::SimulatedBench& twin, drivers::Clock& clock,
+                 drivers::Clock& twin_clock);
+  std::string name() const override { return real_.name(); }
+  int width_px() const override { return real_.width_px(); }
+  int height_px() const override { return real_.height_px(); }
+  double pixel_pitch_um() const override { return real_.pixel_pitch_um(); }
+  int bit_depth() const override { return real_.bit_depth(); }
+  double settle_time_ms() const override { return real_.settle_time_ms(); }
+  drivers::DeviceState state() const override { return real_.state(); }
+  drivers::DeviceStatus open() override;
+  void close() override { real_.close(); }
   drivers::DeviceStatus show(const cv::Mat& levels) override;
 
  private:
-  SimRig& rig_;
-};
-
-class SimCamera final : public drivers::Camera {
- public:
-  explicit SimCamera(SimRig& rig) : rig_(rig) {}
-  std::string name() const override { return "sim-camera"; }
-  int width_px() const override;
-  int height_px() const override;
-  drivers::DeviceState state() const override { return drivers::DeviceState::ready; }
-  drivers::DeviceStatus open() override { return std::nullopt; }
-  void close() override {}
-  drivers::PixelFormat pixel_format() const override;
-  drivers::DeviceStatus set_pixel_format(drivers::PixelFormat) override { return std::nullopt; }
-  double exposure_ms() const override;
-  drivers::DeviceStatus set_exposure_ms(double ms) override;
-  double gain_db() const override { return 0.0; }
-  drivers::DeviceStatus set_gain_db(double) override { return std::nullopt; }
-  drivers::TriggerMode trigger_mode() const override { return drivers::TriggerMode::software; }
-  drivers::DeviceStatus set_trigger_mode(drivers::TriggerMode) override { return std::nullopt; }
-  drivers::DeviceResult<drivers::Frame> grab(std::chrono::milliseconds timeout) override;
-  bool fail_next = false;  // the next grab times out (failure-path tests)
-
- private:
-  SimRig& rig_;
-  std::uint64_t seq_ = 0;
+  drivers::SimSlm real_, twin_;
 };
 
 // Loads configs/sim.yaml (relative to the source tree, the tests' working directory) with the named
-// profile from configs/profiles/, optionally re-seeded, and optionally another element kind.
+// profile from configs/profiles/, optionally re-seeded, another element kind, another exposure (the
+// simulated camera's exposure is fixed by the config, so a test that needs another builds another bench).
 sim::BenchOptions bench_options(const std::string& profile, std::uint64_t seed = 0,
-                                sim::ElementKind kind = sim::ElementKind::slm);
+                                sim::ElementKind kind = sim::ElementKind::slm, double exposure_ms = 0.0);
 
 struct SimRig {
-  explicit SimRig(const sim::BenchOptions& options, std::uint64_t noise_seed = 7);
+  // Opens all devices. `camera_faults` injects faults into the camera (e.g. camera_timeout_rate = 1).
+  explicit SimRig(const sim::BenchOptions& options, std::uint64_t noise_seed = 7,
+                  drivers::FaultOptions camera_faults = {});
 
-  sim::SimulatedBench bench;  // the "real" bench (as-built profile)
-  sim::SimulatedBench twin;   // the bench as designed (ideal profile): the predictor
-  std::unique_ptr<sim::CameraModel> camera_model;  // the bench camera at the current exposure
-  double t_s = 0.0;
-  std::mt19937_64 rng;
-  SimInput input{*this};
-  SimElement element{*this};
-  SimCamera camera{*this};
+  drivers::ManualClock clock;
+  drivers::ManualClock twin_clock;  // the twin's element settles on its own clock (takes no bench time)
+  sim::SimulatedBench bench;        // the "real" bench (as-built profile): ground truth
+  sim::SimulatedBench twin;         // the bench as designed (ideal profile): the predictor
+  drivers::SimSlm input;
+  drivers::SimCamera camera;
+  std::unique_ptr<TwinnedElement> element;  // null for a fixed (fabricated) element
 
-  // Counts of the designed bench per ideal-image unit (photons / px / ms) at the current exposure.
+  double t_s() const { return clock.now_s(); }
+  // Counts of the designed bench per ideal-image unit (photons / px / ms) at the configured exposure.
   double counts_per_photon_rate() const;
+  // The design model: twin.ideal_image() of the input, in counts above dark.
   Predictor predictor();
-  // Element phase (rad) on both benches (SLM: quantised through the LUT; fabricated: as fabricated).
+  // Element phase (rad) on both benches directly (SLM: quantised through the LUT; fabricated: as
+  // fabricated), the way the deploy job sets a fixed mask.
   void set_element_phase(const sim::RArray& phase);
   void set_flat_element();
 };

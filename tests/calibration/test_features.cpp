@@ -59,7 +59,7 @@ Outcome run(const char* profile) {
   }
   const PhaseDesign d = retrieve_phase(kernels, cal.layout, sim::circular_aperture(64, 64, 1.0, 32.0, 4), 2,
                                        {60, 150, 0.05}, rng);
-  EXPECT_FALSE(deploy_phase(rig.element, d.phase, sim::SlmModel(rig.bench.options().element.slm)));
+  EXPECT_FALSE(deploy_phase(*rig.element, d.phase, sim::SlmModel(rig.bench.options().element.slm)));
   // A test image: a random smooth blob pattern in [0, 1].
   RArray image = RArray::Zero(28, 28);
   for (int b = 0; b < 6; ++b) {

@@ -94,7 +94,7 @@ TEST_P(RegistrationOnProfiles, RecoversShiftRotationScaleWithinFifthPixel) {
   std::mt19937_64 rng(GetParam().seed);
   auto reg = register_input_to_camera(probe, rig.predictor(), dark.value(), {}, rng);
   ASSERT_TRUE(reg.ok());
-  const Pose truth = rig.bench.true_pose(rig.t_s);
+  const Pose truth = rig.bench.true_pose(rig.t_s());
   const PoseFit& fit = reg.value().fit;
   const double err = max_displacement_px(fit.pose, truth, kFeatureField, 144, 144);
   RecordProperty("max_error_px", std::to_string(err));

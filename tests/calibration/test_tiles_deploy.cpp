@@ -83,7 +83,7 @@ TEST(Deploy, AsBuiltPsfDepartsFromDesignAsTheProfileImplies) {
     for (const char* profile : {"ideal", "mild", "moderate", "severe"}) {
       SimRig rig(bench_options(profile, 0, kind));
       if (kind == sim::ElementKind::slm)
-        ASSERT_FALSE(deploy_phase(rig.element, d.phase, sim::SlmModel(rig.bench.options().element.slm)));
+        ASSERT_FALSE(deploy_phase(*rig.element, d.phase, sim::SlmModel(rig.bench.options().element.slm)));
       else
         rig.set_element_phase(d.phase);
       const TileLayout l = default_layout(rig.bench);
@@ -113,12 +113,12 @@ TEST(Tiles, LocatedShiftsAndFidelityMatchTheAsBuiltPsf) {
     std::mt19937_64 rng(1);
     auto reg = register_input_to_camera(probe, rig.predictor(), dark.value(), {}, rng);
     ASSERT_TRUE(reg.ok());
-    ASSERT_FALSE(deploy_phase(rig.element, d.phase, sim::SlmModel(rig.bench.options().element.slm)));
+    ASSERT_FALSE(deploy_phase(*rig.element, d.phase, sim::SlmModel(rig.bench.options().element.slm)));
     const TileLayout l = default_layout(rig.bench);
     auto loc = locate_tiles(probe, rig.predictor(), dark.value(), reg.value().fit.pose, l);
     ASSERT_TRUE(loc.ok());
     const RArray truth_image = sim::incoherent_image(rig.bench.object(), rig.bench.as_built_psf()) *
-                               rig.counts_per_photon_rate() * rig.bench.true_gain(rig.t_s);
+                               rig.counts_per_photon_rate() * rig.bench.true_gain(rig.t_s());
     const auto truth = compare_tiles(truth_image, loc.value().predicted, l,
                                      {int(l.object_row) + 14, int(l.object_col) + 14}, 3, 4);
     double worst_shift = 0, worst_corr = 0;

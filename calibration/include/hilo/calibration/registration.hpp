@@ -46,6 +46,9 @@ RArray warp_forward(const RArray& in, const Pose& pose);
 // out(x) = in(T(x)): a measured frame resampled back onto the design grid (bilinear, 0 outside).
 RArray warp_back(const RArray& measured, const Pose& pose);
 
+// Isotropic Gaussian blur of σ = |sigma_px| (identity below 1e-3 px), zero outside the frame.
+RArray gaussian_blur(const RArray& in, double sigma_px);
+
 // Largest |T_a(p) − T_b(p)| over the rectangle [x0, x0+w] × [y0, y0+h] (an affine difference is
 // largest at a corner), pixels.
 struct Rect {
