@@ -1,0 +1,45 @@
+#pragma once
+// Jobs: what `hilo-train` and the daemon run. A job is a plain config struct (parsed from JSON or
+// YAML), run synchronously on the caller's thread with a JobControl for progress and cancellation.
+// Outputs go to job.out_dir: the model file(s) and history.json (per-epoch loss/accuracy).
+#include <filesystem>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "hilo/distill/data.hpp"
+#include "hilo/distill/train.hpp"
+
+namespace hilo::distill {
+
+// A config file as JSON: .json files are parsed as JSON, .yaml/.yml as YAML (scalars that parse as
+// numbers or booleans become numbers/booleans). Throws std::runtime_error naming the file.
+nlohmann::json load_config_file(const std::filesystem::path& path);
+
+// Parsers for the option structs; absent keys keep their defaults, unknown keys are an error
+// ("<section>: unknown key 'x'"), so that typos do not silently train the wrong thing.
+DataOptions data_options_from_json(const nlohmann::json& j);
+TrainOptions train_options_from_json(const nlohmann::json& j);
+TeacherArch teacher_arch_from_json(const nlohmann::json& j);
+
+// {"command": "train-teacher", "data": {...}, "arch": {...}, "train": {...}, "out_dir": "..."}
+struct TeacherJob {
+  DataOptions data;
+  TeacherArch arch;
+  TrainOptions train;
+  std::string out_dir = "runs/teacher";
+  static TeacherJob from_json(const nlohmann::json& j);
+  void validate() const;
+};
+
+struct JobResult {
+  History history;
+  std::filesystem::path model_path, history_path;
+};
+
+// Trains the teacher; writes <out_dir>/teacher.hilo and <out_dir>/history.json.
+JobResult run_train_teacher(const TeacherJob& job, const JobControl& ctl);
+
+void write_json_atomic(const std::filesystem::path& path, const nlohmann::json& j);
+
+}  // namespace hilo::distill

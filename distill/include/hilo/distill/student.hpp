@@ -1,0 +1,152 @@
+#pragma once
+// The hybrid optical-digital student (double precision throughout; it is small).
+//
+//   x (B × H·W, intensity image in [0,1])
+//   └─ optical layer: Y_k = x ⋆ κ_k  (incoherent PSF convolution written as a cross-correlation,
+//        "same" size, zero outside the image), K non-negative kernels κ_k of k×k
+//   └─ camera noise (training only, optional): Y + √(max(Y,0)/s)·ε₁ + r·ε₂,  ε ~ N(0,1)
+//        s = photons per unit signal (shot noise, Gaussian approximation of Poisson), r = read noise
+//   └─ signing: "pairs": S_j = Y_{2j} − Y_{2j+1} (K/2 signed maps, subtracted digitally);
+//               "bias":  S = Y (K non-negative maps; the first linear layer's bias supplies the offset)
+//   └─ average pooling p×p → a (B × D), D = K'·(H/p)·(W/p)   [the "measured features"]
+//   └─ backend: z = a W1ᵀ + b1, h = ReLU(z), logits = h W2ᵀ + b2
+//
+// Kernel parameterisations:
+//   "intensity": κ = softplus(ρ) or ρ² (option nonneg), ρ free (K × k²)
+//   "phase":     a phase mask φ (canvas/psf_pad rows × cols) → PSF = psf_from_phase(φ, pupil, pad)
+//                (hilo::sim) → kernel j = psf_gain · rot180(tile j of the PSF laid out by
+//                sim::KernelTiling); the 180° rotation converts the PSF's true convolution into this
+//                layer's cross-correlation. psf_gain = (#PSF samples)/k² unless given, so that a flat
+//                PSF gives kernels summing to 1.
+// All steps between κ and a are linear in κ for a fixed input (no noise), which the NTK code uses.
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "hilo/distill/layers.hpp"
+#include "hilo/distill/model_io.hpp"
+
+namespace hilo::distill {
+
+struct CameraNoiseOptions {
+  bool enabled = false;
+  double photons_per_unit = 200.0;  // s: photo-electrons per unit of signal
+  double read_noise = 0.02;         // r: in units of signal
+  void validate() const;
+};
+
+struct StudentOptions {
+  int kernels = 8;                            // K (even for "pairs")
+  int kernel_size = 7;                        // k (odd)
+  std::string parameterization = "intensity"; // "intensity" | "phase"
+  std::string nonneg = "softplus";            // "softplus" | "square" (intensity only)
+  std::string signing = "pairs";              // "pairs" | "bias"
+  int pool = 4;                               // average pooling window p (divides H and W)
+  int hidden = 256;                           // backend width
+  CameraNoiseOptions noise{};
+  // phase parameterisation
+  int tile_columns = 4;
+  int tile_gap = 2;
+  int psf_pad = 2;
+  double psf_gain = 0.0;  // 0: automatic (see above)
+  void validate() const;
+};
+
+// Which parameters a student NTK Θ_S is taken with respect to.
+enum class ParamSet { all, optical, backend };
+ParamSet param_set_from_string(const std::string& s);  // "all" | "optical" | "backend"
+std::string to_string(ParamSet p);
+
+class OpticalStudent {
+ public:
+  OpticalStudent(const StudentOptions& o, Shape in, int classes);
+  const StudentOptions& options() const { return o_; }
+  Shape in_shape() const { return in_; }
+  int classes() const { return classes_; }
+  int feature_dim() const { return D_; }
+  int optical_param_count() const { return static_cast<int>(rho_.size()); }
+
+  // Random initialisation (kernels around a flat mean, He-normal backend).
+  void init(std::mt19937_64& rng);
+
+  // Logits. train && noise.enabled adds camera noise drawn from *rng (must be non-null then).
+  MatD forward(const MatD& x, bool train, std::mt19937_64* rng = nullptr);
+  // Backward of the last forward: accumulates parameter gradients for dL/dlogits, plus optional
+  // dL/dh (B × hidden) injected at the hidden layer (used by feature-space losses). Returns nothing:
+  // the input image carries no parameters.
+  void backward(const MatD& dlogits, const MatD* dhidden = nullptr);
+
+  // Optical front-end alone (no noise): pooled features a (B × D). Calibration replaces this with
+  // features measured on the bench and re-fits the backend alone (backend_forward / backend_backward).
+  MatD features(const MatD& x);
+  MatD backend_forward(const MatD& a);  // caches for backend_backward; accumulates backend grads only
+  void backend_backward(const MatD& dlogits, const MatD* dhidden = nullptr);
+  const MatD& hidden() const { return h_; }
+
+  // The effective non-negative kernels κ (K × k²); row k in (ky, kx) order, cross-correlation weights.
+  MatD kernels() const;
+
+  std::vector<Param<double>> params(ParamSet s = ParamSet::all);
+  void zero_grad();
+  std::size_t num_params(ParamSet s = ParamSet::all);
+
+  // ---- NTK (evaluation mode: no noise) ----
+  // Exact Θ_S (B × B) for batch x w.r.t. the parameter set, in closed form:
+  //   backend: Θ = C·(h_i·h_j + 1) + (Σ_k m_ik m_jk ‖W2[:,k]‖²)·(a_i·a_j + 1)
+  //   optical: Θ = Σ_c Σ_p d_p u_ic,p u_jc,p, u_ic = ∂f_c(x_i)/∂κ, d_p = (∂κ_p/∂ρ_p)² for the
+  //            intensity parameterisation ("raw" space) and d = 1 in "kernel" space (always for phase:
+  //            the NTK is then taken w.r.t. the kernel values the mask realises).
+  // Caches what ntk_backward needs; a later forward() invalidates it.
+  MatD ntk(const MatD& x, ParamSet s, bool kernel_space = false);
+  // Adds ∂/∂θ Σ_ij G_ij Θ_S(i,j) to the parameter gradients, for the batch of the last ntk() call,
+  // treating ReLU masks as locally constant (exact almost everywhere). G is symmetrised first.
+  void ntk_backward(const MatD& G);
+
+  // Model file (kind "student"): meta holds the options, arrays the parameters.
+  ModelFile to_model(const nlohmann::json& extra_meta) const;
+  static OpticalStudent from_model(const ModelFile& m);
+  nlohmann::json options_json() const;
+  static StudentOptions options_from_json(const nlohmann::json& j);
+
+  MatD& w1() { return w1_; }
+  MatD& b1() { return b1_; }
+  MatD& w2() { return w2_; }
+  MatD& b2() { return b2_; }
+  MatD& raw_optical() { return rho_; }  // ρ (intensity) or φ (phase), the optical parameters
+
+ private:
+  // Kernel from raw parameters, and its chain rule: dρ from dκ.
+  void refresh_kernels();
+  MatD kernel_grad_to_raw(const MatD& dkappa) const;
+  MatD kernel_deriv_sq() const;   // (∂κ/∂ρ)² elementwise (intensity only)
+  MatD kernel_deriv_sq_grad() const;  // d/dρ of (∂κ/∂ρ)²
+  // Linear map Y (n × K·H·W) → a (n × D) and its transpose.
+  MatD pool_sign(const MatD& y) const;
+  MatD pool_sign_t(const MatD& da) const;
+  // Front-end forward into caches (cols_, y_), no noise.
+  void front_forward(const MatD& x);
+
+  StudentOptions o_;
+  Shape in_;
+  int classes_, Kp_ = 0, D_ = 0;
+  MatD rho_, grho_;   // optical parameters and gradient
+  MatD kappa_;        // K × k²
+  MatD w1_, b1_, w2_, b2_, gw1_, gb1_, gw2_, gb2_;
+  std::unique_ptr<Conv2d<double>> conv_;
+  // phase parameterisation
+  MatD pupil_;
+  std::vector<MatD> phase_cache_;
+  // caches of the last forward
+  MatD y_, a_, z_, h_, noise_deriv_;
+  bool noisy_ = false;
+  // NTK caches
+  ParamSet ntk_set_ = ParamSet::all;
+  bool ntk_kernel_space_ = false;
+  MatD ntk_u_;  // B × (C·K·k²)
+};
+
+}  // namespace hilo::distill

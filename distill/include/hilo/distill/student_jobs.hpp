@@ -1,0 +1,85 @@
+#pragma once
+// Distillation losses and the `distill` job: training the optical student against a trained teacher.
+//
+// Methods (DistillOptions::method); CE = softmax cross-entropy with the labels, s/t = student/teacher
+// logits, p^T = softmax(·/T):
+//   "none":   L = CE(s)
+//   "kd":     L = (1−α)·CE(s) + α·T²·KL(p_t^T ‖ p_s^T)                                  (Hinton)
+//   "gd":     L = (1−λ)·CE(s) + λ·CE(p_t^T, p_s)  — the teacher sees the clean image x* (privileged),
+//             the student sees x = x* + σ_in·N(0,1) (clipped at 0) and its camera noise   (Lopez-Paz)
+//   "shared": L = CE(s) + w·CE(head_T(P h + b_P)) + μ·mean((P h + b_P − φ_T)²): a projector P maps the
+//             student's hidden features h into the teacher's penultimate space φ_T and feeds the
+//             teacher's frozen last layer head_T; P is trained with the student          (Jang et al.)
+//   "ntkd":   L = α·[CE(s) or the KD loss if ntkd.with_kd] + β·d(Θ_T, Θ_S) on an NTK sub-batch
+//             (see ntk.hpp for d; Θ_S w.r.t. ntkd.param_set)                              (Xiang et al.)
+// Teacher logits and penultimate features are computed once for the whole training set (evaluation mode).
+// Θ_T cost: one teacher NTK (C batched backward passes on the sub-batch) per use. With
+// ntkd.cache_batches = M > 0, M fixed sub-batches are drawn once and their Θ_T precomputed; training
+// cycles through them (the NTK term then sees M·subbatch distinct images). With M = 0, Θ_T is computed
+// on the first `subbatch` images of the current batch, every `every` steps.
+#include <filesystem>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "hilo/distill/jobs.hpp"
+#include "hilo/distill/ntk.hpp"
+#include "hilo/distill/student.hpp"
+
+namespace hilo::distill {
+
+struct DistillOptions {
+  std::string method = "none";  // none | kd | gd | shared | ntkd
+  double temperature = 4.0;     // kd, gd, and ntkd.with_kd
+  double kd_alpha = 0.5;        // kd weight α
+  double gd_lambda = 0.5;       // gd weight λ
+  double gd_input_noise = 0.1;  // σ_in of the student's degraded input (gd only)
+  double shared_weight = 1.0;   // w
+  double shared_feature_weight = 0.1;  // μ
+  double ntk_alpha = 1.0;
+  double ntk_beta = 1.0;
+  KernelDistance ntk_distance{};
+  std::string ntk_param_set = "all";  // all | optical | backend
+  bool ntk_kernel_space = false;      // optical NTK w.r.t. κ instead of the raw parameters
+  int ntk_subbatch = 32;
+  int ntk_every = 1;
+  int ntk_cache_batches = 0;
+  bool ntk_with_kd = false;
+  std::string ntk_teacher = "exact";  // "exact" | "probe" (ntk_probe with ntk_probes probes, for large teachers)
+  int ntk_probes = 64;
+  void validate() const;
+};
+DistillOptions distill_options_from_json(const nlohmann::json& j);
+
+// {"command": "distill", "teacher": "<teacher.hilo>", "data": {...}, "student": {...},
+//  "distill": {...}, "train": {...}, "out_dir": "..."}
+struct DistillJob {
+  std::string teacher_path;
+  DataOptions data;
+  StudentOptions student;
+  DistillOptions distill;
+  TrainOptions train;
+  std::string out_dir = "runs/distill";
+  static DistillJob from_json(const nlohmann::json& j);
+  void validate() const;
+};
+
+// Student logits in evaluation mode, in chunks.
+MatD predict(OpticalStudent& s, const Mat<float>& x, int batch = 500);
+
+// Trains a student on prepared splits against a loaded teacher (float). The library entry point for
+// callers that already hold data and teacher (the daemon, tests).
+History train_student(OpticalStudent& student, Sequential<float>& teacher, const Splits& data, const DistillOptions& d,
+                      const TrainOptions& o, const JobControl& ctl);
+
+// Loads data and teacher, trains, writes <out_dir>/student.hilo and <out_dir>/history.json.
+JobResult run_distill(const DistillJob& job, const JobControl& ctl);
+
+// NTK kernel-regression estimate for a front-end design (see kernel_regression.hpp):
+// {"command": "estimate", "data": {...}, "student": {...} | "student_model": "<student.hilo>",
+//  "seed": 1, "n_train": 3000, "ratios": [...], "out_dir": "..."}. Without a model file the front-end is
+// the student's random initialisation for `seed` (a random-PSF design). Writes <out_dir>/estimate.json
+// and returns its content.
+nlohmann::json run_estimate(const nlohmann::json& cfg);
+
+}  // namespace hilo::distill

@@ -1,0 +1,81 @@
+#pragma once
+// Training loops for digital classifiers (the teacher), with progress reporting and cancellation.
+// The loops live in the library so that the daemon and `hilo-train` run the same code.
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "hilo/distill/data.hpp"
+#include "hilo/distill/layers.hpp"
+#include "hilo/distill/optim.hpp"
+
+namespace hilo::distill {
+
+// VGG-ish teacher: per entry c of `channels`: conv3×3(pad 1) → batch norm → ReLU → maxpool 2×2;
+// then linear(hidden) → batch norm → ReLU → linear(classes). The input to the last linear layer is the
+// teacher's penultimate feature (used by the shared-classifier loss).
+struct TeacherArch {
+  std::vector<int> channels{16, 32};
+  int hidden = 128;
+  void validate() const;
+};
+Sequential<float> make_teacher(const TeacherArch& a, Shape in, int classes);
+
+struct TrainOptions {
+  int epochs = 6;
+  int batch_size = 128;
+  OptimizerOptions optimizer{};
+  std::string schedule = "cosine";  // "cosine" (lr·½(1+cos(π·t/T)) per step) | "constant"
+  std::uint64_t seed = 1;           // init and batch order
+  int threads = 1;                  // Eigen / OpenMP threads (the build machine is shared)
+  void validate() const;
+};
+
+struct EpochRecord {
+  int epoch = 0;
+  double loss = 0, train_acc = 0, val_acc = 0, lr = 0, seconds = 0;
+  nlohmann::json extra = nlohmann::json::object();  // method-specific terms (e.g. mean NTK distance)
+};
+
+struct History {
+  std::vector<EpochRecord> epochs;
+  double test_acc = std::numeric_limits<double>::quiet_NaN();
+  double best_val_acc = 0;
+  bool cancelled = false;
+  nlohmann::json to_json() const;
+};
+
+struct Progress {
+  std::string job;
+  int epoch = 0, epochs = 0;
+  std::size_t step = 0, steps = 0;
+  double loss = 0;
+};
+
+// How a caller watches and stops a job. on_progress runs on the training thread every few steps;
+// cancel is polled between steps; a cancelled job returns with History::cancelled = true.
+struct JobControl {
+  std::function<void(const Progress&)> on_progress;
+  std::function<void(const EpochRecord&)> on_epoch;
+  const std::atomic<bool>* cancel = nullptr;
+  int progress_every = 20;  // steps
+  bool cancelled() const { return cancel && cancel->load(); }
+};
+
+// Learning rate at global step t of total steps for the schedule.
+double scheduled_lr(const TrainOptions& o, std::size_t t, std::size_t total);
+
+// Logits in evaluation mode, in chunks of `batch` rows.
+template <typename T>
+Mat<T> predict(Sequential<T>& net, const Mat<T>& x, int batch = 500);
+
+// Cross-entropy training with the optimiser and schedule of `o`; val accuracy after every epoch,
+// test accuracy at the end. The network keeps the final weights.
+History train_classifier(Sequential<float>& net, const Splits& data, const TrainOptions& o, const JobControl& ctl);
+
+}  // namespace hilo::distill

@@ -1,0 +1,456 @@
+#include "hilo/distill/student.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include "hilo/sim/imaging.hpp"
+
+namespace hilo::distill {
+
+void CameraNoiseOptions::validate() const {
+  if (!(photons_per_unit > 0))
+    throw std::invalid_argument("student.noise.photons_per_unit must be > 0, got " + std::to_string(photons_per_unit));
+  if (read_noise < 0) throw std::invalid_argument("student.noise.read_noise must be >= 0, got " + std::to_string(read_noise));
+}
+
+void StudentOptions::validate() const {
+  if (kernels < 1) throw std::invalid_argument("student.kernels must be >= 1, got " + std::to_string(kernels));
+  if (kernel_size < 1 || kernel_size % 2 == 0)
+    throw std::invalid_argument("student.kernel_size must be odd and >= 1, got " + std::to_string(kernel_size));
+  if (parameterization != "intensity" && parameterization != "phase")
+    throw std::invalid_argument("student.parameterization must be \"intensity\" or \"phase\", got \"" + parameterization + "\"");
+  if (nonneg != "softplus" && nonneg != "square")
+    throw std::invalid_argument("student.nonneg must be \"softplus\" or \"square\", got \"" + nonneg + "\"");
+  if (signing != "pairs" && signing != "bias")
+    throw std::invalid_argument("student.signing must be \"pairs\" or \"bias\", got \"" + signing + "\"");
+  if (signing == "pairs" && kernels % 2 != 0)
+    throw std::invalid_argument("student.kernels must be even when student.signing is \"pairs\", got " + std::to_string(kernels));
+  if (pool < 1) throw std::invalid_argument("student.pool must be >= 1");
+  if (hidden < 1) throw std::invalid_argument("student.hidden must be >= 1");
+  if (psf_pad < 1) throw std::invalid_argument("student.psf_pad must be >= 1");
+  if (psf_gain < 0) throw std::invalid_argument("student.psf_gain must be >= 0 (0 = automatic)");
+  noise.validate();
+}
+
+ParamSet param_set_from_string(const std::string& s) {
+  if (s == "all") return ParamSet::all;
+  if (s == "optical") return ParamSet::optical;
+  if (s == "backend") return ParamSet::backend;
+  throw std::invalid_argument("NTK parameter set must be \"all\", \"optical\" or \"backend\", got \"" + s + "\"");
+}
+std::string to_string(ParamSet p) {
+  return p == ParamSet::all ? "all" : p == ParamSet::optical ? "optical" : "backend";
+}
+
+namespace {
+double softplus(double r) { return r > 30 ? r : std::log1p(std::exp(r)); }
+double sigmoid(double r) { return 1.0 / (1.0 + std::exp(-r)); }
+
+sim::KernelTiling tiling_of(const StudentOptions& o, Shape in) {
+  sim::KernelTiling t;
+  t.count = o.kernels;
+  t.kernel_size = o.kernel_size;
+  t.tile_columns = o.tile_columns;
+  t.gap = o.tile_gap;
+  t.object_rows = in.h;
+  t.object_cols = in.w;
+  t.validate();
+  return t;
+}
+}  // namespace
+
+OpticalStudent::OpticalStudent(const StudentOptions& o, Shape in, int classes) : o_(o), in_(in), classes_(classes) {
+  o_.validate();
+  if (in.c != 1) throw std::invalid_argument("student: the optical layer takes single-channel intensity images");
+  if (in.h % o_.pool != 0 || in.w % o_.pool != 0)
+    throw std::invalid_argument("student.pool must divide the image size " + std::to_string(in.h) + "x" + std::to_string(in.w));
+  Kp_ = o_.signing == "pairs" ? o_.kernels / 2 : o_.kernels;
+  D_ = Kp_ * (in.h / o_.pool) * (in.w / o_.pool);
+  const int k2 = o_.kernel_size * o_.kernel_size;
+  conv_ = std::make_unique<Conv2d<double>>(in, o_.kernels, o_.kernel_size, o_.kernel_size / 2);
+  if (o_.parameterization == "intensity") {
+    rho_ = MatD::Zero(o_.kernels, k2);
+  } else {
+    const auto t = tiling_of(o_, in);
+    if (t.canvas_rows() % o_.psf_pad != 0 || t.canvas_cols() % o_.psf_pad != 0)
+      throw std::invalid_argument("student.psf_pad must divide the PSF canvas " + std::to_string(t.canvas_rows()) + "x" +
+                                  std::to_string(t.canvas_cols()));
+    rho_ = MatD::Zero(t.canvas_rows() / o_.psf_pad, t.canvas_cols() / o_.psf_pad);
+    pupil_ = MatD::Ones(rho_.rows(), rho_.cols());
+    if (o_.psf_gain == 0) o_.psf_gain = static_cast<double>(t.canvas_rows() * t.canvas_cols()) / k2;
+  }
+  grho_ = MatD::Zero(rho_.rows(), rho_.cols());
+  w1_ = MatD::Zero(o_.hidden, D_);
+  b1_ = MatD::Zero(1, o_.hidden);
+  w2_ = MatD::Zero(classes, o_.hidden);
+  b2_ = MatD::Zero(1, classes);
+  gw1_ = w1_;
+  gb1_ = b1_;
+  gw2_ = w2_;
+  gb2_ = b2_;
+  refresh_kernels();
+}
+
+void OpticalStudent::init(std::mt19937_64& rng) {
+  std::normal_distribution<double> n(0.0, 1.0);
+  if (o_.parameterization == "intensity") {
+    // Kernels of mean ≈ 1/k² (an image-preserving blur in total power), 50 % random variation.
+    const double k2 = o_.kernel_size * o_.kernel_size;
+    const double target = 1.0 / k2;
+    for (Eigen::Index i = 0; i < rho_.size(); ++i) {
+      const double kv = target * std::max(0.05, 1.0 + 0.5 * n(rng));
+      rho_.data()[i] = o_.nonneg == "square" ? std::sqrt(kv) : std::log(std::expm1(kv));
+    }
+  } else {
+    std::uniform_real_distribution<double> u(-M_PI, M_PI);
+    for (Eigen::Index i = 0; i < rho_.size(); ++i) rho_.data()[i] = u(rng);
+  }
+  refresh_kernels();
+  // Feature scale: a is ~ mean image intensity × kernel sum; He init for the backend.
+  const double s1 = std::sqrt(2.0 / D_), s2 = std::sqrt(2.0 / o_.hidden);
+  for (Eigen::Index i = 0; i < w1_.size(); ++i) w1_.data()[i] = s1 * n(rng);
+  for (Eigen::Index i = 0; i < w2_.size(); ++i) w2_.data()[i] = s2 * n(rng);
+  b1_.setZero();
+  b2_.setZero();
+}
+
+void OpticalStudent::refresh_kernels() {
+  const int K = o_.kernels, k = o_.kernel_size;
+  if (o_.parameterization == "intensity") {
+    kappa_ = rho_.unaryExpr([&](double r) { return o_.nonneg == "square" ? r * r : softplus(r); });
+  } else {
+    const auto t = tiling_of(o_, in_);
+    const sim::RArray psf = sim::psf_from_phase(rho_.array(), pupil_.array(), o_.psf_pad);
+    kappa_.resize(K, k * k);
+    for (int j = 0; j < K; ++j) {
+      const auto [r0, c0] = t.kernel_origin(j);
+      for (int ky = 0; ky < k; ++ky)
+        for (int kx = 0; kx < k; ++kx) kappa_(j, ky * k + kx) = o_.psf_gain * psf(r0 + k - 1 - ky, c0 + k - 1 - kx);
+    }
+  }
+  conv_->weight() = kappa_;
+  conv_->bias().setZero();
+}
+
+MatD OpticalStudent::kernels() const { return kappa_; }
+
+MatD OpticalStudent::kernel_grad_to_raw(const MatD& dk) const {
+  if (o_.parameterization == "intensity") {
+    if (o_.nonneg == "square") return (2.0 * rho_.array() * dk.array()).matrix();
+    return (rho_.unaryExpr([](double r) { return sigmoid(r); }).array() * dk.array()).matrix();
+  }
+  const auto t = tiling_of(o_, in_);
+  const int K = o_.kernels, k = o_.kernel_size;
+  sim::RArray dpsf = sim::RArray::Zero(t.canvas_rows(), t.canvas_cols());
+  for (int j = 0; j < K; ++j) {
+    const auto [r0, c0] = t.kernel_origin(j);
+    for (int ky = 0; ky < k; ++ky)
+      for (int kx = 0; kx < k; ++kx) dpsf(r0 + k - 1 - ky, c0 + k - 1 - kx) += o_.psf_gain * dk(j, ky * k + kx);
+  }
+  return sim::psf_from_phase_vjp(rho_.array(), pupil_.array(), dpsf, o_.psf_pad).matrix();
+}
+
+MatD OpticalStudent::kernel_deriv_sq() const {
+  if (o_.nonneg == "square") return (4.0 * rho_.array().square()).matrix();
+  return rho_.unaryExpr([](double r) { return sigmoid(r) * sigmoid(r); });
+}
+MatD OpticalStudent::kernel_deriv_sq_grad() const {
+  if (o_.nonneg == "square") return (8.0 * rho_.array()).matrix();
+  return rho_.unaryExpr([](double r) {
+    const double s = sigmoid(r);
+    return 2.0 * s * s * (1.0 - s);
+  });
+}
+
+MatD OpticalStudent::pool_sign(const MatD& y) const {
+  const int H = in_.h, W = in_.w, p = o_.pool, Ho = H / p, Wo = W / p;
+  const bool pairs = o_.signing == "pairs";
+  MatD a = MatD::Zero(y.rows(), D_);
+  const double inv = 1.0 / (p * p);
+  for (Eigen::Index n = 0; n < y.rows(); ++n)
+    for (int k = 0; k < o_.kernels; ++k) {
+      const int j = pairs ? k / 2 : k;
+      const double sgn = (pairs && k % 2 == 1) ? -inv : inv;
+      const double* src = y.row(n).data() + k * H * W;
+      double* dst = a.row(n).data() + j * Ho * Wo;
+      for (int r = 0; r < H; ++r)
+        for (int c = 0; c < W; ++c) dst[(r / p) * Wo + c / p] += sgn * src[r * W + c];
+    }
+  return a;
+}
+
+MatD OpticalStudent::pool_sign_t(const MatD& da) const {
+  const int H = in_.h, W = in_.w, p = o_.pool, Ho = H / p, Wo = W / p;
+  const bool pairs = o_.signing == "pairs";
+  MatD y(da.rows(), o_.kernels * H * W);
+  const double inv = 1.0 / (p * p);
+  for (Eigen::Index n = 0; n < da.rows(); ++n)
+    for (int k = 0; k < o_.kernels; ++k) {
+      const int j = pairs ? k / 2 : k;
+      const double sgn = (pairs && k % 2 == 1) ? -inv : inv;
+      const double* src = da.row(n).data() + j * Ho * Wo;
+      double* dst = y.row(n).data() + k * H * W;
+      for (int r = 0; r < H; ++r)
+        for (int c = 0; c < W; ++c) dst[r * W + c] = sgn * src[(r / p) * Wo + c / p];
+    }
+  return y;
+}
+
+void OpticalStudent::front_forward(const MatD& x) {
+  refresh_kernels();
+  y_ = conv_->forward(x, false);
+}
+
+MatD OpticalStudent::features(const MatD& x) {
+  front_forward(x);
+  noisy_ = false;
+  return pool_sign(y_);
+}
+
+MatD OpticalStudent::backend_forward(const MatD& a) {
+  if (a.cols() != D_) throw std::invalid_argument("student backend: features must have " + std::to_string(D_) + " columns");
+  a_ = a;
+  z_ = a * w1_.transpose();
+  z_.rowwise() += b1_.row(0);
+  h_ = z_.cwiseMax(0.0);
+  MatD logits = h_ * w2_.transpose();
+  logits.rowwise() += b2_.row(0);
+  return logits;
+}
+
+MatD OpticalStudent::forward(const MatD& x, bool train, std::mt19937_64* rng) {
+  front_forward(x);
+  noisy_ = train && o_.noise.enabled;
+  MatD y = y_;
+  if (noisy_) {
+    if (!rng) throw std::invalid_argument("student.forward: camera noise needs a random generator");
+    std::normal_distribution<double> n(0.0, 1.0);
+    const double s = o_.noise.photons_per_unit, r = o_.noise.read_noise, floor = 1e-8;
+    noise_deriv_.resize(y.rows(), y.cols());
+    for (Eigen::Index i = 0; i < y.size(); ++i) {
+      const double v = y.data()[i], e1 = n(*rng), e2 = n(*rng);
+      const double vc = std::max(v, floor);
+      y.data()[i] = v + std::sqrt(vc / s) * e1 + r * e2;
+      noise_deriv_.data()[i] = 1.0 + (v > floor ? e1 / (2.0 * std::sqrt(vc * s)) : 0.0);
+    }
+  }
+  return backend_forward(pool_sign(y));
+}
+
+void OpticalStudent::backend_backward(const MatD& dl, const MatD* dh_extra) {
+  gw2_.noalias() += dl.transpose() * h_;
+  gb2_ += dl.colwise().sum();
+  MatD dh = dl * w2_;
+  if (dh_extra) dh += *dh_extra;
+  const MatD dz = dh.cwiseProduct((z_.array() > 0).cast<double>().matrix());
+  gw1_.noalias() += dz.transpose() * a_;
+  gb1_ += dz.colwise().sum();
+}
+
+void OpticalStudent::backward(const MatD& dl, const MatD* dh_extra) {
+  backend_backward(dl, dh_extra);
+  MatD dh = dl * w2_;
+  if (dh_extra) dh += *dh_extra;
+  const MatD dz = dh.cwiseProduct((z_.array() > 0).cast<double>().matrix());
+  MatD dy = pool_sign_t(dz * w1_);
+  if (noisy_) dy.array() *= noise_deriv_.array();
+  conv_->grad_weight().setZero();
+  conv_->backward(dy);
+  grho_ += kernel_grad_to_raw(conv_->grad_weight());
+}
+
+std::vector<Param<double>> OpticalStudent::params(ParamSet s) {
+  std::vector<Param<double>> p;
+  if (s != ParamSet::backend) p.push_back({o_.parameterization == "phase" ? "optical.phase" : "optical.rho", &rho_, &grho_});
+  if (s != ParamSet::optical) {
+    p.push_back({"backend.w1", &w1_, &gw1_});
+    p.push_back({"backend.b1", &b1_, &gb1_});
+    p.push_back({"backend.w2", &w2_, &gw2_});
+    p.push_back({"backend.b2", &b2_, &gb2_});
+  }
+  return p;
+}
+
+void OpticalStudent::zero_grad() {
+  for (auto& p : params()) p.grad->setZero();
+}
+
+std::size_t OpticalStudent::num_params(ParamSet s) {
+  std::size_t n = 0;
+  for (auto& p : params(s)) n += static_cast<std::size_t>(p.value->size());
+  return n;
+}
+
+// ------------------------------------------------------------------ NTK
+MatD OpticalStudent::ntk(const MatD& x, ParamSet s, bool kernel_space) {
+  if (o_.parameterization == "phase") kernel_space = true;
+  ntk_set_ = s;
+  ntk_kernel_space_ = kernel_space;
+  backend_forward(features(x));
+  const Eigen::Index B = x.rows();
+  const int C = classes_, P = o_.kernels * o_.kernel_size * o_.kernel_size, HW = in_.h * in_.w;
+  MatD theta = MatD::Zero(B, B);
+  const MatD M = (z_.array() > 0).cast<double>().matrix();
+  if (s != ParamSet::optical) {
+    const MatD sk = w2_.colwise().squaredNorm();  // 1 × hidden
+    const MatD msm = M * sk.asDiagonal() * M.transpose();
+    theta.array() += C * ((h_ * h_.transpose()).array() + 1.0) + msm.array() * ((a_ * a_.transpose()).array() + 1.0);
+  }
+  if (s != ParamSet::backend) {
+    // v_ic = W1ᵀ (m_i ⊙ W2[c,:]) for all (i, c): rows i·C + c.
+    MatD v(B * C, D_);
+    for (Eigen::Index i = 0; i < B; ++i)
+      v.middleRows(i * C, C) = (w2_ * M.row(i).asDiagonal()) * w1_;
+    const MatD dy = pool_sign_t(v);  // (B·C) × (K·HW)
+    const MatD& cols = conv_->columns();
+    ntk_u_.resize(B, static_cast<Eigen::Index>(C) * P);
+    for (Eigen::Index i = 0; i < B; ++i) {
+      // Rows (c, k) of the sample's output gradient times its im2col columns: (C·K) × k².
+      Eigen::Map<const MatD> dyi(dy.row(i * C).data(), static_cast<Eigen::Index>(C) * o_.kernels, HW);
+      const MatD ui = dyi * cols.middleCols(i * HW, HW).transpose();
+      ntk_u_.row(i) = Eigen::Map<const Eigen::RowVectorXd>(ui.data(), ui.size());
+    }
+    Eigen::RowVectorXd d = Eigen::RowVectorXd::Ones(static_cast<Eigen::Index>(C) * P);
+    if (!kernel_space) {
+      const MatD dk = kernel_deriv_sq();
+      for (int c = 0; c < C; ++c) d.segment(c * P, P) = Eigen::Map<const Eigen::RowVectorXd>(dk.data(), P);
+    }
+    theta.noalias() += ntk_u_ * d.asDiagonal() * ntk_u_.transpose();
+  }
+  return theta;
+}
+
+void OpticalStudent::ntk_backward(const MatD& Gin) {
+  const MatD G = 0.5 * (Gin + Gin.transpose());
+  const Eigen::Index B = a_.rows();
+  const int C = classes_, P = o_.kernels * o_.kernel_size * o_.kernel_size, HW = in_.h * in_.w, k2 = o_.kernel_size * o_.kernel_size;
+  const MatD M = (z_.array() > 0).cast<double>().matrix();
+  MatD dH = MatD::Zero(B, o_.hidden), dA = MatD::Zero(B, D_);
+  if (ntk_set_ != ParamSet::optical) {
+    // C·(HHᵀ + 1): ∂/∂H = 2C·G·H.
+    dH += 2.0 * C * G * h_;
+    // (M S Mᵀ) ⊙ (AAᵀ + 1), S = diag(‖W2[:,k]‖²).
+    const MatD sk = w2_.colwise().squaredNorm();
+    const MatD aa1 = ((a_ * a_.transpose()).array() + 1.0).matrix();
+    const MatD ga = G.cwiseProduct(aa1);
+    const Eigen::RowVectorXd ds = (M.transpose() * ga * M).diagonal().transpose();  // ∂/∂s_k
+    gw2_ += 2.0 * w2_ * ds.asDiagonal();
+    const MatD msm = M * sk.asDiagonal() * M.transpose();
+    dA += 2.0 * G.cwiseProduct(msm) * a_;
+  }
+  if (ntk_set_ != ParamSet::backend) {
+    Eigen::RowVectorXd d = Eigen::RowVectorXd::Ones(static_cast<Eigen::Index>(C) * P);
+    const bool raw = !ntk_kernel_space_;
+    if (raw) {
+      const MatD dk = kernel_deriv_sq();
+      for (int c = 0; c < C; ++c) d.segment(c * P, P) = Eigen::Map<const Eigen::RowVectorXd>(dk.data(), P);
+      // ∂/∂d_p = Σ_c diag(Uᵀ G U)_(c,p); then chain through d(ρ).
+      const MatD gu = G * ntk_u_;
+      const Eigen::RowVectorXd diag = (ntk_u_.array() * gu.array()).colwise().sum();
+      MatD dd = MatD::Zero(o_.kernels, k2);
+      for (int c = 0; c < C; ++c) dd += Eigen::Map<const MatD>(diag.data() + c * P, o_.kernels, k2);
+      grho_ += dd.cwiseProduct(kernel_deriv_sq_grad());
+    }
+    // ū = 2 G U diag(d): B × (C·P); then ∂L/∂v_ic = G_i ū_ic (the front-end applied with kernel ū_ic).
+    const MatD ubar = 2.0 * (G * ntk_u_) * d.asDiagonal();
+    const MatD& cols = conv_->columns();
+    MatD ybar(B * C, static_cast<Eigen::Index>(o_.kernels) * HW);
+    for (Eigen::Index i = 0; i < B; ++i) {
+      Eigen::Map<const MatD> ui(ubar.row(i).data(), static_cast<Eigen::Index>(C) * o_.kernels, k2);
+      const MatD yi = ui * cols.middleCols(i * HW, HW);  // (C·K) × HW
+      for (int c = 0; c < C; ++c)
+        ybar.row(i * C + c) = Eigen::Map<const Eigen::RowVectorXd>(yi.data() + static_cast<Eigen::Index>(c) * o_.kernels * HW,
+                                                                   static_cast<Eigen::Index>(o_.kernels) * HW);
+    }
+    const MatD dv = pool_sign(ybar);  // (B·C) × D
+    for (Eigen::Index i = 0; i < B; ++i) {
+      const MatD dvi = dv.middleRows(i * C, C);  // C × D
+      // v_ic = W1ᵀ diag(m_i) W2[c,:]ᵀ
+      gw1_.noalias() += M.row(i).asDiagonal() * (w2_.transpose() * dvi);
+      gw2_.noalias() += (dvi * w1_.transpose()) * M.row(i).asDiagonal();
+    }
+  }
+  // First-order path of the activations H and A back to the parameters.
+  const MatD dz = dH.cwiseProduct(M);
+  gw1_.noalias() += dz.transpose() * a_;
+  gb1_ += dz.colwise().sum();
+  dA += dz * w1_;
+  // A depends on the kernels, so ∂Θ_backend/∂A reaches the optical parameters whatever the set.
+  const MatD dy = pool_sign_t(dA);
+  conv_->grad_weight().setZero();
+  conv_->backward(dy);
+  grho_ += kernel_grad_to_raw(conv_->grad_weight());
+}
+
+// ------------------------------------------------------------------ model files
+nlohmann::json OpticalStudent::options_json() const {
+  return {{"kernels", o_.kernels}, {"kernel_size", o_.kernel_size}, {"parameterization", o_.parameterization},
+          {"nonneg", o_.nonneg}, {"signing", o_.signing}, {"pool", o_.pool}, {"hidden", o_.hidden},
+          {"noise", {{"enabled", o_.noise.enabled}, {"photons_per_unit", o_.noise.photons_per_unit}, {"read_noise", o_.noise.read_noise}}},
+          {"tile_columns", o_.tile_columns}, {"tile_gap", o_.tile_gap}, {"psf_pad", o_.psf_pad}, {"psf_gain", o_.psf_gain}};
+}
+
+StudentOptions OpticalStudent::options_from_json(const nlohmann::json& j) {
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    static const std::vector<std::string> keys{"kernels", "kernel_size", "parameterization", "nonneg", "signing", "pool",
+                                               "hidden", "noise", "tile_columns", "tile_gap", "psf_pad", "psf_gain"};
+    if (std::find(keys.begin(), keys.end(), it.key()) == keys.end())
+      throw std::invalid_argument("student: unknown key '" + it.key() + "'");
+  }
+  StudentOptions o;
+  o.kernels = j.value("kernels", o.kernels);
+  o.kernel_size = j.value("kernel_size", o.kernel_size);
+  o.parameterization = j.value("parameterization", o.parameterization);
+  o.nonneg = j.value("nonneg", o.nonneg);
+  o.signing = j.value("signing", o.signing);
+  o.pool = j.value("pool", o.pool);
+  o.hidden = j.value("hidden", o.hidden);
+  o.tile_columns = j.value("tile_columns", o.tile_columns);
+  o.tile_gap = j.value("tile_gap", o.tile_gap);
+  o.psf_pad = j.value("psf_pad", o.psf_pad);
+  o.psf_gain = j.value("psf_gain", o.psf_gain);
+  if (j.contains("noise")) {
+    const auto& n = j["noise"];
+    for (auto it = n.begin(); it != n.end(); ++it)
+      if (it.key() != "enabled" && it.key() != "photons_per_unit" && it.key() != "read_noise")
+        throw std::invalid_argument("student.noise: unknown key '" + it.key() + "'");
+    o.noise.enabled = n.value("enabled", o.noise.enabled);
+    o.noise.photons_per_unit = n.value("photons_per_unit", o.noise.photons_per_unit);
+    o.noise.read_noise = n.value("read_noise", o.noise.read_noise);
+  }
+  o.validate();
+  return o;
+}
+
+ModelFile OpticalStudent::to_model(const nlohmann::json& extra) const {
+  ModelFile m;
+  m.kind = "student";
+  m.meta = extra;
+  m.meta["student"] = options_json();
+  m.meta["in"] = {in_.c, in_.h, in_.w};
+  m.meta["classes"] = classes_;
+  m.arrays.push_back(to_array(o_.parameterization == "phase" ? "optical.phase" : "optical.rho", rho_));
+  m.arrays.push_back(to_array("optical.kernels", kappa_));
+  m.arrays.push_back(to_array("backend.w1", w1_));
+  m.arrays.push_back(to_array("backend.b1", b1_));
+  m.arrays.push_back(to_array("backend.w2", w2_));
+  m.arrays.push_back(to_array("backend.b2", b2_));
+  for (auto& a : m.arrays) a.f64 = true;
+  return m;
+}
+
+OpticalStudent OpticalStudent::from_model(const ModelFile& m) {
+  if (m.kind != "student") throw ModelFileError("model file kind is '" + m.kind + "', expected 'student'");
+  const auto in = m.meta.at("in");
+  OpticalStudent s(options_from_json(m.meta.at("student")), Shape{in.at(0), in.at(1), in.at(2)}, m.meta.at("classes"));
+  s.rho_ = from_array<double>(m.at(s.o_.parameterization == "phase" ? "optical.phase" : "optical.rho"), s.rho_.rows(), s.rho_.cols());
+  s.w1_ = from_array<double>(m.at("backend.w1"), s.w1_.rows(), s.w1_.cols());
+  s.b1_ = from_array<double>(m.at("backend.b1"), 1, s.b1_.cols());
+  s.w2_ = from_array<double>(m.at("backend.w2"), s.w2_.rows(), s.w2_.cols());
+  s.b2_ = from_array<double>(m.at("backend.b2"), 1, s.b2_.cols());
+  s.refresh_kernels();
+  return s;
+}
+
+}  // namespace hilo::distill

@@ -1,0 +1,342 @@
+#include "hilo/distill/student_jobs.hpp"
+
+#include <Eigen/Core>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <set>
+
+#include "hilo/distill/kernel_regression.hpp"
+#include "hilo/distill/model_io.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace hilo::distill {
+namespace fs = std::filesystem;
+
+void DistillOptions::validate() const {
+  static const std::set<std::string> methods{"none", "kd", "gd", "shared", "ntkd"};
+  if (!methods.count(method))
+    throw std::invalid_argument("distill.method must be one of none, kd, gd, shared, ntkd; got \"" + method + "\"");
+  if (!(temperature > 0)) throw std::invalid_argument("distill.temperature must be > 0");
+  if (kd_alpha < 0 || kd_alpha > 1) throw std::invalid_argument("distill.kd_alpha must be in [0, 1]");
+  if (gd_lambda < 0 || gd_lambda > 1) throw std::invalid_argument("distill.gd_lambda must be in [0, 1]");
+  if (gd_input_noise < 0) throw std::invalid_argument("distill.gd_input_noise must be >= 0");
+  if (shared_weight < 0 || shared_feature_weight < 0) throw std::invalid_argument("distill.shared_* weights must be >= 0");
+  if (ntk_alpha < 0 || ntk_beta < 0) throw std::invalid_argument("distill.ntk_alpha and ntk_beta must be >= 0");
+  if (ntk_subbatch < 2) throw std::invalid_argument("distill.ntk_subbatch must be >= 2");
+  if (ntk_every < 1) throw std::invalid_argument("distill.ntk_every must be >= 1");
+  if (ntk_cache_batches < 0) throw std::invalid_argument("distill.ntk_cache_batches must be >= 0");
+  if (ntk_teacher != "exact" && ntk_teacher != "probe")
+    throw std::invalid_argument("distill.ntk_teacher must be \"exact\" or \"probe\", got \"" + ntk_teacher + "\"");
+  if (ntk_probes < 1) throw std::invalid_argument("distill.ntk_probes must be >= 1");
+  param_set_from_string(ntk_param_set);
+  ntk_distance.validate();
+}
+
+DistillOptions distill_options_from_json(const nlohmann::json& j) {
+  static const std::set<std::string> keys{"method", "temperature", "kd_alpha", "gd_lambda", "gd_input_noise",
+                                          "shared_weight", "shared_feature_weight", "ntk_alpha", "ntk_beta",
+                                          "ntk_distance", "ntk_param_set", "ntk_kernel_space", "ntk_subbatch",
+                                          "ntk_every", "ntk_cache_batches", "ntk_with_kd", "ntk_teacher", "ntk_probes"};
+  for (auto it = j.begin(); it != j.end(); ++it)
+    if (!keys.count(it.key())) throw std::invalid_argument("distill: unknown key '" + it.key() + "'");
+  DistillOptions d;
+  d.method = j.value("method", d.method);
+  d.temperature = j.value("temperature", d.temperature);
+  d.kd_alpha = j.value("kd_alpha", d.kd_alpha);
+  d.gd_lambda = j.value("gd_lambda", d.gd_lambda);
+  d.gd_input_noise = j.value("gd_input_noise", d.gd_input_noise);
+  d.shared_weight = j.value("shared_weight", d.shared_weight);
+  d.shared_feature_weight = j.value("shared_feature_weight", d.shared_feature_weight);
+  d.ntk_alpha = j.value("ntk_alpha", d.ntk_alpha);
+  d.ntk_beta = j.value("ntk_beta", d.ntk_beta);
+  d.ntk_distance.kind = j.value("ntk_distance", d.ntk_distance.kind);
+  d.ntk_param_set = j.value("ntk_param_set", d.ntk_param_set);
+  d.ntk_kernel_space = j.value("ntk_kernel_space", d.ntk_kernel_space);
+  d.ntk_subbatch = j.value("ntk_subbatch", d.ntk_subbatch);
+  d.ntk_every = j.value("ntk_every", d.ntk_every);
+  d.ntk_cache_batches = j.value("ntk_cache_batches", d.ntk_cache_batches);
+  d.ntk_with_kd = j.value("ntk_with_kd", d.ntk_with_kd);
+  d.ntk_teacher = j.value("ntk_teacher", d.ntk_teacher);
+  d.ntk_probes = j.value("ntk_probes", d.ntk_probes);
+  d.validate();
+  return d;
+}
+
+DistillJob DistillJob::from_json(const nlohmann::json& j) {
+  static const std::set<std::string> keys{"command", "teacher", "data", "student", "distill", "train", "out_dir"};
+  for (auto it = j.begin(); it != j.end(); ++it)
+    if (!keys.count(it.key())) throw std::invalid_argument("distill job: unknown key '" + it.key() + "'");
+  DistillJob d;
+  if (!j.contains("teacher")) throw std::invalid_argument("distill job: \"teacher\" (path of a teacher model file) is required");
+  d.teacher_path = j.at("teacher").get<std::string>();
+  if (j.contains("data")) d.data = data_options_from_json(j["data"]);
+  if (j.contains("student")) d.student = OpticalStudent::options_from_json(j["student"]);
+  if (j.contains("distill")) d.distill = distill_options_from_json(j["distill"]);
+  if (j.contains("train")) d.train = train_options_from_json(j["train"]);
+  d.out_dir = j.value("out_dir", d.out_dir);
+  d.validate();
+  return d;
+}
+
+void DistillJob::validate() const {
+  if (teacher_path.empty()) throw std::invalid_argument("distill job: teacher path must not be empty");
+  data.validate();
+  student.validate();
+  distill.validate();
+  train.validate();
+}
+
+MatD predict(OpticalStudent& s, const Mat<float>& x, int batch) {
+  MatD out(x.rows(), s.classes());
+  for (Eigen::Index i = 0; i < x.rows(); i += batch) {
+    const Eigen::Index n = std::min<Eigen::Index>(batch, x.rows() - i);
+    out.middleRows(i, n) = s.forward(x.middleRows(i, n).cast<double>(), false);
+  }
+  return out;
+}
+
+namespace {
+// Soft-label KD term α·T²·KL(p_t^T‖p_s^T) (mean over the batch) and its gradient w.r.t. s.
+double kd_term(const MatD& s, const MatD& t, double T, double alpha, MatD& ds) {
+  const MatD ps = softmax(s, T), pt = softmax(t, T);
+  const double B = static_cast<double>(s.rows());
+  double kl = 0;
+  for (Eigen::Index i = 0; i < s.size(); ++i) {
+    const double p = pt.data()[i];
+    if (p > 0) kl += p * (std::log(p) - std::log(std::max(ps.data()[i], 1e-300)));
+  }
+  ds += alpha * T * (ps - pt) / B;  // ∂(T²·KL)/∂s = T·(p_s − p_t)
+  return alpha * T * T * kl / B;
+}
+}  // namespace
+
+History train_student(OpticalStudent& student, Sequential<float>& teacher, const Splits& data, const DistillOptions& d,
+                      const TrainOptions& o, const JobControl& ctl) {
+  d.validate();
+  o.validate();
+  Eigen::setNbThreads(o.threads);
+#ifdef _OPENMP
+  omp_set_num_threads(o.threads);
+#endif
+  std::mt19937_64 rng(o.seed);
+  student.init(rng);
+  const int C = student.classes();
+  const std::size_t N = data.train.size(), steps = N / static_cast<std::size_t>(o.batch_size);
+  const bool need_teacher = d.method != "none";
+  // Teacher outputs on the clean training images, once.
+  MatD t_logits, t_feat;
+  const std::size_t head = teacher.size() - 1;
+  if (need_teacher) {
+    t_logits.resize(static_cast<Eigen::Index>(N), C);
+    t_feat.resize(static_cast<Eigen::Index>(N), teacher.layer(head).params()[0].value->cols());
+    for (Eigen::Index i = 0; i < static_cast<Eigen::Index>(N); i += 500) {
+      const Eigen::Index n = std::min<Eigen::Index>(500, static_cast<Eigen::Index>(N) - i);
+      const Mat<float> f = teacher.forward_range(data.train.x.middleRows(i, n), 0, head, false);
+      t_feat.middleRows(i, n) = f.cast<double>();
+      t_logits.middleRows(i, n) = teacher.forward_range(f, head, teacher.size(), false).cast<double>();
+    }
+  }
+  // Shared classifier: projector and the teacher's frozen head.
+  MatD proj_w, proj_b, g_proj_w, g_proj_b, head_w, head_b;
+  if (d.method == "shared") {
+    auto hp = teacher.layer(head).params();
+    head_w = hp[0].value->cast<double>();
+    head_b = hp[1].value->cast<double>();
+    const Eigen::Index F = head_w.cols();
+    std::normal_distribution<double> n(0.0, std::sqrt(1.0 / student.options().hidden));
+    proj_w = MatD::NullaryExpr(F, student.options().hidden, [&] { return n(rng); });
+    proj_b = MatD::Zero(1, F);
+    g_proj_w = MatD::Zero(proj_w.rows(), proj_w.cols());
+    g_proj_b = MatD::Zero(1, F);
+  }
+  auto params = student.params();
+  if (d.method == "shared") {
+    params.push_back({"projector.w", &proj_w, &g_proj_w});
+    params.push_back({"projector.b", &proj_b, &g_proj_b});
+  }
+  Optimizer<double> opt(params, o.optimizer);
+  auto teacher_ntk = [&](const Mat<float>& xs) {
+    return d.ntk_teacher == "probe" ? ntk_probe(teacher, xs, d.ntk_probes, rng) : ntk_exact(teacher, xs);
+  };
+  // NTK sub-batch cache.
+  const ParamSet pset = param_set_from_string(d.ntk_param_set);
+  std::vector<std::vector<int>> ntk_batches;
+  std::vector<MatD> ntk_teacher;
+  if (d.method == "ntkd" && d.ntk_cache_batches > 0) {
+    std::vector<int> all(N);
+    std::iota(all.begin(), all.end(), 0);
+    std::shuffle(all.begin(), all.end(), rng);
+    for (int b = 0; b < d.ntk_cache_batches; ++b) {
+      std::vector<int> idx;
+      for (int k = 0; k < d.ntk_subbatch; ++k) idx.push_back(all[(static_cast<std::size_t>(b) * d.ntk_subbatch + k) % N]);
+      ntk_batches.push_back(idx);
+      ntk_teacher.push_back(teacher_ntk(take(data.train, idx).x));
+    }
+  }
+  std::normal_distribution<double> gauss(0.0, 1.0);
+  std::vector<int> order(N);
+  std::iota(order.begin(), order.end(), 0);
+  History h;
+  std::size_t t = 0;
+  for (int ep = 1; ep <= o.epochs; ++ep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::shuffle(order.begin(), order.end(), rng);
+    double loss_sum = 0, acc_sum = 0, dist_sum = 0;
+    int dist_n = 0;
+    for (std::size_t s = 0; s < steps; ++s, ++t) {
+      if (ctl.cancelled()) {
+        h.cancelled = true;
+        return h;
+      }
+      std::vector<int> idx(order.begin() + static_cast<std::ptrdiff_t>(s * o.batch_size),
+                           order.begin() + static_cast<std::ptrdiff_t>((s + 1) * o.batch_size));
+      const Dataset b = take(data.train, idx);
+      MatD x = b.x.cast<double>();
+      if (d.method == "gd" && d.gd_input_noise > 0)
+        x = x.unaryExpr([&](double v) { return std::max(0.0, v + d.gd_input_noise * gauss(rng)); });
+      MatD tl, tf;
+      if (need_teacher) {
+        tl.resize(b.size(), C);
+        tf.resize(b.size(), t_feat.cols());
+        for (std::size_t i = 0; i < idx.size(); ++i) {
+          tl.row(static_cast<Eigen::Index>(i)) = t_logits.row(idx[i]);
+          tf.row(static_cast<Eigen::Index>(i)) = t_feat.row(idx[i]);
+        }
+      }
+      opt.set_lr(scheduled_lr(o, t, steps * o.epochs));
+      opt.zero_grad();
+      const MatD logits = student.forward(x, true, &rng);
+      MatD dl;
+      double loss = softmax_cross_entropy(logits, b.y, &dl);
+      const bool use_kd = d.method == "kd" || (d.method == "ntkd" && d.ntk_with_kd);
+      if (use_kd) {
+        dl *= (1.0 - d.kd_alpha);
+        loss = (1.0 - d.kd_alpha) * loss + kd_term(logits, tl, d.temperature, d.kd_alpha, dl);
+      } else if (d.method == "gd") {
+        const MatD pt = softmax(tl, d.temperature), ps = softmax(logits);
+        double soft = 0;
+        for (Eigen::Index i = 0; i < ps.size(); ++i) soft -= pt.data()[i] * std::log(std::max(ps.data()[i], 1e-300));
+        const double B = static_cast<double>(b.size());
+        dl = (1.0 - d.gd_lambda) * dl + d.gd_lambda * (ps - pt) / B;
+        loss = (1.0 - d.gd_lambda) * loss + d.gd_lambda * soft / B;
+      }
+      if (d.method == "ntkd") {
+        dl *= d.ntk_alpha;
+        loss *= d.ntk_alpha;
+      }
+      if (d.method == "shared") {
+        const MatD& hs = student.hidden();
+        MatD phi = hs * proj_w.transpose();
+        phi.rowwise() += proj_b.row(0);
+        MatD lsc = phi * head_w.transpose();
+        lsc.rowwise() += head_b.row(0);
+        MatD dlsc;
+        const double ce = softmax_cross_entropy(lsc, b.y, &dlsc);
+        const double B = static_cast<double>(b.size()), F = static_cast<double>(phi.cols());
+        const MatD diff = phi - tf;
+        loss += d.shared_weight * ce + d.shared_feature_weight * diff.squaredNorm() / (B * F);
+        const MatD dphi = d.shared_weight * dlsc * head_w + (2.0 * d.shared_feature_weight / (B * F)) * diff;
+        g_proj_w.noalias() += dphi.transpose() * hs;
+        g_proj_b += dphi.colwise().sum();
+        const MatD dh = dphi * proj_w;
+        student.backward(dl, &dh);
+      } else {
+        student.backward(dl);
+      }
+      if (d.method == "ntkd" && d.ntk_beta > 0 && t % static_cast<std::size_t>(d.ntk_every) == 0) {
+        MatD xs, theta_t;
+        if (!ntk_batches.empty()) {
+          const std::size_t k = t / static_cast<std::size_t>(d.ntk_every) % ntk_batches.size();
+          xs = take(data.train, ntk_batches[k]).x.cast<double>();
+          theta_t = ntk_teacher[k];
+        } else {
+          const int nb = std::min<int>(d.ntk_subbatch, static_cast<int>(b.size()));
+          const Dataset sb = distill::head(b, static_cast<std::size_t>(nb));
+          xs = sb.x.cast<double>();
+          theta_t = teacher_ntk(sb.x);
+        }
+        const MatD theta_s = student.ntk(xs, pset, d.ntk_kernel_space);
+        const double dist = d.ntk_distance.value(theta_t, theta_s);
+        student.ntk_backward(d.ntk_beta * d.ntk_distance.grad(theta_t, theta_s));
+        loss += d.ntk_beta * dist;
+        dist_sum += dist;
+        ++dist_n;
+      }
+      opt.step();
+      loss_sum += loss;
+      acc_sum += accuracy(logits, b.y);
+      if (ctl.on_progress && (s % ctl.progress_every == 0 || s + 1 == steps))
+        ctl.on_progress({"distill", ep, o.epochs, s + 1, steps, loss_sum / static_cast<double>(s + 1)});
+    }
+    EpochRecord r;
+    r.epoch = ep;
+    r.loss = loss_sum / static_cast<double>(steps);
+    r.train_acc = acc_sum / static_cast<double>(steps);
+    r.val_acc = data.val.size() ? accuracy(predict(student, data.val.x), data.val.y) : 0.0;
+    r.lr = opt.lr();
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (dist_n) r.extra["ntk_distance"] = dist_sum / dist_n;
+    h.best_val_acc = std::max(h.best_val_acc, r.val_acc);
+    h.epochs.push_back(r);
+    if (ctl.on_epoch) ctl.on_epoch(r);
+  }
+  if (data.test.size()) h.test_acc = accuracy(predict(student, data.test.x), data.test.y);
+  return h;
+}
+
+JobResult run_distill(const DistillJob& job, const JobControl& ctl) {
+  job.validate();
+  Sequential<float> teacher = sequential_from_model<float>(read_model(job.teacher_path));
+  const Splits s = load_splits(job.data);
+  if (teacher.in_shape() != s.train.shape) throw std::invalid_argument("distill job: teacher input shape differs from the data");
+  OpticalStudent student(job.student, s.train.shape, s.train.num_classes);
+  JobResult r;
+  r.history = train_student(student, teacher, s, job.distill, job.train, ctl);
+  fs::create_directories(job.out_dir);
+  r.model_path = fs::path(job.out_dir) / "student.hilo";
+  r.history_path = fs::path(job.out_dir) / "history.json";
+  nlohmann::json meta = {{"data", job.data.name}, {"method", job.distill.method}, {"test_acc", r.history.test_acc},
+                         {"teacher", job.teacher_path}};
+  if (!r.history.cancelled) write_model(r.model_path, student.to_model(meta));
+  nlohmann::json hj = r.history.to_json();
+  hj["command"] = "distill";
+  hj["data"] = job.data.name;
+  hj["method"] = job.distill.method;
+  hj["num_params"] = student.num_params();
+  hj["student"] = student.options_json();
+  write_json_atomic(r.history_path, hj);
+  return r;
+}
+
+nlohmann::json run_estimate(const nlohmann::json& cfg) {
+  static const std::set<std::string> keys{"command", "data", "student", "student_model", "seed", "n_train", "ratios", "out_dir"};
+  for (auto it = cfg.begin(); it != cfg.end(); ++it)
+    if (!keys.count(it.key())) throw std::invalid_argument("estimate job: unknown key '" + it.key() + "'");
+  const DataOptions dopt = cfg.contains("data") ? data_options_from_json(cfg["data"]) : DataOptions{};
+  const int n_train = cfg.value("n_train", 3000);
+  if (n_train < 10) throw std::invalid_argument("estimate.n_train must be >= 10, got " + std::to_string(n_train));
+  KernelRegressionOptions ko;
+  if (cfg.contains("ratios")) ko.ratios = cfg["ratios"].get<std::vector<double>>();
+  ko.validate();
+  const Splits s = load_splits(dopt);
+  std::mt19937_64 rng(cfg.value("seed", std::uint64_t{1}));
+  OpticalStudent st = cfg.contains("student_model")
+                          ? OpticalStudent::from_model(read_model(cfg["student_model"].get<std::string>()))
+                          : OpticalStudent(cfg.contains("student") ? OpticalStudent::options_from_json(cfg["student"]) : StudentOptions{},
+                                           s.train.shape, s.train.num_classes);
+  if (!cfg.contains("student_model")) st.init(rng);
+  const auto r = estimate_front_end(st, s, n_train, ko);
+  nlohmann::json out = {{"command", "estimate"}, {"data", dopt.name}, {"n_train", n_train}, {"ratio", r.ratio},
+                        {"ratios", ko.ratios}, {"val_acc_per_ratio", r.val_acc_per_ratio}, {"val_acc", r.val_acc},
+                        {"test_acc", r.test_acc}, {"front_end", cfg.contains("student_model") ? "trained" : "random"},
+                        {"kernel", "infinite-width one-hidden-layer ReLU NTK on the frozen front-end features"}};
+  if (cfg.contains("out_dir")) write_json_atomic(fs::path(cfg["out_dir"].get<std::string>()) / "estimate.json", out);
+  return out;
+}
+
+}  // namespace hilo::distill

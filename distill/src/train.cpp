@@ -1,0 +1,122 @@
+#include "hilo/distill/train.hpp"
+
+#include <Eigen/Core>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace hilo::distill {
+
+void TeacherArch::validate() const {
+  if (channels.empty()) throw std::invalid_argument("teacher.channels must name at least one conv block");
+  for (int c : channels)
+    if (c < 1) throw std::invalid_argument("teacher.channels entries must be >= 1");
+  if (hidden < 1) throw std::invalid_argument("teacher.hidden must be >= 1");
+}
+
+Sequential<float> make_teacher(const TeacherArch& a, Shape in, int classes) {
+  a.validate();
+  if (in.h % (1 << a.channels.size()) != 0 || in.w % (1 << a.channels.size()) != 0)
+    throw std::invalid_argument("teacher.channels: each block halves the image; " + std::to_string(a.channels.size()) +
+                                " blocks do not divide " + std::to_string(in.h) + "x" + std::to_string(in.w));
+  Sequential<float> net(in);
+  for (int c : a.channels) net.conv(c, 3, 1).batchnorm().relu().maxpool(2);
+  net.linear(a.hidden).batchnorm().relu().linear(classes);
+  return net;
+}
+
+void TrainOptions::validate() const {
+  if (epochs < 1) throw std::invalid_argument("train.epochs must be >= 1, got " + std::to_string(epochs));
+  if (batch_size < 2) throw std::invalid_argument("train.batch_size must be >= 2 (batch norm), got " + std::to_string(batch_size));
+  if (schedule != "cosine" && schedule != "constant")
+    throw std::invalid_argument("train.schedule must be \"cosine\" or \"constant\", got \"" + schedule + "\"");
+  if (threads < 1) throw std::invalid_argument("train.threads must be >= 1");
+  optimizer.validate();
+}
+
+double scheduled_lr(const TrainOptions& o, std::size_t t, std::size_t total) {
+  if (o.schedule == "constant" || total == 0) return o.optimizer.lr;
+  return o.optimizer.lr * 0.5 * (1.0 + std::cos(M_PI * static_cast<double>(t) / static_cast<double>(total)));
+}
+
+nlohmann::json History::to_json() const {
+  nlohmann::json e = nlohmann::json::array();
+  for (const auto& r : epochs)
+    e.push_back({{"epoch", r.epoch}, {"loss", r.loss}, {"train_acc", r.train_acc}, {"val_acc", r.val_acc},
+                 {"lr", r.lr}, {"seconds", r.seconds}, {"extra", r.extra}});
+  nlohmann::json j = {{"epochs", e}, {"best_val_acc", best_val_acc}, {"cancelled", cancelled}};
+  j["test_acc"] = std::isnan(test_acc) ? nlohmann::json(nullptr) : nlohmann::json(test_acc);
+  return j;
+}
+
+template <typename T>
+Mat<T> predict(Sequential<T>& net, const Mat<T>& x, int batch) {
+  Mat<T> out(x.rows(), net.out_shape().size());
+  for (Eigen::Index i = 0; i < x.rows(); i += batch) {
+    const Eigen::Index n = std::min<Eigen::Index>(batch, x.rows() - i);
+    out.middleRows(i, n) = net.forward(x.middleRows(i, n), false);
+  }
+  return out;
+}
+template Mat<float> predict<float>(Sequential<float>&, const Mat<float>&, int);
+template Mat<double> predict<double>(Sequential<double>&, const Mat<double>&, int);
+
+History train_classifier(Sequential<float>& net, const Splits& data, const TrainOptions& o, const JobControl& ctl) {
+  o.validate();
+  Eigen::setNbThreads(o.threads);
+#ifdef _OPENMP
+  omp_set_num_threads(o.threads);
+#endif
+  std::mt19937_64 rng(o.seed);
+  init_he(net, rng);
+  Optimizer<float> opt(net.params(), o.optimizer);
+  const std::size_t N = data.train.size(), steps = N / static_cast<std::size_t>(o.batch_size);
+  std::vector<int> order(N);
+  std::iota(order.begin(), order.end(), 0);
+  History h;
+  std::size_t t = 0;
+  for (int ep = 1; ep <= o.epochs; ++ep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::shuffle(order.begin(), order.end(), rng);
+    double loss_sum = 0, acc_sum = 0;
+    for (std::size_t s = 0; s < steps; ++s, ++t) {
+      if (ctl.cancelled()) {
+        h.cancelled = true;
+        return h;
+      }
+      std::vector<int> idx(order.begin() + static_cast<std::ptrdiff_t>(s * o.batch_size),
+                           order.begin() + static_cast<std::ptrdiff_t>((s + 1) * o.batch_size));
+      const Dataset b = take(data.train, idx);
+      opt.set_lr(scheduled_lr(o, t, steps * o.epochs));
+      opt.zero_grad();
+      const Mat<float> logits = net.forward(b.x, true);
+      Mat<float> dl;
+      const double loss = softmax_cross_entropy(logits, b.y, &dl);
+      net.backward(dl);
+      opt.step();
+      loss_sum += loss;
+      acc_sum += accuracy(logits, b.y);
+      if (ctl.on_progress && (s % ctl.progress_every == 0 || s + 1 == steps))
+        ctl.on_progress({"train-teacher", ep, o.epochs, s + 1, steps, loss_sum / static_cast<double>(s + 1)});
+    }
+    EpochRecord r;
+    r.epoch = ep;
+    r.loss = loss_sum / static_cast<double>(steps);
+    r.train_acc = acc_sum / static_cast<double>(steps);
+    r.val_acc = data.val.size() ? accuracy(predict(net, data.val.x), data.val.y) : 0.0;
+    r.lr = opt.lr();
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    h.best_val_acc = std::max(h.best_val_acc, r.val_acc);
+    h.epochs.push_back(r);
+    if (ctl.on_epoch) ctl.on_epoch(r);
+  }
+  if (data.test.size()) h.test_acc = accuracy(predict(net, data.test.x), data.test.y);
+  return h;
+}
+
+}  // namespace hilo::distill

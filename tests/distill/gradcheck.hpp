@@ -1,0 +1,31 @@
+#pragma once
+// Finite-difference helpers shared by the distill tests (double precision, central differences).
+#include <cmath>
+#include <functional>
+
+#include "hilo/distill/layers.hpp"
+
+namespace hilo::distill::testing {
+
+// Relative error ‖a − n‖ / max(‖a‖, ‖n‖, tiny) between analytic and numeric gradients.
+inline double rel_err(const MatD& a, const MatD& n) {
+  const double den = std::max({a.norm(), n.norm(), 1e-300});
+  return (a - n).norm() / den;
+}
+
+// Central-difference gradient of f with respect to every entry of m (each entry restored afterwards).
+inline MatD numeric_grad(MatD& m, const std::function<double()>& f, double h = 1e-6) {
+  MatD g(m.rows(), m.cols());
+  for (Eigen::Index i = 0; i < m.size(); ++i) {
+    const double v = m.data()[i];
+    m.data()[i] = v + h;
+    const double fp = f();
+    m.data()[i] = v - h;
+    const double fm = f();
+    m.data()[i] = v;
+    g.data()[i] = (fp - fm) / (2 * h);
+  }
+  return g;
+}
+
+}  // namespace hilo::distill::testing

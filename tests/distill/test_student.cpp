@@ -1,0 +1,236 @@
+// The optical student: backward and camera noise against finite differences, the closed-form NTK
+// against the brute-force Jacobian product, and the second-order NTK gradient against finite
+// differences of Σ G ⊙ Θ_S; the kernel-regression estimate's analytic NTK.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "gradcheck.hpp"
+#include "hilo/distill/kernel_regression.hpp"
+#include "hilo/distill/student.hpp"
+
+using namespace hilo::distill;
+using hilo::distill::testing::numeric_grad;
+using hilo::distill::testing::rel_err;
+
+namespace {
+StudentOptions tiny(const std::string& param, const std::string& nonneg, const std::string& signing) {
+  StudentOptions o;
+  o.kernels = 4;
+  o.kernel_size = 3;
+  o.parameterization = param;
+  o.nonneg = nonneg;
+  o.signing = signing;
+  o.pool = 2;
+  o.hidden = 6;
+  o.tile_columns = 2;
+  o.tile_gap = 1;
+  return o;
+}
+
+struct Case {
+  std::string param, nonneg, signing;
+};
+const std::vector<Case> kCases{{"intensity", "softplus", "pairs"}, {"intensity", "square", "bias"}, {"phase", "softplus", "pairs"}};
+
+OpticalStudent make(const Case& c, std::mt19937_64& rng) {
+  OpticalStudent s(tiny(c.param, c.nonneg, c.signing), Shape{1, 6, 6}, 3);
+  s.init(rng);
+  // Larger backend weights and biases so that ReLU masks vary across samples.
+  s.w1() *= 3.0;
+  s.b1() = MatD::Constant(1, 6, 0.02);
+  return s;
+}
+
+MatD images(int n, std::mt19937_64& rng) {
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  return MatD::NullaryExpr(n, 36, [&] { return u(rng); });
+}
+
+std::string name(const Case& c) { return c.param + "/" + c.nonneg + "/" + c.signing; }
+}  // namespace
+
+TEST(OpticalStudent, BackwardMatchesFiniteDifferences) {
+  for (const auto& c : kCases) {
+    std::mt19937_64 rng(11);
+    OpticalStudent s = make(c, rng);
+    const MatD x = images(3, rng);
+    const std::vector<int> y{0, 2, 1};
+    auto loss = [&] { return softmax_cross_entropy<double>(s.forward(x, false), y, nullptr); };
+    s.zero_grad();
+    MatD dl;
+    softmax_cross_entropy(s.forward(x, false), y, &dl);
+    s.backward(dl);
+    for (auto& p : s.params()) {
+      const MatD g = *p.grad;
+      EXPECT_LT(rel_err(g, numeric_grad(*p.value, loss)), 1e-4) << name(c) << " " << p.name;
+    }
+  }
+}
+
+TEST(OpticalStudent, CameraNoiseBackwardMatchesFiniteDifferencesForFixedNoise) {
+  std::mt19937_64 rng(12);
+  StudentOptions o = tiny("intensity", "softplus", "pairs");
+  o.noise.enabled = true;
+  o.noise.photons_per_unit = 50;
+  o.noise.read_noise = 0.05;
+  OpticalStudent s(o, Shape{1, 6, 6}, 3);
+  s.init(rng);
+  const MatD x = images(3, rng);
+  const std::vector<int> y{1, 0, 2};
+  auto loss = [&] {
+    std::mt19937_64 noise(99);  // the same noise sample at every evaluation
+    return softmax_cross_entropy<double>(s.forward(x, true, &noise), y, nullptr);
+  };
+  std::mt19937_64 noise(99);
+  s.zero_grad();
+  MatD dl;
+  const MatD noisy = s.forward(x, true, &noise);
+  softmax_cross_entropy(noisy, y, &dl);
+  s.backward(dl);
+  EXPECT_GT((noisy - s.forward(x, false)).norm(), 1e-3);  // the noise is really there
+  for (auto& p : s.params()) {
+    const MatD g = *p.grad;
+    EXPECT_LT(rel_err(g, numeric_grad(*p.value, loss)), 1e-4) << p.name;
+  }
+}
+
+TEST(OpticalStudent, NoiseWithoutGeneratorIsAnError) {
+  StudentOptions o = tiny("intensity", "softplus", "pairs");
+  o.noise.enabled = true;
+  OpticalStudent s(o, Shape{1, 6, 6}, 3);
+  std::mt19937_64 rng(1);
+  s.init(rng);
+  EXPECT_THROW(s.forward(images(2, rng), true, nullptr), std::invalid_argument);
+}
+
+TEST(OpticalStudent, ValidateNamesTheRule) {
+  StudentOptions o;
+  o.kernels = 7;  // odd with pairs
+  try {
+    o.validate();
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("student.kernels must be even"), std::string::npos);
+  }
+  o = StudentOptions{};
+  o.parameterization = "hologram";
+  EXPECT_THROW(o.validate(), std::invalid_argument);
+}
+
+namespace {
+// Brute-force Θ_S = Σ_c J_c J_cᵀ from one backward pass per (sample, class).
+MatD brute_ntk(OpticalStudent& s, const MatD& x, ParamSet set, bool kernel_space) {
+  const Eigen::Index B = x.rows();
+  const int C = s.classes();
+  std::vector<MatD> rows;
+  for (Eigen::Index i = 0; i < B; ++i)
+    for (int c = 0; c < C; ++c) {
+      s.zero_grad();
+      s.forward(x, false);
+      MatD dl = MatD::Zero(B, C);
+      dl(i, c) = 1.0;
+      s.backward(dl);
+      std::vector<double> g;
+      for (auto& p : s.params(set)) {
+        MatD v = *p.grad;
+        if (kernel_space && p.name == "optical.rho")  // ∂f/∂κ = (∂f/∂ρ) / σ'(ρ), softplus: σ' = sigmoid
+          v = v.cwiseQuotient(p.value->unaryExpr([](double r) { return 1.0 / (1.0 + std::exp(-r)); }));
+        g.insert(g.end(), v.data(), v.data() + v.size());
+      }
+      rows.push_back(Eigen::Map<MatD>(g.data(), 1, static_cast<Eigen::Index>(g.size())));
+    }
+  MatD theta = MatD::Zero(B, B);
+  for (int c = 0; c < C; ++c)
+    for (Eigen::Index i = 0; i < B; ++i)
+      for (Eigen::Index j = 0; j < B; ++j) theta(i, j) += rows[i * C + c].cwiseProduct(rows[j * C + c]).sum();
+  return theta;
+}
+}  // namespace
+
+TEST(OpticalStudent, ClosedFormNtkMatchesBruteForceJacobian) {
+  for (const auto& c : kCases) {
+    if (c.param == "phase") continue;  // phase: kernel-space NTK, checked below
+    for (ParamSet set : {ParamSet::all, ParamSet::optical, ParamSet::backend})
+      for (bool ks : {false, true}) {
+        if (ks && c.nonneg != "softplus") continue;
+        std::mt19937_64 rng(13);
+        OpticalStudent s = make(c, rng);
+        const MatD x = images(4, rng);
+        const MatD closed = s.ntk(x, set, ks);
+        const MatD brute = brute_ntk(s, x, set, ks);
+        EXPECT_LT(rel_err(closed, brute), 1e-10) << name(c) << " " << to_string(set) << " kernel_space=" << ks;
+      }
+  }
+}
+
+TEST(OpticalStudent, NtkParameterGradientMatchesFiniteDifferences) {
+  for (const auto& c : kCases)
+    for (ParamSet set : {ParamSet::all, ParamSet::optical, ParamSet::backend})
+      for (bool ks : {false, true}) {
+        if (ks && c.param == "phase") continue;  // phase always uses the kernel space
+        std::mt19937_64 rng(14);
+        OpticalStudent s = make(c, rng);
+        const MatD x = images(4, rng);
+        std::normal_distribution<double> n(0.0, 1.0);
+        const MatD G = MatD::NullaryExpr(4, 4, [&] { return n(rng); });  // deliberately not symmetric
+        auto objective = [&] { return s.ntk(x, set, ks).cwiseProduct(G).sum(); };
+        s.zero_grad();
+        s.ntk(x, set, ks);
+        s.ntk_backward(G);
+        for (auto& p : s.params()) {
+          const MatD g = *p.grad;
+          EXPECT_LT(rel_err(g, numeric_grad(*p.value, objective)), 1e-4)
+              << name(c) << " set=" << to_string(set) << " kernel_space=" << ks << " " << p.name;
+        }
+      }
+}
+
+TEST(OpticalStudent, PhaseKernelsAreNonNegativeTilesOfOnePsf) {
+  std::mt19937_64 rng(15);
+  OpticalStudent s = make(kCases[2], rng);
+  const MatD k = s.kernels();
+  EXPECT_GE(k.minCoeff(), 0.0);
+  EXPECT_GT(k.maxCoeff(), 0.0);
+  // A different phase gives different kernels: the mask really drives them.
+  s.raw_optical().array() += MatD::Random(s.raw_optical().rows(), s.raw_optical().cols()).array();
+  s.features(images(1, rng));
+  EXPECT_GT((s.kernels() - k).norm(), 1e-6);
+}
+
+// ---------------------------------------------------------------- kernel-regression estimate
+
+TEST(KernelRegression, AnalyticReluNtkMatchesAWideRandomNetwork) {
+  // Empirical NTK of f(a) = √(2/m) Σ_k v_k relu(w_k·a/√D + b_k), all weights N(0,1), m = 40000.
+  std::mt19937_64 rng(21);
+  std::normal_distribution<double> n(0.0, 1.0);
+  const int D = 5, m = 40000, N = 4;
+  const MatD A = MatD::NullaryExpr(N, D, [&] { return n(rng); });
+  const MatD W = MatD::NullaryExpr(m, D, [&] { return n(rng); });
+  const Eigen::VectorXd b = Eigen::VectorXd::NullaryExpr(m, [&] { return n(rng); });
+  const Eigen::VectorXd v = Eigen::VectorXd::NullaryExpr(m, [&] { return n(rng); });
+  MatD U = (A * W.transpose()) / std::sqrt(double(D));
+  U.rowwise() += b.transpose();
+  const MatD R = U.cwiseMax(0.0), M = (U.array() > 0).cast<double>().matrix();
+  const MatD s0 = ((A * A.transpose()) / D).array() + 1.0;
+  const MatD emp = (2.0 / m) * (R * R.transpose() + (M * v.cwiseAbs2().asDiagonal() * M.transpose()).cwiseProduct(s0));
+  EXPECT_LT(rel_err(relu_ntk(A, A), emp), 0.03);
+}
+
+TEST(KernelRegression, SeparatesAnEasyProblemAndPicksLambdaOnValidation) {
+  std::mt19937_64 rng(22);
+  std::normal_distribution<double> n(0.0, 0.3);
+  auto make = [&](int k, std::vector<int>& y) {
+    MatD a(k, 3);
+    for (int i = 0; i < k; ++i) {
+      y.push_back(i % 3);
+      for (int d = 0; d < 3; ++d) a(i, d) = (d == i % 3 ? 2.0 : 0.0) + n(rng);
+    }
+    return a;
+  };
+  std::vector<int> ytr, yv, yt;
+  const MatD tr = make(90, ytr), va = make(30, yv), te = make(60, yt);
+  const auto r = ntk_regression(tr, ytr, va, yv, te, yt, 3);
+  EXPECT_GT(r.test_acc, 0.9);
+  EXPECT_EQ(r.val_acc_per_ratio.size(), 7u);
+}
