@@ -31,6 +31,9 @@ void add_hilod_options(CLI::App& app, HilodOptions& o) {
   app.add_option("--curve-key-file", o.curve_secret_key_file,
                  "CurveZMQ server keys (line 1 public, line 2 secret, Z85); required for a non-loopback bind");
   app.add_option("--chunk-records", o.chunk_records, "frames per stored chunk")->capture_default_str();
+  app.add_flag("!--no-resume", o.resume,
+               "leave interrupted captures interrupted (default: continue them from their last stored chunk)");
+  add_daemon_options(app, o.daemon);
 }
 
 int run_hilod(HilodOptions o, drivers::Slm& slm, drivers::Camera& camera) {
@@ -70,9 +73,21 @@ int run_hilod(HilodOptions o, drivers::Slm& slm, drivers::Camera& camera) {
     DatasetLibrary datasets;
     datasets.add("fashion-mnist", o.fashion_mnist_dir);
     Devices devices{slm, camera, {}};
+#ifdef HILO_HAVE_DRIVERS
+    if (auto* r = dynamic_cast<drivers::RetryingSlm*>(&slm)) devices.slm_retries = &r->counters();
+    if (auto* r = dynamic_cast<drivers::RetryingCamera*>(&camera)) devices.camera_retries = &r->counters();
+#endif
     CaptureOptions cap;
     cap.chunk_records = o.chunk_records;
-    Context ctx{devices, jobs, catalog, datasets, o.data_dir, Limits{}, cap, [] {
+    const auto monotonic_s = [] {
+      return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    };
+    if (o.resume) {
+      if (int n = resume_interrupted_captures(jobs, catalog, datasets, devices, o.data_dir, cap, monotonic_s); n > 0) {
+        std::cerr << "hilod: continuing " << n << " interrupted capture job(s)\n";
+      }
+    }
+    Context ctx{devices, jobs, catalog, datasets, o.data_dir, o.daemon.limits, cap, [] {
                   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
                 }};
     Daemon daemon(io, zctx, o.daemon, ctx, events);

@@ -8,10 +8,12 @@
 
 #include "hilo/controller/figures.hpp"
 #include "hilo/controller/storage.hpp"
+#include "hilo/sim/npy.hpp"
 
 namespace hilo::controller {
 
 using nlohmann::json;
+namespace fs = std::filesystem;
 
 std::string CaptureOptions::validate() const {
   if (chunk_records < 1) return "capture.chunk_records must be >= 1, got 0";
@@ -20,8 +22,76 @@ std::string CaptureOptions::validate() const {
     return "capture.timeout_ms must be in [1, 600000], got " + std::to_string(grab_timeout.count());
   }
   if (scale < 0 || scale > 256) return "capture.scale must be in [0, 256], got " + std::to_string(scale);
+  if (max_input_attempts < 1 || max_input_attempts > 1000) {
+    return "capture.max_input_attempts must be in [1, 1000], got " + std::to_string(max_input_attempts);
+  }
   return {};
 }
+
+// ------------------------------------------------------------------------------------------- counters
+
+namespace {
+void add_retry(drivers::RetryCounters& a, const drivers::RetryCounters& b) {
+  a.attempts += b.attempts;
+  a.retries += b.retries;
+  a.failures += b.failures;
+  a.reconnects += b.reconnects;
+}
+drivers::RetryCounters retry_delta(const drivers::RetryCounters* now, const drivers::RetryCounters& base) {
+  if (!now) return {};
+  return {now->attempts - base.attempts, now->retries - base.retries, now->failures - base.failures,
+          now->reconnects - base.reconnects};
+}
+json retry_json(const drivers::RetryCounters& r) {
+  return {{"attempts", r.attempts}, {"retries", r.retries}, {"failures", r.failures}, {"reconnects", r.reconnects}};
+}
+}  // namespace
+
+void CaptureCounters::add(const CaptureCounters& o) {
+  frames_stored += o.frames_stored;
+  show_errors += o.show_errors;
+  grab_errors += o.grab_errors;
+  timeouts += o.timeouts;
+  corrupt_frames += o.corrupt_frames;
+  disconnects += o.disconnects;
+  write_failures += o.write_failures;
+  frames_dropped += o.frames_dropped;
+  gap_frames += o.gap_frames;
+  out_of_order += o.out_of_order;
+  regrabs += o.regrabs;
+  add_retry(slm_driver, o.slm_driver);
+  add_retry(camera_driver, o.camera_driver);
+}
+
+json CaptureCounters::to_json() const {
+  return {{"frames_stored", frames_stored},   {"regrabs", regrabs},
+          {"show_errors", show_errors},       {"grab_errors", grab_errors},
+          {"timeouts", timeouts},             {"corrupt_frames", corrupt_frames},
+          {"disconnects", disconnects},       {"write_failures", write_failures},
+          {"frames_dropped", frames_dropped}, {"gap_frames", gap_frames},
+          {"out_of_order", out_of_order},     {"slm_driver", retry_json(slm_driver)},
+          {"camera_driver", retry_json(camera_driver)}};
+}
+
+json Devices::counters_json() const {
+  std::lock_guard lk(counters_mu_);
+  CaptureCounters sum = totals_;
+  sum.add(job_);
+  return sum.to_json();
+}
+
+void Devices::set_job_counters(const CaptureCounters& so_far) {
+  std::lock_guard lk(counters_mu_);
+  job_ = so_far;
+}
+
+void Devices::end_job_counters() {
+  std::lock_guard lk(counters_mu_);
+  totals_.add(job_);
+  job_ = {};
+}
+
+// ------------------------------------------------------------------------------------------ placement
 
 int fitting_scale(int rows, int cols, int slm_rows, int slm_cols) {
   if (rows <= 0 || cols <= 0) return 0;
@@ -53,6 +123,8 @@ cv::Mat place_on_slm(const std::uint8_t* image, int rows, int cols, int slm_rows
   return p;
 }
 
+// -------------------------------------------------------------------------------------------- capture
+
 namespace {
 
 struct Pending {
@@ -68,33 +140,76 @@ std::vector<std::uint8_t> encode_png(const cv::Mat& bgr) {
   return buf;
 }
 
-}  // namespace
+json placement_json(const drivers::Slm& slm, int scale) {
+  return {{"scale", scale}, {"slm_rows", slm.height_px()}, {"slm_cols", slm.width_px()}, {"slm_bit_depth", slm.bit_depth()}};
+}
+json devices_json(const drivers::Slm& slm, const drivers::Camera& cam) {
+  return {{"slm", slm.name()}, {"camera", cam.name()}, {"exposure_ms", cam.exposure_ms()}, {"gain_db", cam.gain_db()}};
+}
 
-JobOutcome run_capture(const CaptureInputs& in, const CaptureOptions& opt, Devices& devices,
-                       const std::filesystem::path& run_dir, json manifest_base, JobControl& ctl,
-                       const std::function<double()>& monotonic_s) {
-  if (auto e = opt.validate(); !e.empty()) return {JobState::failed, e};
-  std::lock_guard dev_lock(devices.mutex);
+int resolved_scale(const CaptureInputs& in, const CaptureOptions& opt, const drivers::Slm& slm) {
+  return opt.scale == 0 ? fitting_scale(static_cast<int>(in.set->rows), static_cast<int>(in.set->cols), slm.height_px(),
+                                        slm.width_px())
+                        : opt.scale;
+}
+
+const std::uint8_t* image_of(const CaptureInputs& in, std::size_t k) {
+  const auto& set = *in.set;
+  return set.images.data() + (in.start + k) * set.rows * set.cols;
+}
+
+// The show + grab loop over inputs [w.records(), in.count) into `w`.
+JobOutcome capture_loop(const CaptureInputs& in, const CaptureOptions& opt, Devices& devices, RunWriter& w, int scale,
+                        JobControl& ctl, const std::function<double()>& monotonic_s, json base_stats) {
   auto& slm = devices.slm;
   auto& cam = devices.camera;
   const auto& set = *in.set;
   const int rows = static_cast<int>(set.rows), cols = static_cast<int>(set.cols);
-  const int scale = opt.scale == 0 ? fitting_scale(rows, cols, slm.height_px(), slm.width_px()) : opt.scale;
-
-  manifest_base["placement"] = {{"scale", scale},
-                                {"slm_rows", slm.height_px()},
-                                {"slm_cols", slm.width_px()},
-                                {"slm_bit_depth", slm.bit_depth()}};
-  manifest_base["devices"] = {{"slm", slm.name()},
-                              {"camera", cam.name()},
-                              {"exposure_ms", cam.exposure_ms()},
-                              {"gain_db", cam.gain_db()}};
-  RunWriter w(run_dir, std::move(manifest_base));
-
   const auto total = static_cast<std::int64_t>(in.count);
+
   Pending pend;
   int frame_type = -1, frame_rows = 0, frame_cols = 0;
+  if (w.manifest().contains("frame")) {
+    const auto& f = w.manifest()["frame"];
+    frame_type = f.value("dtype", "") == "|u1" ? CV_8UC1 : CV_16UC1;
+    frame_rows = f.value("rows", 0);
+    frame_cols = f.value("cols", 0);
+  }
   std::vector<cv::Mat> preview_frames, preview_inputs;
+  // A continued run: the previews show the run's first records, read back from its first chunks.
+  for (const auto& c : w.manifest()["chunks"]) {
+    if (preview_frames.size() >= opt.previews || frame_type < 0) break;
+    try {
+      const auto f = sim::read_npy(w.dir() / c["files"]["frames"].get<std::string>());
+      const auto i = sim::read_npy(w.dir() / c["files"]["inputs"].get<std::string>());
+      for (std::size_t r = 0; r < f.shape[0] && preview_frames.size() < opt.previews; ++r) {
+        const std::size_t fb = f.bytes.size() / f.shape[0], ib = i.bytes.size() / i.shape[0];
+        cv::Mat fm(frame_rows, frame_cols, frame_type), im(rows, cols, CV_8UC1);
+        std::memcpy(fm.data, f.bytes.data() + r * fb, fb);
+        std::memcpy(im.data, i.bytes.data() + r * ib, ib);
+        preview_frames.push_back(fm);
+        preview_inputs.push_back(im);
+      }
+    } catch (const std::exception&) {
+      break;  // previews are a convenience; the records themselves were checked by reopen()
+    }
+  }
+
+  CaptureCounters cnt;
+  const drivers::RetryCounters slm_base = devices.slm_retries ? *devices.slm_retries : drivers::RetryCounters{};
+  const drivers::RetryCounters cam_base = devices.camera_retries ? *devices.camera_retries : drivers::RetryCounters{};
+  auto stats = [&] {
+    cnt.slm_driver = retry_delta(devices.slm_retries, slm_base);
+    cnt.camera_driver = retry_delta(devices.camera_retries, cam_base);
+    json j = base_stats;
+    j["capture"] = cnt.to_json();
+    return j;
+  };
+  auto publish_stats = [&] {
+    const json j = stats();
+    devices.set_job_counters(cnt);
+    ctl.set_stats(j);
+  };
   double chunk_start = monotonic_s();
 
   auto commit = [&] {
@@ -107,12 +222,20 @@ JobOutcome run_capture(const CaptureInputs& in, const CaptureOptions& opt, Devic
     if (in.has_labels) arrays.push_back({"labels", "|u1", {pend.n}, std::move(pend.labels)});
     w.append_chunk(arrays, pend.n);
     pend = Pending{};
+    publish_stats();
     ctl.checkpoint(static_cast<std::int64_t>(w.records()));
     chunk_start = monotonic_s();
   };
 
   auto finish = [&](JobState st, std::string err) -> JobOutcome {
     commit();
+    if (st == JobState::interrupted) {
+      // Stopped by a shutdown: the chunks stay as they are, so the next daemon can continue the run.
+      publish_stats();
+      devices.end_job_counters();
+      w.stop_interrupted({{"error", err}, {"stats", stats()}});
+      return {st, std::move(err)};
+    }
     if (!preview_frames.empty() && opt.previews > 0) {
       ImageOptions io;
       io.scale = std::max(1, 112 / std::max(1, std::max(frame_rows, frame_cols)));
@@ -121,32 +244,82 @@ JobOutcome run_capture(const CaptureInputs& in, const CaptureOptions& opt, Devic
       io.cmap = Colormap::gray;
       w.add_preview("preview_inputs.png", encode_png(render_grid(preview_inputs, 4, {}, io)));
     }
-    json extra = {{"error", err}};
+    publish_stats();
+    devices.end_job_counters();
+    json extra = {{"error", err}, {"stats", stats()}};
     w.finish(std::string(to_string(st)), extra);
     return {st, std::move(err)};
   };
 
-  ctl.progress(0, total);
-  for (std::size_t k = 0; k < in.count; ++k) {
-    if (ctl.stop_requested()) {
-      const bool shutdown = ctl.stop_reason() == StopReason::shutdown;
-      return finish(shutdown ? JobState::interrupted : JobState::cancelled,
-                    shutdown ? "daemon shut down during the job" : "cancelled by request");
-    }
+  bool have_last = false;
+  std::uint64_t last_seq = 0;
+  ctl.progress(static_cast<std::int64_t>(w.records()), total);
+  for (std::size_t k = w.records(); k < in.count; ++k) {
     const std::size_t idx = in.start + k;
-    const std::uint8_t* img = set.images.data() + idx * set.rows * set.cols;
+    const std::uint8_t* img = image_of(in, k);
     cv::Mat pattern;
     try {
       pattern = place_on_slm(img, rows, cols, slm.height_px(), slm.width_px(), slm.bit_depth(), scale);
     } catch (const std::invalid_argument& e) {
       return finish(JobState::failed, e.what());
     }
-    if (auto err = slm.show(pattern)) {
-      return finish(JobState::failed, "input " + std::to_string(idx) + ": " + err->message);
+    const std::string where = "input " + std::to_string(idx) + ": ";
+    const std::uint64_t faults_before = cnt.regrabs;
+    std::optional<drivers::Frame> frame;
+    std::string cause;
+    for (int attempt = 1; !frame; ++attempt) {
+      if (ctl.stop_requested()) {
+        const bool shutdown = ctl.stop_reason() == StopReason::shutdown;
+        return finish(shutdown ? JobState::interrupted : JobState::cancelled,
+                      shutdown ? "daemon shut down during the job" : "cancelled by request");
+      }
+      if (attempt > opt.max_input_attempts) {
+        return finish(JobState::failed, where + "no valid frame after " + std::to_string(opt.max_input_attempts) +
+                                            " show+grab cycles; last cause: " + cause);
+      }
+      if (attempt > 1) ++cnt.regrabs;
+      auto count_error = [&](const drivers::DeviceError& e) {
+        switch (e.code) {
+          case drivers::DeviceErrc::timeout: ++cnt.timeouts; break;
+          case drivers::DeviceErrc::corrupt_frame: ++cnt.corrupt_frames; break;
+          case drivers::DeviceErrc::disconnected: ++cnt.disconnects; break;
+          case drivers::DeviceErrc::write_failed: ++cnt.write_failures; break;
+          default: break;
+        }
+        cause = e.message + " [" + std::string(drivers::to_string(e.code)) + "]";
+      };
+      if (auto err = slm.show(pattern)) {
+        ++cnt.show_errors;
+        count_error(*err);
+        if (!drivers::is_transient(err->code)) return finish(JobState::failed, where + cause);
+        continue;
+      }
+      auto fr = cam.grab(opt.grab_timeout);
+      if (!fr) {
+        ++cnt.grab_errors;
+        count_error(fr.error());
+        if (!drivers::is_transient(fr.error().code)) return finish(JobState::failed, where + cause);
+        continue;
+      }
+      const std::uint64_t seq = fr.value().sequence;
+      if (have_last && seq <= last_seq) {
+        ++cnt.out_of_order;
+        cause = "frame " + std::to_string(seq) + " is not after frame " + std::to_string(last_seq) + " (stale)";
+        last_seq = seq;  // a camera that restarted its numbering is followed from here
+        continue;
+      }
+      if (have_last && seq > last_seq + 1) {
+        cnt.frames_dropped += seq - last_seq - 1;
+        ++cnt.gap_frames;
+        cause = "frames " + std::to_string(last_seq + 1) + ".." + std::to_string(seq - 1) + " were lost";
+        last_seq = seq;
+        continue;
+      }
+      have_last = true;
+      last_seq = seq;
+      frame = std::move(fr.value());
     }
-    auto fr = cam.grab(opt.grab_timeout);
-    if (!fr) return finish(JobState::failed, "input " + std::to_string(idx) + ": " + fr.error().message);
-    const cv::Mat& f = fr.value().image;
+    const cv::Mat& f = frame->image;
     if (frame_type < 0) {
       if (f.type() != CV_8UC1 && f.type() != CV_16UC1) {
         return finish(JobState::failed, "camera returned a frame of unsupported type " + std::to_string(f.type()));
@@ -154,8 +327,12 @@ JobOutcome run_capture(const CaptureInputs& in, const CaptureOptions& opt, Devic
       frame_type = f.type();
       frame_rows = f.rows;
       frame_cols = f.cols;
+      w.set("frame", {{"dtype", frame_dtype(frame_type)}, {"rows", frame_rows}, {"cols", frame_cols}});
     } else if (f.type() != frame_type || f.rows != frame_rows || f.cols != frame_cols) {
-      return finish(JobState::failed, "input " + std::to_string(idx) + ": frame size or type changed during the capture");
+      return finish(JobState::failed, where + "frame size or type changed during the capture (" + std::to_string(f.rows) +
+                                          "x" + std::to_string(f.cols) + " " + frame_dtype(f.type()) + ", the run holds " +
+                                          std::to_string(frame_rows) + "x" + std::to_string(frame_cols) + " " +
+                                          frame_dtype(frame_type) + ")");
     }
     const cv::Mat fc = f.isContinuous() ? f : f.clone();
     pend.frames.append(reinterpret_cast<const char*>(fc.data), fc.total() * fc.elemSize());
@@ -164,14 +341,186 @@ JobOutcome run_capture(const CaptureInputs& in, const CaptureOptions& opt, Devic
     pend.indices.append(reinterpret_cast<const char*>(&i64), sizeof i64);  // little-endian host
     if (in.has_labels) pend.labels.push_back(static_cast<char>(set.labels[idx]));
     ++pend.n;
+    ++cnt.frames_stored;
     if (preview_frames.size() < opt.previews) {
       preview_frames.push_back(fc.clone());
       preview_inputs.push_back(cv::Mat(rows, cols, CV_8UC1, const_cast<std::uint8_t*>(img)).clone());
     }
+    if (cnt.regrabs != faults_before) publish_stats();
     ctl.progress(static_cast<std::int64_t>(k + 1), total);
     if (pend.n >= opt.chunk_records || monotonic_s() - chunk_start >= opt.chunk_seconds) commit();
   }
   return finish(JobState::done, "");
+}
+
+JobOutcome fresh_capture(const CaptureInputs& in, const CaptureOptions& opt, Devices& devices, const fs::path& run_dir,
+                         json manifest_base, JobControl& ctl, const std::function<double()>& monotonic_s) {
+  const int scale = resolved_scale(in, opt, devices.slm);
+  manifest_base["placement"] = placement_json(devices.slm, scale);
+  manifest_base["devices"] = devices_json(devices.slm, devices.camera);
+  RunWriter w(run_dir, std::move(manifest_base));
+  // Inline inputs exist nowhere else: keep them, so that the run can be continued after a restart.
+  if (!w.manifest()["params"].contains("dataset")) {
+    const auto& set = *in.set;
+    const std::size_t n = set.rows * set.cols;
+    w.add_source({"source_inputs", "|u1", {in.count, set.rows, set.cols},
+                  std::string(reinterpret_cast<const char*>(image_of(in, 0)), in.count * n)});
+  }
+  return capture_loop(in, opt, devices, w, scale, ctl, monotonic_s, {{"resumes", 0}});
+}
+
+// What differs between a run's recorded placement/devices and the current ones ("" = nothing).
+std::string bench_difference(const json& manifest, const json& placement, const json& devs) {
+  for (const auto& [section, now] : {std::pair<const char*, const json&>{"placement", placement}, {"devices", devs}}) {
+    const json was = manifest.value(section, json::object());
+    for (const auto& [k, v] : now.items()) {
+      if (!was.contains(k) || was[k] != v) {
+        return std::string(section) + "." + k + " was " + (was.contains(k) ? was[k].dump() : "absent") + ", now " + v.dump();
+      }
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+JobOutcome run_capture(const CaptureInputs& in, const CaptureOptions& opt, Devices& devices, const fs::path& run_dir,
+                       json manifest_base, JobControl& ctl, const std::function<double()>& monotonic_s) {
+  if (auto e = opt.validate(); !e.empty()) return {JobState::failed, e};
+  std::lock_guard dev_lock(devices.mutex);
+  return fresh_capture(in, opt, devices, run_dir, std::move(manifest_base), ctl, monotonic_s);
+}
+
+JobOutcome resume_capture(const CaptureInputs& in, const CaptureOptions& opt, Devices& devices, const fs::path& run_dir,
+                          JobControl& ctl, const std::function<double()>& monotonic_s) {
+  if (auto e = opt.validate(); !e.empty()) return {JobState::failed, e};
+  std::lock_guard dev_lock(devices.mutex);
+  const JobRecord& rec = ctl.record();
+  if (!fs::exists(run_dir / "manifest.json")) {
+    // Stopped before its first manifest was written: the directory (if any) holds no record.
+    std::error_code ec;
+    fs::remove_all(run_dir, ec);
+    json base = {{"run_id", rec.run_id}, {"kind", rec.kind}, {"job_id", rec.id}, {"created_s", rec.created_s},
+                 {"params", rec.params}};
+    return fresh_capture(in, opt, devices, run_dir, std::move(base), ctl, monotonic_s);
+  }
+  json manifest;
+  try {
+    manifest = read_manifest(run_dir);
+  } catch (const StorageError& e) {
+    return {JobState::failed, std::string("cannot resume: ") + e.what()};
+  }
+  const std::string state = manifest.value("state", "");
+  const bool consolidated = manifest.contains("arrays") && !manifest["arrays"].empty();
+  if (state != "running" && !(state == "interrupted" && !consolidated)) {
+    // The previous process ended the run but stopped before the catalog said so: the manifest decides.
+    const auto st = job_state_from_string(state);
+    if (!st || !is_final(*st)) return {JobState::failed, "cannot resume: run manifest has state '" + state + "'"};
+    ctl.checkpoint(manifest.value("records", std::int64_t{0}));
+    if (*st == JobState::interrupted) return {JobState::failed, "cannot resume: the run was already consolidated as interrupted"};
+    return {*st, manifest.value("error", std::string())};
+  }
+  std::optional<RunWriter> w;
+  try {
+    w.emplace(RunWriter::reopen(run_dir));
+  } catch (const StorageError& e) {
+    return {JobState::failed, std::string("cannot resume: ") + e.what()};
+  }
+  auto fail = [&](const std::string& why) -> JobOutcome {
+    const std::string err = "cannot resume: " + why;
+    w->finish("failed", {{"error", err}});  // keeps every listed record readable
+    return {JobState::failed, err};
+  };
+  const int scale = resolved_scale(in, opt, devices.slm);
+  if (auto d = bench_difference(manifest, placement_json(devices.slm, scale), devices_json(devices.slm, devices.camera));
+      !d.empty()) {
+    return fail("the bench changed since the job started: " + d);
+  }
+  if (w->records() > in.count) {
+    return fail("the run holds " + std::to_string(w->records()) + " records, the job plans " + std::to_string(in.count));
+  }
+  // The inputs the run already holds must be those the job would show again (dataset files replaced?).
+  if (!manifest["chunks"].empty()) {
+    const auto& last = manifest["chunks"].back();
+    try {
+      const auto stored = sim::read_npy(run_dir / last["files"]["inputs"].get<std::string>());
+      const std::size_t first = last["first"].get<std::size_t>(), n = in.set->rows * in.set->cols;
+      if (stored.bytes.size() != last["count"].get<std::size_t>() * n ||
+          std::memcmp(stored.bytes.data(), image_of(in, first), stored.bytes.size()) != 0) {
+        return fail("the inputs differ from those the run stored (records " + std::to_string(first) + "..)");
+      }
+    } catch (const std::exception& e) {
+      return fail(std::string("cannot read the stored inputs: ") + e.what());
+    }
+  }
+  json base_stats = rec.stats.is_object() ? rec.stats : json::object();
+  base_stats["resumes"] = base_stats.value("resumes", 0) + 1;
+  json resumes = manifest.value("resumes", json::array());
+  resumes.push_back({{"at_record", w->records()}});
+  w->set("resumes", resumes);
+  return capture_loop(in, opt, devices, *w, scale, ctl, monotonic_s, base_stats);
+}
+
+int resume_interrupted_captures(JobManager& jobs, Catalog& catalog, DatasetLibrary& datasets, Devices& devices,
+                                const fs::path& data_dir, const CaptureOptions& defaults,
+                                const std::function<double()>& monotonic_s) {
+  int queued = 0;
+  for (JobRecord rec : catalog.jobs_in_state(JobState::interrupted)) {
+    if (rec.kind != "capture") continue;
+    const fs::path run_dir = data_dir / rec.run_id;
+    const json& p = rec.params;
+    CaptureOptions opt = defaults;
+    CaptureInputs in;
+    std::string why;
+    try {
+      if (p.contains("timeout_ms")) opt.grab_timeout = std::chrono::milliseconds(p["timeout_ms"].get<std::int64_t>());
+      if (p.contains("scale")) opt.scale = p["scale"].get<int>();
+      if (p.contains("chunk_records")) opt.chunk_records = p["chunk_records"].get<std::size_t>();
+      if (p.contains("dataset")) {
+        const auto name = p["dataset"].get<std::string>();
+        const auto split = p.value("split", std::string("train"));
+        const auto start = p["start"].get<std::int64_t>(), count = p["count"].get<std::int64_t>();
+        if (!datasets.knows(name)) throw DatasetError("dataset '" + name + "' is no longer known to the daemon");
+        in.set = datasets.get(name, split);
+        if (start < 0 || count < 1 || static_cast<std::size_t>(start + count) > in.set->count) {
+          throw DatasetError("dataset '" + name + "' no longer holds images [" + std::to_string(start) + ", " +
+                             std::to_string(start + count) + ")");
+        }
+        in.start = static_cast<std::size_t>(start);
+        in.count = static_cast<std::size_t>(count);
+        in.has_labels = true;
+      } else if (fs::exists(run_dir / "manifest.json")) {
+        const auto a = sim::read_npy(run_dir / "source_inputs.npy");
+        if (a.dtype != sim::Dtype::u1 || a.shape.size() != 3) throw DatasetError("source_inputs.npy is not [n, h, w] uint8");
+        auto set = std::make_shared<ImageSet>();
+        set->count = a.shape[0];
+        set->rows = a.shape[1];
+        set->cols = a.shape[2];
+        set->images.resize(a.bytes.size());
+        std::memcpy(set->images.data(), a.bytes.data(), a.bytes.size());
+        in.set = std::move(set);
+        in.count = a.shape[0];
+      } else {
+        throw DatasetError("the job's inline inputs were never stored (it stopped before its run began)");
+      }
+      if (static_cast<std::int64_t>(in.count) != rec.total) {
+        throw DatasetError("the inputs hold " + std::to_string(in.count) + " images, the job planned " +
+                           std::to_string(rec.total));
+      }
+    } catch (const std::exception& e) {
+      why = std::string("cannot resume: inputs unavailable: ") + e.what();
+    }
+    JobManager::Work work;
+    if (!why.empty()) {
+      work = [why](JobControl&) { return JobOutcome{JobState::failed, why}; };
+    } else {
+      work = [in, opt, &devices, run_dir, monotonic_s](JobControl& ctl) {
+        return resume_capture(in, opt, devices, run_dir, ctl, monotonic_s);
+      };
+    }
+    if (jobs.resume(rec, std::move(work))) ++queued;
+  }
+  return queued;
 }
 
 }  // namespace hilo::controller

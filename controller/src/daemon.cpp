@@ -2,8 +2,10 @@
 
 #include <chrono>
 #include <csignal>
+#include <iostream>
 #include <iterator>
 
+#include <CLI/CLI.hpp>
 #include <boost/asio/post.hpp>
 #include <zmq_addon.hpp>
 
@@ -19,6 +21,7 @@ double unix_now() {
 
 void apply_curve(zmq::socket_t& s, const DaemonOptions& opt) {
   if (opt.curve_secret_key.empty()) return;
+  s.set(zmq::sockopt::zap_domain, "hilo");
   s.set(zmq::sockopt::curve_server, 1);
   s.set(zmq::sockopt::curve_secretkey, opt.curve_secret_key);
   s.set(zmq::sockopt::curve_publickey, opt.curve_public_key);
@@ -27,10 +30,24 @@ void apply_curve(zmq::socket_t& s, const DaemonOptions& opt) {
 
 bool is_loopback_endpoint(std::string_view ep) {
   if (ep.starts_with("ipc://") || ep.starts_with("inproc://")) return true;
-  for (std::string_view host : {"tcp://127.0.0.1:", "tcp://localhost:", "tcp://[::1]:"}) {
-    if (ep.starts_with(host) && ep.size() > host.size()) return true;
+  if (!ep.starts_with("tcp://")) return false;
+  const std::string_view rest = ep.substr(6);
+  const auto colon = rest.rfind(':');
+  if (colon == std::string_view::npos || colon + 1 == rest.size()) return false;
+  const std::string_view host = rest.substr(0, colon);
+  if (host == "localhost" || host == "[::1]") return true;
+  // 127.0.0.0/8: four decimal octets, the first 127.
+  int parts = 0;
+  std::size_t i = 0;
+  while (i <= host.size()) {
+    const auto dot = std::min(host.find('.', i), host.size());
+    const auto octet = host.substr(i, dot - i);
+    if (octet.empty() || octet.size() > 3 || octet.find_first_not_of("0123456789") != std::string_view::npos) return false;
+    if (std::stoi(std::string(octet)) > 255 || (parts == 0 && octet != "127")) return false;
+    ++parts;
+    i = dot + 1;
   }
-  return false;
+  return parts == 4;
 }
 
 std::string DaemonOptions::validate() const {
@@ -38,16 +55,37 @@ std::string DaemonOptions::validate() const {
   if (curve_secret_key.empty() != curve_public_key.empty()) {
     return "daemon.curve_secret_key and daemon.curve_public_key must be given together";
   }
-  if (!curve_secret_key.empty() && (curve_secret_key.size() != 40 || curve_public_key.size() != 40)) {
+  if (curve() && (!is_z85_key(curve_secret_key) || !is_z85_key(curve_public_key))) {
     return "daemon.curve keys must be 40-character Z85 strings";
   }
+  if (curve() && client_keys.empty() && client_keys_file.empty()) {
+    return "CurveZMQ keys need a client allow-list (--client-keys): without one any client could connect";
+  }
+  if (!curve() && (!client_keys.empty() || !client_keys_file.empty())) {
+    return "a client allow-list needs CurveZMQ server keys (--curve-key-file)";
+  }
   for (const auto* ep : {&command_endpoint, &event_endpoint}) {
-    if (!is_loopback_endpoint(*ep) && curve_secret_key.empty()) {
-      return "daemon endpoint '" + *ep + "' is not loopback; a non-loopback bind requires CurveZMQ keys";
+    if (!is_loopback_endpoint(*ep) && !curve()) {
+      return "daemon endpoint '" + *ep + "' is not loopback; a non-loopback bind requires CurveZMQ keys (--curve-key-file) and a client allow-list (--client-keys)";
     }
   }
   if (command_endpoint == event_endpoint && !command_endpoint.ends_with(":*")) return "daemon.command_endpoint and daemon.event_endpoint must differ";
-  return {};
+  return limits.validate();
+}
+
+void add_daemon_options(CLI::App& app, DaemonOptions& o) {
+  app.add_option("--client-keys", o.client_keys_file,
+                 "client allow-list for CurveZMQ: lines \"<read_only|control> <z85 public key> [name]\" "
+                 "(required with --curve-key-file)");
+  app.add_option("--max-json-bytes", o.limits.max_json_bytes, "largest request JSON frame")->capture_default_str();
+  app.add_option("--max-message-bytes", o.limits.max_message_bytes, "largest request, all frames")->capture_default_str();
+  app.add_option("--max-pending-requests", o.limits.max_pending_requests,
+                 "requests waiting to be handled, all clients; beyond: overloaded")
+      ->capture_default_str();
+  app.add_option("--max-pending-replies", o.limits.max_pending_replies,
+                 "unread replies kept per client; beyond: dropped")
+      ->capture_default_str();
+  app.add_option("--max-jobs", o.limits.max_jobs, "jobs queued + running; beyond: too_many_jobs")->capture_default_str();
 }
 
 // ------------------------------------------------------------------------------------- EventPublisher
@@ -102,8 +140,20 @@ Daemon::~Daemon() {
 void Daemon::start() {
   if (auto e = opt_.validate(); !e.empty()) throw std::runtime_error(e);
   if (auto e = ctx_.limits.validate(); !e.empty()) throw std::runtime_error(e);
+  if (!opt_.client_keys_file.empty()) {
+    auto keys = load_client_keys(opt_.client_keys_file);
+    if (auto* e = std::get_if<std::string>(&keys)) throw std::runtime_error(*e);
+    for (auto& k : std::get<std::vector<ClientKey>>(keys)) opt_.client_keys.push_back(std::move(k));
+  }
+  if (opt_.curve()) {
+    // Bound before the sockets, so that no handshake can happen without it.
+    zap_ = std::make_unique<ZapHandler>(zmq_, opt_.client_keys, [](const std::string& m) { std::cerr << "hilod: " << m << std::endl; });
+  }
   cmd_.set(zmq::sockopt::linger, 1000);
   cmd_.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(ctx_.limits.max_message_bytes));
+  cmd_.set(zmq::sockopt::sndhwm, static_cast<int>(ctx_.limits.max_pending_replies));
+  // A reply that cannot be queued fails visibly (counted) instead of vanishing.
+  cmd_.set(zmq::sockopt::router_mandatory, 1);
   apply_curve(cmd_, opt_);
   cmd_.bind(opt_.command_endpoint);
   cmd_endpoint_ = cmd_.get(zmq::sockopt::last_endpoint);
@@ -135,32 +185,85 @@ void Daemon::arm() {
 void Daemon::drain() {
   while (!stopped_) {
     // Reading ZMQ_EVENTS also processes the socket's pending commands; the answer is current.
-    if (!(cmd_.get(zmq::sockopt::events) & ZMQ_POLLIN)) return;
+    if (!(cmd_.get(zmq::sockopt::events) & ZMQ_POLLIN)) break;
     std::vector<zmq::message_t> msgs;
     const auto got = zmq::recv_multipart(cmd_, std::back_inserter(msgs), zmq::recv_flags::dontwait);
-    if (!got) return;
-    process(msgs);
+    if (!got) break;
+    if (msgs.empty()) continue;
+    if (queue_.size() >= ctx_.limits.max_pending_requests) {
+      ++stats_.overloaded;
+      std::vector<std::string> frames;
+      const std::size_t body = msgs.size() > 1 && msgs[1].size() == 0 ? 2 : 1;
+      if (body < msgs.size()) frames.emplace_back(msgs[body].to_string());
+      nlohmann::json id = nullptr;
+      if (auto p = parse(frames, ctx_.limits); auto* r = std::get_if<Request>(&p)) id = r->id;
+      send_reply(msgs, error_reply(id, ErrorCode::overloaded,
+                                   std::to_string(queue_.size()) + " requests are waiting, the limit is " +
+                                       std::to_string(ctx_.limits.max_pending_requests) + "; retry later"));
+      continue;
+    }
+    const Role role = role_of(msgs);
+    queue_.push_back(Pending{std::move(msgs), role});
+    stats_.max_queue_depth = std::max(stats_.max_queue_depth, queue_.size());
+  }
+  if (!queue_.empty() && !process_posted_ && !stopped_) {
+    process_posted_ = true;
+    asio::post(io_, [this] { process_next(); });
   }
 }
 
-void Daemon::process(std::vector<zmq::message_t>& msgs) {
-  if (msgs.empty()) return;
+void Daemon::process_next() {
+  process_posted_ = false;
+  if (stopped_ || queue_.empty()) return;
+  Pending p = std::move(queue_.front());
+  queue_.pop_front();
+  process(p);
+  drain();  // the send may have consumed the edge that announced the next request; also re-posts
+}
+
+Role Daemon::role_of(std::vector<zmq::message_t>& msgs) const {
+  if (!opt_.curve()) return Role::control;  // loopback only (validate()), no authentication
+  // The ZAP user id rides on every frame the peer sent; the last one is never the router's own.
+  const char* uid = zmq_msg_gets(msgs.back().handle(), "User-Id");
+  const auto r = uid ? role_from_user_id(uid) : std::nullopt;
+  return r.value_or(Role::read_only);
+}
+
+void Daemon::send_reply(std::vector<zmq::message_t>& msgs, const Reply& reply) {
   // Envelope: [identity, (empty delimiter), frames...]
-  std::size_t body = 1;
   const bool delimited = msgs.size() > 1 && msgs[1].size() == 0;
-  if (delimited) body = 2;
-  std::vector<std::string> frames;
-  frames.reserve(msgs.size() - std::min(body, msgs.size()));
-  for (std::size_t i = body; i < msgs.size(); ++i) frames.emplace_back(msgs[i].to_string());
-  Reply reply = handle_frames(frames, ctx_);
   std::vector<zmq::message_t> out;
   out.emplace_back(msgs[0].data(), msgs[0].size());
   if (delimited) out.emplace_back();
   for (auto& f : serialize(reply)) out.emplace_back(f.data(), f.size());
   // dontwait: a peer that vanished or stopped reading loses its reply instead of blocking the loop.
-  zmq::send_multipart(cmd_, out, zmq::send_flags::dontwait);
+  try {
+    if (!zmq::send_multipart(cmd_, out, zmq::send_flags::dontwait)) ++stats_.replies_dropped;
+  } catch (const zmq::error_t&) {
+    ++stats_.replies_dropped;  // EHOSTUNREACH: the peer disconnected
+  }
+}
+
+void Daemon::process(Pending& p) {
+  auto& msgs = p.msgs;
+  const std::size_t body = msgs.size() > 1 && msgs[1].size() == 0 ? 2 : 1;
+  std::vector<std::string> frames;
+  frames.reserve(msgs.size() - std::min(body, msgs.size()));
+  for (std::size_t i = body; i < msgs.size(); ++i) frames.emplace_back(msgs[i].to_string());
+  Reply reply = handle_frames(frames, ctx_, p.role);
+  ++stats_.requests;
+  send_reply(msgs, reply);
   for (auto& [topic, ev] : reply.events) events_.publish(topic, ev);
   if (reply.shutdown_after) begin_shutdown("shutdown command");
+}
+
+DaemonStats Daemon::stats() const {
+  DaemonStats s = stats_;
+  if (zap_) {
+    s.zap_allowed = zap_->allowed();
+    s.zap_denied = zap_->denied();
+  }
+  return s;
 }
 
 void Daemon::heartbeat() {

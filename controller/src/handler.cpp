@@ -3,6 +3,8 @@
 #include <cstring>
 #include <map>
 
+#include "hilo/sim/npy.hpp"
+
 namespace hilo::controller {
 
 using nlohmann::json;
@@ -11,41 +13,10 @@ namespace {
 
 using Handler = Reply (*)(const Request&, Context&);
 
-std::string_view state_name(drivers::DeviceState s) {
-  switch (s) {
-    case drivers::DeviceState::ready: return "ready";
-    case drivers::DeviceState::busy: return "busy";
-    case drivers::DeviceState::fault: return "fault";
-    case drivers::DeviceState::disconnected: return "disconnected";
-  }
-  return "fault";
-}
-
-std::string_view errc_name(drivers::DeviceErrc e) {
-  switch (e) {
-    case drivers::DeviceErrc::timeout: return "timeout";
-    case drivers::DeviceErrc::disconnected: return "disconnected";
-    case drivers::DeviceErrc::write_failed: return "write_failed";
-    case drivers::DeviceErrc::corrupt_frame: return "corrupt_frame";
-    case drivers::DeviceErrc::invalid_argument: return "invalid_argument";
-    case drivers::DeviceErrc::io: return "io";
-  }
-  return "io";
-}
-
-std::string_view format_name(drivers::PixelFormat f) {
-  switch (f) {
-    case drivers::PixelFormat::mono8: return "mono8";
-    case drivers::PixelFormat::mono12: return "mono12";
-    case drivers::PixelFormat::mono16: return "mono16";
-  }
-  return "mono8";
-}
-
 Reply device_error(const Request& req, const drivers::DeviceError& e) {
   // invalid_argument from a device is the caller's mistake, everything else the device's.
   const ErrorCode c = e.code == drivers::DeviceErrc::invalid_argument ? ErrorCode::bad_argument : ErrorCode::device_error;
-  return error_reply(req.id, c, e.message + " [" + std::string(errc_name(e.code)) + "]");
+  return error_reply(req.id, c, e.message + " [" + std::string(drivers::to_string(e.code)) + "]");
 }
 
 Reply busy(const Request& req) {
@@ -70,7 +41,7 @@ json slm_json(drivers::Slm& s) {
   return {{"role", "input_slm"},         {"kind", "slm"},          {"name", s.name()},
           {"width_px", s.width_px()},    {"height_px", s.height_px()}, {"pixel_pitch_um", s.pixel_pitch_um()},
           {"bit_depth", s.bit_depth()},  {"settle_time_ms", s.settle_time_ms()},
-          {"state", std::string(state_name(s.state()))}};
+          {"state", std::string(drivers::to_string(s.state()))}};
 }
 
 json camera_json(drivers::Camera& c) {
@@ -79,11 +50,11 @@ json camera_json(drivers::Camera& c) {
           {"name", c.name()},
           {"width_px", c.width_px()},
           {"height_px", c.height_px()},
-          {"pixel_format", std::string(format_name(c.pixel_format()))},
+          {"pixel_format", std::string(drivers::to_string(c.pixel_format()))},
           {"exposure_ms", c.exposure_ms()},
           {"gain_db", c.gain_db()},
           {"trigger_mode", c.trigger_mode() == drivers::TriggerMode::software ? "software" : "free_run"},
-          {"state", std::string(state_name(c.state()))}};
+          {"state", std::string(drivers::to_string(c.state()))}};
 }
 
 Reply cmd_ping(const Request& req, Context&) {
@@ -113,7 +84,8 @@ Reply cmd_devices_status(const Request& req, Context& ctx) {
   return ok_reply(req.id, {{"slm", slm_json(ctx.devices.slm)},
                            {"camera", camera_json(ctx.devices.camera)},
                            {"in_use", !lk.owns_lock()},
-                           {"jobs_active", ctx.jobs.busy()}});
+                           {"jobs_active", ctx.jobs.busy()},
+                           {"counters", ctx.devices.counters_json()}});
 }
 
 Reply cmd_devices_configure(const Request& req, Context& ctx) {
@@ -218,13 +190,14 @@ Reply cmd_camera_grab(const Request& req, Context& ctx) {
 }
 
 Reply cmd_capture(const Request& req, Context& ctx) {
-  if (auto e = check_known_args(req, {"dataset", "split", "start", "count", "inputs", "timeout_ms", "scale",
-                                      "chunk_records"})) {
+  if (auto e = check_known_args(req, {"dataset", "split", "start", "count", "inputs", "inputs_npy", "timeout_ms",
+                                      "scale", "chunk_records"})) {
     return error_reply(*e);
   }
   if (ctx.shutting_down || !ctx.jobs.accepting()) {
     return error_reply(req.id, ErrorCode::shutting_down, "the daemon is shutting down and accepts no new jobs");
   }
+  if (auto r = check_job_limit(req, ctx)) return *r;
   CaptureOptions opt = ctx.capture_defaults;
   auto t = get_int(req, "timeout_ms", opt.grab_timeout.count());
   if (auto* e = err_of(t)) return error_reply(*e);
@@ -248,11 +221,46 @@ Reply cmd_capture(const Request& req, Context& ctx) {
   CaptureInputs in;
   json params = req.args;
   const bool inline_inputs = req.args.contains("inputs");
-  if (inline_inputs == req.args.contains("dataset")) {
-    return error_reply(req.id, req.args.contains("dataset") ? ErrorCode::bad_argument : ErrorCode::missing_field,
-                       "capture needs exactly one of \"dataset\" (with start, count) or \"inputs\" (an array part)");
+  const bool file_inputs = req.args.contains("inputs_npy");
+  const int sources = int(inline_inputs) + int(file_inputs) + int(req.args.contains("dataset"));
+  if (sources != 1) {
+    return error_reply(req.id, sources > 1 ? ErrorCode::bad_argument : ErrorCode::missing_field,
+                       "capture needs exactly one of \"dataset\" (with start, count), \"inputs\" (an array part) or "
+                       "\"inputs_npy\" (a .npy file in the data directory)");
   }
-  if (inline_inputs) {
+  if (file_inputs) {
+    for (const char* k : {"split", "start", "count"}) {
+      if (req.args.contains(k)) return error_reply(req.id, ErrorCode::bad_argument, std::string(k) + " applies only to dataset captures");
+    }
+    if (auto r = expect_parts(req, 0)) return *r;
+    auto p = get_path(req, "inputs_npy", ctx.data_dir);
+    if (auto* e = err_of(p)) return error_reply(*e);
+    const auto& path = std::get<std::filesystem::path>(p);
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(path, ec)) {
+      return error_reply(req.id, ErrorCode::not_found, "args.inputs_npy: no file '" + req.args["inputs_npy"].get<std::string>() +
+                                                           "' in the data directory");
+    }
+    sim::NpyArray a;
+    try {
+      a = sim::read_npy(path);
+    } catch (const std::exception& e) {
+      return error_reply(req.id, ErrorCode::bad_argument, std::string("args.inputs_npy: ") + e.what());
+    }
+    if (a.dtype != sim::Dtype::u1 || a.shape.size() != 3 || a.shape[0] == 0 || a.shape[1] == 0 || a.shape[2] == 0) {
+      return error_reply(req.id, ErrorCode::bad_argument, "args.inputs_npy must hold a non-empty uint8 array of shape [n, h, w]");
+    }
+    auto set = std::make_shared<ImageSet>();
+    set->count = a.shape[0];
+    set->rows = a.shape[1];
+    set->cols = a.shape[2];
+    const auto* b = reinterpret_cast<const std::uint8_t*>(a.bytes.data());
+    set->images.assign(b, b + a.bytes.size());
+    in.set = std::move(set);
+    in.start = 0;
+    in.count = a.shape[0];
+    params["inputs_shape"] = a.shape;
+  } else if (inline_inputs) {
     for (const char* k : {"split", "start", "count"}) {
       if (req.args.contains(k)) return error_reply(req.id, ErrorCode::bad_argument, std::string(k) + " applies only to dataset captures");
     }
@@ -391,7 +399,11 @@ Reply cmd_runs_get(const Request& req, Context& ctx) {
   }
   const auto run = ctx.catalog.run(std::get<std::string>(id));
   if (!run) return error_reply(req.id, ErrorCode::not_found, "no run with id '" + std::get<std::string>(id) + "'");
-  const auto dir = ctx.data_dir / run->dir;
+  auto confined = confine_path(ctx.data_dir, run->dir);
+  if (auto* e = std::get_if<std::string>(&confined)) {
+    return error_reply(req.id, ErrorCode::forbidden_path, "run '" + run->id + "': " + *e);
+  }
+  const auto dir = std::get<std::filesystem::path>(confined);
   json manifest;
   try {
     manifest = read_manifest(dir);
@@ -402,6 +414,25 @@ Reply cmd_runs_get(const Request& req, Context& ctx) {
   json arrays = json::object();
   std::size_t bytes = 0;
   for (const auto& n : names) {
+    // The files a manifest names must stay inside the run directory too (a manifest can be edited).
+    std::vector<std::string> files;
+    if (manifest.contains("arrays") && manifest["arrays"].is_object() && manifest["arrays"].contains(n) &&
+        manifest["arrays"][n].is_object() && manifest["arrays"][n].contains("file") && manifest["arrays"][n]["file"].is_string()) {
+      files.push_back(manifest["arrays"][n]["file"].get<std::string>());
+    }
+    if (manifest.contains("chunks") && manifest["chunks"].is_array()) {
+      for (const auto& c : manifest["chunks"]) {
+        if (c.is_object() && c.contains("files") && c["files"].is_object() && c["files"].contains(n) && c["files"][n].is_string()) {
+          files.push_back(c["files"][n].get<std::string>());
+        }
+      }
+    }
+    for (const auto& f : files) {
+      auto fc = confine_path(dir, f);
+      if (auto* e = std::get_if<std::string>(&fc)) {
+        return error_reply(req.id, ErrorCode::forbidden_path, "run '" + run->id + "', array '" + n + "': " + *e);
+      }
+    }
     std::optional<LoadedArray> a;
     try {
       a = load_run_array(dir, manifest, n);
@@ -446,9 +477,28 @@ std::vector<std::string_view> command_names() {
   return out;
 }
 
-Reply handle(const Request& req, Context& ctx) {
+std::optional<Reply> check_job_limit(const Request& req, Context& ctx) {
+  // Jobs run one at a time in submission order, so the active ones are among the newest max_jobs.
+  std::size_t active = 0;
+  for (const auto& j : ctx.jobs.list(static_cast<int>(ctx.limits.max_jobs))) {
+    if (j.state == JobState::queued || j.state == JobState::running) ++active;
+  }
+  if (active >= ctx.limits.max_jobs) {
+    return error_reply(req.id, ErrorCode::too_many_jobs,
+                       std::to_string(active) + " jobs are queued or running, the limit is " + std::to_string(ctx.limits.max_jobs) +
+                           "; wait for one to finish or cancel one");
+  }
+  return std::nullopt;
+}
+
+Reply handle(const Request& req, Context& ctx, Role role) {
   const auto it = table().find(req.cmd);
   if (it == table().end()) return error_reply(req.id, ErrorCode::unknown_command, "unknown command '" + req.cmd + "'");
+  if (role < required_role(req.cmd)) {
+    return error_reply(req.id, ErrorCode::forbidden,
+                       req.cmd + " needs the " + std::string(to_string(required_role(req.cmd))) + " role; this client is " +
+                           std::string(to_string(role)));
+  }
   try {
     return it->second(req, ctx);
   } catch (const std::exception& e) {
@@ -458,10 +508,10 @@ Reply handle(const Request& req, Context& ctx) {
   }
 }
 
-Reply handle_frames(std::span<const std::string> frames, Context& ctx) {
+Reply handle_frames(std::span<const std::string> frames, Context& ctx, Role role) {
   auto p = parse(frames, ctx.limits);
   if (auto* e = std::get_if<ProtocolError>(&p)) return error_reply(*e);
-  return handle(std::get<Request>(p), ctx);
+  return handle(std::get<Request>(p), ctx, role);
 }
 
 }  // namespace hilo::controller

@@ -19,6 +19,10 @@ std::string utc_stamp(double unix_s) {
 
 void JobControl::progress(std::int64_t done, std::int64_t total) { m_.on_progress(*this, done, total); }
 void JobControl::checkpoint(std::int64_t done) { m_.on_checkpoint(*this, done); }
+void JobControl::set_stats(json stats) {
+  std::lock_guard lk(m_.mu_);
+  rec_.stats = std::move(stats);
+}
 
 JobManager::JobManager(Catalog& catalog, EventSink sink, WallClock clock, double progress_interval_s)
     : catalog_(catalog), sink_(std::move(sink)), clock_(std::move(clock)), progress_interval_s_(progress_interval_s) {
@@ -41,6 +45,21 @@ std::optional<JobRecord> JobManager::submit(const std::string& kind, json params
   catalog_.insert_run(RunRecord{r.run_id, kind, r.run_id, r.created_s, "queued"});
   catalog_.insert_job(r);
   queue_.push_back(Entry{r, make_work(r)});
+  lk.unlock();
+  publish_state(r);
+  cv_.notify_all();
+  return r;
+}
+
+std::optional<JobRecord> JobManager::resume(JobRecord r, Work work) {
+  std::unique_lock lk(mu_);
+  if (!accepting_) return std::nullopt;
+  r.state = JobState::queued;
+  r.error.clear();
+  r.finished_s = 0;
+  catalog_.update_job(r);
+  catalog_.set_run_state(r.run_id, "queued");
+  queue_.push_back(Entry{r, std::move(work)});
   lk.unlock();
   publish_state(r);
   cv_.notify_all();
@@ -141,8 +160,14 @@ void JobManager::on_progress(JobControl& c, std::int64_t done, std::int64_t tota
   if (done == total || now - c.last_event_s_ >= progress_interval_s_) {
     c.last_event_s_ = now;
     if (sink_) {
+      json stats;
+      {
+        std::lock_guard lk(mu_);
+        stats = c.rec_.stats;
+      }
       sink_("job.progress", {{"job_id", c.rec_.id}, {"run_id", c.rec_.run_id}, {"done", done}, {"total", total},
-                             {"fraction", total > 0 ? static_cast<double>(done) / static_cast<double>(total) : 1.0}});
+                             {"fraction", total > 0 ? static_cast<double>(done) / static_cast<double>(total) : 1.0},
+                             {"stats", std::move(stats)}});
     }
   }
 }

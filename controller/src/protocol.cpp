@@ -24,6 +24,10 @@ std::string_view to_string(ErrorCode c) {
     case ErrorCode::cancelled: return "cancelled";
     case ErrorCode::shutting_down: return "shutting_down";
     case ErrorCode::internal: return "internal";
+    case ErrorCode::forbidden: return "forbidden";
+    case ErrorCode::forbidden_path: return "forbidden_path";
+    case ErrorCode::overloaded: return "overloaded";
+    case ErrorCode::too_many_jobs: return "too_many_jobs";
   }
   return "internal";
 }
@@ -33,6 +37,13 @@ std::string Limits::validate() const {
   if (max_message_bytes < max_json_bytes) return "limits.max_message_bytes must be >= limits.max_json_bytes";
   if (max_parts < 1) return "limits.max_parts must be >= 1, got 0";
   if (max_reply_bytes < 1) return "limits.max_reply_bytes must be >= 1, got 0";
+  if (max_pending_requests < 1 || max_pending_requests > 1000000) {
+    return "limits.max_pending_requests must be in [1, 1000000], got " + std::to_string(max_pending_requests);
+  }
+  if (max_pending_replies < 1 || max_pending_replies > 1000000) {
+    return "limits.max_pending_replies must be in [1, 1000000], got " + std::to_string(max_pending_replies);
+  }
+  if (max_jobs < 1 || max_jobs > 100000) return "limits.max_jobs must be in [1, 100000], got " + std::to_string(max_jobs);
   return {};
 }
 

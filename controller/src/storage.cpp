@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <set>
 
 #include "hilo/sim/npy.hpp"
 
@@ -110,7 +111,7 @@ bool is_final(JobState s) { return s != JobState::queued && s != JobState::runni
 json JobRecord::to_json() const {
   return {{"job_id", id},       {"kind", kind},          {"run_id", run_id},         {"state", std::string(to_string(state))},
           {"done", done},       {"total", total},        {"error", error},           {"created_s", created_s},
-          {"started_s", started_s}, {"finished_s", finished_s}, {"params", params}};
+          {"started_s", started_s}, {"finished_s", finished_s}, {"params", params}, {"stats", stats}};
 }
 
 json RunRecord::to_json() const {
@@ -158,6 +159,8 @@ JobRecord read_job(Stmt& st) {
   j.finished_s = sqlite3_column_double(st.s, 9);
   j.params = json::parse(st.text(10), nullptr, false);
   if (j.params.is_discarded()) j.params = json::object();
+  j.stats = json::parse(st.text(11), nullptr, false);
+  if (j.stats.is_discarded() || !j.stats.is_object()) j.stats = json::object();
   return j;
 }
 
@@ -171,7 +174,8 @@ RunRecord read_run(Stmt& st) {
   return r;
 }
 
-constexpr const char* kJobCols = "id, kind, run_id, state, done, total, error, created_s, started_s, finished_s, params";
+constexpr const char* kJobCols =
+    "id, kind, run_id, state, done, total, error, created_s, started_s, finished_s, params, stats";
 }  // namespace
 
 Catalog::Catalog(const fs::path& db_path) {
@@ -196,7 +200,14 @@ Catalog::Catalog(const fs::path& db_path) {
         "created_s REAL NOT NULL, started_s REAL NOT NULL DEFAULT 0, finished_s REAL NOT NULL DEFAULT 0, "
         "params TEXT NOT NULL DEFAULT '{}')");
     exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
-    exec("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1')");
+    // Schema 2 added jobs.stats; a catalog of schema 1 gains the column (default '{}').
+    bool has_stats = false;
+    {
+      Stmt st(db_, "PRAGMA table_info(jobs)");
+      while (sqlite3_step(st.s) == SQLITE_ROW) has_stats = has_stats || st.text(1) == "stats";
+    }
+    if (!has_stats) exec("ALTER TABLE jobs ADD COLUMN stats TEXT NOT NULL DEFAULT '{}'");
+    exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '2')");
   } catch (...) {
     sqlite3_close(db_);
     db_ = nullptr;
@@ -233,8 +244,8 @@ std::int64_t Catalog::next_job_id() {
 
 void Catalog::insert_job(const JobRecord& j) {
   std::lock_guard lk(mu_);
-  Stmt st(db_, "INSERT INTO jobs (id, kind, run_id, state, done, total, error, created_s, started_s, finished_s, params) "
-               "VALUES (?,?,?,?,?,?,?,?,?,?,?)");
+  Stmt st(db_, "INSERT INTO jobs (id, kind, run_id, state, done, total, error, created_s, started_s, finished_s, params, "
+               "stats) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)");
   st.bind(1, j.id);
   st.bind(2, j.kind);
   st.bind(3, j.run_id);
@@ -246,19 +257,21 @@ void Catalog::insert_job(const JobRecord& j) {
   st.bind(9, j.started_s);
   st.bind(10, j.finished_s);
   st.bind(11, j.params.dump());
+  st.bind(12, j.stats.dump());
   step_done(db_, st);
 }
 
 void Catalog::update_job(const JobRecord& j) {
   std::lock_guard lk(mu_);
-  Stmt st(db_, "UPDATE jobs SET state=?, done=?, total=?, error=?, started_s=?, finished_s=? WHERE id=?");
+  Stmt st(db_, "UPDATE jobs SET state=?, done=?, total=?, error=?, started_s=?, finished_s=?, stats=? WHERE id=?");
   st.bind(1, std::string(to_string(j.state)));
   st.bind(2, j.done);
   st.bind(3, j.total);
   st.bind(4, j.error);
   st.bind(5, j.started_s);
   st.bind(6, j.finished_s);
-  st.bind(7, j.id);
+  st.bind(7, j.stats.dump());
+  st.bind(8, j.id);
   step_done(db_, st);
 }
 
@@ -274,6 +287,15 @@ std::vector<JobRecord> Catalog::jobs(int limit) {
   std::lock_guard lk(mu_);
   Stmt st(db_, (std::string("SELECT ") + kJobCols + " FROM jobs ORDER BY id DESC LIMIT ?").c_str());
   st.bind(1, static_cast<std::int64_t>(limit));
+  std::vector<JobRecord> out;
+  while (sqlite3_step(st.s) == SQLITE_ROW) out.push_back(read_job(st));
+  return out;
+}
+
+std::vector<JobRecord> Catalog::jobs_in_state(JobState s) {
+  std::lock_guard lk(mu_);
+  Stmt st(db_, (std::string("SELECT ") + kJobCols + " FROM jobs WHERE state=? ORDER BY id ASC").c_str());
+  st.bind(1, std::string(to_string(s)));
   std::vector<JobRecord> out;
   while (sqlite3_step(st.s) == SQLITE_ROW) out.push_back(read_job(st));
   return out;
@@ -353,6 +375,72 @@ RunWriter::RunWriter(fs::path dir, json base_manifest) : dir_(std::move(dir)), m
   manifest_["chunks"] = json::array();
   manifest_["arrays"] = json::object();
   manifest_["previews"] = json::array();
+  write_manifest();
+}
+
+RunWriter RunWriter::reopen(fs::path dir) {
+  RunWriter w;
+  w.dir_ = std::move(dir);
+  w.manifest_ = read_manifest(w.dir_);
+  const std::string state = w.manifest_.value("state", "");
+  const bool consolidated = w.manifest_.contains("arrays") && !w.manifest_["arrays"].empty();
+  if (state != "running" && !(state == "interrupted" && !consolidated)) {
+    throw StorageError(w.dir_.string() + ": the run has ended (state '" + state + "')");
+  }
+  if (!w.manifest_.contains("chunks") || !w.manifest_["chunks"].is_array()) {
+    throw StorageError(w.dir_.string() + ": manifest lists no chunks array");
+  }
+  std::set<std::string> listed;
+  std::size_t records = 0, next_index = 0;
+  for (const auto& c : w.manifest_["chunks"]) {
+    if (c.value("first", std::size_t{0}) != records) {
+      throw StorageError(w.dir_.string() + ": chunk " + c.value("index", json(0)).dump() + " does not start at record " +
+                         std::to_string(records));
+    }
+    records += c.value("count", std::size_t{0});
+    next_index = std::max(next_index, c.value("index", std::size_t{0}) + 1);
+    for (const auto& [_, f] : c["files"].items()) {
+      const std::string rel = f.get<std::string>();
+      if (!fs::is_regular_file(w.dir_ / rel)) throw StorageError(w.dir_.string() + ": listed chunk file " + rel + " is missing");
+      listed.insert(fs::path(rel).filename().string());
+    }
+  }
+  if (records != w.manifest_.value("records", std::size_t{0})) {
+    throw StorageError(w.dir_.string() + ": manifest records differ from the sum of its chunks");
+  }
+  w.records_ = records;
+  w.chunk_index_ = next_index;
+  std::error_code ec;
+  fs::create_directories(w.dir_ / "chunks", ec);
+  for (const auto& sub : {w.dir_, w.dir_ / "chunks"}) {
+    for (const auto& e : fs::directory_iterator(sub, ec)) {
+      const std::string name = e.path().filename().string();
+      const bool tmp = name.size() > 4 && name.ends_with(".tmp");
+      const bool orphan_chunk = sub == w.dir_ / "chunks" && !listed.count(name);
+      if (tmp || orphan_chunk) fs::remove(e.path(), ec);
+    }
+  }
+  fsync_dir(w.dir_ / "chunks");
+  w.manifest_["state"] = "running";
+  w.write_manifest();
+  return w;
+}
+
+void RunWriter::add_source(const Array& a) {
+  write_array(dir_ / (a.name + ".npy"), a);
+  if (!manifest_.contains("sources")) manifest_["sources"] = json::object();
+  manifest_["sources"][a.name] = {{"file", a.name + ".npy"}, {"dtype", a.dtype}, {"shape", a.shape}};
+  write_manifest();
+}
+
+void RunWriter::stop_interrupted(const json& extra) {
+  manifest_["state"] = "interrupted";
+  for (const auto& [k, v] : extra.items()) manifest_[k] = v;
+  write_manifest();
+}
+
+void RunWriter::set(const std::string& key, json value) {
+  manifest_[key] = std::move(value);
   write_manifest();
 }
 

@@ -1,7 +1,8 @@
 """End-to-end tests of hilod as a process, through the Python client (scripts/hilo).
 
 usage: test_client.py HILOD HILOD_TESTBENCH REPO_ROOT
-  HILOD            the real daemon, run in simulator mode on configs/sim.yaml
+  HILOD            the real daemon, run in simulator mode on tests/controller/sim_fast.yaml (configs/sim.yaml
+                   with zero device latency)
   HILOD_TESTBENCH  the same daemon code over the test-double devices (fast, controllable timing)
 """
 import gzip
@@ -40,7 +41,7 @@ class Daemon:
         self.data = os.path.join(self.tmp.name, "data")
         ready = os.path.join(self.tmp.name, "ready.json")
         self.proc = subprocess.Popen(
-            [exe, "--config", os.path.join(ROOT, "configs", "sim.yaml"), "--command-endpoint", "tcp://127.0.0.1:*",
+            [exe, "--config", os.path.join(ROOT, "tests", "controller", "sim_fast.yaml"), "--command-endpoint", "tcp://127.0.0.1:*",
              "--event-endpoint", "tcp://127.0.0.1:*", "--data-dir", self.data, "--ready-file", ready,
              "--heartbeat-s", "0.2", *extra],
             stderr=subprocess.PIPE, text=True)
@@ -108,7 +109,7 @@ class SimulatorMode(unittest.TestCase):
             self.assertEqual(ev[1]["protocol_version"], 1)
 
     def test_captures_fashion_mnist_and_reads_it_back_with_numpy(self):
-        n = int(os.environ.get("HILO_TEST_CAPTURE_COUNT", "200"))
+        n = int(os.environ.get("HILO_TEST_CAPTURE_COUNT", "1000"))
         images, labels = read_idx("images"), read_idx("labels")
         progress = []
         with self.d.client() as c:
@@ -183,7 +184,7 @@ class ProcessLifecycle(unittest.TestCase):
             self.assertGreaterEqual(manifest["records"], 30)  # every committed chunk is readable
             self.assertEqual(arrays["frames"].shape[0], manifest["records"])
             ready = os.path.join(d.tmp.name, "ready2.json")
-            p = subprocess.Popen([TESTBENCH, "--config", "none", "--data-dir", d.data, "--command-endpoint",
+            p = subprocess.Popen([TESTBENCH, "--config", "none", "--no-resume", "--data-dir", d.data, "--command-endpoint",
                                   "tcp://127.0.0.1:*", "--event-endpoint", "tcp://127.0.0.1:*", "--ready-file", ready],
                                  stderr=subprocess.DEVNULL)
             try:

@@ -1,7 +1,7 @@
 #pragma once
 // What hilod does once its devices exist: open the catalog (marking jobs a previous process left
-// unfinished as interrupted), bind the sockets, serve until a signal or the shutdown command, then
-// flush and close. Shared by the hilod executable (devices from the bench config) and test daemons
+// unfinished as interrupted), queue the interrupted captures to continue (unless --no-resume), bind
+// the sockets, serve until a signal or the shutdown command, then flush and close. Shared by the hilod executable (devices from the bench config) and test daemons
 // (devices are test doubles), so every daemon process runs the same code.
 #include <filesystem>
 #include <string>
@@ -24,6 +24,7 @@ struct HilodOptions {
   std::filesystem::path fashion_mnist_dir = "/usr/share/datasets/fashion-mnist";
   std::filesystem::path curve_secret_key_file;  // two lines: public key, secret key (Z85)
   std::size_t chunk_records = 100;
+  bool resume = true;  // continue captures a previous process left interrupted (docs/storage.md)
 
   std::string validate() const;
 };

@@ -9,6 +9,23 @@
 // A chunk is committed (durable, listed in the manifest, catalog progress updated) every
 // chunk_records frames or chunk_seconds, whichever first, and when the job stops for any reason, so a
 // stop or a device failure keeps every frame grabbed before it.
+//
+// Faults (after the drivers' own RetryPolicy): a frame is stored only under the input shown before it
+// was triggered. The capture remembers the sequence number s of the last frame it received; after
+// show(input k) the next frame must carry s + 1. A frame with a larger number (frames were lost: the
+// one returned may have been exposed before the input settled) or a smaller or equal one (stale, out
+// of order) is discarded, and the input is shown again and grabbed again. A transient device error
+// (timeout, corrupt frame, write failure, disconnect) likewise re-shows and re-grabs. Each input gets
+// max_input_attempts such cycles; then the job fails naming the input and the last cause. A
+// non-transient error (invalid_argument, io) fails the job at once. The first frame of a job (or of a
+// resumed job) has no predecessor and is accepted on its sequence number alone.
+// Counters (CaptureCounters) go to the job's stats, job.progress events and the Devices totals.
+//
+// Restart (DESIGN §7): the manifest is the checkpoint. resume_capture() continues a run after its last
+// listed chunk, with the inputs of the original request (re-read from the dataset, or from the run's
+// sources/inputs.npy for inline inputs), so the finished run holds exactly the records an
+// uninterrupted capture would have stored, in the same order. A job that cannot be continued (inputs
+// gone or changed, different devices or placement, run directory damaged) ends failed with the reason.
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -22,16 +39,46 @@
 #include "hilo/controller/dataset.hpp"
 #include "hilo/controller/jobs.hpp"
 #include "hilo/drivers/camera.hpp"
+#include "hilo/drivers/retry.hpp"
 #include "hilo/drivers/slm.hpp"
 
 namespace hilo::controller {
 
 // The devices the daemon drives. `mutex` is held by whoever uses them: a job for its whole run, a
 // device command for its duration (commands use try_lock and answer busy).
+struct CaptureCounters {
+  std::uint64_t frames_stored = 0;
+  std::uint64_t show_errors = 0;     // show() errors that reached the capture (after driver retries)
+  std::uint64_t grab_errors = 0;     // grab() errors that reached the capture (after driver retries)
+  std::uint64_t timeouts = 0, corrupt_frames = 0, disconnects = 0, write_failures = 0;  // those errors by code
+  std::uint64_t frames_dropped = 0;  // sequence numbers skipped between consecutive frames received
+  std::uint64_t gap_frames = 0;      // frames discarded because numbers before them were skipped
+  std::uint64_t out_of_order = 0;    // frames discarded because their number was not above the last one
+  std::uint64_t regrabs = 0;         // extra show + grab cycles (every error or discarded frame causes one)
+  drivers::RetryCounters slm_driver, camera_driver;  // the drivers' retry counters accumulated meanwhile
+
+  void add(const CaptureCounters& o);
+  nlohmann::json to_json() const;
+};
+
 struct Devices {
   drivers::Slm& slm;
   drivers::Camera& camera;
   std::mutex mutex;
+  // The drivers' retry counters (RetryingSlm/RetryingCamera::counters()) when the devices have them.
+  // Read only by whoever holds `mutex`.
+  const drivers::RetryCounters* slm_retries = nullptr;
+  const drivers::RetryCounters* camera_retries = nullptr;
+
+  // Totals over every capture since the daemon started, the running one included; thread-safe
+  // (devices.status reads them while a job runs).
+  nlohmann::json counters_json() const;
+  void set_job_counters(const CaptureCounters& so_far);  // the running capture's counters
+  void end_job_counters();                              // folds them into the totals
+
+  // Internal to the functions above (public only so that Devices stays an aggregate).
+  mutable std::mutex counters_mu_;
+  CaptureCounters totals_, job_;
 };
 
 struct CaptureOptions {
@@ -40,6 +87,7 @@ struct CaptureOptions {
   std::chrono::milliseconds grab_timeout{1000};
   int scale = 0;              // 0 = largest integer factor that fits
   std::size_t previews = 16;  // frames/inputs shown in the preview PNGs (0 = none)
+  int max_input_attempts = 10;  // show + grab cycles per input before the job fails
 
   std::string validate() const;
 };
@@ -63,5 +111,19 @@ int fitting_scale(int rows, int cols, int slm_rows, int slm_cols);
 JobOutcome run_capture(const CaptureInputs& in, const CaptureOptions& opt, Devices& devices,
                        const std::filesystem::path& run_dir, nlohmann::json manifest_base, JobControl& ctl,
                        const std::function<double()>& monotonic_s);
+
+// Continues the capture in the existing run directory `run_dir` (see Restart above). Locks
+// devices.mutex for the whole run.
+JobOutcome resume_capture(const CaptureInputs& in, const CaptureOptions& opt, Devices& devices,
+                          const std::filesystem::path& run_dir, JobControl& ctl,
+                          const std::function<double()>& monotonic_s);
+
+// Queues every capture job the catalog holds as interrupted (left by a crash or a stop of a previous
+// process) to continue where its run stopped: inputs and options come from the job's params (the
+// request's arguments) and `defaults`. A job whose inputs cannot be rebuilt still runs and ends failed
+// with the reason. Returns the number of jobs queued.
+int resume_interrupted_captures(JobManager& jobs, Catalog& catalog, DatasetLibrary& datasets, Devices& devices,
+                                const std::filesystem::path& data_dir, const CaptureOptions& defaults,
+                                const std::function<double()>& monotonic_s);
 
 }  // namespace hilo::controller

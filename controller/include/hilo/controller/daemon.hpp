@@ -9,8 +9,15 @@
 // is lost between the last check and re-arming: the wait is queued before epoll is polled again.
 //
 // Commands: ROUTER socket; a client is a REQ socket or a DEALER that sends an empty delimiter frame.
-// Each request is answered in order by handle() on the I/O thread (device commands run there; they
-// are short). Jobs run on the JobManager's worker; their events reach the PUB socket through
+// Each wake-up first reads every waiting request into a bounded FIFO (limits.max_pending_requests; a
+// request beyond it is answered at once with overloaded), then a posted task answers them one at a
+// time, in order, by handle() on the I/O thread (device commands run there; they are short), so
+// heartbeats and events interleave with a long queue.
+//
+// Security (docs/protocol.md): without CurveZMQ keys only loopback endpoints are accepted and every
+// client has the control role. With keys, both sockets are CURVE servers and a ZapHandler (its own
+// thread, see security.hpp) admits only allow-listed client keys; each request carries its client's
+// role. A non-loopback endpoint requires keys and an allow-list. Jobs run on the JobManager's worker; their events reach the PUB socket through
 // EventPublisher, which posts them to the io_context.
 // Events: PUB socket, two frames per event: topic ("job.progress", "job.state", "device.state",
 // "heartbeat"), then a JSON object carrying "seq" (per-daemon counter), "time_s" and the payload.
@@ -18,6 +25,7 @@
 // Shutdown (SIGINT/SIGTERM or the shutdown command): refuse new jobs, stop the running job (it commits
 // its frames and ends interrupted), then close the sockets and let io_context::run() return.
 #include <atomic>
+#include <deque>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -31,10 +39,15 @@
 #include <zmq.hpp>
 
 #include "hilo/controller/handler.hpp"
+#include "hilo/controller/security.hpp"
+
+namespace CLI {
+class App;
+}
 
 namespace hilo::controller {
 
-// tcp://127.0.0.1:..., tcp://localhost:..., tcp://[::1]:..., ipc://..., inproc://...
+// tcp://127.x.y.z:..., tcp://localhost:..., tcp://[::1]:..., ipc://..., inproc://...
 bool is_loopback_endpoint(std::string_view endpoint);
 
 struct DaemonOptions {
@@ -45,8 +58,26 @@ struct DaemonOptions {
   // CurveZMQ server keys (Z85, 40 characters each). Without them only loopback endpoints are allowed.
   std::string curve_secret_key;
   std::string curve_public_key;
+  // Client allow-list (security.hpp, parse_client_keys); required with CurveZMQ keys. start() loads
+  // the file and adds its keys to client_keys.
+  std::filesystem::path client_keys_file;
+  std::vector<ClientKey> client_keys;
+  // Protocol and queue limits; run_hilod copies them into the handler Context, which the daemon uses.
+  Limits limits;
 
+  bool curve() const { return !curve_secret_key.empty(); }
   std::string validate() const;
+};
+
+// Registers the security and limit options (--client-keys, --max-*) on `app`.
+void add_daemon_options(CLI::App& app, DaemonOptions& o);
+
+struct DaemonStats {
+  std::uint64_t requests = 0;         // requests answered by handle()
+  std::uint64_t overloaded = 0;       // requests answered with overloaded
+  std::uint64_t replies_dropped = 0;  // replies the client's full queue (or its disconnection) lost
+  std::uint64_t zap_allowed = 0, zap_denied = 0;
+  std::size_t max_queue_depth = 0;    // the deepest the pending-request queue got
 };
 
 class EventPublisher {
@@ -82,11 +113,20 @@ class Daemon {
   // Starts the shutdown sequence; callable from the io thread (any other thread: post it).
   void begin_shutdown(const std::string& reason);
   bool stopped() const { return stopped_; }
+  // Counters; call on the io thread (or after it has stopped).
+  DaemonStats stats() const;
 
  private:
+  struct Pending {
+    std::vector<zmq::message_t> msgs;
+    Role role;
+  };
   void arm();
   void drain();
-  void process(std::vector<zmq::message_t>& msgs);
+  void process_next();
+  void process(Pending& p);
+  void send_reply(std::vector<zmq::message_t>& msgs, const Reply& reply);
+  Role role_of(std::vector<zmq::message_t>& msgs) const;
   void heartbeat();
   void finish_shutdown();
 
@@ -101,6 +141,10 @@ class Daemon {
   boost::asio::signal_set signals_;
   std::string cmd_endpoint_, evt_endpoint_;
   std::thread stopper_;
+  std::unique_ptr<ZapHandler> zap_;
+  std::deque<Pending> queue_;
+  bool process_posted_ = false;
+  DaemonStats stats_;
   bool shutting_down_ = false;
   bool stopped_ = false;
   double started_s_ = 0;

@@ -3,8 +3,9 @@
 // /usr/share/datasets/fashion-mnist): "<split>-images-idx3-ubyte.gz" and "<split>-labels-idx1-ubyte.gz"
 // with split "train" or "t10k" (the protocol's "test").
 //
-// Header checks: magic 0x00000803 (images, uint8, rank 3) / 0x00000801 (labels), counts equal, and the
-// decompressed payload exactly n·rows·cols (resp. n) bytes. Violations throw DatasetError naming the file.
+// Reading is the learning core's loader (hilo::distill::load_idx_gz: magic numbers, counts, payload sizes
+// and labels 0..9 checked); violations throw DatasetError (= hilo::distill::DatasetError) naming the file.
+// The controller keeps the images as the 8-bit levels the files hold, for placement on the SLM.
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -14,12 +15,11 @@
 #include <string>
 #include <vector>
 
+#include "hilo/distill/data.hpp"
+
 namespace hilo::controller {
 
-class DatasetError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+using DatasetError = distill::DatasetError;
 
 struct ImageSet {
   std::size_t count = 0, rows = 0, cols = 0;

@@ -3,6 +3,9 @@
 // the devices, job manager, catalog and datasets, so tests drive it with test doubles.
 // Every failure becomes an error reply with a stable code; handle() never throws (an unexpected
 // exception becomes "internal").
+// Security: a command needing a role above the caller's is refused with forbidden (security.hpp);
+// path arguments are confined to data_dir (forbidden_path); a command that starts a job calls
+// check_job_limit() first (too_many_jobs beyond limits.max_jobs queued + running).
 //
 // Commands (docs/protocol.md has an example exchange for each):
 //   ping, version, devices.list, devices.status, devices.configure, slm.show, camera.grab, capture,
@@ -17,6 +20,7 @@
 #include "hilo/controller/dataset.hpp"
 #include "hilo/controller/jobs.hpp"
 #include "hilo/controller/protocol.hpp"
+#include "hilo/controller/security.hpp"
 #include "hilo/controller/storage.hpp"
 
 namespace hilo::controller {
@@ -36,8 +40,12 @@ struct Context {
 
 std::vector<std::string_view> command_names();
 
-Reply handle(const Request& req, Context& ctx);
+// role: what the caller authenticated as (control when the daemon runs without CurveZMQ).
+Reply handle(const Request& req, Context& ctx, Role role = Role::control);
 // parse() then handle(); the reply to anything a client can send.
-Reply handle_frames(std::span<const std::string> frames, Context& ctx);
+Reply handle_frames(std::span<const std::string> frames, Context& ctx, Role role = Role::control);
+
+// too_many_jobs when ctx.limits.max_jobs jobs are queued or running, else nullopt.
+std::optional<Reply> check_job_limit(const Request& req, Context& ctx);
 
 }  // namespace hilo::controller

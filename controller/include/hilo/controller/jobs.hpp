@@ -8,6 +8,7 @@
 // shutdown() stops accepting, marks queued jobs interrupted, asks the running job to stop and joins
 // the worker; a job stopped that way ends interrupted. Work must poll stop_requested() between units.
 // Work that throws ends failed with the exception's message.
+// Restart: resume() queues a job a previous process left interrupted (see capture.hpp for the capture).
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -38,8 +39,11 @@ class JobControl {
   StopReason stop_reason() const { return stop_.load(); }
   // Units done so far (in memory + event, rate limited).
   void progress(std::int64_t done, std::int64_t total);
-  // Units durably stored: also committed to the catalog.
+  // Units durably stored: also committed to the catalog (with the stats last set).
   void checkpoint(std::int64_t done);
+  // The job's counters (JobRecord::stats): visible in jobs.status at once, carried by job.progress
+  // events, committed with the next checkpoint and the final state.
+  void set_stats(nlohmann::json stats);
   const JobRecord& record() const { return rec_; }
 
  private:
@@ -69,6 +73,10 @@ class JobManager {
   // "queued"), and queues make_work(record)'s work. nullopt when no longer accepting (after shutdown()).
   std::optional<JobRecord> submit(const std::string& kind, nlohmann::json params, std::int64_t total,
                                   const std::function<Work(const JobRecord&)>& make_work);
+
+  // Queues an existing job again (a job a previous daemon process left interrupted), keeping its id and
+  // run id: state → queued in the catalog, then it runs like any other. nullopt when not accepting.
+  std::optional<JobRecord> resume(JobRecord rec, Work work);
 
   std::optional<JobRecord> get(std::int64_t id);  // live state for active jobs, else the catalog's
   std::vector<JobRecord> list(int limit = 1000);

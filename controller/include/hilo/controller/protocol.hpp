@@ -43,6 +43,10 @@ enum class ErrorCode {
   cancelled,            // the operation was cancelled
   shutting_down,        // the daemon no longer accepts work
   internal,             // a bug or an unexpected failure (storage I/O); the daemon keeps serving
+  forbidden,            // the caller's role (read_only) may not run this command
+  forbidden_path,       // a path argument is absolute, contains "..", or resolves outside the data directory
+  overloaded,           // the daemon's queue of pending requests is full; retry later
+  too_many_jobs,        // the job limit (queued + running) is reached; wait or cancel a job
 };
 std::string_view to_string(ErrorCode c);
 
@@ -51,6 +55,13 @@ struct Limits {
   std::size_t max_message_bytes = 512u << 20;   // all frames of a request together
   std::size_t max_parts = 16;                   // binary parts per request
   std::size_t max_reply_bytes = 512u << 20;     // binary parts of one reply together
+  // Requests read from the socket but not yet answered, all clients together. A request beyond it is
+  // answered at once with overloaded (that reply may overtake replies to the client's earlier requests).
+  std::size_t max_pending_requests = 1024;
+  // Replies queued for one client that does not read them (the ROUTER's send high-water mark). Beyond
+  // it a reply is dropped and counted: a client that does not read cannot be told.
+  std::size_t max_pending_replies = 1000;
+  std::size_t max_jobs = 16;                    // jobs queued + running; a new job beyond it: too_many_jobs
 
   std::string validate() const;
 };

@@ -45,6 +45,8 @@ struct JobRecord {
   std::string error;       // for failed (and a reason for interrupted/cancelled)
   double created_s = 0, started_s = 0, finished_s = 0;  // Unix time; 0 = not yet
   nlohmann::json params = nlohmann::json::object();
+  // Counters the job reports (capture: fault and retry counters, resumes; docs/storage.md).
+  nlohmann::json stats = nlohmann::json::object();
 
   nlohmann::json to_json() const;
 };
@@ -72,6 +74,7 @@ class Catalog {
   void update_job(const JobRecord& j);  // state, progress, error, timestamps
   std::optional<JobRecord> job(std::int64_t id);
   std::vector<JobRecord> jobs(int limit = 1000);  // newest first
+  std::vector<JobRecord> jobs_in_state(JobState s);  // oldest first
 
   void insert_run(const RunRecord& r);
   void set_run_state(const std::string& id, const std::string& state);
@@ -98,6 +101,12 @@ class RunWriter {
  public:
   // Creates `dir` (must not exist) and writes the first manifest: base + {"state": "running", "chunks": []}.
   RunWriter(std::filesystem::path dir, nlohmann::json base_manifest);
+  // Continues a run a previous process left "running" (a crash) or "interrupted" with its chunks not
+  // consolidated (a stop; see stop_interrupted()): the records are those
+  // its manifest lists; files the manifest does not list (a chunk written but never listed, *.tmp) are
+  // removed, so the next chunk continues exactly after the last listed one. Throws StorageError when
+  // the directory has no readable manifest, the run has ended, or a listed chunk file is missing.
+  static RunWriter reopen(std::filesystem::path dir);
 
   struct Array {
     std::string name;    // file stem, [a-z0-9_]+
@@ -109,15 +118,24 @@ class RunWriter {
   void append_chunk(const std::vector<Array>& arrays, std::size_t records);
   std::size_t records() const { return records_; }
 
+  // Marks the run "interrupted" without consolidating, so that reopen() can continue it; `extra` keys
+  // are written into the manifest.
+  void stop_interrupted(const nlohmann::json& extra);
   // Consolidates, writes `extra` keys into the manifest with state = final_state.
   void finish(const std::string& final_state, const nlohmann::json& extra);
   // Writes a PNG next to the manifest and lists it under "previews".
   void add_preview(const std::string& file_name, const std::vector<std::uint8_t>& png_bytes);
+  // Writes `<a.name>.npy` next to the manifest and lists it under "sources" (data the run needs to be
+  // continued, e.g. the inline inputs of a capture).
+  void add_source(const Array& a);
+  // Sets manifest[key] = value and rewrites the manifest.
+  void set(const std::string& key, nlohmann::json value);
 
   const nlohmann::json& manifest() const { return manifest_; }
   const std::filesystem::path& dir() const { return dir_; }
 
  private:
+  RunWriter() = default;
   void write_manifest();
   std::filesystem::path dir_;
   nlohmann::json manifest_;
