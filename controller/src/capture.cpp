@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <future>
 #include <stdexcept>
 
 #include <opencv2/imgcodecs.hpp>
@@ -212,6 +213,17 @@ JobOutcome capture_loop(const CaptureInputs& in, const CaptureOptions& opt, Devi
   };
   double chunk_start = monotonic_s();
 
+  // A chunk is made durable (.npy files fsynced, manifest replaced, directory fsynced) on a background
+  // task while the devices produce the next frames, so the fsync latency overlaps device time instead
+  // of adding to it. At most one chunk is in flight: the next commit first waits for it (and rethrows
+  // its error), so the manifest still lists only complete chunks in order, and the catalog checkpoint
+  // (on this thread) names only records that are already durable.
+  std::future<void> in_flight;
+  auto settle_in_flight = [&] {
+    if (!in_flight.valid()) return;
+    in_flight.get();
+    ctl.checkpoint(static_cast<std::int64_t>(w.records()));
+  };
   auto commit = [&] {
     if (pend.n == 0) return;
     std::vector<RunWriter::Array> arrays;
@@ -220,15 +232,17 @@ JobOutcome capture_loop(const CaptureInputs& in, const CaptureOptions& opt, Devi
     arrays.push_back({"inputs", "|u1", {pend.n, set.rows, set.cols}, std::move(pend.inputs)});
     arrays.push_back({"indices", "<i8", {pend.n}, std::move(pend.indices)});
     if (in.has_labels) arrays.push_back({"labels", "|u1", {pend.n}, std::move(pend.labels)});
-    w.append_chunk(arrays, pend.n);
+    const std::size_t n = pend.n;
     pend = Pending{};
+    settle_in_flight();
+    in_flight = std::async(std::launch::async, [&w, arrays = std::move(arrays), n] { w.append_chunk(arrays, n); });
     publish_stats();
-    ctl.checkpoint(static_cast<std::int64_t>(w.records()));
     chunk_start = monotonic_s();
   };
 
   auto finish = [&](JobState st, std::string err) -> JobOutcome {
     commit();
+    settle_in_flight();
     if (st == JobState::interrupted) {
       // Stopped by a shutdown: the chunks stay as they are, so the next daemon can continue the run.
       publish_stats();
