@@ -1,8 +1,5 @@
 #include "hilo/controller/figures.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -12,6 +9,8 @@
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+
+#include "hilo/sim/file_io.hpp"
 
 namespace hilo::controller {
 namespace {
@@ -373,28 +372,10 @@ void write_png(const std::filesystem::path& path, const cv::Mat& image) {
   }
   std::vector<std::uint8_t> buf;
   if (!cv::imencode(".png", image, buf)) throw FigureError(path.string() + ": PNG encoding failed");
-  const std::string tmp = path.string() + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw FigureError(path.string() + ": cannot create: " + std::strerror(errno));
-  std::size_t off = 0;
-  while (off < buf.size()) {
-    const ssize_t n = ::write(fd, buf.data() + off, buf.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const std::string why = std::strerror(errno);
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw FigureError(path.string() + ": write failed: " + why);
-    }
-    off += static_cast<std::size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    ::unlink(tmp.c_str());
-    throw FigureError(path.string() + ": fsync/close failed: " + std::strerror(errno));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    throw FigureError(path.string() + ": rename failed: " + std::strerror(errno));
+  try {
+    sim::write_file_atomic(path, std::as_bytes(std::span<const std::uint8_t>(buf)));
+  } catch (const sim::FileError& e) {
+    throw FigureError(e.what());
   }
 }
 

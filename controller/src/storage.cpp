@@ -10,6 +10,7 @@
 #include <fstream>
 #include <set>
 
+#include "hilo/sim/file_io.hpp"
 #include "hilo/sim/npy.hpp"
 
 namespace hilo::controller {
@@ -18,41 +19,21 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 void fsync_dir(const fs::path& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) throw StorageError(dir.string() + ": cannot open directory: " + std::strerror(errno));
-  const int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) throw StorageError(dir.string() + ": fsync failed: " + std::strerror(errno));
+  try {
+    sim::fsync_directory(dir);
+  } catch (const sim::FileError& e) {
+    throw StorageError(e.what());
+  }
 }
 
 namespace {
 
 void write_file_atomic(const fs::path& path, const void* data, std::size_t size) {
-  const std::string tmp = path.string() + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw StorageError(path.string() + ": cannot create: " + std::strerror(errno));
-  const auto* p = static_cast<const char*>(data);
-  std::size_t off = 0;
-  while (off < size) {
-    const ssize_t n = ::write(fd, p + off, size - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const std::string why = std::strerror(errno);
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw StorageError(path.string() + ": write failed: " + why);
-    }
-    off += static_cast<std::size_t>(n);
+  try {
+    sim::write_file_atomic(path, std::span<const std::byte>(static_cast<const std::byte*>(data), size));
+  } catch (const sim::FileError& e) {
+    throw StorageError(e.what());
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    ::unlink(tmp.c_str());
-    throw StorageError(path.string() + ": fsync failed: " + std::strerror(errno));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    throw StorageError(path.string() + ": rename failed: " + std::strerror(errno));
-  }
-  fsync_dir(path.parent_path().empty() ? fs::path(".") : path.parent_path());
 }
 
 sim::Dtype to_sim_dtype(const std::string& d) {

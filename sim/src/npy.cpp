@@ -1,5 +1,7 @@
 #include "hilo/sim/npy.hpp"
 
+#include "hilo/sim/file_io.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <complex>
@@ -10,8 +12,6 @@
 #include <numeric>
 #include <sstream>
 
-#include <fcntl.h>
-#include <unistd.h>
 
 namespace hilo::sim {
 namespace {
@@ -195,28 +195,10 @@ NpyArray read_npy(const std::filesystem::path& path) {
 
 void write_npy(const std::filesystem::path& path, const NpyArray& a) {
   const auto bytes = serialize_npy(a);
-  const auto tmp = path.string() + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw NpyError(path.string() + ": cannot open for writing: " + std::strerror(errno));
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const auto n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const std::string err = std::strerror(errno);
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw NpyError(path.string() + ": write failed: " + err);
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    ::unlink(tmp.c_str());
-    throw NpyError(path.string() + ": flush failed: " + std::strerror(errno));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    throw NpyError(path.string() + ": rename failed: " + std::strerror(errno));
+  try {
+    write_file_atomic(path, bytes);
+  } catch (const FileError& e) {
+    throw NpyError(e.what());
   }
 }
 
