@@ -17,8 +17,8 @@ namespace {
 namespace dr = hilo::drivers;
 using nlohmann::json;
 
-constexpr std::size_t kFrames = 2000;  // the all-kinds capture; one kind at a time: kKindFrames
-constexpr std::size_t kKindFrames = 600;
+constexpr std::size_t kFrames = 2000;      // the all-kinds capture
+constexpr std::size_t kKindFrames = 2000;  // one fault kind at a time
 
 struct Seen {
   std::uint64_t timeouts = 0, corrupt = 0, disconnects = 0, write_failures = 0, frames = 0;
@@ -242,9 +242,11 @@ TEST_P(CaptureFaults, EveryInputGetsItsOwnFrameAndTheCountersMatchTheDevices) {
   const Case& k = GetParam();
   SimRig rig(k.cam, k.slm);
   const Result r = capture(rig, std::string("faults_") + k.name, kKindFrames);
-  // 15 % of about 700 operations: the device really injected faults of this kind.
-  EXPECT_GT(rig.seen.*k.counter, 50u) << k.name;
-  EXPECT_LT(rig.seen.*k.counter, 200u) << k.name;
+  // 15 % of somewhat more operations than frames (re-grabs add some): the device really injected
+  // faults of this kind, within a factor of two of the nominal 0.15 per frame.
+  const double nominal = 0.15 * static_cast<double>(kKindFrames);
+  EXPECT_GT(static_cast<double>(rig.seen.*k.counter), 0.5 * nominal) << k.name;
+  EXPECT_LT(static_cast<double>(rig.seen.*k.counter), 2.0 * nominal) << k.name;
   expect_consistent(r, rig.seen, kKindFrames);
 }
 

@@ -2,8 +2,9 @@
 
 usage: test_resume.py HILOD REPO_ROOT
 Runs the real daemon in simulator mode on tests/controller/sim_fast.yaml (zero device latency). A
-300-frame Fashion-MNIST (test split) capture is killed at 20 seeded random instants (SIGKILL, one SIGTERM), the daemon is
-restarted on the same data directory after each (one of them a SIGTERM instead), and the job must end with exactly the records an
+300-frame Fashion-MNIST (test split) capture is stopped at 21 seeded random instants (20 SIGKILLs and,
+in the middle, one SIGTERM), the daemon is restarted on the same data directory after each, and the
+job must end with exactly the records an
 uninterrupted capture stores: same inputs, same order, none missing, none twice, every frame the
 frame of its input.
 """
@@ -82,7 +83,7 @@ class ResumeAfterCrashes(unittest.TestCase):
                 job = c.capture(start=0, count=n, split="test")
             run_dir = os.path.join(data, job["run_id"])
             seen, killed_mid = [], 0
-            for k in range(kills):
+            for k in range(kills + 1):  # 20 SIGKILLs and, in the middle, one SIGTERM
                 time.sleep(rng.uniform(0.0, 0.12))
                 if k == kills // 2:  # one clean stop: SIGTERM commits the pending chunk and exits 0
                     p.p.send_signal(signal.SIGTERM)
