@@ -273,17 +273,10 @@ History train_student(OpticalStudent& student, Sequential<float>& teacher, const
       if (ctl.on_progress && (s % ctl.progress_every == 0 || s + 1 == steps))
         ctl.on_progress({"distill", ep, o.epochs, s + 1, steps, loss_sum / static_cast<double>(s + 1)});
     }
-    EpochRecord r;
-    r.epoch = ep;
-    r.loss = loss_sum / static_cast<double>(steps);
-    r.train_acc = acc_sum / static_cast<double>(steps);
-    r.val_acc = data.val.size() ? accuracy(predict(student, data.val.x), data.val.y) : 0.0;
-    r.lr = opt.lr();
-    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (dist_n) r.extra["ntk_distance"] = dist_sum / dist_n;
-    h.best_val_acc = std::max(h.best_val_acc, r.val_acc);
-    h.epochs.push_back(r);
-    if (ctl.on_epoch) ctl.on_epoch(r);
+    nlohmann::json extra = nlohmann::json::object();
+    if (dist_n) extra["ntk_distance"] = dist_sum / dist_n;
+    close_epoch(h, ctl, ep, loss_sum, acc_sum, steps, t0,
+                data.val.size() ? accuracy(predict(student, data.val.x), data.val.y) : 0.0, opt.lr(), std::move(extra));
   }
   if (data.test.size()) h.test_acc = accuracy(predict(student, data.test.x), data.test.y);
   return h;

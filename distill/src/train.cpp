@@ -44,6 +44,21 @@ double scheduled_lr(const TrainOptions& o, std::size_t t, std::size_t total) {
   return o.optimizer.lr * 0.5 * (1.0 + std::cos(M_PI * static_cast<double>(t) / static_cast<double>(total)));
 }
 
+void close_epoch(History& h, const JobControl& ctl, int epoch, double loss_sum, double acc_sum, std::size_t steps,
+                 std::chrono::steady_clock::time_point start, double val_acc, double lr, nlohmann::json extra) {
+  EpochRecord r;
+  r.epoch = epoch;
+  r.loss = loss_sum / static_cast<double>(steps);
+  r.train_acc = acc_sum / static_cast<double>(steps);
+  r.val_acc = val_acc;
+  r.lr = lr;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  r.extra = std::move(extra);
+  h.best_val_acc = std::max(h.best_val_acc, r.val_acc);
+  h.epochs.push_back(r);
+  if (ctl.on_epoch) ctl.on_epoch(h.epochs.back());
+}
+
 nlohmann::json History::to_json() const {
   nlohmann::json e = nlohmann::json::array();
   for (const auto& r : epochs)
@@ -104,16 +119,8 @@ History train_classifier(Sequential<float>& net, const Splits& data, const Train
       if (ctl.on_progress && (s % ctl.progress_every == 0 || s + 1 == steps))
         ctl.on_progress({"train-teacher", ep, o.epochs, s + 1, steps, loss_sum / static_cast<double>(s + 1)});
     }
-    EpochRecord r;
-    r.epoch = ep;
-    r.loss = loss_sum / static_cast<double>(steps);
-    r.train_acc = acc_sum / static_cast<double>(steps);
-    r.val_acc = data.val.size() ? accuracy(predict(net, data.val.x), data.val.y) : 0.0;
-    r.lr = opt.lr();
-    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    h.best_val_acc = std::max(h.best_val_acc, r.val_acc);
-    h.epochs.push_back(r);
-    if (ctl.on_epoch) ctl.on_epoch(r);
+    close_epoch(h, ctl, ep, loss_sum, acc_sum, steps, t0,
+                data.val.size() ? accuracy(predict(net, data.val.x), data.val.y) : 0.0, opt.lr());
   }
   if (data.test.size()) h.test_acc = accuracy(predict(net, data.test.x), data.test.y);
   return h;

@@ -3,6 +3,7 @@
 // The loops live in the library so that the daemon and `hilo-train` run the same code.
 #include <atomic>
 #include <cstdint>
+#include <chrono>
 #include <functional>
 #include <limits>
 #include <string>
@@ -66,6 +67,13 @@ struct JobControl {
   int progress_every = 20;  // steps
   bool cancelled() const { return cancel && cancel->load(); }
 };
+
+// Ends an epoch of `steps` steps whose per-step loss and accuracy summed to loss_sum and acc_sum, begun
+// at `start`: builds its record (with validation accuracy, learning rate, wall time and `extra`),
+// appends it to `h` (updating best_val_acc) and reports it through ctl.on_epoch.
+void close_epoch(History& h, const JobControl& ctl, int epoch, double loss_sum, double acc_sum, std::size_t steps,
+                 std::chrono::steady_clock::time_point start, double val_acc, double lr,
+                 nlohmann::json extra = nlohmann::json::object());
 
 // Learning rate at global step t of total steps for the schedule.
 double scheduled_lr(const TrainOptions& o, std::size_t t, std::size_t total);
