@@ -59,5 +59,16 @@ int main(int argc, char** argv) {
       return 3;
     }
   }
+  // The input starts dark, so a grab before any capture records the dark frame instead of failing
+  // for want of an input.
+  if (auto e = bench.input->open()) {
+    std::cerr << "hilod: cannot open the input SLM: " << e->message << "\n";
+    return 3;
+  }
+  if (auto e = bench.input->show(cv::Mat::zeros(bench.input->height_px(), bench.input->width_px(),
+                                                bench.input->bit_depth() > 8 ? CV_16UC1 : CV_8UC1))) {
+    std::cerr << "hilod: cannot show the dark input pattern: " << e->message << "\n";
+    return 3;
+  }
   return hilo::controller::run_hilod(o, *bench.input, *bench.camera);
 }

@@ -100,6 +100,19 @@ class SimulatorMode(unittest.TestCase):
             self.assertEqual(e.exception.code, "bad_argument")
             self.assertEqual(c.version()["protocol_version"], 1)
 
+    def test_a_fresh_daemon_grabs_the_dark_frame_then_light_after_a_bright_input(self):
+        # Regression: a grab before any input had been shown failed with "no input set".
+        fresh = Daemon(HILOD)
+        try:
+            with fresh.client() as c:
+                dark = c.grab().astype(np.float64)
+                self.assertEqual(dark.shape, (144, 144))
+                c.show(np.full((28, 28), 255, np.uint8))
+                light = c.grab().astype(np.float64)
+                self.assertGreater(light.mean(), dark.mean() + 10 * dark.std())
+        finally:
+            fresh.stop()
+
     def test_heartbeats_arrive_on_the_event_socket(self):
         with self.d.client() as c:
             c.subscribe("heartbeat")
