@@ -341,16 +341,23 @@ Reply cmd_capture(const Request& req, Context& ctx) {
                            {"total", rec->total}});
 }
 
-Reply cmd_jobs_list(const Request& req, Context& ctx) {
+// The arguments of the list commands: no parts, an optional `limit` in [1, 100000] (default 100).
+// Returns the limit, or the error reply.
+std::variant<int, Reply> list_limit(const Request& req) {
   if (auto r = expect_parts(req, 0)) return *r;
   if (auto e = check_known_args(req, {"limit"})) return error_reply(*e);
   auto lim = get_int(req, "limit", 100);
   if (auto* e = err_of(lim)) return error_reply(*e);
-  if (std::get<std::int64_t>(lim) < 1 || std::get<std::int64_t>(lim) > 100000) {
-    return error_reply(req.id, ErrorCode::bad_argument, "limit must be in [1, 100000]");
-  }
+  const std::int64_t v = std::get<std::int64_t>(lim);
+  if (v < 1 || v > 100000) return error_reply(req.id, ErrorCode::bad_argument, "limit must be in [1, 100000]");
+  return static_cast<int>(v);
+}
+
+Reply cmd_jobs_list(const Request& req, Context& ctx) {
+  const auto lim = list_limit(req);
+  if (const auto* r = std::get_if<Reply>(&lim)) return *r;
   json out = json::array();
-  for (const auto& j : ctx.jobs.list(static_cast<int>(std::get<std::int64_t>(lim)))) out.push_back(j.to_json());
+  for (const auto& j : ctx.jobs.list(std::get<int>(lim))) out.push_back(j.to_json());
   return ok_reply(req.id, {{"jobs", out}});
 }
 
@@ -371,15 +378,10 @@ Reply cmd_jobs_status(const Request& req, Context& ctx) { return job_by_id(req, 
 Reply cmd_jobs_cancel(const Request& req, Context& ctx) { return job_by_id(req, ctx, true); }
 
 Reply cmd_runs_list(const Request& req, Context& ctx) {
-  if (auto r = expect_parts(req, 0)) return *r;
-  if (auto e = check_known_args(req, {"limit"})) return error_reply(*e);
-  auto lim = get_int(req, "limit", 100);
-  if (auto* e = err_of(lim)) return error_reply(*e);
-  if (std::get<std::int64_t>(lim) < 1 || std::get<std::int64_t>(lim) > 100000) {
-    return error_reply(req.id, ErrorCode::bad_argument, "limit must be in [1, 100000]");
-  }
+  const auto lim = list_limit(req);
+  if (const auto* r = std::get_if<Reply>(&lim)) return *r;
   json out = json::array();
-  for (const auto& r : ctx.catalog.runs(static_cast<int>(std::get<std::int64_t>(lim)))) out.push_back(r.to_json());
+  for (const auto& r : ctx.catalog.runs(std::get<int>(lim))) out.push_back(r.to_json());
   return ok_reply(req.id, {{"runs", out}});
 }
 
