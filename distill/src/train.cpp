@@ -104,9 +104,7 @@ History train_classifier(Sequential<float>& net, const Splits& data, const Train
         h.cancelled = true;
         return h;
       }
-      std::vector<int> idx(order.begin() + static_cast<std::ptrdiff_t>(s * o.batch_size),
-                           order.begin() + static_cast<std::ptrdiff_t>((s + 1) * o.batch_size));
-      const Dataset b = take(data.train, idx);
+      const Dataset b = take(data.train, std::span<const int>(order).subspan(s * o.batch_size, o.batch_size));
       opt.set_lr(scheduled_lr(o, t, steps * o.epochs));
       opt.zero_grad();
       const Mat<float> logits = net.forward(b.x, true);

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <stdexcept>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -61,7 +62,7 @@ std::filesystem::path mnist_digits_dir(const DataOptions& o);
 Splits load_splits(const DataOptions& o);
 
 // Rows `idx` of a dataset as a new dataset.
-Dataset take(const Dataset& d, const std::vector<int>& idx);
+Dataset take(const Dataset& d, std::span<const int> idx);
 // The first n rows (n clamped to the size).
 Dataset head(const Dataset& d, std::size_t n);
 
