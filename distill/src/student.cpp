@@ -135,6 +135,21 @@ void OpticalStudent::refresh_kernels() {
 
 MatD OpticalStudent::kernels() const { return kappa_; }
 
+void OpticalStudent::set_kernels(const MatD& kappa) {
+  if (o_.parameterization != "intensity")
+    throw std::invalid_argument("student.set_kernels: only the intensity parameterisation stores kernels directly");
+  if (kappa.rows() != rho_.rows() || kappa.cols() != rho_.cols())
+    throw std::invalid_argument("student.set_kernels: kernels must be " + std::to_string(rho_.rows()) + " x " +
+                                std::to_string(rho_.cols()));
+  if ((kappa.array() < 0).any() || !kappa.allFinite())
+    throw std::invalid_argument("student.set_kernels: kernels must be finite and >= 0");
+  for (Eigen::Index i = 0; i < kappa.size(); ++i) {
+    const double kv = std::max(kappa.data()[i], 1e-12);
+    rho_.data()[i] = o_.nonneg == "square" ? std::sqrt(kv) : (kv > 30 ? kv + std::log1p(-std::exp(-kv)) : std::log(std::expm1(kv)));
+  }
+  refresh_kernels();
+}
+
 MatD OpticalStudent::kernel_grad_to_raw(const MatD& dk) const {
   if (o_.parameterization == "intensity") {
     if (o_.nonneg == "square") return (2.0 * rho_.array() * dk.array()).matrix();

@@ -89,6 +89,14 @@ class OpticalStudent {
 
   // The effective non-negative kernels κ (K × k²); row k in (ky, kx) order, cross-correlation weights.
   MatD kernels() const;
+  // Intensity parameterisation only: sets ρ so that the kernels become `kappa` (K × k², every value
+  // > 0; values below 1e-12 are raised to it, softplus⁻¹ diverges at 0). Used by deploy, which replaces
+  // the trained kernels by the ones the element actually realises. Throws std::invalid_argument for the
+  // phase parameterisation, a wrong shape or a negative value.
+  void set_kernels(const MatD& kappa);
+  // Feature maps Y (n × K·H·W, kernel-major, as the optical layer produces them) → features a
+  // (n × D): the signing and pooling steps alone. Bench measurements enter the student here.
+  MatD features_from_maps(const MatD& y) const { return pool_sign(y); }
 
   std::vector<Param<double>> params(ParamSet s = ParamSet::all);
   void zero_grad();

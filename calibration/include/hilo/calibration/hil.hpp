@@ -1,0 +1,126 @@
+#pragma once
+// Hardware in the loop: the trained student meets the bench.
+//
+// The design model is the bench as designed: the simulator description of the optics (bench config
+// `simulator:` section) with the ideal profile, showing the element phase the bench holds. It is the
+// predictor of every calibration and the simulation of the deployed system.
+//
+// Units. The student's optical layer produces maps Y_j = x ⋆ κ_j (x in [0, 1]); the camera records
+// counts. After deploy, the design model's map j of an input x (counts above dark, ideal bench) is
+//     map_j(x) = c · Y_j(x),      c = counts_per_unit (Deployment)
+// up to the light the element puts outside the kernel windows (a phase-only pupil cannot put all of it
+// into the tiles: PhaseDesign::fidelity.efficiency), which reaches the windows as a wide, faint
+// background. The design model includes that light, the student's 7 × 7 kernels do not; so the deployed
+// student's backend is re-fitted on design-model features before anything is measured
+// (simulated_refit), and "simulated accuracy" is the accuracy of that deployed design.
+// Measured features: extract_features (dark, flat, registration, gain, tile windows) / c → signing and
+// pooling (OpticalStudent::features_from_maps).
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "hilo/calibration/deploy.hpp"
+#include "hilo/calibration/features.hpp"
+#include "hilo/calibration/linearity.hpp"
+#include "hilo/calibration/probe.hpp"
+#include "hilo/calibration/registration.hpp"
+#include "hilo/distill/student.hpp"
+#include "hilo/sim/bench_model.hpp"
+
+namespace hilo::calibration {
+
+class DesignModel {
+ public:
+  // `bench` describes the optics; its profile is replaced by the ideal one. Throws sim::ConfigError.
+  explicit DesignModel(sim::BenchOptions bench);
+  const sim::BenchOptions& options() const { return twin_.options(); }
+
+  // The element the bench holds: a phase (rad, element rows × cols); for an SLM element it is quantised
+  // through the LUT exactly as the SLM will show it.
+  void set_element_phase(const RArray& phase_rad);
+  void set_flat_element();
+  const RArray& psf() { return twin_.design_psf(); }  // unit sum
+
+  // Camera counts above dark of the designed bench (brightness 1, no misalignment, no noise).
+  RArray predict(const RArray& input_intensity);
+  Predictor predictor();
+  // Counts per (input intensity 1 × PSF weight 1): photons per ms × exposure × QE × binning² / e⁻ per count.
+  double counts_per_psf_unit() const;
+
+  // Pupil amplitude of the element (what phase retrieval designs on) and the PSF grid padding.
+  RArray pupil_amplitude() const;
+  int psf_pad() const { return options().element.psf_pad; }
+  // Tile layout of the student's K kernels on this camera (sim::KernelTiling of the student options).
+  TileLayout layout(const distill::StudentOptions& student) const;
+
+ private:
+  sim::SimulatedBench twin_;
+};
+
+struct Deployment {
+  PhaseDesign design;         // retrieved phase, its design PSF, fidelity to the student's kernels
+  distill::MatD kernels;      // K × k²: the design PSF's tiles as student kernels (rot180, scaled)
+  double kernel_scale = 0;    // s: student kernels = s · tiles, Σ equal to the trained kernels' Σ
+  double counts_per_unit = 0; // c (see above) = counts_per_psf_unit / s
+  TileLayout layout;
+};
+
+// Designs the element for the student's kernels (phase retrieval on the design model's pupil), sets
+// the design model's element to it, and returns what the student must use from now on. Intensity
+// parameterisation only (a phase-mask student is deployed by its own phase; not supported here yet).
+Deployment design_deployment(const distill::OpticalStudent& student, DesignModel& design,
+                             const PhaseRetrievalOptions& options, std::mt19937_64& rng);
+
+// The student's features for K maps (counts, ideal-bench units, layout order), one row.
+distill::MatD maps_to_features(const std::vector<RArray>& maps, const distill::OpticalStudent& student,
+                               double counts_per_unit);
+
+// Features of the deployed design in simulation: design model image of each row of x (N × H·W in
+// [0, 1]), cut at the layout windows, → maps_to_features. progress(done, total) every 100 rows; a true
+// return of stop() ends early with the rows done so far (fewer rows).
+using ProgressFn = std::function<void(std::size_t done, std::size_t total)>;
+using StopFn = std::function<bool()>;
+distill::MatD design_features(DesignModel& design, const Deployment& deployment, const distill::OpticalStudent& student,
+                              const distill::Mat<float>& x, const ProgressFn& progress = {}, const StopFn& stop = {});
+
+// Features measured on the bench: show each row of x, average `frames` frames, extract_features with the
+// calibration, → maps_to_features. A device error ends the measurement and is returned; stop() as above.
+drivers::DeviceResult<distill::MatD> measure_features(ProbeRig& rig, const BenchCalibration& calibration,
+                                                      const ExtractOptions& extract, const Deployment& deployment,
+                                                      const distill::OpticalStudent& student,
+                                                      const distill::Mat<float>& x, int frames,
+                                                      const ProgressFn& progress = {}, const StopFn& stop = {});
+
+// The hardware calibration the pipeline runs (DESIGN §6), in order: dark (input dark), registration
+// with the element flat (sharp PSF), gain from the linearity ramp, then — with the deployed element —
+// the kernel tiles. `show_element(phase)` puts a phase on the bench's element (SLM: through its LUT;
+// fixed mask: a no-op returning nullopt, registration then runs with the deployed mask) and is also
+// applied to the design model by the caller's convention: this function calls design.set_element_phase
+// itself.
+struct BenchCalibrationOptions {
+  DarkOptions dark;
+  RegistrationOptions registration;
+  LinearityOptions linearity;
+  TileLocateOptions tiles;
+  bool flat_element_for_registration = true;  // false for a fixed mask
+  std::string validate() const;
+};
+
+struct BenchCalibrationResult {
+  BenchCalibration calibration;
+  Registration registration;
+  LinearityFit linearity;
+  TileLocations tiles;
+  nlohmann::json summary;  // numbers for the report
+};
+
+using ShowElementFn = std::function<drivers::DeviceStatus(const RArray& phase_rad)>;
+
+drivers::DeviceResult<BenchCalibrationResult> calibrate_bench(ProbeRig& rig, DesignModel& design,
+                                                              const Deployment& deployment,
+                                                              const ShowElementFn& show_element,
+                                                              const BenchCalibrationOptions& options,
+                                                              std::mt19937_64& rng);
+
+}  // namespace hilo::calibration

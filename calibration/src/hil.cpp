@@ -1,0 +1,227 @@
+#include "hilo/calibration/hil.hpp"
+
+#include <cmath>
+#include <stdexcept>
+
+#include "hilo/sim/optics.hpp"
+
+namespace hilo::calibration {
+
+namespace {
+sim::BenchOptions designed(sim::BenchOptions o) {
+  o.profile = sim::AsBuiltProfile{};
+  return o;
+}
+
+sim::KernelTiling tiling_of(const distill::StudentOptions& s, Eigen::Index rows, Eigen::Index cols) {
+  sim::KernelTiling t;
+  t.count = s.kernels;
+  t.kernel_size = s.kernel_size;
+  t.tile_columns = s.tile_columns;
+  t.gap = s.tile_gap;
+  t.object_rows = rows;
+  t.object_cols = cols;
+  return t;
+}
+}  // namespace
+
+DesignModel::DesignModel(sim::BenchOptions bench) : twin_(designed(std::move(bench))) {
+  if (options().element.kind == sim::ElementKind::psf)
+    throw std::invalid_argument("design model: the element must be an SLM or a fabricated mask, not a given PSF");
+  if (options().element.kind == sim::ElementKind::slm && options().element.slm.oversample != 1)
+    throw std::invalid_argument("design model: deploy needs element.slm.oversample = 1 (phase per SLM pixel)");
+  set_flat_element();
+}
+
+void DesignModel::set_element_phase(const RArray& phase_rad) { twin_.set_element_phase(phase_rad); }
+
+void DesignModel::set_flat_element() {
+  const auto& s = options().element.slm;
+  twin_.set_element_phase(RArray::Zero(s.rows, s.cols));
+}
+
+double DesignModel::counts_per_psf_unit() const {
+  const auto& c = twin_.camera().options();
+  return options().input.photons_per_ms / double(options().input.camera_px_per_input_px * options().input.camera_px_per_input_px) *
+         c.exposure_ms * c.quantum_efficiency * double(c.binning * c.binning) / c.gain_e_per_count;
+}
+
+RArray DesignModel::predict(const RArray& input_intensity) {
+  twin_.set_input(input_intensity);
+  const auto& c = twin_.camera().options();
+  return twin_.ideal_image() * (c.exposure_ms * c.quantum_efficiency * double(c.binning * c.binning) / c.gain_e_per_count);
+}
+
+Predictor DesignModel::predictor() {
+  return [this](const RArray& in) { return predict(in); };
+}
+
+RArray DesignModel::pupil_amplitude() const {
+  const auto& s = options().element.slm;
+  const double d = options().element.pupil_diameter_px > 0 ? options().element.pupil_diameter_px : double(std::min(s.rows, s.cols));
+  return sim::circular_aperture(s.rows, s.cols, 1.0, 0.5 * d, 4);
+}
+
+TileLayout DesignModel::layout(const distill::StudentOptions& student) const {
+  if (options().input.camera_px_per_input_px != 1 || options().camera.binning != 1)
+    throw std::invalid_argument("design model: the tile layout needs unit magnification and no binning");
+  const auto [r0, c0] = twin_.object_origin();
+  TileLayout l = tile_layout(tiling_of(student, options().input.rows, options().input.cols), r0, c0);
+  if (auto e = l.validate(options().camera.rows, options().camera.cols); !e.empty())
+    throw std::invalid_argument("design model: " + e);
+  return l;
+}
+
+Deployment design_deployment(const distill::OpticalStudent& student, DesignModel& design,
+                             const PhaseRetrievalOptions& options, std::mt19937_64& rng) {
+  const auto& so = student.options();
+  if (so.parameterization != "intensity")
+    throw std::invalid_argument("deploy: only intensity-parameterised students are deployed by phase retrieval");
+  if (student.in_shape().h != design.options().input.rows || student.in_shape().w != design.options().input.cols)
+    throw std::invalid_argument("deploy: the student's input size differs from the bench's input device");
+  Deployment d;
+  d.layout = design.layout(so);
+  const int K = so.kernels, k = so.kernel_size;
+  const distill::MatD kappa = student.kernels();
+  // Student kernels are cross-correlation weights; the PSF tile is the convolution kernel: rot180.
+  std::vector<RArray> tiles(K);
+  for (int j = 0; j < K; ++j) {
+    tiles[j].resize(k, k);
+    for (int ky = 0; ky < k; ++ky)
+      for (int kx = 0; kx < k; ++kx) tiles[j](k - 1 - ky, k - 1 - kx) = kappa(j, ky * k + kx);
+  }
+  d.design = retrieve_phase(tiles, d.layout, design.pupil_amplitude(), design.psf_pad(), options, rng);
+  design.set_element_phase(d.design.phase);
+  // The realised tiles are those of the design model's PSF (for an SLM: after LUT quantisation).
+  const std::vector<RArray> got = cut_kernels(design.psf(), d.layout);
+  double sum_got = 0;
+  for (const auto& t : got) sum_got += t.sum();
+  if (!(sum_got > 0)) throw std::runtime_error("deploy: the designed element puts no light into the kernel windows");
+  d.kernel_scale = kappa.sum() / sum_got;
+  d.kernels.resize(K, k * k);
+  for (int j = 0; j < K; ++j)
+    for (int ky = 0; ky < k; ++ky)
+      for (int kx = 0; kx < k; ++kx) d.kernels(j, ky * k + kx) = d.kernel_scale * got[j](k - 1 - ky, k - 1 - kx);
+  d.counts_per_unit = design.counts_per_psf_unit() / d.kernel_scale;
+  return d;
+}
+
+distill::MatD maps_to_features(const std::vector<RArray>& maps, const distill::OpticalStudent& student,
+                               double counts_per_unit) {
+  const auto in = student.in_shape();
+  const int K = student.options().kernels;
+  if (int(maps.size()) != K) throw std::invalid_argument("maps_to_features: " + std::to_string(maps.size()) + " maps for " + std::to_string(K) + " kernels");
+  if (!(counts_per_unit > 0)) throw std::invalid_argument("maps_to_features: counts_per_unit must be > 0");
+  distill::MatD y(1, K * in.h * in.w);
+  for (int j = 0; j < K; ++j) {
+    if (maps[j].rows() != in.h || maps[j].cols() != in.w) throw std::invalid_argument("maps_to_features: map size differs from the student's input");
+    for (int r = 0; r < in.h; ++r)
+      for (int c = 0; c < in.w; ++c) y(0, (j * in.h + r) * in.w + c) = maps[j](r, c) / counts_per_unit;
+  }
+  return student.features_from_maps(y);
+}
+
+namespace {
+RArray image_of(const distill::Mat<float>& x, Eigen::Index i, int rows, int cols) {
+  RArray im(rows, cols);
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c) im(r, c) = std::clamp(double(x(i, r * cols + c)), 0.0, 1.0);
+  return im;
+}
+}  // namespace
+
+distill::MatD design_features(DesignModel& design, const Deployment& deployment, const distill::OpticalStudent& student,
+                              const distill::Mat<float>& x, const ProgressFn& progress, const StopFn& stop) {
+  const auto in = student.in_shape();
+  distill::MatD a(x.rows(), student.feature_dim());
+  Eigen::Index n = 0;
+  for (; n < x.rows(); ++n) {
+    if (stop && stop()) break;
+    const RArray img = design.predict(image_of(x, n, in.h, in.w));
+    std::vector<RArray> maps;
+    for (int j = 0; j < deployment.layout.count(); ++j) {
+      const auto o = deployment.layout.map_origin(j);
+      maps.push_back(img.block(o.x(), o.y(), in.h, in.w));
+    }
+    a.row(n) = maps_to_features(maps, student, deployment.counts_per_unit);
+    if (progress && ((n + 1) % 100 == 0 || n + 1 == x.rows())) progress(std::size_t(n + 1), std::size_t(x.rows()));
+  }
+  a.conservativeResize(n, Eigen::NoChange);
+  return a;
+}
+
+drivers::DeviceResult<distill::MatD> measure_features(ProbeRig& rig, const BenchCalibration& calibration,
+                                                      const ExtractOptions& extract, const Deployment& deployment,
+                                                      const distill::OpticalStudent& student,
+                                                      const distill::Mat<float>& x, int frames,
+                                                      const ProgressFn& progress, const StopFn& stop) {
+  const auto in = student.in_shape();
+  distill::MatD a(x.rows(), student.feature_dim());
+  Eigen::Index n = 0;
+  for (; n < x.rows(); ++n) {
+    if (stop && stop()) break;
+    auto f = rig.capture(image_of(x, n, in.h, in.w), frames);
+    if (!f) return f.error();
+    a.row(n) = maps_to_features(extract_features(f.value(), calibration, extract), student, deployment.counts_per_unit);
+    if (progress && ((n + 1) % 50 == 0 || n + 1 == x.rows())) progress(std::size_t(n + 1), std::size_t(x.rows()));
+  }
+  a.conservativeResize(n, Eigen::NoChange);
+  return a;
+}
+
+std::string BenchCalibrationOptions::validate() const {
+  for (const std::string& e : {dark.validate(), registration.validate(), linearity.validate(), tiles.validate()})
+    if (!e.empty()) return e;
+  return {};
+}
+
+drivers::DeviceResult<BenchCalibrationResult> calibrate_bench(ProbeRig& rig, DesignModel& design,
+                                                              const Deployment& deployment,
+                                                              const ShowElementFn& show_element,
+                                                              const BenchCalibrationOptions& options,
+                                                              std::mt19937_64& rng) {
+  if (auto e = options.validate(); !e.empty()) throw std::invalid_argument("calibration: " + e);
+  BenchCalibrationResult r;
+  const auto& slm = design.options().element.slm;
+  if (options.flat_element_for_registration) {
+    if (auto e = show_element(RArray::Zero(slm.rows, slm.cols))) return *e;
+    design.set_flat_element();
+  }
+  auto dark = measure_dark(rig, options.dark);
+  if (!dark) return dark.error();
+  r.calibration.dark = dark.value();
+  auto reg = register_input_to_camera(rig, design.predictor(), r.calibration.dark, options.registration, rng);
+  if (!reg) return reg.error();
+  r.registration = reg.value();
+  auto lin = measure_linearity(rig, design.predictor(), r.calibration.dark, r.registration.fit, options.linearity);
+  if (!lin) return lin.error();
+  r.linearity = lin.value();
+  if (options.flat_element_for_registration) {
+    if (auto e = show_element(deployment.design.phase)) return *e;
+  }
+  design.set_element_phase(deployment.design.phase);
+  auto tiles = locate_tiles(rig, design.predictor(), r.calibration.dark, r.registration.fit.pose, deployment.layout,
+                            options.tiles);
+  if (!tiles) return tiles.error();
+  r.tiles = tiles.value();
+  r.calibration.pose = r.registration.fit.pose;
+  r.calibration.gain = r.linearity.gain > 0 ? r.linearity.gain : r.registration.fit.pose.gain;
+  r.calibration.layout = deployment.layout;
+  r.calibration.tiles = r.tiles.tiles;
+  const auto& p = r.calibration.pose;
+  nlohmann::json tiles_j = nlohmann::json::array();
+  for (const auto& t : r.tiles.tiles)
+    tiles_j.push_back({{"shift_x_px", t.shift.x()}, {"shift_y_px", t.shift.y()}, {"correlation", t.correlation}, {"energy", t.energy}});
+  r.summary = {{"dark_level_counts", r.calibration.dark.level},
+               {"hot_pixels", r.calibration.dark.hot_count},
+               {"registration",
+                {{"shift_x_px", p.shift_x_px}, {"shift_y_px", p.shift_y_px}, {"rotation_deg", p.rotation_deg},
+                 {"scale", p.scale}, {"gain", p.gain}, {"blur_px", r.registration.fit.blur_px},
+                 {"correlation", r.registration.fit.correlation}, {"converged", r.registration.fit.converged}}},
+               {"gain", r.calibration.gain},
+               {"nonlinearity", r.linearity.nonlinearity},
+               {"tiles", tiles_j}};
+  return r;
+}
+
+}  // namespace hilo::calibration
