@@ -10,6 +10,7 @@
 #include <zmq_addon.hpp>
 
 #include "hilo/controller/protocol.hpp"
+#include "hilo/distill/jobs.hpp"
 #include "hilo/sim/npy.hpp"
 
 using nlohmann::json;
@@ -65,6 +66,51 @@ void progress_bar(std::int64_t done, std::int64_t total) {
   std::fflush(stderr);
 }
 
+// Shows a job's progress (events, or jobs.status when no event comes for a second) until it ends; then
+// prints its final status. Exit 0 when it ended done, 1 otherwise.
+int follow_job(Client& c, zmq::socket_t& sub_sock, std::int64_t id) {
+  sub_sock.set(zmq::sockopt::rcvtimeo, 1000);
+  std::string stage;
+  auto stage_of = [&](const json& stats) {
+    if (!stats.is_object() || !stats.contains("stage")) return;
+    const auto s = stats["stage"].get<std::string>();
+    if (s != stage) {
+      if (!stage.empty()) std::cerr << "\n";
+      stage = s;
+      std::cerr << s << "\n";
+    }
+  };
+  auto finish = [&](const std::vector<zmq::message_t>& s) {
+    std::cerr << "\n";
+    const json sj = json::parse(s[0].to_string());
+    const int rc = show(s);
+    return rc != 0 ? rc : (sj["result"]["job"]["state"] == "done" ? 0 : 1);
+  };
+  for (;;) {
+    std::vector<zmq::message_t> ev;
+    if (zmq::recv_multipart(sub_sock, std::back_inserter(ev)) && ev.size() == 2) {
+      const json b = json::parse(ev[1].to_string(), nullptr, false);
+      if (b.is_discarded() || b.value("job_id", std::int64_t{-1}) != id) continue;
+      if (ev[0].to_string() == "job.progress") {
+        if (b.contains("stats")) stage_of(b["stats"]);
+        progress_bar(b["done"], b["total"]);
+      }
+      if (ev[0].to_string() == "job.state" && (b["state"] != "queued" && b["state"] != "running")) {
+        return finish(c.call("jobs.status", {{"job_id", id}}));
+      }
+    } else {
+      // No event for a second (events are best-effort): ask directly.
+      auto s = c.call("jobs.status", {{"job_id", id}});
+      const json sj = json::parse(s[0].to_string());
+      if (sj["ok"] != true) return show(s);
+      const auto& job = sj["result"]["job"];
+      if (job.contains("stats")) stage_of(job["stats"]);
+      progress_bar(job["done"], job["total"]);
+      if (job["state"] != "queued" && job["state"] != "running") return finish(s);
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -89,6 +135,11 @@ int main(int argc, char** argv) {
   cap->add_option("--count", count, "number of inputs")->required();
   cap->add_option("--split", split, "train or test")->capture_default_str();
   cap->add_flag("--no-wait", no_wait, "return after the job is queued");
+  auto* pipe = app.add_subcommand("pipeline", "run the hardware-in-the-loop pipeline (teacher → student → deploy → "
+                                               "calibrate → measure → compensate → evaluate) and follow it");
+  std::string job_file;
+  pipe->add_option("--job", job_file, "pipeline settings (YAML or JSON, docs/pipeline.md); default: the built-in defaults");
+  pipe->add_flag("--no-wait", no_wait, "return after the job is queued");
   auto* jobs = app.add_subcommand("jobs", "list jobs");
   auto* runs = app.add_subcommand("runs", "list runs");
   auto* cancel = app.add_subcommand("cancel", "cancel a job");
@@ -129,41 +180,26 @@ int main(int argc, char** argv) {
       std::cout << "wrote " << out << " (" << a.shape[0] << "x" << a.shape[1] << " " << d["dtype"].get<std::string>() << ")\n";
       return 0;
     }
-    if (sub == "capture") {
+    if (sub == "capture" || sub == "pipeline") {
       // Subscribe before submitting so that no progress event is missed.
       zmq::socket_t sub_sock(c.ctx, zmq::socket_type::sub);
       sub_sock.set(zmq::sockopt::linger, 0);
       sub_sock.set(zmq::sockopt::subscribe, "job.");
       sub_sock.connect(events);
-      auto r = c.call("capture", {{"dataset", "fashion-mnist"}, {"split", split}, {"start", start}, {"count", count}});
+      json args;
+      if (sub == "capture") {
+        args = {{"dataset", "fashion-mnist"}, {"split", split}, {"start", start}, {"count", count}};
+      } else if (!job_file.empty()) {
+        args = {{"config", hilo::distill::load_config_file(job_file)}};
+      } else {
+        args = json::object();
+      }
+      auto r = c.call(sub, args);
       const json j = json::parse(r[0].to_string());
       if (j["ok"] != true || no_wait) return show(r);
       const auto id = j["result"]["job_id"].get<std::int64_t>();
       std::cerr << "job " << id << " -> run " << j["result"]["run_id"].get<std::string>() << "\n";
-      sub_sock.set(zmq::sockopt::rcvtimeo, 1000);
-      for (;;) {
-        std::vector<zmq::message_t> ev;
-        if (zmq::recv_multipart(sub_sock, std::back_inserter(ev)) && ev.size() == 2) {
-          const json b = json::parse(ev[1].to_string(), nullptr, false);
-          if (b.is_discarded() || b.value("job_id", std::int64_t{-1}) != id) continue;
-          if (ev[0].to_string() == "job.progress") progress_bar(b["done"], b["total"]);
-          if (ev[0].to_string() == "job.state" && (b["state"] != "queued" && b["state"] != "running")) {
-            std::cerr << "\n";
-            return show(c.call("jobs.status", {{"job_id", id}}));
-          }
-        } else {
-          // No event for a second (events are best-effort): ask directly.
-          auto s = c.call("jobs.status", {{"job_id", id}});
-          const json sj = json::parse(s[0].to_string());
-          if (sj["ok"] != true) return show(s);
-          const auto& job = sj["result"]["job"];
-          progress_bar(job["done"], job["total"]);
-          if (job["state"] != "queued" && job["state"] != "running") {
-            std::cerr << "\n";
-            return show(s);
-          }
-        }
-      }
+      return follow_job(c, sub_sock, id);
     }
   } catch (const std::exception& e) {
     std::cerr << "hiloctl: " << e.what() << "\n";

@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 
 #include "hilo/controller/app.hpp"
+#include "hilo/controller/pipeline.hpp"
 #include "hilo/drivers/bench_config.hpp"
 #include "hilo/sim/npy.hpp"
 
@@ -16,11 +17,19 @@ int main(int argc, char** argv) {
   app.add_option("--element-npy", element_npy,
                  "levels (uint8/uint16 .npy, the element SLM's size) to show on the element SLM at start; "
                  "default: a flat pattern (open aperture)");
+  bool virtual_time = false;
+  app.add_flag("--virtual-time", virtual_time,
+               "simulated devices run on a virtual clock: settle and exposure times pass without waiting, and a "
+               "pipeline resumed after an interruption reproduces the uninterrupted run exactly");
   CLI11_PARSE(app, argc, argv);
-  hilo::drivers::SteadyClock clock;
+  hilo::drivers::SteadyClock steady;
+  hilo::drivers::ManualClock manual;
+  hilo::drivers::Clock& clock = virtual_time ? static_cast<hilo::drivers::Clock&>(manual) : steady;
   hilo::drivers::Bench bench;
+  hilo::drivers::BenchConfig config;
   try {
-    bench = hilo::drivers::make_bench(hilo::drivers::load_bench_config(o.config), clock);
+    config = hilo::drivers::load_bench_config(o.config);
+    bench = hilo::drivers::make_bench(config, clock);
   } catch (const std::exception& e) {
     std::cerr << "hilod: " << e.what() << "\n";
     return 2;
@@ -70,5 +79,9 @@ int main(int argc, char** argv) {
     std::cerr << "hilod: cannot show the dark input pattern: " << e->message << "\n";
     return 3;
   }
-  return hilo::controller::run_hilod(o, *bench.input, *bench.camera);
+  std::optional<hilo::controller::PipelineBench> pipeline;
+  if (config.simulator) {
+    pipeline.emplace(hilo::controller::pipeline_bench(bench, config, o.config, clock, virtual_time ? &manual : nullptr, nullptr));
+  }
+  return hilo::controller::run_hilod(o, *bench.input, *bench.camera, pipeline ? &*pipeline : nullptr);
 }

@@ -36,7 +36,7 @@ void add_hilod_options(CLI::App& app, HilodOptions& o) {
   add_daemon_options(app, o.daemon);
 }
 
-int run_hilod(HilodOptions o, drivers::Slm& slm, drivers::Camera& camera) {
+int run_hilod(HilodOptions o, drivers::Slm& slm, drivers::Camera& camera, PipelineBench* pipeline) {
   try {
     if (!o.curve_secret_key_file.empty()) {
       std::ifstream in(o.curve_secret_key_file);
@@ -87,9 +87,16 @@ int run_hilod(HilodOptions o, drivers::Slm& slm, drivers::Camera& camera) {
         std::cerr << "hilod: continuing " << n << " interrupted capture job(s)\n";
       }
     }
+    if (pipeline) pipeline->mutex = &devices.mutex;
+    if (o.resume && pipeline) {
+      if (int n = resume_interrupted_pipelines(jobs, catalog, *pipeline, o.data_dir); n > 0) {
+        std::cerr << "hilod: continuing " << n << " interrupted pipeline job(s)\n";
+      }
+    }
     Context ctx{devices, jobs, catalog, datasets, o.data_dir, o.daemon.limits, cap, [] {
                   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
                 }};
+    ctx.pipeline = pipeline;
     Daemon daemon(io, zctx, o.daemon, ctx, events);
     daemon.start();
     std::cerr << "hilod: commands on " << daemon.command_endpoint() << ", events on " << daemon.event_endpoint()

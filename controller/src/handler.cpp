@@ -341,6 +341,38 @@ Reply cmd_capture(const Request& req, Context& ctx) {
                            {"total", rec->total}});
 }
 
+// pipeline {"config": {...}} (optional; PipelineConfig::from_json): queues the whole HIL pipeline.
+Reply cmd_pipeline(const Request& req, Context& ctx) {
+  if (auto r = expect_parts(req, 0)) return *r;
+  if (auto e = check_known_args(req, {"config"})) return error_reply(*e);
+  if (ctx.shutting_down || !ctx.jobs.accepting()) {
+    return error_reply(req.id, ErrorCode::shutting_down, "the daemon is shutting down and accepts no new jobs");
+  }
+  if (!ctx.pipeline) {
+    return error_reply(req.id, ErrorCode::not_supported,
+                       "this daemon's bench config has no simulator section describing the designed optics, which the "
+                       "pipeline needs as its design model");
+  }
+  if (auto r = check_job_limit(req, ctx)) return *r;
+  PipelineConfig cfg;
+  try {
+    cfg = req.args.contains("config") ? PipelineConfig::from_json(req.args["config"]) : PipelineConfig::defaults();
+  } catch (const std::exception& e) {
+    return error_reply(req.id, ErrorCode::bad_argument, std::string("config: ") + e.what());
+  }
+  if (auto e = cfg.validate(); !e.empty()) return error_reply(req.id, ErrorCode::bad_argument, "config: " + e);
+  if (!cfg.profiles.empty() && !ctx.pipeline->reset_simulator) {
+    return error_reply(req.id, ErrorCode::bad_argument,
+                       "config: bench.profiles needs simulated devices; on hardware leave it empty");
+  }
+  json params = {{"config", cfg.to_json()}};
+  auto* bench = ctx.pipeline;
+  const auto data_dir = ctx.data_dir;
+  auto rec = ctx.jobs.submit("pipeline", params, 1, [&](const JobRecord& r) { return pipeline_work(cfg, *bench, data_dir / r.run_id); });
+  if (!rec) return error_reply(req.id, ErrorCode::shutting_down, "the daemon is shutting down and accepts no new jobs");
+  return ok_reply(req.id, {{"job_id", rec->id}, {"run_id", rec->run_id}, {"state", std::string(to_string(rec->state))}});
+}
+
 // The arguments of the list commands: no parts, an optional `limit` in [1, 100000] (default 100).
 // Returns the limit, or the error reply.
 std::variant<int, Reply> list_limit(const Request& req) {
@@ -466,12 +498,63 @@ const std::map<std::string_view, Handler>& table() {
       {"ping", cmd_ping},           {"version", cmd_version},           {"devices.list", cmd_devices_list},
       {"devices.status", cmd_devices_status}, {"devices.configure", cmd_devices_configure},
       {"slm.show", cmd_slm_show},   {"camera.grab", cmd_camera_grab},   {"capture", cmd_capture},
+      {"pipeline", cmd_pipeline},
       {"jobs.list", cmd_jobs_list}, {"jobs.status", cmd_jobs_status},   {"jobs.cancel", cmd_jobs_cancel},
       {"runs.list", cmd_runs_list}, {"runs.get", cmd_runs_get},         {"shutdown", cmd_shutdown}};
   return t;
 }
 
 }  // namespace
+
+JobManager::Work pipeline_work(const PipelineConfig& config, PipelineBench& bench, const std::filesystem::path& run_dir) {
+  return [config, &bench, run_dir](JobControl& ctl) {
+    PipelineControl pc;
+    std::string current;
+    pc.progress = [&](const std::string& stage, std::int64_t done, std::int64_t total) {
+      if (stage != current) {
+        current = stage;
+        ctl.set_stats({{"stage", stage}});
+      }
+      ctl.progress(done, total);
+    };
+    pc.stop_requested = [&] { return ctl.stop_requested(); };
+    pc.log = [&](const std::string& line) {
+      json st = ctl.record().stats.is_object() ? ctl.record().stats : json::object();
+      st["stage"] = current;
+      st["last"] = line;
+      ctl.set_stats(st);
+    };
+    try {
+      const auto r = run_pipeline(config, bench, run_dir, pc);
+      if (!r.completed) return JobOutcome{JobState::interrupted, "stopped; completed stages are kept"};
+      json st = {{"stage", "done"}, {"report", (run_dir / "report.json").string()}};
+      ctl.set_stats(st);
+      ctl.checkpoint(1);
+      return JobOutcome{JobState::done, {}};
+    } catch (const std::exception& e) {
+      return JobOutcome{JobState::failed, e.what()};
+    }
+  };
+}
+
+int resume_interrupted_pipelines(JobManager& jobs, Catalog& catalog, PipelineBench& bench,
+                                 const std::filesystem::path& data_dir) {
+  int n = 0;
+  for (JobRecord rec : catalog.jobs_in_state(JobState::interrupted)) {
+    if (rec.kind != "pipeline") continue;
+    PipelineConfig cfg;
+    try {
+      cfg = PipelineConfig::from_json(rec.params.at("config"));
+    } catch (const std::exception& e) {
+      rec.state = JobState::failed;
+      rec.error = std::string("cannot resume: ") + e.what();
+      catalog.update_job(rec);
+      continue;
+    }
+    if (jobs.resume(rec, pipeline_work(cfg, bench, data_dir / rec.run_id))) ++n;
+  }
+  return n;
+}
 
 std::vector<std::string_view> command_names() {
   std::vector<std::string_view> out;

@@ -28,6 +28,7 @@ std::string_view to_string(ErrorCode c) {
     case ErrorCode::forbidden_path: return "forbidden_path";
     case ErrorCode::overloaded: return "overloaded";
     case ErrorCode::too_many_jobs: return "too_many_jobs";
+    case ErrorCode::not_supported: return "not_supported";
   }
   return "internal";
 }

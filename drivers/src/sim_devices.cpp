@@ -124,6 +124,12 @@ DeviceStatus SimSlm::show(const cv::Mat& levels) {
 
 // ---- SimCamera ----
 
+void SimCamera::reseed(std::uint64_t noise_seed) {
+  noise_rng_.seed(noise_seed);
+  fault_rng_.seed(faults_.seed);
+  last_frame_start_s_ = -1e300;
+}
+
 SimCamera::SimCamera(sim::SimulatedBench& bench, Clock& clock, std::uint64_t noise_seed, SimTiming timing,
                      FaultOptions faults, std::string name)
     : bench_(&bench), clock_(&clock), noise_rng_(noise_seed), timing_(timing), faults_(faults),

@@ -33,6 +33,8 @@ struct HilodOptions {
 void add_hilod_options(CLI::App& app, HilodOptions& o);
 
 // Runs the daemon to completion. Returns the process exit code; errors go to stderr.
-int run_hilod(HilodOptions o, drivers::Slm& slm, drivers::Camera& camera);
+// `pipeline` (optional) is the bench as the pipeline command drives it (pipeline_bench()); its mutex is
+// set to the daemon's device mutex here.
+int run_hilod(HilodOptions o, drivers::Slm& slm, drivers::Camera& camera, struct PipelineBench* pipeline = nullptr);
 
 }  // namespace hilo::controller

@@ -9,7 +9,7 @@
 //
 // Commands (docs/protocol.md has an example exchange for each):
 //   ping, version, devices.list, devices.status, devices.configure, slm.show, camera.grab, capture,
-//   jobs.list, jobs.status, jobs.cancel, runs.list, runs.get, shutdown
+//   pipeline, jobs.list, jobs.status, jobs.cancel, runs.list, runs.get, shutdown
 #include <filesystem>
 #include <functional>
 #include <span>
@@ -19,6 +19,7 @@
 #include "hilo/controller/capture.hpp"
 #include "hilo/controller/dataset.hpp"
 #include "hilo/controller/jobs.hpp"
+#include "hilo/controller/pipeline.hpp"
 #include "hilo/controller/protocol.hpp"
 #include "hilo/controller/security.hpp"
 #include "hilo/controller/storage.hpp"
@@ -36,7 +37,17 @@ struct Context {
   std::function<double()> monotonic_s;  // for chunk timing in jobs
   std::string daemon_version = "0.1.0";
   bool shutting_down = false;  // set by the daemon; new jobs are refused with shutting_down
+  // The bench as the pipeline sees it (null when the bench config has no simulator section, which
+  // holds the designed optics): the pipeline command answers not_supported then.
+  PipelineBench* pipeline = nullptr;
 };
+
+// The job that runs (or resumes, same run directory) the pipeline; used by the pipeline command and by
+// the daemon at start for pipelines a previous process left interrupted.
+JobManager::Work pipeline_work(const PipelineConfig& config, PipelineBench& bench, const std::filesystem::path& run_dir);
+// Queues every interrupted pipeline job again; returns how many.
+int resume_interrupted_pipelines(JobManager& jobs, Catalog& catalog, PipelineBench& bench,
+                                 const std::filesystem::path& data_dir);
 
 std::vector<std::string_view> command_names();
 

@@ -47,6 +47,7 @@ enum class ErrorCode {
   forbidden_path,       // a path argument is absolute, contains "..", or resolves outside the data directory
   overloaded,           // the daemon's queue of pending requests is full; retry later
   too_many_jobs,        // the job limit (queued + running) is reached; wait or cancel a job
+  not_supported,        // the command needs something this daemon's bench does not have
 };
 std::string_view to_string(ErrorCode c);
 

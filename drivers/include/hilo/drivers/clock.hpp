@@ -30,6 +30,10 @@ class ManualClock final : public Clock {
   double now_s() const override { return now_s_; }
   void sleep_for(std::chrono::microseconds d) override;
   void advance(std::chrono::microseconds d) { sleep_for(d); }
+  // Sets the time, backwards too: a simulation that must reproduce a stage exactly (the pipeline's
+  // profile stages) restarts its clock. Breaks "never decreases" for readings taken before; callers
+  // own that (tests and the simulator-mode daemon, whose devices are the clock's only readers).
+  void rewind_to(double t_s) { now_s_ = t_s; }
   double slept_s() const { return slept_s_; }
   int sleeps() const { return sleeps_; }
 

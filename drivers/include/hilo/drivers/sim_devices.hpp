@@ -117,6 +117,9 @@ class SimCamera final : public Camera {
   TriggerMode trigger_mode() const override { return trigger_; }
   DeviceStatus set_trigger_mode(TriggerMode m) override;
   DeviceResult<Frame> grab(std::chrono::milliseconds timeout) override;
+  // Restarts the sensor-noise and fault generators (noise_seed, faults.seed) so a simulation can be
+  // repeated exactly; frame sequence numbers keep counting.
+  void reseed(std::uint64_t noise_seed);
 
  private:
   DeviceError error(DeviceErrc code, const std::string& what) const;

@@ -1,0 +1,67 @@
+// hilo-pipeline: runs the hardware-in-the-loop pipeline in this process, on the bench of --config, with
+// simulated devices on a virtual clock (time advances by the devices' timing model, nothing sleeps).
+// The daemon's `pipeline` command runs the same code (controller/pipeline.hpp); this entry point serves
+// scripts and experiments that want no daemon.
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "hilo/controller/pipeline.hpp"
+#include "hilo/distill/jobs.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{"hilo-pipeline — teacher → NTKD student → deploy → calibrate → measure → compensate → evaluate"};
+  std::string config = "configs/sim.yaml", job, out = "runs/pipeline";
+  app.add_option("--config", config, "bench config (YAML with a simulator section)");
+  app.add_option("--job", job, "pipeline settings (YAML or JSON); default: the built-in defaults");
+  app.add_option("--out", out, "run directory (an existing one is resumed)");
+  std::string sweep_profile, sweep_grid;
+  std::vector<std::uint64_t> sweep_seeds{1, 2, 3};
+  auto* sweep = app.add_subcommand("sweep", "compensation sweep on a finished run's stored measurements (no devices)");
+  sweep->add_option("--profile", sweep_profile, "profile stage (bench/<profile>)")->required();
+  sweep->add_option("--grid", sweep_grid, "YAML/JSON mapping: name -> compensation options (mode, epochs, lr, batch, "
+                                          "ntk_subbatch, alpha, beta, distance)")->required();
+  sweep->add_option("--seeds", sweep_seeds, "re-fit seeds");
+  CLI11_PARSE(app, argc, argv);
+  if (*sweep) {
+    try {
+      std::vector<hilo::controller::SweepEntry> grid;
+      for (const auto& [name, j] : hilo::distill::load_config_file(sweep_grid).items())
+        grid.push_back(hilo::controller::sweep_entry_from_json(name, j));
+      const auto r = hilo::controller::sweep_compensation(out, sweep_profile, grid, sweep_seeds,
+                                                          [](const std::string& s) { std::cerr << s << "\n"; });
+      std::cout << r.dump(2) << "\n";
+      return 0;
+    } catch (const std::exception& e) {
+      std::cerr << "hilo-pipeline sweep: " << e.what() << "\n";
+      return 2;
+    }
+  }
+  try {
+    const auto pc = job.empty() ? hilo::controller::PipelineConfig::defaults()
+                                : hilo::controller::PipelineConfig::from_json(hilo::distill::load_config_file(job));
+    const auto bc = hilo::drivers::load_bench_config(config);
+    hilo::drivers::ManualClock clock;
+    auto bench = hilo::drivers::make_bench(bc, clock);
+    for (auto* s : {bench.input.get(), bench.element.get()})
+      if (s)
+        if (auto e = s->open()) throw std::runtime_error(e->message);
+    if (auto e = bench.camera->open()) throw std::runtime_error(e->message);
+    auto pb = hilo::controller::pipeline_bench(bench, bc, config, clock, &clock, nullptr);
+    hilo::controller::PipelineControl ctl;
+    std::string last;
+    ctl.progress = [&](const std::string& stage, std::int64_t d, std::int64_t t) {
+      if (stage != last) std::cerr << "\n";
+      last = stage;
+      std::cerr << "\r[" << stage << "] " << d << "/" << t << std::flush;
+    };
+    ctl.log = [](const std::string& s) { std::cerr << "\n" << s << std::flush; };
+    const auto r = hilo::controller::run_pipeline(pc, pb, out, ctl);
+    std::cerr << "\n";
+    std::cout << r.report.dump(2) << "\n";
+    return r.completed ? 0 : 1;
+  } catch (const std::exception& e) {
+    std::cerr << "\nhilo-pipeline: " << e.what() << "\n";
+    return 2;
+  }
+}

