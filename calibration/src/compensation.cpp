@@ -32,8 +32,8 @@ std::string CompensationOptions::validate() const {
   if (!(lr > 0) || !std::isfinite(lr)) return "compensation.lr must be finite and > 0, got " + std::to_string(lr);
   if (batch < 1) return "compensation.batch must be >= 1, got " + std::to_string(batch);
   if (mode == CompensationMode::ntkd) {
-    if (ntk_subbatch < 2 || ntk_subbatch > batch)
-      return "compensation.ntk_subbatch must be in [2, batch], got " + std::to_string(ntk_subbatch);
+    if (ntk_subbatch < 2 || ntk_subbatch > 1024)
+      return "compensation.ntk_subbatch must be in [2, 1024], got " + std::to_string(ntk_subbatch);
     if (!(alpha >= 0) || !std::isfinite(alpha)) return "compensation.alpha must be finite and >= 0";
     if (!(beta >= 0) || !std::isfinite(beta)) return "compensation.beta must be finite and >= 0";
     if (distance.kind != "alignment" && distance.kind != "trace_mse")
@@ -147,6 +147,25 @@ CompensationReport refit_backend(distill::OpticalStudent& student, const MatD& a
     std::vector<int> order(static_cast<std::size_t>(n));
     std::iota(order.begin(), order.end(), 0);
     const double alpha = ntkd ? o.alpha : 1.0;
+    // NTK groups: the measured set split once (seeded) into groups of ntk_subbatch samples, the teacher's
+    // Θ_T of each computed once; step t uses group t mod G. Θ_T depends only on the clean images, so this
+    // is exact, and it removes the teacher's C backward passes from every step.
+    std::vector<std::vector<int>> groups;
+    std::vector<MatD> theta_t;
+    if (ntkd) {
+      std::vector<int> g(static_cast<std::size_t>(n));
+      std::iota(g.begin(), g.end(), 0);
+      std::shuffle(g.begin(), g.end(), rng);
+      const std::size_t b = static_cast<std::size_t>(std::min<Eigen::Index>(o.ntk_subbatch, n));
+      for (std::size_t s0 = 0; s0 + 2 <= g.size(); s0 += b) {
+        std::vector<int> grp(g.begin() + static_cast<std::ptrdiff_t>(s0),
+                             g.begin() + static_cast<std::ptrdiff_t>(std::min(g.size(), s0 + b)));
+        if (grp.size() < 2) break;
+        theta_t.push_back(distill::ntk_exact(*teacher, rows_of(*clean, grp)));
+        groups.push_back(std::move(grp));
+      }
+    }
+    std::size_t step_count = 0;
     for (int ep = 1; ep <= o.epochs; ++ep) {
       std::shuffle(order.begin(), order.end(), rng);
       double loss_sum = 0, dist_sum = 0;
@@ -161,17 +180,16 @@ CompensationReport refit_backend(distill::OpticalStudent& student, const MatD& a
         const MatD logits = student.backend_forward(ab);
         double loss = alpha * distill::softmax_cross_entropy(logits, yb, &dl);
         student.backend_backward(alpha * dl);
-        if (ntkd && m >= 2) {
-          const int b = static_cast<int>(std::min<Eigen::Index>(o.ntk_subbatch, m));
-          const std::vector<int> sub(idx.begin(), idx.begin() + b);
-          const MatD theta_t = distill::ntk_exact(*teacher, rows_of(*clean, sub));
-          const MatD as = rows_of(a, sub);
+        if (ntkd && !groups.empty()) {
+          const std::size_t gi = step_count % groups.size();
+          const MatD as = rows_of(a, groups[gi]);
           const MatD theta_s = backend_ntk(student, as);
-          const double d = o.distance.value(theta_t, theta_s);
-          backend_ntk_backward(student, as, o.beta * o.distance.grad(theta_t, theta_s));
+          const double d = o.distance.value(theta_t[gi], theta_s);
+          backend_ntk_backward(student, as, o.beta * o.distance.grad(theta_t[gi], theta_s));
           loss += o.beta * d;
           dist_sum += d;
         }
+        ++step_count;
         opt.step();
         loss_sum += loss;
         ++steps;

@@ -22,13 +22,16 @@ int main(int argc, char** argv) {
   sweep->add_option("--grid", sweep_grid, "YAML/JSON mapping: name -> compensation options (mode, epochs, lr, batch, "
                                           "ntk_subbatch, alpha, beta, distance)")->required();
   sweep->add_option("--seeds", sweep_seeds, "re-fit seeds");
+  std::vector<double> sweep_fractions;
+  sweep->add_option("--fractions", sweep_fractions, "fractions of the run to sweep (default: all)");
   CLI11_PARSE(app, argc, argv);
   if (*sweep) {
     try {
       std::vector<hilo::controller::SweepEntry> grid;
-      for (const auto& [name, j] : hilo::distill::load_config_file(sweep_grid).items())
+      const auto grid_json = hilo::distill::load_config_file(sweep_grid);
+      for (const auto& [name, j] : grid_json.items())
         grid.push_back(hilo::controller::sweep_entry_from_json(name, j));
-      const auto r = hilo::controller::sweep_compensation(out, sweep_profile, grid, sweep_seeds,
+      const auto r = hilo::controller::sweep_compensation(out, sweep_profile, grid, sweep_seeds, sweep_fractions,
                                                           [](const std::string& s) { std::cerr << s << "\n"; });
       std::cout << r.dump(2) << "\n";
       return 0;

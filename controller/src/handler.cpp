@@ -365,6 +365,13 @@ Reply cmd_pipeline(const Request& req, Context& ctx) {
     return error_reply(req.id, ErrorCode::bad_argument,
                        "config: bench.profiles needs simulated devices; on hardware leave it empty");
   }
+  for (const auto& name : cfg.profiles) {
+    try {
+      (void)ctx.pipeline->load_profile(name);
+    } catch (const std::exception& e) {
+      return error_reply(req.id, ErrorCode::bad_argument, "config: bench.profiles: " + std::string(e.what()));
+    }
+  }
   json params = {{"config", cfg.to_json()}};
   auto* bench = ctx.pipeline;
   const auto data_dir = ctx.data_dir;
@@ -372,6 +379,69 @@ Reply cmd_pipeline(const Request& req, Context& ctx) {
   if (!rec) return error_reply(req.id, ErrorCode::shutting_down, "the daemon is shutting down and accepts no new jobs");
   return ok_reply(req.id, {{"job_id", rec->id}, {"run_id", rec->run_id}, {"state", std::string(to_string(rec->state))}});
 }
+
+// train-teacher {"config": {...}} and distill {"config": {..., "teacher": "<run id>/teacher.hilo"}}: the
+// hilo-train jobs (distill/jobs.hpp, student_jobs.hpp) as daemon jobs. The model and history go to the
+// job's run directory (a config's out_dir is refused); distill's teacher path is confined to data_dir.
+Reply cmd_train(const Request& req, Context& ctx, const std::string& kind) {
+  if (auto r = expect_parts(req, 0)) return *r;
+  if (auto e = check_known_args(req, {"config"})) return error_reply(*e);
+  if (ctx.shutting_down || !ctx.jobs.accepting()) {
+    return error_reply(req.id, ErrorCode::shutting_down, "the daemon is shutting down and accepts no new jobs");
+  }
+  if (!req.args.contains("config") || !req.args["config"].is_object())
+    return error_reply(req.id, ErrorCode::missing_field, "config (a mapping: the " + kind + " job of hilo-train) is required");
+  json cfg = req.args["config"];
+  if (cfg.contains("out_dir"))
+    return error_reply(req.id, ErrorCode::bad_argument, "config.out_dir is set by the daemon (the job's run directory)");
+  if (kind == "distill") {
+    if (!cfg.contains("teacher") || !cfg["teacher"].is_string())
+      return error_reply(req.id, ErrorCode::missing_field, "config.teacher (a teacher model file inside the data directory) is required");
+    auto p = confine_path(ctx.data_dir, cfg["teacher"].get<std::string>());
+    if (auto* why = std::get_if<std::string>(&p)) return error_reply(req.id, ErrorCode::forbidden_path, "config.teacher: " + *why);
+    const auto& tp = std::get<std::filesystem::path>(p);
+    if (!std::filesystem::exists(tp)) return error_reply(req.id, ErrorCode::not_found, "config.teacher: no file " + tp.string());
+    cfg["teacher"] = tp.string();
+  }
+  cfg["out_dir"] = "-";  // placeholder for validation; replaced by the run directory
+  try {
+    if (kind == "train-teacher") (void)distill::TeacherJob::from_json(cfg);
+    else (void)distill::DistillJob::from_json(cfg);
+  } catch (const std::exception& e) {
+    return error_reply(req.id, ErrorCode::bad_argument, std::string("config: ") + e.what());
+  }
+  if (auto r = check_job_limit(req, ctx)) return *r;
+  const auto data_dir = ctx.data_dir;
+  auto rec = ctx.jobs.submit(kind, {{"config", req.args["config"]}}, 1, [&](const JobRecord& r) {
+    json c = cfg;
+    c["out_dir"] = (data_dir / r.run_id).string();
+    return JobManager::Work([c, kind](JobControl& ctl) {
+      std::atomic<bool> cancel{false};
+      distill::JobControl jc;
+      jc.cancel = &cancel;
+      jc.on_progress = [&](const distill::Progress& p) {
+        if (ctl.stop_requested()) cancel = true;
+        ctl.progress(std::int64_t(p.epoch - 1) * std::int64_t(p.steps) + std::int64_t(p.step), std::int64_t(p.epochs) * std::int64_t(p.steps));
+      };
+      jc.on_epoch = [&](const distill::EpochRecord& e) {
+        ctl.set_stats({{"epoch", e.epoch}, {"val_acc", e.val_acc}, {"loss", e.loss}});
+      };
+      try {
+        const auto r = kind == "train-teacher" ? distill::run_train_teacher(distill::TeacherJob::from_json(c), jc)
+                                               : distill::run_distill(distill::DistillJob::from_json(c), jc);
+        if (r.history.cancelled) return JobOutcome{JobState::cancelled, "stopped"};
+        ctl.set_stats({{"test_acc", r.history.test_acc}, {"model", r.model_path.string()}});
+        return JobOutcome{JobState::done, {}};
+      } catch (const std::exception& e) {
+        return JobOutcome{JobState::failed, e.what()};
+      }
+    });
+  });
+  if (!rec) return error_reply(req.id, ErrorCode::shutting_down, "the daemon is shutting down and accepts no new jobs");
+  return ok_reply(req.id, {{"job_id", rec->id}, {"run_id", rec->run_id}, {"state", std::string(to_string(rec->state))}});
+}
+Reply cmd_train_teacher(const Request& req, Context& ctx) { return cmd_train(req, ctx, "train-teacher"); }
+Reply cmd_distill(const Request& req, Context& ctx) { return cmd_train(req, ctx, "distill"); }
 
 // The arguments of the list commands: no parts, an optional `limit` in [1, 100000] (default 100).
 // Returns the limit, or the error reply.
@@ -498,7 +568,7 @@ const std::map<std::string_view, Handler>& table() {
       {"ping", cmd_ping},           {"version", cmd_version},           {"devices.list", cmd_devices_list},
       {"devices.status", cmd_devices_status}, {"devices.configure", cmd_devices_configure},
       {"slm.show", cmd_slm_show},   {"camera.grab", cmd_camera_grab},   {"capture", cmd_capture},
-      {"pipeline", cmd_pipeline},
+      {"pipeline", cmd_pipeline},   {"train-teacher", cmd_train_teacher}, {"distill", cmd_distill},
       {"jobs.list", cmd_jobs_list}, {"jobs.status", cmd_jobs_status},   {"jobs.cancel", cmd_jobs_cancel},
       {"runs.list", cmd_runs_list}, {"runs.get", cmd_runs_get},         {"shutdown", cmd_shutdown}};
   return t;

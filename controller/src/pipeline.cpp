@@ -500,25 +500,28 @@ json Runner::stage_profile(const std::string& name, int index) {
   const auto chosen = calibration::select_subset(so, data_.train.y, teacher_space, rng);
   std::vector<int> idx(chosen.begin(), chosen.end());
   const distill::Dataset sub = distill::take(data_.train, idx);
-  const std::int64_t total = std::int64_t(test_x_.rows() + sub.size());
+  const std::int64_t total = std::int64_t(test_x_.rows() + data_.val.size() + sub.size());
   calibration::ExtractOptions ex;
   auto stop_fn = [this] { return stop(); };
-  auto measured_test = with_bench(b_, [&] {
-    return calibration::measure_features(rig, bc, ex, deployment_, *deployed_, test_x_, c_.frames,
-                                         [&](std::size_t n, std::size_t) { progress(stage, std::int64_t(n), total); }, stop_fn);
-  });
-  if (!measured_test) throw_dev(measured_test.error());
-  if (stop()) throw Stopped{};
-  auto measured_sub = with_bench(b_, [&] {
-    return calibration::measure_features(rig, bc, ex, deployment_, *deployed_, sub.x, c_.frames,
-                                         [&](std::size_t n, std::size_t) { progress(stage, std::int64_t(test_x_.rows()) + std::int64_t(n), total); },
-                                         stop_fn);
-  });
-  if (!measured_sub) throw_dev(measured_sub.error());
-  if (stop()) throw Stopped{};
-  const MatD& A_test = measured_test.value();
-  const MatD& A_sub = measured_sub.value();
+  std::int64_t offset = 0;
+  auto measure = [&](const distill::Mat<float>& x) {
+    auto m = with_bench(b_, [&] {
+      return calibration::measure_features(rig, bc, ex, deployment_, *deployed_, x, c_.frames,
+                                           [&](std::size_t n, std::size_t) { progress(stage, offset + std::int64_t(n), total); },
+                                           stop_fn);
+    });
+    if (!m) throw_dev(m.error());
+    if (stop()) throw Stopped{};
+    offset += x.rows();
+    return m.value();
+  };
+  // The test set (evaluation), the validation split (held out from every fit; the compensation sweep
+  // selects its settings on it, docs/pipeline.md), and the measured training subset.
+  const MatD A_test = measure(test_x_);
+  const MatD A_val = measure(data_.val.x);
+  const MatD A_sub = measure(sub.x);
   write_matrix(d / "test_features.npy", A_test);
+  write_matrix(d / "val_features.npy", A_val);
   write_matrix(d / "subset_features.npy", A_sub);
   // Sample frames and the end-of-run drift check.
   std::vector<cv::Mat> frames;
@@ -668,6 +671,9 @@ PipelineResult Runner::run() {
   if (!c_.profiles.empty() && !b_.reset_simulator)
     throw std::invalid_argument("pipeline: bench.profiles needs the simulator (this bench is hardware; leave profiles empty)");
   fs::create_directories(dir_);
+  // Eigen's products run on `threads` threads everywhere in the pipeline (training sets its own too);
+  // more threads than free cores make OpenMP's barriers spin against each other.
+  Eigen::setNbThreads(c_.threads);
   PipelineResult out;
   try {
     progress("data", 0, 1);
@@ -709,15 +715,18 @@ SweepEntry sweep_entry_from_json(const std::string& name, const json& j) {
 }
 
 json sweep_compensation(const fs::path& run_dir, const std::string& profile, const std::vector<SweepEntry>& grid,
-                        const std::vector<std::uint64_t>& seeds, const std::function<void(const std::string&)>& log) {
+                        const std::vector<std::uint64_t>& seeds, const std::vector<double>& fractions,
+                        const std::function<void(const std::string&)>& log) {
   const json cfg = read_json(run_dir / "config.json");
   const PipelineConfig c = PipelineConfig::from_json(cfg);
+  Eigen::setNbThreads(c.threads);
   const fs::path d = run_dir / "bench" / profile;
   const json res = read_json(d / "result.json");
   const distill::Splits data = distill::load_splits(c.data);
   auto teacher = distill::sequential_from_model<float>(distill::read_model(run_dir / "teacher" / "teacher.hilo"));
   const auto deployed = distill::OpticalStudent::from_model(distill::read_model(run_dir / "deploy" / "student.hilo"));
   const MatD A_test = read_matrix(d / "test_features.npy"), A_sub = read_matrix(d / "subset_features.npy");
+  const MatD A_val = read_matrix(d / "val_features.npy");
   const auto test = distill::head(data.test, std::size_t(A_test.rows()));
   const std::vector<int> idx = res.at("subset").at("indices").get<std::vector<int>>();
   const distill::Dataset sub = distill::take(data.train, idx);
@@ -725,6 +734,7 @@ json sweep_compensation(const fs::path& run_dir, const std::string& profile, con
   json rows = json::array();
   for (const auto& fr : res.at("accuracy").at("fractions")) {
     const double f = fr.at("fraction").get<double>();
+    if (!fractions.empty() && std::find(fractions.begin(), fractions.end(), f) == fractions.end()) continue;
     // The same nested subset the run used: re-drawn from its generator state is not reproducible here,
     // so the sweep takes a class-balanced subset of the stored one for f < fmax with a fixed seed.
     std::vector<std::size_t> pick(sub.size());
@@ -743,7 +753,8 @@ json sweep_compensation(const fs::path& run_dir, const std::string& profile, con
         std::mt19937_64 r2(seed);
         const auto rep = calibration::refit_backend(s, a, part.y, &teacher, &part.x, g.options, r2);
         const double acc = distill::accuracy(s.backend_forward(A_test), test.y);
-        json row = {{"name", g.name}, {"fraction", f}, {"seed", seed}, {"accuracy", acc},
+        const double val = distill::accuracy(s.backend_forward(A_val), data.val.y);
+        json row = {{"name", g.name}, {"fraction", f}, {"seed", seed}, {"val_accuracy", val}, {"accuracy", acc},
                     {"final_ntk_distance", rep.epochs.empty() ? 0.0 : rep.epochs.back().ntk_distance},
                     {"final_train_acc", rep.epochs.empty() ? 0.0 : rep.epochs.back().accuracy}};
         if (log) log(row.dump());

@@ -144,6 +144,17 @@ class Client:
             return started
         return self.wait(started["job_id"], on_progress=on_progress, timeout_s=timeout_s)
 
+    def pipeline(self, config=None, wait=False, on_progress=None, timeout_s=3600):
+        """Starts the hardware-in-the-loop pipeline (docs/pipeline.md); `config` is a dict of the pipeline
+        settings (absent keys: the defaults). With wait=True returns the final job record; the report is
+        <data dir>/<run_id>/report.json."""
+        if wait and self._events_endpoint:
+            self.subscribe("job.")
+        started = self.call("pipeline", {} if config is None else {"config": config})
+        if not wait:
+            return started
+        return self.wait(started["job_id"], on_progress=on_progress, timeout_s=timeout_s)
+
     def wait(self, job_id, on_progress=None, timeout_s=600):
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

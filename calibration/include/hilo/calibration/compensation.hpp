@@ -6,7 +6,7 @@
 // Modes (CompensationOptions::mode); a = measured features (B × D), y = labels, s = backend(a):
 //   none:  nothing is fitted; the report holds the loss and accuracy of the current backend.
 //   task:  L = CE(s, y)
-//   ntkd:  L = α·CE(s, y) + β·d(Θ_T, Θ_S) on the first `ntk_subbatch` rows of every batch, where
+//   ntkd:  L = α·CE(s, y) + β·d(Θ_T, Θ_S) on one NTK group per step, where
 //          Θ_T = teacher NTK of the clean images of those rows (ntk_exact) and
 //          Θ_S = student NTK w.r.t. the backend parameters at the measured features:
 //            Θ_S = C·(H Hᵀ + 1) + (M S Mᵀ) ⊙ (A Aᵀ + 1),  H = ReLU(A W1ᵀ + b1), M = 1[z > 0],
@@ -17,7 +17,9 @@
 // Optimiser: Adam at a constant learning rate over the backend parameters only, seeded batch order.
 // The optical parameters (ρ or φ) are never written; refit_backend checks that they are bit-identical
 // afterwards and reports it (CompensationReport::optical_unchanged).
-// Cost per ntkd step: one teacher NTK (C batched backward passes on the sub-batch) plus O(b²·hidden).
+// NTK groups: the measured set is split once (seeded) into groups of ntk_subbatch samples and each
+// group's Θ_T is computed once (it depends only on the clean images); step t uses group t mod G.
+// Cost: G teacher NTKs up front, then O(b²·hidden) per step.
 #include <cstdint>
 #include <random>
 #include <string>
@@ -38,7 +40,7 @@ struct CompensationOptions {
   int epochs = 20;
   double lr = 1e-3;          // Adam, constant
   int batch = 32;
-  int ntk_subbatch = 16;     // ntkd: rows of each batch entering the NTK term (≤ batch)
+  int ntk_subbatch = 16;     // ntkd: samples per NTK group, [2, 1024]
   double alpha = 1.0;        // ntkd: CE weight
   double beta = 1.0;         // ntkd: NTK distance weight
   distill::KernelDistance distance{};  // ntkd: "alignment" (default) or "trace_mse"

@@ -9,7 +9,7 @@
 //
 // Commands (docs/protocol.md has an example exchange for each):
 //   ping, version, devices.list, devices.status, devices.configure, slm.show, camera.grab, capture,
-//   pipeline, jobs.list, jobs.status, jobs.cancel, runs.list, runs.get, shutdown
+//   pipeline, train-teacher, distill, jobs.list, jobs.status, jobs.cancel, runs.list, runs.get, shutdown
 #include <filesystem>
 #include <functional>
 #include <span>

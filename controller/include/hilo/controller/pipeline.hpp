@@ -122,13 +122,14 @@ PipelineResult run_pipeline(const PipelineConfig& config, PipelineBench& bench, 
 // Compensation sweep on a finished profile stage of a run: re-fits the deployed student's backend on
 // the stored measured subset (bench/<profile>/subset_features.npy, nested fractions as in the run) with
 // each option set in `grid` and each seed, and scores it on the stored measured test set. No device is
-// touched. Returns {"rows": [{"name", "fraction", "seed", "accuracy", "final_ntk_distance"}...]}.
+// touched. `fractions`: those of the run to sweep (empty: all). Returns {"rows": [{"name", "fraction", "seed", "accuracy", "final_ntk_distance"}...]}.
 struct SweepEntry {
   std::string name;
   calibration::CompensationOptions options;
 };
 nlohmann::json sweep_compensation(const std::filesystem::path& run_dir, const std::string& profile,
                                   const std::vector<SweepEntry>& grid, const std::vector<std::uint64_t>& seeds,
+                                  const std::vector<double>& fractions = {},
                                   const std::function<void(const std::string&)>& log = {});
 SweepEntry sweep_entry_from_json(const std::string& name, const nlohmann::json& j);
 

@@ -1,0 +1,165 @@
+"""The hardware-in-the-loop pipeline through the real daemon (ZeroMQ, progress events), stopped by
+SIGTERM in the middle of a bench stage and resumed by a restarted daemon: the resumed job ends done
+with exactly the report of an uninterrupted run.
+
+usage: test_pipeline_hilod.py HILOD HILOCTL REPO_ROOT
+hilod runs configs/sim.yaml with --virtual-time (simulated devices never wait; each profile stage
+resets the simulator, so results are reproducible).
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+HILOD, HILOCTL, ROOT = sys.argv[1:4]
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from hilo import Client, HiloError  # noqa: E402
+
+CONFIG = os.path.join(ROOT, "configs", "sim.yaml")
+SMALL = {
+    "data": {"name": "mnist", "train_limit": 1500},
+    "teacher": {"train": {"epochs": 1, "batch_size": 64, "optimizer": {"kind": "adam", "lr": 0.002}}},
+    "student": {"train": {"epochs": 2, "batch_size": 64, "optimizer": {"kind": "adam", "lr": 0.003}},
+                "distill": {"method": "ntkd", "ntk_distance": "alignment", "ntk_beta": 10, "ntk_subbatch": 16,
+                            "ntk_every": 4}},
+    "deploy": {"gs_iterations": 20, "adam_iterations": 60, "design_refit_epochs": 2},
+    "bench": {"profiles": ["moderate"], "test_images": 300},
+    "measure": {"fractions": [0.2, 0.1]},
+    "compensation": {"task": {"epochs": 4}, "ntkd": {"epochs": 4, "ntk_subbatch": 8}},
+}
+
+
+class Daemon:
+    def __init__(self, data, tmp, n):
+        self.ready = os.path.join(tmp, f"ready{n}.json")
+        self.log = open(os.path.join(tmp, f"hilod{n}.log"), "w")
+        self.p = subprocess.Popen(
+            [HILOD, "--config", CONFIG, "--virtual-time", "--command-endpoint", "tcp://127.0.0.1:*",
+             "--event-endpoint", "tcp://127.0.0.1:*", "--data-dir", data, "--ready-file", self.ready],
+            stderr=self.log)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(self.ready):
+            if self.p.poll() is not None or time.monotonic() > deadline:
+                self.p.kill()
+                raise RuntimeError(f"hilod did not start (exit {self.p.returncode})")
+            time.sleep(0.02)
+        with open(self.ready) as f:
+            r = json.load(f)
+        self.endpoint, self.events = r["command_endpoint"], r["event_endpoint"]
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+        rc = self.p.wait(60)
+        self.log.close()
+        return rc
+
+
+def report_of(data, run_id):
+    with open(os.path.join(data, run_id, "report.json")) as f:
+        return json.load(f)
+
+
+class PipelineThroughTheDaemon(unittest.TestCase):
+    def test_sigterm_then_resume_gives_the_uninterrupted_result(self):
+        with tempfile.TemporaryDirectory(prefix="hilo_pipeline_") as tmp:
+            # Uninterrupted, through hiloctl (progress bar, exit code 0 when done).
+            data_a = os.path.join(tmp, "a")
+            d = Daemon(data_a, tmp, 0)
+            job_file = os.path.join(tmp, "job.json")
+            with open(job_file, "w") as f:
+                json.dump(SMALL, f)
+            out = subprocess.run([HILOCTL, "--endpoint", d.endpoint, "--events", d.events, "pipeline", "--job", job_file],
+                                 capture_output=True, text=True, timeout=600)
+            self.assertEqual(out.returncode, 0, out.stderr[-2000:])
+            job_a = json.loads(out.stdout)["job"]
+            self.assertEqual(job_a["state"], "done")
+            for stage in ("teacher", "student", "deploy", "bench moderate"):
+                self.assertIn(stage, out.stderr)
+            self.assertEqual(d.stop(), 0)
+            rep_a = report_of(data_a, job_a["run_id"])
+
+            # Interrupted by SIGTERM in the bench stage, resumed by the next daemon.
+            data_b = os.path.join(tmp, "b")
+            d = Daemon(data_b, tmp, 1)
+            with Client(d.endpoint, events=d.events) as c:
+                c.subscribe("job.")
+                job = c.pipeline(SMALL)
+                stages = set()
+                deadline = time.monotonic() + 600
+                while time.monotonic() < deadline:
+                    ev = c.next_event(timeout_ms=1000)
+                    if ev and ev[0] == "job.progress" and ev[1].get("job_id") == job["job_id"]:
+                        stage = ev[1].get("stats", {}).get("stage", "")
+                        stages.add(stage)
+                        if stage == "bench moderate" and ev[1]["done"] >= 200:
+                            break
+                else:
+                    self.fail("the pipeline never reached the bench stage")
+            self.assertEqual(d.stop(), 0)
+            self.assertIn("student", stages)
+            run_b = os.path.join(data_b, job["run_id"])
+            self.assertTrue(os.path.exists(os.path.join(run_b, "deploy", "student.hilo")))
+            self.assertFalse(os.path.exists(os.path.join(run_b, "report.json")))
+            d = Daemon(data_b, tmp, 2)
+            with Client(d.endpoint) as c:
+                rec = c.wait(job["job_id"], timeout_s=600)
+                self.assertEqual(rec["state"], "done", rec)
+            self.assertEqual(d.stop(), 0)
+            rep_b = report_of(data_b, job["run_id"])
+            self.assertEqual(rep_b["profiles"], rep_a["profiles"])
+            self.assertEqual(rep_b["deploy"], rep_a["deploy"])
+            self.assertEqual(rep_b["teacher"]["test_acc"], rep_a["teacher"]["test_acc"])
+
+    def test_train_teacher_and_distill_run_as_daemon_jobs(self):
+        with tempfile.TemporaryDirectory(prefix="hilo_pipeline_") as tmp:
+            data = os.path.join(tmp, "d")
+            d = Daemon(data, tmp, 0)
+            try:
+                with Client(d.endpoint) as c:
+                    small = {"data": {"name": "mnist", "train_limit": 600},
+                             "train": {"epochs": 1, "batch_size": 64, "optimizer": {"kind": "adam", "lr": 0.003}}}
+                    job = c.call("train-teacher", {"config": small})
+                    rec = c.wait(job["job_id"], timeout_s=300)
+                    self.assertEqual(rec["state"], "done", rec)
+                    self.assertGreater(rec["stats"]["test_acc"], 0.5)
+                    teacher = f"{job['run_id']}/teacher.hilo"
+                    self.assertTrue(os.path.exists(os.path.join(data, teacher)))
+                    job = c.call("distill", {"config": dict(small, teacher=teacher, distill={"method": "kd"})})
+                    rec = c.wait(job["job_id"], timeout_s=300)
+                    self.assertEqual(rec["state"], "done", rec)
+                    self.assertTrue(os.path.exists(os.path.join(data, job["run_id"], "student.hilo")))
+                    for cfg, code in ((dict(small, out_dir="/tmp/x"), "bad_argument"),
+                                      (dict(small, teacher="../outside.hilo"), "forbidden_path"),
+                                      (dict(small, teacher="nope/teacher.hilo"), "not_found"),
+                                      (dict(small, teacher=teacher, distill={"method": "magic"}), "bad_argument")):
+                        with self.assertRaises(HiloError) as e:
+                            c.call("distill", {"config": cfg})
+                        self.assertEqual(e.exception.code, code, str(e.exception))
+            finally:
+                self.assertEqual(d.stop(), 0)
+
+    def test_bad_configs_are_refused_and_the_daemon_keeps_serving(self):
+        with tempfile.TemporaryDirectory(prefix="hilo_pipeline_") as tmp:
+            d = Daemon(os.path.join(tmp, "d"), tmp, 0)
+            try:
+                with Client(d.endpoint) as c:
+                    for cfg, words in (({"bench": {"frames": 0}}, "bench.frames"),
+                                       ({"measure": {"fractions": [2]}}, "measure.fractions"),
+                                       ({"bench": {"profiles": ["nonexistent-profile"]}}, "nonexistent-profile"),
+                                       ({"teacher": {"epochs": 3}}, "unknown key")):
+                        with self.assertRaises(HiloError) as e:
+                            c.pipeline(cfg)
+                        self.assertEqual(e.exception.code, "bad_argument")
+                        self.assertIn(words, str(e.exception))
+                    self.assertIn("pipeline", c.version()["commands"])
+            finally:
+                self.assertEqual(d.stop(), 0)
+
+
+if __name__ == "__main__":
+    unittest.main(argv=sys.argv[:1])
