@@ -588,6 +588,7 @@ JobManager::Work pipeline_work(const PipelineConfig& config, PipelineBench& benc
       ctl.progress(done, total);
     };
     pc.stop_requested = [&] { return ctl.stop_requested(); };
+    pc.on_drift = [&](const json& d) { ctl.event("bench.drift", d); };
     pc.log = [&](const std::string& line) {
       json st = ctl.record().stats.is_object() ? ctl.record().stats : json::object();
       st["stage"] = current;

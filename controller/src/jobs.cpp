@@ -24,6 +24,12 @@ void JobControl::set_stats(json stats) {
   rec_.stats = std::move(stats);
 }
 
+void JobControl::event(const std::string& topic, json body) {
+  body["job_id"] = rec_.id;
+  body["run_id"] = rec_.run_id;
+  if (m_.sink_) m_.sink_(topic, body);
+}
+
 JobManager::JobManager(Catalog& catalog, EventSink sink, WallClock clock, double progress_interval_s)
     : catalog_(catalog), sink_(std::move(sink)), clock_(std::move(clock)), progress_interval_s_(progress_interval_s) {
   worker_ = std::thread([this] { worker_loop(); });

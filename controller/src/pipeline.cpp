@@ -86,9 +86,14 @@ PipelineConfig PipelineConfig::defaults() {
   c.task.mode = calibration::CompensationMode::task;
   c.task.epochs = 40;
   c.task.lr = 1e-3;
+  // NTKD: trace-normalised distance, β = 10, groups of 16 — the best validation accuracy of the sweep
+  // on the moderate profile (docs/pipeline.md, "Choosing the compensation settings"), tied with
+  // alignment at β = 100 over groups of 64, which costs more.
   c.ntkd = c.task;
   c.ntkd.mode = calibration::CompensationMode::ntkd;
-  c.ntkd.beta = 1.0;
+  c.ntkd.distance.kind = "trace_mse";
+  c.ntkd.beta = 10.0;
+  c.ntkd.ntk_subbatch = 16;
   return c;
 }
 
@@ -121,7 +126,11 @@ PipelineConfig PipelineConfig::from_json(const json& j) {
   }
   if (j.contains("bench")) {
     const auto& b = j["bench"];
-    check_keys(b, "bench", {"profiles", "test_images", "frames"});
+    check_keys(b, "bench", {"profiles", "test_images", "frames", "drift_every", "drift_action", "drift_shift_px", "drift_gain"});
+    c.drift_every = b.value("drift_every", c.drift_every);
+    c.drift_action = b.value("drift_action", c.drift_action);
+    c.drift.shift_threshold_px = b.value("drift_shift_px", c.drift.shift_threshold_px);
+    c.drift.gain_threshold = b.value("drift_gain", c.drift.gain_threshold);
     if (b.contains("profiles")) c.profiles = b["profiles"].get<std::vector<std::string>>();
     c.test_images = b.value("test_images", c.test_images);
     c.frames = b.value("frames", c.frames);
@@ -153,7 +162,8 @@ json PipelineConfig::to_json() const {
                        {"train", train_to_json(student_train)}}},
           {"deploy", {{"gs_iterations", retrieval.gs_iterations}, {"adam_iterations", retrieval.adam_iterations},
                       {"learning_rate", retrieval.learning_rate}, {"design_refit_epochs", design_refit_epochs}}},
-          {"bench", {{"profiles", profiles}, {"test_images", test_images}, {"frames", frames}}},
+          {"bench", {{"profiles", profiles}, {"test_images", test_images}, {"frames", frames}, {"drift_every", drift_every},
+                     {"drift_action", drift_action}, {"drift_shift_px", drift.shift_threshold_px}, {"drift_gain", drift.gain_threshold}}},
           {"measure", {{"fractions", fractions}, {"strategy", calibration::to_string(strategy)}}},
           {"compensation", {{"task", compensation_to_json(task)}, {"ntkd", compensation_to_json(ntkd)}}}};
 }
@@ -174,6 +184,9 @@ std::string PipelineConfig::validate() const {
   if (design_refit_epochs < 0) return "deploy.design_refit_epochs must be >= 0";
   if (test_images < 0) return "bench.test_images must be >= 0 (0 = all)";
   if (frames < 1 || frames > 64) return "bench.frames must be in [1, 64], got " + std::to_string(frames);
+  if (drift_every < 10) return "bench.drift_every must be >= 10 images, got " + std::to_string(drift_every);
+  if (drift_action != "update" && drift_action != "report") return "bench.drift_action must be \"update\" or \"report\", got \"" + drift_action + "\"";
+  if (auto e = drift.validate(); !e.empty()) return "bench.drift: " + e;
   if (fractions.empty()) return "measure.fractions must not be empty";
   for (double f : fractions)
     if (!(f > 0 && f <= 1)) return "measure.fractions must be in (0, 1], got " + std::to_string(f);
@@ -486,7 +499,7 @@ json Runner::stage_profile(const std::string& name, int index) {
   const auto& bc = cal.value().calibration;
   log(stage + ": calibrated: " + cal.value().summary.dump());
   // Drift reference right after calibration, checked again at the end.
-  calibration::DriftOptions drift_opt;
+  const calibration::DriftOptions& drift_opt = c_.drift;
   auto now = [&] { return b_.now_s ? b_.now_s() : 0.0; };
   auto dref = with_bench(b_, [&] { return calibration::capture_drift_reference(rig, bc.dark, bc.pose, now(), drift_opt, rng); });
   if (!dref) throw_dev(dref.error());
@@ -504,16 +517,43 @@ json Runner::stage_profile(const std::string& name, int index) {
   calibration::ExtractOptions ex;
   auto stop_fn = [this] { return stop(); };
   std::int64_t offset = 0;
+  calibration::BenchCalibration live = bc;  // the calibration as drift updates leave it
+  json drift_checks = json::array();
+  auto check_drift_now = [&] {
+    auto r = with_bench(b_, [&] { return calibration::check_drift(rig, dref.value(), live.dark, now(), c_.drift); });
+    if (!r) throw_dev(r.error());
+    const auto& dr = r.value();
+    json j = {{"t_s", dr.t_s}, {"measured_images", offset}, {"displacement_px", dr.displacement_px},
+              {"gain_change", dr.gain_change}, {"exceeded", dr.exceeded}, {"message", dr.message}};
+    if (dr.exceeded) {
+      j["action"] = c_.drift_action;
+      j["profile"] = name;
+      if (c_.drift_action == "update") {
+        live.pose = dr.updated_pose;
+        live.gain = bc.gain * dr.updated_pose.gain / std::max(1e-12, dref.value().pose.gain);
+      }
+      log(stage + ": " + dr.message + (c_.drift_action == "update" ? " (calibration updated)" : ""));
+      if (ctl_.on_drift) ctl_.on_drift(j);
+    }
+    drift_checks.push_back(j);
+  };
   auto measure = [&](const distill::Mat<float>& x) {
-    auto m = with_bench(b_, [&] {
-      return calibration::measure_features(rig, bc, ex, deployment_, *deployed_, x, c_.frames,
-                                           [&](std::size_t n, std::size_t) { progress(stage, offset + std::int64_t(n), total); },
-                                           stop_fn);
-    });
-    if (!m) throw_dev(m.error());
-    if (stop()) throw Stopped{};
-    offset += x.rows();
-    return m.value();
+    MatD out(x.rows(), deployed_->feature_dim());
+    for (Eigen::Index s0 = 0; s0 < x.rows(); s0 += c_.drift_every) {
+      const Eigen::Index m = std::min<Eigen::Index>(c_.drift_every, x.rows() - s0);
+      const distill::Mat<float> part = x.middleRows(s0, m);
+      auto r = with_bench(b_, [&] {
+        return calibration::measure_features(rig, live, ex, deployment_, *deployed_, part, c_.frames,
+                                             [&](std::size_t n, std::size_t) { progress(stage, offset + std::int64_t(n), total); },
+                                             stop_fn);
+      });
+      if (!r) throw_dev(r.error());
+      if (stop()) throw Stopped{};
+      out.middleRows(s0, m) = r.value();
+      offset += m;
+      check_drift_now();
+    }
+    return out;
   };
   // The test set (evaluation), the validation split (held out from every fit; the compensation sweep
   // selects its settings on it, docs/pipeline.md), and the measured training subset.
@@ -529,13 +569,15 @@ json Runner::stage_profile(const std::string& name, int index) {
   for (int i = 0; i < std::min<int>(4, int(test_x_.rows())); ++i) {
     auto f = with_bench(b_, [&] { return rig.capture(input_image(test_x_, i, data_.train.shape.h, data_.train.shape.w), 1); });
     if (!f) throw_dev(f.error());
-    frames.push_back(to_cv(input_image(test_x_, i, data_.train.shape.h, data_.train.shape.w)));
+    cv::Mat shown;  // the input, enlarged to about the frame's size so both read at the same scale
+    const cv::Mat in = to_cv(input_image(test_x_, i, data_.train.shape.h, data_.train.shape.w));
+    const int up = std::max(1, int(f.value().rows()) / std::max(1, in.rows));
+    cv::resize(in, shown, {}, up, up, cv::INTER_NEAREST);
+    frames.push_back(shown);
     frame_labels.push_back("input " + std::to_string(i));
     frames.push_back(to_cv(f.value()));
     frame_labels.push_back("camera frame " + std::to_string(i));
   }
-  auto drift = with_bench(b_, [&] { return calibration::check_drift(rig, dref.value(), bc.dark, now(), drift_opt); });
-  if (!drift) throw_dev(drift.error());
 
   // Compensation.
   const int C = data_.train.num_classes;
@@ -587,7 +629,6 @@ json Runner::stage_profile(const std::string& name, int index) {
     rows.push_back(row);
   }
   acc["fractions"] = rows;
-  const auto& dr = drift.value();
   json res = {{"profile", name},
               {"calibration", cal.value().summary},
               {"test_images", test_x_.rows()},
@@ -595,7 +636,8 @@ json Runner::stage_profile(const std::string& name, int index) {
               {"accuracy", acc},
               {"confusion", conf},
               {"compensation_curves", curves},
-              {"drift", {{"displacement_px", dr.displacement_px}, {"gain_change", dr.gain_change}, {"exceeded", dr.exceeded}, {"message", dr.message}}}};
+              {"drift", {{"checks", drift_checks}, {"action", c_.drift_action},
+                         {"shift_threshold_px", c_.drift.shift_threshold_px}, {"gain_threshold", c_.drift.gain_threshold}}}};
   if (b_.simulator) {
     const auto& tp = b_.simulator->true_pose(now());
     res["ground_truth"] = {{"shift_x_px", tp.shift_x_px}, {"shift_y_px", tp.shift_y_px}, {"rotation_deg", tp.rotation_deg},

@@ -25,7 +25,7 @@ json small_config() {
     "student": {"train": {"epochs": 2, "batch_size": 64, "optimizer": {"kind": "adam", "lr": 0.003}},
                 "distill": {"method": "ntkd", "ntk_distance": "alignment", "ntk_beta": 10, "ntk_subbatch": 16, "ntk_every": 4}},
     "deploy": {"gs_iterations": 20, "adam_iterations": 60, "design_refit_epochs": 2},
-    "bench": {"profiles": ["moderate"], "test_images": 300},
+    "bench": {"profiles": ["moderate"], "test_images": 300, "drift_every": 200},
     "measure": {"fractions": [0.2, 0.1]},
     "compensation": {"task": {"epochs": 4}, "ntkd": {"epochs": 4, "ntk_subbatch": 8}}
   })");
@@ -118,6 +118,8 @@ TEST(Pipeline, RunsEveryStageAndResumesToTheSameResult) {
     }
   }
   EXPECT_LT(none, sim_acc) << "the moderate profile's hardware errors cost nothing?";
+  // Drift checked on its schedule: after every 200 measured images and at the end of each set.
+  EXPECT_GE(p["drift"]["checks"].size(), 4u);
   // Calibration against the simulator's ground truth.
   const auto& reg = p["calibration"]["registration"];
   const auto& truth = p["ground_truth"];
@@ -149,6 +151,27 @@ TEST(Pipeline, RunsEveryStageAndResumesToTheSameResult) {
   }
   fs::remove_all(a);
   fs::remove_all(b);
+}
+
+// A drift threshold below what the bench drifts raises the drift callback and updates the calibration.
+TEST(Pipeline, DriftPastTheThresholdIsReportedAndApplied) {
+  auto j = small_config();
+  j["bench"]["drift_shift_px"] = 1e-4;  // any measurable drift exceeds it
+  j["bench"]["drift_every"] = 100;
+  j["measure"]["fractions"] = {0.05};
+  const auto cfg = PipelineConfig::from_json(j);
+  const fs::path d = fresh_dir("drift");
+  SimBench sb;
+  std::vector<json> events;
+  PipelineControl ctl;
+  ctl.on_drift = [&](const json& e) { events.push_back(e); };
+  const auto r = run_pipeline(cfg, sb.pb, d, ctl);
+  ASSERT_TRUE(r.completed);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events[0]["profile"], "moderate");
+  EXPECT_EQ(events[0]["action"], "update");
+  EXPECT_GT(events[0]["displacement_px"].get<double>(), 1e-4);
+  fs::remove_all(d);
 }
 
 TEST(Pipeline, ProfilesNeedTheSimulator) {

@@ -45,6 +45,8 @@ class JobControl {
   // events, committed with the next checkpoint and the final state.
   void set_stats(nlohmann::json stats);
   const JobRecord& record() const { return rec_; }
+  // Publishes a job-specific event (e.g. "bench.drift"); job_id and run_id are added to the body.
+  void event(const std::string& topic, nlohmann::json body);
 
  private:
   friend class JobManager;

@@ -29,6 +29,7 @@
 #include <nlohmann/json.hpp>
 
 #include "hilo/calibration/compensation.hpp"
+#include "hilo/calibration/drift.hpp"
 #include "hilo/calibration/hil.hpp"
 #include "hilo/calibration/subset.hpp"
 #include "hilo/distill/jobs.hpp"
@@ -64,6 +65,12 @@ struct PipelineConfig {
   int test_images = 0;                // 0 = the whole test split
   int frames = 1;                     // frames averaged per measured image
   calibration::BenchCalibrationOptions calibration;
+  // Drift: a probe set is re-measured every `drift_every` measured images; past the thresholds the
+  // pipeline raises an event and, with drift_action "update", applies the measured pose and gain to the
+  // calibration before it goes on ("report": only the event).
+  int drift_every = 500;
+  calibration::DriftOptions drift;
+  std::string drift_action = "update";
   // measure + compensate
   std::vector<double> fractions{0.10, 0.05, 0.02};
   calibration::SubsetStrategy strategy = calibration::SubsetStrategy::class_balanced;
@@ -97,6 +104,7 @@ struct PipelineControl {
   std::function<void(const std::string& stage, std::int64_t done, std::int64_t total)> progress;
   std::function<bool()> stop_requested;
   std::function<void(const std::string& line)> log;  // one line per notable event
+  std::function<void(const nlohmann::json& drift)> on_drift;  // a drift check past its thresholds
 };
 
 struct PipelineResult {
