@@ -497,6 +497,8 @@ json Runner::stage_profile(const std::string& name, int index) {
   auto cal = with_bench(b_, [&] { return calibration::calibrate_bench(rig, *design_, deployment_, show, cal_opt, rng); });
   if (!cal) throw_dev(cal.error());
   const auto& bc = cal.value().calibration;
+  std::optional<sim::Pose> truth_at_calibration;
+  if (b_.simulator) truth_at_calibration = b_.simulator->true_pose(b_.now_s ? b_.now_s() : 0.0);
   log(stage + ": calibrated: " + cal.value().summary.dump());
   // Drift reference right after calibration, checked again at the end.
   const calibration::DriftOptions& drift_opt = c_.drift;
@@ -638,10 +640,15 @@ json Runner::stage_profile(const std::string& name, int index) {
               {"compensation_curves", curves},
               {"drift", {{"checks", drift_checks}, {"action", c_.drift_action},
                          {"shift_threshold_px", c_.drift.shift_threshold_px}, {"gain_threshold", c_.drift.gain_threshold}}}};
-  if (b_.simulator) {
-    const auto& tp = b_.simulator->true_pose(now());
-    res["ground_truth"] = {{"shift_x_px", tp.shift_x_px}, {"shift_y_px", tp.shift_y_px}, {"rotation_deg", tp.rotation_deg},
-                           {"scale", tp.scale}, {"gain", tp.gain}};
+  if (truth_at_calibration) {
+    // The simulator's true pose when the calibration ended (what the registration measured) and at the
+    // end of the stage (after the drift).
+    auto pose_json = [](const sim::Pose& tp) {
+      return json{{"shift_x_px", tp.shift_x_px}, {"shift_y_px", tp.shift_y_px}, {"rotation_deg", tp.rotation_deg},
+                  {"scale", tp.scale}, {"gain", tp.gain}};
+    };
+    res["ground_truth"] = pose_json(*truth_at_calibration);
+    res["ground_truth_at_end"] = pose_json(b_.simulator->true_pose(now()));
   }
   // Figures.
   const auto& tl = cal.value().tiles;
