@@ -5,13 +5,19 @@
 #
 # Environment: JOBS (parallel runs, default 2), TRAIN_LIMIT (training images, default 8000),
 # EPOCHS (student epochs, default 3), TEACHER_EPOCHS (default 10), SEEDS (default "1 2 3"),
-# GRID_FROM (a finished work dir: tune only among its best setting per method plus the settings in
-# EXTRA_GRID, lines "name|distill-json"; used to re-run the winners with a larger budget).
+# GRID (built-in tuning grid: "wide", the default, or "focused": each method's winner of the earlier
+# passes in docs/distill.md plus KD α = 0.2, NTKD variants of distance, parameter set, β and a cached
+# teacher NTK, and one diagnostic run; used for the 30,000-image table there), GRID_FROM (a finished work dir: tune only
+# among its best setting per method plus the settings in EXTRA_GRID, lines "name|distill-json"; used to
+# re-run the winners with a larger budget; overrides GRID).
 # Stage 1 trains one teacher per seed (full training set). Stage 2 tunes each student method on the
-# validation split with seed 1 (grid in the `grid` function below). Stage 3 re-runs each method's best
-# setting (highest validation accuracy) with the other seeds. Stage 4 writes <work-dir>/results.md and
-# results.json via scripts/distill_table.py. Runs already finished (history.json present) are skipped,
-# so the script can be re-run to resume.
+# validation split with the first seed (grids in the `grid` function below). Stage 3 re-runs each
+# method's best setting (highest validation accuracy) with the other seeds. Stage 4 writes
+# <work-dir>/results.md and results.json via scripts/distill_table.py: mean ± std per method and the
+# paired difference to "none" per seed. Runs named diag_* are diagnostics (never selected; e.g. NTKD
+# with β = 1e-9 to log the NTK distance of an undistilled student). Runs already finished (history.json
+# present) are skipped, so the script can be re-run to resume; teacher_s<seed>/history.json present
+# skips that teacher.
 set -euo pipefail
 work=${1:?usage: distill_results.sh <work-dir> [hilo-train]}
 bin=${2:-build/distill/hilo-train}
@@ -65,6 +71,24 @@ grid() {  # name|distill-json, one per line
     [ -n "${EXTRA_GRID:-}" ] && printf '%s\n' "$EXTRA_GRID"
     return 0
   fi
+  if [ "${GRID:-wide}" = focused ]; then
+    cat <<'GRID'
+none|{"method": "none"}
+kd_T4_a05|{"method": "kd", "temperature": 4, "kd_alpha": 0.5}
+gd_l09|{"method": "gd", "temperature": 4, "gd_lambda": 0.9, "gd_input_noise": 0.1}
+shared_w05_m1|{"method": "shared", "shared_weight": 0.5, "shared_feature_weight": 1.0}
+ntkd_align_all_b10|{"method": "ntkd", "ntk_distance": "alignment", "ntk_param_set": "all", "ntk_beta": 10.0, "ntk_subbatch": 32, "ntk_every": 2}
+kd_T4_a02|{"method": "kd", "temperature": 4, "kd_alpha": 0.2}
+ntkd_align_all_b30|{"method": "ntkd", "ntk_distance": "alignment", "ntk_param_set": "all", "ntk_beta": 30.0, "ntk_subbatch": 32, "ntk_every": 2}
+ntkd_trace_all_b10|{"method": "ntkd", "ntk_distance": "trace_mse", "ntk_param_set": "all", "ntk_beta": 10.0, "ntk_subbatch": 32, "ntk_every": 2}
+ntkd_align_optical_b10|{"method": "ntkd", "ntk_distance": "alignment", "ntk_param_set": "optical", "ntk_beta": 10.0, "ntk_subbatch": 32, "ntk_every": 2}
+ntkd_align_backend_b10|{"method": "ntkd", "ntk_distance": "alignment", "ntk_param_set": "backend", "ntk_beta": 10.0, "ntk_subbatch": 32, "ntk_every": 2}
+ntkd_align_all_b10_c64|{"method": "ntkd", "ntk_distance": "alignment", "ntk_param_set": "all", "ntk_beta": 10.0, "ntk_subbatch": 32, "ntk_every": 2, "ntk_cache_batches": 64}
+diag_align_b0|{"method": "ntkd", "ntk_distance": "alignment", "ntk_param_set": "all", "ntk_beta": 1e-9, "ntk_subbatch": 32, "ntk_every": 8}
+GRID
+    return 0
+  fi
+  [ "${GRID:-wide}" = wide ] || { echo "GRID must be wide or focused, got ${GRID}" >&2; exit 2; }
   cat <<'GRID'
 none|{"method": "none"}
 kd_T4_a05|{"method": "kd", "temperature": 4, "kd_alpha": 0.5}

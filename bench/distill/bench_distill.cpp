@@ -1,25 +1,37 @@
 // Learning-core benchmarks, each against a reference measured in the same run:
-//   1. training throughput (images/s) of the teacher (float) and the optical student (double), plain
-//      and with the NTKD term;
+//   1. training throughput (images/s, best of 3 rounds) of the teacher (float) and the optical student
+//      (double), plain and with the NTKD term; evaluation throughput (forward only) at the batch given and
+//      at predict()'s default batch of 500, which the jobs use for validation, test and teacher logits;
 //   2. the exact NTK of a batch (per-layer Gram products / closed form) against the naive full-Jacobian
 //      product, for the teacher and the student: time, peak memory, and their agreement.
-// Peak memory is the growth of the process's peak resident set (VmHWM) while the computation runs in a
-// forked child, so each measurement starts from the same baseline.
+// Each NTK measurement runs in a fresh process (this program re-executed with a hidden `--measure` mode),
+// so it starts from the same baseline and never inherits a running OpenMP thread pool (a forked copy of
+// one deadlocks). Peak memory is the growth of that process's peak resident set (VmHWM, reset through
+// /proc/self/clear_refs just before the computation) over its resident set at the start.
 //   bench_distill [batch=128] [threads=1]
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "hilo/distill/ntk.hpp"
 #include "hilo/distill/optim.hpp"
 #include "hilo/distill/student.hpp"
+#include "hilo/distill/student_jobs.hpp"
 #include "hilo/distill/train.hpp"
 
 using namespace hilo::distill;
@@ -40,136 +52,252 @@ long status_kb(const char* key) {
   return -1;
 }
 
-struct Measured {
-  double seconds = 0, peak_mb = 0, checksum = 0;
+// The networks and the batch every mode works on; the same seed gives the same weights in every process.
+struct Setup {
+  int batch;
+  Mat<float> x;
+  MatD xd;
+  std::vector<int> y;
+  std::mt19937_64 rng{1};
+  Sequential<float> teacher = make_teacher(TeacherArch{}, Shape{1, 28, 28}, 10);
+  OpticalStudent student;
+
+  static StudentOptions noisy() {
+    StudentOptions so;
+    so.noise.enabled = true;
+    return so;
+  }
+  explicit Setup(int b) : batch(b), y(static_cast<std::size_t>(b)), student(noisy(), Shape{1, 28, 28}, 10) {
+    std::uniform_real_distribution<float> u(0.0f, 1.0f);
+    x = Mat<float>::NullaryExpr(b, 784, [&] { return u(rng); });
+    xd = x.cast<double>();
+    for (int i = 0; i < b; ++i) y[static_cast<std::size_t>(i)] = i % 10;
+    init_he(teacher, rng);
+    student.init(rng);
+  }
 };
 
-// Runs fn in a child process; returns its time, peak RSS growth and a checksum of its result.
-Measured in_child(const std::function<MatD()>& fn) {
+// Brute force: one backward per (sample, class), full Jacobian materialised, Θ = Σ_c J_c J_cᵀ.
+MatD student_ntk_naive(OpticalStudent& student, const MatD& xd) {
+  const int C = 10;
+  const auto B = xd.rows();
+  const auto P = static_cast<Eigen::Index>(student.num_params());
+  MatD J(B * C, P);
+  for (Eigen::Index i = 0; i < B; ++i) {
+    student.forward(xd.row(i), false);
+    for (int c = 0; c < C; ++c) {
+      student.zero_grad();
+      MatD dl = MatD::Zero(1, C);
+      dl(0, c) = 1;
+      student.backward(dl);
+      Eigen::Index off = 0;
+      for (auto& p : student.params()) {
+        J.row(i * C + c).segment(off, p.grad->size()) =
+            Eigen::Map<const Eigen::RowVectorXd>(p.grad->data(), p.grad->size());
+        off += p.grad->size();
+      }
+    }
+  }
+  MatD th = MatD::Zero(B, B);
+  for (int c = 0; c < C; ++c) {
+    MatD Jc(B, P);
+    for (Eigen::Index i = 0; i < B; ++i) Jc.row(i) = J.row(i * C + c);
+    th += Jc * Jc.transpose();
+  }
+  return th;
+}
+
+struct Measured {
+  double seconds = 0, peak_mb = 0;
+  MatD theta;
+  bool ok = false;
+};
+
+// Child side of `--measure <what> <batch> <threads> <fd>`: computes one NTK and writes seconds, peak
+// growth (MB) and the B×B matrix as raw doubles to fd.
+int measure_child(const std::string& what, int B, int fd) {
+  Setup s(B);
+  std::function<MatD()> fn;
+  if (what == "teacher-exact") fn = [&] { return ntk_exact(s.teacher, s.x); };
+  else if (what == "teacher-naive") fn = [&] { return ntk_naive(s.teacher, s.x); };
+  else if (what == "student-exact") fn = [&] { return s.student.ntk(s.xd, ParamSet::all); };
+  else if (what == "student-naive") fn = [&] { return student_ntk_naive(s.student, s.xd); };
+  else return 2;
+  {
+    std::ofstream clear("/proc/self/clear_refs");
+    clear << "5";  // reset VmHWM to the current resident set
+  }
+  const long base = status_kb("VmRSS:");
+  const auto t0 = clk::now();
+  const MatD th = fn();
+  const double head[2] = {std::chrono::duration<double>(clk::now() - t0).count(),
+                          (status_kb("VmHWM:") - base) / 1024.0};
+  const auto bytes = static_cast<std::size_t>(th.size()) * sizeof(double);
+  if (write(fd, head, sizeof head) != static_cast<ssize_t>(sizeof head)) return 1;
+  const auto* p = reinterpret_cast<const char*>(th.data());
+  for (std::size_t done = 0; done < bytes;) {
+    const ssize_t w = write(fd, p + done, bytes - done);
+    if (w <= 0) return 1;
+    done += static_cast<std::size_t>(w);
+  }
+  return 0;
+}
+
+bool read_all(int fd, void* dst, std::size_t n) {
+  auto* p = static_cast<char*>(dst);
+  for (std::size_t done = 0; done < n;) {
+    const ssize_t r = read(fd, p + done, n - done);
+    if (r <= 0) return false;
+    done += static_cast<std::size_t>(r);
+  }
+  return true;
+}
+
+// Parent side: re-executes this program in the measuring mode and reads its answer.
+Measured in_fresh_process(const std::string& self, const char* what, int B, int threads) {
+  Measured m;
   int p[2];
-  if (pipe(p) != 0) std::abort();
+  if (pipe(p) != 0) return m;
+  std::fflush(stdout);
   const pid_t pid = fork();
-  if (pid == 0) {
+  if (pid == 0) {  // only async-signal-safe calls until exec
     close(p[0]);
-    const long base = status_kb("VmRSS:");
-    const auto t0 = clk::now();
-    const MatD th = fn();
-    Measured m;
-    m.seconds = std::chrono::duration<double>(clk::now() - t0).count();
-    m.peak_mb = (status_kb("VmHWM:") - base) / 1024.0;
-    m.checksum = th.sum() / th.norm();
-    if (write(p[1], &m, sizeof m) != sizeof m) _exit(1);
-    _exit(0);
+    char b[16], t[16], fd[16];
+    std::snprintf(b, sizeof b, "%d", B);
+    std::snprintf(t, sizeof t, "%d", threads);
+    std::snprintf(fd, sizeof fd, "%d", p[1]);
+    execl(self.c_str(), self.c_str(), "--measure", what, b, t, fd, static_cast<char*>(nullptr));
+    _exit(127);
   }
   close(p[1]);
-  Measured m;
-  if (read(p[0], &m, sizeof m) != sizeof m) std::fprintf(stderr, "child failed\n");
+  double head[2];
+  m.theta.resize(B, B);
+  m.ok = pid > 0 && read_all(p[0], head, sizeof head) &&
+         read_all(p[0], m.theta.data(), static_cast<std::size_t>(m.theta.size()) * sizeof(double));
   close(p[0]);
-  waitpid(pid, nullptr, 0);
+  int status = 0;
+  if (pid > 0) waitpid(pid, &status, 0);
+  if (!m.ok || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::fprintf(stderr, "measurement %s failed\n", what);
+    m.ok = false;
+    return m;
+  }
+  m.seconds = head[0];
+  m.peak_mb = head[1];
   return m;
+}
+
+void set_threads(int threads) {
+  Eigen::setNbThreads(threads);
+#ifdef _OPENMP
+  omp_set_num_threads(threads);
+#endif
 }
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 6 && std::strcmp(argv[1], "--measure") == 0) {
+    set_threads(std::atoi(argv[4]));
+    return measure_child(argv[2], std::atoi(argv[3]), std::atoi(argv[5]));
+  }
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // one line at a time, also into a pipe or file
   const int B = argc > 1 ? std::atoi(argv[1]) : 128;
   const int threads = argc > 2 ? std::atoi(argv[2]) : 1;
-  Eigen::setNbThreads(threads);
-  std::mt19937_64 rng(1);
-  std::uniform_real_distribution<float> u(0.0f, 1.0f);
-  const Mat<float> x = Mat<float>::NullaryExpr(B, 784, [&] { return u(rng); });
-  std::vector<int> y(B);
-  for (int i = 0; i < B; ++i) y[i] = i % 10;
+  if (B < 1 || threads < 1) {
+    std::fprintf(stderr, "usage: bench_distill [batch=128] [threads=1]\n");
+    return 2;
+  }
+  set_threads(threads);
+  std::vector<char> self(4096);
+  const ssize_t len = readlink("/proc/self/exe", self.data(), self.size() - 1);
+  if (len <= 0) {
+    std::fprintf(stderr, "cannot resolve /proc/self/exe\n");
+    return 1;
+  }
+  const std::string exe(self.data(), static_cast<std::size_t>(len));
 
   // ---- 1. throughput
-  Sequential<float> teacher = make_teacher(TeacherArch{}, Shape{1, 28, 28}, 10);
-  init_he(teacher, rng);
-  Optimizer<float> topt(teacher.params(), OptimizerOptions{});
-  auto rate = [&](const std::function<void()>& step, int steps) {
+  Setup s(B);
+  Optimizer<float> topt(s.teacher.params(), OptimizerOptions{});
+  auto rate = [&](const std::function<void()>& step, int steps) {  // best of 3 rounds of `steps` steps
     step();  // warm-up
-    const auto t0 = clk::now();
-    for (int s = 0; s < steps; ++s) step();
-    return steps * B / std::chrono::duration<double>(clk::now() - t0).count();
+    double best = 0;
+    for (int round = 0; round < 3; ++round) {
+      const auto t0 = clk::now();
+      for (int i = 0; i < steps; ++i) step();
+      best = std::max(best, steps * B / std::chrono::duration<double>(clk::now() - t0).count());
+    }
+    return best;
   };
+  std::printf("training throughput (batch %d, %d thread(s)):\n", B, threads);
   const double teacher_rate = rate([&] {
     topt.zero_grad();
     Mat<float> dl;
-    softmax_cross_entropy(teacher.forward(x, true), y, &dl);
-    teacher.backward(dl);
+    softmax_cross_entropy(s.teacher.forward(s.x, true), s.y, &dl);
+    s.teacher.backward(dl);
     topt.step();
-  }, 5);
-  StudentOptions so;
-  so.noise.enabled = true;
-  OpticalStudent student(so, Shape{1, 28, 28}, 10);
-  student.init(rng);
-  Optimizer<double> sopt(student.params(), OptimizerOptions{});
-  const MatD xd = x.cast<double>();
+  }, 10);
+  std::printf("  teacher  (%zu params, float)        %9.1f images/s\n", s.teacher.num_params(), teacher_rate);
+  Optimizer<double> sopt(s.student.params(), OptimizerOptions{});
   const double student_rate = rate([&] {
     sopt.zero_grad();
     MatD dl;
-    softmax_cross_entropy(student.forward(xd, true, &rng), y, &dl);
-    student.backward(dl);
+    softmax_cross_entropy(s.student.forward(s.xd, true, &s.rng), s.y, &dl);
+    s.student.backward(dl);
     sopt.step();
-  }, 10);
+  }, 20);
+  std::printf("  student  (%zu params, double, noise) %9.1f images/s\n", s.student.num_params(), student_rate);
   const KernelDistance dist{"alignment"};
   const int nb = std::min(32, B);
   const double ntkd_rate = rate([&] {
     sopt.zero_grad();
     MatD dl;
-    softmax_cross_entropy(student.forward(xd, true, &rng), y, &dl);
-    student.backward(dl);
-    const MatD tt = ntk_exact(teacher, Mat<float>(x.topRows(nb)));
-    const MatD ts = student.ntk(xd.topRows(nb), ParamSet::all);
-    student.ntk_backward(dist.grad(tt, ts));
+    softmax_cross_entropy(s.student.forward(s.xd, true, &s.rng), s.y, &dl);
+    s.student.backward(dl);
+    const MatD tt = ntk_exact(s.teacher, Mat<float>(s.x.topRows(nb)));
+    const MatD ts = s.student.ntk(s.xd.topRows(nb), ParamSet::all);
+    s.student.ntk_backward(dist.grad(tt, ts));
     sopt.step();
-  }, 5);
-  std::printf("training throughput (batch %d, %d thread(s)):\n", B, threads);
-  std::printf("  teacher  (%zu params, float)        %9.1f images/s\n", teacher.num_params(), teacher_rate);
-  std::printf("  student  (%zu params, double, noise) %9.1f images/s\n", student.num_params(), student_rate);
+  }, 10);
   std::printf("  student + NTKD (sub-batch %d, every step) %9.1f images/s  (%.2fx of plain)\n", nb, ntkd_rate,
               ntkd_rate / student_rate);
 
-  // ---- 2. exact NTK vs full Jacobian
+  const int ne = 2000;
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  const Mat<float> xe = Mat<float>::NullaryExpr(ne, 784, [&] { return u(s.rng); });
+  auto eval_rate = [&](const std::function<void()>& pass) {  // best of 3 passes over the ne images
+    pass();
+    double best = 0;
+    for (int round = 0; round < 3; ++round) {
+      const auto t0 = clk::now();
+      pass();
+      best = std::max(best, ne / std::chrono::duration<double>(clk::now() - t0).count());
+    }
+    return best;
+  };
+  std::printf("evaluation throughput (forward only, %d images):\n", ne);
+  std::printf("  teacher  batch %d %9.1f images/s, batch 500 %9.1f images/s\n", B,
+              eval_rate([&] { predict(s.teacher, xe, B); }), eval_rate([&] { predict(s.teacher, xe, 500); }));
+  std::printf("  student  batch %d %9.1f images/s, batch 500 %9.1f images/s\n", B,
+              eval_rate([&] { predict(s.student, xe, B); }), eval_rate([&] { predict(s.student, xe, 500); }));
+
+  // ---- 2. exact NTK vs full Jacobian, each in a fresh process (same seeded networks there)
   std::printf("NTK of a batch of %d:\n", B);
-  const Measured te = in_child([&] { return ntk_exact(teacher, x); });
-  const Measured tn = in_child([&] { return ntk_naive(teacher, x); });
+  const Measured te = in_fresh_process(exe, "teacher-exact", B, threads);
   std::printf("  teacher exact (Gram products) %8.3f s  peak +%8.1f MB\n", te.seconds, te.peak_mb);
+  const Measured tn = in_fresh_process(exe, "teacher-naive", B, threads);
   std::printf("  teacher naive (full Jacobian) %8.3f s  peak +%8.1f MB   speed-up %.1fx, memory %.1fx\n", tn.seconds,
               tn.peak_mb, tn.seconds / te.seconds, tn.peak_mb / std::max(te.peak_mb, 0.1));
-  // Agreement of the two (computed in the parent, once).
-  const MatD a = ntk_exact(teacher, x), b = ntk_naive(teacher, x);
-  std::printf("  teacher exact vs naive: relative difference %.2e (float network)\n", (a - b).norm() / b.norm());
-
-  const Measured se = in_child([&] { return student.ntk(xd, ParamSet::all); });
-  const Measured sn = in_child([&] {
-    // Brute force: one backward per (sample, class), full Jacobian materialised.
-    const int C = 10;
-    const Eigen::Index P = static_cast<Eigen::Index>(student.num_params());
-    MatD J(static_cast<Eigen::Index>(B) * C, P);
-    for (int i = 0; i < B; ++i) {
-      student.forward(xd.row(i), false);
-      for (int c = 0; c < C; ++c) {
-        student.zero_grad();
-        MatD dl = MatD::Zero(1, C);
-        dl(0, c) = 1;
-        student.backward(dl);
-        Eigen::Index off = 0;
-        for (auto& p : student.params()) {
-          J.row(i * C + c).segment(off, p.grad->size()) = Eigen::Map<const Eigen::RowVectorXd>(p.grad->data(), p.grad->size());
-          off += p.grad->size();
-        }
-      }
-    }
-    MatD th = MatD::Zero(B, B);
-    for (int c = 0; c < C; ++c) {
-      MatD Jc(B, P);
-      for (int i = 0; i < B; ++i) Jc.row(i) = J.row(i * C + c);
-      th += Jc * Jc.transpose();
-    }
-    return th;
-  });
+  if (te.ok && tn.ok)
+    std::printf("  teacher exact vs naive: relative difference %.2e (float network)\n",
+                (te.theta - tn.theta).norm() / tn.theta.norm());
+  const Measured se = in_fresh_process(exe, "student-exact", B, threads);
   std::printf("  student exact (closed form)   %8.3f s  peak +%8.1f MB\n", se.seconds, se.peak_mb);
+  const Measured sn = in_fresh_process(exe, "student-naive", B, threads);
   std::printf("  student naive (full Jacobian) %8.3f s  peak +%8.1f MB   speed-up %.1fx, memory %.1fx\n", sn.seconds,
               sn.peak_mb, sn.seconds / se.seconds, sn.peak_mb / std::max(se.peak_mb, 0.1));
-  std::printf("  student checksums exact %.12f naive %.12f\n", se.checksum, sn.checksum);
-  return 0;
+  if (se.ok && sn.ok)
+    std::printf("  student exact vs naive: relative difference %.2e (double)\n",
+                (se.theta - sn.theta).norm() / sn.theta.norm());
+  return te.ok && tn.ok && se.ok && sn.ok ? 0 : 1;
 }
