@@ -4,9 +4,7 @@
 
 namespace hilo::drivers {
 
-double SteadyClock::now_s() const {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+double SteadyClock::now_s() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - origin_).count(); }
 
 void SteadyClock::sleep_for(std::chrono::microseconds d) {
   if (d.count() > 0) std::this_thread::sleep_for(d);

@@ -174,3 +174,14 @@ TEST(SimDevices, InjectedDisconnectLastsUntilReopen) {
 
 }  // namespace
 }  // namespace hilo::drivers
+
+// Regression: SteadyClock counted from the machine's boot, so on a machine up for hours a new simulated
+// bench was hours into its drift (moderate: −0.00005 gain/s) and a fresh daemon grabbed dark frames.
+TEST(SteadyClock, StartsAtZeroWhenConstructed) {
+  hilo::drivers::SteadyClock c;
+  const double t = c.now_s();
+  EXPECT_GE(t, 0.0);
+  EXPECT_LT(t, 1.0);
+  c.sleep_for(std::chrono::milliseconds(20));
+  EXPECT_GE(c.now_s(), t + 0.019);
+}

@@ -15,11 +15,17 @@ class Clock {
   virtual void sleep_for(std::chrono::microseconds d) = 0;
 };
 
-// Wall time: std::chrono::steady_clock and std::this_thread::sleep_for.
+// Wall time: std::chrono::steady_clock and std::this_thread::sleep_for, in seconds since the clock was
+// constructed. (Not since steady_clock's epoch, the machine's boot: the simulator's drift is a function
+// of device time, and a machine up for hours made a freshly started simulated bench hours old — drifted
+// off the sensor and dark.)
 class SteadyClock final : public Clock {
  public:
   double now_s() const override;
   void sleep_for(std::chrono::microseconds d) override;
+
+ private:
+  std::chrono::steady_clock::time_point origin_ = std::chrono::steady_clock::now();
 };
 
 // Test clock: time advances only by sleep_for() and advance(); sleeping never blocks. Records the total
