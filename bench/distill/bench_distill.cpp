@@ -131,7 +131,7 @@ int measure_child(const std::string& what, int B, int fd) {
   const auto t0 = clk::now();
   const MatD th = fn();
   const double head[2] = {std::chrono::duration<double>(clk::now() - t0).count(),
-                          (status_kb("VmHWM:") - base) / 1024.0};
+                          static_cast<double>(status_kb("VmHWM:") - base) / 1024.0};
   const auto bytes = static_cast<std::size_t>(th.size()) * sizeof(double);
   if (write(fd, head, sizeof head) != static_cast<ssize_t>(sizeof head)) return 1;
   const auto* p = reinterpret_cast<const char*>(th.data());
