@@ -39,7 +39,7 @@ if ((${#missing[@]})); then
   echo "setup: installing ${#missing[@]} Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update
-  apt-get install -y --no-install-recommends "${missing[@]}"
+  apt-get install -y -o DPkg::Lock::Timeout=600 --no-install-recommends "${missing[@]}"
 else
   echo "setup: all ${#packages[@]} Debian packages present"
 fi
