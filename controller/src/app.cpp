@@ -73,6 +73,7 @@ int run_hilod(HilodOptions o, drivers::Slm& slm, drivers::Camera& camera, Pipeli
     DatasetLibrary datasets;
     datasets.add("fashion-mnist", o.fashion_mnist_dir);
     Devices devices{slm, camera, {}};
+    devices.bench_config = o.config.string();
 #ifdef HILO_HAVE_DRIVERS
     if (auto* r = dynamic_cast<drivers::RetryingSlm*>(&slm)) devices.slm_retries = &r->counters();
     if (auto* r = dynamic_cast<drivers::RetryingCamera*>(&camera)) devices.camera_retries = &r->counters();

@@ -8,6 +8,7 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include "hilo/controller/figures.hpp"
+#include "hilo/controller/run_documents.hpp"
 #include "hilo/controller/storage.hpp"
 #include "hilo/sim/npy.hpp"
 
@@ -159,6 +160,25 @@ const std::uint8_t* image_of(const CaptureInputs& in, std::size_t k) {
   return set.images.data() + (in.start + k) * set.rows * set.cols;
 }
 
+// run.descriptor's data_keys: per-record dtype, shape, units and source of each stored array.
+json data_keys(const CaptureInputs& in, const json& manifest, const Devices& devices, const std::string& frame_dtype_str,
+               int frame_rows, int frame_cols) {
+  const auto& set = *in.set;
+  const json& p = manifest["params"];
+  const std::string inputs_from =
+      p.contains("dataset") ? "dataset:" + p["dataset"].get<std::string>() + "/" + p.value("split", std::string("train"))
+                            : std::string("request");
+  json k = {{"frames", {{"dtype", frame_dtype_str}, {"shape", {frame_rows, frame_cols}}, {"units", "counts"},
+                        {"source", "camera:" + devices.camera.name()}}},
+            {"inputs", {{"dtype", "|u1"}, {"shape", {set.rows, set.cols}}, {"units", "levels"},
+                        {"source", "input_slm:" + devices.slm.name()}}},
+            {"indices", {{"dtype", "<i8"}, {"shape", json::array()}, {"units", ""}, {"source", inputs_from}}}};
+  if (in.has_labels) {
+    k["labels"] = {{"dtype", "|u1"}, {"shape", json::array()}, {"units", ""}, {"source", inputs_from}};
+  }
+  return k;
+}
+
 // The show + grab loop over inputs [w.records(), in.count) into `w`.
 JobOutcome capture_loop(const CaptureInputs& in, const CaptureOptions& opt, Devices& devices, RunWriter& w, int scale,
                         JobControl& ctl, const std::function<double()>& monotonic_s, json base_stats) {
@@ -175,6 +195,18 @@ JobOutcome capture_loop(const CaptureInputs& in, const CaptureOptions& opt, Devi
     frame_type = f.value("dtype", "") == "|u1" ? CV_8UC1 : CV_16UC1;
     frame_rows = f.value("rows", 0);
     frame_cols = f.value("cols", 0);
+  }
+  RunDocuments docs(ctl);
+  {
+    const json& m = w.manifest();
+    json config = m["params"];
+    config["chunk_records"] = opt.chunk_records;
+    config["scale"] = scale;
+    config["timeout_ms"] = opt.grab_timeout.count();
+    docs.start({{"config", devices.bench_config}, {"devices", m.value("devices", json::object())},
+                {"placement", m.value("placement", json::object())}},
+               config, base_stats.value("resumes", 0) > 0, w.records());
+    if (frame_type >= 0) docs.descriptor(data_keys(in, m, devices, frame_dtype(frame_type), frame_rows, frame_cols));
   }
   std::vector<cv::Mat> preview_frames, preview_inputs;
   // A continued run: the previews show the run's first records, read back from its first chunks.
@@ -235,7 +267,11 @@ JobOutcome capture_loop(const CaptureInputs& in, const CaptureOptions& opt, Devi
     const std::size_t n = pend.n;
     pend = Pending{};
     settle_in_flight();
-    in_flight = std::async(std::launch::async, [&w, arrays = std::move(arrays), n] { w.append_chunk(arrays, n); });
+    in_flight = std::async(std::launch::async, [&w, &docs, arrays = std::move(arrays), n] {
+      w.append_chunk(arrays, n);
+      const json& c = w.manifest()["chunks"].back();
+      docs.event(c["first"].get<std::uint64_t>(), c["count"].get<std::uint64_t>(), c["files"]);
+    });
     publish_stats();
     chunk_start = monotonic_s();
   };
@@ -248,6 +284,7 @@ JobOutcome capture_loop(const CaptureInputs& in, const CaptureOptions& opt, Devi
       publish_stats();
       devices.end_job_counters();
       w.stop_interrupted({{"error", err}, {"stats", stats()}});
+      docs.stop(exit_status_of(st), err, w.records());
       return {st, std::move(err)};
     }
     if (!preview_frames.empty() && opt.previews > 0) {
@@ -262,6 +299,7 @@ JobOutcome capture_loop(const CaptureInputs& in, const CaptureOptions& opt, Devi
     devices.end_job_counters();
     json extra = {{"error", err}, {"stats", stats()}};
     w.finish(std::string(to_string(st)), extra);
+    docs.stop(exit_status_of(st), err, w.records());
     return {st, std::move(err)};
   };
 
@@ -342,6 +380,7 @@ JobOutcome capture_loop(const CaptureInputs& in, const CaptureOptions& opt, Devi
       frame_rows = f.rows;
       frame_cols = f.cols;
       w.set("frame", {{"dtype", frame_dtype(frame_type)}, {"rows", frame_rows}, {"cols", frame_cols}});
+      docs.descriptor(data_keys(in, w.manifest(), devices, frame_dtype(frame_type), frame_rows, frame_cols));
     } else if (f.type() != frame_type || f.rows != frame_rows || f.cols != frame_cols) {
       return finish(JobState::failed, where + "frame size or type changed during the capture (" + std::to_string(f.rows) +
                                           "x" + std::to_string(f.cols) + " " + frame_dtype(f.type()) + ", the run holds " +

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <map>
 
+#include "hilo/controller/run_documents.hpp"
 #include "hilo/sim/npy.hpp"
 
 namespace hilo::controller {
@@ -578,6 +579,18 @@ const std::map<std::string_view, Handler>& table() {
 
 JobManager::Work pipeline_work(const PipelineConfig& config, PipelineBench& bench, const std::filesystem::path& run_dir) {
   return [config, &bench, run_dir](JobControl& ctl) {
+    // Run documents: start and stop only (its files are reports and models, not records).
+    RunDocuments docs(ctl);
+    std::error_code ec;
+    docs.start({{"devices", {{"input_slm", bench.input.name()},
+                             {"element_slm", bench.element ? json(bench.element->name()) : json(nullptr)},
+                             {"camera", bench.camera.name()}}},
+                {"simulator", bench.simulator != nullptr}},
+               config.to_json(), std::filesystem::exists(run_dir, ec), 0);
+    auto ended = [&](JobOutcome out) {
+      docs.stop(exit_status_of(out.state), out.error, 0);
+      return out;
+    };
     PipelineControl pc;
     std::string current;
     pc.progress = [&](const std::string& stage, std::int64_t done, std::int64_t total) {
@@ -597,13 +610,13 @@ JobManager::Work pipeline_work(const PipelineConfig& config, PipelineBench& benc
     };
     try {
       const auto r = run_pipeline(config, bench, run_dir, pc);
-      if (!r.completed) return JobOutcome{JobState::interrupted, "stopped; completed stages are kept"};
+      if (!r.completed) return ended({JobState::interrupted, "stopped; completed stages are kept"});
       json st = {{"stage", "done"}, {"report", (run_dir / "report.json").string()}};
       ctl.set_stats(st);
       ctl.checkpoint(1);
-      return JobOutcome{JobState::done, {}};
+      return ended({JobState::done, {}});
     } catch (const std::exception& e) {
-      return JobOutcome{JobState::failed, e.what()};
+      return ended({JobState::failed, e.what()});
     }
   };
 }

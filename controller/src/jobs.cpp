@@ -30,6 +30,8 @@ void JobControl::event(const std::string& topic, json body) {
   if (m_.sink_) m_.sink_(topic, body);
 }
 
+double JobControl::now_s() const { return m_.clock_(); }
+
 JobManager::JobManager(Catalog& catalog, EventSink sink, WallClock clock, double progress_interval_s)
     : catalog_(catalog), sink_(std::move(sink)), clock_(std::move(clock)), progress_interval_s_(progress_interval_s) {
   worker_ = std::thread([this] { worker_loop(); });

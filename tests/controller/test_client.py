@@ -1,4 +1,4 @@
-"""End-to-end tests of hilod as a process, through the Python client (scripts/hilo).
+"""End-to-end tests of hilod as a process, through the Python client (scripts/python/hilo).
 
 usage: test_client.py HILOD HILOD_TESTBENCH REPO_ROOT
   HILOD            the real daemon, run in simulator mode on tests/controller/sim_fast.yaml (configs/sim.yaml
@@ -19,7 +19,7 @@ import unittest
 import numpy as np
 
 HILOD, TESTBENCH, ROOT = sys.argv[1:4]
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
+sys.path.insert(0, os.path.join(ROOT, "scripts", "python"))
 from hilo import Client, HiloError, load_run  # noqa: E402
 
 FMNIST = "/usr/share/datasets/fashion-mnist"

@@ -16,7 +16,7 @@ import time
 import unittest
 
 HILOD, HILOCTL, ROOT = sys.argv[1:4]
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
+sys.path.insert(0, os.path.join(ROOT, "scripts", "python"))
 from hilo import Client, HiloError  # noqa: E402
 
 CONFIG = os.path.join(ROOT, "configs", "sim.yaml")

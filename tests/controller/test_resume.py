@@ -22,7 +22,7 @@ import unittest
 import numpy as np
 
 HILOD, ROOT = sys.argv[1:3]
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
+sys.path.insert(0, os.path.join(ROOT, "scripts", "python"))
 from hilo import Client, load_run  # noqa: E402
 
 FMNIST = "/usr/share/datasets/fashion-mnist"

@@ -21,6 +21,11 @@
 // resumed job) has no predecessor and is accepted on its sequence number alone.
 // Counters (CaptureCounters) go to the job's stats, job.progress events and the Devices totals.
 //
+// Run documents (run_documents.hpp, docs/protocol.md): every execution of the loop publishes run.start
+// (resumed: true when it continues a run), run.descriptor once the frame size is known, one run.event per
+// durable chunk (its chunk files; after the run ends they are consolidated, see docs/storage.md) and
+// run.stop on every exit, an escaping exception included.
+//
 // Restart (DESIGN §7): the manifest is the checkpoint. resume_capture() continues a run after its last
 // listed chunk, with the inputs of the original request (re-read from the dataset, or from the run's
 // sources/inputs.npy for inline inputs), so the finished run holds exactly the records an
@@ -69,6 +74,8 @@ struct Devices {
   // Read only by whoever holds `mutex`.
   const drivers::RetryCounters* slm_retries = nullptr;
   const drivers::RetryCounters* camera_retries = nullptr;
+  // The bench config file the devices were opened from ("" = not from a file); run.start names it.
+  std::string bench_config;
 
   // Totals over every capture since the daemon started, the running one included; thread-safe
   // (devices.status reads them while a job runs).

@@ -47,6 +47,8 @@ class JobControl {
   const JobRecord& record() const { return rec_; }
   // Publishes a job-specific event (e.g. "bench.drift"); job_id and run_id are added to the body.
   void event(const std::string& topic, nlohmann::json body);
+  // The job manager's wall clock (Unix seconds), for timestamps in the job's documents.
+  double now_s() const;
 
  private:
   friend class JobManager;
