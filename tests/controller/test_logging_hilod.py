@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 import unittest
 
 import zmq
@@ -34,6 +35,12 @@ class JsonLog(unittest.TestCase):
                 self.assertEqual(call(ctx, d.commands, {"id": 2, "cmd": "no.such"})["error"]["code"], "unknown_command")
                 self.assertEqual(call(ctx, d.commands, b"{not json")["error"]["code"], "malformed_json")
                 self.assertTrue(call(ctx, d.commands, {"id": 3, "cmd": "ping"})["ok"])
+                job = call(ctx, d.commands, {"id": 4, "cmd": "capture",
+                                             "args": {"dataset": "fashion-mnist", "start": 0, "count": 3}})["result"]
+                deadline = time.monotonic() + 20
+                while '"msg":"job done"' not in d.log():
+                    self.assertLess(time.monotonic(), deadline, d.log())
+                    time.sleep(0.05)
             finally:
                 ctx.destroy()
                 rc = d.stop()
@@ -53,6 +60,8 @@ class JsonLog(unittest.TestCase):
             self.assertEqual((by_code["unknown_command"]["cmd"], by_code["unknown_command"]["id"]), ("no.such", 2))
             self.assertEqual(by_code["malformed_json"]["cmd"], "")
             self.assertIn("serving", [r["msg"] for r in recs])
+            jobs = [(r["msg"], r["job_id"], r["kind"], r["run_id"]) for r in recs if r["msg"].startswith("job ")]
+            self.assertEqual(jobs, [(m, job["job_id"], "capture", job["run_id"]) for m in ("job running", "job done")])
             # stderr carries the same lines
             self.assertEqual(sum('"msg":"error reply"' in line for line in d.log().splitlines()), 3)
 
