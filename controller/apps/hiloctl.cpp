@@ -1,11 +1,21 @@
-// hiloctl: command-line client of hilod (docs/protocol.md).
+// hiloctl: command-line client of hilod; one subcommand per protocol command (docs/protocol.md).
+// Exit codes: 0 success; 1 hilod answered with an error (printed as "error <code>: <message>") or a
+// followed job did not end done; 2 a local failure (no reply, unreadable or unwritable file); CLI11's
+// own codes (> 100) for a bad command line.
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <fstream>
 #include <iostream>
+#include <optional>
+#include <set>
 #include <string>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
@@ -14,6 +24,7 @@
 #include "hilo/sim/npy.hpp"
 
 using nlohmann::json;
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -29,12 +40,13 @@ struct Client {
     sock.connect(ep);
   }
 
-  // Returns the reply frames (JSON first); throws on timeout.
-  std::vector<zmq::message_t> call(const std::string& cmd, const json& args) {
+  // Returns the reply frames (JSON first, then the binary parts); throws on timeout.
+  std::vector<zmq::message_t> call(const std::string& cmd, const json& args, std::vector<std::string> parts = {}) {
     const json req = {{"id", next_id++}, {"cmd", cmd}, {"args", args}, {"v", hilo::controller::kProtocolVersion}};
     std::vector<zmq::message_t> out;
     out.emplace_back();
     out.emplace_back(req.dump());
+    for (auto& p : parts) out.emplace_back(p.data(), p.size());
     zmq::send_multipart(sock, out);
     std::vector<zmq::message_t> in;
     if (!zmq::recv_multipart(sock, std::back_inserter(in))) {
@@ -46,9 +58,11 @@ struct Client {
   }
 };
 
+json body_of(const std::vector<zmq::message_t>& r) { return json::parse(r[0].to_string()); }
+
 // Prints the result (or the error, exit code 1) as JSON.
 int show(const std::vector<zmq::message_t>& r) {
-  const json j = json::parse(r[0].to_string());
+  const json j = body_of(r);
   if (j["ok"] != true) {
     std::cerr << "error " << j["error"]["code"].get<std::string>() << ": " << j["error"]["message"].get<std::string>() << "\n";
     return 1;
@@ -57,32 +71,89 @@ int show(const std::vector<zmq::message_t>& r) {
   return 0;
 }
 
-void progress_bar(std::int64_t done, std::int64_t total) {
-  const int width = 40;
-  const double f = total > 0 ? static_cast<double>(done) / static_cast<double>(total) : 1.0;
-  const int fill = static_cast<int>(f * width);
-  std::fprintf(stderr, "\r[%s%s] %lld/%lld (%3.0f%%)", std::string(fill, '#').c_str(), std::string(width - fill, '.').c_str(),
-               static_cast<long long>(done), static_cast<long long>(total), 100.0 * f);
-  std::fflush(stderr);
+std::optional<hilo::sim::Dtype> dtype_of(const std::string& descr) {
+  using D = hilo::sim::Dtype;
+  for (D d : {D::f4, D::f8, D::c8, D::c16, D::u1, D::u2, D::u4, D::i4, D::i8}) {
+    if (hilo::sim::dtype_descr(d) == descr) return d;
+  }
+  return std::nullopt;
 }
+
+// The array a reply descriptor {"dtype", "shape", "part"} points at.
+hilo::sim::NpyArray array_of(const std::vector<zmq::message_t>& r, const json& desc) {
+  const auto d = dtype_of(desc.at("dtype").get<std::string>());
+  if (!d) throw std::runtime_error("reply carries dtype " + desc["dtype"].dump() + ", which hiloctl cannot store");
+  const auto& part = r.at(desc.at("part").get<std::size_t>());
+  hilo::sim::NpyArray a;
+  a.dtype = *d;
+  a.shape = desc.at("shape").get<std::vector<std::size_t>>();
+  a.bytes.resize(part.size());
+  std::memcpy(a.bytes.data(), part.data(), part.size());
+  return a;
+}
+
+// Shows a job's progress as a bar with rate and ETA. Rate and ETA are measured from the first update of
+// the current stage (a pipeline's stages count different things), so the first update of a stage shows
+// no ETA.
+class ProgressBar {
+ public:
+  void stage(const std::string& s) {
+    if (s == stage_) return;
+    if (!stage_.empty() || drawn_) std::cerr << "\n";
+    stage_ = s;
+    t0_.reset();
+    std::cerr << s << "\n";
+  }
+  void update(std::int64_t done, std::int64_t total) {
+    const auto now = std::chrono::steady_clock::now();
+    if (!t0_ || done < done0_) {
+      t0_ = now;
+      done0_ = done;
+    }
+    const double elapsed = std::chrono::duration<double>(now - *t0_).count();
+    const int width = 30;
+    const double f = total > 0 ? std::clamp(static_cast<double>(done) / static_cast<double>(total), 0.0, 1.0) : 1.0;
+    const int fill = static_cast<int>(f * width);
+    std::string tail;
+    if (elapsed > 0.2 && done > done0_) {
+      const double rate = static_cast<double>(done - done0_) / elapsed;
+      char buf[64];
+      std::snprintf(buf, sizeof buf, " %.1f/s ETA %s", rate, clock(static_cast<double>(total - done) / rate).c_str());
+      tail = buf;
+    }
+    std::fprintf(stderr, "\r[%s%s] %lld/%lld (%3.0f%%) %s%s", std::string(fill, '#').c_str(),
+                 std::string(width - fill, '.').c_str(), static_cast<long long>(done), static_cast<long long>(total),
+                 100.0 * f, clock(elapsed).c_str(), tail.c_str());
+    std::fflush(stderr);
+    drawn_ = true;
+  }
+  // "m:ss" or "h:mm:ss".
+  static std::string clock(double s) {
+    const long t = std::lround(std::max(0.0, s));
+    char buf[32];
+    if (t >= 3600) std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else std::snprintf(buf, sizeof buf, "%ld:%02ld", t / 60, t % 60);
+    return buf;
+  }
+
+ private:
+  std::string stage_;
+  std::optional<std::chrono::steady_clock::time_point> t0_;
+  std::int64_t done0_ = 0;
+  bool drawn_ = false;
+};
 
 // Shows a job's progress (events, or jobs.status when no event comes for a second) until it ends; then
 // prints its final status. Exit 0 when it ended done, 1 otherwise.
 int follow_job(Client& c, zmq::socket_t& sub_sock, std::int64_t id) {
   sub_sock.set(zmq::sockopt::rcvtimeo, 1000);
-  std::string stage;
+  ProgressBar bar;
   auto stage_of = [&](const json& stats) {
-    if (!stats.is_object() || !stats.contains("stage")) return;
-    const auto s = stats["stage"].get<std::string>();
-    if (s != stage) {
-      if (!stage.empty()) std::cerr << "\n";
-      stage = s;
-      std::cerr << s << "\n";
-    }
+    if (stats.is_object() && stats.contains("stage") && stats["stage"].is_string()) bar.stage(stats["stage"].get<std::string>());
   };
   auto finish = [&](const std::vector<zmq::message_t>& s) {
     std::cerr << "\n";
-    const json sj = json::parse(s[0].to_string());
+    const json sj = body_of(s);
     const int rc = show(s);
     return rc != 0 ? rc : (sj["result"]["job"]["state"] == "done" ? 0 : 1);
   };
@@ -93,7 +164,7 @@ int follow_job(Client& c, zmq::socket_t& sub_sock, std::int64_t id) {
       if (b.is_discarded() || b.value("job_id", std::int64_t{-1}) != id) continue;
       if (ev[0].to_string() == "job.progress") {
         if (b.contains("stats")) stage_of(b["stats"]);
-        progress_bar(b["done"], b["total"]);
+        bar.update(b["done"], b["total"]);
       }
       if (ev[0].to_string() == "job.state" && (b["state"] != "queued" && b["state"] != "running")) {
         return finish(c.call("jobs.status", {{"job_id", id}}));
@@ -101,106 +172,250 @@ int follow_job(Client& c, zmq::socket_t& sub_sock, std::int64_t id) {
     } else {
       // No event for a second (events are best-effort): ask directly.
       auto s = c.call("jobs.status", {{"job_id", id}});
-      const json sj = json::parse(s[0].to_string());
+      const json sj = body_of(s);
       if (sj["ok"] != true) return show(s);
       const auto& job = sj["result"]["job"];
       if (job.contains("stats")) stage_of(job["stats"]);
-      progress_bar(job["done"], job["total"]);
+      bar.update(job["done"], job["total"]);
       if (job["state"] != "queued" && job["state"] != "running") return finish(s);
     }
   }
 }
 
+// Submits a job command and, unless no_wait, follows it to its end.
+int run_job(Client& c, const std::string& events, const std::string& cmd, const json& args,
+            std::vector<std::string> parts, bool no_wait) {
+  // Subscribe before submitting so that no progress event is missed.
+  zmq::socket_t sub_sock(c.ctx, zmq::socket_type::sub);
+  sub_sock.set(zmq::sockopt::linger, 0);
+  sub_sock.set(zmq::sockopt::subscribe, "job.");
+  sub_sock.connect(events);
+  auto r = c.call(cmd, args, std::move(parts));
+  const json j = body_of(r);
+  if (j["ok"] != true || no_wait) return show(r);
+  const auto id = j["result"]["job_id"].get<std::int64_t>();
+  std::cerr << "job " << id << " -> run " << j["result"]["run_id"].get<std::string>() << "\n";
+  return follow_job(c, sub_sock, id);
+}
+
+// camera.grab → .npy, or .png (8- or 16-bit grey, as the camera delivers).
+int grab(Client& c, const fs::path& out, int grab_timeout_ms) {
+  const auto ext = out.extension().string();
+  if (ext != ".npy" && ext != ".png") throw std::runtime_error("--out must end in .npy or .png, got '" + out.string() + "'");
+  auto r = c.call("camera.grab", {{"timeout_ms", grab_timeout_ms}});
+  const json j = body_of(r);
+  if (j["ok"] != true) return show(r);
+  const auto a = array_of(r, j["result"]["frame"]);
+  if (ext == ".npy") {
+    hilo::sim::write_npy(out, a);
+  } else {
+    const cv::Mat m(static_cast<int>(a.shape[0]), static_cast<int>(a.shape[1]),
+                    a.dtype == hilo::sim::Dtype::u2 ? CV_16UC1 : CV_8UC1, const_cast<std::byte*>(a.bytes.data()));
+    if (!cv::imwrite(out.string(), m)) throw std::runtime_error("cannot write " + out.string());
+  }
+  std::cout << "wrote " << out.string() << " (" << a.shape[0] << "x" << a.shape[1] << " "
+            << j["result"]["frame"]["dtype"].get<std::string>() << ", sequence " << j["result"]["sequence"] << ")\n";
+  return 0;
+}
+
+// runs.get: without `out`, prints the run, its path and manifest. With `out`, writes every array (or
+// those named) as <out>/<name>.npy, one request per array so each reply stays small, and the manifest
+// as <out>/manifest.json.
+int runs_get(Client& c, const std::string& run_id, std::vector<std::string> names, const std::string& out) {
+  auto r = c.call("runs.get", {{"run_id", run_id}});
+  const json j = body_of(r);
+  if (j["ok"] != true || (out.empty() && names.empty())) return show(r);
+  const json& manifest = j["result"]["manifest"];
+  if (names.empty()) {
+    std::set<std::string> found;
+    if (manifest.contains("arrays") && manifest["arrays"].is_object()) {
+      for (const auto& [k, _] : manifest["arrays"].items()) found.insert(k);
+    }
+    if (manifest.contains("chunks") && manifest["chunks"].is_array()) {
+      for (const auto& ch : manifest["chunks"]) {
+        if (ch.contains("files") && ch["files"].is_object()) {
+          for (const auto& [k, _] : ch["files"].items()) found.insert(k);
+        }
+      }
+    }
+    names.assign(found.begin(), found.end());
+  }
+  if (out.empty()) return show(c.call("runs.get", {{"run_id", run_id}, {"arrays", names}}));
+  fs::create_directories(out);
+  for (const auto& n : names) {
+    auto ra = c.call("runs.get", {{"run_id", run_id}, {"arrays", {n}}});
+    const json ja = body_of(ra);
+    if (ja["ok"] != true) return show(ra);
+    const auto a = array_of(ra, ja["result"]["arrays"][n]);
+    const fs::path p = fs::path(out) / (n + ".npy");
+    hilo::sim::write_npy(p, a);
+    std::string shape;
+    for (auto s : a.shape) shape += (shape.empty() ? "" : "x") + std::to_string(s);
+    std::cout << "wrote " << p.string() << " (" << shape << " " << hilo::sim::dtype_descr(a.dtype) << ")\n";
+  }
+  std::ofstream(fs::path(out) / "manifest.json") << manifest.dump(2) << "\n";
+  std::cout << "wrote " << (fs::path(out) / "manifest.json").string() << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"hiloctl — talk to hilod"};
+  CLI::App app{"hiloctl — talk to hilod (one subcommand per protocol command, docs/protocol.md)"};
   std::string endpoint = "tcp://127.0.0.1:5555", events = "tcp://127.0.0.1:5556";
   int timeout_ms = 30000;
   app.add_option("--endpoint", endpoint, "hilod command endpoint")->capture_default_str();
-  app.add_option("--events", events, "hilod event endpoint (capture progress)")->capture_default_str();
+  app.add_option("--events", events, "hilod event endpoint (job progress)")->capture_default_str();
   app.add_option("--timeout-ms", timeout_ms, "reply timeout")->capture_default_str();
   app.require_subcommand(1);
-  app.add_subcommand("ping", "check that hilod answers");
-  app.add_subcommand("version", "protocol and daemon version");
-  app.add_subcommand("devices", "list devices and their state");
-  auto* grab = app.add_subcommand("grab", "grab one camera frame into a .npy file");
+  app.add_subcommand("ping", "check that hilod answers (ping)");
+  app.add_subcommand("version", "protocol and daemon version, the daemon's commands (version)");
+
+  auto* devices = app.add_subcommand("devices", "devices: list (default), status, configure");
+  devices->require_subcommand(0, 1);
+  devices->add_subcommand("list", "the devices and their settings (devices.list)");
+  devices->add_subcommand("status", "device states, counters, whether a job holds them (devices.status)");
+  auto* configure = devices->add_subcommand("configure", "set camera exposure, gain, pixel format, trigger (devices.configure)");
+  std::optional<double> exposure_ms, gain_db;
+  std::optional<std::string> pixel_format, trigger_mode;
+  configure->add_option("--exposure-ms", exposure_ms, "exposure in ms, (0, 60000]");
+  configure->add_option("--gain-db", gain_db, "gain in dB, [-100, 100]");
+  configure->add_option("--pixel-format", pixel_format, "mono8, mono12 or mono16");
+  configure->add_option("--trigger-mode", trigger_mode, "free_run or software");
+
+  auto* slm = app.add_subcommand("slm", "the input SLM");
+  slm->require_subcommand(1);
+  auto* slm_show = slm->add_subcommand("show", "show a pattern: a 2-D uint8/uint16 .npy of the SLM's size (slm.show)");
+  std::string pattern_npy;
+  slm_show->add_option("npy", pattern_npy, "pattern file")->required();
+
+  auto* camera = app.add_subcommand("camera", "the camera");
+  camera->require_subcommand(1);
+  auto* camera_grab = camera->add_subcommand("grab", "grab one frame into .npy or .png (camera.grab)");
+  auto* grab_legacy = app.add_subcommand("grab", "same as camera grab");
   std::string out;
-  grab->add_option("--out", out, "output .npy file")->required();
-  auto* cap = app.add_subcommand("capture", "capture a Fashion-MNIST slice through the bench");
-  std::int64_t start = 0, count = 0;
-  std::string split = "train";
+  int grab_timeout_ms = 1000;
+  for (auto* g : {camera_grab, grab_legacy}) {
+    g->add_option("--out", out, "output file, .npy or .png (8/16-bit grey)")->required();
+    g->add_option("--grab-timeout-ms", grab_timeout_ms, "camera timeout")->capture_default_str();
+  }
+
   bool no_wait = false;
-  cap->add_option("--start", start, "first index")->required();
-  cap->add_option("--count", count, "number of inputs")->required();
+  auto* cap = app.add_subcommand("capture", "capture a Fashion-MNIST slice or a .npy of inputs through the bench (capture)");
+  std::optional<std::int64_t> start, count, scale, chunk_records;
+  std::optional<std::string> inputs_npy;
+  std::string split = "train";
+  auto* o_start = cap->add_option("--start", start, "first dataset index");
+  auto* o_count = cap->add_option("--count", count, "number of dataset inputs");
+  o_start->needs(o_count);
+  o_count->needs(o_start);
   cap->add_option("--split", split, "train or test")->capture_default_str();
+  cap->add_option("--inputs-npy", inputs_npy, "uint8 [n, h, w] .npy inside the data directory (path relative to it)")
+      ->excludes(o_start)
+      ->excludes(o_count);
+  cap->add_option("--scale", scale, "integer magnification on the SLM, 0 = largest that fits");
+  cap->add_option("--chunk-records", chunk_records, "frames per stored chunk");
   cap->add_flag("--no-wait", no_wait, "return after the job is queued");
+
   auto* pipe = app.add_subcommand("pipeline", "run the hardware-in-the-loop pipeline (teacher → student → deploy → "
-                                               "calibrate → measure → compensate → evaluate) and follow it");
+                                               "calibrate → measure → compensate → evaluate) and follow it (pipeline)");
   std::string job_file;
   pipe->add_option("--job", job_file, "pipeline settings (YAML or JSON, docs/pipeline.md); default: the built-in defaults");
   pipe->add_flag("--no-wait", no_wait, "return after the job is queued");
-  auto* jobs = app.add_subcommand("jobs", "list jobs");
-  auto* runs = app.add_subcommand("runs", "list runs");
-  auto* cancel = app.add_subcommand("cancel", "cancel a job");
+  std::string train_config;
+  auto* teacher = app.add_subcommand("train-teacher", "train the teacher CNN as a daemon job (train-teacher)");
+  auto* distill = app.add_subcommand("distill", "distill a student from a teacher in the data directory (distill)");
+  for (auto* t : {teacher, distill}) {
+    t->add_option("--config", train_config, "the hilo-train job (YAML or JSON; out_dir is set by hilod)")->required();
+    t->add_flag("--no-wait", no_wait, "return after the job is queued");
+  }
+
+  int limit = 100;
   std::int64_t job_id = 0;
-  cancel->add_option("job_id", job_id)->required();
-  app.add_subcommand("shutdown", "stop hilod (the running job ends interrupted)");
+  auto* jobs = app.add_subcommand("jobs", "jobs: list (default), status, cancel");
+  jobs->require_subcommand(0, 1);
+  auto* jobs_list = jobs->add_subcommand("list", "newest first (jobs.list)");
+  jobs_list->add_option("--limit", limit, "at most this many")->capture_default_str();
+  auto* jobs_status = jobs->add_subcommand("status", "one job (jobs.status)");
+  auto* jobs_cancel = jobs->add_subcommand("cancel", "cancel a job (jobs.cancel)");
+  auto* cancel_legacy = app.add_subcommand("cancel", "same as jobs cancel");
+  for (auto* s : {jobs_status, jobs_cancel, cancel_legacy}) s->add_option("job_id", job_id)->required();
+
+  auto* runs = app.add_subcommand("runs", "runs: list (default), get");
+  runs->require_subcommand(0, 1);
+  auto* runs_list = runs->add_subcommand("list", "newest first (runs.list)");
+  runs_list->add_option("--limit", limit, "at most this many")->capture_default_str();
+  auto* runs_get_cmd = runs->add_subcommand("get", "a run's manifest, or its arrays as .npy files with --out (runs.get)");
+  std::string run_id, out_dir;
+  std::vector<std::string> arrays;
+  runs_get_cmd->add_option("run_id", run_id)->required();
+  runs_get_cmd->add_option("--arrays", arrays, "array names (default with --out: every array of the run)")->delimiter(',');
+  runs_get_cmd->add_option("--out", out_dir, "write <name>.npy per array and manifest.json into this directory");
+
+  app.add_subcommand("shutdown", "stop hilod (the running job ends interrupted) (shutdown)");
   CLI11_PARSE(app, argc, argv);
 
   try {
     Client c(endpoint, timeout_ms);
-    const std::string sub = app.get_subcommands()[0]->get_name();
+    const auto* top = app.get_subcommands()[0];
+    const std::string sub = top->get_name();
+    const std::string leaf = top->get_subcommands().empty() ? "" : top->get_subcommands()[0]->get_name();
     if (sub == "ping") {
       const auto t0 = std::chrono::steady_clock::now();
       auto r = c.call("ping", json::object());
       const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-      if (json::parse(r[0].to_string())["ok"] != true) return show(r);
+      if (body_of(r)["ok"] != true) return show(r);
       std::cout << "pong from " << endpoint << " in " << ms << " ms\n";
       return 0;
     }
     if (sub == "version") return show(c.call("version", json::object()));
-    if (sub == "devices") return show(c.call("devices.list", json::object()));
-    if (sub == "jobs") { (void)jobs; return show(c.call("jobs.list", json::object())); }
-    if (sub == "runs") { (void)runs; return show(c.call("runs.list", json::object())); }
-    if (sub == "cancel") return show(c.call("jobs.cancel", {{"job_id", job_id}}));
     if (sub == "shutdown") return show(c.call("shutdown", json::object()));
-    if (sub == "grab") {
-      auto r = c.call("camera.grab", json::object());
-      const json j = json::parse(r[0].to_string());
-      if (j["ok"] != true) return show(r);
-      const auto& d = j["result"]["frame"];
-      const auto& part = r.at(d["part"].get<std::size_t>());
-      hilo::sim::NpyArray a;
-      a.dtype = d["dtype"] == "<u2" ? hilo::sim::Dtype::u2 : hilo::sim::Dtype::u1;
-      a.shape = d["shape"].get<std::vector<std::size_t>>();
-      a.bytes.resize(part.size());
-      std::memcpy(a.bytes.data(), part.data(), part.size());
-      hilo::sim::write_npy(out, a);
-      std::cout << "wrote " << out << " (" << a.shape[0] << "x" << a.shape[1] << " " << d["dtype"].get<std::string>() << ")\n";
-      return 0;
-    }
-    if (sub == "capture" || sub == "pipeline") {
-      // Subscribe before submitting so that no progress event is missed.
-      zmq::socket_t sub_sock(c.ctx, zmq::socket_type::sub);
-      sub_sock.set(zmq::sockopt::linger, 0);
-      sub_sock.set(zmq::sockopt::subscribe, "job.");
-      sub_sock.connect(events);
-      json args;
-      if (sub == "capture") {
-        args = {{"dataset", "fashion-mnist"}, {"split", split}, {"start", start}, {"count", count}};
-      } else if (!job_file.empty()) {
-        args = {{"config", hilo::distill::load_config_file(job_file)}};
-      } else {
-        args = json::object();
+    if (sub == "devices") {
+      if (leaf == "status") return show(c.call("devices.status", json::object()));
+      if (leaf == "configure") {
+        json args = json::object();
+        if (exposure_ms) args["exposure_ms"] = *exposure_ms;
+        if (gain_db) args["gain_db"] = *gain_db;
+        if (pixel_format) args["pixel_format"] = *pixel_format;
+        if (trigger_mode) args["trigger_mode"] = *trigger_mode;
+        return show(c.call("devices.configure", args));
       }
-      auto r = c.call(sub, args);
-      const json j = json::parse(r[0].to_string());
-      if (j["ok"] != true || no_wait) return show(r);
-      const auto id = j["result"]["job_id"].get<std::int64_t>();
-      std::cerr << "job " << id << " -> run " << j["result"]["run_id"].get<std::string>() << "\n";
-      return follow_job(c, sub_sock, id);
+      return show(c.call("devices.list", json::object()));
     }
+    if (sub == "slm") {
+      const auto a = hilo::sim::read_npy(pattern_npy);
+      const std::string descr = hilo::sim::dtype_descr(a.dtype);
+      std::string bytes(reinterpret_cast<const char*>(a.bytes.data()), a.bytes.size());
+      return show(c.call("slm.show", {{"pattern", {{"dtype", descr}, {"shape", a.shape}, {"part", 1}}}}, {std::move(bytes)}));
+    }
+    if (sub == "camera" || sub == "grab") return grab(c, out, grab_timeout_ms);
+    if (sub == "jobs" && leaf == "status") return show(c.call("jobs.status", {{"job_id", job_id}}));
+    if ((sub == "jobs" && leaf == "cancel") || sub == "cancel") return show(c.call("jobs.cancel", {{"job_id", job_id}}));
+    if (sub == "jobs") return show(c.call("jobs.list", {{"limit", limit}}));
+    if (sub == "runs" && leaf == "get") return runs_get(c, run_id, arrays, out_dir);
+    if (sub == "runs") return show(c.call("runs.list", {{"limit", limit}}));
+    if (sub == "capture") {
+      json args;
+      if (inputs_npy) {
+        args = {{"inputs_npy", *inputs_npy}};
+      } else if (start && count) {
+        args = {{"dataset", "fashion-mnist"}, {"split", split}, {"start", *start}, {"count", *count}};
+      } else {
+        throw CLI::RequiredError("capture needs --start and --count (a dataset slice) or --inputs-npy");
+      }
+      if (scale) args["scale"] = *scale;
+      if (chunk_records) args["chunk_records"] = *chunk_records;
+      return run_job(c, events, "capture", args, {}, no_wait);
+    }
+    if (sub == "pipeline") {
+      const json args = job_file.empty() ? json::object() : json{{"config", hilo::distill::load_config_file(job_file)}};
+      return run_job(c, events, "pipeline", args, {}, no_wait);
+    }
+    if (sub == "train-teacher" || sub == "distill") {
+      return run_job(c, events, sub, {{"config", hilo::distill::load_config_file(train_config)}}, {}, no_wait);
+    }
+  } catch (const CLI::Error& e) {
+    return app.exit(e);
   } catch (const std::exception& e) {
     std::cerr << "hiloctl: " << e.what() << "\n";
     return 2;

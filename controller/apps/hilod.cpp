@@ -22,6 +22,14 @@ int main(int argc, char** argv) {
                "simulated devices run on a virtual clock: settle and exposure times pass without waiting, and a "
                "pipeline resumed after an interruption reproduces the uninterrupted run exactly");
   CLI11_PARSE(app, argc, argv);
+  std::optional<hilo::controller::Log> log_holder;
+  try {
+    log_holder.emplace(o.log);
+  } catch (const std::exception& e) {
+    std::cerr << "hilod: " << e.what() << "\n";
+    return 2;
+  }
+  const hilo::controller::Log& log = *log_holder;
   hilo::drivers::SteadyClock steady;
   hilo::drivers::ManualClock manual;
   hilo::drivers::Clock& clock = virtual_time ? static_cast<hilo::drivers::Clock&>(manual) : steady;
@@ -31,11 +39,11 @@ int main(int argc, char** argv) {
     config = hilo::drivers::load_bench_config(o.config);
     bench = hilo::drivers::make_bench(config, clock);
   } catch (const std::exception& e) {
-    std::cerr << "hilod: " << e.what() << "\n";
+    log.critical(e.what());
     return 2;
   }
   if (!bench.input || !bench.camera) {
-    std::cerr << "hilod: " << o.config.string() << ": the bench needs an input SLM and a camera\n";
+    log.critical(o.config.string() + ": the bench needs an input SLM and a camera");
     return 2;
   }
   // The element SLM (when the bench has one) starts with a defined pattern, so captures work before
@@ -56,32 +64,32 @@ int main(int argc, char** argv) {
                                 bench.element->bit_depth() > 8 ? CV_16UC1 : CV_8UC1);
       }
     } catch (const std::exception& e) {
-      std::cerr << "hilod: " << e.what() << "\n";
+      log.critical(e.what());
       return 2;
     }
     if (auto e = bench.element->open()) {
-      std::cerr << "hilod: cannot open the element SLM: " << e->message << "\n";
+      log.critical("cannot open the element SLM: " + e->message);
       return 3;
     }
     if (auto e = bench.element->show(levels)) {
-      std::cerr << "hilod: cannot show the element pattern: " << e->message << "\n";
+      log.critical("cannot show the element pattern: " + e->message);
       return 3;
     }
   }
   // The input starts dark, so a grab before any capture records the dark frame instead of failing
   // for want of an input.
   if (auto e = bench.input->open()) {
-    std::cerr << "hilod: cannot open the input SLM: " << e->message << "\n";
+    log.critical("cannot open the input SLM: " + e->message);
     return 3;
   }
   if (auto e = bench.input->show(cv::Mat::zeros(bench.input->height_px(), bench.input->width_px(),
                                                 bench.input->bit_depth() > 8 ? CV_16UC1 : CV_8UC1))) {
-    std::cerr << "hilod: cannot show the dark input pattern: " << e->message << "\n";
+    log.critical("cannot show the dark input pattern: " + e->message);
     return 3;
   }
   std::optional<hilo::controller::PipelineBench> pipeline;
   if (config.simulator) {
     pipeline.emplace(hilo::controller::pipeline_bench(bench, config, o.config, clock, virtual_time ? &manual : nullptr, nullptr));
   }
-  return hilo::controller::run_hilod(o, *bench.input, *bench.camera, pipeline ? &*pipeline : nullptr);
+  return hilo::controller::run_hilod(o, log, *bench.input, *bench.camera, pipeline ? &*pipeline : nullptr);
 }

@@ -1,8 +1,12 @@
 #include "hilo/controller/app.hpp"
 
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 
@@ -11,6 +15,28 @@
 namespace hilo::controller {
 
 using nlohmann::json;
+
+namespace {
+// Logs each job's start and end (failed: error, with the job's error text), then passes the event on.
+EventSink logged_job_events(EventSink next, Log log) {
+  return [next = std::move(next), log = std::move(log)](const std::string& topic, const json& body) {
+    if (topic == "job.state" && body.is_object()) {
+      const std::string state = body.value("state", "");
+      json f = {{"job_id", body.value("job_id", json())}, {"kind", body.value("kind", "")},
+                {"run_id", body.value("run_id", "")}, {"state", state}};
+      if (state == "failed") {
+        f["error"] = body.value("error", "");
+        log.error("job failed", f);
+      } else if (state == "running" || state == "done" || state == "cancelled" || state == "interrupted") {
+        f["done"] = body.value("done", json());
+        f["total"] = body.value("total", json());
+        log.info("job " + state, f);
+      }
+    }
+    next(topic, body);
+  };
+}
+}  // namespace
 
 std::string HilodOptions::validate() const {
   if (data_dir.empty()) return "hilod.data_dir must not be empty";
@@ -34,19 +60,51 @@ void add_hilod_options(CLI::App& app, HilodOptions& o) {
   app.add_flag("!--no-resume", o.resume,
                "leave interrupted captures interrupted (default: continue them from their last stored chunk)");
   add_daemon_options(app, o.daemon);
+  add_log_options(app, o.log);
+  app.set_config("--options-file", "", "read options from this file first (\"name = value\" lines; configs/hilod.conf)");
+  app.allow_config_extras(CLI::config_extras_mode::error);
+}
+
+bool notify_systemd(std::string_view state) {
+  const char* path = std::getenv("NOTIFY_SOCKET");
+  if (!path || !*path) return true;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const std::size_t n = std::strlen(path);
+  if (n >= sizeof addr.sun_path || (path[0] != '/' && path[0] != '@')) return false;
+  std::memcpy(addr.sun_path, path, n);
+  if (path[0] == '@') addr.sun_path[0] = '\0';  // abstract namespace
+  const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + n);
+  const bool sent = ::sendto(fd, state.data(), state.size(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr), len) ==
+                    static_cast<ssize_t>(state.size());
+  ::close(fd);
+  return sent;
 }
 
 int run_hilod(HilodOptions o, drivers::Slm& slm, drivers::Camera& camera, PipelineBench* pipeline) {
+  std::optional<Log> log;
+  try {
+    log.emplace(o.log);
+  } catch (const std::exception& e) {
+    std::cerr << "hilod: " << e.what() << "\n";
+    return 2;
+  }
+  return run_hilod(std::move(o), *log, slm, camera, pipeline);
+}
+
+int run_hilod(HilodOptions o, const Log& log, drivers::Slm& slm, drivers::Camera& camera, PipelineBench* pipeline) {
   try {
     if (!o.curve_secret_key_file.empty()) {
       std::ifstream in(o.curve_secret_key_file);
       if (!(std::getline(in, o.daemon.curve_public_key) && std::getline(in, o.daemon.curve_secret_key))) {
-        std::cerr << "hilod: " << o.curve_secret_key_file << ": expected two lines (public key, secret key)\n";
+        log.critical("cannot start: " + o.curve_secret_key_file.string() + ": expected two lines (public key, secret key)");
         return 2;
       }
     }
     if (auto e = o.validate(); !e.empty()) {
-      std::cerr << "hilod: " << e << "\n";
+      log.critical("cannot start: " + e);
       return 2;
     }
     std::filesystem::create_directories(o.data_dir);
@@ -55,21 +113,21 @@ int run_hilod(HilodOptions o, drivers::Slm& slm, drivers::Camera& camera, Pipeli
       return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     };
     if (int n = catalog.mark_unfinished_interrupted(unix_now()); n > 0) {
-      std::cerr << "hilod: marked " << n << " job(s) left unfinished by a previous run as interrupted\n";
+      log.warn("marked jobs left unfinished by a previous run as interrupted", {{"jobs", n}});
     }
     if (auto e = slm.open()) {
-      std::cerr << "hilod: cannot open SLM: " << e->message << "\n";
+      log.critical("cannot open the SLM: " + e->message, {{"device", "slm"}});
       return 3;
     }
     if (auto e = camera.open()) {
-      std::cerr << "hilod: cannot open camera: " << e->message << "\n";
+      log.critical("cannot open the camera: " + e->message, {{"device", "camera"}});
       return 3;
     }
 
     boost::asio::io_context io;
     zmq::context_t zctx(1);
     EventPublisher events(io, zctx);
-    JobManager jobs(catalog, events.sink(), unix_now);
+    JobManager jobs(catalog, logged_job_events(events.sink(), log), unix_now);
     DatasetLibrary datasets;
     datasets.add("fashion-mnist", o.fashion_mnist_dir);
     Devices devices{slm, camera, {}};
@@ -85,36 +143,40 @@ int run_hilod(HilodOptions o, drivers::Slm& slm, drivers::Camera& camera, Pipeli
     };
     if (o.resume) {
       if (int n = resume_interrupted_captures(jobs, catalog, datasets, devices, o.data_dir, cap, monotonic_s); n > 0) {
-        std::cerr << "hilod: continuing " << n << " interrupted capture job(s)\n";
+        log.info("continuing interrupted capture jobs", {{"jobs", n}});
       }
     }
     if (pipeline) pipeline->mutex = &devices.mutex;
     if (o.resume && pipeline) {
       if (int n = resume_interrupted_pipelines(jobs, catalog, *pipeline, o.data_dir); n > 0) {
-        std::cerr << "hilod: continuing " << n << " interrupted pipeline job(s)\n";
+        log.info("continuing interrupted pipeline jobs", {{"jobs", n}});
       }
     }
     Context ctx{devices, jobs, catalog, datasets, o.data_dir, o.daemon.limits, cap, [] {
                   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
                 }};
     ctx.pipeline = pipeline;
-    Daemon daemon(io, zctx, o.daemon, ctx, events);
+    Daemon daemon(io, zctx, o.daemon, ctx, events, log);
     daemon.start();
-    std::cerr << "hilod: commands on " << daemon.command_endpoint() << ", events on " << daemon.event_endpoint()
-              << ", data in " << o.data_dir.string() << "\n";
+    log.info("serving", {{"command_endpoint", daemon.command_endpoint()},
+                         {"event_endpoint", daemon.event_endpoint()},
+                         {"data_dir", o.data_dir.string()},
+                         {"pid", ::getpid()}});
     if (!o.ready_file.empty()) {
       write_json_atomic(o.ready_file, {{"command_endpoint", daemon.command_endpoint()},
                                        {"event_endpoint", daemon.event_endpoint()},
                                        {"pid", ::getpid()}});
     }
+    if (!notify_systemd("READY=1")) log.warn("could not notify systemd (NOTIFY_SOCKET)", {{"state", "READY=1"}});
     io.run();
+    notify_systemd("STOPPING=1");
     jobs.shutdown();
     camera.close();
     slm.close();
-    std::cerr << "hilod: stopped\n";
+    log.info("stopped");
     return 0;
   } catch (const std::exception& e) {
-    std::cerr << "hilod: " << e.what() << "\n";
+    log.critical(e.what());
     return 1;
   }
 }

@@ -2,7 +2,6 @@
 
 #include <chrono>
 #include <csignal>
-#include <iostream>
 #include <iterator>
 
 #include <CLI/CLI.hpp>
@@ -122,7 +121,7 @@ void EventPublisher::close() {
 
 // --------------------------------------------------------------------------------------------- Daemon
 
-Daemon::Daemon(asio::io_context& io, zmq::context_t& zmq, DaemonOptions opt, Context& ctx, EventPublisher& events)
+Daemon::Daemon(asio::io_context& io, zmq::context_t& zmq, DaemonOptions opt, Context& ctx, EventPublisher& events, Log log)
     : io_(io),
       zmq_(zmq),
       opt_(std::move(opt)),
@@ -130,7 +129,8 @@ Daemon::Daemon(asio::io_context& io, zmq::context_t& zmq, DaemonOptions opt, Con
       events_(events),
       cmd_(zmq, zmq::socket_type::router),
       heartbeat_timer_(io),
-      signals_(io) {}
+      signals_(io),
+      log_(std::move(log)) {}
 
 Daemon::~Daemon() {
   if (stopper_.joinable()) stopper_.join();
@@ -140,6 +140,7 @@ Daemon::~Daemon() {
 void Daemon::start() {
   if (auto e = opt_.validate(); !e.empty()) throw std::runtime_error(e);
   if (auto e = ctx_.limits.validate(); !e.empty()) throw std::runtime_error(e);
+  option_keys_ = opt_.client_keys;
   if (!opt_.client_keys_file.empty()) {
     auto keys = load_client_keys(opt_.client_keys_file);
     if (auto* e = std::get_if<std::string>(&keys)) throw std::runtime_error(*e);
@@ -147,7 +148,9 @@ void Daemon::start() {
   }
   if (opt_.curve()) {
     // Bound before the sockets, so that no handshake can happen without it.
-    zap_ = std::make_unique<ZapHandler>(zmq_, opt_.client_keys, [](const std::string& m) { std::cerr << "hilod: " << m << std::endl; });
+    zap_ = std::make_unique<ZapHandler>(zmq_, opt_.client_keys, [log = log_](const std::string& m) {
+      log.warn(m, {{"component", "zap"}});
+    });
   }
   cmd_.set(zmq::sockopt::linger, 1000);
   cmd_.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(ctx_.limits.max_message_bytes));
@@ -164,13 +167,52 @@ void Daemon::start() {
   if (opt_.handle_signals) {
     signals_.add(SIGINT);
     signals_.add(SIGTERM);
-    signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
-      if (!ec) begin_shutdown(sig == SIGINT ? "SIGINT" : "SIGTERM");
-    });
+    signals_.add(SIGHUP);
+    wait_signal();
   }
   heartbeat();
   drain();
   arm();
+}
+
+void Daemon::wait_signal() {
+  signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    if (sig == SIGHUP) {
+      log_.info("SIGHUP: reloading the client allow-list", {{"signal", "SIGHUP"}});
+      reload_client_keys();
+    } else {
+      const char* name = sig == SIGINT ? "SIGINT" : "SIGTERM";
+      log_.info("shutting down", {{"signal", name}});
+      begin_shutdown(name);
+    }
+    wait_signal();
+  });
+}
+
+std::string Daemon::reload_client_keys() {
+  const json where = {{"file", opt_.client_keys_file.string()}};
+  if (opt_.client_keys_file.empty() || !zap_) {
+    const std::string e = "no client allow-list to reload (hilod runs without --curve-key-file/--client-keys)";
+    log_.warn(e);
+    return e;
+  }
+  auto loaded = load_client_keys(opt_.client_keys_file);
+  if (auto* e = std::get_if<std::string>(&loaded)) {
+    json f = where;
+    f["kept_keys"] = zap_->key_count();
+    log_.error("client allow-list not reloaded, keeping the previous one: " + *e, f);
+    return *e;
+  }
+  std::vector<ClientKey> keys = option_keys_;
+  for (auto& k : std::get<std::vector<ClientKey>>(loaded)) keys.push_back(std::move(k));
+  const std::size_t before = zap_->key_count();
+  zap_->set_keys(keys);
+  json f = where;
+  f["keys"] = zap_->key_count();
+  f["previous_keys"] = before;
+  log_.info("client allow-list reloaded", f);
+  return {};
 }
 
 void Daemon::arm() {
@@ -196,10 +238,20 @@ void Daemon::drain() {
       const std::size_t body = msgs.size() > 1 && msgs[1].size() == 0 ? 2 : 1;
       if (body < msgs.size()) frames.emplace_back(msgs[body].to_string());
       nlohmann::json id = nullptr;
-      if (auto p = parse(frames, ctx_.limits); auto* r = std::get_if<Request>(&p)) id = r->id;
-      send_reply(msgs, error_reply(id, ErrorCode::overloaded,
-                                   std::to_string(queue_.size()) + " requests are waiting, the limit is " +
-                                       std::to_string(ctx_.limits.max_pending_requests) + "; retry later"));
+      std::string cmd;
+      if (auto p = parse(frames, ctx_.limits); auto* r = std::get_if<Request>(&p)) {
+        id = r->id;
+        cmd = r->cmd;
+      }
+      const Reply reply = error_reply(id, ErrorCode::overloaded,
+                                      std::to_string(queue_.size()) + " requests are waiting, the limit is " +
+                                          std::to_string(ctx_.limits.max_pending_requests) + "; retry later");
+      send_reply(msgs, reply);
+      const double now = unix_now();
+      if (now - last_overload_log_s_ >= 1.0) {
+        last_overload_log_s_ = now;
+        log_reply(msgs, role_of(msgs), cmd, reply);
+      }
       continue;
     }
     const Role role = role_of(msgs);
@@ -250,11 +302,44 @@ void Daemon::process(Pending& p) {
   std::vector<std::string> frames;
   frames.reserve(msgs.size() - std::min(body, msgs.size()));
   for (std::size_t i = body; i < msgs.size(); ++i) frames.emplace_back(msgs[i].to_string());
-  Reply reply = handle_frames(frames, ctx_, p.role);
+  auto parsed = parse(frames, ctx_.limits);
+  std::string cmd;
+  Reply reply;
+  if (auto* e = std::get_if<ProtocolError>(&parsed)) {
+    reply = error_reply(*e);
+  } else {
+    const auto& req = std::get<Request>(parsed);
+    cmd = req.cmd;
+    reply = handle(req, ctx_, p.role);
+  }
   ++stats_.requests;
   send_reply(msgs, reply);
+  log_reply(msgs, p.role, cmd, reply);
   for (auto& [topic, ev] : reply.events) events_.publish(topic, ev);
   if (reply.shutdown_after) begin_shutdown("shutdown command");
+}
+
+void Daemon::log_reply(const std::vector<zmq::message_t>& msgs, Role role, const std::string& cmd, const Reply& reply) {
+  const bool ok = reply.body.value("ok", false);
+  if (ok && !log_.enabled(LogLevel::debug)) return;
+  // The client: its allow-list name with CurveZMQ, else the peer's address (loopback).
+  std::string client = "?";
+  auto& last = const_cast<zmq::message_t&>(msgs.back());
+  if (const char* uid = opt_.curve() ? zmq_msg_gets(last.handle(), "User-Id") : nullptr) {
+    const std::string_view u(uid);
+    client = std::string(u.substr(std::min(u.find(':') + 1, u.size())));
+  } else if (const char* peer = zmq_msg_gets(last.handle(), "Peer-Address")) {
+    client = peer;
+  }
+  json f = {{"cmd", cmd}, {"id", reply.body.value("id", json())}, {"client", client}, {"role", std::string(to_string(role))}};
+  if (ok) {
+    log_.debug("request", f);
+    return;
+  }
+  const auto& err = reply.body["error"];
+  f["code"] = err.value("code", "");
+  f["error"] = err.value("message", "");
+  log_.log(f["code"] == "internal" ? LogLevel::error : LogLevel::warn, "error reply", f);
 }
 
 DaemonStats Daemon::stats() const {

@@ -119,14 +119,26 @@ std::optional<Role> role_from_user_id(std::string_view user_id) {
 
 ZapHandler::ZapHandler(zmq::context_t& zmq, const std::vector<ClientKey>& keys, Log log)
     : sock_(zmq, zmq::socket_type::rep), log_(std::move(log)) {
-  for (const auto& k : keys) {
-    std::array<std::uint8_t, 32> raw{};
-    if (!zmq_z85_decode(raw.data(), k.public_key.c_str())) continue;  // parse_client_keys checked them
-    keys_.emplace(std::string(reinterpret_cast<const char*>(raw.data()), raw.size()), k);
-  }
+  set_keys(keys);
   sock_.set(zmq::sockopt::linger, 0);
   sock_.bind("inproc://zeromq.zap.01");
   thread_ = std::thread([this] { run(); });
+}
+
+void ZapHandler::set_keys(const std::vector<ClientKey>& keys) {
+  std::map<std::string, ClientKey> by_raw;
+  for (const auto& k : keys) {
+    std::array<std::uint8_t, 32> raw{};
+    if (!zmq_z85_decode(raw.data(), k.public_key.c_str())) continue;  // parse_client_keys checked them
+    by_raw.emplace(std::string(reinterpret_cast<const char*>(raw.data()), raw.size()), k);
+  }
+  std::lock_guard lk(keys_mu_);
+  keys_ = std::move(by_raw);
+}
+
+std::size_t ZapHandler::key_count() const {
+  std::lock_guard lk(keys_mu_);
+  return keys_.size();
 }
 
 ZapHandler::~ZapHandler() {
@@ -162,6 +174,7 @@ void ZapHandler::answer(std::vector<zmq::message_t>& req) {
   } else if (mechanism != "CURVE") {
     text = "only CURVE clients are admitted";
   } else if (req.size() == 7 && req[6].size() == 32) {
+    std::lock_guard lk(keys_mu_);
     if (const auto it = keys_.find(req[6].to_string()); it != keys_.end()) {
       status = "200";
       text = "OK";

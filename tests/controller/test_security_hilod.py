@@ -3,9 +3,7 @@
 usage: test_security_hilod.py HILOD REPO_ROOT
 All traffic is on 127.0.0.1; the non-loopback endpoints are only ever refused (nothing is bound).
 """
-import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -14,71 +12,17 @@ import unittest
 
 import zmq
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hilod_proc  # noqa: E402
+from hilod_proc import call, keypair  # noqa: E402
+
 HILOD, ROOT = sys.argv[1:3]
 CONFIG = os.path.join(ROOT, "configs", "sim.yaml")
 
 
-def keypair():
-    pub, sec = zmq.curve_keypair()
-    return pub.decode(), sec.decode()
-
-
-class Hilod:
-    """hilod on loopback wildcard ports; waits for its ready file (or its exit, for refused starts)."""
-
-    def __init__(self, tmp, *extra, expect_start=True):
-        self.ready = os.path.join(tmp, "ready.json")
-        self.stderr_path = os.path.join(tmp, "stderr.txt")
-        self.stderr = open(self.stderr_path, "w")
-        self.proc = subprocess.Popen(
-            [HILOD, "--config", CONFIG, "--data-dir", os.path.join(tmp, "data"), "--ready-file", self.ready,
-             "--heartbeat-s", "0.1", *extra], stderr=self.stderr)
-        if not expect_start:
-            return
-        deadline = time.monotonic() + 30
-        while not os.path.exists(self.ready):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                log = self.log()
-                self.stop()
-                raise RuntimeError("hilod did not start: " + log)
-            time.sleep(0.05)
-        with open(self.ready) as f:
-            r = json.load(f)
-        self.commands, self.events = r["command_endpoint"], r["event_endpoint"]
-
-    def log(self):
-        if not self.stderr.closed:
-            self.stderr.flush()
-        with open(self.stderr_path) as f:
-            return f.read()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.stderr.close()
-        return self.proc.returncode
-
-
-def call(ctx, endpoint, req, parts=(), keys=None, server_pub=None, timeout_ms=5000):
-    s = ctx.socket(zmq.DEALER)
-    s.linger = 0
-    if keys:
-        s.curve_serverkey = server_pub.encode()
-        s.curve_publickey = keys[0].encode()
-        s.curve_secretkey = keys[1].encode()
-    s.connect(endpoint)
-    try:
-        s.send_multipart([b"", json.dumps(req).encode(), *parts])
-        if not s.poll(timeout_ms):
-            return None
-        return json.loads(s.recv_multipart()[1])
-    finally:
-        s.close()
+def Hilod(tmp, *extra, expect_start=True):
+    """hilod on configs/sim.yaml; waits for its ready file (or its exit, for refused starts)."""
+    return hilod_proc.Hilod(HILOD, tmp, *extra, expect_start=expect_start, config=CONFIG, loopback_ports=False)
 
 
 class Refusals(unittest.TestCase):

@@ -3,10 +3,13 @@
 // unfinished as interrupted), queue the interrupted captures to continue (unless --no-resume), bind
 // the sockets, serve until a signal or the shutdown command, then flush and close. Shared by the hilod executable (devices from the bench config) and test daemons
 // (devices are test doubles), so every daemon process runs the same code.
+// Under systemd (Type=notify: $NOTIFY_SOCKET set) it sends READY=1 once serving and STOPPING=1 when the
+// loop ends, over the notify socket's datagram protocol (no libsystemd needed).
 #include <filesystem>
 #include <string>
 
 #include "hilo/controller/daemon.hpp"
+#include "hilo/controller/log.hpp"
 #include "hilo/drivers/camera.hpp"
 #include "hilo/drivers/slm.hpp"
 
@@ -19,6 +22,7 @@ namespace hilo::controller {
 struct HilodOptions {
   std::filesystem::path config;      // bench config YAML (read by the caller)
   DaemonOptions daemon;
+  LogOptions log;
   std::filesystem::path data_dir = "hilo-data";
   std::filesystem::path ready_file;  // when set: {"command_endpoint", "event_endpoint", "pid"} written atomically once bound
   std::filesystem::path fashion_mnist_dir = "/usr/share/datasets/fashion-mnist";
@@ -29,12 +33,21 @@ struct HilodOptions {
   std::string validate() const;
 };
 
-// Registers hilod's command-line options on `app`.
+// Registers hilod's command-line options on `app`, and --options-file: a file of "name = value" lines
+// (CLI11's INI/TOML subset, names without the leading "--", configs/hilod.conf documents it) read
+// before the command line, which wins. An unknown name in the file is an error.
 void add_hilod_options(CLI::App& app, HilodOptions& o);
 
-// Runs the daemon to completion. Returns the process exit code; errors go to stderr.
+// Runs the daemon to completion. Returns the process exit code; errors go to `log`.
 // `pipeline` (optional) is the bench as the pipeline command drives it (pipeline_bench()); its mutex is
 // set to the daemon's device mutex here.
+int run_hilod(HilodOptions o, const Log& log, drivers::Slm& slm, drivers::Camera& camera,
+              struct PipelineBench* pipeline = nullptr);
+// As above, with the log made from o.log (an invalid log option or an unopenable file: exit code 2).
 int run_hilod(HilodOptions o, drivers::Slm& slm, drivers::Camera& camera, struct PipelineBench* pipeline = nullptr);
+
+// Sends `state` ("READY=1", "STOPPING=1", ...) to systemd's $NOTIFY_SOCKET; no-op when unset.
+// Returns false when the variable is set but the datagram could not be sent.
+bool notify_systemd(std::string_view state);
 
 }  // namespace hilo::controller

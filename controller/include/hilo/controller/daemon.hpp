@@ -22,6 +22,13 @@
 // Events: PUB socket, two frames per event: topic ("job.progress", "job.state", "device.state",
 // "heartbeat"), then a JSON object carrying "seq" (per-daemon counter), "time_s" and the payload.
 //
+// Log: every error reply, whoever made it (parse, a command, the overloaded answer), is logged once here,
+// at warning (internal: error), with cmd, id, client (ZAP name, else the peer address), role, code and
+// message; every request is logged at debug. Overloaded answers are logged at most once per second with
+// the running count, as ZAP denials are.
+//
+// SIGHUP re-reads --client-keys (reload_client_keys()); other signals are unaffected.
+//
 // Shutdown (SIGINT/SIGTERM or the shutdown command): refuse new jobs, stop the running job (it commits
 // its frames and ends interrupted), then close the sockets and let io_context::run() return.
 #include <atomic>
@@ -39,6 +46,7 @@
 #include <zmq.hpp>
 
 #include "hilo/controller/handler.hpp"
+#include "hilo/controller/log.hpp"
 #include "hilo/controller/security.hpp"
 
 namespace CLI {
@@ -54,7 +62,7 @@ struct DaemonOptions {
   std::string command_endpoint = "tcp://127.0.0.1:5555";
   std::string event_endpoint = "tcp://127.0.0.1:5556";
   double heartbeat_s = 1.0;
-  bool handle_signals = true;  // SIGINT/SIGTERM start a shutdown (off in in-process tests)
+  bool handle_signals = true;  // SIGINT/SIGTERM start a shutdown, SIGHUP reloads the allow-list (off in in-process tests)
   // CurveZMQ server keys (Z85, 40 characters each). Without them only loopback endpoints are allowed.
   std::string curve_secret_key;
   std::string curve_public_key;
@@ -101,7 +109,8 @@ class EventPublisher {
 
 class Daemon {
  public:
-  Daemon(boost::asio::io_context& io, zmq::context_t& zmq, DaemonOptions opt, Context& ctx, EventPublisher& events);
+  Daemon(boost::asio::io_context& io, zmq::context_t& zmq, DaemonOptions opt, Context& ctx, EventPublisher& events,
+         Log log = Log());
   ~Daemon();
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
@@ -113,6 +122,12 @@ class Daemon {
   // Starts the shutdown sequence; callable from the io thread (any other thread: post it).
   void begin_shutdown(const std::string& reason);
   bool stopped() const { return stopped_; }
+  // Re-reads opt.client_keys_file (what SIGHUP does): on success the ZAP handler admits exactly the keys of
+  // opt.client_keys plus the file's from the next handshake on (connections already made stay up); on
+  // failure (unreadable file, a bad line, an empty list) the previous allow-list stays and the error is
+  // logged. Returns "" on success, else the error; without --client-keys, an error saying so.
+  // Thread-safe with the ZAP handler; call on the io thread.
+  std::string reload_client_keys();
   // Counters; call on the io thread (or after it has stopped).
   DaemonStats stats() const;
 
@@ -129,6 +144,8 @@ class Daemon {
   Role role_of(std::vector<zmq::message_t>& msgs) const;
   void heartbeat();
   void finish_shutdown();
+  void wait_signal();
+  void log_reply(const std::vector<zmq::message_t>& msgs, Role role, const std::string& cmd, const Reply& reply);
 
   boost::asio::io_context& io_;
   zmq::context_t& zmq_;
@@ -142,6 +159,9 @@ class Daemon {
   std::string cmd_endpoint_, evt_endpoint_;
   std::thread stopper_;
   std::unique_ptr<ZapHandler> zap_;
+  std::vector<ClientKey> option_keys_;  // opt.client_keys as given, before the file's keys were added
+  Log log_;
+  double last_overload_log_s_ = -1e300;
   std::deque<Pending> queue_;
   bool process_posted_ = false;
   DaemonStats stats_;

@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -68,7 +69,8 @@ std::optional<Role> role_from_user_id(std::string_view user_id);
 // Answers ZAP requests on inproc://zeromq.zap.01 of `zmq` on a dedicated thread, so a handshake never
 // waits for a command the I/O thread is handling. Only CURVE clients whose key is in the allow-list are
 // admitted; every other request (unknown key, other mechanism) is denied with status 400, counted and
-// logged (at most one log line per second, carrying the running count).
+// logged (at most one log line per second, carrying the running count). The allow-list can be replaced
+// while it runs (set_keys, on SIGHUP).
 class ZapHandler {
  public:
   using Log = std::function<void(const std::string&)>;
@@ -78,6 +80,11 @@ class ZapHandler {
   ZapHandler(const ZapHandler&) = delete;
   ZapHandler& operator=(const ZapHandler&) = delete;
 
+  // Replaces the allow-list; handshakes after the call see the new one (connections already admitted stay).
+  // Thread-safe with the handler's thread.
+  void set_keys(const std::vector<ClientKey>& keys);
+  std::size_t key_count() const;
+
   std::uint64_t allowed() const { return allowed_.load(); }
   std::uint64_t denied() const { return denied_.load(); }
 
@@ -86,7 +93,8 @@ class ZapHandler {
   void answer(std::vector<zmq::message_t>& req);
 
   zmq::socket_t sock_;                     // used only by thread_ once it runs
-  std::map<std::string, ClientKey> keys_;  // by the raw 32-byte key
+  mutable std::mutex keys_mu_;
+  std::map<std::string, ClientKey> keys_;  // by the raw 32-byte key; guarded by keys_mu_
   Log log_;
   std::atomic<bool> stop_{false};
   std::atomic<std::uint64_t> allowed_{0}, denied_{0};
