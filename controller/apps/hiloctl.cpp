@@ -9,7 +9,9 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "hilo/controller/hdf5_run.hpp"
 #include "hilo/controller/protocol.hpp"
+#include "hilo/controller/storage.hpp"
 #include "hilo/distill/jobs.hpp"
 #include "hilo/sim/npy.hpp"
 
@@ -111,6 +113,48 @@ int follow_job(Client& c, zmq::socket_t& sub_sock, std::int64_t id) {
   }
 }
 
+// runs get: fetches every array of a run (one request per array, so each stays under the reply limit)
+// and saves them into `out_dir`: <name>.npy + manifest.json, or one run.h5 (docs/storage.md).
+int save_run(Client& c, const std::string& run_id, const std::filesystem::path& out_dir, const std::string& format) {
+  auto r = c.call("runs.get", {{"run_id", run_id}});
+  json j = json::parse(r[0].to_string());
+  if (j["ok"] != true) return show(r);
+  const json manifest = j["result"]["manifest"];
+  std::vector<std::string> names;
+  for (const auto& [k, _] : manifest.value("arrays", json::object()).items()) names.push_back(k);
+  const json chunks = manifest.value("chunks", json::array());
+  if (names.empty() && !chunks.empty()) {
+    for (const auto& [k, _] : chunks[0].value("files", json::object()).items()) names.push_back(k);
+  }
+  if (names.empty()) {
+    std::cerr << "error: run '" << run_id << "' holds no arrays\n";
+    return 1;
+  }
+  std::vector<hilo::controller::RunWriter::Array> arrays;
+  for (const auto& n : names) {
+    auto a = c.call("runs.get", {{"run_id", run_id}, {"arrays", {n}}});
+    const json aj = json::parse(a[0].to_string());
+    if (aj["ok"] != true) return show(a);
+    const auto& d = aj["result"]["arrays"][n];
+    const auto& part = a.at(d["part"].get<std::size_t>());
+    arrays.push_back({n, d["dtype"].get<std::string>(), d["shape"].get<std::vector<std::size_t>>(),
+                      std::string(static_cast<const char*>(part.data()), part.size())});
+  }
+  std::filesystem::create_directories(out_dir);
+  if (format == "hdf5") {
+    const auto path = out_dir / "run.h5";
+    auto w = hilo::controller::Hdf5RunWriter::create(path, manifest);
+    w.append(arrays, arrays[0].shape.empty() ? 0 : arrays[0].shape[0]);
+    w.finish(manifest);
+    std::cout << "wrote " << path.string() << " (" << w.records() << " records, " << arrays.size() << " arrays)\n";
+    return 0;
+  }
+  for (const auto& a : arrays) hilo::controller::write_array(out_dir / (a.name + ".npy"), a);
+  hilo::controller::write_json_atomic(out_dir / "manifest.json", manifest);
+  std::cout << "wrote " << arrays.size() << " arrays and manifest.json to " << out_dir.string() << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -141,7 +185,15 @@ int main(int argc, char** argv) {
   pipe->add_option("--job", job_file, "pipeline settings (YAML or JSON, docs/pipeline.md); default: the built-in defaults");
   pipe->add_flag("--no-wait", no_wait, "return after the job is queued");
   auto* jobs = app.add_subcommand("jobs", "list jobs");
-  auto* runs = app.add_subcommand("runs", "list runs");
+  auto* runs = app.add_subcommand("runs", "list runs (or: runs get, runs export)");
+  runs->require_subcommand(0, 1);
+  std::string run_id, run_out = ".", run_format = "npy";
+  auto* runs_get = runs->add_subcommand("get", "save a run's arrays here: <name>.npy files + manifest.json, or run.h5");
+  runs_get->add_option("run_id", run_id)->required();
+  runs_get->add_option("--out", run_out, "directory to write into (created if needed)")->capture_default_str();
+  runs_get->add_option("--format", run_format, "npy or hdf5")->check(CLI::IsMember({"npy", "hdf5"}))->capture_default_str();
+  auto* runs_export = runs->add_subcommand("export", "have hilod write run.h5 into the run's directory");
+  runs_export->add_option("run_id", run_id)->required();
   auto* cancel = app.add_subcommand("cancel", "cancel a job");
   std::int64_t job_id = 0;
   cancel->add_option("job_id", job_id)->required();
@@ -162,7 +214,11 @@ int main(int argc, char** argv) {
     if (sub == "version") return show(c.call("version", json::object()));
     if (sub == "devices") return show(c.call("devices.list", json::object()));
     if (sub == "jobs") { (void)jobs; return show(c.call("jobs.list", json::object())); }
-    if (sub == "runs") { (void)runs; return show(c.call("runs.list", json::object())); }
+    if (sub == "runs") {
+      if (runs_get->parsed()) return save_run(c, run_id, run_out, run_format);
+      if (runs_export->parsed()) return show(c.call("runs.export", {{"run_id", run_id}, {"format", "hdf5"}}));
+      return show(c.call("runs.list", json::object()));
+    }
     if (sub == "cancel") return show(c.call("jobs.cancel", {{"job_id", job_id}}));
     if (sub == "shutdown") return show(c.call("shutdown", json::object()));
     if (sub == "grab") {
