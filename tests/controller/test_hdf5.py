@@ -212,31 +212,51 @@ class Hdf5Runs(unittest.TestCase):
 
 
 class Hdf5Resume(unittest.TestCase):
+    def stop_and_continue(self, tmp, n, between):
+        """Captures n frames with hilod --hdf5, stops the daemon by SIGTERM mid-capture, calls
+        between(run_dir), restarts a daemon without --hdf5 and waits for the job: (record, run_dir)."""
+        data = os.path.join(tmp, "data")
+        d = Daemon(data, tmp, "--hdf5")
+        with Client(d.endpoint) as c:
+            job = c.capture(start=0, count=n, split="test")  # hdf5 from the daemon's --hdf5
+            run_dir = os.path.join(data, job["run_id"])
+            deadline = time.monotonic() + 30
+            while c.job(job["job_id"])["done"] < 50 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        self.assertEqual(d.stop(), 0)
+        with open(os.path.join(run_dir, "manifest.json")) as f:
+            stopped = json.load(f)
+        self.assertEqual(stopped["state"], "interrupted")
+        self.assertLess(stopped["records"], n)
+        between(run_dir)
+        d = Daemon(data, tmp)  # no --hdf5: the job's own params keep it
+        with Client(d.endpoint) as c:
+            rec = c.wait(job["job_id"], timeout_s=60)
+        self.assertEqual(d.stop(), 0)
+        self.assertEqual(rec["state"], "done", rec)
+        self.assertEqual(rec["stats"]["resumes"], 1)
+        return rec, run_dir
+
     def test_a_capture_stopped_by_sigterm_rebuilds_run_h5_when_continued(self):
-        n = 300
         with tempfile.TemporaryDirectory(prefix="hilo_hdf5_resume_") as tmp:
-            data = os.path.join(tmp, "data")
-            d = Daemon(data, tmp, "--hdf5")
-            with Client(d.endpoint) as c:
-                job = c.capture(start=0, count=n, split="test")  # hdf5 from the daemon's --hdf5
-                run_dir = os.path.join(data, job["run_id"])
-                deadline = time.monotonic() + 30
-                while c.job(job["job_id"])["done"] < 50 and time.monotonic() < deadline:
-                    time.sleep(0.01)
-            self.assertEqual(d.stop(), 0)
-            with open(os.path.join(run_dir, "manifest.json")) as f:
-                stopped = json.load(f)
-            self.assertEqual(stopped["state"], "interrupted")
-            self.assertLess(stopped["records"], n)
-            d = Daemon(data, tmp)  # no --hdf5: the job's own params keep it
-            with Client(d.endpoint) as c:
-                rec = c.wait(job["job_id"], timeout_s=60)
-            self.assertEqual(d.stop(), 0)
-            self.assertEqual(rec["state"], "done", rec)
-            self.assertEqual(rec["stats"]["resumes"], 1)
+            _, run_dir = self.stop_and_continue(tmp, 300, lambda run_dir: None)
             manifest = assert_h5_equals_npy(self, run_dir)
-            self.assertEqual(manifest["records"], n)
-            self.assertEqual(manifest["hdf5"]["records"], n)
+            self.assertEqual(manifest["records"], 300)
+            self.assertEqual(manifest["hdf5"]["records"], 300)
+
+    def test_an_hdf5_failure_keeps_every_npy_record_and_is_reported(self):
+        def block(run_dir):  # the continued capture cannot rebuild run.h5: a directory is in the way
+            os.remove(os.path.join(run_dir, "run.h5"))
+            os.mkdir(os.path.join(run_dir, "run.h5"))
+
+        with tempfile.TemporaryDirectory(prefix="hilo_hdf5_fail_") as tmp:
+            rec, run_dir = self.stop_and_continue(tmp, 300, block)
+            manifest, arrays = load_run(run_dir)
+            self.assertEqual(manifest["records"], 300)
+            np.testing.assert_array_equal(arrays["indices"], np.arange(300))
+            for status in (manifest["hdf5"], rec["stats"]["hdf5"]):
+                self.assertFalse(status["complete"], status)
+                self.assertIn("run.h5: cannot create the HDF5 file (H5F", status["error"])
 
 
 if __name__ == "__main__":
