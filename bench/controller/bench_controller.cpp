@@ -14,6 +14,8 @@
 //       share of device time, (t_capture − t_device) / t_device, with the daemon's chunk options
 //       (a durable commit every 100 frames or 1 s);
 //   (b') as (b) but committing every 10 s (one repetition): the part of (b) that the commits cost.
+// In (a) and (b) a third measurement, alternating with the other two, is the capture with "hdf5": true
+// (run.h5 written live in SWMR mode besides the .npy run): its rate against the plain capture's.
 // Every capture is checked (job done, N records consolidated) before its time counts.
 #include <algorithm>
 #include <chrono>
@@ -107,8 +109,8 @@ struct Daemonish {
 const char* split_for(std::size_t frames) { return frames <= 10000 ? "test" : "train"; }
 
 // Seconds for `frames` inputs through the capture command; throws unless the run holds them all.
-double time_capture(Daemonish& d, std::size_t frames) {
-  ctl::Request req{1, "capture", {{"dataset", "fashion-mnist"}, {"split", split_for(frames)}, {"start", 0}, {"count", frames}}, {}};
+double time_capture(Daemonish& d, std::size_t frames, bool hdf5 = false) {
+  ctl::Request req{1, "capture", {{"dataset", "fashion-mnist"}, {"split", split_for(frames)}, {"start", 0}, {"count", frames}, {"hdf5", hdf5}}, {}};
   const auto t0 = std::chrono::steady_clock::now();
   const ctl::Reply reply = ctl::handle(req, *d.ctx);
   if (!reply.body.value("ok", false)) throw std::runtime_error("capture refused: " + reply.body.dump());
@@ -119,6 +121,9 @@ double time_capture(Daemonish& d, std::size_t frames) {
   const json m = ctl::read_manifest(d.data_dir / rec->run_id);
   if (m.value("records", 0u) != frames || m["arrays"]["frames"]["shape"][0] != frames) {
     throw std::runtime_error("capture stored " + m["records"].dump() + " records, expected " + std::to_string(frames));
+  }
+  if (hdf5 && (!m.contains("hdf5") || m["hdf5"]["complete"] != true || m["hdf5"]["records"] != frames)) {
+    throw std::runtime_error("the HDF5 copy is incomplete: " + m.value("hdf5", json()).dump());
   }
   return t;
 }
@@ -135,12 +140,12 @@ double time_devices(Rig& rig, const std::vector<cv::Mat>& patterns) {
 }
 
 struct Timing {
-  double device_s = 1e300, capture_s = 1e300;
+  double device_s = 1e300, capture_s = 1e300, capture_hdf5_s = 1e300;
 };
 
 // chunk_seconds > 0: commit a chunk only every chunk_seconds (else the daemon's defaults).
 Timing measure(const fs::path& config, double settle_ms, std::size_t frames, int reps, const fs::path& data_dir,
-               double chunk_seconds = 0) {
+               double chunk_seconds = 0, bool with_hdf5 = false) {
   Rig rig(config, settle_ms);
   Daemonish d(rig, data_dir, chunk_seconds);
   const auto set = d.datasets.get("fashion-mnist", split_for(frames));
@@ -159,6 +164,7 @@ Timing measure(const fs::path& config, double settle_ms, std::size_t frames, int
   for (int r = 0; r < reps; ++r) {
     t.device_s = std::min(t.device_s, time_devices(rig, patterns));
     t.capture_s = std::min(t.capture_s, time_capture(d, frames));
+    if (with_hdf5) t.capture_hdf5_s = std::min(t.capture_hdf5_s, time_capture(d, frames, true));
   }
   return t;
 }
@@ -186,8 +192,8 @@ int main(int argc, char** argv) {
   int rc = 0;
   try {
     const double settle_60 = 1000.0 / 60.0;
-    const Timing a = measure(config, 0.0, frames, reps, data_dir / "fast");
-    const Timing b = measure(config, settle_60, frames_60, reps, data_dir / "60hz");
+    const Timing a = measure(config, 0.0, frames, reps, data_dir / "fast", 0, true);
+    const Timing b = measure(config, settle_60, frames_60, reps, data_dir / "60hz", 0, true);
     // The same with a chunk committed only every 10 s (here: once, at the end): what the periodic
     // durable commits (fsync of chunk files, manifest, directory and catalog) cost at 60 Hz.
     const Timing c = measure(config, settle_60, frames_60, 1, data_dir / "60hz_rare", 10.0);
@@ -210,6 +216,14 @@ int main(int argc, char** argv) {
                 1e3 * (b.capture_s - b.device_s) / double(frames_60), 100.0 * (b.capture_s - b.device_s) / b.device_s);
     std::printf("(a) per frame: device %.3f ms, capture %.3f ms, daemon work %.3f ms/frame\n", 1e3 * a.device_s / double(frames),
                 1e3 * a.capture_s / double(frames), 1e3 * (a.capture_s - a.device_s) / double(frames));
+    auto h5row = [](const char* name, std::size_t n, const Timing& t) {
+      std::printf("%-34s %8zu capture %.1f frames/s, with hdf5 %.1f frames/s: time ratio hdf5/plain %.3f (%+.3f ms/frame)\n", name, n,
+                  double(n) / t.capture_s, double(n) / t.capture_hdf5_s, t.capture_hdf5_s / t.capture_s,
+                  1e3 * (t.capture_hdf5_s - t.capture_s) / double(n));
+    };
+    std::printf("\n\"hdf5\": true (run.h5 live, SWMR) against the plain capture, same devices, alternating:\n");
+    h5row("(a) zero device latency", frames, a);
+    h5row("(b) SLM settle 1/60 s, real clock", frames_60, b);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "hilo-bench-controller: %s\n", e.what());
     rc = 1;

@@ -19,7 +19,9 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "hilo/controller/hdf5_run.hpp"
 #include "hilo/controller/protocol.hpp"
+#include "hilo/controller/storage.hpp"
 #include "hilo/distill/jobs.hpp"
 #include "hilo/sim/npy.hpp"
 
@@ -218,10 +220,11 @@ int grab(Client& c, const fs::path& out, int grab_timeout_ms) {
   return 0;
 }
 
-// runs.get: without `out`, prints the run, its path and manifest. With `out`, writes every array (or
-// those named) as <out>/<name>.npy, one request per array so each reply stays small, and the manifest
-// as <out>/manifest.json.
-int runs_get(Client& c, const std::string& run_id, std::vector<std::string> names, const std::string& out) {
+// runs.get: without `out`, prints the run, its path and manifest. With `out`, fetches every array (or
+// those named), one request per array so each reply stays small, and writes them as <out>/<name>.npy
+// plus <out>/manifest.json (format "npy") or as one <out>/run.h5 (format "hdf5", docs/storage.md).
+int runs_get(Client& c, const std::string& run_id, std::vector<std::string> names, const std::string& out,
+             const std::string& format) {
   auto r = c.call("runs.get", {{"run_id", run_id}});
   const json j = body_of(r);
   if (j["ok"] != true || (out.empty() && names.empty())) return show(r);
@@ -242,18 +245,32 @@ int runs_get(Client& c, const std::string& run_id, std::vector<std::string> name
   }
   if (out.empty()) return show(c.call("runs.get", {{"run_id", run_id}, {"arrays", names}}));
   fs::create_directories(out);
+  std::vector<hilo::controller::RunWriter::Array> fetched;
   for (const auto& n : names) {
     auto ra = c.call("runs.get", {{"run_id", run_id}, {"arrays", {n}}});
     const json ja = body_of(ra);
     if (ja["ok"] != true) return show(ra);
     const auto a = array_of(ra, ja["result"]["arrays"][n]);
+    if (format == "hdf5") {
+      fetched.push_back({n, hilo::sim::dtype_descr(a.dtype), a.shape,
+                         std::string(reinterpret_cast<const char*>(a.bytes.data()), a.bytes.size())});
+      continue;
+    }
     const fs::path p = fs::path(out) / (n + ".npy");
     hilo::sim::write_npy(p, a);
     std::string shape;
     for (auto s : a.shape) shape += (shape.empty() ? "" : "x") + std::to_string(s);
     std::cout << "wrote " << p.string() << " (" << shape << " " << hilo::sim::dtype_descr(a.dtype) << ")\n";
   }
-  std::ofstream(fs::path(out) / "manifest.json") << manifest.dump(2) << "\n";
+  if (format == "hdf5") {
+    const fs::path p = fs::path(out) / "run.h5";
+    auto w = hilo::controller::Hdf5RunWriter::create(p, manifest);
+    if (!fetched.empty()) w.append(fetched, fetched[0].shape.empty() ? 0 : fetched[0].shape[0]);
+    w.finish(manifest);
+    std::cout << "wrote " << p.string() << " (" << w.records() << " records, " << fetched.size() << " arrays)\n";
+    return 0;
+  }
+  hilo::controller::write_json_atomic(fs::path(out) / "manifest.json", manifest);
   std::cout << "wrote " << (fs::path(out) / "manifest.json").string() << "\n";
   return 0;
 }
@@ -341,7 +358,7 @@ int main(int argc, char** argv) {
   auto* cancel_legacy = app.add_subcommand("cancel", "same as jobs cancel");
   for (auto* s : {jobs_status, jobs_cancel, cancel_legacy}) s->add_option("job_id", job_id)->required();
 
-  auto* runs = app.add_subcommand("runs", "runs: list (default), get");
+  auto* runs = app.add_subcommand("runs", "runs: list (default), get, export");
   runs->require_subcommand(0, 1);
   auto* runs_list = runs->add_subcommand("list", "newest first (runs.list)");
   runs_list->add_option("--limit", limit, "at most this many")->capture_default_str();
@@ -350,7 +367,13 @@ int main(int argc, char** argv) {
   std::vector<std::string> arrays;
   runs_get_cmd->add_option("run_id", run_id)->required();
   runs_get_cmd->add_option("--arrays", arrays, "array names (default with --out: every array of the run)")->delimiter(',');
-  runs_get_cmd->add_option("--out", out_dir, "write <name>.npy per array and manifest.json into this directory");
+  runs_get_cmd->add_option("--out", out_dir, "write <name>.npy per array and manifest.json (or run.h5) into this directory");
+  std::string run_format = "npy";
+  runs_get_cmd->add_option("--format", run_format, "with --out: npy or hdf5 (one run.h5, docs/storage.md)")
+      ->check(CLI::IsMember({"npy", "hdf5"}))
+      ->capture_default_str();
+  auto* runs_export_cmd = runs->add_subcommand("export", "have hilod write run.h5 into the run's directory (runs.export)");
+  runs_export_cmd->add_option("run_id", run_id)->required();
 
   app.add_subcommand("shutdown", "stop hilod (the running job ends interrupted) (shutdown)");
   CLI11_PARSE(app, argc, argv);
@@ -392,7 +415,8 @@ int main(int argc, char** argv) {
     if (sub == "jobs" && leaf == "status") return show(c.call("jobs.status", {{"job_id", job_id}}));
     if ((sub == "jobs" && leaf == "cancel") || sub == "cancel") return show(c.call("jobs.cancel", {{"job_id", job_id}}));
     if (sub == "jobs") return show(c.call("jobs.list", {{"limit", limit}}));
-    if (sub == "runs" && leaf == "get") return runs_get(c, run_id, arrays, out_dir);
+    if (sub == "runs" && leaf == "get") return runs_get(c, run_id, arrays, out_dir, run_format);
+    if (sub == "runs" && leaf == "export") return show(c.call("runs.export", {{"run_id", run_id}, {"format", "hdf5"}}));
     if (sub == "runs") return show(c.call("runs.list", {{"limit", limit}}));
     if (sub == "capture") {
       json args;

@@ -59,6 +59,8 @@ void add_hilod_options(CLI::App& app, HilodOptions& o) {
   app.add_option("--chunk-records", o.chunk_records, "frames per stored chunk")->capture_default_str();
   app.add_flag("!--no-resume", o.resume,
                "leave interrupted captures interrupted (default: continue them from their last stored chunk)");
+  app.add_flag("--hdf5", o.hdf5,
+               "captures also write their run as HDF5 (run.h5, SWMR) unless a request says \"hdf5\": false");
   add_daemon_options(app, o.daemon);
   add_log_options(app, o.log);
   app.set_config("--options-file", "", "read options from this file first (\"name = value\" lines; configs/hilod.conf)");
@@ -138,6 +140,7 @@ int run_hilod(HilodOptions o, const Log& log, drivers::Slm& slm, drivers::Camera
 #endif
     CaptureOptions cap;
     cap.chunk_records = o.chunk_records;
+  cap.hdf5 = o.hdf5;
     const auto monotonic_s = [] {
       return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
     };

@@ -9,6 +9,7 @@
 
 #include "hilo/controller/figures.hpp"
 #include "hilo/controller/run_documents.hpp"
+#include "hilo/controller/hdf5_run.hpp"
 #include "hilo/controller/storage.hpp"
 #include "hilo/sim/npy.hpp"
 
@@ -178,6 +179,49 @@ json data_keys(const CaptureInputs& in, const json& manifest, const Devices& dev
   }
   return k;
 }
+// The run's HDF5 copy during a capture (CaptureOptions::hdf5). The first failure ends the copy, never
+// the capture: the .npy run is the record, status() says how far the copy got and why it stopped.
+class Hdf5Copy {
+ public:
+  // Rebuilds run.h5 from every record `w` already holds (none for a new run).
+  Hdf5Copy(bool enabled, const RunWriter& w) : enabled_(enabled) {
+    if (!enabled_) return;
+    attempt([&] { file_.emplace(hdf5_from_run(w.dir() / "run.h5", w.dir(), w.manifest())); });
+  }
+  // `manifest`: the run's manifest when this is the first chunk of the file (it now knows the frame
+  // format); written before the append starts SWMR mode, so early readers see it.
+  void append(const std::vector<RunWriter::Array>& arrays, std::size_t n, const json* manifest) {
+    if (!file_) return;
+    attempt([&] {
+      if (manifest && !file_->swmr()) file_->update_metadata(*manifest);
+      file_->append(arrays, n);
+    });
+  }
+  // Refreshes the file's metadata from the run's final manifest and closes it.
+  void finish(const json& manifest) {
+    if (file_) attempt([&] { file_->finish(manifest); });
+    file_.reset();
+  }
+  bool enabled() const { return enabled_; }
+  bool complete() const { return error_.empty(); }
+  json status() const { return {{"file", "run.h5"}, {"complete", complete()}, {"records", records_}, {"error", error_}}; }
+
+ private:
+  template <typename F>
+  void attempt(F&& f) {
+    try {
+      f();
+      records_ = file_ ? file_->records() : records_;
+    } catch (const std::exception& e) {
+      error_ = e.what();
+      file_.reset();
+    }
+  }
+  bool enabled_;
+  std::optional<Hdf5RunWriter> file_;
+  std::string error_;
+  std::size_t records_ = 0;
+};
 
 // The show + grab loop over inputs [w.records(), in.count) into `w`.
 JobOutcome capture_loop(const CaptureInputs& in, const CaptureOptions& opt, Devices& devices, RunWriter& w, int scale,
@@ -228,6 +272,9 @@ JobOutcome capture_loop(const CaptureInputs& in, const CaptureOptions& opt, Devi
     }
   }
 
+  // Touched by the commit task while a chunk is in flight, by this thread only after settling it.
+  Hdf5Copy h5(opt.hdf5, w);
+
   CaptureCounters cnt;
   const drivers::RetryCounters slm_base = devices.slm_retries ? *devices.slm_retries : drivers::RetryCounters{};
   const drivers::RetryCounters cam_base = devices.camera_retries ? *devices.camera_retries : drivers::RetryCounters{};
@@ -267,13 +314,38 @@ JobOutcome capture_loop(const CaptureInputs& in, const CaptureOptions& opt, Devi
     const std::size_t n = pend.n;
     pend = Pending{};
     settle_in_flight();
-    in_flight = std::async(std::launch::async, [&w, &docs, arrays = std::move(arrays), n] {
+    std::optional<json> first_manifest;
+    if (h5.enabled() && w.records() == 0) first_manifest = w.manifest();
+    in_flight = std::async(std::launch::async, [&w, &h5, &docs, arrays = std::move(arrays), n, m = std::move(first_manifest)] {
       w.append_chunk(arrays, n);
+      h5.append(arrays, n, m ? &*m : nullptr);  // after the .npy chunk is durable; never throws
       const json& c = w.manifest()["chunks"].back();
       docs.event(c["first"].get<std::uint64_t>(), c["count"].get<std::uint64_t>(), c["files"]);
     });
     publish_stats();
     chunk_start = monotonic_s();
+  };
+
+  // The manifest's last keys: error, stats and, with opt.hdf5, the HDF5 copy's status (also in stats).
+  auto final_keys = [&](const std::string& err) {
+    json st = stats();
+    json keys = {{"error", err}};
+    if (h5.enabled()) st["hdf5"] = keys["hdf5"] = h5.status();
+    keys["stats"] = st;
+    ctl.set_stats(st);
+    return keys;
+  };
+  // Closes the HDF5 copy with the run's final manifest; a failure there is written back to both.
+  auto close_hdf5 = [&] {
+    if (!h5.enabled()) return;
+    const bool was_complete = h5.complete();
+    h5.finish(w.manifest());
+    if (was_complete && !h5.complete()) {
+      w.set("hdf5", h5.status());
+      json st = ctl.record().stats;
+      st["hdf5"] = h5.status();
+      ctl.set_stats(st);
+    }
   };
 
   auto finish = [&](JobState st, std::string err) -> JobOutcome {
@@ -283,7 +355,8 @@ JobOutcome capture_loop(const CaptureInputs& in, const CaptureOptions& opt, Devi
       // Stopped by a shutdown: the chunks stay as they are, so the next daemon can continue the run.
       publish_stats();
       devices.end_job_counters();
-      w.stop_interrupted({{"error", err}, {"stats", stats()}});
+      w.stop_interrupted(final_keys(err));
+      close_hdf5();
       docs.stop(exit_status_of(st), err, w.records());
       return {st, std::move(err)};
     }
@@ -297,8 +370,8 @@ JobOutcome capture_loop(const CaptureInputs& in, const CaptureOptions& opt, Devi
     }
     publish_stats();
     devices.end_job_counters();
-    json extra = {{"error", err}, {"stats", stats()}};
-    w.finish(std::string(to_string(st)), extra);
+    w.finish(std::string(to_string(st)), final_keys(err));
+    close_hdf5();
     docs.stop(exit_status_of(st), err, w.records());
     return {st, std::move(err)};
   };
@@ -529,6 +602,7 @@ int resume_interrupted_captures(JobManager& jobs, Catalog& catalog, DatasetLibra
       if (p.contains("timeout_ms")) opt.grab_timeout = std::chrono::milliseconds(p["timeout_ms"].get<std::int64_t>());
       if (p.contains("scale")) opt.scale = p["scale"].get<int>();
       if (p.contains("chunk_records")) opt.chunk_records = p["chunk_records"].get<std::size_t>();
+      opt.hdf5 = p.value("hdf5", false);  // the handler records the resolved choice in params
       if (p.contains("dataset")) {
         const auto name = p["dataset"].get<std::string>();
         const auto split = p.value("split", std::string("train"));

@@ -4,6 +4,7 @@
 #include <map>
 
 #include "hilo/controller/run_documents.hpp"
+#include "hilo/controller/hdf5_run.hpp"
 #include "hilo/sim/npy.hpp"
 
 namespace hilo::controller {
@@ -192,7 +193,7 @@ Reply cmd_camera_grab(const Request& req, Context& ctx) {
 
 Reply cmd_capture(const Request& req, Context& ctx) {
   if (auto e = check_known_args(req, {"dataset", "split", "start", "count", "inputs", "inputs_npy", "timeout_ms",
-                                      "scale", "chunk_records"})) {
+                                      "scale", "chunk_records", "hdf5"})) {
     return error_reply(*e);
   }
   if (ctx.shutting_down || !ctx.jobs.accepting()) {
@@ -218,9 +219,13 @@ Reply cmd_capture(const Request& req, Context& ctx) {
   opt.grab_timeout = std::chrono::milliseconds(std::get<std::int64_t>(t));
   opt.scale = static_cast<int>(std::get<std::int64_t>(sc));
   opt.chunk_records = static_cast<std::size_t>(std::get<std::int64_t>(cr));
+  auto h5 = get_bool(req, "hdf5", opt.hdf5);
+  if (auto* e = err_of(h5)) return error_reply(*e);
+  opt.hdf5 = std::get<bool>(h5);
 
   CaptureInputs in;
   json params = req.args;
+  if (opt.hdf5) params["hdf5"] = true;  // also when it came from the daemon's default: a resume keeps it
   const bool inline_inputs = req.args.contains("inputs");
   const bool file_inputs = req.args.contains("inputs_npy");
   const int sources = int(inline_inputs) + int(file_inputs) + int(req.args.contains("dataset"));
@@ -488,6 +493,53 @@ Reply cmd_runs_list(const Request& req, Context& ctx) {
   return ok_reply(req.id, {{"runs", out}});
 }
 
+// A run of the catalog with its directory (confined to data_dir) and manifest, or the error reply.
+struct FoundRun {
+  RunRecord run;
+  std::filesystem::path dir;
+  json manifest;
+};
+std::variant<FoundRun, Reply> find_run(const Request& req, Context& ctx, const std::string& id) {
+  auto run = ctx.catalog.run(id);
+  if (!run) return error_reply(req.id, ErrorCode::not_found, "no run with id '" + id + "'");
+  auto confined = confine_path(ctx.data_dir, run->dir);
+  if (auto* e = std::get_if<std::string>(&confined)) {
+    return error_reply(req.id, ErrorCode::forbidden_path, "run '" + run->id + "': " + *e);
+  }
+  FoundRun f{*run, std::get<std::filesystem::path>(confined), {}};
+  try {
+    f.manifest = read_manifest(f.dir);
+  } catch (const StorageError& e) {
+    return error_reply(req.id, ErrorCode::not_found, std::string("run has no readable manifest yet: ") + e.what());
+  }
+  return f;
+}
+
+// forbidden_path when a file the manifest names for array `n` leaves the run directory (a manifest
+// can be edited).
+std::optional<Reply> check_array_files(const Request& req, const std::string& run_id, const std::filesystem::path& dir,
+                                       const json& manifest, const std::string& n) {
+  std::vector<std::string> files;
+  if (manifest.contains("arrays") && manifest["arrays"].is_object() && manifest["arrays"].contains(n) &&
+      manifest["arrays"][n].is_object() && manifest["arrays"][n].contains("file") && manifest["arrays"][n]["file"].is_string()) {
+    files.push_back(manifest["arrays"][n]["file"].get<std::string>());
+  }
+  if (manifest.contains("chunks") && manifest["chunks"].is_array()) {
+    for (const auto& c : manifest["chunks"]) {
+      if (c.is_object() && c.contains("files") && c["files"].is_object() && c["files"].contains(n) && c["files"][n].is_string()) {
+        files.push_back(c["files"][n].get<std::string>());
+      }
+    }
+  }
+  for (const auto& f : files) {
+    auto fc = confine_path(dir, f);
+    if (auto* e = std::get_if<std::string>(&fc)) {
+      return error_reply(req.id, ErrorCode::forbidden_path, "run '" + run_id + "', array '" + n + "': " + *e);
+    }
+  }
+  return std::nullopt;
+}
+
 Reply cmd_runs_get(const Request& req, Context& ctx) {
   if (auto r = expect_parts(req, 0)) return *r;
   if (auto e = check_known_args(req, {"run_id", "arrays"})) return error_reply(*e);
@@ -502,49 +554,21 @@ Reply cmd_runs_get(const Request& req, Context& ctx) {
       names.push_back(n.get<std::string>());
     }
   }
-  const auto run = ctx.catalog.run(std::get<std::string>(id));
-  if (!run) return error_reply(req.id, ErrorCode::not_found, "no run with id '" + std::get<std::string>(id) + "'");
-  auto confined = confine_path(ctx.data_dir, run->dir);
-  if (auto* e = std::get_if<std::string>(&confined)) {
-    return error_reply(req.id, ErrorCode::forbidden_path, "run '" + run->id + "': " + *e);
-  }
-  const auto dir = std::get<std::filesystem::path>(confined);
-  json manifest;
-  try {
-    manifest = read_manifest(dir);
-  } catch (const StorageError& e) {
-    return error_reply(req.id, ErrorCode::not_found, std::string("run has no readable manifest yet: ") + e.what());
-  }
+  auto found = find_run(req, ctx, std::get<std::string>(id));
+  if (auto* r = std::get_if<Reply>(&found)) return *r;
+  const auto& [run, dir, manifest] = std::get<FoundRun>(found);
   Reply r = ok_reply(req.id, nullptr);
   json arrays = json::object();
   std::size_t bytes = 0;
   for (const auto& n : names) {
-    // The files a manifest names must stay inside the run directory too (a manifest can be edited).
-    std::vector<std::string> files;
-    if (manifest.contains("arrays") && manifest["arrays"].is_object() && manifest["arrays"].contains(n) &&
-        manifest["arrays"][n].is_object() && manifest["arrays"][n].contains("file") && manifest["arrays"][n]["file"].is_string()) {
-      files.push_back(manifest["arrays"][n]["file"].get<std::string>());
-    }
-    if (manifest.contains("chunks") && manifest["chunks"].is_array()) {
-      for (const auto& c : manifest["chunks"]) {
-        if (c.is_object() && c.contains("files") && c["files"].is_object() && c["files"].contains(n) && c["files"][n].is_string()) {
-          files.push_back(c["files"][n].get<std::string>());
-        }
-      }
-    }
-    for (const auto& f : files) {
-      auto fc = confine_path(dir, f);
-      if (auto* e = std::get_if<std::string>(&fc)) {
-        return error_reply(req.id, ErrorCode::forbidden_path, "run '" + run->id + "', array '" + n + "': " + *e);
-      }
-    }
+    if (auto e = check_array_files(req, run.id, dir, manifest, n)) return *e;
     std::optional<LoadedArray> a;
     try {
       a = load_run_array(dir, manifest, n);
     } catch (const StorageError& e) {
       return error_reply(req.id, ErrorCode::internal, e.what());
     }
-    if (!a) return error_reply(req.id, ErrorCode::not_found, "run '" + run->id + "' has no array '" + n + "'");
+    if (!a) return error_reply(req.id, ErrorCode::not_found, "run '" + run.id + "' has no array '" + n + "'");
     bytes += a->bytes.size();
     if (bytes > ctx.limits.max_reply_bytes) {
       return error_reply(req.id, ErrorCode::too_large, "requested arrays exceed the reply limit of " +
@@ -552,8 +576,59 @@ Reply cmd_runs_get(const Request& req, Context& ctx) {
     }
     arrays[n] = attach_array(r, a->dtype, a->shape, std::move(a->bytes));
   }
-  r.body["result"] = {{"run", run->to_json()}, {"path", dir.string()}, {"manifest", manifest}, {"arrays", arrays}};
+  r.body["result"] = {{"run", run.to_json()}, {"path", dir.string()}, {"manifest", manifest}, {"arrays", arrays}};
   return r;
+}
+
+// runs.export {"run_id", "format": "hdf5"}: writes <run dir>/run.h5 from the run's .npy arrays before
+// replying (synchronous; about as long as reading the arrays), lists it in the manifest under "hdf5".
+Reply cmd_runs_export(const Request& req, Context& ctx) {
+  if (auto r = expect_parts(req, 0)) return *r;
+  if (auto e = check_known_args(req, {"run_id", "format"})) return error_reply(*e);
+  auto id = get_string(req, "run_id");
+  if (auto* e = err_of(id)) return error_reply(*e);
+  auto format = get_string(req, "format", std::string("hdf5"));
+  if (auto* e = err_of(format)) return error_reply(*e);
+  if (std::get<std::string>(format) != "hdf5") {
+    return error_reply(req.id, ErrorCode::bad_argument,
+                       "format must be 'hdf5' (runs are stored as .npy already), got '" + std::get<std::string>(format) + "'");
+  }
+  auto found = find_run(req, ctx, std::get<std::string>(id));
+  if (auto* r = std::get_if<Reply>(&found)) return *r;
+  auto& [run, dir, manifest] = std::get<FoundRun>(found);
+  if (run.state == "queued" || run.state == "running") {
+    return error_reply(req.id, ErrorCode::busy, "run '" + run.id + "' is " + run.state +
+                                                    "; export it after its job ends (or capture with hdf5: true)");
+  }
+  std::vector<std::string> names;
+  if (manifest.contains("arrays") && manifest["arrays"].is_object()) {
+    for (const auto& [k, _] : manifest["arrays"].items()) names.push_back(k);
+  }
+  if (manifest.contains("chunks") && manifest["chunks"].is_array() && !manifest["chunks"].empty() &&
+      manifest["chunks"][0].contains("files") && manifest["chunks"][0]["files"].is_object()) {
+    for (const auto& [k, _] : manifest["chunks"][0]["files"].items()) names.push_back(k);
+  }
+  if (names.empty()) return error_reply(req.id, ErrorCode::not_found, "run '" + run.id + "' holds no arrays to export");
+  for (const auto& n : names) {
+    if (auto e = check_array_files(req, run.id, dir, manifest, n)) return *e;
+  }
+  const auto tmp = dir / "run.h5.tmp", out = dir / "run.h5";
+  try {
+    auto w = hdf5_from_run(tmp, dir, manifest);
+    manifest["hdf5"] = {{"file", "run.h5"}, {"complete", true}, {"records", w.records()}, {"error", ""}, {"source", "runs.export"}};
+    w.finish(manifest);
+    std::filesystem::rename(tmp, out);
+    fsync_dir(dir);
+    write_json_atomic(dir / "manifest.json", manifest);
+  } catch (const std::exception& e) {
+    std::error_code ec;
+    std::filesystem::remove(tmp, ec);
+    return error_reply(req.id, ErrorCode::internal, "runs.export of '" + run.id + "': " + e.what());
+  }
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(out, ec);
+  return ok_reply(req.id, {{"run_id", run.id}, {"format", "hdf5"}, {"file", out.string()},
+                           {"records", manifest["hdf5"]["records"]}, {"bytes", ec ? 0 : size}});
 }
 
 Reply cmd_shutdown(const Request& req, Context&) {
@@ -571,7 +646,8 @@ const std::map<std::string_view, Handler>& table() {
       {"slm.show", cmd_slm_show},   {"camera.grab", cmd_camera_grab},   {"capture", cmd_capture},
       {"pipeline", cmd_pipeline},   {"train-teacher", cmd_train_teacher}, {"distill", cmd_distill},
       {"jobs.list", cmd_jobs_list}, {"jobs.status", cmd_jobs_status},   {"jobs.cancel", cmd_jobs_cancel},
-      {"runs.list", cmd_runs_list}, {"runs.get", cmd_runs_get},         {"shutdown", cmd_shutdown}};
+      {"runs.list", cmd_runs_list}, {"runs.get", cmd_runs_get},
+      {"runs.export", cmd_runs_export},         {"shutdown", cmd_shutdown}};
   return t;
 }
 

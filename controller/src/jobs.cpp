@@ -1,21 +1,9 @@
 #include "hilo/controller/jobs.hpp"
 
-#include <ctime>
-
 namespace hilo::controller {
 
 using nlohmann::json;
 
-namespace {
-std::string utc_stamp(double unix_s) {
-  const std::time_t t = static_cast<std::time_t>(unix_s);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
-  return buf;
-}
-}  // namespace
 
 void JobControl::progress(std::int64_t done, std::int64_t total) { m_.on_progress(*this, done, total); }
 void JobControl::checkpoint(std::int64_t done) { m_.on_checkpoint(*this, done); }
@@ -47,7 +35,7 @@ std::optional<JobRecord> JobManager::submit(const std::string& kind, json params
   r.id = catalog_.next_job_id();
   r.kind = kind;
   r.created_s = clock_();
-  r.run_id = utc_stamp(r.created_s) + "-" + kind + "-" + std::to_string(r.id);
+  r.run_id = format_utc(r.created_s, "%Y%m%dT%H%M%SZ") + "-" + kind + "-" + std::to_string(r.id);
   r.total = total;
   r.params = std::move(params);
   catalog_.insert_run(RunRecord{r.run_id, kind, r.run_id, r.created_s, "queued"});

@@ -228,6 +228,17 @@ std::variant<std::string, ProtocolError> get_string(const Request& req, std::str
   return v.get<std::string>();
 }
 
+std::variant<bool, ProtocolError> get_bool(const Request& req, std::string_view key, std::optional<bool> dflt) {
+  const std::string k(key);
+  if (!req.args.contains(k)) {
+    if (dflt) return *dflt;
+    return missing(req, key);
+  }
+  const json& v = req.args[k];
+  if (!v.is_boolean()) return wrong(req, key, "true or false");
+  return v.get<bool>();
+}
+
 std::optional<ProtocolError> check_known_args(const Request& req, std::initializer_list<std::string_view> known) {
   for (const auto& [k, v] : req.args.items()) {
     if (std::find(known.begin(), known.end(), k) == known.end()) {

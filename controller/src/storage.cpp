@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <set>
 
@@ -47,6 +48,8 @@ sim::Dtype to_sim_dtype(const std::string& d) {
   throw StorageError("storage: dtype '" + d + "' cannot be stored");
 }
 
+}  // namespace
+
 void write_array(const fs::path& path, const RunWriter::Array& a) {
   sim::NpyArray n;
   n.dtype = to_sim_dtype(a.dtype);
@@ -60,7 +63,13 @@ void write_array(const fs::path& path, const RunWriter::Array& a) {
   }
 }
 
-}  // namespace
+std::string format_utc(double unix_s, const char* strftime_format) {
+  const std::time_t t = static_cast<std::time_t>(unix_s);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  return std::string(buf, std::strftime(buf, sizeof buf, strftime_format, &tm));
+}
 
 void write_json_atomic(const fs::path& path, const json& j) {
   const std::string s = j.dump(2, ' ', false, json::error_handler_t::replace) + "\n";

@@ -28,6 +28,7 @@ struct HilodOptions {
   std::filesystem::path fashion_mnist_dir = "/usr/share/datasets/fashion-mnist";
   std::filesystem::path curve_secret_key_file;  // two lines: public key, secret key (Z85)
   std::size_t chunk_records = 100;
+  bool hdf5 = false;    // captures also write run.h5 unless a request says "hdf5": false
   bool resume = true;  // continue captures a previous process left interrupted (docs/storage.md)
 
   std::string validate() const;

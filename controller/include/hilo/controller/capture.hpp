@@ -95,6 +95,11 @@ struct CaptureOptions {
   int scale = 0;              // 0 = largest integer factor that fits
   std::size_t previews = 16;  // frames/inputs shown in the preview PNGs (0 = none)
   int max_input_attempts = 10;  // show + grab cycles per input before the job fails
+  // Also write the run as run.h5 (hdf5_run.hpp), live in SWMR mode, each chunk after its .npy files
+  // are durable. The .npy run stays the checkpoint: an HDF5 failure stops only the HDF5 writing and is
+  // reported in the manifest and stats ("hdf5": {"file", "complete": false, "records", "error"}). A
+  // resumed capture rebuilds run.h5 from the .npy chunks before it continues.
+  bool hdf5 = false;
 
   std::string validate() const;
 };

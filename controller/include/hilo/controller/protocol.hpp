@@ -120,6 +120,8 @@ std::variant<double, ProtocolError> get_number(const Request& req, std::string_v
                                                std::optional<double> dflt = std::nullopt);
 std::variant<std::string, ProtocolError> get_string(const Request& req, std::string_view key,
                                                     std::optional<std::string> dflt = std::nullopt);
+std::variant<bool, ProtocolError> get_bool(const Request& req, std::string_view key,
+                                          std::optional<bool> dflt = std::nullopt);
 // bad_argument naming the first key of args not in `known`.
 std::optional<ProtocolError> check_known_args(const Request& req, std::initializer_list<std::string_view> known);
 

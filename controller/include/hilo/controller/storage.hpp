@@ -30,6 +30,10 @@ void write_json_atomic(const std::filesystem::path& path, const nlohmann::json& 
 // fsync of a directory, so that renames and new entries in it are durable.
 void fsync_dir(const std::filesystem::path& dir);
 
+// Unix time `unix_s` (seconds, truncated) as UTC text through strftime: "%Y%m%dT%H%M%SZ" for run ids,
+// "%Y-%m-%dT%H:%M:%SZ" for ISO 8601. Empty when the result would exceed 63 characters.
+std::string format_utc(double unix_s, const char* strftime_format);
+
 enum class JobState { queued, running, done, failed, cancelled, interrupted };
 std::string_view to_string(JobState s);
 std::optional<JobState> job_state_from_string(std::string_view s);
@@ -142,6 +146,11 @@ class RunWriter {
   std::size_t records_ = 0;
   std::size_t chunk_index_ = 0;
 };
+
+// Writes `a` as the .npy file `path`, atomically (tmp, fsync, rename). Throws StorageError for a dtype
+// .npy files of hilo cannot hold ("|u1", "<u1", "<u2", "<u4", "<i4", "<i8", "<f4", "<f8" can) or an
+// I/O failure.
+void write_array(const std::filesystem::path& path, const RunWriter::Array& a);
 
 // Reads a run's manifest and loads one listed array (consolidated or concatenated chunks) as raw bytes.
 struct LoadedArray {
