@@ -7,6 +7,7 @@
 #include <string>
 
 #include "hilo/controller/daemon.hpp"
+#include "hilo/controller/live_view.hpp"
 #include "hilo/drivers/camera.hpp"
 #include "hilo/drivers/slm.hpp"
 
@@ -20,11 +21,14 @@ struct HilodOptions {
   std::filesystem::path config;      // bench config YAML (read by the caller)
   DaemonOptions daemon;
   std::filesystem::path data_dir = "hilo-data";
-  std::filesystem::path ready_file;  // when set: {"command_endpoint", "event_endpoint", "pid"} written atomically once bound
+  std::filesystem::path ready_file;  // when set: {"command_endpoint", "event_endpoint", "pid"[, "http_url"]} written atomically once bound
   std::filesystem::path fashion_mnist_dir = "/usr/share/datasets/fashion-mnist";
   std::filesystem::path curve_secret_key_file;  // two lines: public key, secret key (Z85)
   std::size_t chunk_records = 100;
   bool resume = true;  // continue captures a previous process left interrupted (docs/storage.md)
+  // The read-only live view (off unless live.endpoint is set). With it, the devices run_hilod drives
+  // are wrapped in PreviewSlm/PreviewCamera (preview.hpp), so every frame and pattern reaches the page.
+  LiveViewOptions live;
 
   std::string validate() const;
 };
