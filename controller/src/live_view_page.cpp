@@ -101,9 +101,10 @@ function showDevices(d) {
 const drift = [];
 function showDrift(list) {
   if (!list || !list.length) return;
-  const rows = [["time", "stage", "shift px", "gain", "action"]];
-  list.slice(-10).forEach(d => rows.push([new Date(1000 * (d.time_s || 0)).toLocaleTimeString(), d.stage || "",
-    d.shift_px !== undefined ? Number(d.shift_px).toFixed(2) : "", d.gain !== undefined ? Number(d.gain).toFixed(3) : "", d.action || d.message || ""]));
+  const num = (v, n) => v === undefined || v === null ? "" : Number(v).toFixed(n);
+  const rows = [["time", "profile", "images", "displacement px", "gain change", "action"]];
+  list.slice(-10).forEach(d => rows.push([new Date(1000 * (d.time_s || 0)).toLocaleTimeString(), d.profile || "",
+    d.measured_images ?? "", num(d.displacement_px, 2), num(d.gain_change, 3), d.action || ""]));
   fillTable(document.getElementById("drift"), rows, true);
 }
 function showReport(r) {
