@@ -144,7 +144,7 @@ class HttpRules(unittest.TestCase):
         cls.token_file = os.path.join(cls.tmp.name, "token")
         with open(cls.token_file, "w") as f:
             f.write(cls.token + "\n")
-        cls.d = Hilod("--http-endpoint", "127.0.0.1:0", "--http-token-file", cls.token_file)
+        cls.d = Hilod("--http-endpoint", "127.0.0.1:0", "--http-token-file", cls.token_file, "--http-max-clients", "2")
 
     @classmethod
     def tearDownClass(cls):
@@ -171,6 +171,34 @@ class HttpRules(unittest.TestCase):
         status, headers, body = self.d.request("HEAD", "/?token=" + self.token)
         self.assertEqual((status, body), (200, b""))
         self.assertGreater(int(headers["Content-Length"]), 1000)
+
+    def test_event_streams_are_bounded_and_start_with_the_state(self):
+        conns = []
+        try:
+            for _ in range(2):
+                c = http.client.HTTPConnection(self.d.url.hostname, self.d.url.port, timeout=10)
+                c.request("GET", "/events?token=" + self.token)
+                r = c.getresponse()
+                self.assertEqual(r.status, 200)
+                self.assertEqual(r.getheader("Content-Type"), "text/event-stream")
+                lines = [r.fp.readline() for _ in range(4)]
+                self.assertIn(b"event: state\n", lines)
+                conns.append(c)
+            status, _, body = self.d.request("GET", "/events?token=" + self.token)
+            self.assertEqual(status, 503, body)
+        finally:
+            for c in conns:
+                c.close()
+        deadline = time.monotonic() + 5  # closed streams free their places (noticed at the next event)
+        while True:
+            c = http.client.HTTPConnection(self.d.url.hostname, self.d.url.port, timeout=10)
+            c.request("GET", "/events?token=" + self.token)
+            status = c.getresponse().status
+            c.close()
+            if status == 200:
+                break
+            self.assertLess(time.monotonic(), deadline, "closed streams kept their places")
+            time.sleep(0.1)
 
     def test_report_paths_stay_in_the_data_directory(self):
         for path in ("/report/../ready.json.png", "/report/%2e%2e/%2e%2e/etc/passwd.png", "/report//etc/passwd.png"):
