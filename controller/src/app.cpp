@@ -9,6 +9,7 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <optional>
 
 #include <CLI/CLI.hpp>
 
@@ -41,6 +42,7 @@ EventSink logged_job_events(EventSink next, Log log) {
 std::string HilodOptions::validate() const {
   if (data_dir.empty()) return "hilod.data_dir must not be empty";
   if (chunk_records < 1 || chunk_records > 100000) return "hilod.chunk_records must be in [1, 100000], got " + std::to_string(chunk_records);
+  if (auto e = live.validate(); !e.empty()) return e;
   return daemon.validate();
 }
 
@@ -62,6 +64,7 @@ void add_hilod_options(CLI::App& app, HilodOptions& o) {
   app.add_flag("--hdf5", o.hdf5,
                "captures also write their run as HDF5 (run.h5, SWMR) unless a request says \"hdf5\": false");
   add_daemon_options(app, o.daemon);
+  add_live_view_options(app, o.live);
   add_log_options(app, o.log);
   app.set_config("--options-file", "", "read options from this file first (\"name = value\" lines; configs/hilod.conf)");
   app.allow_config_extras(CLI::config_extras_mode::error);
@@ -126,13 +129,33 @@ int run_hilod(HilodOptions o, const Log& log, drivers::Slm& slm, drivers::Camera
       return 3;
     }
 
+    // The live view's preview path: the devices every front end drives are the wrapped ones.
+    std::optional<PreviewTap> tap;
+    std::optional<PreviewSlm> preview_slm, preview_element;
+    std::optional<PreviewCamera> preview_camera;
+    std::optional<PipelineBench> preview_pipeline;
+    if (o.live.enabled()) {
+      tap.emplace(o.live.preview);
+      preview_slm.emplace(slm, *tap, PreviewSource::input_slm);
+      preview_camera.emplace(camera, *tap);
+      if (pipeline) {
+        if (pipeline->element) preview_element.emplace(*pipeline->element, *tap, PreviewSource::element_slm);
+        preview_pipeline.emplace(PipelineBench{*preview_slm, preview_element ? &*preview_element : nullptr, *preview_camera,
+                                               pipeline->design, pipeline->simulator, pipeline->reset_simulator,
+                                               pipeline->load_profile, pipeline->now_s, pipeline->mutex});
+        pipeline = &*preview_pipeline;
+      }
+    }
+    drivers::Slm& dev_slm = preview_slm ? static_cast<drivers::Slm&>(*preview_slm) : slm;
+    drivers::Camera& dev_camera = preview_camera ? static_cast<drivers::Camera&>(*preview_camera) : camera;
+
     boost::asio::io_context io;
     zmq::context_t zctx(1);
     EventPublisher events(io, zctx);
     JobManager jobs(catalog, logged_job_events(events.sink(), log), unix_now);
     DatasetLibrary datasets;
     datasets.add("fashion-mnist", o.fashion_mnist_dir);
-    Devices devices{slm, camera, {}};
+    Devices devices{dev_slm, dev_camera, {}};
     devices.bench_config = o.config.string();
 #ifdef HILO_HAVE_DRIVERS
     if (auto* r = dynamic_cast<drivers::RetryingSlm*>(&slm)) devices.slm_retries = &r->counters();
@@ -159,6 +182,24 @@ int run_hilod(HilodOptions o, const Log& log, drivers::Slm& slm, drivers::Camera
                   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
                 }};
     ctx.pipeline = pipeline;
+    std::optional<LiveView> live;
+    if (o.live.enabled()) {
+      drivers::Slm* element = pipeline ? pipeline->element : nullptr;
+      live.emplace(o.live, LiveView::Sources{*tap, o.data_dir, [&devices, &jobs, element] {
+                                               nlohmann::json d = {{"slm", slm_json(devices.slm)},
+                                                                   {"camera", camera_json(devices.camera)},
+                                                                   {"jobs_active", jobs.busy()},
+                                                                   {"counters", devices.counters_json()}};
+                                               if (element) {
+                                                 d["element_slm"] = slm_json(*element);
+                                                 d["element_slm"]["role"] = "element_slm";
+                                               }
+                                               return d;
+                                             }});
+      events.add_listener([&live](const std::string& t, const nlohmann::json& b) { live->on_event(t, b); });
+      live->start();
+      log.info("live view", {{"url", live->url()}});
+    }
     Daemon daemon(io, zctx, o.daemon, ctx, events, log);
     daemon.start();
     log.info("serving", {{"command_endpoint", daemon.command_endpoint()},
@@ -166,12 +207,15 @@ int run_hilod(HilodOptions o, const Log& log, drivers::Slm& slm, drivers::Camera
                          {"data_dir", o.data_dir.string()},
                          {"pid", ::getpid()}});
     if (!o.ready_file.empty()) {
-      write_json_atomic(o.ready_file, {{"command_endpoint", daemon.command_endpoint()},
-                                       {"event_endpoint", daemon.event_endpoint()},
-                                       {"pid", ::getpid()}});
+      nlohmann::json ready = {{"command_endpoint", daemon.command_endpoint()},
+                              {"event_endpoint", daemon.event_endpoint()},
+                              {"pid", ::getpid()}};
+      if (live) ready["http_url"] = live->url();
+      write_json_atomic(o.ready_file, ready);
     }
     if (!notify_systemd("READY=1")) log.warn("could not notify systemd (NOTIFY_SOCKET)", {{"state", "READY=1"}});
     io.run();
+    if (live) live->stop();
     notify_systemd("STOPPING=1");
     jobs.shutdown();
     camera.close();

@@ -109,6 +109,7 @@ void EventPublisher::send_now(const std::string& topic, json& body) {
   if (!open_) return;
   body["seq"] = seq_++;
   if (!body.contains("time_s")) body["time_s"] = unix_now();
+  for (const auto& l : listeners_) l(topic, body);
   const std::string payload = body.dump(-1, ' ', false, json::error_handler_t::replace);
   // PUB never blocks: with no subscriber, or at the high-water mark, the event is dropped.
   pub_.send(zmq::buffer(topic), zmq::send_flags::sndmore | zmq::send_flags::dontwait);

@@ -39,6 +39,8 @@ const ProtocolError* err_of(const std::variant<T, ProtocolError>& v) {
   return std::get_if<ProtocolError>(&v);
 }
 
+}  // namespace
+
 json slm_json(drivers::Slm& s) {
   return {{"role", "input_slm"},         {"kind", "slm"},          {"name", s.name()},
           {"width_px", s.width_px()},    {"height_px", s.height_px()}, {"pixel_pitch_um", s.pixel_pitch_um()},
@@ -58,6 +60,8 @@ json camera_json(drivers::Camera& c) {
           {"trigger_mode", c.trigger_mode() == drivers::TriggerMode::software ? "software" : "free_run"},
           {"state", std::string(drivers::to_string(c.state()))}};
 }
+
+namespace {
 
 Reply cmd_ping(const Request& req, Context&) {
   if (auto r = expect_parts(req, 0)) return *r;

@@ -673,18 +673,27 @@ json Runner::stage_profile(const std::string& name, int index) {
   return res;
 }
 
-json Runner::write_report(const json& profiles) {
-  const double sim_acc = deploy_info_.at("simulated_acc").get<double>();
+}  // namespace
+
+std::vector<std::vector<std::string>> report_accuracy_rows(const json& report) {
+  const double sim_acc = report.at("deploy").at("simulated_acc").get<double>();
   std::vector<std::vector<std::string>> rows{{"profile", "f %", "measured", "simulated %", "bench: none %", "task %", "NTKD %", "recovered (NTKD)"}};
-  for (const auto& p : profiles) {
-    const double none = p["accuracy"]["none"].get<double>();
-    for (const auto& r : p["accuracy"]["fractions"]) {
-      const double nt = r["ntkd"].get<double>();
+  for (const auto& p : report.at("profiles")) {
+    const double none = p.at("accuracy").at("none").get<double>();
+    for (const auto& r : p.at("accuracy").at("fractions")) {
+      const double nt = r.at("ntkd").get<double>();
       const double rec = sim_acc - none > 1e-9 ? (nt - none) / (sim_acc - none) : 0.0;
-      rows.push_back({p["profile"].get<std::string>(), pct(r["fraction"].get<double>()), std::to_string(r["measured"].get<int>()),
-                      pct(sim_acc), pct(none), pct(r["task"].get<double>()), pct(nt), pct(rec) + " %"});
+      rows.push_back({p.at("profile").get<std::string>(), pct(r.at("fraction").get<double>()), std::to_string(r.at("measured").get<int>()),
+                      pct(sim_acc), pct(none), pct(r.at("task").get<double>()), pct(nt), pct(rec) + " %"});
     }
   }
+  return rows;
+}
+
+namespace {
+
+json Runner::write_report(const json& profiles) {
+  const auto rows = report_accuracy_rows({{"deploy", deploy_info_}, {"profiles", profiles}});
   write_png(dir_ / "accuracy_table.png", render_table("hilo pipeline: test accuracy (" + c_.data.name + ")", rows));
   // Learning curves of the trained networks.
   std::vector<Series> series;

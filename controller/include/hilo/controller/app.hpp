@@ -10,6 +10,7 @@
 
 #include "hilo/controller/daemon.hpp"
 #include "hilo/controller/log.hpp"
+#include "hilo/controller/live_view.hpp"
 #include "hilo/drivers/camera.hpp"
 #include "hilo/drivers/slm.hpp"
 
@@ -24,12 +25,15 @@ struct HilodOptions {
   DaemonOptions daemon;
   LogOptions log;
   std::filesystem::path data_dir = "hilo-data";
-  std::filesystem::path ready_file;  // when set: {"command_endpoint", "event_endpoint", "pid"} written atomically once bound
+  std::filesystem::path ready_file;  // when set: {"command_endpoint", "event_endpoint", "pid"[, "http_url"]} written atomically once bound
   std::filesystem::path fashion_mnist_dir = "/usr/share/datasets/fashion-mnist";
   std::filesystem::path curve_secret_key_file;  // two lines: public key, secret key (Z85)
   std::size_t chunk_records = 100;
   bool hdf5 = false;    // captures also write run.h5 unless a request says "hdf5": false
   bool resume = true;  // continue captures a previous process left interrupted (docs/storage.md)
+  // The read-only live view (off unless live.endpoint is set). With it, the devices run_hilod drives
+  // are wrapped in PreviewSlm/PreviewCamera (preview.hpp), so every frame and pattern reaches the page.
+  LiveViewOptions live;
 
   std::string validate() const;
 };

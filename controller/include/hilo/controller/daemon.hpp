@@ -94,6 +94,9 @@ class EventPublisher {
   std::string bind(const std::string& endpoint, const DaemonOptions& opt);  // returns the resolved endpoint
   // Thread-safe: posts the event to the io_context, which sends it.
   void publish(const std::string& topic, nlohmann::json body);
+  // Also hands every event (with its seq and time_s) to `listener`, on the io thread, whether or not a
+  // subscriber is connected (the live view). Call before the first publish; the listener must not block.
+  void add_listener(EventSink listener) { listeners_.push_back(std::move(listener)); }
   EventSink sink() {
     return [this](const std::string& t, const nlohmann::json& b) { publish(t, b); };
   }
@@ -105,6 +108,7 @@ class EventPublisher {
   zmq::socket_t pub_;
   std::atomic<bool> open_{false};
   std::uint64_t seq_ = 0;
+  std::vector<EventSink> listeners_;
 };
 
 class Daemon {

@@ -52,6 +52,11 @@ int resume_interrupted_pipelines(JobManager& jobs, Catalog& catalog, PipelineBen
 
 std::vector<std::string_view> command_names();
 
+// A device's description and state as devices.list / devices.status report it. Reads the device's
+// getters only (no lock taken), so the live view may call them while a job drives the devices.
+nlohmann::json slm_json(drivers::Slm& s);
+nlohmann::json camera_json(drivers::Camera& c);
+
 // role: what the caller authenticated as (control when the daemon runs without CurveZMQ).
 Reply handle(const Request& req, Context& ctx, Role role = Role::control);
 // parse() then handle(); the reply to anything a client can send.

@@ -141,4 +141,10 @@ nlohmann::json sweep_compensation(const std::filesystem::path& run_dir, const st
                                   const std::function<void(const std::string&)>& log = {});
 SweepEntry sweep_entry_from_json(const std::string& name, const nlohmann::json& j);
 
+// The accuracy table of a report.json (its "deploy" and "profiles"): a header row, then one row per
+// profile and measured fraction, accuracies in percent with two decimals. The report's
+// accuracy_table.png and the live view show these rows. Throws nlohmann::json::exception on a report
+// without those fields.
+std::vector<std::vector<std::string>> report_accuracy_rows(const nlohmann::json& report);
+
 }  // namespace hilo::controller
