@@ -7,11 +7,15 @@
 
 #include <opencv2/imgcodecs.hpp>
 
-#include "hilo/controller/figures.hpp"
+#include "hilo/io/figures.hpp"
 #include "hilo/controller/storage.hpp"
 #include "hilo/sim/npy.hpp"
 
 namespace hilo::controller {
+
+using io::Colormap;
+using io::ImageOptions;
+using io::render_grid;
 
 using nlohmann::json;
 namespace fs = std::filesystem;
