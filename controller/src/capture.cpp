@@ -7,13 +7,17 @@
 
 #include <opencv2/imgcodecs.hpp>
 
-#include "hilo/controller/figures.hpp"
-#include "hilo/controller/run_documents.hpp"
 #include "hilo/controller/hdf5_run.hpp"
+#include "hilo/controller/run_documents.hpp"
 #include "hilo/controller/storage.hpp"
+#include "hilo/io/figures.hpp"
 #include "hilo/sim/npy.hpp"
 
 namespace hilo::controller {
+
+using io::Colormap;
+using io::ImageOptions;
+using io::render_grid;
 
 using nlohmann::json;
 namespace fs = std::filesystem;

@@ -13,14 +13,25 @@
 #include <opencv2/imgproc.hpp>
 
 #include "hilo/calibration/drift.hpp"
-#include "hilo/controller/figures.hpp"
+#include "hilo/io/figures.hpp"
 #include "hilo/distill/model_io.hpp"
 #include "hilo/drivers/sim_devices.hpp"
+#include "hilo/io/file_io.hpp"
+#include "hilo/io/options_json.hpp"
 #include "hilo/sim/config.hpp"
 #include "hilo/sim/npy.hpp"
 #include "hilo/sim/slm_model.hpp"
 
 namespace hilo::controller {
+
+using io::ImageOptions;
+using io::LinePlotOptions;
+using io::Series;
+using io::render_confusion_matrix;
+using io::render_grid;
+using io::render_image;
+using io::render_line_plot;
+using io::write_png;
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -28,38 +39,42 @@ using distill::MatD;
 
 // ------------------------------------------------------------------------------------------- config
 namespace {
-void check_keys(const json& j, const std::string& section, std::initializer_list<const char*> known) {
-  if (!j.is_object()) throw std::invalid_argument(section + " must be a mapping");
-  for (const auto& [k, v] : j.items()) {
-    bool ok = false;
-    for (const char* n : known) ok = ok || k == n;
-    if (!ok) throw std::invalid_argument(section + ": unknown key '" + k + "'");
-  }
-}
-
 calibration::CompensationOptions compensation_from_json(const json& j, calibration::CompensationOptions o,
                                                         const std::string& section) {
-  check_keys(j, section, {"mode", "epochs", "lr", "batch", "ntk_subbatch", "alpha", "beta", "distance"});
-  if (j.contains("mode") && calibration::parse_compensation_mode(j["mode"].get<std::string>()) != o.mode)
-    throw std::invalid_argument(section + ".mode must be \"" + calibration::to_string(o.mode) + "\"");
-  o.epochs = j.value("epochs", o.epochs);
-  o.lr = j.value("lr", o.lr);
-  o.batch = j.value("batch", o.batch);
-  o.ntk_subbatch = j.value("ntk_subbatch", o.ntk_subbatch);
-  o.alpha = j.value("alpha", o.alpha);
-  o.beta = j.value("beta", o.beta);
-  o.distance.kind = j.value("distance", o.distance.kind);
+  const auto mode = o.mode;
+  o = io::read_options(j, section, o);
+  if (o.mode != mode) throw std::invalid_argument(section + ".mode must be \"" + calibration::to_string(mode) + "\"");
   return o;
 }
 
-json compensation_to_json(const calibration::CompensationOptions& o) {
-  return {{"mode", calibration::to_string(o.mode)}, {"epochs", o.epochs}, {"lr", o.lr}, {"batch", o.batch},
-          {"ntk_subbatch", o.ntk_subbatch}, {"alpha", o.alpha}, {"beta", o.beta}, {"distance", o.distance.kind}};
-}
-
-json train_to_json(const distill::TrainOptions& t) {
-  return {{"epochs", t.epochs}, {"batch_size", t.batch_size}, {"seed", t.seed}, {"schedule", t.schedule},
-          {"optimizer", {{"kind", t.optimizer.kind}, {"lr", t.optimizer.lr}}}};
+// The pipeline config's JSON form, written once: the JSON pointer of every key and the member it holds.
+// A struct member maps to a mapping (through the struct's own JSON form); `flat` merges a struct's keys
+// into a section shared with other keys (deploy: the phase retrieval's keys and design_refit_epochs).
+// to_json() and from_json() both walk this list, so a field cannot be written and not read back.
+struct Flat {};
+template <class C, class F>
+void for_each_field(C& c, F&& f) {
+  f("/data", c.data);
+  f("/seed", c.seed);
+  f("/threads", c.threads);
+  f("/teacher/arch", c.teacher_arch);
+  f("/teacher/train", c.teacher_train);
+  f("/student/options", c.student);
+  f("/student/distill", c.distill);
+  f("/student/train", c.student_train);
+  f("/deploy", c.retrieval, Flat{});
+  f("/deploy/design_refit_epochs", c.design_refit_epochs);
+  f("/bench/profiles", c.profiles);
+  f("/bench/test_images", c.test_images);
+  f("/bench/frames", c.frames);
+  f("/bench/drift_every", c.drift_every);
+  f("/bench/drift_action", c.drift_action);
+  f("/bench/drift_shift_px", c.drift.shift_threshold_px);
+  f("/bench/drift_gain", c.drift.gain_threshold);
+  f("/measure/fractions", c.fractions);
+  f("/measure/strategy", c.strategy);
+  f("/compensation/task", c.task);
+  f("/compensation/ntkd", c.ntkd);
 }
 }  // namespace
 
@@ -98,74 +113,33 @@ PipelineConfig PipelineConfig::defaults() {
 }
 
 PipelineConfig PipelineConfig::from_json(const json& j) {
+  const json merged = io::merge_checked(j, defaults().to_json(), "pipeline");
   PipelineConfig c = defaults();
-  check_keys(j, "pipeline", {"data", "seed", "threads", "teacher", "student", "deploy", "bench", "measure", "compensation"});
-  if (j.contains("data")) c.data = distill::data_options_from_json(j["data"]);
-  c.seed = j.value("seed", c.seed);
-  c.threads = j.value("threads", c.threads);
-  if (j.contains("teacher")) {
-    const auto& t = j["teacher"];
-    check_keys(t, "teacher", {"arch", "train"});
-    if (t.contains("arch")) c.teacher_arch = distill::teacher_arch_from_json(t["arch"]);
-    if (t.contains("train")) c.teacher_train = distill::train_options_from_json(t["train"]);
-  }
-  if (j.contains("student")) {
-    const auto& s = j["student"];
-    check_keys(s, "student", {"options", "distill", "train"});
-    if (s.contains("options")) c.student = distill::OpticalStudent::options_from_json(s["options"]);
-    if (s.contains("distill")) c.distill = distill::distill_options_from_json(s["distill"]);
-    if (s.contains("train")) c.student_train = distill::train_options_from_json(s["train"]);
-  }
-  if (j.contains("deploy")) {
-    const auto& d = j["deploy"];
-    check_keys(d, "deploy", {"gs_iterations", "adam_iterations", "learning_rate", "design_refit_epochs"});
-    c.retrieval.gs_iterations = d.value("gs_iterations", c.retrieval.gs_iterations);
-    c.retrieval.adam_iterations = d.value("adam_iterations", c.retrieval.adam_iterations);
-    c.retrieval.learning_rate = d.value("learning_rate", c.retrieval.learning_rate);
-    c.design_refit_epochs = d.value("design_refit_epochs", c.design_refit_epochs);
-  }
-  if (j.contains("bench")) {
-    const auto& b = j["bench"];
-    check_keys(b, "bench", {"profiles", "test_images", "frames", "drift_every", "drift_action", "drift_shift_px", "drift_gain"});
-    c.drift_every = b.value("drift_every", c.drift_every);
-    c.drift_action = b.value("drift_action", c.drift_action);
-    c.drift.shift_threshold_px = b.value("drift_shift_px", c.drift.shift_threshold_px);
-    c.drift.gain_threshold = b.value("drift_gain", c.drift.gain_threshold);
-    if (b.contains("profiles")) c.profiles = b["profiles"].get<std::vector<std::string>>();
-    c.test_images = b.value("test_images", c.test_images);
-    c.frames = b.value("frames", c.frames);
-  }
-  if (j.contains("measure")) {
-    const auto& m = j["measure"];
-    check_keys(m, "measure", {"fractions", "strategy"});
-    if (m.contains("fractions")) c.fractions = m["fractions"].get<std::vector<double>>();
-    if (m.contains("strategy")) c.strategy = calibration::parse_subset_strategy(m["strategy"].get<std::string>());
-  }
-  if (j.contains("compensation")) {
-    const auto& m = j["compensation"];
-    check_keys(m, "compensation", {"task", "ntkd"});
-    if (m.contains("task")) c.task = compensation_from_json(m["task"], c.task, "compensation.task");
-    if (m.contains("ntkd")) c.ntkd = compensation_from_json(m["ntkd"], c.ntkd, "compensation.ntkd");
-  }
+  for_each_field(c, [&](const char* ptr, auto& member, auto... flat) {
+    try {
+      merged.at(json::json_pointer(ptr)).get_to(member);
+    } catch (const std::exception& e) {  // a json type error, or a name the field's parser refuses
+      std::string key = std::string("pipeline") + ptr;
+      std::replace(key.begin(), key.end(), '/', '.');
+      throw std::invalid_argument(key + ": " + e.what());
+    }
+  });
+  // The modes are fixed by the section; everything else of each is the user's.
+  c.task = compensation_from_json(merged["compensation"]["task"], defaults().task, "pipeline.compensation.task");
+  c.ntkd = compensation_from_json(merged["compensation"]["ntkd"], defaults().ntkd, "pipeline.compensation.ntkd");
   return c;
 }
 
 json PipelineConfig::to_json() const {
-  return {{"data", {{"name", data.name}, {"split_seed", data.split_seed}, {"train_limit", data.train_limit}}},
-          {"seed", seed},
-          {"threads", threads},
-          {"teacher", {{"arch", {{"channels", teacher_arch.channels}, {"hidden", teacher_arch.hidden}}}, {"train", train_to_json(teacher_train)}}},
-          {"student", {{"options", distill::OpticalStudent(student, distill::Shape{1, 28, 28}, 10).options_json()},
-                       {"distill", {{"method", distill.method}, {"ntk_distance", distill.ntk_distance.kind},
-                                    {"ntk_param_set", distill.ntk_param_set}, {"ntk_beta", distill.ntk_beta},
-                                    {"ntk_subbatch", distill.ntk_subbatch}, {"ntk_every", distill.ntk_every}}},
-                       {"train", train_to_json(student_train)}}},
-          {"deploy", {{"gs_iterations", retrieval.gs_iterations}, {"adam_iterations", retrieval.adam_iterations},
-                      {"learning_rate", retrieval.learning_rate}, {"design_refit_epochs", design_refit_epochs}}},
-          {"bench", {{"profiles", profiles}, {"test_images", test_images}, {"frames", frames}, {"drift_every", drift_every},
-                     {"drift_action", drift_action}, {"drift_shift_px", drift.shift_threshold_px}, {"drift_gain", drift.gain_threshold}}},
-          {"measure", {{"fractions", fractions}, {"strategy", calibration::to_string(strategy)}}},
-          {"compensation", {{"task", compensation_to_json(task)}, {"ntkd", compensation_to_json(ntkd)}}}};
+  json j = json::object();
+  for_each_field(*this, [&](const char* ptr, const auto& member, auto... flat) {
+    if constexpr (sizeof...(flat) > 0) {
+      j[json::json_pointer(ptr)].update(json(member));
+    } else {
+      j[json::json_pointer(ptr)] = member;
+    }
+  });
+  return j;
 }
 
 std::string PipelineConfig::validate() const {
@@ -328,6 +302,9 @@ class Runner {
   void progress(const std::string& stage, std::int64_t d, std::int64_t t) const {
     if (ctl_.progress) ctl_.progress(stage, d, t);
   }
+  void crash_point(std::string_view where) const {
+    if (ctl_.after_write) ctl_.after_write(where);
+  }
   distill::JobControl train_control(const std::string& stage) {
     distill::JobControl jc;
     jc.cancel = &cancel_;
@@ -374,7 +351,7 @@ void Runner::stage_teacher() {
     const auto h = distill::train_classifier(net, data_, t, train_control("teacher"));
     if (h.cancelled) throw Stopped{};
     fs::create_directories(d);
-    distill::write_json_atomic(d / "history.json", h.to_json());
+    io::write_json_atomic(d / "history.json", h.to_json());
     distill::write_model(model, distill::sequential_to_model(net, "teacher", {{"test_acc", h.test_acc}}));
   }
   teacher_ = distill::sequential_from_model<float>(distill::read_model(model));
@@ -394,7 +371,7 @@ void Runner::stage_student() {
     const auto h = distill::train_student(s, *teacher_, data_, c_.distill, t, train_control("student"));
     if (h.cancelled) throw Stopped{};
     fs::create_directories(d);
-    distill::write_json_atomic(d / "history.json", h.to_json());
+    io::write_json_atomic(d / "history.json", h.to_json());
     distill::write_model(model, s.to_model({{"test_acc", h.test_acc}, {"method", c_.distill.method}}));
   }
   student_ = distill::OpticalStudent::from_model(distill::read_model(model));
@@ -414,6 +391,7 @@ void Runner::stage_deploy() {
   if (!fs::exists(model)) {
     fs::create_directories(d);
     sim::write_npy(d / "phase.npy", sim::from_rarray(deployment_.design.phase));
+    crash_point("deploy.phase.npy");
     distill::OpticalStudent s = clone(*student_);
     s.set_kernels(deployment_.kernels);
     progress("deploy", 1, 4);
@@ -443,8 +421,6 @@ void Runner::stage_deploy() {
               {"simulated_acc_before_refit", before},
               {"simulated_acc", after},
               {"refit_epochs", c_.design_refit_epochs}};
-    distill::write_model(model, s.to_model({{"deployed", true}}));
-    distill::write_json_atomic(info, j);
     // Figures: student kernels vs realised kernels, design PSF.
     const int K = s.options().kernels, k = s.options().kernel_size;
     std::vector<cv::Mat> ks;
@@ -457,14 +433,22 @@ void Runner::stage_deploy() {
         ks.push_back(m);
         labels.push_back((which == 0 ? "trained " : "realised ") + std::to_string(jx));
       }
-    ImageOptions io;
-    io.scale = 12;
-    io.colorbar = false;
-    write_png(d / "kernels.png", render_grid(ks, K, labels, io));
+    ImageOptions ko;
+    ko.scale = 12;
+    ko.colorbar = false;
+    write_png(d / "kernels.png", render_grid(ks, K, labels, ko));
+    crash_point("deploy.kernels.png");
     ImageOptions po;
     po.scale = 3;
     po.title = "design PSF (unit sum)";
     write_png(d / "design_psf.png", render_image(to_cv(deployment_.design.psf), po));
+    crash_point("deploy.design_psf.png");
+    io::write_json_atomic(info, j);
+    crash_point("deploy.deployment.json");
+    // The model is the stage's "done" marker (see above), so it is written last: a crash before it
+    // leaves a stage that runs again; after it, every file the stage reads back exists.
+    distill::write_model(model, s.to_model({{"deployed", true}}));
+    crash_point("deploy.student.hilo");
   }
   deployed_ = distill::OpticalStudent::from_model(distill::read_model(model));
   deploy_info_ = read_json(info);
@@ -668,7 +652,7 @@ json Runner::stage_profile(const std::string& name, int index) {
     write_png(d / (std::string("confusion_") + m + ".png"),
               render_confusion_matrix(cm, {}, name + ": " + m + (std::string(m) == "none" ? "" : " (f = " + pct(fmax) + " %)"), 36));
   }
-  distill::write_json_atomic(result, res);
+  io::write_json_atomic(result, res);
   progress(stage, total, total);
   return res;
 }
@@ -720,7 +704,7 @@ json Runner::write_report(const json& profiles) {
               {"deploy", deploy_info_},
               {"profiles", profiles},
               {"figures", {"accuracy_table.png", "learning_curves.png", "deploy/kernels.png", "deploy/design_psf.png"}}};
-  distill::write_json_atomic(dir_ / "report.json", rep);
+  io::write_json_atomic(dir_ / "report.json", rep);
   return rep;
 }
 
@@ -740,7 +724,7 @@ PipelineResult Runner::run() {
     const auto th = distill::head(data_.test, nt);
     test_x_ = th.x;
     test_y_ = th.y;
-    distill::write_json_atomic(dir_ / "config.json", c_.to_json());
+    io::write_json_atomic(dir_ / "config.json", c_.to_json());
     stage_teacher();
     if (stop()) throw Stopped{};
     stage_student();

@@ -11,7 +11,7 @@
 #include <fstream>
 #include <set>
 
-#include "hilo/sim/file_io.hpp"
+#include "hilo/io/file_io.hpp"
 #include "hilo/sim/npy.hpp"
 
 namespace hilo::controller {
@@ -21,8 +21,8 @@ using nlohmann::json;
 
 void fsync_dir(const fs::path& dir) {
   try {
-    sim::fsync_directory(dir);
-  } catch (const sim::FileError& e) {
+    io::fsync_directory(dir);
+  } catch (const io::FileError& e) {
     throw StorageError(e.what());
   }
 }
@@ -31,8 +31,8 @@ namespace {
 
 void write_file_atomic(const fs::path& path, const void* data, std::size_t size) {
   try {
-    sim::write_file_atomic(path, std::span<const std::byte>(static_cast<const std::byte*>(data), size));
-  } catch (const sim::FileError& e) {
+    io::write_file_atomic(path, std::span<const std::byte>(static_cast<const std::byte*>(data), size));
+  } catch (const io::FileError& e) {
     throw StorageError(e.what());
   }
 }
@@ -72,8 +72,11 @@ std::string format_utc(double unix_s, const char* strftime_format) {
 }
 
 void write_json_atomic(const fs::path& path, const json& j) {
-  const std::string s = j.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
-  write_file_atomic(path, s.data(), s.size());
+  try {
+    io::write_json_atomic(path, j);
+  } catch (const io::FileError& e) {
+    throw StorageError(e.what());
+  }
 }
 
 std::string_view to_string(JobState s) {

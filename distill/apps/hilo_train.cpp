@@ -2,8 +2,8 @@
 //   hilo-train train-teacher <config>      train the digital teacher
 //   hilo-train distill <config>            train the hybrid optical student (see docs/distill.md)
 //   hilo-train estimate <config>           NTK kernel-regression estimate for a front-end design
-// Progress goes to stderr; the job's outputs go to the config's out_dir (model file, history.json and,
-// when built with the figures library, learning_curves.png). Exit code 0 on success, 1 on a bad command
+// Progress goes to stderr; the job's outputs go to the config's out_dir (model file, history.json and
+// learning_curves.png). Exit code 0 on success, 1 on a bad command
 // or config, 2 on a failure while running.
 #include <cstdio>
 #include <iostream>
@@ -12,14 +12,11 @@
 #include "hilo/distill/jobs.hpp"
 #include "hilo/distill/student_jobs.hpp"  // DistillJob
 
-#ifdef HILO_HAVE_FIGURES
-#include "hilo/controller/figures.hpp"
-#endif
+#include "hilo/io/figures.hpp"
 
 namespace {
 void write_curves(const hilo::distill::History& h, const std::filesystem::path& dir) {
-#ifdef HILO_HAVE_FIGURES
-  using namespace hilo::controller;
+  using namespace hilo::io;
   if (h.epochs.empty()) return;
   Series loss{"train loss", {}, {}}, tr{"train accuracy", {}, {}}, va{"validation accuracy", {}, {}};
   for (const auto& r : h.epochs) {
@@ -35,10 +32,6 @@ void write_curves(const hilo::distill::History& h, const std::filesystem::path& 
   o.x_label = "epoch";
   o.y_label = "loss / accuracy";
   write_png(dir / "learning_curves.png", render_line_plot({loss, tr, va}, o));
-#else
-  (void)h;
-  (void)dir;
-#endif
 }
 
 int usage() {

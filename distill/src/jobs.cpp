@@ -6,6 +6,8 @@
 #include <set>
 
 #include "hilo/distill/model_io.hpp"
+#include "hilo/io/file_io.hpp"
+#include "hilo/io/options_json.hpp"
 
 namespace hilo::distill {
 namespace fs = std::filesystem;
@@ -68,48 +70,19 @@ nlohmann::json load_config_file(const fs::path& path) {
 }
 
 DataOptions data_options_from_json(const nlohmann::json& j) {
-  check_keys(j, "data", {"name", "fashion_dir", "mnist_dir", "split_seed", "val_size", "mnist_test_size", "train_limit"});
-  DataOptions o;
-  o.name = j.value("name", o.name);
-  o.fashion_dir = j.value("fashion_dir", o.fashion_dir);
-  o.mnist_dir = j.value("mnist_dir", o.mnist_dir);
-  o.split_seed = j.value("split_seed", o.split_seed);
-  o.val_size = j.value("val_size", o.val_size);
-  o.mnist_test_size = j.value("mnist_test_size", o.mnist_test_size);
-  o.train_limit = j.value("train_limit", o.train_limit);
+  DataOptions o = io::read_options<DataOptions>(j, "data");
   o.validate();
   return o;
 }
 
 TrainOptions train_options_from_json(const nlohmann::json& j) {
-  check_keys(j, "train", {"epochs", "batch_size", "schedule", "seed", "threads", "optimizer"});
-  TrainOptions o;
-  o.epochs = j.value("epochs", o.epochs);
-  o.batch_size = j.value("batch_size", o.batch_size);
-  o.schedule = j.value("schedule", o.schedule);
-  o.seed = j.value("seed", o.seed);
-  o.threads = j.value("threads", o.threads);
-  if (j.contains("optimizer")) {
-    const auto& p = j["optimizer"];
-    check_keys(p, "train.optimizer", {"kind", "lr", "momentum", "beta1", "beta2", "eps", "weight_decay"});
-    auto& q = o.optimizer;
-    q.kind = p.value("kind", q.kind);
-    q.lr = p.value("lr", q.lr);
-    q.momentum = p.value("momentum", q.momentum);
-    q.beta1 = p.value("beta1", q.beta1);
-    q.beta2 = p.value("beta2", q.beta2);
-    q.eps = p.value("eps", q.eps);
-    q.weight_decay = p.value("weight_decay", q.weight_decay);
-  }
+  TrainOptions o = io::read_options<TrainOptions>(j, "train");
   o.validate();
   return o;
 }
 
 TeacherArch teacher_arch_from_json(const nlohmann::json& j) {
-  check_keys(j, "arch", {"channels", "hidden"});
-  TeacherArch a;
-  if (j.contains("channels")) a.channels = j["channels"].get<std::vector<int>>();
-  a.hidden = j.value("hidden", a.hidden);
+  TeacherArch a = io::read_options<TeacherArch>(j, "arch");
   a.validate();
   return a;
 }
@@ -132,17 +105,6 @@ void TeacherJob::validate() const {
   if (out_dir.empty()) throw std::invalid_argument("out_dir must not be empty");
 }
 
-void write_json_atomic(const fs::path& path, const nlohmann::json& j) {
-  if (path.has_parent_path()) fs::create_directories(path.parent_path());
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp);
-    out << j.dump(2) << "\n";
-    if (!out) throw std::runtime_error("cannot write " + tmp.string());
-  }
-  fs::rename(tmp, path);
-}
-
 JobResult run_train_teacher(const TeacherJob& job, const JobControl& ctl) {
   job.validate();
   const Splits s = load_splits(job.data);
@@ -159,7 +121,7 @@ JobResult run_train_teacher(const TeacherJob& job, const JobControl& ctl) {
   hj["command"] = "train-teacher";
   hj["data"] = job.data.name;
   hj["num_params"] = net.num_params();
-  write_json_atomic(r.history_path, hj);
+  io::write_json_atomic(r.history_path, hj);
   return r;
 }
 

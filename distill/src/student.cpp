@@ -4,6 +4,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "hilo/io/options_json.hpp"
 #include "hilo/sim/imaging.hpp"
 
 namespace hilo::distill {
@@ -399,41 +400,10 @@ void OpticalStudent::ntk_backward(const MatD& Gin) {
 }
 
 // ------------------------------------------------------------------ model files
-nlohmann::json OpticalStudent::options_json() const {
-  return {{"kernels", o_.kernels}, {"kernel_size", o_.kernel_size}, {"parameterization", o_.parameterization},
-          {"nonneg", o_.nonneg}, {"signing", o_.signing}, {"pool", o_.pool}, {"hidden", o_.hidden},
-          {"noise", {{"enabled", o_.noise.enabled}, {"photons_per_unit", o_.noise.photons_per_unit}, {"read_noise", o_.noise.read_noise}}},
-          {"tile_columns", o_.tile_columns}, {"tile_gap", o_.tile_gap}, {"psf_pad", o_.psf_pad}, {"psf_gain", o_.psf_gain}};
-}
+nlohmann::json OpticalStudent::options_json() const { return o_; }
 
 StudentOptions OpticalStudent::options_from_json(const nlohmann::json& j) {
-  for (auto it = j.begin(); it != j.end(); ++it) {
-    static const std::vector<std::string> keys{"kernels", "kernel_size", "parameterization", "nonneg", "signing", "pool",
-                                               "hidden", "noise", "tile_columns", "tile_gap", "psf_pad", "psf_gain"};
-    if (std::find(keys.begin(), keys.end(), it.key()) == keys.end())
-      throw std::invalid_argument("student: unknown key '" + it.key() + "'");
-  }
-  StudentOptions o;
-  o.kernels = j.value("kernels", o.kernels);
-  o.kernel_size = j.value("kernel_size", o.kernel_size);
-  o.parameterization = j.value("parameterization", o.parameterization);
-  o.nonneg = j.value("nonneg", o.nonneg);
-  o.signing = j.value("signing", o.signing);
-  o.pool = j.value("pool", o.pool);
-  o.hidden = j.value("hidden", o.hidden);
-  o.tile_columns = j.value("tile_columns", o.tile_columns);
-  o.tile_gap = j.value("tile_gap", o.tile_gap);
-  o.psf_pad = j.value("psf_pad", o.psf_pad);
-  o.psf_gain = j.value("psf_gain", o.psf_gain);
-  if (j.contains("noise")) {
-    const auto& n = j["noise"];
-    for (auto it = n.begin(); it != n.end(); ++it)
-      if (it.key() != "enabled" && it.key() != "photons_per_unit" && it.key() != "read_noise")
-        throw std::invalid_argument("student.noise: unknown key '" + it.key() + "'");
-    o.noise.enabled = n.value("enabled", o.noise.enabled);
-    o.noise.photons_per_unit = n.value("photons_per_unit", o.noise.photons_per_unit);
-    o.noise.read_noise = n.value("read_noise", o.noise.read_noise);
-  }
+  StudentOptions o = io::read_options<StudentOptions>(j, "student");
   o.validate();
   return o;
 }

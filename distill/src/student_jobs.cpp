@@ -8,6 +8,8 @@
 #include <set>
 
 #include "hilo/distill/kernel_regression.hpp"
+#include "hilo/io/file_io.hpp"
+#include "hilo/io/options_json.hpp"
 #include "hilo/distill/model_io.hpp"
 
 #ifdef _OPENMP
@@ -38,31 +40,7 @@ void DistillOptions::validate() const {
 }
 
 DistillOptions distill_options_from_json(const nlohmann::json& j) {
-  static const std::set<std::string> keys{"method", "temperature", "kd_alpha", "gd_lambda", "gd_input_noise",
-                                          "shared_weight", "shared_feature_weight", "ntk_alpha", "ntk_beta",
-                                          "ntk_distance", "ntk_param_set", "ntk_kernel_space", "ntk_subbatch",
-                                          "ntk_every", "ntk_cache_batches", "ntk_with_kd", "ntk_teacher", "ntk_probes"};
-  for (auto it = j.begin(); it != j.end(); ++it)
-    if (!keys.count(it.key())) throw std::invalid_argument("distill: unknown key '" + it.key() + "'");
-  DistillOptions d;
-  d.method = j.value("method", d.method);
-  d.temperature = j.value("temperature", d.temperature);
-  d.kd_alpha = j.value("kd_alpha", d.kd_alpha);
-  d.gd_lambda = j.value("gd_lambda", d.gd_lambda);
-  d.gd_input_noise = j.value("gd_input_noise", d.gd_input_noise);
-  d.shared_weight = j.value("shared_weight", d.shared_weight);
-  d.shared_feature_weight = j.value("shared_feature_weight", d.shared_feature_weight);
-  d.ntk_alpha = j.value("ntk_alpha", d.ntk_alpha);
-  d.ntk_beta = j.value("ntk_beta", d.ntk_beta);
-  d.ntk_distance.kind = j.value("ntk_distance", d.ntk_distance.kind);
-  d.ntk_param_set = j.value("ntk_param_set", d.ntk_param_set);
-  d.ntk_kernel_space = j.value("ntk_kernel_space", d.ntk_kernel_space);
-  d.ntk_subbatch = j.value("ntk_subbatch", d.ntk_subbatch);
-  d.ntk_every = j.value("ntk_every", d.ntk_every);
-  d.ntk_cache_batches = j.value("ntk_cache_batches", d.ntk_cache_batches);
-  d.ntk_with_kd = j.value("ntk_with_kd", d.ntk_with_kd);
-  d.ntk_teacher = j.value("ntk_teacher", d.ntk_teacher);
-  d.ntk_probes = j.value("ntk_probes", d.ntk_probes);
+  DistillOptions d = io::read_options<DistillOptions>(j, "distill");
   d.validate();
   return d;
 }
@@ -301,7 +279,7 @@ JobResult run_distill(const DistillJob& job, const JobControl& ctl) {
   hj["method"] = job.distill.method;
   hj["num_params"] = student.num_params();
   hj["student"] = student.options_json();
-  write_json_atomic(r.history_path, hj);
+  io::write_json_atomic(r.history_path, hj);
   return r;
 }
 
@@ -327,7 +305,11 @@ nlohmann::json run_estimate(const nlohmann::json& cfg) {
                         {"ratios", ko.ratios}, {"val_acc_per_ratio", r.val_acc_per_ratio}, {"val_acc", r.val_acc},
                         {"test_acc", r.test_acc}, {"front_end", cfg.contains("student_model") ? "trained" : "random"},
                         {"kernel", "infinite-width one-hidden-layer ReLU NTK on the frozen front-end features"}};
-  if (cfg.contains("out_dir")) write_json_atomic(fs::path(cfg["out_dir"].get<std::string>()) / "estimate.json", out);
+  if (cfg.contains("out_dir")) {
+    const fs::path dir = cfg["out_dir"].get<std::string>();
+    fs::create_directories(dir);
+    io::write_json_atomic(dir / "estimate.json", out);
+  }
   return out;
 }
 

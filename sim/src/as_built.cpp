@@ -112,31 +112,6 @@ Pose AsBuilt::pose_at(double t_s) const {
   return pose;
 }
 
-RArray warp_image(const RArray& in, const Pose& pose) {
-  if (pose.is_identity_warp()) return in;
-  const Eigen::Index R = in.rows(), C = in.cols();
-  const double cx = double(C / 2), cy = double(R / 2);
-  const double th = pose.rotation_deg * kPi / 180.0, cs = std::cos(th), sn = std::sin(th);
-  RArray out = RArray::Zero(R, C);
-  auto at = [&](Eigen::Index r, Eigen::Index c) {
-    return (r >= 0 && r < R && c >= 0 && c < C) ? in(r, c) : 0.0;
-  };
-  for (Eigen::Index r = 0; r < R; ++r)
-    for (Eigen::Index c = 0; c < C; ++c) {
-      // Inverse transform: p = R(−θ)(p' − t) / s.
-      const double dx = (double(c) - cx - pose.shift_x_px) / pose.scale;
-      const double dy = (double(r) - cy - pose.shift_y_px) / pose.scale;
-      const double x = cs * dx + sn * dy + cx, y = -sn * dx + cs * dy + cy;
-      const double fx = std::floor(x), fy = std::floor(y);
-      const auto c0 = Eigen::Index(fx), r0 = Eigen::Index(fy);
-      if (r0 < -1 || r0 >= R || c0 < -1 || c0 >= C) continue;
-      const double ax = x - fx, ay = y - fy;
-      out(r, c) = (1 - ay) * ((1 - ax) * at(r0, c0) + ax * at(r0, c0 + 1)) +
-                  ay * ((1 - ax) * at(r0 + 1, c0) + ax * at(r0 + 1, c0 + 1));
-    }
-  return out;
-}
-
 RArray correlated_noise(Eigen::Index rows, Eigen::Index cols, double rms, double L, std::mt19937_64& rng) {
   std::normal_distribution<double> g(0.0, 1.0);
   CArray w(rows, cols);

@@ -1,6 +1,6 @@
 #include "hilo/sim/npy.hpp"
 
-#include "hilo/sim/file_io.hpp"
+#include "hilo/io/file_io.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -196,8 +196,8 @@ NpyArray read_npy(const std::filesystem::path& path) {
 void write_npy(const std::filesystem::path& path, const NpyArray& a) {
   const auto bytes = serialize_npy(a);
   try {
-    write_file_atomic(path, bytes);
-  } catch (const FileError& e) {
+    io::write_file_atomic(path, bytes);
+  } catch (const io::FileError& e) {
     throw NpyError(e.what());
   }
 }

@@ -5,9 +5,11 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "hilo/controller/pipeline.hpp"
 #include "hilo/distill/jobs.hpp"
+#include "hilo/io/file_io.hpp"
 
 using namespace hilo;
 using namespace hilo::controller;
@@ -78,6 +80,97 @@ TEST(PipelineConfig, DefaultsAreValidAndBadValuesNameTheRule) {
   // The config survives its own JSON form.
   const auto c = PipelineConfig::from_json(small_config());
   EXPECT_EQ(PipelineConfig::from_json(c.to_json()).to_json(), c.to_json());
+}
+
+namespace {
+// Every leaf of `j` changed to another value of its type (strings from a table of valid alternatives),
+// so a field that to_json() or from_json() drops shows up as a difference. The compensation modes are
+// fixed by their section and stay.
+json perturbed(const json& j, const std::string& path = "") {
+  static const std::map<std::string, json> strings = {
+      {"/data/name", "fashion-mnist"}, {"/data/fashion_dir", "fmnist"}, {"/data/mnist_dir", "digits"},
+      {"/teacher/train/schedule", "constant"}, {"/teacher/train/optimizer/kind", "sgd"},
+      {"/student/train/schedule", "constant"}, {"/student/train/optimizer/kind", "sgd"},
+      {"/student/options/parameterization", "phase"}, {"/student/options/nonneg", "square"},
+      {"/student/options/signing", "bias"}, {"/student/distill/method", "kd"},
+      {"/student/distill/ntk_distance", "trace_mse"}, {"/student/distill/ntk_param_set", "backend"},
+      {"/student/distill/ntk_teacher", "probe"}, {"/bench/drift_action", "report"},
+      {"/measure/strategy", "coverage"}, {"/compensation/task/distance", "trace_mse"},
+      {"/compensation/ntkd/distance", "alignment"}, {"/compensation/task/mode", "task"},
+      {"/compensation/ntkd/mode", "ntkd"}};
+  if (j.is_object()) {
+    json out = json::object();
+    for (const auto& [k, v] : j.items()) out[k] = perturbed(v, path + "/" + k);
+    return out;
+  }
+  if (j.is_boolean()) return !j.get<bool>();
+  if (j.is_number_unsigned()) return j.get<std::uint64_t>() + 7;
+  if (j.is_number_integer()) return j.get<std::int64_t>() + 3;
+  if (j.is_number_float()) return j.get<double>() * 1.5 + 0.125;
+  if (j.is_string()) {
+    const auto it = strings.find(path);
+    if (it == strings.end()) ADD_FAILURE() << "no non-default value for " << path << " in the test's table";
+    return it == strings.end() ? j : it->second;
+  }
+  if (path == "/bench/profiles") return json{"severe", "mild"};
+  if (path == "/measure/fractions") return json{0.3, 0.15};
+  if (path == "/teacher/arch/channels") return json{8, 24, 48};
+  ADD_FAILURE() << "no non-default value for the list " << path;
+  return j;
+}
+}  // namespace
+
+// A job submitted with every field set to a non-default value is stored (catalog, config.json), resumed
+// and swept with exactly those values: the store is to_json(from_json(submitted)), the resume and the
+// sweep read it back with from_json.
+TEST(PipelineConfig, EveryFieldSurvivesStoreResumeAndSweep) {
+  const json defaults = PipelineConfig::defaults().to_json();
+  const json submitted = perturbed(defaults);
+  const json flat_defaults = defaults.flatten(), flat_submitted = submitted.flatten();
+  for (const auto& [key, value] : flat_defaults.items()) {
+    if (key.size() >= 5 && key.compare(key.size() - 5, 5, "/mode") == 0) continue;
+    EXPECT_TRUE(!flat_submitted.contains(key) || flat_submitted[key] != value) << key << " kept its default";
+  }
+  EXPECT_GE(flat_defaults.size(), 60u) << "fewer fields than the config has";
+  const json stored = PipelineConfig::from_json(submitted).to_json();
+  EXPECT_EQ(stored, submitted) << "fields lost or changed on the way to the catalog: "
+                               << json::diff(submitted, stored).dump();
+  const json resumed = PipelineConfig::from_json(stored).to_json();
+  EXPECT_EQ(resumed, submitted) << json::diff(submitted, resumed).dump();
+  const fs::path f = fs::temp_directory_path() / ("hilo_test_config_" + std::to_string(::getpid()) + ".json");
+  io::write_json_atomic(f, stored);
+  std::ifstream in(f);
+  const json swept = PipelineConfig::from_json(json::parse(in)).to_json();
+  EXPECT_EQ(swept, submitted) << json::diff(submitted, swept).dump();
+  fs::remove(f);
+  // Partial sections keep the pipeline's defaults for the keys they leave out.
+  const auto partial = PipelineConfig::from_json({{"student", {{"distill", {{"ntk_beta", 3.0}}}}}});
+  EXPECT_EQ(partial.distill.ntk_beta, 3.0);
+  EXPECT_EQ(partial.distill.method, PipelineConfig::defaults().distill.method);
+  EXPECT_EQ(partial.data.name, "mnist");
+}
+
+// Strict reading: unknown keys with a suggestion, wrong types with the full key path.
+TEST(PipelineConfig, ReadingNamesTheKeyAndTheRule) {
+  auto error = [](const json& j) {
+    try {
+      (void)PipelineConfig::from_json(j);
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_EQ(error({{"student", {{"distill", {{"ntk_beat", 3.0}}}}}}),
+            "pipeline.student.distill: unknown key 'ntk_beat'; did you mean 'ntk_beta'?");
+  EXPECT_EQ(error({{"seed", "one"}}), "pipeline.seed must be a non-negative integer, got a string (\"one\")");
+  EXPECT_EQ(error({{"teacher", {{"train", {{"epochs", 1.5}}}}}}),
+            "pipeline.teacher.train.epochs must be an integer, got a number (1.5)");
+  EXPECT_EQ(error({{"seed", -1}}), "pipeline.seed must be a non-negative integer, got an integer (-1)");
+  EXPECT_EQ(error({{"measure", {{"strategy", "best"}}}}).rfind("pipeline.measure.strategy: ", 0), 0u)
+      << error({{"measure", {{"strategy", "best"}}}});
+  EXPECT_EQ(error({{"compensation", {{"task", {{"mode", "ntkd"}}}}}}),
+            "pipeline.compensation.task.mode must be \"task\"");
+  EXPECT_EQ(error({{"bench", 3}}), "pipeline.bench must be a mapping, got an integer (3)");
 }
 
 TEST(Pipeline, RunsEveryStageAndResumesToTheSameResult) {
@@ -151,6 +244,61 @@ TEST(Pipeline, RunsEveryStageAndResumesToTheSameResult) {
   }
   fs::remove_all(a);
   fs::remove_all(b);
+}
+
+// A crash after any write of the deploy stage leaves a run that resumes, and the resumed stage gives
+// the deployment an uninterrupted stage gives. The crash is an exception thrown from the after-write
+// hook: every file before it is fsynced and nothing is written while it unwinds, so the directory is
+// what a SIGKILL at that instant leaves.
+TEST(Pipeline, CrashAtAnyWriteOfTheDeployStageResumes) {
+  auto j = small_config();
+  j["data"]["train_limit"] = 600;
+  j["teacher"]["train"]["epochs"] = 1;
+  j["student"]["train"]["epochs"] = 1;
+  j["bench"]["test_images"] = 100;
+  const auto cfg = PipelineConfig::from_json(j);
+  struct Crash {};
+  // Runs until the deploy stage is complete (or the crash), then stops before the bench.
+  auto run_to_deploy = [&](const fs::path& dir, const std::string& crash_at) {
+    SimBench sb;
+    bool deployed = false;
+    PipelineControl ctl;
+    ctl.progress = [&](const std::string& s, std::int64_t d, std::int64_t t) { deployed = deployed || (s == "deploy" && d == t); };
+    ctl.stop_requested = [&] { return deployed; };
+    std::vector<std::string> points;
+    ctl.after_write = [&](std::string_view where) {
+      points.emplace_back(where);
+      if (where == crash_at) throw Crash{};
+    };
+    bool crashed = false;
+    try {
+      (void)run_pipeline(cfg, sb.pb, dir, ctl);
+    } catch (const Crash&) {
+      crashed = true;
+    }
+    EXPECT_EQ(crashed, !crash_at.empty()) << crash_at;
+    return points;
+  };
+  auto bytes = [](const fs::path& f) {
+    std::ifstream in(f, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const fs::path ref = fresh_dir("deploy_ref");
+  const auto points = run_to_deploy(ref, "");
+  ASSERT_EQ(points, (std::vector<std::string>{"deploy.phase.npy", "deploy.kernels.png", "deploy.design_psf.png",
+                                              "deploy.deployment.json", "deploy.student.hilo"}));
+  for (const auto& at : points) {
+    SCOPED_TRACE(at);
+    const fs::path d = fresh_dir("deploy_crash");
+    fs::create_directories(d);
+    for (const char* stage : {"teacher", "student"}) fs::copy(ref / stage, d / stage, fs::copy_options::recursive);
+    run_to_deploy(d, at);
+    run_to_deploy(d, "");  // the resume
+    for (const char* f : {"deploy/student.hilo", "deploy/deployment.json", "deploy/phase.npy"})
+      EXPECT_EQ(bytes(d / f), bytes(ref / f)) << f << " differs from the uninterrupted stage's";
+    fs::remove_all(d);
+  }
+  fs::remove_all(ref);
 }
 
 // A drift threshold below what the bench drifts raises the drift callback and updates the calibration.

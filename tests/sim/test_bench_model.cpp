@@ -13,7 +13,7 @@ namespace fs = std::filesystem;
 using namespace hilo::sim;
 
 namespace {
-fs::path configs_dir() { return fs::path(__FILE__).parent_path().parent_path().parent_path() / "configs"; }
+fs::path configs_dir() { return HILO_CONFIGS_DIR; }
 
 BenchOptions small_bench(ElementKind kind, const AsBuiltProfile& profile) {
   BenchOptions o;

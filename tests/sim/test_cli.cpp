@@ -17,7 +17,7 @@ using namespace hilo::sim;
 
 namespace {
 fs::path binary() { return fs::read_symlink("/proc/self/exe").parent_path().parent_path().parent_path() / "sim" / "hilo-sim"; }
-fs::path configs_dir() { return fs::path(__FILE__).parent_path().parent_path().parent_path() / "configs"; }
+fs::path configs_dir() { return HILO_CONFIGS_DIR; }
 
 fs::path temp_dir() {
   const fs::path d = fs::temp_directory_path() / ("hilo_cli_" + std::to_string(::getpid()));

@@ -10,7 +10,7 @@ using namespace hilo::sim;
 
 namespace {
 // The repository's configs/ folder, found from this source file's location.
-fs::path configs_dir() { return fs::path(__FILE__).parent_path().parent_path().parent_path() / "configs"; }
+fs::path configs_dir() { return HILO_CONFIGS_DIR; }
 
 // The ConfigError message of f(), or "" if it does not throw.
 template <typename F>

@@ -25,6 +25,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "hilo/distill/layers.hpp"
 #include "hilo/distill/ntk.hpp"
 #include "hilo/distill/student.hpp"
@@ -34,6 +36,9 @@ namespace hilo::calibration {
 enum class CompensationMode { none, task, ntkd };
 std::string to_string(CompensationMode m);
 CompensationMode parse_compensation_mode(const std::string& name);  // throws std::invalid_argument
+// JSON form: the mode's name ("task").
+inline void to_json(nlohmann::json& j, CompensationMode m) { j = to_string(m); }
+inline void from_json(const nlohmann::json& j, CompensationMode& m) { m = parse_compensation_mode(j.get<std::string>()); }
 
 struct CompensationOptions {
   CompensationMode mode = CompensationMode::task;
@@ -47,6 +52,8 @@ struct CompensationOptions {
 
   std::string validate() const;  // empty when valid, else the violated rule
 };
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CompensationOptions, mode, epochs, lr, batch, ntk_subbatch, alpha, beta,
+                                                distance)
 
 struct CompensationEpoch {
   int epoch = 0;

@@ -21,7 +21,7 @@
 #include <string>
 
 #include "hilo/calibration/probe.hpp"
-#include "hilo/sim/as_built.hpp"
+#include "hilo/sim/pose.hpp"
 
 namespace hilo::calibration {
 struct PoseFit;

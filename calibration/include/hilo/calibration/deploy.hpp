@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
 #include <opencv2/core/mat.hpp>
 
 #include "hilo/calibration/tiles.hpp"
@@ -33,6 +34,7 @@ struct PhaseRetrievalOptions {
 
   std::string validate() const;  // empty when valid, else the violated rule
 };
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(PhaseRetrievalOptions, gs_iterations, adam_iterations, learning_rate)
 
 struct PsfComparison {
   std::vector<double> correlation;  // per kernel: Pearson correlation of the k × k tiles

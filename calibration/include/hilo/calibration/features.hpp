@@ -17,7 +17,7 @@
 
 #include "hilo/calibration/dark_flat.hpp"
 #include "hilo/calibration/tiles.hpp"
-#include "hilo/sim/as_built.hpp"
+#include "hilo/sim/pose.hpp"
 
 namespace hilo::calibration {
 

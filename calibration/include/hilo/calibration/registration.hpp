@@ -2,7 +2,7 @@
 // Registration between the model's camera grid (where the bench as designed forms the image) and the
 // real camera: the similarity transform (shift, rotation, scale) that the misaligned bench applies.
 //
-// Convention: sim::Pose, the same as the simulator's as-built misalignment (as_built.hpp). For a frame
+// Convention: sim::Pose, the same as the simulator's as-built misalignment (pose.hpp). For a frame
 // of R × C pixels with centre c = (C/2, R/2) (integer division), x = column, y = row (down), a point at
 // ideal position p appears at
 //     T(p) = s · R(θ) · (p − c) + c + t,   R(θ) = [cos θ  −sin θ; sin θ  cos θ],
@@ -30,7 +30,7 @@
 #include "hilo/calibration/dark_flat.hpp"
 #include "hilo/calibration/probe.hpp"
 #include "hilo/drivers/device.hpp"
-#include "hilo/sim/as_built.hpp"
+#include "hilo/sim/pose.hpp"
 
 namespace hilo::calibration {
 

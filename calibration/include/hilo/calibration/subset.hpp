@@ -26,6 +26,7 @@
 #include <vector>
 
 #include <Eigen/Core>
+#include <nlohmann/json.hpp>
 
 namespace hilo::calibration {
 
@@ -34,6 +35,9 @@ enum class SubsetStrategy { random, class_balanced, coverage };
 // "random", "class_balanced", "coverage"; parse throws std::invalid_argument for another name.
 std::string to_string(SubsetStrategy s);
 SubsetStrategy parse_subset_strategy(const std::string& name);
+// JSON form: the strategy's name ("class_balanced").
+inline void to_json(nlohmann::json& j, SubsetStrategy s) { j = to_string(s); }
+inline void from_json(const nlohmann::json& j, SubsetStrategy& s) { s = parse_subset_strategy(j.get<std::string>()); }
 
 struct SubsetOptions {
   SubsetStrategy strategy = SubsetStrategy::class_balanced;

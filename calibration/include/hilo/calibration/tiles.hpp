@@ -23,7 +23,7 @@
 
 #include "hilo/calibration/dark_flat.hpp"
 #include "hilo/calibration/probe.hpp"
-#include "hilo/sim/as_built.hpp"
+#include "hilo/sim/pose.hpp"
 #include "hilo/sim/imaging.hpp"
 
 namespace hilo::calibration {

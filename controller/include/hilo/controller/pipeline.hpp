@@ -105,6 +105,10 @@ struct PipelineControl {
   std::function<bool()> stop_requested;
   std::function<void(const std::string& line)> log;  // one line per notable event
   std::function<void(const nlohmann::json& drift)> on_drift;  // a drift check past its thresholds
+  // Called after each durable write of a stage's files, naming it ("deploy.deployment.json"); null in
+  // the daemon. Crash tests end the run there (every write before it is fsynced and nothing is written
+  // while an exception unwinds the pipeline, so the run directory is what a SIGKILL there would leave).
+  std::function<void(std::string_view where)> after_write;
 };
 
 struct PipelineResult {

@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "hilo/distill/layers.hpp"
 
 namespace hilo::distill {
@@ -49,6 +51,8 @@ struct DataOptions {
   int train_limit = 0;                 // > 0: keep only the first n (after shuffling) training images
   void validate() const;
 };
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DataOptions, name, fashion_dir, mnist_dir, split_seed, val_size,
+                                                mnist_test_size, train_limit)
 
 // Raw loaders.
 Dataset load_idx_gz(const std::filesystem::path& images, const std::filesystem::path& labels);

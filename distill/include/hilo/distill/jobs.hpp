@@ -40,6 +40,4 @@ struct JobResult {
 // Trains the teacher; writes <out_dir>/teacher.hilo and <out_dir>/history.json.
 JobResult run_train_teacher(const TeacherJob& job, const JobControl& ctl);
 
-void write_json_atomic(const std::filesystem::path& path, const nlohmann::json& j);
-
 }  // namespace hilo::distill

@@ -10,6 +10,8 @@
 #include <random>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "hilo/distill/layers.hpp"
 
 namespace hilo::distill {
@@ -44,5 +46,8 @@ struct KernelDistance {
   double value(const MatD& teacher, const MatD& student) const;
   MatD grad(const MatD& teacher, const MatD& student) const;  // ∂d/∂Θ_S
 };
+// JSON form: the kind's name ("alignment").
+inline void to_json(nlohmann::json& j, const KernelDistance& d) { j = d.kind; }
+inline void from_json(const nlohmann::json& j, KernelDistance& d) { d.kind = j.get<std::string>(); }
 
 }  // namespace hilo::distill

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "hilo/distill/layers.hpp"
 
 namespace hilo::distill {
@@ -30,6 +32,7 @@ struct OptimizerOptions {
     if (weight_decay < 0) throw std::invalid_argument("optimizer.weight_decay must be >= 0");
   }
 };
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(OptimizerOptions, kind, lr, momentum, beta1, beta2, eps, weight_decay)
 
 template <typename T>
 class Optimizer {

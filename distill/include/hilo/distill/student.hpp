@@ -38,6 +38,7 @@ struct CameraNoiseOptions {
   double read_noise = 0.02;         // r: in units of signal
   void validate() const;
 };
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CameraNoiseOptions, enabled, photons_per_unit, read_noise)
 
 struct StudentOptions {
   int kernels = 8;                            // K (even for "pairs")
@@ -55,6 +56,8 @@ struct StudentOptions {
   double psf_gain = 0.0;  // 0: automatic (see above)
   void validate() const;
 };
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(StudentOptions, kernels, kernel_size, parameterization, nonneg, signing,
+                                                pool, hidden, noise, tile_columns, tile_gap, psf_pad, psf_gain)
 
 // Which parameters a student NTK Θ_S is taken with respect to.
 enum class ParamSet { all, optical, backend };

@@ -49,6 +49,10 @@ struct DistillOptions {
   int ntk_probes = 64;
   void validate() const;
 };
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DistillOptions, method, temperature, kd_alpha, gd_lambda, gd_input_noise,
+                                                shared_weight, shared_feature_weight, ntk_alpha, ntk_beta, ntk_distance,
+                                                ntk_param_set, ntk_kernel_space, ntk_subbatch, ntk_every,
+                                                ntk_cache_batches, ntk_with_kd, ntk_teacher, ntk_probes)
 DistillOptions distill_options_from_json(const nlohmann::json& j);
 
 // {"command": "distill", "teacher": "<teacher.hilo>", "data": {...}, "student": {...},

@@ -25,6 +25,7 @@ struct TeacherArch {
   int hidden = 128;
   void validate() const;
 };
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TeacherArch, channels, hidden)
 Sequential<float> make_teacher(const TeacherArch& a, Shape in, int classes);
 
 struct TrainOptions {
@@ -36,6 +37,7 @@ struct TrainOptions {
   int threads = 1;                  // Eigen / OpenMP threads (the build machine is shared)
   void validate() const;
 };
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TrainOptions, epochs, batch_size, optimizer, schedule, seed, threads)
 
 struct EpochRecord {
   int epoch = 0;

@@ -32,6 +32,7 @@
 
 #include "hilo/sim/camera_model.hpp"
 #include "hilo/sim/field.hpp"
+#include "hilo/sim/pose.hpp"
 
 namespace hilo::sim {
 
@@ -76,17 +77,6 @@ struct AsBuiltProfile {
   void validate(const std::string& path = "profile") const;  // throws ConfigError
 };
 
-// The camera-grid transform and brightness at one instant (see the header comment for the convention).
-struct Pose {
-  double shift_x_px = 0.0;
-  double shift_y_px = 0.0;
-  double rotation_deg = 0.0;
-  double scale = 1.0;
-  double gain = 1.0;
-
-  bool is_identity_warp() const { return shift_x_px == 0 && shift_y_px == 0 && rotation_deg == 0 && scale == 1; }
-};
-
 // Realises a profile: deterministic maps and poses derived from its seed. Thread-safe.
 class AsBuilt {
  public:
@@ -118,10 +108,6 @@ class AsBuilt {
   mutable std::mt19937_64 walk_rng_[3];
   mutable std::normal_distribution<double> walk_step_[3];  // persistent: it caches pairs of draws
 };
-
-// Bilinear warp of a camera-grid image by `pose` (ignoring pose.gain): out(p) = in(T⁻¹(p)), samples
-// outside the input are 0. An identity pose returns `in` unchanged (bit-exact).
-RArray warp_image(const RArray& in, const Pose& pose);
 
 // Gaussian-smoothed white noise with exact sample RMS `rms` and autocorrelation exp(−d²/L²), on a
 // rows × cols grid (circular), from rng.

@@ -1,4 +1,4 @@
-#include "hilo/sim/file_io.hpp"
+#include "hilo/io/file_io.hpp"
 
 #include <cerrno>
 #include <cstdio>
@@ -8,7 +8,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-namespace hilo::sim {
+namespace hilo::io {
 
 void fsync_directory(const std::filesystem::path& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -48,4 +48,9 @@ void write_file_atomic(const std::filesystem::path& path, std::span<const std::b
   fsync_directory(path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path());
 }
 
-}  // namespace hilo::sim
+void write_json_atomic(const std::filesystem::path& path, const nlohmann::json& j) {
+  const std::string s = j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  write_file_atomic(path, std::as_bytes(std::span<const char>(s.data(), s.size())));
+}
+
+}  // namespace hilo::io

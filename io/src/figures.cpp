@@ -1,4 +1,4 @@
-#include "hilo/controller/figures.hpp"
+#include "hilo/io/figures.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -10,9 +10,9 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "hilo/sim/file_io.hpp"
+#include "hilo/io/file_io.hpp"
 
-namespace hilo::controller {
+namespace hilo::io {
 namespace {
 
 const cv::Scalar kWhite(255, 255, 255);
@@ -373,10 +373,10 @@ void write_png(const std::filesystem::path& path, const cv::Mat& image) {
   std::vector<std::uint8_t> buf;
   if (!cv::imencode(".png", image, buf)) throw FigureError(path.string() + ": PNG encoding failed");
   try {
-    sim::write_file_atomic(path, std::as_bytes(std::span<const std::uint8_t>(buf)));
-  } catch (const sim::FileError& e) {
+    write_file_atomic(path, std::as_bytes(std::span<const std::uint8_t>(buf)));
+  } catch (const FileError& e) {
     throw FigureError(e.what());
   }
 }
 
-}  // namespace hilo::controller
+}  // namespace hilo::io

@@ -1,12 +1,14 @@
 #pragma once
-// Crash-safe file writes, shared by every component that stores results (.npy arrays, manifests,
-// PNG figures, catalogs' side files).
+// The one crash-safe file writer, shared by every component that stores results (.npy arrays, JSON
+// manifests and reports, PNG figures, model files).
 #include <cstddef>
 #include <filesystem>
 #include <span>
 #include <stdexcept>
 
-namespace hilo::sim {
+#include <nlohmann/json.hpp>
+
+namespace hilo::io {
 
 class FileError : public std::runtime_error {
  public:
@@ -19,7 +21,10 @@ class FileError : public std::runtime_error {
 // the temporary file is removed on failure.
 void write_file_atomic(const std::filesystem::path& path, std::span<const std::byte> bytes);
 
+// `j` pretty-printed (2 spaces, a final newline; invalid UTF-8 replaced) through write_file_atomic.
+void write_json_atomic(const std::filesystem::path& path, const nlohmann::json& j);
+
 // fsync of a directory, making renames and creations inside it durable. Throws FileError.
 void fsync_directory(const std::filesystem::path& dir);
 
-}  // namespace hilo::sim
+}  // namespace hilo::io

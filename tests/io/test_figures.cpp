@@ -6,10 +6,10 @@
 
 #include <opencv2/imgcodecs.hpp>
 
-#include "hilo/controller/figures.hpp"
+#include "hilo/io/figures.hpp"
 
 namespace fs = std::filesystem;
-using namespace hilo::controller;
+using namespace hilo::io;
 
 namespace {
 

@@ -14,7 +14,7 @@
 
 #include <opencv2/core/mat.hpp>
 
-namespace hilo::controller {
+namespace hilo::io {
 
 class FigureError : public std::runtime_error {
  public:
@@ -79,4 +79,4 @@ cv::Mat render_grid(const std::vector<cv::Mat>& images, int cols, const std::vec
 // Writes a CV_8UC1/CV_8UC3 image as PNG atomically. Throws FigureError if encoding or writing fails.
 void write_png(const std::filesystem::path& path, const cv::Mat& image);
 
-}  // namespace hilo::controller
+}  // namespace hilo::io

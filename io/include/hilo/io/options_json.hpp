@@ -1,0 +1,49 @@
+#pragma once
+// Options structs ⇄ JSON, with the mapping written once per struct.
+//
+// Each options struct declares its JSON form once, next to the struct, with nlohmann's
+// NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT (or a to_json/from_json pair for a field kept as a
+// string, such as an enum). read_options() then reads a user's (partial) JSON strictly:
+//   - the JSON form of `defaults` is the reference: every key the user gives must exist there, at any
+//     depth ("distill: unknown key 'ntk_beat'; did you mean 'ntk_beta'?"), and have its type (a number
+//     where the reference has a number, an integer where it has an integer, a string, a bool, a list,
+//     a mapping), else std::invalid_argument naming the full key path;
+//   - keys the user leaves out keep their value in `defaults` (a JSON merge patch of the user's object
+//     onto the reference), so what is stored after reading — to_json of the result — is exactly what
+//     was submitted merged with defaults, and reading it again gives the same struct.
+// Validation of values (ranges, names) stays with the struct's own validate().
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace hilo::io {
+
+// Levenshtein distance (insertions, deletions, substitutions).
+std::size_t edit_distance(std::string_view a, std::string_view b);
+
+// The candidate nearest to `name` within `max_distance` edits, or "" when none is that close.
+std::string closest_name(std::string_view name, const std::vector<std::string>& candidates,
+                         std::size_t max_distance = 2);
+
+// Throws std::invalid_argument unless every key of `given` (recursively through mappings) exists in
+// `reference` with a compatible type. `section` prefixes the messages ("pipeline.student.distill").
+void check_against_reference(const nlohmann::json& given, const nlohmann::json& reference,
+                             const std::string& section);
+
+// `reference` merged with `given` after check_against_reference().
+nlohmann::json merge_checked(const nlohmann::json& given, const nlohmann::json& reference, const std::string& section);
+
+// Reads T from `given` on top of `defaults` (see above). Throws std::invalid_argument.
+template <class T>
+T read_options(const nlohmann::json& given, const std::string& section, const T& defaults = T{}) {
+  const nlohmann::json merged = merge_checked(given, nlohmann::json(defaults), section);
+  try {
+    return merged.get<T>();
+  } catch (const nlohmann::json::exception& e) {
+    throw std::invalid_argument(section + ": " + e.what());
+  }
+}
+
+}  // namespace hilo::io
