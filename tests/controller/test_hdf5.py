@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 
 HILOD, HILOCTL, ROOT = sys.argv[1:4]
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
+sys.path.insert(0, os.path.join(ROOT, "scripts", "python"))
 from hilo import Client, HiloError, load_run  # noqa: E402
 
 CONFIG = os.path.join(ROOT, "tests", "controller", "sim_fast.yaml")

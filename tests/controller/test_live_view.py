@@ -20,7 +20,7 @@ import urllib.parse
 import zlib
 
 HILOD, ROOT, OUT = sys.argv[1:4]
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
+sys.path.insert(0, os.path.join(ROOT, "scripts", "python"))
 from hilo import Client  # noqa: E402
 
 CHROMIUM = shutil.which("chromium")
@@ -268,14 +268,15 @@ class PageInChromium(unittest.TestCase):
         try:
             drv.get(d.ready["http_url"])
             deadline = time.monotonic() + 15
-            while drv.find_element(By.ID, "conn").text != "live":
+            while drv.execute_script("return document.getElementById('conn').textContent").strip() != "live":
                 self.assertLess(time.monotonic(), deadline, "the page never connected to /events")
                 time.sleep(0.05)
             with d.client() as c:
                 job = c.capture(start=0, count=3000)
                 seen, fetched = set(), set()
                 while c.job(job["job_id"])["state"] in ("queued", "running"):
-                    src = drv.find_element(By.ID, "frame").get_attribute("src")
+                    # Read in one script call: the page may replace elements between a find and a read.
+                    src = drv.execute_script("return document.getElementById('frame').getAttribute('src')")
                     if src:
                         seen.add(src)
                     status, _, body = d.request("GET", "/preview/frame.png")
@@ -286,8 +287,9 @@ class PageInChromium(unittest.TestCase):
             self.assertGreaterEqual(len(seen), 2, "the frame <img> did not change during the capture")
             self.assertGreaterEqual(len(fetched), 2, "the frame PNG did not change during the capture")
             deadline = time.monotonic() + 10
-            while drv.find_element(By.ID, "progress").text != "100 %":
-                self.assertLess(time.monotonic(), deadline, "progress stuck at " + drv.find_element(By.ID, "progress").text)
+            progress = "return document.getElementById('progress').textContent"
+            while drv.execute_script(progress).strip() != "100 %":
+                self.assertLess(time.monotonic(), deadline, "progress stuck at " + drv.execute_script(progress))
                 time.sleep(0.05)
             # The report's table and figure, the devices table and the frame statistics.
             cells = [e.text for e in drv.find_elements(By.CSS_SELECTOR, "#report td")]
