@@ -46,9 +46,10 @@ struct Context {
 // The job that runs (or resumes, same run directory) the pipeline; used by the pipeline command and by
 // the daemon at start for pipelines a previous process left interrupted.
 JobManager::Work pipeline_work(const PipelineConfig& config, PipelineBench& bench, const std::filesystem::path& run_dir);
-// Queues every interrupted pipeline job again; returns how many.
+// Queues every interrupted pipeline job again, oldest first, while fewer than `max_jobs` jobs are
+// queued or running (the rest stay interrupted, see jobs.hpp); returns how many.
 int resume_interrupted_pipelines(JobManager& jobs, Catalog& catalog, PipelineBench& bench,
-                                 const std::filesystem::path& data_dir);
+                                 const std::filesystem::path& data_dir, std::size_t max_jobs);
 
 std::vector<std::string_view> command_names();
 
