@@ -652,6 +652,19 @@ Reply cmd_runs_export(const Request& req, Context& ctx) {
                            {"records", manifest["hdf5"]["records"]}, {"bytes", ec ? 0 : size}});
 }
 
+// daemon.stats: every counter the daemon keeps (docs/protocol.md): the socket loop's (Context::
+// daemon_counters), jobs by state (catalog) with those queued or running now, the devices' totals.
+Reply cmd_daemon_stats(const Request& req, Context& ctx) {
+  if (auto r = expect_parts(req, 0)) return *r;
+  if (auto e = check_known_args(req, {})) return error_reply(*e);
+  json result = ctx.daemon_counters ? ctx.daemon_counters() : json::object();
+  json jobs = ctx.catalog.job_counts();
+  jobs["active"] = ctx.jobs.active();
+  result["jobs"] = std::move(jobs);
+  result["devices"] = ctx.devices.counters_json();
+  return ok_reply(req.id, result);
+}
+
 Reply cmd_shutdown(const Request& req, Context&) {
   if (auto r = expect_parts(req, 0)) return *r;
   if (auto e = check_known_args(req, {})) return error_reply(*e);
@@ -668,7 +681,7 @@ const std::map<std::string_view, Handler>& table() {
       {"pipeline", cmd_pipeline},   {"train-teacher", cmd_train_teacher}, {"distill", cmd_distill},
       {"jobs.list", cmd_jobs_list}, {"jobs.status", cmd_jobs_status},   {"jobs.cancel", cmd_jobs_cancel},
       {"runs.list", cmd_runs_list}, {"runs.get", cmd_runs_get},
-      {"runs.export", cmd_runs_export},         {"shutdown", cmd_shutdown}};
+      {"runs.export", cmd_runs_export},         {"daemon.stats", cmd_daemon_stats}, {"shutdown", cmd_shutdown}};
   return t;
 }
 

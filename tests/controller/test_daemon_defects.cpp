@@ -1,6 +1,6 @@
 // Regressions for the daemon's known defects (issue #10): a first dataset load on the I/O thread,
 // resumed jobs bypassing limits.max_jobs, a disconnect on the driver's last retry counted twice, a
-// failed resume leaving its manifest "running".
+// failed resume leaving its manifest "running"; and daemon.stats through the handler.
 #include <gtest/gtest.h>
 
 #include <future>
@@ -230,6 +230,24 @@ TEST(RetryCounters, EveryDisconnectIsCountedOnceIncludingOnTheLastDriverAttempt)
   EXPECT_EQ(c["disconnects"], 2);  // those that reached the capture: one per cycle
   EXPECT_EQ(c["grab_errors"], 2);
   EXPECT_EQ(cam.state(), DeviceState::ready);  // left open for the next operation
+}
+
+TEST(DaemonStatsCommand, ReportsJobsByStateAndDeviceCountersToReadOnlyClients) {
+  Harness h("stats");
+  std::int64_t n = 0;
+  h.ctx->daemon_counters = [&n] { return json{{"requests", ++n}, {"replies_dropped", 5}}; };
+  interrupted_capture(*h.catalog, json::object(), 1);
+  const Reply r = handle(req("daemon.stats"), *h.ctx, Role::read_only);
+  ASSERT_TRUE(r.body["ok"].get<bool>()) << r.body.dump();
+  const json& s = r.body["result"];
+  EXPECT_EQ(s["requests"], 1);
+  EXPECT_EQ(s["replies_dropped"], 5);
+  EXPECT_EQ(s["jobs"]["interrupted"], 1);
+  EXPECT_EQ(s["jobs"]["done"], 0);
+  EXPECT_EQ(s["jobs"]["active"], 0);
+  EXPECT_EQ(s["devices"], h.devices.counters_json());
+  const Reply bad = handle(req("daemon.stats", {{"verbose", true}}), *h.ctx, Role::read_only);
+  EXPECT_FALSE(bad.body["ok"].get<bool>());
 }
 
 }  // namespace
