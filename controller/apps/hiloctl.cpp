@@ -375,6 +375,10 @@ int main(int argc, char** argv) {
   auto* runs_export_cmd = runs->add_subcommand("export", "have hilod write run.h5 into the run's directory (runs.export)");
   runs_export_cmd->add_option("run_id", run_id)->required();
 
+  auto* daemon = app.add_subcommand("daemon", "the daemon itself: stats");
+  daemon->require_subcommand(1);
+  daemon->add_subcommand("stats", "every counter hilod keeps: requests, overloads, dropped replies, ZAP, jobs, devices (daemon.stats)");
+
   app.add_subcommand("shutdown", "stop hilod (the running job ends interrupted) (shutdown)");
   CLI11_PARSE(app, argc, argv);
 
@@ -393,6 +397,7 @@ int main(int argc, char** argv) {
     }
     if (sub == "version") return show(c.call("version", json::object()));
     if (sub == "shutdown") return show(c.call("shutdown", json::object()));
+    if (sub == "daemon") return show(c.call("daemon.stats", json::object()));
     if (sub == "devices") {
       if (leaf == "status") return show(c.call("devices.status", json::object()));
       if (leaf == "configure") {

@@ -152,9 +152,9 @@ int run_hilod(HilodOptions o, const Log& log, drivers::Slm& slm, drivers::Camera
     boost::asio::io_context io;
     zmq::context_t zctx(1);
     EventPublisher events(io, zctx);
-    JobManager jobs(catalog, logged_job_events(events.sink(), log), unix_now);
-    DatasetLibrary datasets;
+    DatasetLibrary datasets;  // declared before the job manager: jobs load from it on the worker
     datasets.add("fashion-mnist", o.fashion_mnist_dir);
+    JobManager jobs(catalog, logged_job_events(events.sink(), log), unix_now);
     Devices devices{dev_slm, dev_camera, {}};
     devices.bench_config = o.config.string();
 #ifdef HILO_HAVE_DRIVERS
@@ -168,13 +168,15 @@ int run_hilod(HilodOptions o, const Log& log, drivers::Slm& slm, drivers::Camera
       return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
     };
     if (o.resume) {
-      if (int n = resume_interrupted_captures(jobs, catalog, datasets, devices, o.data_dir, cap, monotonic_s); n > 0) {
+      if (int n = resume_interrupted_captures(jobs, catalog, datasets, devices, o.data_dir, cap, monotonic_s,
+                                              o.daemon.limits.max_jobs);
+          n > 0) {
         log.info("continuing interrupted capture jobs", {{"jobs", n}});
       }
     }
     if (pipeline) pipeline->mutex = &devices.mutex;
     if (o.resume && pipeline) {
-      if (int n = resume_interrupted_pipelines(jobs, catalog, *pipeline, o.data_dir); n > 0) {
+      if (int n = resume_interrupted_pipelines(jobs, catalog, *pipeline, o.data_dir, o.daemon.limits.max_jobs); n > 0) {
         log.info("continuing interrupted pipeline jobs", {{"jobs", n}});
       }
     }

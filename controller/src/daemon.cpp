@@ -131,9 +131,12 @@ Daemon::Daemon(asio::io_context& io, zmq::context_t& zmq, DaemonOptions opt, Con
       cmd_(zmq, zmq::socket_type::router),
       heartbeat_timer_(io),
       signals_(io),
-      log_(std::move(log)) {}
+      log_(std::move(log)) {
+  ctx_.daemon_counters = [this] { return stats().to_json(); };
+}
 
 Daemon::~Daemon() {
+  ctx_.daemon_counters = nullptr;
   if (stopper_.joinable()) stopper_.join();
   if (cmd_fd_) cmd_fd_->release();  // the fd belongs to the zmq socket
 }
@@ -343,8 +346,16 @@ void Daemon::log_reply(const std::vector<zmq::message_t>& msgs, Role role, const
   log_.log(f["code"] == "internal" ? LogLevel::error : LogLevel::warn, "error reply", f);
 }
 
+json DaemonStats::to_json() const {
+  return {{"uptime_s", uptime_s},         {"requests", requests},       {"overloaded", overloaded},
+          {"replies_dropped", replies_dropped}, {"zap_allowed", zap_allowed}, {"zap_denied", zap_denied},
+          {"max_queue_depth", max_queue_depth}, {"queue_depth", queue_depth}};
+}
+
 DaemonStats Daemon::stats() const {
   DaemonStats s = stats_;
+  s.queue_depth = queue_.size();
+  s.uptime_s = started_s_ > 0 ? unix_now() - started_s_ : 0.0;
   if (zap_) {
     s.zap_allowed = zap_->allowed();
     s.zap_denied = zap_->denied();

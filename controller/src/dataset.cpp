@@ -34,12 +34,19 @@ std::vector<std::string> DatasetLibrary::names() const {
 std::shared_ptr<const ImageSet> DatasetLibrary::get(const std::string& name, const std::string& split) {
   auto it = dirs_.find(name);
   if (it == dirs_.end()) throw DatasetError("unknown dataset '" + name + "'");
-  std::lock_guard lk(mu_);
-  const std::string key = name + "/" + split;
-  if (auto c = cache_.find(key); c != cache_.end()) return c->second;
-  auto s = std::make_shared<const ImageSet>(read_idx_split(it->second, split));
-  cache_[key] = s;
+  if (auto c = cached(name, split)) return c;
+  std::lock_guard load(load_mu_);
+  if (auto c = cached(name, split)) return c;  // loaded by the caller we waited for
+  auto s = std::make_shared<const ImageSet>(reader_(it->second, split));
+  std::lock_guard lk(cache_mu_);
+  cache_[name + "/" + split] = s;
   return s;
+}
+
+std::shared_ptr<const ImageSet> DatasetLibrary::cached(const std::string& name, const std::string& split) const {
+  std::lock_guard lk(cache_mu_);
+  const auto c = cache_.find(name + "/" + split);
+  return c == cache_.end() ? nullptr : c->second;
 }
 
 }  // namespace hilo::controller

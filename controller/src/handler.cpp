@@ -195,6 +195,22 @@ Reply cmd_camera_grab(const Request& req, Context& ctx) {
   return r;
 }
 
+// "" when `in` (its set loaded) is a valid range of its set that fits the SLM at opt.scale, else why not.
+std::string capture_inputs_error(const CaptureInputs& in, const CaptureOptions& opt, const drivers::Slm& slm) {
+  const auto& set = *in.set;
+  if (in.start >= set.count || in.count > set.count - in.start) {
+    return "[start, start+count) = [" + std::to_string(in.start) + ", " + std::to_string(in.start + in.count) +
+           ") must be a non-empty range within [0, " + std::to_string(set.count) + ")";
+  }
+  const int fit = fitting_scale(int(set.rows), int(set.cols), slm.height_px(), slm.width_px());
+  if (fit < 1 || opt.scale > fit) {
+    return "inputs of " + std::to_string(set.rows) + "x" + std::to_string(set.cols) +
+           (opt.scale > 0 ? " at scale " + std::to_string(opt.scale) : std::string()) + " do not fit the " +
+           std::to_string(slm.height_px()) + "x" + std::to_string(slm.width_px()) + " SLM";
+  }
+  return {};
+}
+
 Reply cmd_capture(const Request& req, Context& ctx) {
   if (auto e = check_known_args(req, {"dataset", "split", "start", "count", "inputs", "inputs_npy", "timeout_ms",
                                       "scale", "chunk_records", "hdf5"})) {
@@ -228,6 +244,7 @@ Reply cmd_capture(const Request& req, Context& ctx) {
   opt.hdf5 = std::get<bool>(h5);
 
   CaptureInputs in;
+  std::pair<std::string, std::string> dataset;  // name, split: set for dataset captures
   json params = req.args;
   if (opt.hdf5) params["hdf5"] = true;  // also when it came from the daemon's default: a resume keeps it
   const bool inline_inputs = req.args.contains("inputs");
@@ -310,40 +327,40 @@ Reply cmd_capture(const Request& req, Context& ctx) {
       return error_reply(req.id, ErrorCode::not_found, "unknown dataset '" + name + "' (known: " + known + ")");
     }
     if (sp != "train" && sp != "test") return error_reply(req.id, ErrorCode::bad_argument, "split must be 'train' or 'test'");
-    std::shared_ptr<const ImageSet> set;
-    try {
-      set = ctx.datasets.get(name, sp);
-    } catch (const DatasetError& e) {
-      return error_reply(req.id, ErrorCode::internal, e.what());
-    }
     const auto s = std::get<std::int64_t>(start), c = std::get<std::int64_t>(count);
-    if (s < 0 || c < 1 || static_cast<std::size_t>(s) >= set->count || static_cast<std::size_t>(c) > set->count - s) {
-      return error_reply(req.id, ErrorCode::bad_argument,
-                         "[start, start+count) = [" + std::to_string(s) + ", " + std::to_string(s + c) + ") must be a non-empty range within [0, " +
-                             std::to_string(set->count) + ")");
+    if (s < 0 || c < 1) {
+      return error_reply(req.id, ErrorCode::bad_argument, "start must be >= 0 and count >= 1, got " + std::to_string(s) + ", " + std::to_string(c));
     }
-    in.set = std::move(set);
     in.start = static_cast<std::size_t>(s);
     in.count = static_cast<std::size_t>(c);
     in.has_labels = true;
+    // A split not loaded yet is loaded by the job, not here: a first load takes seconds and this is the
+    // I/O thread. Its range and placement are then checked there (the job fails with the same message).
+    dataset = {name, sp};
+    in.set = ctx.datasets.cached(name, sp);
   }
-  auto& slm = ctx.devices.slm;
-  const int fit = fitting_scale(int(in.set->rows), int(in.set->cols), slm.height_px(), slm.width_px());
-  if (fit < 1 || opt.scale > fit) {
-    return error_reply(req.id, ErrorCode::bad_argument,
-                       "inputs of " + std::to_string(in.set->rows) + "x" + std::to_string(in.set->cols) +
-                           (opt.scale > 0 ? " at scale " + std::to_string(opt.scale) : std::string()) + " do not fit the " +
-                           std::to_string(slm.height_px()) + "x" + std::to_string(slm.width_px()) + " SLM");
+  if (in.set) {
+    if (auto e = capture_inputs_error(in, opt, ctx.devices.slm); !e.empty()) return error_reply(req.id, ErrorCode::bad_argument, e);
   }
   if (auto e = opt.validate(); !e.empty()) return error_reply(req.id, ErrorCode::bad_argument, e);
 
   const auto data_dir = ctx.data_dir;
   Devices* devices = &ctx.devices;
+  DatasetLibrary* datasets = &ctx.datasets;
   auto mono = ctx.monotonic_s;
   auto rec = ctx.jobs.submit("capture", params, static_cast<std::int64_t>(in.count), [&](const JobRecord& r) {
     json base = {{"run_id", r.run_id}, {"kind", "capture"}, {"job_id", r.id}, {"created_s", r.created_s}, {"params", r.params}};
-    return JobManager::Work([in, opt, devices, dir = data_dir / r.run_id, base, mono](JobControl& ctl) {
-      return run_capture(in, opt, *devices, dir, base, ctl, mono);
+    return JobManager::Work([in, opt, devices, datasets, dataset, dir = data_dir / r.run_id, base, mono](JobControl& ctl) {
+      CaptureInputs loaded = in;
+      if (!loaded.set) {
+        try {
+          loaded.set = datasets->get(dataset.first, dataset.second);
+        } catch (const DatasetError& e) {
+          return JobOutcome{JobState::failed, e.what()};
+        }
+        if (auto e = capture_inputs_error(loaded, opt, devices->slm); !e.empty()) return JobOutcome{JobState::failed, e};
+      }
+      return run_capture(loaded, opt, *devices, dir, base, ctl, mono);
     });
   });
   if (!rec) return error_reply(req.id, ErrorCode::shutting_down, "the daemon is shutting down and accepts no new jobs");
@@ -635,6 +652,19 @@ Reply cmd_runs_export(const Request& req, Context& ctx) {
                            {"records", manifest["hdf5"]["records"]}, {"bytes", ec ? 0 : size}});
 }
 
+// daemon.stats: every counter the daemon keeps (docs/protocol.md): the socket loop's (Context::
+// daemon_counters), jobs by state (catalog) with those queued or running now, the devices' totals.
+Reply cmd_daemon_stats(const Request& req, Context& ctx) {
+  if (auto r = expect_parts(req, 0)) return *r;
+  if (auto e = check_known_args(req, {})) return error_reply(*e);
+  json result = ctx.daemon_counters ? ctx.daemon_counters() : json::object();
+  json jobs = ctx.catalog.job_counts();
+  jobs["active"] = ctx.jobs.active();
+  result["jobs"] = std::move(jobs);
+  result["devices"] = ctx.devices.counters_json();
+  return ok_reply(req.id, result);
+}
+
 Reply cmd_shutdown(const Request& req, Context&) {
   if (auto r = expect_parts(req, 0)) return *r;
   if (auto e = check_known_args(req, {})) return error_reply(*e);
@@ -651,7 +681,7 @@ const std::map<std::string_view, Handler>& table() {
       {"pipeline", cmd_pipeline},   {"train-teacher", cmd_train_teacher}, {"distill", cmd_distill},
       {"jobs.list", cmd_jobs_list}, {"jobs.status", cmd_jobs_status},   {"jobs.cancel", cmd_jobs_cancel},
       {"runs.list", cmd_runs_list}, {"runs.get", cmd_runs_get},
-      {"runs.export", cmd_runs_export},         {"shutdown", cmd_shutdown}};
+      {"runs.export", cmd_runs_export},         {"daemon.stats", cmd_daemon_stats}, {"shutdown", cmd_shutdown}};
   return t;
 }
 
@@ -702,10 +732,15 @@ JobManager::Work pipeline_work(const PipelineConfig& config, PipelineBench& benc
 }
 
 int resume_interrupted_pipelines(JobManager& jobs, Catalog& catalog, PipelineBench& bench,
-                                 const std::filesystem::path& data_dir) {
+                                 const std::filesystem::path& data_dir, std::size_t max_jobs) {
   int n = 0;
   for (JobRecord rec : catalog.jobs_in_state(JobState::interrupted)) {
     if (rec.kind != "pipeline") continue;
+    if (jobs.active() >= max_jobs) {
+      rec.error = resume_deferred_reason(max_jobs);
+      catalog.update_job(rec);
+      continue;
+    }
     PipelineConfig cfg;
     try {
       cfg = PipelineConfig::from_json(rec.params.at("config"));
@@ -727,11 +762,8 @@ std::vector<std::string_view> command_names() {
 }
 
 std::optional<Reply> check_job_limit(const Request& req, Context& ctx) {
-  // Jobs run one at a time in submission order, so the active ones are among the newest max_jobs.
-  std::size_t active = 0;
-  for (const auto& j : ctx.jobs.list(static_cast<int>(ctx.limits.max_jobs))) {
-    if (j.state == JobState::queued || j.state == JobState::running) ++active;
-  }
+  // Counted by the manager: jobs resumed at start keep their old ids, so the newest ids miss them.
+  const std::size_t active = ctx.jobs.active();
   if (active >= ctx.limits.max_jobs) {
     return error_reply(req.id, ErrorCode::too_many_jobs,
                        std::to_string(active) + " jobs are queued or running, the limit is " + std::to_string(ctx.limits.max_jobs) +

@@ -108,6 +108,16 @@ std::optional<JobRecord> JobManager::cancel(std::int64_t id) {
   return catalog_.job(id);
 }
 
+std::string resume_deferred_reason(std::size_t max_jobs) {
+  return "not resumed at start: limits.max_jobs (" + std::to_string(max_jobs) +
+         ") jobs were already queued or running; a later start resumes it";
+}
+
+std::size_t JobManager::active() {
+  std::lock_guard lk(mu_);
+  return queue_.size() + (running_ != nullptr ? 1 : 0);
+}
+
 bool JobManager::busy() {
   std::lock_guard lk(mu_);
   return running_ != nullptr || !queue_.empty();

@@ -21,7 +21,8 @@ std::optional<Role> role_from_string(std::string_view s) {
 
 Role required_role(std::string_view cmd) {
   static constexpr std::string_view kReadOnly[] = {"ping",      "version",     "devices.list", "devices.status",
-                                                   "jobs.list", "jobs.status", "runs.list",    "runs.get"};
+                                                   "jobs.list", "jobs.status", "runs.list",    "runs.get",
+                                                   "daemon.stats"};
   for (auto c : kReadOnly) {
     if (c == cmd) return Role::read_only;
   }

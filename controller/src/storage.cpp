@@ -285,6 +285,18 @@ std::vector<JobRecord> Catalog::jobs(int limit) {
   return out;
 }
 
+std::map<std::string, std::int64_t> Catalog::job_counts() {
+  std::map<std::string, std::int64_t> out;
+  for (auto s : {JobState::queued, JobState::running, JobState::done, JobState::failed, JobState::cancelled,
+                 JobState::interrupted}) {
+    out[std::string(to_string(s))] = 0;
+  }
+  std::lock_guard lk(mu_);
+  Stmt st(db_, "SELECT state, COUNT(*) FROM jobs GROUP BY state");
+  while (sqlite3_step(st.s) == SQLITE_ROW) out[st.text(0)] = sqlite3_column_int64(st.s, 1);
+  return out;
+}
+
 std::vector<JobRecord> Catalog::jobs_in_state(JobState s) {
   std::lock_guard lk(mu_);
   Stmt st(db_, (std::string("SELECT ") + kJobCols + " FROM jobs WHERE state=? ORDER BY id ASC").c_str());

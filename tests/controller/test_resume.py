@@ -143,6 +143,11 @@ class ResumeAfterCrashes(unittest.TestCase):
                     self.assertEqual(rec["state"], "failed")
                     self.assertIn("cannot resume", rec["error"])
                     self.assertIn("inputs unavailable", rec["error"])
+                # The run says so too, never "running".
+                with open(os.path.join(data, job["run_id"], "manifest.json")) as f:
+                    manifest = json.load(f)
+                self.assertEqual(manifest["state"], "failed")
+                self.assertEqual(manifest["error"], rec["error"])
             finally:
                 p.kill()
 

@@ -204,7 +204,8 @@ TEST(ClientKeys, RejectsBadLinesNamingTheLine) {
 }
 
 TEST(Roles, ReadOnlyObservesControlChangesTheBench) {
-  for (auto c : {"ping", "version", "devices.list", "devices.status", "jobs.list", "jobs.status", "runs.list", "runs.get"}) {
+  for (auto c : {"ping", "version", "devices.list", "devices.status", "jobs.list", "jobs.status", "runs.list", "runs.get",
+                 "daemon.stats"}) {
     EXPECT_EQ(required_role(c), Role::read_only) << c;
   }
   for (auto c : command_names()) {

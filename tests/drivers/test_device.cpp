@@ -144,6 +144,22 @@ TEST(RetryingSlm, RetriesDisconnectedOnlyAfterASuccessfulReopen) {
   EXPECT_EQ(slm.shows, 3);  // no second try: the device did not come back
 }
 
+TEST(RetryingSlm, ReopensAfterADisconnectOnTheLastAttemptWithoutWaiting) {
+  auto inner = std::make_unique<ScriptedSlm>();
+  ScriptedSlm& slm = *inner;
+  slm.script = {err(DeviceErrc::disconnected), err(DeviceErrc::disconnected), err(DeviceErrc::disconnected)};
+  ManualClock clock;
+  RetryingSlm r(std::move(inner), RetryPolicy{}, clock);  // 3 attempts
+  DeviceStatus s = r.show(cv::Mat::zeros(2, 4, CV_8UC1));
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->code, DeviceErrc::disconnected);
+  // Every disconnect reopened, the last one too, so the next show finds the device open.
+  EXPECT_EQ(slm.opens, 3);
+  EXPECT_EQ(r.counters().reconnects, 3u);
+  EXPECT_EQ(r.counters().failures, 1u);
+  EXPECT_NEAR(clock.slept_s(), 0.005 + 0.010, 1e-12);  // no backoff after the last attempt
+}
+
 // Scripted camera: grab() pops scripted results; settings are plain fields.
 class ScriptedCamera final : public Camera {
  public:

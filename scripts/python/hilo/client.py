@@ -166,6 +166,10 @@ class Client:
         """A run's record, directory and manifest, plus the named arrays as numpy arrays."""
         return self.call("runs.get", {"run_id": run_id, "arrays": list(arrays)})
 
+    def stats(self) -> Json:
+        """Every counter the daemon keeps: requests, overloaded, replies_dropped, ZAP, jobs, devices."""
+        return self.call("daemon.stats")
+
     def shutdown(self) -> Json:
         """Stops the daemon as SIGTERM does."""
         return self.call("shutdown")

@@ -36,6 +36,7 @@ class AgainstHilod(unittest.TestCase):
         with self.d.client() as c:
             self.assertEqual(c.ping(), {"pong": True})
             self.assertEqual(c.version()["protocol_version"], hilo.PROTOCOL_VERSION)
+            self.assertGreaterEqual(c.stats()["requests"], 2)
             frame = c.grab()
             self.assertEqual(frame.ndim, 2)
             with self.assertRaises(HiloError) as e:

@@ -131,11 +131,13 @@ JobOutcome resume_capture(const CaptureInputs& in, const CaptureOptions& opt, De
                           const std::function<double()>& monotonic_s);
 
 // Queues every capture job the catalog holds as interrupted (left by a crash or a stop of a previous
-// process) to continue where its run stopped: inputs and options come from the job's params (the
-// request's arguments) and `defaults`. A job whose inputs cannot be rebuilt still runs and ends failed
-// with the reason. Returns the number of jobs queued.
+// process) to continue where its run stopped, oldest first, while fewer than `max_jobs` jobs are queued
+// or running (the rest stay interrupted, see jobs.hpp). Inputs and options come from the job's params
+// (the request's arguments) and `defaults`; the job itself rebuilds the inputs (a dataset is loaded on
+// the worker, not by the caller). A job whose inputs cannot be rebuilt still runs and ends failed with
+// a reason starting "cannot resume:", and so does its run's manifest. Returns the number queued.
 int resume_interrupted_captures(JobManager& jobs, Catalog& catalog, DatasetLibrary& datasets, Devices& devices,
                                 const std::filesystem::path& data_dir, const CaptureOptions& defaults,
-                                const std::function<double()>& monotonic_s);
+                                const std::function<double()>& monotonic_s, std::size_t max_jobs);
 
 }  // namespace hilo::controller

@@ -86,6 +86,10 @@ struct DaemonStats {
   std::uint64_t replies_dropped = 0;  // replies the client's full queue (or its disconnection) lost
   std::uint64_t zap_allowed = 0, zap_denied = 0;
   std::size_t max_queue_depth = 0;    // the deepest the pending-request queue got
+  std::size_t queue_depth = 0;        // requests waiting now (stats() fills it in)
+  double uptime_s = 0;                // since start() (stats() fills it in)
+
+  nlohmann::json to_json() const;  // the keys daemon.stats reports (docs/protocol.md)
 };
 
 class EventPublisher {
@@ -132,7 +136,8 @@ class Daemon {
   // logged. Returns "" on success, else the error; without --client-keys, an error saying so.
   // Thread-safe with the ZAP handler; call on the io thread.
   std::string reload_client_keys();
-  // Counters; call on the io thread (or after it has stopped).
+  // Counters; call on the io thread (or after it has stopped). The daemon.stats command reports them
+  // (the Daemon installs itself as the Context's daemon_counters for its lifetime).
   DaemonStats stats() const;
 
  private:

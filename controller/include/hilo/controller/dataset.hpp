@@ -8,6 +8,7 @@
 // The controller keeps the images as the 8-bit levels the files hold, for placement on the SLM.
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -30,19 +31,30 @@ struct ImageSet {
 // Reads a whole split. split: "train" or "test".
 ImageSet read_idx_split(const std::filesystem::path& dir, const std::string& split);
 
+// Reads one split of the dataset in `dir` (read_idx_split; tests inject slow or failing readers).
+using SplitReader = std::function<ImageSet(const std::filesystem::path& dir, const std::string& split)>;
+
 // Known datasets by name ("fashion-mnist" → its directory); loads each split once and keeps it.
-// Thread-safe.
+// Thread-safe. add() before sharing the library between threads.
+// A first load takes 1–2 s (Fashion-MNIST train): callers on the daemon's I/O thread use cached(),
+// which never reads files nor waits for a load, and leave get() to a job's worker.
 class DatasetLibrary {
  public:
+  explicit DatasetLibrary(SplitReader reader = read_idx_split) : reader_(std::move(reader)) {}
   void add(std::string name, std::filesystem::path dir) { dirs_[std::move(name)] = std::move(dir); }
   bool knows(const std::string& name) const { return dirs_.count(name) != 0; }
   std::vector<std::string> names() const;
+  // Loads the split on first use (one load at a time; a second caller of the same split waits for it).
   // Throws DatasetError (unknown name, unreadable or malformed files).
   std::shared_ptr<const ImageSet> get(const std::string& name, const std::string& split);
+  // The split if it is loaded already, else null. Does not block on a load in progress.
+  std::shared_ptr<const ImageSet> cached(const std::string& name, const std::string& split) const;
 
  private:
+  SplitReader reader_;
   std::map<std::string, std::filesystem::path> dirs_;
-  std::mutex mu_;
+  std::mutex load_mu_;           // held for a whole load
+  mutable std::mutex cache_mu_;  // held only to read or insert into cache_
   std::map<std::string, std::shared_ptr<const ImageSet>> cache_;
 };
 

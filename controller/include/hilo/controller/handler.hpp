@@ -10,7 +10,7 @@
 // Commands (docs/protocol.md has an example exchange for each):
 //   ping, version, devices.list, devices.status, devices.configure, slm.show, camera.grab, capture,
 //   pipeline, train-teacher, distill, jobs.list, jobs.status, jobs.cancel, runs.list, runs.get, runs.export,
-//   shutdown
+//   daemon.stats, shutdown
 #include <filesystem>
 #include <functional>
 #include <span>
@@ -41,14 +41,18 @@ struct Context {
   // The bench as the pipeline sees it (null when the bench config has no simulator section, which
   // holds the designed optics): the pipeline command answers not_supported then.
   PipelineBench* pipeline = nullptr;
+  // The socket loop's counters as daemon.stats reports them (Daemon sets it; null without one, then
+  // daemon.stats reports jobs and devices only). Called on the thread that calls handle().
+  std::function<nlohmann::json()> daemon_counters;
 };
 
 // The job that runs (or resumes, same run directory) the pipeline; used by the pipeline command and by
 // the daemon at start for pipelines a previous process left interrupted.
 JobManager::Work pipeline_work(const PipelineConfig& config, PipelineBench& bench, const std::filesystem::path& run_dir);
-// Queues every interrupted pipeline job again; returns how many.
+// Queues every interrupted pipeline job again, oldest first, while fewer than `max_jobs` jobs are
+// queued or running (the rest stay interrupted, see jobs.hpp); returns how many.
 int resume_interrupted_pipelines(JobManager& jobs, Catalog& catalog, PipelineBench& bench,
-                                 const std::filesystem::path& data_dir);
+                                 const std::filesystem::path& data_dir, std::size_t max_jobs);
 
 std::vector<std::string_view> command_names();
 

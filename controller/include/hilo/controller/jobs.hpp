@@ -9,6 +9,9 @@
 // the worker; a job stopped that way ends interrupted. Work must poll stop_requested() between units.
 // Work that throws ends failed with the exception's message.
 // Restart: resume() queues a job a previous process left interrupted (see capture.hpp for the capture).
+// Resumed jobs count against limits.max_jobs like any other: at start, interrupted jobs are resumed
+// (captures, then pipelines, each oldest first) while fewer than max_jobs are queued or running; the excess stay interrupted (their
+// error says so) and the next start resumes them.
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -32,6 +35,9 @@ using EventSink = std::function<void(const std::string& topic, const nlohmann::j
 using WallClock = std::function<double()>;
 
 enum class StopReason { none, cancel, shutdown };
+
+// The error an interrupted job keeps when a start did not resume it for limits.max_jobs.
+std::string resume_deferred_reason(std::size_t max_jobs);
 
 class JobControl {
  public:
@@ -88,6 +94,7 @@ class JobManager {
   // final → unchanged. nullopt if unknown.
   std::optional<JobRecord> cancel(std::int64_t id);
   bool busy();          // a job is queued or running
+  std::size_t active();  // jobs queued or running (what limits.max_jobs bounds)
   bool accepting() const { return accepting_.load(); }
   void shutdown();      // idempotent
   // Blocks until no job is queued or running (tests and the benchmark).

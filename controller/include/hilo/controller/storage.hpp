@@ -9,6 +9,7 @@
 // All classes here are safe to call from several threads (one internal mutex each).
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -79,6 +80,7 @@ class Catalog {
   std::optional<JobRecord> job(std::int64_t id);
   std::vector<JobRecord> jobs(int limit = 1000);  // newest first
   std::vector<JobRecord> jobs_in_state(JobState s);  // oldest first
+  std::map<std::string, std::int64_t> job_counts();  // jobs per state name, every state present (0 if none)
 
   void insert_run(const RunRecord& r);
   void set_run_state(const std::string& id, const std::string& state);

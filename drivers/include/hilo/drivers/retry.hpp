@@ -5,8 +5,10 @@
 // Rule (device.hpp): an operation is tried up to policy.max_attempts times. After a transient failure
 // (timeout, corrupt_frame, write_failed) the helper waits policy.backoff_before_attempt(n) on the
 // injected Clock and tries again. After `disconnected` it tries once to reopen the device (close, then
-// open); only if the reopen succeeds does the attempt count as retryable. invalid_argument and io are
-// returned at once. The error returned is that of the last attempt, its message prefixed with the
+// open); only if the reopen succeeds does the attempt count as retryable. The last attempt's
+// disconnect is reopened too (without the backoff wait), so the next operation does not meet a closed
+// device and report the same disconnect a second time; `reconnects` counts it when it succeeds.
+// invalid_argument and io are returned at once. The error returned is that of the last attempt, its message prefixed with the
 // number of attempts made when more than one.
 #include <cstdint>
 #include <functional>
@@ -59,10 +61,11 @@ auto run_with_retry(const RetryPolicy& policy, Clock& clock, RetryCounters& coun
     const DeviceError* err = detail::error_of(result);
     if (err == nullptr) return result;
     bool retry = attempt < policy.max_attempts && is_transient(err->code);
-    if (retry && err->code == DeviceErrc::disconnected) {
-      clock.sleep_for(policy.backoff_before_attempt(attempt + 1));
-      retry = reopen && !reopen();
-      if (retry) ++counters.reconnects;
+    if (err->code == DeviceErrc::disconnected && reopen) {
+      if (retry) clock.sleep_for(policy.backoff_before_attempt(attempt + 1));
+      const bool reopened = !reopen();
+      if (reopened) ++counters.reconnects;
+      retry = retry && reopened;
     } else if (retry) {
       clock.sleep_for(policy.backoff_before_attempt(attempt + 1));
     }
