@@ -137,7 +137,7 @@ int run_hilod(HilodOptions o, const Log& log, drivers::Slm& slm, drivers::Camera
     if (o.live.enabled()) {
       tap.emplace(o.live.preview);
       preview_slm.emplace(slm, *tap, PreviewSource::input_slm);
-      preview_camera.emplace(camera, *tap);
+      preview_camera.emplace(camera, *tap, &*preview_slm);
       if (pipeline) {
         if (pipeline->element) preview_element.emplace(*pipeline->element, *tap, PreviewSource::element_slm);
         preview_pipeline.emplace(PipelineBench{*preview_slm, preview_element ? &*preview_element : nullptr, *preview_camera,

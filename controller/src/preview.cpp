@@ -38,20 +38,21 @@ PreviewTap::PreviewTap(PreviewOptions opt) : opt_(opt) {
   if (auto e = opt_.validate(); !e.empty()) throw std::invalid_argument(e);
 }
 
-void PreviewTap::offer(PreviewSource s, const cv::Mat& image, int bit_depth) {
+bool PreviewTap::offer(PreviewSource s, const cv::Mat& image, int bit_depth, bool force) {
   Slot& sl = slots_[static_cast<int>(s)];
   sl.offered.fetch_add(1, std::memory_order_relaxed);
   const double now = steady_s();
-  if (now - sl.last_accept_s.load(std::memory_order_relaxed) < 1.0 / opt_.max_per_s) {
+  if (!force && now - sl.last_accept_s.load(std::memory_order_relaxed) < 1.0 / opt_.max_per_s) {
     sl.dropped_rate.fetch_add(1, std::memory_order_relaxed);
-    return;
+    return false;
   }
-  if ((image.type() != CV_8UC1 && image.type() != CV_16UC1) || image.empty() || bit_depth < 1 || bit_depth > 16) return;
+  if ((image.type() != CV_8UC1 && image.type() != CV_16UC1) || image.empty() || bit_depth < 1 || bit_depth > 16)
+    return false;
   cv::Mat copy = image.clone();
   std::unique_lock lk(sl.latest_mu, std::try_to_lock);
   if (!lk.owns_lock()) {
     sl.dropped_busy.fetch_add(1, std::memory_order_relaxed);
-    return;
+    return false;
   }
   std::swap(sl.latest, copy);
   sl.latest_bits = bit_depth;
@@ -61,6 +62,7 @@ void PreviewTap::offer(PreviewSource s, const cv::Mat& image, int bit_depth) {
   sl.accepted.fetch_add(1, std::memory_order_relaxed);
   // `copy` (the previous image) is freed after the lock is released.
   lk.unlock();
+  return true;
 }
 
 std::uint64_t PreviewTap::version(PreviewSource s) const {
@@ -134,13 +136,18 @@ PreviewSnapshot PreviewTap::snapshot(PreviewSource s) {
 
 drivers::DeviceStatus PreviewSlm::show(const cv::Mat& levels) {
   auto st = inner_.show(levels);
-  if (!st) tap_.offer(source_, levels, inner_.bit_depth());
+  if (!st) {
+    last_ = levels;
+    tap_.offer(source_, levels, inner_.bit_depth());
+  }
   return st;
 }
 
 drivers::DeviceResult<drivers::Frame> PreviewCamera::grab(std::chrono::milliseconds timeout) {
   auto fr = inner_.grab(timeout);
-  if (fr) tap_.offer(PreviewSource::frame, fr.value().image, drivers::bit_depth(inner_.pixel_format()));
+  if (fr && tap_.offer(PreviewSource::frame, fr.value().image, drivers::bit_depth(inner_.pixel_format())) && input_ &&
+      !input_->last_shown().empty())
+    tap_.offer(PreviewSource::input_slm, input_->last_shown(), input_->bit_depth(), true);
   return fr;
 }
 

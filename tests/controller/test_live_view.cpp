@@ -15,6 +15,8 @@
 #include "hilo/controller/live_view.hpp"
 #include "hilo/controller/preview.hpp"
 
+#include "fakes.hpp"
+
 namespace {
 
 using namespace hilo::controller;
@@ -48,6 +50,34 @@ TEST(PreviewTap, KeepsTheLatestAndRateLimitsOffers) {
   EXPECT_EQ(s.version, 2u);
   EXPECT_EQ(s.mean, 20);
   EXPECT_EQ(tap.version(PreviewSource::input_slm), 0u);  // sources are independent
+}
+
+// Every frame the tap takes is shown next to the input pattern it was grabbed under, even when the
+// input's own offers are rate-limited away (the fake camera's frame is 3 · pattern + 7).
+TEST(PreviewCamera, PairsEachTakenFrameWithTheInputShownBeforeIt) {
+  PreviewOptions o;
+  o.max_per_s = 50;
+  PreviewTap tap(o);
+  hilo::controller::testing::FakeSlm slm;
+  hilo::controller::testing::FakeCamera cam(slm);
+  PreviewSlm pslm(slm, tap, PreviewSource::input_slm);
+  PreviewCamera pcam(cam, tap, &pslm);
+  std::uint64_t seen = 0, checked = 0;
+  for (int k = 0; k < 60; ++k) {
+    ASSERT_FALSE(pslm.show(cv::Mat(slm.rows, slm.cols, CV_8UC1, cv::Scalar(k + 1))));
+    ASSERT_TRUE(pcam.grab(std::chrono::milliseconds(100)));
+    if (tap.version(PreviewSource::frame) != seen) {
+      seen = tap.version(PreviewSource::frame);
+      const auto f = tap.snapshot(PreviewSource::frame);
+      const auto in = tap.snapshot(PreviewSource::input_slm);
+      const cv::Mat px = cv::imdecode(std::vector<std::uint8_t>(in.png.begin(), in.png.end()), cv::IMREAD_UNCHANGED);
+      ASSERT_FALSE(px.empty());
+      EXPECT_EQ(f.mean, 3.0 * px.at<std::uint8_t>(0, 0) + 7.0) << "frame " << seen << " shown beside another input";
+      ++checked;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(7));
+  }
+  EXPECT_GE(checked, 3u);
 }
 
 TEST(PreviewTap, FrameStatisticsCountSaturationAtTheBitDepthsFullScale) {

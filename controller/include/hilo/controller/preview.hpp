@@ -67,7 +67,9 @@ class PreviewTap {
 
   // Any thread; see the header comment for its cost. `image`: CV_8UC1 or CV_16UC1 (others are ignored);
   // bit_depth: the range of its values, in [1, 16].
-  void offer(PreviewSource s, const cv::Mat& image, int bit_depth);
+  // Returns whether the image was taken. `force` skips the rate limit (PreviewCamera uses it to pair the
+  // input pattern with a frame it took).
+  bool offer(PreviewSource s, const cv::Mat& image, int bit_depth, bool force = false);
 
   // Any thread. The latest accepted image of `s`, encoded; version 0 when none has been offered.
   PreviewSnapshot snapshot(PreviewSource s);
@@ -107,17 +109,25 @@ class PreviewSlm : public drivers::Slm {
   void close() override { inner_.close(); }
   drivers::DeviceStatus show(const cv::Mat& levels) override;
   drivers::Slm& inner() { return inner_; }
+  // The pattern of the last successful show() (a reference to the caller's image, not a copy: it is
+  // what the SLM shows as long as the caller does not write into that image after showing it).
+  const cv::Mat& last_shown() const { return last_; }
 
  private:
   drivers::Slm& inner_;
   PreviewTap& tap_;
   PreviewSource source_;
+  cv::Mat last_;
 };
 
 // Wraps a camera: every frame grab() returns is offered to `tap` (bit depth from the pixel format).
 class PreviewCamera : public drivers::Camera {
  public:
-  PreviewCamera(drivers::Camera& inner, PreviewTap& tap) : inner_(inner), tap_(tap) {}
+  // `input` (optional): the wrapped input SLM. Each frame the tap takes is then paired with the input
+  // pattern shown before it (offered with it, past the rate limit), so the page shows a frame next to
+  // the input it belongs to, not one sampled at another instant. Call grab() on the thread that shows.
+  PreviewCamera(drivers::Camera& inner, PreviewTap& tap, const PreviewSlm* input = nullptr)
+      : inner_(inner), tap_(tap), input_(input) {}
   std::string name() const override { return inner_.name(); }
   int width_px() const override { return inner_.width_px(); }
   int height_px() const override { return inner_.height_px(); }
@@ -138,6 +148,7 @@ class PreviewCamera : public drivers::Camera {
  private:
   drivers::Camera& inner_;
   PreviewTap& tap_;
+  const PreviewSlm* input_;
 };
 
 }  // namespace hilo::controller
