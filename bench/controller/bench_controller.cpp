@@ -34,7 +34,7 @@
 #include "hilo/controller/capture.hpp"
 #include "hilo/controller/handler.hpp"
 #include "hilo/controller/storage.hpp"
-#include "hilo/drivers/bench_config.hpp"
+#include "hilo/drivers/open_bench.hpp"
 
 namespace {
 
@@ -52,8 +52,7 @@ double unix_s() {
 
 // One simulated bench with every simulated role on `timing` except the input SLM's settle time.
 struct Rig {
-  dr::SteadyClock clock;
-  dr::Bench bench;
+  std::unique_ptr<dr::OpenBench> bench;  // steady clock, element flat, input dark, all open
 
   Rig(const fs::path& config, double settle_ms) {
     auto cfg = dr::load_bench_config(config);
@@ -61,16 +60,7 @@ struct Rig {
     cfg.input.timing.settle_time_ms = settle_ms;
     cfg.element.timing = dr::SimTiming::fast();
     cfg.camera.timing = dr::SimTiming::fast();
-    bench = dr::make_bench(cfg, clock);
-    if (!bench.input || !bench.camera) throw std::runtime_error(config.string() + ": the bench needs an input SLM and a camera");
-    if (bench.element) {
-      if (auto e = bench.element->open()) throw std::runtime_error("element SLM: " + e->message);
-      cv::Mat flat = cv::Mat::zeros(bench.element->height_px(), bench.element->width_px(),
-                                    bench.element->bit_depth() > 8 ? CV_16UC1 : CV_8UC1);
-      if (auto e = bench.element->show(flat)) throw std::runtime_error("element SLM: " + e->message);
-    }
-    if (auto e = bench.input->open()) throw std::runtime_error("input SLM: " + e->message);
-    if (auto e = bench.camera->open()) throw std::runtime_error("camera: " + e->message);
+    bench = dr::open_bench(cfg);
   }
 };
 
@@ -83,9 +73,9 @@ struct Daemonish {
   ctl::DatasetLibrary datasets;
   std::unique_ptr<ctl::Context> ctx;
 
-  Daemonish(Rig& rig, fs::path dir, double chunk_seconds) : data_dir(std::move(dir)), devices{*rig.bench.input, *rig.bench.camera, {}} {
-    devices.slm_retries = &rig.bench.input->counters();
-    devices.camera_retries = &rig.bench.camera->counters();
+  Daemonish(Rig& rig, fs::path dir, double chunk_seconds) : data_dir(std::move(dir)), devices{*rig.bench->input, *rig.bench->camera, rig.bench->mutex} {
+    devices.slm_retries = rig.bench->input_retries;
+    devices.camera_retries = rig.bench->camera_retries;
     fs::create_directories(data_dir);
     catalog = std::make_unique<ctl::Catalog>(data_dir / "catalog.sqlite");
     catalog->mark_unfinished_interrupted(unix_s());
@@ -132,8 +122,8 @@ double time_capture(Daemonish& d, std::size_t frames, bool hdf5 = false) {
 double time_devices(Rig& rig, const std::vector<cv::Mat>& patterns) {
   const auto t0 = std::chrono::steady_clock::now();
   for (const auto& p : patterns) {
-    if (auto e = rig.bench.input->show(p)) throw std::runtime_error("show: " + e->message);
-    auto f = rig.bench.camera->grab(std::chrono::milliseconds(1000));
+    if (auto e = rig.bench->input->show(p)) throw std::runtime_error("show: " + e->message);
+    auto f = rig.bench->camera->grab(std::chrono::milliseconds(1000));
     if (!f) throw std::runtime_error("grab: " + f.error().message);
   }
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -150,7 +140,7 @@ Timing measure(const fs::path& config, double settle_ms, std::size_t frames, int
   Daemonish d(rig, data_dir, chunk_seconds);
   const auto set = d.datasets.get("fashion-mnist", split_for(frames));
   if (set->count < frames) throw std::runtime_error("the dataset split holds only " + std::to_string(set->count) + " images");
-  auto& slm = *rig.bench.input;
+  auto& slm = *rig.bench->input;
   const int rows = int(set->rows), cols = int(set->cols);
   const int scale = ctl::fitting_scale(rows, cols, slm.height_px(), slm.width_px());
   std::vector<cv::Mat> patterns;

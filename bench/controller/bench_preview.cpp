@@ -23,7 +23,7 @@
 
 #include "hilo/controller/capture.hpp"
 #include "hilo/controller/preview.hpp"
-#include "hilo/drivers/bench_config.hpp"
+#include "hilo/drivers/open_bench.hpp"
 
 namespace {
 
@@ -55,28 +55,18 @@ int main(int argc, char** argv) {
   app.add_option("--config", config)->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   try {
-    dr::SteadyClock clock;
-    auto bench = dr::make_bench(dr::load_bench_config(config), clock);
-    if (!bench.input || !bench.camera) throw std::runtime_error(config + ": the bench needs an input SLM and a camera");
-    for (dr::Slm* s : {bench.input.get(), bench.element.get()}) {
-      if (!s) continue;
-      if (auto e = s->open()) throw std::runtime_error("SLM: " + e->message);
-      if (auto e = s->show(cv::Mat::zeros(s->height_px(), s->width_px(), s->bit_depth() > 8 ? CV_16UC1 : CV_8UC1))) {
-        throw std::runtime_error("SLM: " + e->message);
-      }
-    }
-    if (auto e = bench.camera->open()) throw std::runtime_error("camera: " + e->message);
+    const auto bench = dr::open_bench(dr::load_bench_config(config));  // steady clock, opened
     std::vector<cv::Mat> patterns;
     std::mt19937_64 rng(1);
     for (int i = 0; i < frames; ++i) {
       std::vector<std::uint8_t> img(28 * 28);
       for (auto& v : img) v = static_cast<std::uint8_t>(rng() & 0xff);
-      patterns.push_back(ctl::place_on_slm(img.data(), 28, 28, bench.input->height_px(), bench.input->width_px(),
-                                           bench.input->bit_depth(), 0));
+      patterns.push_back(ctl::place_on_slm(img.data(), 28, 28, bench->input->height_px(), bench->input->width_px(),
+                                           bench->input->bit_depth(), 0));
     }
     ctl::PreviewTap tap;
-    ctl::PreviewSlm pslm(*bench.input, tap, ctl::PreviewSource::input_slm);
-    ctl::PreviewCamera pcam(*bench.camera, tap);
+    ctl::PreviewSlm pslm(*bench->input, tap, ctl::PreviewSource::input_slm);
+    ctl::PreviewCamera pcam(*bench->camera, tap);
     std::atomic<bool> stop{false};
     std::thread reader([&] {  // the live view's side: encode each new image
       std::uint64_t seen[2] = {0, 0};
@@ -92,7 +82,7 @@ int main(int argc, char** argv) {
       const bool tapped_first = r % 2 == 1;
       for (int k = 0; k < 2; ++k) {
         if ((k == 0) == tapped_first) tapped = std::min(tapped, loop_s(pslm, pcam, patterns));
-        else bare = std::min(bare, loop_s(*bench.input, *bench.camera, patterns));
+        else bare = std::min(bare, loop_s(*bench->input, *bench->camera, patterns));
       }
     }
     stop = true;

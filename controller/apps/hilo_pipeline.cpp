@@ -1,5 +1,7 @@
-// hilo-pipeline: runs the hardware-in-the-loop pipeline in this process, on the bench of --config, with
-// simulated devices on a virtual clock (time advances by the devices' timing model, nothing sleeps).
+// hilo-pipeline: runs the hardware-in-the-loop pipeline in this process, on the bench of --config
+// (drivers::open_bench). A simulated bench runs on a virtual clock (time advances by the devices'
+// timing model, nothing sleeps); a bench with any hardware role runs on the steady clock.
+// Exit codes: 0 done, 1 stopped, 2 bad config or a failed stage, 3 a device that could not be opened.
 // The daemon's `pipeline` command runs the same code (controller/pipeline.hpp); this entry point serves
 // scripts and experiments that want no daemon.
 #include <iostream>
@@ -12,7 +14,7 @@
 int main(int argc, char** argv) {
   CLI::App app{"hilo-pipeline — teacher → NTKD student → deploy → calibrate → measure → compensate → evaluate"};
   std::string config = "configs/sim.yaml", job, out = "runs/pipeline";
-  app.add_option("--config", config, "bench config (YAML with a simulator section)");
+  app.add_option("--config", config, "bench config (YAML with a design section, or a simulator section)");
   app.add_option("--job", job, "pipeline settings (YAML or JSON); default: the built-in defaults");
   app.add_option("--out", out, "run directory (an existing one is resumed)");
   std::string sweep_profile, sweep_grid;
@@ -44,13 +46,10 @@ int main(int argc, char** argv) {
     const auto pc = job.empty() ? hilo::controller::PipelineConfig::defaults()
                                 : hilo::controller::PipelineConfig::from_json(hilo::distill::load_config_file(job));
     const auto bc = hilo::drivers::load_bench_config(config);
-    hilo::drivers::ManualClock clock;
-    auto bench = hilo::drivers::make_bench(bc, clock);
-    for (auto* s : {bench.input.get(), bench.element.get()})
-      if (s)
-        if (auto e = s->open()) throw std::runtime_error(e->message);
-    if (auto e = bench.camera->open()) throw std::runtime_error(e->message);
-    auto pb = hilo::controller::pipeline_bench(bench, bc, config, clock, &clock, nullptr);
+    hilo::drivers::OpenOptions oo;
+    oo.virtual_time = !bc.has_hardware();
+    auto bench = hilo::drivers::open_bench(bc, oo);
+    auto pb = hilo::controller::pipeline_bench(*bench, bc, config);
     hilo::controller::PipelineControl ctl;
     std::string last;
     ctl.progress = [&](const std::string& stage, std::int64_t d, std::int64_t t) {
@@ -63,6 +62,9 @@ int main(int argc, char** argv) {
     std::cerr << "\n";
     std::cout << r.report.dump(2) << "\n";
     return r.completed ? 0 : 1;
+  } catch (const hilo::drivers::BenchOpenError& e) {
+    std::cerr << "\nhilo-pipeline: " << e.what() << "\n";
+    return 3;
   } catch (const std::exception& e) {
     std::cerr << "\nhilo-pipeline: " << e.what() << "\n";
     return 2;

@@ -6,7 +6,7 @@
 
 #include "hilo/controller/app.hpp"
 #include "hilo/controller/pipeline.hpp"
-#include "hilo/drivers/bench_config.hpp"
+#include "hilo/drivers/open_bench.hpp"
 #include "hilo/sim/npy.hpp"
 
 int main(int argc, char** argv) {
@@ -20,7 +20,8 @@ int main(int argc, char** argv) {
   bool virtual_time = false;
   app.add_flag("--virtual-time", virtual_time,
                "simulated devices run on a virtual clock: settle and exposure times pass without waiting, and a "
-               "pipeline resumed after an interruption reproduces the uninterrupted run exactly");
+               "pipeline resumed after an interruption reproduces the uninterrupted run exactly (refused on a bench "
+               "with hardware roles, which run on the steady clock)");
   CLI11_PARSE(app, argc, argv);
   std::optional<hilo::controller::Log> log_holder;
   try {
@@ -30,66 +31,38 @@ int main(int argc, char** argv) {
     return 2;
   }
   const hilo::controller::Log& log = *log_holder;
-  hilo::drivers::SteadyClock steady;
-  hilo::drivers::ManualClock manual;
-  hilo::drivers::Clock& clock = virtual_time ? static_cast<hilo::drivers::Clock&>(manual) : steady;
-  hilo::drivers::Bench bench;
   hilo::drivers::BenchConfig config;
+  hilo::drivers::OpenOptions open_options;
+  open_options.virtual_time = virtual_time;
   try {
     config = hilo::drivers::load_bench_config(o.config);
-    bench = hilo::drivers::make_bench(config, clock);
+    if (!element_npy.empty()) {
+      const auto a = hilo::sim::read_npy(element_npy);
+      if (a.shape.size() != 2 || (a.dtype != hilo::sim::Dtype::u1 && a.dtype != hilo::sim::Dtype::u2)) {
+        throw std::runtime_error(element_npy + ": element levels must be a 2-D uint8 or uint16 array");
+      }
+      open_options.element_levels =
+          cv::Mat(static_cast<int>(a.shape[0]), static_cast<int>(a.shape[1]), a.dtype == hilo::sim::Dtype::u1 ? CV_8UC1 : CV_16UC1,
+                  const_cast<std::byte*>(a.bytes.data()))
+              .clone();
+    }
   } catch (const std::exception& e) {
     log.critical(e.what());
     return 2;
   }
-  if (!bench.input || !bench.camera) {
-    log.critical(o.config.string() + ": the bench needs an input SLM and a camera");
+  std::unique_ptr<hilo::drivers::OpenBench> bench;
+  try {
+    bench = hilo::drivers::open_bench(config, open_options);
+  } catch (const hilo::drivers::BenchOpenError& e) {
+    log.critical(e.what(), {{"device", e.role()}});
+    return 3;
+  } catch (const std::exception& e) {
+    log.critical(e.what());
     return 2;
   }
-  // The element SLM (when the bench has one) starts with a defined pattern, so captures work before
-  // any deploy job has run.
-  if (bench.element) {
-    cv::Mat levels;
-    try {
-      if (!element_npy.empty()) {
-        const auto a = hilo::sim::read_npy(element_npy);
-        if (a.shape.size() != 2 || (a.dtype != hilo::sim::Dtype::u1 && a.dtype != hilo::sim::Dtype::u2)) {
-          throw std::runtime_error(element_npy + ": element levels must be a 2-D uint8 or uint16 array");
-        }
-        levels = cv::Mat(static_cast<int>(a.shape[0]), static_cast<int>(a.shape[1]),
-                         a.dtype == hilo::sim::Dtype::u1 ? CV_8UC1 : CV_16UC1, const_cast<std::byte*>(a.bytes.data()))
-                     .clone();
-      } else {
-        levels = cv::Mat::zeros(bench.element->height_px(), bench.element->width_px(),
-                                bench.element->bit_depth() > 8 ? CV_16UC1 : CV_8UC1);
-      }
-    } catch (const std::exception& e) {
-      log.critical(e.what());
-      return 2;
-    }
-    if (auto e = bench.element->open()) {
-      log.critical("cannot open the element SLM: " + e->message);
-      return 3;
-    }
-    if (auto e = bench.element->show(levels)) {
-      log.critical("cannot show the element pattern: " + e->message);
-      return 3;
-    }
-  }
-  // The input starts dark, so a grab before any capture records the dark frame instead of failing
-  // for want of an input.
-  if (auto e = bench.input->open()) {
-    log.critical("cannot open the input SLM: " + e->message);
-    return 3;
-  }
-  if (auto e = bench.input->show(cv::Mat::zeros(bench.input->height_px(), bench.input->width_px(),
-                                                bench.input->bit_depth() > 8 ? CV_16UC1 : CV_8UC1))) {
-    log.critical("cannot show the dark input pattern: " + e->message);
-    return 3;
-  }
   std::optional<hilo::controller::PipelineBench> pipeline;
-  if (config.simulator) {
-    pipeline.emplace(hilo::controller::pipeline_bench(bench, config, o.config, clock, virtual_time ? &manual : nullptr, nullptr));
-  }
-  return hilo::controller::run_hilod(o, log, *bench.input, *bench.camera, pipeline ? &*pipeline : nullptr);
+  if (config.design) pipeline.emplace(hilo::controller::pipeline_bench(*bench, config, o.config));
+  const hilo::controller::HilodDevices devices{*bench->input, *bench->camera, bench->mutex, bench->element.get(),
+                                               bench->input_retries, bench->camera_retries};
+  return hilo::controller::run_hilod(o, log, devices, pipeline ? &*pipeline : nullptr);
 }

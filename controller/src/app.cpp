@@ -4,6 +4,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cassert>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -88,7 +89,7 @@ bool notify_systemd(std::string_view state) {
   return sent;
 }
 
-int run_hilod(HilodOptions o, drivers::Slm& slm, drivers::Camera& camera, PipelineBench* pipeline) {
+int run_hilod(HilodOptions o, drivers::Slm& slm, drivers::Camera& camera) {
   std::optional<Log> log;
   try {
     log.emplace(o.log);
@@ -96,10 +97,14 @@ int run_hilod(HilodOptions o, drivers::Slm& slm, drivers::Camera& camera, Pipeli
     std::cerr << "hilod: " << e.what() << "\n";
     return 2;
   }
-  return run_hilod(std::move(o), *log, slm, camera, pipeline);
+  std::mutex mutex;
+  return run_hilod(std::move(o), *log, HilodDevices{slm, camera, mutex});
 }
 
-int run_hilod(HilodOptions o, const Log& log, drivers::Slm& slm, drivers::Camera& camera, PipelineBench* pipeline) {
+int run_hilod(HilodOptions o, const Log& log, const HilodDevices& opened, PipelineBench* pipeline) {
+  assert((!pipeline || !pipeline->mutex || pipeline->mutex == &opened.mutex) && "the pipeline shares the device mutex");
+  drivers::Slm& slm = opened.input;
+  drivers::Camera& camera = opened.camera;
   try {
     if (!o.curve_secret_key_file.empty()) {
       std::ifstream in(o.curve_secret_key_file);
@@ -138,8 +143,8 @@ int run_hilod(HilodOptions o, const Log& log, drivers::Slm& slm, drivers::Camera
       tap.emplace(o.live.preview);
       preview_slm.emplace(slm, *tap, PreviewSource::input_slm);
       preview_camera.emplace(camera, *tap, &*preview_slm);
+      if (opened.element) preview_element.emplace(*opened.element, *tap, PreviewSource::element_slm);
       if (pipeline) {
-        if (pipeline->element) preview_element.emplace(*pipeline->element, *tap, PreviewSource::element_slm);
         preview_pipeline.emplace(PipelineBench{*preview_slm, preview_element ? &*preview_element : nullptr, *preview_camera,
                                                pipeline->design, pipeline->simulator, pipeline->reset_simulator,
                                                pipeline->load_profile, pipeline->now_s, pipeline->mutex});
@@ -155,12 +160,11 @@ int run_hilod(HilodOptions o, const Log& log, drivers::Slm& slm, drivers::Camera
     DatasetLibrary datasets;  // declared before the job manager: jobs load from it on the worker
     datasets.add("fashion-mnist", o.fashion_mnist_dir);
     JobManager jobs(catalog, logged_job_events(events.sink(), log), unix_now);
-    Devices devices{dev_slm, dev_camera, {}};
+    Devices devices{dev_slm, dev_camera, opened.mutex};
+    devices.element = preview_element ? &*preview_element : opened.element;
     devices.bench_config = o.config.string();
-#ifdef HILO_HAVE_DRIVERS
-    if (auto* r = dynamic_cast<drivers::RetryingSlm*>(&slm)) devices.slm_retries = &r->counters();
-    if (auto* r = dynamic_cast<drivers::RetryingCamera*>(&camera)) devices.camera_retries = &r->counters();
-#endif
+    devices.slm_retries = opened.input_retries;
+    devices.camera_retries = opened.camera_retries;
     CaptureOptions cap;
     cap.chunk_records = o.chunk_records;
   cap.hdf5 = o.hdf5;
@@ -174,7 +178,7 @@ int run_hilod(HilodOptions o, const Log& log, drivers::Slm& slm, drivers::Camera
         log.info("continuing interrupted capture jobs", {{"jobs", n}});
       }
     }
-    if (pipeline) pipeline->mutex = &devices.mutex;
+    if (pipeline) pipeline->mutex = &devices.mutex;  // null for a caller-built PipelineBench
     if (o.resume && pipeline) {
       if (int n = resume_interrupted_pipelines(jobs, catalog, *pipeline, o.data_dir, o.daemon.limits.max_jobs); n > 0) {
         log.info("continuing interrupted pipeline jobs", {{"jobs", n}});
@@ -186,8 +190,7 @@ int run_hilod(HilodOptions o, const Log& log, drivers::Slm& slm, drivers::Camera
     ctx.pipeline = pipeline;
     std::optional<LiveView> live;
     if (o.live.enabled()) {
-      drivers::Slm* element = pipeline ? pipeline->element : nullptr;
-      live.emplace(o.live, LiveView::Sources{*tap, o.data_dir, [&devices, &jobs, element] {
+      live.emplace(o.live, LiveView::Sources{*tap, o.data_dir, [&devices, &jobs, element = devices.element] {
                                                nlohmann::json d = {{"slm", slm_json(devices.slm)},
                                                                    {"camera", camera_json(devices.camera)},
                                                                    {"jobs_active", jobs.busy()},

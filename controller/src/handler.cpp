@@ -377,8 +377,8 @@ Reply cmd_pipeline(const Request& req, Context& ctx) {
   }
   if (!ctx.pipeline) {
     return error_reply(req.id, ErrorCode::not_supported,
-                       "this daemon's bench config has no simulator section describing the designed optics, which the "
-                       "pipeline needs as its design model");
+                       "this daemon's bench config has no design section (nor a simulator section) describing the "
+                       "designed optics, which the pipeline needs as its design model");
   }
   if (auto r = check_job_limit(req, ctx)) return *r;
   PipelineConfig cfg;

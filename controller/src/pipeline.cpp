@@ -806,20 +806,18 @@ json sweep_compensation(const fs::path& run_dir, const std::string& profile, con
   return {{"profile", profile}, {"none", res.at("accuracy").at("none")}, {"rows", rows}};
 }
 
-PipelineBench pipeline_bench(drivers::Bench& bench, const drivers::BenchConfig& config, const fs::path& config_path,
-                             drivers::Clock& clock, drivers::ManualClock* virtual_clock, std::mutex* mutex) {
-  if (!config.simulator)
-    throw std::invalid_argument(config_path.string() + ": the pipeline needs the `simulator:` section (the optics as designed)");
-  if (!bench.input || !bench.camera) throw std::invalid_argument(config_path.string() + ": the bench needs an input and a camera");
-  PipelineBench b{*bench.input, bench.element.get(), *bench.camera, *config.simulator};
-  b.mutex = mutex;
-  b.now_s = [&clock] { return clock.now_s(); };
+PipelineBench pipeline_bench(drivers::OpenBench& bench, const drivers::BenchConfig& config, const fs::path& config_path) {
+  if (!config.design)
+    throw std::invalid_argument(config_path.string() + ": the pipeline needs a `design:` section (the optics as designed)");
+  PipelineBench b{*bench.input, bench.element.get(), *bench.camera, *config.design};
+  b.mutex = &bench.mutex;
+  b.now_s = [clock = bench.clock.get()] { return clock->now_s(); };
   if (bench.simulator) {
     b.simulator = bench.simulator.get();
-    auto* sim_cam = dynamic_cast<drivers::SimCamera*>(&bench.camera->inner());
     const fs::path dir = config_path.parent_path();
     b.load_profile = [dir](const std::string& name) { return sim::load_profile(dir / "profiles" / (name + ".yaml")); };
-    b.reset_simulator = [sim = bench.simulator.get(), sim_cam, virtual_clock](const sim::AsBuiltProfile& p, std::uint64_t seed) {
+    b.reset_simulator = [sim = bench.simulator.get(), sim_cam = bench.sim_camera,
+                         virtual_clock = bench.virtual_clock](const sim::AsBuiltProfile& p, std::uint64_t seed) {
       sim->set_profile(p);
       if (sim_cam) sim_cam->reseed(seed);
       if (virtual_clock) virtual_clock->rewind_to(0.0);

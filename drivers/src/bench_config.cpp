@@ -244,11 +244,21 @@ BenchConfig parse_bench_config(const std::string& yaml_text, const std::string& 
   c.element = read_slm_role(roles["element"], "element", source);
   c.camera = read_camera_role(roles["camera"], source);
   if (root["simulator"]) c.simulator = sim::parse_bench(yaml_text, source, base_dir);
+  c.design = sim::parse_design(yaml_text, source);
+  if (!c.design && c.simulator) {
+    c.design = *c.simulator;
+    c.design->profile = sim::AsBuiltProfile{};
+  }
   const bool needs_sim = c.input.backend == SlmBackend::sim || c.element.backend == SlmBackend::sim ||
                          c.camera.backend == CameraBackend::sim;
   if (needs_sim && !c.simulator)
     throw ConfigError(source + ": a role uses backend sim, so the file needs a 'simulator' section");
   return c;
+}
+
+bool BenchConfig::has_hardware() const {
+  return input.backend != SlmBackend::sim || (element.backend != SlmBackend::sim && element.backend != SlmBackend::fixed) ||
+         camera.backend != CameraBackend::sim;
 }
 
 BenchConfig load_bench_config(const std::filesystem::path& path) {
@@ -257,41 +267,6 @@ BenchConfig load_bench_config(const std::filesystem::path& path) {
   std::stringstream text;
   text << in.rdbuf();
   return parse_bench_config(text.str(), path.string(), path.parent_path());
-}
-
-Bench make_bench(const BenchConfig& config, Clock& clock) {
-  Bench b;
-  if (config.simulator) b.simulator = std::make_unique<sim::SimulatedBench>(*config.simulator);
-  auto need_sim = [&](const char* role) -> sim::SimulatedBench& {
-    if (!b.simulator) throw ConfigError(std::string("roles.") + role + " uses backend sim without a simulator section");
-    return *b.simulator;
-  };
-  auto make_slm = [&](const SlmRoleConfig& r, SimSlmRole role, const char* name) -> std::unique_ptr<RetryingSlm> {
-    std::unique_ptr<Slm> dev;
-    switch (r.backend) {
-      case SlmBackend::sim:
-        if (role == SimSlmRole::element && need_sim(name).options().element.kind != sim::ElementKind::slm)
-          return nullptr;  // a simulated fixed mask
-        dev = std::make_unique<SimSlm>(role, need_sim(name), clock, r.timing, r.faults);
-        break;
-      case SlmBackend::display: dev = std::make_unique<DisplaySlm>(r.display, clock); break;
-      case SlmBackend::fixed: return nullptr;
-    }
-    return std::make_unique<RetryingSlm>(std::move(dev), r.retry, clock);
-  };
-  b.input = make_slm(config.input, SimSlmRole::input, "input");
-  b.element = make_slm(config.element, SimSlmRole::element, "element");
-  std::unique_ptr<Camera> cam;
-  switch (config.camera.backend) {
-    case CameraBackend::sim:
-      cam = std::make_unique<SimCamera>(need_sim("camera"), clock, config.camera.noise_seed, config.camera.timing,
-                                        config.camera.faults);
-      break;
-    case CameraBackend::opencv: cam = std::make_unique<OpenCvCamera>(config.camera.opencv); break;
-    case CameraBackend::genicam: cam = std::make_unique<GenicamCamera>(config.camera.genicam); break;
-  }
-  b.camera = std::make_unique<RetryingCamera>(std::move(cam), config.camera.retry, clock);
-  return b;
 }
 
 }  // namespace hilo::drivers

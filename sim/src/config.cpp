@@ -277,13 +277,9 @@ CameraOptions load_camera(const std::filesystem::path& path) {
   return parse_camera(read_text(path), path.string());
 }
 
-BenchOptions parse_bench(const std::string& text, const std::string& source,
-                         const std::filesystem::path& base_dir) {
-  const YAML::Node doc = parse_yaml(text, source);
-  if (!doc.IsMap()) throw ConfigError(source + ": a bench file must be a mapping, got " + kind_of(doc));
-  if (!doc["simulator"]) throw ConfigError(source + ": missing top-level key 'simulator'");
-  Map m(doc["simulator"], "simulator", source);
-  BenchOptions o;
+namespace {
+// The optics of a bench (wavelength, input, element, camera): the keys `design:` and `simulator:` share.
+void read_optics(Map& m, BenchOptions& o) {
   m.get("wavelength_nm", o.wavelength_nm);
   {
     Map in = m.sub("input");
@@ -307,6 +303,17 @@ BenchOptions parse_bench(const std::string& text, const std::string& source,
     e.finish();
   }
   read_camera(m.sub("camera"), o.camera);
+}
+}  // namespace
+
+BenchOptions parse_bench(const std::string& text, const std::string& source,
+                         const std::filesystem::path& base_dir) {
+  const YAML::Node doc = parse_yaml(text, source);
+  if (!doc.IsMap()) throw ConfigError(source + ": a bench file must be a mapping, got " + kind_of(doc));
+  if (!doc["simulator"]) throw ConfigError(source + ": missing top-level key 'simulator'");
+  Map m(doc["simulator"], "simulator", source);
+  BenchOptions o;
+  read_optics(m, o);
   if (auto p = m.take("profile"); p && !p->IsNull()) {
     if (p->IsScalar()) {
       const std::filesystem::path file = base_dir / p->Scalar();
@@ -321,6 +328,18 @@ BenchOptions parse_bench(const std::string& text, const std::string& source,
   }
   m.finish();
   validated(o, "simulator", source);
+  return o;
+}
+
+std::optional<BenchOptions> parse_design(const std::string& text, const std::string& source) {
+  const YAML::Node doc = parse_yaml(text, source);
+  if (!doc.IsMap()) throw ConfigError(source + ": a bench file must be a mapping, got " + kind_of(doc));
+  if (!doc["design"]) return std::nullopt;
+  Map m(doc["design"], "design", source);
+  BenchOptions o;
+  read_optics(m, o);
+  m.finish();
+  validated(o, "design", source);
   return o;
 }
 

@@ -33,7 +33,8 @@ struct Harness {
   std::filesystem::path dir;
   FakeSlm slm;
   FakeCamera camera{slm};
-  Devices devices{slm, camera, {}};
+  std::mutex device_mu;
+  Devices devices{slm, camera, device_mu};
   std::unique_ptr<Catalog> catalog;
   std::mutex events_mu;
   std::vector<std::pair<std::string, nlohmann::json>> events;

@@ -132,7 +132,8 @@ struct Result {
 
 Result capture(SimRig& rig, const std::string& name, std::size_t frames = kFrames) {
   Harness h(name);
-  Devices devices{*rig.slm, *rig.camera, {}};
+  std::mutex device_mu;
+  Devices devices{*rig.slm, *rig.camera, device_mu};
   devices.slm_retries = &rig.slm->counters();
   devices.camera_retries = &rig.camera->counters();
   CaptureInputs in{test_images(), 0, frames, true};

@@ -34,20 +34,13 @@ json small_config() {
 }
 
 struct SimBench {
-  drivers::ManualClock clock;
   drivers::BenchConfig config;
-  drivers::Bench bench;
+  std::unique_ptr<drivers::OpenBench> bench;
   PipelineBench pb;
   SimBench()
       : config(drivers::load_bench_config(kSource / "configs/sim.yaml")),
-        bench(drivers::make_bench(config, clock)),
-        pb(open_and_wrap()) {}
-  PipelineBench open_and_wrap() {
-    EXPECT_FALSE(bench.input->open());
-    EXPECT_FALSE(bench.element->open());
-    EXPECT_FALSE(bench.camera->open());
-    return pipeline_bench(bench, config, kSource / "configs/sim.yaml", clock, &clock, nullptr);
-  }
+        bench(drivers::open_bench(config, {.virtual_time = true})),
+        pb(pipeline_bench(*bench, config, kSource / "configs/sim.yaml")) {}
 };
 
 fs::path fresh_dir(const std::string& name) {

@@ -6,6 +6,7 @@
 // Under systemd (Type=notify: $NOTIFY_SOCKET set) it sends READY=1 once serving and STOPPING=1 when the
 // loop ends, over the notify socket's datagram protocol (no libsystemd needed).
 #include <filesystem>
+#include <mutex>
 #include <string>
 
 #include "hilo/controller/daemon.hpp"
@@ -43,13 +44,25 @@ struct HilodOptions {
 // before the command line, which wins. An unknown name in the file is an error.
 void add_hilod_options(CLI::App& app, HilodOptions& o);
 
+// The devices run_hilod serves, borrowed (hilod: from drivers::open_bench, so the pipeline, captures
+// and status share one device mutex and the element is reported with the others). They are opened
+// here again (open() is idempotent) for test daemons whose doubles start closed.
+struct HilodDevices {
+  drivers::Slm& input;
+  drivers::Camera& camera;
+  std::mutex& mutex;
+  drivers::Slm* element = nullptr;  // null: a fixed mask
+  const drivers::RetryCounters* input_retries = nullptr;
+  const drivers::RetryCounters* camera_retries = nullptr;
+};
+
 // Runs the daemon to completion. Returns the process exit code; errors go to `log`.
-// `pipeline` (optional) is the bench as the pipeline command drives it (pipeline_bench()); its mutex is
-// set to the daemon's device mutex here.
-int run_hilod(HilodOptions o, const Log& log, drivers::Slm& slm, drivers::Camera& camera,
-              struct PipelineBench* pipeline = nullptr);
-// As above, with the log made from o.log (an invalid log option or an unopenable file: exit code 2).
-int run_hilod(HilodOptions o, drivers::Slm& slm, drivers::Camera& camera, struct PipelineBench* pipeline = nullptr);
+// `pipeline` (optional) is the bench as the pipeline command drives it (pipeline_bench()); its mutex
+// must be null or `devices.mutex`.
+int run_hilod(HilodOptions o, const Log& log, const HilodDevices& devices, struct PipelineBench* pipeline = nullptr);
+// Test daemons over doubles: a mutex of its own, no element, no pipeline; the log made from o.log (an
+// invalid log option or an unopenable file: exit code 2).
+int run_hilod(HilodOptions o, drivers::Slm& slm, drivers::Camera& camera);
 
 // Sends `state` ("READY=1", "STOPPING=1", ...) to systemd's $NOTIFY_SOCKET; no-op when unset.
 // Returns false when the variable is set but the datagram could not be sent.

@@ -67,10 +67,13 @@ struct CaptureCounters {
 };
 
 struct Devices {
-  drivers::Slm& slm;
+  drivers::Slm& slm;        // the input
   drivers::Camera& camera;
-  std::mutex mutex;
-  // The drivers' retry counters (RetryingSlm/RetryingCamera::counters()) when the devices have them.
+  // The device mutex (drivers::OpenBench::mutex in hilod): every user of the devices holds it, the
+  // pipeline included. Borrowed; outlives the Devices.
+  std::mutex& mutex;
+  drivers::Slm* element = nullptr;  // the element SLM; null for a fixed mask or a bench without one
+  // The drivers' retry counters (OpenBench::input_retries/camera_retries) when the devices have them.
   // Read only by whoever holds `mutex`.
   const drivers::RetryCounters* slm_retries = nullptr;
   const drivers::RetryCounters* camera_retries = nullptr;

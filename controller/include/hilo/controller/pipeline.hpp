@@ -35,6 +35,7 @@
 #include "hilo/distill/jobs.hpp"
 #include "hilo/distill/student_jobs.hpp"
 #include "hilo/drivers/bench_config.hpp"
+#include "hilo/drivers/open_bench.hpp"
 #include "hilo/drivers/camera.hpp"
 #include "hilo/drivers/clock.hpp"
 #include "hilo/drivers/slm.hpp"
@@ -89,7 +90,7 @@ struct PipelineBench {
   drivers::Slm& input;
   drivers::Slm* element = nullptr;   // null: a fixed mask (set through `simulator`, or nothing to drive)
   drivers::Camera& camera;
-  sim::BenchOptions design;          // the optics as designed (the config's simulator section)
+  sim::BenchOptions design;          // the optics as designed (the config's design section)
   // Simulator mode: the simulated bench (ground truth for the report, the fixed mask) and a reset that
   // installs an as-built profile, re-seeds the sensor noise and rewinds the simulated clock.
   sim::SimulatedBench* simulator = nullptr;
@@ -116,14 +117,15 @@ struct PipelineResult {
   nlohmann::json report;
 };
 
-// The PipelineBench of a bench built from a config file (hilod, hilo-pipeline). Needs the config's
-// `simulator:` section (the design model). In simulator mode (bench.simulator set) the reset installs
-// the profile on the simulated bench, re-seeds the simulated camera (when the camera is one) and, with a
-// virtual clock, rewinds it to 0; profiles load from `<config dir>/profiles/<name>.yaml`.
-// Throws std::invalid_argument when the config has no simulator section.
-PipelineBench pipeline_bench(drivers::Bench& bench, const drivers::BenchConfig& config,
-                             const std::filesystem::path& config_path, drivers::Clock& clock,
-                             drivers::ManualClock* virtual_clock, std::mutex* mutex);
+// The PipelineBench of an opened bench (drivers::open_bench; hilod, hilo-pipeline, the tests). The
+// design is the config's `design:` (or, without one, its simulator section less the profile); the
+// mutex is the bench's device mutex. In simulator mode (bench.simulator set) the reset installs the
+// profile on the simulated bench, re-seeds the simulated camera (when the camera is one) and, with a
+// virtual clock, rewinds it to 0; profiles load from `<config dir>/profiles/<name>.yaml`. On hardware
+// there is no reset and no profile: the pipeline measures the bench as it is (profiles must be empty).
+// Throws std::invalid_argument when the config has no design.
+PipelineBench pipeline_bench(drivers::OpenBench& bench, const drivers::BenchConfig& config,
+                             const std::filesystem::path& config_path);
 
 // Runs (or resumes) the pipeline in run_dir. Throws std::runtime_error / std::invalid_argument for
 // invalid config, missing data, or a device fault (with the device's message); stages completed before

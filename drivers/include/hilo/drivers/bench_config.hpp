@@ -1,12 +1,13 @@
 #pragma once
-// The bench configuration: which backend plays each device role, with its options, and the factory
-// the daemon calls to build the devices.
+// The bench configuration: which backend plays each device role, with its options, the designed
+// optics, and make_bench (the devices, unopened). Front ends open a bench with open_bench.hpp.
 //
 // YAML (configs/sim.yaml, configs/lab-example.yaml; schema in docs/devices.md):
 //   roles:
 //     input:   {backend: sim | display, ...backend options, retry: {...}}
 //     element: {backend: sim | display | fixed, ...}
 //     camera:  {backend: sim | opencv | genicam, ...}
+//   design:    {...}   # the optics as designed (sim::parse_design); what the pipeline needs
 //   simulator: {...}   # hilo::sim::load_bench; required when any role uses backend sim
 //
 // Parsing is strict: an unknown key, a wrong type or a value out of range throws sim::ConfigError whose
@@ -54,6 +55,11 @@ struct BenchConfig {
   SlmRoleConfig element;
   CameraRoleConfig camera;
   std::optional<sim::BenchOptions> simulator;  // present iff the file has a `simulator:` section
+  // The optics as designed, ideal profile: the `design:` section, or, in a file without one, the
+  // `simulator:` section less its profile (the simulated bench is built as designed). Absent when the
+  // file has neither: the bench then serves captures but not the pipeline.
+  std::optional<sim::BenchOptions> design;
+  bool has_hardware() const;  // any role not backed by the simulator
 };
 
 // `source` prefixes error messages; `base_dir` resolves the simulator's relative profile path.
@@ -73,8 +79,9 @@ struct Bench {
   std::unique_ptr<RetryingCamera> camera;
 };
 
-// Builds (does not open) the devices. The clock must outlive the bench. Throws sim::ConfigError when
-// the configuration is inconsistent (a sim role without a simulator section).
-Bench make_bench(const BenchConfig& config, Clock& clock);
+// Builds (does not open) the devices over `clock`, which must outlive the bench: open_bench without
+// the opening, for tests that drive each step. Throws sim::ConfigError when the configuration is
+// inconsistent (a sim role without a simulator section).
+Bench make_bench(const BenchConfig& config, Clock& clock);  // drivers/src/open_bench.cpp
 
 }  // namespace hilo::drivers

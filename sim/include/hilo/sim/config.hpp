@@ -10,6 +10,7 @@
 // Missing files and YAML syntax errors throw ConfigError too. Omitted keys keep the Options' defaults.
 // The schema of every file is in docs/sim.md.
 #include <filesystem>
+#include <optional>
 #include <string>
 
 #include "hilo/sim/as_built.hpp"
@@ -35,5 +36,10 @@ CameraOptions load_camera(const std::filesystem::path& path);
 BenchOptions parse_bench(const std::string& yaml_text, const std::string& source,
                          const std::filesystem::path& base_dir);
 BenchOptions load_bench(const std::filesystem::path& path);
+
+// The `design:` section of a bench document: the optics as designed (wavelength, input, element,
+// camera; the keys of `simulator:` without `profile`), read as strictly. The profile of the result is
+// the ideal one. std::nullopt when the document has no `design:` section.
+std::optional<BenchOptions> parse_design(const std::string& yaml_text, const std::string& source);
 
 }  // namespace hilo::sim
