@@ -205,7 +205,8 @@ TEST(RetryCounters, EveryDisconnectIsCountedOnceIncludingOnTheLastDriverAttempt)
   dr::RetryPolicy policy;
   policy.max_attempts = 3;
   dr::RetryingCamera cam(std::move(owned), policy, clock);
-  Devices devices{h.slm, cam, {}};
+  std::mutex device_mu;
+  Devices devices{h.slm, cam, device_mu};
   devices.camera_retries = &cam.counters();
   CaptureOptions opt;
   opt.max_input_attempts = 2;
