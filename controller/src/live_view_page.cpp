@@ -30,12 +30,12 @@ th { background: #eee; }
 <h1>hilod live view <span id="conn" class="bad">connecting</span> <span class="muted">(read-only)</span></h1>
 <div class="grid">
   <div class="card"><h2>Camera frame</h2>
-    <img id="frame" class="pv" alt="latest camera frame">
+    <img id="frame" class="pv" alt="latest camera frame" src="data:image/gif;base64,R0lGODlhAQABAAAAACH5BAEKAAEALAAAAAABAAEAAAICTAEAOw==">
     <canvas id="hist" width="256" height="60"></canvas>
     <div id="framestats" class="muted">no frame yet</div></div>
-  <div class="card"><h2>Input SLM</h2><img id="input_slm" class="pv" alt="input SLM pattern">
+  <div class="card"><h2>Input SLM</h2><img id="input_slm" class="pv" alt="input SLM pattern" src="data:image/gif;base64,R0lGODlhAQABAAAAACH5BAEKAAEALAAAAAABAAEAAAICTAEAOw==">
     <div id="input_slm_info" class="muted">no pattern yet</div></div>
-  <div class="card"><h2>Element SLM</h2><img id="element_slm" class="pv" alt="element SLM pattern">
+  <div class="card"><h2>Element SLM</h2><img id="element_slm" class="pv" alt="element SLM pattern" src="data:image/gif;base64,R0lGODlhAQABAAAAACH5BAEKAAEALAAAAAABAAEAAAICTAEAOw==">
     <div id="element_slm_info" class="muted">no pattern yet</div></div>
   <div class="card"><h2>Job</h2>
     <div id="job">no job yet</div>

@@ -277,7 +277,7 @@ class PageInChromium(unittest.TestCase):
                 while c.job(job["job_id"])["state"] in ("queued", "running"):
                     # Read in one script call: the page may replace elements between a find and a read.
                     src = drv.execute_script("return document.getElementById('frame').getAttribute('src')")
-                    if src:
+                    if src and not src.startswith("data:"):  # the page's blank placeholder
                         seen.add(src)
                     status, _, body = d.request("GET", "/preview/frame.png")
                     if status == 200:
