@@ -161,11 +161,12 @@ TEST_F(GenicamCameraTest, KilledCameraIsDisconnectedNotAHang) {
   ASSERT_FALSE(open_when_up(cam));
   ASSERT_TRUE(cam.grab(milliseconds(2000)).ok());
   fake_->kill(SIGKILL);
-  // Packets the camera sent just before it died may still complete one frame; after that, grab()
-  // must report disconnected within the GVCP retry time instead of hanging.
+  // Packets the camera sent just before it died may still complete one frame, or leave one torn
+  // (an Aravis buffer completed with status 2, "timeout" → corrupt_frame; seen once in a fresh clone); after
+  // that, grab() must report disconnected within the GVCP retry time instead of hanging.
   const auto t0 = std::chrono::steady_clock::now();
   DeviceResult<Frame> f = cam.grab(milliseconds(200));
-  for (int i = 0; i < 3 && f.ok(); ++i) f = cam.grab(milliseconds(200));
+  for (int i = 0; i < 3 && (f.ok() || f.error().code == DeviceErrc::corrupt_frame); ++i) f = cam.grab(milliseconds(200));
   const double waited_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   ASSERT_FALSE(f.ok());
   EXPECT_EQ(f.error().code, DeviceErrc::disconnected) << f.error().message;
