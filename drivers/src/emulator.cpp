@@ -342,6 +342,10 @@ void Emulator::fill(void* buffer_ptr, std::uint32_t exposure_us, std::uint32_t g
     for (int r = 0; r < rows; ++r)
       std::memcpy(data + static_cast<std::size_t>(r) * w * bpp, pixels.ptr(r), static_cast<std::size_t>(cols) * bpp);
   }
+  const std::uint64_t rendered_ns = monotonic_ns();
+  // The frame leaves the camera when its exposure ends; rendering counts as part of it.
+  const std::uint64_t exposure_end_ns = t_ns + static_cast<std::uint64_t>(exposure_us) * 1000u;
+  if (rendered_ns < exposure_end_ns) std::this_thread::sleep_for(std::chrono::nanoseconds(exposure_end_ns - rendered_ns));
   const std::uint32_t id = m.take_id();
   arv_buffer_set_frame_id(buffer, id);
   arv_buffer_set_timestamp(buffer, t_ns);
@@ -355,6 +359,7 @@ void Emulator::fill(void* buffer_ptr, std::uint32_t exposure_us, std::uint32_t g
                {"input_crc32", pattern_crc32(imaged)},
                {"screen_crc32", pattern_crc32(m.current_input)},
                {"frame_crc32", frame_crc},
+               {"render_us", (rendered_ns - t_ns) / 1000},
                {"exposure_us", exposure_us},
                {"gain", gain},
                {"pixel_format", mono8 ? "Mono8" : pixel_format == ARV_PIXEL_FORMAT_MONO_16 ? "Mono16" : "other"}});

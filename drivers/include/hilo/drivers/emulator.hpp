@@ -20,7 +20,9 @@
 // the ADC counts unscaled; Mono8 carries counts >> (bit_depth − 8).
 //
 // Acquisition: free-running at frame_rate_hz, or one frame per software trigger (TriggerMode On,
-// TriggerSource Software). Frame ids count delivered frames 1, 2, … (wrapping after 65535 as GVSP 1.x
+// TriggerSource Software; a pending trigger is served within 1 ms). A frame is sent when its exposure
+// ends (exposure_us after the screen was read; rendering, about 3 ms for 144 × 144, runs during it), so
+// the rate a capture reaches is the rate a real camera of that exposure would allow. Frame ids count delivered frames 1, 2, … (wrapping after 65535 as GVSP 1.x
 // ids do); timestamps are CLOCK_MONOTONIC (= std::chrono::steady_clock on Linux) in ns at the moment
 // the screen was read, i.e. the start of the exposure.
 //
@@ -31,7 +33,7 @@
 //
 // Frame log (JSON lines, one object per due frame, flushed per line):
 //   {"frame_id", "timestamp_ns", "delivered", "fault", "input_crc32", "screen_crc32", "frame_crc32",
-//    "exposure_us", "gain", "pixel_format"}
+//    "render_us", "exposure_us", "gain", "pixel_format"}
 // input_crc32 is the CRC-32 (zlib's) of the rows × cols input levels the frame imaged, row-major;
 // screen_crc32 that of the levels on the input monitor at read time (differs on a slow-SLM frame);
 // frame_crc32 that of the payload bytes as sent (Mono16 little-endian), so a stored frame is found in
