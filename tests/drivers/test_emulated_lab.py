@@ -31,7 +31,7 @@ HILOD, EMULATOR, ROOT = sys.argv[1:4]
 N_CAPTURE = int(sys.argv[4]) if len(sys.argv) > 4 else 500
 sys.path.insert(0, os.path.join(ROOT, "scripts", "python"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "controller"))
-from hilo import Client, load_run  # noqa: E402
+from hilo import Client, HiloError, load_run  # noqa: E402
 from hilod_proc import Hilod  # noqa: E402
 
 CONFIG = os.path.join(ROOT, "configs", "emulated-lab.yaml")
@@ -161,21 +161,24 @@ class ArvCameraTest(unittest.TestCase):
         self.assertGreaterEqual(len(self.lab.frames()) - before, n)
 
 
-class ThroughHilod(unittest.TestCase):
-    """hilod on the emulated lab: camera features and a capture, through the real drivers."""
+class LabWithHilod(unittest.TestCase):
+    """A lab (emulator started with EMULATOR_ARGS) and hilod on configs/emulated-lab.yaml."""
+    EMULATOR_ARGS = ()
 
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory(prefix="hilo_emu_hilod_")
-        cls.lab = Lab(cls.tmp.name)
+        cls.lab = Lab(cls.tmp.name, *cls.EMULATOR_ARGS)
         try:
             old = os.environ.get("DISPLAY")
             os.environ["DISPLAY"] = cls.lab.env["DISPLAY"]
-            cls.d = Hilod(HILOD, cls.tmp.name, config=CONFIG)
-            if old is None:
-                del os.environ["DISPLAY"]
-            else:
-                os.environ["DISPLAY"] = old
+            try:
+                cls.d = Hilod(HILOD, cls.tmp.name, config=CONFIG)
+            finally:
+                if old is None:
+                    del os.environ["DISPLAY"]
+                else:
+                    os.environ["DISPLAY"] = old
             cls.c = Client(cls.d.commands)
         except BaseException:
             cls.lab.stop()
@@ -187,6 +190,21 @@ class ThroughHilod(unittest.TestCase):
         cls.d.stop()
         cls.lab.stop()
         cls.tmp.cleanup()
+
+    def check_every_frame_imaged_its_input(self, frames, inputs):
+        by_frame = {}
+        for e in self.lab.frames():
+            if e.get("delivered"):
+                by_frame.setdefault(e["frame_crc32"], []).append(e)
+        for k in range(len(frames)):
+            logged = by_frame.get(crc(frames[k]))
+            self.assertIsNotNone(logged, f"record {k}: the stored frame is none the emulator sent")
+            self.assertEqual({e["input_crc32"] for e in logged}, {crc(inputs[k])},
+                             f"record {k}: the frame imaged another input than the one it is filed under")
+
+
+class ThroughHilod(LabWithHilod):
+    """hilod on the emulated lab: camera features and a capture, through the real drivers."""
 
     def signal_counts(self, exposure_ms, gain_db, level=100, n=4):
         """Mean counts of a uniform input at `level` less those of a dark input, at one camera setting."""
@@ -225,15 +243,7 @@ class ThroughHilod(unittest.TestCase):
         self.assertEqual(frames.dtype, np.uint16)
         np.testing.assert_array_equal(indices, np.arange(N_CAPTURE))
 
-        by_frame = {}
-        for e in self.lab.frames():
-            if e.get("delivered"):
-                by_frame.setdefault(e["frame_crc32"], []).append(e)
-        for k in range(N_CAPTURE):
-            logged = by_frame.get(crc(frames[k]))
-            self.assertIsNotNone(logged, f"record {k}: the stored frame is none the emulator sent")
-            self.assertEqual({e["input_crc32"] for e in logged}, {crc(inputs[k])},
-                             f"record {k}: the frame imaged another input than the one it is filed under")
+        self.check_every_frame_imaged_its_input(frames, inputs)
         # the stored inputs and labels are the dataset's, read here from the IDX files themselves
         images, truth = fashion_mnist_train(N_CAPTURE)
         np.testing.assert_array_equal(inputs, images)
@@ -242,6 +252,61 @@ class ThroughHilod(unittest.TestCase):
         self.assertEqual(len({crc(f) for f in frames}), N_CAPTURE)
         print(f"capture of {N_CAPTURE} images through hilod on the emulated lab: {elapsed:.1f} s "
               f"({N_CAPTURE / elapsed:.1f} frames/s); stats {json.dumps(rec.get('stats', {}))}")
+
+
+class DroppedFramesAndTimeouts(LabWithHilod):
+    """2 % dropped frames and 2 % timeouts: hilod's capture re-grabs, files nothing wrongly, counts each."""
+    EMULATOR_ARGS = ("--dropped-frame-fraction", "0.02", "--timeout-fraction", "0.02", "--fault-seed", "7")
+
+    def test_capture_counts_every_fault_and_misattributes_nothing(self):
+        n = 200
+        rec = self.c.capture(start=0, count=n, split="test", timeout_ms=300, wait=True, timeout_s=120)
+        self.assertEqual(rec["state"], "done", rec)
+        _, arrays = load_run(os.path.join(self.tmp.name, "data", rec["run_id"]))
+        self.check_every_frame_imaged_its_input(arrays["frames"], arrays["inputs"])
+        log = self.lab.frames()
+        dropped = sum(e["fault"] == "dropped" for e in log)
+        timeouts = sum(e["fault"] == "timeout" for e in log)
+        self.assertGreater(dropped, 0)
+        self.assertGreater(timeouts, 0)
+        st = rec["stats"]["capture"]
+        # A faulted frame makes the driver's grab time out; the retry wrapper grabs again. A dropped
+        # frame's id is missing, so the next frame shows a gap: the capture re-shows and re-grabs.
+        self.assertEqual(st["camera_driver"]["retries"] + st["timeouts"], dropped + timeouts, st)
+        self.assertEqual(st["gap_frames"], dropped, st)
+        self.assertEqual(st["frames_dropped"], dropped, st)
+        self.assertEqual(st["frames_stored"], n, st)
+        print(f"faults logged: {dropped} dropped, {timeouts} timeouts; capture stats {json.dumps(st)}")
+
+
+class SlowSlmAndDisappearingCamera(LabWithHilod):
+    """The slow-SLM fault images the previous input; the camera vanishes after 11 delivered frames."""
+    EMULATOR_ARGS = ("--slow-slm-fraction", "0.5", "--disappear-after-frames", "11", "--fault-seed", "3")
+
+    def test_slow_slm_frames_image_the_previous_pattern_then_the_camera_disappears(self):
+        a = np.zeros((112, 112), np.uint8)
+        a[28:84, 28:56] = 200
+        b = np.zeros((112, 112), np.uint8)
+        b[28:84, 56:84] = 200
+        self.c.show(a)
+        self.c.grab(timeout_ms=2000)  # the emulator has now seen A
+        self.c.show(b)
+        grabbed = [crc(self.c.grab(timeout_ms=2000)) for _ in range(10)]
+        log = {e["frame_crc32"]: e for e in self.lab.frames() if e.get("delivered")}
+        imaged = [log[g]["input_crc32"] for g in grabbed]
+        ca = crc(a[::4, ::4])
+        cb = crc(b[::4, ::4])
+        slow = [log[g]["fault"] == "slow_slm" for g in grabbed]
+        self.assertEqual(imaged, [ca if s_ else cb for s_ in slow])
+        self.assertTrue(any(slow) and not all(slow), slow)
+        self.assertTrue(all(log[g]["screen_crc32"] == cb for g in grabbed), [log[g] for g in grabbed])
+        self.assertEqual(len(log), 11)  # the last frame the camera sends
+        with self.assertRaises(HiloError) as e:
+            self.c.grab(timeout_ms=500)
+        self.assertEqual(e.exception.code, "device_error", e.exception.message)
+        self.assertTrue(e.exception.message.endswith("[disconnected]"), e.exception.message)
+        self.assertTrue(any(x.get("event") == "disappeared" for x in self.lab.frames()), self.lab.frames()[-2:])
+        self.assertEqual(self.c.call("devices.list")["devices"][1]["state"], "disconnected")
 
 
 if __name__ == "__main__":
