@@ -216,8 +216,14 @@ Emulator::~Emulator() {
 }
 
 namespace {
+// Runs on Aravis' camera thread: nothing may escape into C. A frame that cannot be rendered (X error,
+// a region the emulator cannot read) is reported and sent as it is (zeros), like a camera glitch.
 void fill_trampoline(ArvBuffer* buffer, void* self, guint32 exposure_us, guint32 gain, ArvPixelFormat pf) {
-  static_cast<Emulator*>(self)->fill(buffer, exposure_us, gain, pf);
+  try {
+    static_cast<Emulator*>(self)->fill(buffer, exposure_us, gain, pf);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "hilo-emulator: frame not rendered: %s\n", e.what());
+  }
 }
 }  // namespace
 
@@ -265,6 +271,7 @@ void Emulator::start() {
   if (!m.opt.log.empty()) {
     m.log = std::fopen(m.opt.log.c_str(), "w");
     if (m.log == nullptr) throw std::runtime_error("cannot write the frame log " + m.opt.log);
+    m.write_log({{"event", "options"}, {"options", m.opt}});
   }
 
   const std::string& address = m.bench.camera.genicam.address;

@@ -99,9 +99,16 @@ class Lab:
             self.stop()
             raise
 
-    def frames(self):
+    def lines(self):
         with open(self.log) as f:
             return [json.loads(line) for line in f if line.strip()]
+
+    def frames(self):
+        """One entry per due frame (delivered or not)."""
+        return [e for e in self.lines() if "event" not in e]
+
+    def events(self):
+        return [e for e in self.lines() if "event" in e]
 
     def stop(self):
         for p in reversed(self.peers):
@@ -305,7 +312,8 @@ class SlowSlmAndDisappearingCamera(LabWithHilod):
             self.c.grab(timeout_ms=500)
         self.assertEqual(e.exception.code, "device_error", e.exception.message)
         self.assertTrue(e.exception.message.endswith("[disconnected]"), e.exception.message)
-        self.assertTrue(any(x.get("event") == "disappeared" for x in self.lab.frames()), self.lab.frames()[-2:])
+        self.assertIn({"event": "disappeared", "after_frames": 11}, self.lab.events())
+        self.assertEqual(self.lab.events()[0]["options"]["faults"]["disappear_after_frames"], 11)
         self.assertEqual(self.c.call("devices.list")["devices"][1]["state"], "disconnected")
 
 

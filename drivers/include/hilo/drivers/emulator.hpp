@@ -22,16 +22,18 @@
 // Acquisition: free-running at frame_rate_hz, or one frame per software trigger (TriggerMode On,
 // TriggerSource Software; a pending trigger is served within 1 ms). A frame is sent when its exposure
 // ends (exposure_us after the screen was read; rendering, about 3 ms for 144 × 144, runs during it), so
-// the rate a capture reaches is the rate a real camera of that exposure would allow. Frame ids count delivered frames 1, 2, … (wrapping after 65535 as GVSP 1.x
-// ids do); timestamps are CLOCK_MONOTONIC (= std::chrono::steady_clock on Linux) in ns at the moment
-// the screen was read, i.e. the start of the exposure.
+// the rate a capture reaches is the rate a real camera of that exposure would allow. Frame ids count
+// the frames taken, delivered or dropped: 1, 2, … (wrapping after 65535 as GVSP 1.x ids do).
+// Timestamps are CLOCK_MONOTONIC (= std::chrono::steady_clock on Linux) in ns at the moment the screen
+// was read, i.e. the start of the exposure.
 //
 // Faults (seeded): a slow SLM (the frame images the input pattern shown before the current one), a
 // dropped frame (rendered, its id consumed, never delivered: the receiver sees a gap), a timeout (no
 // frame for a trigger or a frame period; no id consumed), and a camera that disappears after N
 // delivered frames (GVCP and GVSP stop answering; the process keeps running until signalled).
 //
-// Frame log (JSON lines, one object per due frame, flushed per line):
+// Frame log (JSON lines, flushed per line): first {"event": "options", "options": EmulatorOptions as
+// JSON}, then one object per due frame:
 //   {"frame_id", "timestamp_ns", "delivered", "fault", "input_crc32", "screen_crc32", "frame_crc32",
 //    "render_us", "exposure_us", "gain", "pixel_format"}
 // input_crc32 is the CRC-32 (zlib's) of the rows × cols input levels the frame imaged, row-major;
