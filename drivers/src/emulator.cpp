@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <algorithm>
 #include <cstring>
 #include <mutex>
@@ -246,7 +247,11 @@ void Emulator::start() {
     throw std::runtime_error("the emulator reads one X screen: input and element must share display and screen");
   XInitThreads();
   m.dpy = XOpenDisplay(in.display.empty() ? nullptr : in.display.c_str());
-  if (m.dpy == nullptr) throw std::runtime_error("cannot open X display '" + in.display + "'");
+  if (m.dpy == nullptr) {
+    const char* env = std::getenv("DISPLAY");
+    throw std::runtime_error("cannot open X display " + (in.display.empty() ? "$DISPLAY='" + std::string(env ? env : "") + "'"
+                                                                            : "'" + in.display + "'"));
+  }
   m.screen = in.screen < 0 ? DefaultScreen(m.dpy) : in.screen;
   if (m.screen >= ScreenCount(m.dpy)) throw std::runtime_error("X display has no screen " + std::to_string(m.screen));
   const auto monitors = x11_monitors(m.dpy, m.screen);
