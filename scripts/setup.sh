@@ -17,6 +17,7 @@ packages=(
   libusb-1.0-0-dev  # aravis-0.8.pc requires it, libaravis-dev does not pull it in
   # real peers for the device tests: X server, GStreamer sources, Aravis' fake GigE camera
   xvfb x11-utils aravis-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  x11-xserver-utils  # xrandr --setmonitor: the two SLM monitors of the emulated lab on one Xvfb screen
   # fuzzing (libFuzzer ships with clang)
   clang-14 libclang-rt-14-dev
   # python client and analysis scripts (Debian's python3, not a pyenv one); the client installs with

@@ -1,4 +1,5 @@
 #include "hilo/drivers/display_slm.hpp"
+#include "x11_monitors.hpp"
 
 #include <bit>
 #include <cstring>
@@ -15,6 +16,22 @@
 #endif
 
 namespace hilo::drivers {
+
+std::vector<MonitorGeometry> x11_monitors(Display* dpy, int screen) {
+  std::vector<MonitorGeometry> monitors;
+#ifdef HILO_HAVE_XRANDR
+  int ev = 0, er = 0, major = 0, minor = 0;
+  if (XRRQueryExtension(dpy, &ev, &er) && XRRQueryVersion(dpy, &major, &minor) &&
+      (major > 1 || (major == 1 && minor >= 5))) {
+    int n = 0;
+    XRRMonitorInfo* info = XRRGetMonitors(dpy, RootWindow(dpy, screen), True, &n);
+    for (int i = 0; i < n; ++i) monitors.push_back({info[i].x, info[i].y, info[i].width, info[i].height});
+    if (info) XRRFreeMonitors(info);
+  }
+#endif
+  if (monitors.empty()) monitors.push_back({0, 0, DisplayWidth(dpy, screen), DisplayHeight(dpy, screen)});
+  return monitors;
+}
 
 namespace {
 
@@ -125,18 +142,7 @@ DeviceStatus DisplaySlm::open() {
   }
   const Window root = RootWindow(dpy, screen);
 
-  std::vector<MonitorGeometry> monitors;
-#ifdef HILO_HAVE_XRANDR
-  int ev = 0, er = 0, major = 0, minor = 0;
-  if (XRRQueryExtension(dpy, &ev, &er) && XRRQueryVersion(dpy, &major, &minor) &&
-      (major > 1 || (major == 1 && minor >= 5))) {
-    int n = 0;
-    XRRMonitorInfo* info = XRRGetMonitors(dpy, root, True, &n);
-    for (int i = 0; i < n; ++i) monitors.push_back({info[i].x, info[i].y, info[i].width, info[i].height});
-    if (info) XRRFreeMonitors(info);
-  }
-#endif
-  if (monitors.empty()) monitors.push_back({0, 0, DisplayWidth(dpy, screen), DisplayHeight(dpy, screen)});
+  const std::vector<MonitorGeometry> monitors = x11_monitors(dpy, screen);
   if (options_.monitor >= static_cast<int>(monitors.size())) {
     release(true);
     return error(DeviceErrc::invalid_argument, "screen " + std::to_string(screen) + " of " + shown + " has " +

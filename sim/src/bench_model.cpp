@@ -138,6 +138,15 @@ void SimulatedBench::set_profile(const AsBuiltProfile& profile) {
   invalidate_psfs();
 }
 
+void SimulatedBench::set_camera_settings(double exposure_ms, double gain_e_per_count) {
+  if (exposure_ms == opt_.camera.exposure_ms && gain_e_per_count == opt_.camera.gain_e_per_count) return;
+  BenchOptions next = opt_;
+  next.camera.exposure_ms = exposure_ms;
+  next.camera.gain_e_per_count = gain_e_per_count;
+  camera_ = CameraModel(bench_camera(next));  // validates before anything changes
+  opt_ = std::move(next);
+}
+
 void SimulatedBench::invalidate_psfs() {
   psfs_valid_ = false;
   design_imager_.reset();

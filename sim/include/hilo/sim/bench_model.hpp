@@ -95,6 +95,10 @@ class SimulatedBench {
   // Swap the as-built profile (e.g. ideal vs moderate) keeping input and element. The camera is rebuilt
   // with the profile's sensor noise and the profile's seed as its fixed-pattern seed.
   void set_profile(const AsBuiltProfile& profile);
+  // Change the camera's exposure (ms, > 0) and conversion gain (e-/count, > 0) as a camera's exposure
+  // and gain features would, keeping everything else (hot pixels, caches). Throws ConfigError when the
+  // resulting camera options do not validate.
+  void set_camera_settings(double exposure_ms, double gain_e_per_count);
 
   // One camera frame at time t_s ≥ 0 (drift), noise from rng. Throws std::logic_error if no input or no
   // element has been set.
