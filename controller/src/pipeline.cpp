@@ -157,10 +157,7 @@ std::string PipelineConfig::validate() const {
   if (threads < 1 || threads > 64) return "threads must be in [1, 64], got " + std::to_string(threads);
   if (design_refit_epochs < 0) return "deploy.design_refit_epochs must be >= 0";
   if (test_images < 0) return "bench.test_images must be >= 0 (0 = all)";
-  if (frames < 1 || frames > 64) return "bench.frames must be in [1, 64], got " + std::to_string(frames);
-  if (drift_every < 10) return "bench.drift_every must be >= 10 images, got " + std::to_string(drift_every);
-  if (drift_action != "update" && drift_action != "report") return "bench.drift_action must be \"update\" or \"report\", got \"" + drift_action + "\"";
-  if (auto e = drift.validate(); !e.empty()) return "bench.drift: " + e;
+  if (auto e = measure_options().validate(); !e.empty()) return "bench." + e;
   if (fractions.empty()) return "measure.fractions must not be empty";
   for (double f : fractions)
     if (!(f > 0 && f <= 1)) return "measure.fractions must be in (0, 1], got " + std::to_string(f);
@@ -179,6 +176,15 @@ std::string PipelineConfig::validate() const {
   return {};
 }
 
+calibration::MeasureOptions PipelineConfig::measure_options() const {
+  calibration::MeasureOptions m;
+  m.frames = frames;
+  m.drift_every = drift_every;
+  m.drift = drift;
+  m.drift_action = drift_action;
+  return m;
+}
+
 // ------------------------------------------------------------------------------------------ helpers
 namespace {
 
@@ -188,20 +194,6 @@ json read_json(const fs::path& p) {
   std::ifstream in(p);
   if (!in) throw std::runtime_error("cannot read " + p.string());
   return json::parse(in);
-}
-
-void write_matrix(const fs::path& p, const MatD& m) {
-  sim::write_npy(p, sim::make_npy<double>(std::span<const double>(m.data(), std::size_t(m.size())),
-                                          {std::size_t(m.rows()), std::size_t(m.cols())}));
-}
-
-MatD read_matrix(const fs::path& p) {
-  const auto a = sim::read_npy(p);
-  if (a.shape.size() != 2) throw std::runtime_error(p.string() + ": expected a 2-D array");
-  const auto v = sim::as_doubles(a, p.string());
-  MatD m(Eigen::Index(a.shape[0]), Eigen::Index(a.shape[1]));
-  std::copy(v.begin(), v.end(), m.data());
-  return m;
 }
 
 cv::Mat confusion(const MatD& logits, const std::vector<int>& y, int classes) {
@@ -273,14 +265,12 @@ std::string pct(double v) {
   return b;
 }
 
-// Runs f with the bench mutex held (when there is one).
-template <typename F>
-auto with_bench(PipelineBench& b, F&& f) {
-  if (b.mutex) {
-    std::lock_guard lk(*b.mutex);
-    return f();
-  }
-  return f();
+calibration::ExperimentBench experiment_bench(PipelineBench& b) {
+  calibration::ExperimentBench eb{b.input, b.element, b.camera};
+  if (b.simulator) eb.install_fixed_mask = [sim = b.simulator](const sim::RArray& phase) { sim->set_element_phase(phase); };
+  eb.now_s = b.now_s;
+  eb.mutex = b.mutex;
+  return eb;
 }
 
 struct Stopped {};
@@ -466,94 +456,54 @@ json Runner::stage_profile(const std::string& name, int index) {
     b_.reset_simulator(profile, stage_seed(c_.seed, 100 + std::uint64_t(index)));
   }
   std::mt19937_64 rng(stage_seed(c_.seed, 200 + std::uint64_t(index)));
-  calibration::ProbeRig rig(b_.input, b_.camera);
-  const sim::SlmModel slm_model(b_.design.element.slm);
-  calibration::ShowElementFn show = [&](const sim::RArray& phase) -> drivers::DeviceStatus {
-    if (b_.element) return calibration::deploy_phase(*b_.element, phase, slm_model);
-    if (b_.simulator) b_.simulator->set_element_phase(phase);
-    return std::nullopt;
-  };
-  auto cal_opt = c_.calibration;
-  cal_opt.flat_element_for_registration = b_.element != nullptr;
-  if (!b_.element) show(deployment_.design.phase);
   auto throw_dev = [&](const drivers::DeviceError& e) { throw std::runtime_error(stage + ": " + e.message); };
-  progress(stage, 0, 100);
-  auto cal = with_bench(b_, [&] { return calibration::calibrate_bench(rig, *design_, deployment_, show, cal_opt, rng); });
-  if (!cal) throw_dev(cal.error());
-  const auto& bc = cal.value().calibration;
-  std::optional<sim::Pose> truth_at_calibration;
-  if (b_.simulator) truth_at_calibration = b_.simulator->true_pose(b_.now_s ? b_.now_s() : 0.0);
-  log(stage + ": calibrated: " + cal.value().summary.dump());
-  // Drift reference right after calibration, checked again at the end.
-  const calibration::DriftOptions& drift_opt = c_.drift;
   auto now = [&] { return b_.now_s ? b_.now_s() : 0.0; };
-  auto dref = with_bench(b_, [&] { return calibration::capture_drift_reference(rig, bc.dark, bc.pose, now(), drift_opt, rng); });
-  if (!dref) throw_dev(dref.error());
 
-  // Measure the test set and the largest subset.
+  // Measure the test set, the validation split and the largest subset, in that order.
   const double fmax = *std::max_element(c_.fractions.begin(), c_.fractions.end());
   calibration::SubsetOptions so;
   so.strategy = c_.strategy;
   so.fraction = fmax;
+  std::int64_t total = 0;
+  calibration::ExperimentControl ec;
+  ec.progress = [&](std::int64_t n) { progress(stage, n, total); };
+  ec.stop = [this] { return stop(); };
+  ec.log = [&](const std::string& line) { log(stage + ": " + line); };
+  ec.on_drift = ctl_.on_drift;
+  calibration::ExperimentBench eb = experiment_bench(b_);
+  calibration::Experiment ex(eb, *design_, deployment_, *deployed_, c_.measure_options(), ec, name);
+
+  progress(stage, 0, 100);
+  auto cal = ex.calibrate(c_.calibration, rng);
+  if (!cal) throw_dev(cal.error());
+  std::optional<sim::Pose> truth_at_calibration;
+  if (b_.simulator) truth_at_calibration = b_.simulator->true_pose(ex.calibrated_at_s());
+  log(stage + ": calibrated: " + cal.value().summary.dump());
+
   const MatD teacher_space = distill::predict(*teacher_, data_.train.x).cast<double>();
   const auto chosen = calibration::select_subset(so, data_.train.y, teacher_space, rng);
   std::vector<int> idx(chosen.begin(), chosen.end());
   const distill::Dataset sub = distill::take(data_.train, idx);
-  const std::int64_t total = std::int64_t(test_x_.rows() + data_.val.size() + sub.size());
-  calibration::ExtractOptions ex;
-  auto stop_fn = [this] { return stop(); };
-  std::int64_t offset = 0;
-  calibration::BenchCalibration live = bc;  // the calibration as drift updates leave it
-  json drift_checks = json::array();
-  auto check_drift_now = [&] {
-    auto r = with_bench(b_, [&] { return calibration::check_drift(rig, dref.value(), live.dark, now(), c_.drift); });
-    if (!r) throw_dev(r.error());
-    const auto& dr = r.value();
-    json j = {{"t_s", dr.t_s}, {"measured_images", offset}, {"displacement_px", dr.displacement_px},
-              {"gain_change", dr.gain_change}, {"exceeded", dr.exceeded}, {"message", dr.message}};
-    if (dr.exceeded) {
-      j["action"] = c_.drift_action;
-      j["profile"] = name;
-      if (c_.drift_action == "update") {
-        live.pose = dr.updated_pose;
-        live.gain = bc.gain * dr.updated_pose.gain / std::max(1e-12, dref.value().pose.gain);
-      }
-      log(stage + ": " + dr.message + (c_.drift_action == "update" ? " (calibration updated)" : ""));
-      if (ctl_.on_drift) ctl_.on_drift(j);
-    }
-    drift_checks.push_back(j);
-  };
+  total = std::int64_t(test_x_.rows() + data_.val.size() + sub.size());
   auto measure = [&](const distill::Mat<float>& x) {
-    MatD out(x.rows(), deployed_->feature_dim());
-    for (Eigen::Index s0 = 0; s0 < x.rows(); s0 += c_.drift_every) {
-      const Eigen::Index m = std::min<Eigen::Index>(c_.drift_every, x.rows() - s0);
-      const distill::Mat<float> part = x.middleRows(s0, m);
-      auto r = with_bench(b_, [&] {
-        return calibration::measure_features(rig, live, ex, deployment_, *deployed_, part, c_.frames,
-                                             [&](std::size_t n, std::size_t) { progress(stage, offset + std::int64_t(n), total); },
-                                             stop_fn);
-      });
-      if (!r) throw_dev(r.error());
-      if (stop()) throw Stopped{};
-      out.middleRows(s0, m) = r.value();
-      offset += m;
-      check_drift_now();
-    }
-    return out;
+    auto r = ex.measure(x);
+    if (!r) throw_dev(r.error());
+    if (stop()) throw Stopped{};
+    return r.value();
   };
   // The test set (evaluation), the validation split (held out from every fit; the compensation sweep
   // selects its settings on it, docs/pipeline.md), and the measured training subset.
   const MatD A_test = measure(test_x_);
   const MatD A_val = measure(data_.val.x);
   const MatD A_sub = measure(sub.x);
-  write_matrix(d / "test_features.npy", A_test);
-  write_matrix(d / "val_features.npy", A_val);
-  write_matrix(d / "subset_features.npy", A_sub);
-  // Sample frames and the end-of-run drift check.
+  calibration::write_features(d / "test_features.npy", A_test);
+  calibration::write_features(d / "val_features.npy", A_val);
+  calibration::write_features(d / "subset_features.npy", A_sub);
+  // Sample frames.
   std::vector<cv::Mat> frames;
   std::vector<std::string> frame_labels;
   for (int i = 0; i < std::min<int>(4, int(test_x_.rows())); ++i) {
-    auto f = with_bench(b_, [&] { return rig.capture(input_image(test_x_, i, data_.train.shape.h, data_.train.shape.w), 1); });
+    auto f = ex.capture(input_image(test_x_, i, data_.train.shape.h, data_.train.shape.w), 1);
     if (!f) throw_dev(f.error());
     cv::Mat shown;  // the input, enlarged to about the frame's size so both read at the same scale
     const cv::Mat in = to_cv(input_image(test_x_, i, data_.train.shape.h, data_.train.shape.w));
@@ -574,38 +524,26 @@ json Runner::stage_profile(const std::string& name, int index) {
   conf["none"] = mat_json(confusion(logits_none, test_y_, C));
   std::vector<double> fr = c_.fractions;
   std::sort(fr.begin(), fr.end(), std::greater<>());
-  json rows = json::array();
+  json rows = json::array(), nested = json::array();
   int step = 0;
   const int steps = int(fr.size()) * 2;
+  const MatD sub_space = distill::predict(*teacher_, sub.x).cast<double>();
   for (double f : fr) {
     // Nested subsets: the smaller fraction is chosen within the largest one by the same strategy.
-    std::vector<std::size_t> pick;
-    if (f >= fmax) {
-      pick.resize(sub.size());
-      std::iota(pick.begin(), pick.end(), std::size_t{0});
-    } else {
-      calibration::SubsetOptions s2 = so;
-      s2.fraction = std::min(1.0, f / fmax);
-      const MatD sub_space = distill::predict(*teacher_, sub.x).cast<double>();
-      pick = calibration::select_subset(s2, sub.y, sub_space, rng);
-    }
-    std::vector<int> pi(pick.begin(), pick.end());
-    MatD a(Eigen::Index(pi.size()), A_sub.cols());
-    for (std::size_t i = 0; i < pi.size(); ++i) a.row(Eigen::Index(i)) = A_sub.row(pi[i]);
-    const distill::Dataset part = distill::take(sub, pi);
-    json row = {{"fraction", f}, {"measured", pi.size()}};
+    const auto pick = calibration::nested_subset(c_.strategy, f, fmax, sub.y, sub_space, rng);
+    nested.push_back({{"fraction", f}, {"indices", pick}});
+    const calibration::MeasuredSubset part = calibration::take_rows(A_sub, sub, pick);
+    json row = {{"fraction", f}, {"measured", pick.size()}};
     for (const auto* o : {&c_.task, &c_.ntkd}) {
       if (stop()) throw Stopped{};
-      distill::OpticalStudent s = clone(*deployed_);
       std::mt19937_64 r2(stage_seed(c_.seed, 300 + std::uint64_t(index) * 10 + std::uint64_t(step)));
-      const auto rep = calibration::refit_backend(s, a, part.y, &*teacher_, &part.x, *o, r2);
-      const MatD lg = s.backend_forward(A_test);
+      const auto t = calibration::compensate(*deployed_, part, *teacher_, *o, r2, A_test, test_y_);
       const std::string mode = calibration::to_string(o->mode);
-      row[mode] = distill::accuracy(lg, test_y_);
+      row[mode] = t.test_accuracy;
       if (f >= fmax) {
-        conf[mode] = mat_json(confusion(lg, test_y_, C));
+        conf[mode] = mat_json(confusion(t.test_logits, test_y_, C));
         json c = json::array();
-        for (const auto& e : rep.epochs) c.push_back({{"epoch", e.epoch}, {"loss", e.loss}, {"ntk_distance", e.ntk_distance}, {"train_acc", e.accuracy}});
+        for (const auto& e : t.report.epochs) c.push_back({{"epoch", e.epoch}, {"loss", e.loss}, {"ntk_distance", e.ntk_distance}, {"train_acc", e.accuracy}});
         curves[mode] = c;
       }
       ++step;
@@ -614,6 +552,8 @@ json Runner::stage_profile(const std::string& name, int index) {
     log(stage + ": f = " + pct(f) + " %: task " + pct(row["task"].get<double>()) + " %, ntkd " + pct(row["ntkd"].get<double>()) + " %");
     rows.push_back(row);
   }
+  // The sweep re-fits on exactly these subsets.
+  io::write_json_atomic(d / "nested_subsets.json", {{"strategy", calibration::to_string(c_.strategy)}, {"fractions", nested}});
   acc["fractions"] = rows;
   json res = {{"profile", name},
               {"calibration", cal.value().summary},
@@ -622,7 +562,7 @@ json Runner::stage_profile(const std::string& name, int index) {
               {"accuracy", acc},
               {"confusion", conf},
               {"compensation_curves", curves},
-              {"drift", {{"checks", drift_checks}, {"action", c_.drift_action},
+              {"drift", {{"checks", ex.drift_checks()}, {"action", c_.drift_action},
                          {"shift_threshold_px", c_.drift.shift_threshold_px}, {"gain_threshold", c_.drift.gain_threshold}}}};
   if (truth_at_calibration) {
     // The simulator's true pose when the calibration ended (what the registration measured) and at the
@@ -747,63 +687,16 @@ PipelineResult Runner::run() {
 
 }  // namespace
 
-SweepEntry sweep_entry_from_json(const std::string& name, const json& j) {
-  SweepEntry e;
-  e.name = name;
-  e.options.mode = calibration::parse_compensation_mode(j.value("mode", std::string("ntkd")));
-  e.options = compensation_from_json(j, e.options, "sweep." + name);
-  if (auto err = e.options.validate(); !err.empty()) throw std::invalid_argument("sweep." + name + ": " + err);
-  return e;
-}
-
 json sweep_compensation(const fs::path& run_dir, const std::string& profile, const std::vector<SweepEntry>& grid,
                         const std::vector<std::uint64_t>& seeds, const std::vector<double>& fractions,
                         const std::function<void(const std::string&)>& log) {
-  const json cfg = read_json(run_dir / "config.json");
-  const PipelineConfig c = PipelineConfig::from_json(cfg);
+  const PipelineConfig c = PipelineConfig::from_json(read_json(run_dir / "config.json"));
   Eigen::setNbThreads(c.threads);
-  const fs::path d = run_dir / "bench" / profile;
-  const json res = read_json(d / "result.json");
   const distill::Splits data = distill::load_splits(c.data);
   auto teacher = distill::sequential_from_model<float>(distill::read_model(run_dir / "teacher" / "teacher.hilo"));
   const auto deployed = distill::OpticalStudent::from_model(distill::read_model(run_dir / "deploy" / "student.hilo"));
-  const MatD A_test = read_matrix(d / "test_features.npy"), A_sub = read_matrix(d / "subset_features.npy");
-  const MatD A_val = read_matrix(d / "val_features.npy");
-  const auto test = distill::head(data.test, std::size_t(A_test.rows()));
-  const std::vector<int> idx = res.at("subset").at("indices").get<std::vector<int>>();
-  const distill::Dataset sub = distill::take(data.train, idx);
-  const double fmax = res.at("subset").at("fraction").get<double>();
-  json rows = json::array();
-  for (const auto& fr : res.at("accuracy").at("fractions")) {
-    const double f = fr.at("fraction").get<double>();
-    if (!fractions.empty() && std::find(fractions.begin(), fractions.end(), f) == fractions.end()) continue;
-    // The same nested subset the run used: re-drawn from its generator state is not reproducible here,
-    // so the sweep takes a class-balanced subset of the stored one for f < fmax with a fixed seed.
-    std::vector<std::size_t> pick(sub.size());
-    std::iota(pick.begin(), pick.end(), std::size_t{0});
-    if (f < fmax) {
-      std::mt19937_64 r(12345);
-      pick = calibration::select_class_balanced(sub.y, calibration::subset_size(sub.size(), f / fmax), r);
-    }
-    std::vector<int> pi(pick.begin(), pick.end());
-    MatD a(Eigen::Index(pi.size()), A_sub.cols());
-    for (std::size_t i = 0; i < pi.size(); ++i) a.row(Eigen::Index(i)) = A_sub.row(pi[i]);
-    const distill::Dataset part = distill::take(sub, pi);
-    for (const auto& g : grid)
-      for (auto seed : seeds) {
-        distill::OpticalStudent s = clone(deployed);
-        std::mt19937_64 r2(seed);
-        const auto rep = calibration::refit_backend(s, a, part.y, &teacher, &part.x, g.options, r2);
-        const double acc = distill::accuracy(s.backend_forward(A_test), test.y);
-        const double val = distill::accuracy(s.backend_forward(A_val), data.val.y);
-        json row = {{"name", g.name}, {"fraction", f}, {"seed", seed}, {"val_accuracy", val}, {"accuracy", acc},
-                    {"final_ntk_distance", rep.epochs.empty() ? 0.0 : rep.epochs.back().ntk_distance},
-                    {"final_train_acc", rep.epochs.empty() ? 0.0 : rep.epochs.back().accuracy}};
-        if (log) log(row.dump());
-        rows.push_back(row);
-      }
-  }
-  return {{"profile", profile}, {"none", res.at("accuracy").at("none")}, {"rows", rows}};
+  return calibration::sweep_compensation(run_dir / "bench" / profile, profile, {data, teacher, deployed}, grid, seeds,
+                                         fractions, log);
 }
 
 PipelineBench pipeline_bench(drivers::OpenBench& bench, const drivers::BenchConfig& config, const fs::path& config_path) {
