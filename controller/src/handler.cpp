@@ -1,5 +1,7 @@
 #include "hilo/controller/handler.hpp"
 
+#include "handler_detail.hpp"
+
 #include <cstring>
 #include <map>
 
@@ -11,28 +13,29 @@ namespace hilo::controller {
 
 using nlohmann::json;
 
-namespace {
+using namespace handler_detail;
 
-using Handler = Reply (*)(const Request&, Context&);
-
-Reply device_error(const Request& req, const drivers::DeviceError& e) {
+Reply handler_detail::device_error(const Request& req, const drivers::DeviceError& e) {
   // invalid_argument from a device is the caller's mistake, everything else the device's.
   const ErrorCode c = e.code == drivers::DeviceErrc::invalid_argument ? ErrorCode::bad_argument : ErrorCode::device_error;
   return error_reply(req.id, c, e.message + " [" + std::string(drivers::to_string(e.code)) + "]");
 }
 
-Reply busy(const Request& req) {
+Reply handler_detail::busy(const Request& req) {
   return error_reply(req.id, ErrorCode::busy, "the devices are in use by a running job; cancel it or wait");
 }
 
-// Every command but slm.show and capture-with-inputs takes no binary parts.
-std::optional<Reply> expect_parts(const Request& req, std::size_t n) {
+std::optional<Reply> handler_detail::expect_parts(const Request& req, std::size_t n) {
   if (req.parts.size() != n) {
     return error_reply(req.id, ErrorCode::bad_parts,
                        req.cmd + " takes " + std::to_string(n) + " binary part(s), got " + std::to_string(req.parts.size()));
   }
   return std::nullopt;
 }
+
+namespace {
+
+using Handler = Reply (*)(const Request&, Context&);
 
 template <typename T>
 const ProtocolError* err_of(const std::variant<T, ProtocolError>& v) {
@@ -368,108 +371,6 @@ Reply cmd_capture(const Request& req, Context& ctx) {
                            {"total", rec->total}});
 }
 
-// pipeline {"config": {...}} (optional; PipelineConfig::from_json): queues the whole HIL pipeline.
-Reply cmd_pipeline(const Request& req, Context& ctx) {
-  if (auto r = expect_parts(req, 0)) return *r;
-  if (auto e = check_known_args(req, {"config"})) return error_reply(*e);
-  if (ctx.shutting_down || !ctx.jobs.accepting()) {
-    return error_reply(req.id, ErrorCode::shutting_down, "the daemon is shutting down and accepts no new jobs");
-  }
-  if (!ctx.pipeline) {
-    return error_reply(req.id, ErrorCode::not_supported,
-                       "this daemon's bench config has no design section (nor a simulator section) describing the "
-                       "designed optics, which the pipeline needs as its design model");
-  }
-  if (auto r = check_job_limit(req, ctx)) return *r;
-  PipelineConfig cfg;
-  try {
-    cfg = req.args.contains("config") ? PipelineConfig::from_json(req.args["config"]) : PipelineConfig::defaults();
-  } catch (const std::exception& e) {
-    return error_reply(req.id, ErrorCode::bad_argument, std::string("config: ") + e.what());
-  }
-  if (auto e = cfg.validate(); !e.empty()) return error_reply(req.id, ErrorCode::bad_argument, "config: " + e);
-  if (!cfg.profiles.empty() && !ctx.pipeline->reset_simulator) {
-    return error_reply(req.id, ErrorCode::bad_argument,
-                       "config: bench.profiles needs simulated devices; on hardware leave it empty");
-  }
-  for (const auto& name : cfg.profiles) {
-    try {
-      (void)ctx.pipeline->load_profile(name);
-    } catch (const std::exception& e) {
-      return error_reply(req.id, ErrorCode::bad_argument, "config: bench.profiles: " + std::string(e.what()));
-    }
-  }
-  json params = {{"config", cfg.to_json()}};
-  auto* bench = ctx.pipeline;
-  const auto data_dir = ctx.data_dir;
-  auto rec = ctx.jobs.submit("pipeline", params, 1, [&](const JobRecord& r) { return pipeline_work(cfg, *bench, data_dir / r.run_id); });
-  if (!rec) return error_reply(req.id, ErrorCode::shutting_down, "the daemon is shutting down and accepts no new jobs");
-  return ok_reply(req.id, {{"job_id", rec->id}, {"run_id", rec->run_id}, {"state", std::string(to_string(rec->state))}});
-}
-
-// train-teacher {"config": {...}} and distill {"config": {..., "teacher": "<run id>/teacher.hilo"}}: the
-// hilo-train jobs (distill/jobs.hpp, student_jobs.hpp) as daemon jobs. The model and history go to the
-// job's run directory (a config's out_dir is refused); distill's teacher path is confined to data_dir.
-Reply cmd_train(const Request& req, Context& ctx, const std::string& kind) {
-  if (auto r = expect_parts(req, 0)) return *r;
-  if (auto e = check_known_args(req, {"config"})) return error_reply(*e);
-  if (ctx.shutting_down || !ctx.jobs.accepting()) {
-    return error_reply(req.id, ErrorCode::shutting_down, "the daemon is shutting down and accepts no new jobs");
-  }
-  if (!req.args.contains("config") || !req.args["config"].is_object())
-    return error_reply(req.id, ErrorCode::missing_field, "config (a mapping: the " + kind + " job of hilo-train) is required");
-  json cfg = req.args["config"];
-  if (cfg.contains("out_dir"))
-    return error_reply(req.id, ErrorCode::bad_argument, "config.out_dir is set by the daemon (the job's run directory)");
-  if (kind == "distill") {
-    if (!cfg.contains("teacher") || !cfg["teacher"].is_string())
-      return error_reply(req.id, ErrorCode::missing_field, "config.teacher (a teacher model file inside the data directory) is required");
-    auto p = confine_path(ctx.data_dir, cfg["teacher"].get<std::string>());
-    if (auto* why = std::get_if<std::string>(&p)) return error_reply(req.id, ErrorCode::forbidden_path, "config.teacher: " + *why);
-    const auto& tp = std::get<std::filesystem::path>(p);
-    if (!std::filesystem::exists(tp)) return error_reply(req.id, ErrorCode::not_found, "config.teacher: no file " + tp.string());
-    cfg["teacher"] = tp.string();
-  }
-  cfg["out_dir"] = "-";  // placeholder for validation; replaced by the run directory
-  try {
-    if (kind == "train-teacher") (void)distill::TeacherJob::from_json(cfg);
-    else (void)distill::DistillJob::from_json(cfg);
-  } catch (const std::exception& e) {
-    return error_reply(req.id, ErrorCode::bad_argument, std::string("config: ") + e.what());
-  }
-  if (auto r = check_job_limit(req, ctx)) return *r;
-  const auto data_dir = ctx.data_dir;
-  auto rec = ctx.jobs.submit(kind, {{"config", req.args["config"]}}, 1, [&](const JobRecord& r) {
-    json c = cfg;
-    c["out_dir"] = (data_dir / r.run_id).string();
-    return JobManager::Work([c, kind](JobControl& ctl) {
-      std::atomic<bool> cancel{false};
-      distill::JobControl jc;
-      jc.cancel = &cancel;
-      jc.on_progress = [&](const distill::Progress& p) {
-        if (ctl.stop_requested()) cancel = true;
-        ctl.progress(std::int64_t(p.epoch - 1) * std::int64_t(p.steps) + std::int64_t(p.step), std::int64_t(p.epochs) * std::int64_t(p.steps));
-      };
-      jc.on_epoch = [&](const distill::EpochRecord& e) {
-        ctl.set_stats({{"epoch", e.epoch}, {"val_acc", e.val_acc}, {"loss", e.loss}});
-      };
-      try {
-        const auto r = kind == "train-teacher" ? distill::run_train_teacher(distill::TeacherJob::from_json(c), jc)
-                                               : distill::run_distill(distill::DistillJob::from_json(c), jc);
-        if (r.history.cancelled) return JobOutcome{JobState::cancelled, "stopped"};
-        ctl.set_stats({{"test_acc", r.history.test_acc}, {"model", r.model_path.string()}});
-        return JobOutcome{JobState::done, {}};
-      } catch (const std::exception& e) {
-        return JobOutcome{JobState::failed, e.what()};
-      }
-    });
-  });
-  if (!rec) return error_reply(req.id, ErrorCode::shutting_down, "the daemon is shutting down and accepts no new jobs");
-  return ok_reply(req.id, {{"job_id", rec->id}, {"run_id", rec->run_id}, {"state", std::string(to_string(rec->state))}});
-}
-Reply cmd_train_teacher(const Request& req, Context& ctx) { return cmd_train(req, ctx, "train-teacher"); }
-Reply cmd_distill(const Request& req, Context& ctx) { return cmd_train(req, ctx, "distill"); }
-
 // The arguments of the list commands: no parts, an optional `limit` in [1, 100000] (default 100).
 // Returns the limit, or the error reply.
 std::variant<int, Reply> list_limit(const Request& req) {
@@ -679,6 +580,7 @@ const std::map<std::string_view, Handler>& table() {
       {"devices.status", cmd_devices_status}, {"devices.configure", cmd_devices_configure},
       {"slm.show", cmd_slm_show},   {"camera.grab", cmd_camera_grab},   {"capture", cmd_capture},
       {"pipeline", cmd_pipeline},   {"train-teacher", cmd_train_teacher}, {"distill", cmd_distill},
+      {"deploy", cmd_deploy},       {"calibrate", cmd_calibrate},       {"evaluate", cmd_evaluate},
       {"jobs.list", cmd_jobs_list}, {"jobs.status", cmd_jobs_status},   {"jobs.cancel", cmd_jobs_cancel},
       {"runs.list", cmd_runs_list}, {"runs.get", cmd_runs_get},
       {"runs.export", cmd_runs_export},         {"daemon.stats", cmd_daemon_stats}, {"shutdown", cmd_shutdown}};
@@ -686,74 +588,6 @@ const std::map<std::string_view, Handler>& table() {
 }
 
 }  // namespace
-
-JobManager::Work pipeline_work(const PipelineConfig& config, PipelineBench& bench, const std::filesystem::path& run_dir) {
-  return [config, &bench, run_dir](JobControl& ctl) {
-    // Run documents: start and stop only (its files are reports and models, not records).
-    RunDocuments docs(ctl);
-    std::error_code ec;
-    docs.start({{"devices", {{"input_slm", bench.input.name()},
-                             {"element_slm", bench.element ? json(bench.element->name()) : json(nullptr)},
-                             {"camera", bench.camera.name()}}},
-                {"simulator", bench.simulator != nullptr}},
-               config.to_json(), std::filesystem::exists(run_dir, ec), 0);
-    auto ended = [&](JobOutcome out) {
-      docs.stop(exit_status_of(out.state), out.error, 0);
-      return out;
-    };
-    PipelineControl pc;
-    std::string current;
-    pc.progress = [&](const std::string& stage, std::int64_t done, std::int64_t total) {
-      if (stage != current) {
-        current = stage;
-        ctl.set_stats({{"stage", stage}});
-      }
-      ctl.progress(done, total);
-    };
-    pc.stop_requested = [&] { return ctl.stop_requested(); };
-    pc.on_drift = [&](const json& d) { ctl.event("bench.drift", d); };
-    pc.log = [&](const std::string& line) {
-      json st = ctl.record().stats.is_object() ? ctl.record().stats : json::object();
-      st["stage"] = current;
-      st["last"] = line;
-      ctl.set_stats(st);
-    };
-    try {
-      const auto r = run_pipeline(config, bench, run_dir, pc);
-      if (!r.completed) return ended({JobState::interrupted, "stopped; completed stages are kept"});
-      json st = {{"stage", "done"}, {"report", (run_dir / "report.json").string()}};
-      ctl.set_stats(st);
-      ctl.checkpoint(1);
-      return ended({JobState::done, {}});
-    } catch (const std::exception& e) {
-      return ended({JobState::failed, e.what()});
-    }
-  };
-}
-
-int resume_interrupted_pipelines(JobManager& jobs, Catalog& catalog, PipelineBench& bench,
-                                 const std::filesystem::path& data_dir, std::size_t max_jobs) {
-  int n = 0;
-  for (JobRecord rec : catalog.jobs_in_state(JobState::interrupted)) {
-    if (rec.kind != "pipeline") continue;
-    if (jobs.active() >= max_jobs) {
-      rec.error = resume_deferred_reason(max_jobs);
-      catalog.update_job(rec);
-      continue;
-    }
-    PipelineConfig cfg;
-    try {
-      cfg = PipelineConfig::from_json(rec.params.at("config"));
-    } catch (const std::exception& e) {
-      rec.state = JobState::failed;
-      rec.error = std::string("cannot resume: ") + e.what();
-      catalog.update_job(rec);
-      continue;
-    }
-    if (jobs.resume(rec, pipeline_work(cfg, bench, data_dir / rec.run_id))) ++n;
-  }
-  return n;
-}
 
 std::vector<std::string_view> command_names() {
   std::vector<std::string_view> out;
