@@ -347,6 +347,22 @@ int main(int argc, char** argv) {
     t->add_flag("--no-wait", no_wait, "return after the job is queued");
   }
 
+  // The pipeline's stages as jobs of their own (deploy, calibrate, evaluate).
+  std::string stage_student, stage_deployment, stage_teacher, stage_profile, stage_config;
+  auto* deploy_cmd = app.add_subcommand("deploy", "design the element for a trained student (deploy)");
+  deploy_cmd->add_option("--student", stage_student, "student model file inside the data directory")->required();
+  auto* calibrate_cmd = app.add_subcommand("calibrate", "calibrate the bench for a deployment and re-fit the backend (calibrate)");
+  auto* evaluate_cmd = app.add_subcommand("evaluate", "the deployed student's accuracy measured through the bench (evaluate)");
+  calibrate_cmd->add_option("--teacher", stage_teacher, "teacher model file inside the data directory")->required();
+  for (auto* t : {calibrate_cmd, evaluate_cmd}) {
+    t->add_option("--deployment", stage_deployment, "run id of a deploy job (or a pipeline)")->required();
+    t->add_option("--profile", stage_profile, "as-built profile (simulated bench only)");
+  }
+  for (auto* t : {deploy_cmd, calibrate_cmd, evaluate_cmd}) {
+    t->add_option("--config", stage_config, "pipeline settings (YAML or JSON, docs/pipeline.md)");
+    t->add_flag("--no-wait", no_wait, "return after the job is queued");
+  }
+
   int limit = 100;
   std::int64_t job_id = 0;
   auto* jobs = app.add_subcommand("jobs", "jobs: list (default), status, cancel");
@@ -439,6 +455,15 @@ int main(int argc, char** argv) {
     if (sub == "pipeline") {
       const json args = job_file.empty() ? json::object() : json{{"config", hilo::distill::load_config_file(job_file)}};
       return run_job(c, events, "pipeline", args, {}, no_wait);
+    }
+    if (sub == "deploy" || sub == "calibrate" || sub == "evaluate") {
+      json args = json::object();
+      if (!stage_config.empty()) args["config"] = hilo::distill::load_config_file(stage_config);
+      if (sub == "deploy") args["student"] = stage_student;
+      if (sub != "deploy") args["deployment"] = stage_deployment;
+      if (sub == "calibrate") args["teacher"] = stage_teacher;
+      if (!stage_profile.empty()) args["profile"] = stage_profile;
+      return run_job(c, events, sub, args, {}, no_wait);
     }
     if (sub == "train-teacher" || sub == "distill") {
       return run_job(c, events, sub, {{"config", hilo::distill::load_config_file(train_config)}}, {}, no_wait);

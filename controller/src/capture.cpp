@@ -35,69 +35,6 @@ std::string CaptureOptions::validate() const {
   return {};
 }
 
-// ------------------------------------------------------------------------------------------- counters
-
-namespace {
-void add_retry(drivers::RetryCounters& a, const drivers::RetryCounters& b) {
-  a.attempts += b.attempts;
-  a.retries += b.retries;
-  a.failures += b.failures;
-  a.reconnects += b.reconnects;
-}
-drivers::RetryCounters retry_delta(const drivers::RetryCounters* now, const drivers::RetryCounters& base) {
-  if (!now) return {};
-  return {now->attempts - base.attempts, now->retries - base.retries, now->failures - base.failures,
-          now->reconnects - base.reconnects};
-}
-json retry_json(const drivers::RetryCounters& r) {
-  return {{"attempts", r.attempts}, {"retries", r.retries}, {"failures", r.failures}, {"reconnects", r.reconnects}};
-}
-}  // namespace
-
-void CaptureCounters::add(const CaptureCounters& o) {
-  frames_stored += o.frames_stored;
-  show_errors += o.show_errors;
-  grab_errors += o.grab_errors;
-  timeouts += o.timeouts;
-  corrupt_frames += o.corrupt_frames;
-  disconnects += o.disconnects;
-  write_failures += o.write_failures;
-  frames_dropped += o.frames_dropped;
-  gap_frames += o.gap_frames;
-  out_of_order += o.out_of_order;
-  regrabs += o.regrabs;
-  add_retry(slm_driver, o.slm_driver);
-  add_retry(camera_driver, o.camera_driver);
-}
-
-json CaptureCounters::to_json() const {
-  return {{"frames_stored", frames_stored},   {"regrabs", regrabs},
-          {"show_errors", show_errors},       {"grab_errors", grab_errors},
-          {"timeouts", timeouts},             {"corrupt_frames", corrupt_frames},
-          {"disconnects", disconnects},       {"write_failures", write_failures},
-          {"frames_dropped", frames_dropped}, {"gap_frames", gap_frames},
-          {"out_of_order", out_of_order},     {"slm_driver", retry_json(slm_driver)},
-          {"camera_driver", retry_json(camera_driver)}};
-}
-
-json Devices::counters_json() const {
-  std::lock_guard lk(counters_mu_);
-  CaptureCounters sum = totals_;
-  sum.add(job_);
-  return sum.to_json();
-}
-
-void Devices::set_job_counters(const CaptureCounters& so_far) {
-  std::lock_guard lk(counters_mu_);
-  job_ = so_far;
-}
-
-void Devices::end_job_counters() {
-  std::lock_guard lk(counters_mu_);
-  totals_.add(job_);
-  job_ = {};
-}
-
 // ------------------------------------------------------------------------------------------ placement
 
 int fitting_scale(int rows, int cols, int slm_rows, int slm_cols) {
@@ -133,6 +70,12 @@ cv::Mat place_on_slm(const std::uint8_t* image, int rows, int cols, int slm_rows
 // -------------------------------------------------------------------------------------------- capture
 
 namespace {
+
+drivers::RetryCounters retry_delta(const drivers::RetryCounters* now, const drivers::RetryCounters& base) {
+  if (!now) return {};
+  return {now->attempts - base.attempts, now->retries - base.retries, now->failures - base.failures,
+          now->reconnects - base.reconnects};
+}
 
 struct Pending {
   std::string frames, inputs, indices, labels;
@@ -589,111 +532,6 @@ JobOutcome resume_capture(const CaptureInputs& in, const CaptureOptions& opt, De
   resumes.push_back({{"at_record", w->records()}});
   w->set("resumes", resumes);
   return capture_loop(in, opt, devices, *w, scale, ctl, monotonic_s, base_stats);
-}
-
-namespace {
-
-// The inputs of the original request, from the job's params: re-read from the dataset (loading it if
-// needed) or from the run's source_inputs.npy. Throws (DatasetError, StorageError, json errors) with why.
-CaptureInputs rebuild_inputs(const JobRecord& rec, DatasetLibrary& datasets, const fs::path& run_dir) {
-  const json& p = rec.params;
-  CaptureInputs in;
-  if (p.contains("dataset")) {
-    const auto name = p["dataset"].get<std::string>();
-    const auto split = p.value("split", std::string("train"));
-    const auto start = p["start"].get<std::int64_t>(), count = p["count"].get<std::int64_t>();
-    if (!datasets.knows(name)) throw DatasetError("dataset '" + name + "' is no longer known to the daemon");
-    in.set = datasets.get(name, split);
-    if (start < 0 || count < 1 || static_cast<std::size_t>(start + count) > in.set->count) {
-      throw DatasetError("dataset '" + name + "' no longer holds images [" + std::to_string(start) + ", " +
-                         std::to_string(start + count) + ")");
-    }
-    in.start = static_cast<std::size_t>(start);
-    in.count = static_cast<std::size_t>(count);
-    in.has_labels = true;
-  } else if (fs::exists(run_dir / "manifest.json")) {
-    const auto a = sim::read_npy(run_dir / "source_inputs.npy");
-    if (a.dtype != sim::Dtype::u1 || a.shape.size() != 3) throw DatasetError("source_inputs.npy is not [n, h, w] uint8");
-    auto set = std::make_shared<ImageSet>();
-    set->count = a.shape[0];
-    set->rows = a.shape[1];
-    set->cols = a.shape[2];
-    set->images.resize(a.bytes.size());
-    std::memcpy(set->images.data(), a.bytes.data(), a.bytes.size());
-    in.set = std::move(set);
-    in.count = a.shape[0];
-  } else {
-    throw DatasetError("the job's inline inputs were never stored (it stopped before its run began)");
-  }
-  if (static_cast<std::int64_t>(in.count) != rec.total) {
-    throw DatasetError("the inputs hold " + std::to_string(in.count) + " images, the job planned " + std::to_string(rec.total));
-  }
-  return in;
-}
-
-// Ends a run that cannot be continued: its manifest (if any) says failed with `err`, so that it never
-// keeps saying running. Every record it lists stays readable. Best effort: a damaged run directory
-// keeps its manifest, and the catalog carries the job's failure either way.
-void fail_run(const fs::path& run_dir, const std::string& err) {
-  if (!fs::exists(run_dir / "manifest.json")) return;
-  try {
-    RunWriter::reopen(run_dir).finish("failed", {{"error", err}});
-  } catch (const std::exception&) {
-    try {
-      json m = read_manifest(run_dir);
-      m["state"] = "failed";
-      m["error"] = err;
-      write_json_atomic(run_dir / "manifest.json", m);
-    } catch (const std::exception&) {
-    }
-  }
-}
-
-}  // namespace
-
-int resume_interrupted_captures(JobManager& jobs, Catalog& catalog, DatasetLibrary& datasets, Devices& devices,
-                                const fs::path& data_dir, const CaptureOptions& defaults,
-                                const std::function<double()>& monotonic_s, std::size_t max_jobs) {
-  int queued = 0;
-  for (JobRecord rec : catalog.jobs_in_state(JobState::interrupted)) {
-    if (rec.kind != "capture") continue;
-    if (jobs.active() >= max_jobs) {
-      rec.error = resume_deferred_reason(max_jobs);
-      catalog.update_job(rec);
-      continue;
-    }
-    const fs::path run_dir = data_dir / rec.run_id;
-    const json& p = rec.params;
-    CaptureOptions opt = defaults;
-    std::string why;
-    try {
-      if (p.contains("timeout_ms")) opt.grab_timeout = std::chrono::milliseconds(p["timeout_ms"].get<std::int64_t>());
-      if (p.contains("scale")) opt.scale = p["scale"].get<int>();
-      if (p.contains("chunk_records")) opt.chunk_records = p["chunk_records"].get<std::size_t>();
-      opt.hdf5 = p.value("hdf5", false);  // the handler records the resolved choice in params
-    } catch (const std::exception& e) {
-      why = std::string("cannot resume: bad job parameters: ") + e.what();
-    }
-    // The inputs are rebuilt by the job (a dataset's first load takes seconds; start-up does not wait).
-    JobManager::Work work = [why, opt, &datasets, &devices, run_dir, monotonic_s](JobControl& ctl) {
-      std::string err = why;
-      CaptureInputs in;
-      if (err.empty()) {
-        try {
-          in = rebuild_inputs(ctl.record(), datasets, run_dir);
-        } catch (const std::exception& e) {
-          err = std::string("cannot resume: inputs unavailable: ") + e.what();
-        }
-      }
-      if (!err.empty()) {
-        fail_run(run_dir, err);
-        return JobOutcome{JobState::failed, err};
-      }
-      return resume_capture(in, opt, devices, run_dir, ctl, monotonic_s);
-    };
-    if (jobs.resume(rec, std::move(work))) ++queued;
-  }
-  return queued;
 }
 
 }  // namespace hilo::controller

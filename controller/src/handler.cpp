@@ -1,9 +1,10 @@
 #include "hilo/controller/handler.hpp"
 
+#include "handler_detail.hpp"
+
 #include <cstring>
 #include <map>
 
-#include "hilo/controller/run_documents.hpp"
 #include "hilo/controller/hdf5_run.hpp"
 #include "hilo/sim/npy.hpp"
 
@@ -11,35 +12,25 @@ namespace hilo::controller {
 
 using nlohmann::json;
 
-namespace {
+using namespace handler_detail;
 
-using Handler = Reply (*)(const Request&, Context&);
-
-Reply device_error(const Request& req, const drivers::DeviceError& e) {
+Reply handler_detail::device_error(const Request& req, const drivers::DeviceError& e) {
   // invalid_argument from a device is the caller's mistake, everything else the device's.
   const ErrorCode c = e.code == drivers::DeviceErrc::invalid_argument ? ErrorCode::bad_argument : ErrorCode::device_error;
   return error_reply(req.id, c, e.message + " [" + std::string(drivers::to_string(e.code)) + "]");
 }
 
-Reply busy(const Request& req) {
+Reply handler_detail::busy(const Request& req) {
   return error_reply(req.id, ErrorCode::busy, "the devices are in use by a running job; cancel it or wait");
 }
 
-// Every command but slm.show and capture-with-inputs takes no binary parts.
-std::optional<Reply> expect_parts(const Request& req, std::size_t n) {
+std::optional<Reply> handler_detail::expect_parts(const Request& req, std::size_t n) {
   if (req.parts.size() != n) {
     return error_reply(req.id, ErrorCode::bad_parts,
                        req.cmd + " takes " + std::to_string(n) + " binary part(s), got " + std::to_string(req.parts.size()));
   }
   return std::nullopt;
 }
-
-template <typename T>
-const ProtocolError* err_of(const std::variant<T, ProtocolError>& v) {
-  return std::get_if<ProtocolError>(&v);
-}
-
-}  // namespace
 
 json slm_json(drivers::Slm& s) {
   return {{"role", "input_slm"},         {"kind", "slm"},          {"name", s.name()},
@@ -368,290 +359,6 @@ Reply cmd_capture(const Request& req, Context& ctx) {
                            {"total", rec->total}});
 }
 
-// pipeline {"config": {...}} (optional; PipelineConfig::from_json): queues the whole HIL pipeline.
-Reply cmd_pipeline(const Request& req, Context& ctx) {
-  if (auto r = expect_parts(req, 0)) return *r;
-  if (auto e = check_known_args(req, {"config"})) return error_reply(*e);
-  if (ctx.shutting_down || !ctx.jobs.accepting()) {
-    return error_reply(req.id, ErrorCode::shutting_down, "the daemon is shutting down and accepts no new jobs");
-  }
-  if (!ctx.pipeline) {
-    return error_reply(req.id, ErrorCode::not_supported,
-                       "this daemon's bench config has no design section (nor a simulator section) describing the "
-                       "designed optics, which the pipeline needs as its design model");
-  }
-  if (auto r = check_job_limit(req, ctx)) return *r;
-  PipelineConfig cfg;
-  try {
-    cfg = req.args.contains("config") ? PipelineConfig::from_json(req.args["config"]) : PipelineConfig::defaults();
-  } catch (const std::exception& e) {
-    return error_reply(req.id, ErrorCode::bad_argument, std::string("config: ") + e.what());
-  }
-  if (auto e = cfg.validate(); !e.empty()) return error_reply(req.id, ErrorCode::bad_argument, "config: " + e);
-  if (!cfg.profiles.empty() && !ctx.pipeline->reset_simulator) {
-    return error_reply(req.id, ErrorCode::bad_argument,
-                       "config: bench.profiles needs simulated devices; on hardware leave it empty");
-  }
-  for (const auto& name : cfg.profiles) {
-    try {
-      (void)ctx.pipeline->load_profile(name);
-    } catch (const std::exception& e) {
-      return error_reply(req.id, ErrorCode::bad_argument, "config: bench.profiles: " + std::string(e.what()));
-    }
-  }
-  json params = {{"config", cfg.to_json()}};
-  auto* bench = ctx.pipeline;
-  const auto data_dir = ctx.data_dir;
-  auto rec = ctx.jobs.submit("pipeline", params, 1, [&](const JobRecord& r) { return pipeline_work(cfg, *bench, data_dir / r.run_id); });
-  if (!rec) return error_reply(req.id, ErrorCode::shutting_down, "the daemon is shutting down and accepts no new jobs");
-  return ok_reply(req.id, {{"job_id", rec->id}, {"run_id", rec->run_id}, {"state", std::string(to_string(rec->state))}});
-}
-
-// train-teacher {"config": {...}} and distill {"config": {..., "teacher": "<run id>/teacher.hilo"}}: the
-// hilo-train jobs (distill/jobs.hpp, student_jobs.hpp) as daemon jobs. The model and history go to the
-// job's run directory (a config's out_dir is refused); distill's teacher path is confined to data_dir.
-Reply cmd_train(const Request& req, Context& ctx, const std::string& kind) {
-  if (auto r = expect_parts(req, 0)) return *r;
-  if (auto e = check_known_args(req, {"config"})) return error_reply(*e);
-  if (ctx.shutting_down || !ctx.jobs.accepting()) {
-    return error_reply(req.id, ErrorCode::shutting_down, "the daemon is shutting down and accepts no new jobs");
-  }
-  if (!req.args.contains("config") || !req.args["config"].is_object())
-    return error_reply(req.id, ErrorCode::missing_field, "config (a mapping: the " + kind + " job of hilo-train) is required");
-  json cfg = req.args["config"];
-  if (cfg.contains("out_dir"))
-    return error_reply(req.id, ErrorCode::bad_argument, "config.out_dir is set by the daemon (the job's run directory)");
-  if (kind == "distill") {
-    if (!cfg.contains("teacher") || !cfg["teacher"].is_string())
-      return error_reply(req.id, ErrorCode::missing_field, "config.teacher (a teacher model file inside the data directory) is required");
-    auto p = confine_path(ctx.data_dir, cfg["teacher"].get<std::string>());
-    if (auto* why = std::get_if<std::string>(&p)) return error_reply(req.id, ErrorCode::forbidden_path, "config.teacher: " + *why);
-    const auto& tp = std::get<std::filesystem::path>(p);
-    if (!std::filesystem::exists(tp)) return error_reply(req.id, ErrorCode::not_found, "config.teacher: no file " + tp.string());
-    cfg["teacher"] = tp.string();
-  }
-  cfg["out_dir"] = "-";  // placeholder for validation; replaced by the run directory
-  try {
-    if (kind == "train-teacher") (void)distill::TeacherJob::from_json(cfg);
-    else (void)distill::DistillJob::from_json(cfg);
-  } catch (const std::exception& e) {
-    return error_reply(req.id, ErrorCode::bad_argument, std::string("config: ") + e.what());
-  }
-  if (auto r = check_job_limit(req, ctx)) return *r;
-  const auto data_dir = ctx.data_dir;
-  auto rec = ctx.jobs.submit(kind, {{"config", req.args["config"]}}, 1, [&](const JobRecord& r) {
-    json c = cfg;
-    c["out_dir"] = (data_dir / r.run_id).string();
-    return JobManager::Work([c, kind](JobControl& ctl) {
-      std::atomic<bool> cancel{false};
-      distill::JobControl jc;
-      jc.cancel = &cancel;
-      jc.on_progress = [&](const distill::Progress& p) {
-        if (ctl.stop_requested()) cancel = true;
-        ctl.progress(std::int64_t(p.epoch - 1) * std::int64_t(p.steps) + std::int64_t(p.step), std::int64_t(p.epochs) * std::int64_t(p.steps));
-      };
-      jc.on_epoch = [&](const distill::EpochRecord& e) {
-        ctl.set_stats({{"epoch", e.epoch}, {"val_acc", e.val_acc}, {"loss", e.loss}});
-      };
-      try {
-        const auto r = kind == "train-teacher" ? distill::run_train_teacher(distill::TeacherJob::from_json(c), jc)
-                                               : distill::run_distill(distill::DistillJob::from_json(c), jc);
-        if (r.history.cancelled) return JobOutcome{JobState::cancelled, "stopped"};
-        ctl.set_stats({{"test_acc", r.history.test_acc}, {"model", r.model_path.string()}});
-        return JobOutcome{JobState::done, {}};
-      } catch (const std::exception& e) {
-        return JobOutcome{JobState::failed, e.what()};
-      }
-    });
-  });
-  if (!rec) return error_reply(req.id, ErrorCode::shutting_down, "the daemon is shutting down and accepts no new jobs");
-  return ok_reply(req.id, {{"job_id", rec->id}, {"run_id", rec->run_id}, {"state", std::string(to_string(rec->state))}});
-}
-Reply cmd_train_teacher(const Request& req, Context& ctx) { return cmd_train(req, ctx, "train-teacher"); }
-Reply cmd_distill(const Request& req, Context& ctx) { return cmd_train(req, ctx, "distill"); }
-
-// The arguments of the list commands: no parts, an optional `limit` in [1, 100000] (default 100).
-// Returns the limit, or the error reply.
-std::variant<int, Reply> list_limit(const Request& req) {
-  if (auto r = expect_parts(req, 0)) return *r;
-  if (auto e = check_known_args(req, {"limit"})) return error_reply(*e);
-  auto lim = get_int(req, "limit", 100);
-  if (auto* e = err_of(lim)) return error_reply(*e);
-  const std::int64_t v = std::get<std::int64_t>(lim);
-  if (v < 1 || v > 100000) return error_reply(req.id, ErrorCode::bad_argument, "limit must be in [1, 100000]");
-  return static_cast<int>(v);
-}
-
-Reply cmd_jobs_list(const Request& req, Context& ctx) {
-  const auto lim = list_limit(req);
-  if (const auto* r = std::get_if<Reply>(&lim)) return *r;
-  json out = json::array();
-  for (const auto& j : ctx.jobs.list(std::get<int>(lim))) out.push_back(j.to_json());
-  return ok_reply(req.id, {{"jobs", out}});
-}
-
-Reply job_by_id(const Request& req, Context& ctx, bool cancel) {
-  if (auto r = expect_parts(req, 0)) return *r;
-  if (auto e = check_known_args(req, {"job_id"})) return error_reply(*e);
-  auto id = get_int(req, "job_id");
-  if (auto* e = err_of(id)) return error_reply(*e);
-  const auto jid = std::get<std::int64_t>(id);
-  auto rec = cancel ? ctx.jobs.cancel(jid) : ctx.jobs.get(jid);
-  if (!rec) return error_reply(req.id, ErrorCode::not_found, "no job with id " + std::to_string(jid));
-  json body = rec->to_json();
-  if (cancel) body["stop_requested"] = rec->state == JobState::running;
-  return ok_reply(req.id, {{"job", body}});
-}
-
-Reply cmd_jobs_status(const Request& req, Context& ctx) { return job_by_id(req, ctx, false); }
-Reply cmd_jobs_cancel(const Request& req, Context& ctx) { return job_by_id(req, ctx, true); }
-
-Reply cmd_runs_list(const Request& req, Context& ctx) {
-  const auto lim = list_limit(req);
-  if (const auto* r = std::get_if<Reply>(&lim)) return *r;
-  json out = json::array();
-  for (const auto& r : ctx.catalog.runs(std::get<int>(lim))) out.push_back(r.to_json());
-  return ok_reply(req.id, {{"runs", out}});
-}
-
-// A run of the catalog with its directory (confined to data_dir) and manifest, or the error reply.
-struct FoundRun {
-  RunRecord run;
-  std::filesystem::path dir;
-  json manifest;
-};
-std::variant<FoundRun, Reply> find_run(const Request& req, Context& ctx, const std::string& id) {
-  auto run = ctx.catalog.run(id);
-  if (!run) return error_reply(req.id, ErrorCode::not_found, "no run with id '" + id + "'");
-  auto confined = confine_path(ctx.data_dir, run->dir);
-  if (auto* e = std::get_if<std::string>(&confined)) {
-    return error_reply(req.id, ErrorCode::forbidden_path, "run '" + run->id + "': " + *e);
-  }
-  FoundRun f{*run, std::get<std::filesystem::path>(confined), {}};
-  try {
-    f.manifest = read_manifest(f.dir);
-  } catch (const StorageError& e) {
-    return error_reply(req.id, ErrorCode::not_found, std::string("run has no readable manifest yet: ") + e.what());
-  }
-  return f;
-}
-
-// forbidden_path when a file the manifest names for array `n` leaves the run directory (a manifest
-// can be edited).
-std::optional<Reply> check_array_files(const Request& req, const std::string& run_id, const std::filesystem::path& dir,
-                                       const json& manifest, const std::string& n) {
-  std::vector<std::string> files;
-  if (manifest.contains("arrays") && manifest["arrays"].is_object() && manifest["arrays"].contains(n) &&
-      manifest["arrays"][n].is_object() && manifest["arrays"][n].contains("file") && manifest["arrays"][n]["file"].is_string()) {
-    files.push_back(manifest["arrays"][n]["file"].get<std::string>());
-  }
-  if (manifest.contains("chunks") && manifest["chunks"].is_array()) {
-    for (const auto& c : manifest["chunks"]) {
-      if (c.is_object() && c.contains("files") && c["files"].is_object() && c["files"].contains(n) && c["files"][n].is_string()) {
-        files.push_back(c["files"][n].get<std::string>());
-      }
-    }
-  }
-  for (const auto& f : files) {
-    auto fc = confine_path(dir, f);
-    if (auto* e = std::get_if<std::string>(&fc)) {
-      return error_reply(req.id, ErrorCode::forbidden_path, "run '" + run_id + "', array '" + n + "': " + *e);
-    }
-  }
-  return std::nullopt;
-}
-
-Reply cmd_runs_get(const Request& req, Context& ctx) {
-  if (auto r = expect_parts(req, 0)) return *r;
-  if (auto e = check_known_args(req, {"run_id", "arrays"})) return error_reply(*e);
-  auto id = get_string(req, "run_id");
-  if (auto* e = err_of(id)) return error_reply(*e);
-  std::vector<std::string> names;
-  if (req.args.contains("arrays")) {
-    const auto& a = req.args["arrays"];
-    if (!a.is_array()) return error_reply(req.id, ErrorCode::wrong_type, "args.arrays must be an array of names");
-    for (const auto& n : a) {
-      if (!n.is_string()) return error_reply(req.id, ErrorCode::wrong_type, "args.arrays must be an array of names");
-      names.push_back(n.get<std::string>());
-    }
-  }
-  auto found = find_run(req, ctx, std::get<std::string>(id));
-  if (auto* r = std::get_if<Reply>(&found)) return *r;
-  const auto& [run, dir, manifest] = std::get<FoundRun>(found);
-  Reply r = ok_reply(req.id, nullptr);
-  json arrays = json::object();
-  std::size_t bytes = 0;
-  for (const auto& n : names) {
-    if (auto e = check_array_files(req, run.id, dir, manifest, n)) return *e;
-    std::optional<LoadedArray> a;
-    try {
-      a = load_run_array(dir, manifest, n);
-    } catch (const StorageError& e) {
-      return error_reply(req.id, ErrorCode::internal, e.what());
-    }
-    if (!a) return error_reply(req.id, ErrorCode::not_found, "run '" + run.id + "' has no array '" + n + "'");
-    bytes += a->bytes.size();
-    if (bytes > ctx.limits.max_reply_bytes) {
-      return error_reply(req.id, ErrorCode::too_large, "requested arrays exceed the reply limit of " +
-                                                           std::to_string(ctx.limits.max_reply_bytes) + " bytes");
-    }
-    arrays[n] = attach_array(r, a->dtype, a->shape, std::move(a->bytes));
-  }
-  r.body["result"] = {{"run", run.to_json()}, {"path", dir.string()}, {"manifest", manifest}, {"arrays", arrays}};
-  return r;
-}
-
-// runs.export {"run_id", "format": "hdf5"}: writes <run dir>/run.h5 from the run's .npy arrays before
-// replying (synchronous; about as long as reading the arrays), lists it in the manifest under "hdf5".
-Reply cmd_runs_export(const Request& req, Context& ctx) {
-  if (auto r = expect_parts(req, 0)) return *r;
-  if (auto e = check_known_args(req, {"run_id", "format"})) return error_reply(*e);
-  auto id = get_string(req, "run_id");
-  if (auto* e = err_of(id)) return error_reply(*e);
-  auto format = get_string(req, "format", std::string("hdf5"));
-  if (auto* e = err_of(format)) return error_reply(*e);
-  if (std::get<std::string>(format) != "hdf5") {
-    return error_reply(req.id, ErrorCode::bad_argument,
-                       "format must be 'hdf5' (runs are stored as .npy already), got '" + std::get<std::string>(format) + "'");
-  }
-  auto found = find_run(req, ctx, std::get<std::string>(id));
-  if (auto* r = std::get_if<Reply>(&found)) return *r;
-  auto& [run, dir, manifest] = std::get<FoundRun>(found);
-  if (run.state == "queued" || run.state == "running") {
-    return error_reply(req.id, ErrorCode::busy, "run '" + run.id + "' is " + run.state +
-                                                    "; export it after its job ends (or capture with hdf5: true)");
-  }
-  std::vector<std::string> names;
-  if (manifest.contains("arrays") && manifest["arrays"].is_object()) {
-    for (const auto& [k, _] : manifest["arrays"].items()) names.push_back(k);
-  }
-  if (manifest.contains("chunks") && manifest["chunks"].is_array() && !manifest["chunks"].empty() &&
-      manifest["chunks"][0].contains("files") && manifest["chunks"][0]["files"].is_object()) {
-    for (const auto& [k, _] : manifest["chunks"][0]["files"].items()) names.push_back(k);
-  }
-  if (names.empty()) return error_reply(req.id, ErrorCode::not_found, "run '" + run.id + "' holds no arrays to export");
-  for (const auto& n : names) {
-    if (auto e = check_array_files(req, run.id, dir, manifest, n)) return *e;
-  }
-  const auto tmp = dir / "run.h5.tmp", out = dir / "run.h5";
-  try {
-    auto w = hdf5_from_run(tmp, dir, manifest);
-    manifest["hdf5"] = {{"file", "run.h5"}, {"complete", true}, {"records", w.records()}, {"error", ""}, {"source", "runs.export"}};
-    w.finish(manifest);
-    std::filesystem::rename(tmp, out);
-    fsync_dir(dir);
-    write_json_atomic(dir / "manifest.json", manifest);
-  } catch (const std::exception& e) {
-    std::error_code ec;
-    std::filesystem::remove(tmp, ec);
-    return error_reply(req.id, ErrorCode::internal, "runs.export of '" + run.id + "': " + e.what());
-  }
-  std::error_code ec;
-  const auto size = std::filesystem::file_size(out, ec);
-  return ok_reply(req.id, {{"run_id", run.id}, {"format", "hdf5"}, {"file", out.string()},
-                           {"records", manifest["hdf5"]["records"]}, {"bytes", ec ? 0 : size}});
-}
-
 // daemon.stats: every counter the daemon keeps (docs/protocol.md): the socket loop's (Context::
 // daemon_counters), jobs by state (catalog) with those queued or running now, the devices' totals.
 Reply cmd_daemon_stats(const Request& req, Context& ctx) {
@@ -673,12 +380,15 @@ Reply cmd_shutdown(const Request& req, Context&) {
   return r;
 }
 
+using Handler = Reply (*)(const Request&, Context&);
+
 const std::map<std::string_view, Handler>& table() {
   static const std::map<std::string_view, Handler> t = {
       {"ping", cmd_ping},           {"version", cmd_version},           {"devices.list", cmd_devices_list},
       {"devices.status", cmd_devices_status}, {"devices.configure", cmd_devices_configure},
       {"slm.show", cmd_slm_show},   {"camera.grab", cmd_camera_grab},   {"capture", cmd_capture},
       {"pipeline", cmd_pipeline},   {"train-teacher", cmd_train_teacher}, {"distill", cmd_distill},
+      {"deploy", cmd_deploy},       {"calibrate", cmd_calibrate},       {"evaluate", cmd_evaluate},
       {"jobs.list", cmd_jobs_list}, {"jobs.status", cmd_jobs_status},   {"jobs.cancel", cmd_jobs_cancel},
       {"runs.list", cmd_runs_list}, {"runs.get", cmd_runs_get},
       {"runs.export", cmd_runs_export},         {"daemon.stats", cmd_daemon_stats}, {"shutdown", cmd_shutdown}};
@@ -686,74 +396,6 @@ const std::map<std::string_view, Handler>& table() {
 }
 
 }  // namespace
-
-JobManager::Work pipeline_work(const PipelineConfig& config, PipelineBench& bench, const std::filesystem::path& run_dir) {
-  return [config, &bench, run_dir](JobControl& ctl) {
-    // Run documents: start and stop only (its files are reports and models, not records).
-    RunDocuments docs(ctl);
-    std::error_code ec;
-    docs.start({{"devices", {{"input_slm", bench.input.name()},
-                             {"element_slm", bench.element ? json(bench.element->name()) : json(nullptr)},
-                             {"camera", bench.camera.name()}}},
-                {"simulator", bench.simulator != nullptr}},
-               config.to_json(), std::filesystem::exists(run_dir, ec), 0);
-    auto ended = [&](JobOutcome out) {
-      docs.stop(exit_status_of(out.state), out.error, 0);
-      return out;
-    };
-    PipelineControl pc;
-    std::string current;
-    pc.progress = [&](const std::string& stage, std::int64_t done, std::int64_t total) {
-      if (stage != current) {
-        current = stage;
-        ctl.set_stats({{"stage", stage}});
-      }
-      ctl.progress(done, total);
-    };
-    pc.stop_requested = [&] { return ctl.stop_requested(); };
-    pc.on_drift = [&](const json& d) { ctl.event("bench.drift", d); };
-    pc.log = [&](const std::string& line) {
-      json st = ctl.record().stats.is_object() ? ctl.record().stats : json::object();
-      st["stage"] = current;
-      st["last"] = line;
-      ctl.set_stats(st);
-    };
-    try {
-      const auto r = run_pipeline(config, bench, run_dir, pc);
-      if (!r.completed) return ended({JobState::interrupted, "stopped; completed stages are kept"});
-      json st = {{"stage", "done"}, {"report", (run_dir / "report.json").string()}};
-      ctl.set_stats(st);
-      ctl.checkpoint(1);
-      return ended({JobState::done, {}});
-    } catch (const std::exception& e) {
-      return ended({JobState::failed, e.what()});
-    }
-  };
-}
-
-int resume_interrupted_pipelines(JobManager& jobs, Catalog& catalog, PipelineBench& bench,
-                                 const std::filesystem::path& data_dir, std::size_t max_jobs) {
-  int n = 0;
-  for (JobRecord rec : catalog.jobs_in_state(JobState::interrupted)) {
-    if (rec.kind != "pipeline") continue;
-    if (jobs.active() >= max_jobs) {
-      rec.error = resume_deferred_reason(max_jobs);
-      catalog.update_job(rec);
-      continue;
-    }
-    PipelineConfig cfg;
-    try {
-      cfg = PipelineConfig::from_json(rec.params.at("config"));
-    } catch (const std::exception& e) {
-      rec.state = JobState::failed;
-      rec.error = std::string("cannot resume: ") + e.what();
-      catalog.update_job(rec);
-      continue;
-    }
-    if (jobs.resume(rec, pipeline_work(cfg, bench, data_dir / rec.run_id))) ++n;
-  }
-  return n;
-}
 
 std::vector<std::string_view> command_names() {
   std::vector<std::string_view> out;

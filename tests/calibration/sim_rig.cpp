@@ -1,5 +1,6 @@
 #include "sim_rig.hpp"
 
+#include <cmath>
 #include <stdexcept>
 
 #include "hilo/sim/config.hpp"
@@ -73,6 +74,23 @@ void SimRig::set_element_phase(const sim::RArray& phase) {
 void SimRig::set_flat_element() {
   const auto& s = bench.options().element.slm;
   set_element_phase(sim::RArray::Zero(s.rows, s.cols));
+}
+
+distill::OpticalStudent trained_like_student(std::mt19937_64& rng) {
+  distill::StudentOptions so;
+  distill::OpticalStudent s(so, distill::Shape{1, 28, 28}, 10);
+  s.init(rng);
+  // Smooth, centred kernels (what training produces): Gaussian blobs of different widths and offsets.
+  const int K = so.kernels, k = so.kernel_size;
+  distill::MatD kappa(K, k * k);
+  for (int j = 0; j < K; ++j) {
+    const double sx = 0.8 + 0.25 * j, cx = 3 + (j % 3) - 1, cy = 3 - (j % 2);
+    for (int y = 0; y < k; ++y)
+      for (int x = 0; x < k; ++x)
+        kappa(j, y * k + x) = 0.05 * std::exp(-((x - cx) * (x - cx) + (y - cy) * (y - cy)) / (2 * sx * sx)) + 1e-4;
+  }
+  s.set_kernels(kappa);
+  return s;
 }
 
 }  // namespace hilo::calibration::testing

@@ -8,9 +8,11 @@
 // Timing is the drivers' default model (SLM settle 10 ms, grab = exposure), so simulated time advances
 // with every show and grab and drift acts as it would on the bench; nothing sleeps.
 #include <memory>
+#include <random>
 #include <string>
 
 #include "hilo/calibration/probe.hpp"
+#include "hilo/distill/student.hpp"
 #include "hilo/drivers/clock.hpp"
 #include "hilo/drivers/sim_devices.hpp"
 #include "hilo/sim/bench_model.hpp"
@@ -67,5 +69,9 @@ struct SimRig {
   void set_element_phase(const sim::RArray& phase);
   void set_flat_element();
 };
+
+// A student as training leaves it, without training: initialised from rng, its kernels smooth, centred
+// Gaussian blobs of different widths and offsets (what the deploy and calibration suites deploy).
+distill::OpticalStudent trained_like_student(std::mt19937_64& rng);
 
 }  // namespace hilo::calibration::testing

@@ -9,7 +9,7 @@
 //
 // Commands (docs/protocol.md has an example exchange for each):
 //   ping, version, devices.list, devices.status, devices.configure, slm.show, camera.grab, capture,
-//   pipeline, train-teacher, distill, jobs.list, jobs.status, jobs.cancel, runs.list, runs.get, runs.export,
+//   pipeline, train-teacher, distill, deploy, calibrate, evaluate, jobs.list, jobs.status, jobs.cancel, runs.list, runs.get, runs.export,
 //   daemon.stats, shutdown
 #include <filesystem>
 #include <functional>

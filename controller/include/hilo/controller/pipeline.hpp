@@ -30,6 +30,7 @@
 
 #include "hilo/calibration/compensation.hpp"
 #include "hilo/calibration/drift.hpp"
+#include "hilo/calibration/experiment.hpp"
 #include "hilo/calibration/hil.hpp"
 #include "hilo/calibration/subset.hpp"
 #include "hilo/distill/jobs.hpp"
@@ -82,6 +83,7 @@ struct PipelineConfig {
   static PipelineConfig from_json(const nlohmann::json& j);  // absent keys: defaults(); unknown keys throw
   nlohmann::json to_json() const;
   std::string validate() const;  // empty when valid, else the violated rule
+  calibration::MeasureOptions measure_options() const;  // frames, drift_every, drift, drift_action
 };
 
 // What the pipeline drives. The devices are borrowed and must be open; hold `mutex` (when set) around
@@ -133,19 +135,16 @@ PipelineBench pipeline_bench(drivers::OpenBench& bench, const drivers::BenchConf
 PipelineResult run_pipeline(const PipelineConfig& config, PipelineBench& bench, const std::filesystem::path& run_dir,
                             const PipelineControl& control);
 
-// Compensation sweep on a finished profile stage of a run: re-fits the deployed student's backend on
-// the stored measured subset (bench/<profile>/subset_features.npy, nested fractions as in the run) with
-// each option set in `grid` and each seed, and scores it on the stored measured test set. No device is
-// touched. `fractions`: those of the run to sweep (empty: all). Returns {"rows": [{"name", "fraction", "seed", "accuracy", "final_ntk_distance"}...]}.
-struct SweepEntry {
-  std::string name;
-  calibration::CompensationOptions options;
-};
+// Compensation sweep on a finished profile stage of a run (calibration::sweep_compensation on
+// bench/<profile>/ with the run's dataset, teacher and deployed student, read from config.json,
+// teacher/teacher.hilo and deploy/student.hilo). No device is touched. `fractions`: those of the run to
+// sweep (empty: all). Throws std::runtime_error for a run without those files.
+using calibration::SweepEntry;
+using calibration::sweep_entry_from_json;
 nlohmann::json sweep_compensation(const std::filesystem::path& run_dir, const std::string& profile,
                                   const std::vector<SweepEntry>& grid, const std::vector<std::uint64_t>& seeds,
                                   const std::vector<double>& fractions = {},
                                   const std::function<void(const std::string&)>& log = {});
-SweepEntry sweep_entry_from_json(const std::string& name, const nlohmann::json& j);
 
 // The accuracy table of a report.json (its "deploy" and "profiles"): a header row, then one row per
 // profile and measured fraction, accuracies in percent with two decimals. The report's

@@ -1,0 +1,166 @@
+#pragma once
+// The experiment on a deployed bench (DESIGN §2, §6): calibrate the bench for the deployed element,
+// measure image sets through it with drift checks on a schedule, choose nested measured subsets, and
+// re-fit the deployed student's backend on them (compensation), scored on the measured test set.
+// The pipeline's profile stage and its daemon jobs (controller/) drive this; the compensation sweep
+// re-runs the same fits on stored measurements without a device.
+//
+// Devices are borrowed (ExperimentBench) and must be open; every device call holds `mutex` when set.
+// Device errors come back as values (drivers::DeviceResult) with the device's message; invalid options
+// throw std::invalid_argument. Randomness only from the caller's generator, in a fixed order (the
+// calibration, the drift reference, then each subset draw), so a seeded run is reproducible.
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "hilo/calibration/compensation.hpp"
+#include "hilo/calibration/drift.hpp"
+#include "hilo/calibration/hil.hpp"
+#include "hilo/calibration/subset.hpp"
+#include "hilo/distill/data.hpp"
+
+namespace hilo::calibration {
+
+struct ExperimentBench {
+  drivers::Slm& input;
+  drivers::Slm* element = nullptr;  // null: a fixed mask
+  drivers::Camera& camera;
+  // A fixed mask: installs the deployed phase on the bench (the simulator fabricates it); null when
+  // there is nothing to drive. Unused with an element SLM.
+  std::function<void(const RArray& phase_rad)> install_fixed_mask;
+  std::function<double()> now_s;  // the devices' clock, seconds (drift checks); null: 0
+  std::mutex* mutex = nullptr;
+};
+
+// How a set is measured: `frames` frames averaged per image; after every `drift_every` images (and at
+// the end of each set) the drift probes are measured again (check_drift). Past a threshold the check
+// is reported and, with drift_action "update", the measured pose and gain replace the calibration's
+// for the images that follow ("report": reported only).
+struct MeasureOptions {
+  int frames = 1;         // [1, 64]
+  int drift_every = 500;  // images, >= 10
+  DriftOptions drift;
+  std::string drift_action = "update";  // "update" or "report"
+
+  std::string validate() const;  // empty when valid, else the violated rule
+};
+
+struct ExperimentControl {
+  // Images measured so far by this Experiment (all sets together).
+  std::function<void(std::int64_t measured)> progress;
+  StopFn stop;                                      // true: end the current set early
+  std::function<void(const std::string&)> log;      // one line per notable event
+  std::function<void(const nlohmann::json&)> on_drift;  // a drift check past its thresholds (as in drift_checks())
+};
+
+class Experiment {
+ public:
+  // `name` labels drift events ("profile" key). design, deployment and the deployed student must
+  // outlive the Experiment.
+  Experiment(ExperimentBench& bench, DesignModel& design, const Deployment& deployment,
+             const distill::OpticalStudent& deployed, MeasureOptions options, ExperimentControl control,
+             std::string name);
+
+  // Installs a fixed mask (no element SLM), runs calibrate_bench (registration with a flat element SLM
+  // when there is one) and takes the drift reference right after it.
+  drivers::DeviceResult<BenchCalibrationResult> calibrate(BenchCalibrationOptions options, std::mt19937_64& rng);
+
+  // Features of each row of x (N × H·W in [0, 1]) measured through the bench with the live calibration,
+  // in chunks of drift_every with a drift check after each. calibrate() first. A true stop() ends it
+  // early with fewer rows than x.
+  drivers::DeviceResult<distill::MatD> measure(const distill::Mat<float>& x);
+
+  // One frame (counts) of an input image averaged over `frames`, with the bench lock held.
+  drivers::DeviceResult<RArray> capture(const RArray& input, int frames);
+
+  // Every drift check so far: {"t_s", "measured_images", "displacement_px", "gain_change", "exceeded",
+  // "message"} and, when exceeded, "action" and "profile".
+  const nlohmann::json& drift_checks() const { return drift_checks_; }
+  std::int64_t measured() const { return measured_; }
+  // The devices' time when calibrate_bench ended (before the drift reference), seconds.
+  double calibrated_at_s() const { return calibrated_at_s_; }
+
+ private:
+  template <typename F>
+  auto locked(F&& f);
+  drivers::DeviceStatus check_drift_now();
+
+  ExperimentBench& bench_;
+  DesignModel& design_;
+  const Deployment& deployment_;
+  const distill::OpticalStudent& deployed_;
+  MeasureOptions opt_;
+  ExperimentControl ctl_;
+  std::string name_;
+  ProbeRig rig_;
+  BenchCalibration calibrated_, live_;  // as calibrated; as drift updates leave it
+  std::optional<DriftReference> reference_;
+  nlohmann::json drift_checks_ = nlohmann::json::array();
+  std::int64_t measured_ = 0;
+  double calibrated_at_s_ = 0.0;
+};
+
+// Measured features on disk: a 2-D float64 .npy, one row per image (what the pipeline stores and the
+// sweep reads back). read_features throws std::runtime_error naming the file for another shape.
+void write_features(const std::filesystem::path& file, const distill::MatD& features);
+distill::MatD read_features(const std::filesystem::path& file);
+
+// A measured training subset: its features (rows of the measured set) and the samples they belong to.
+struct MeasuredSubset {
+  distill::MatD features;  // n × feature_dim
+  distill::Dataset samples;
+};
+// The rows `pick` (indices into both) of a measured set.
+MeasuredSubset take_rows(const distill::MatD& features, const distill::Dataset& samples, const std::vector<std::size_t>& pick);
+
+// The subset measured for fraction f within the one measured for fmax (nested): all of it for
+// f >= fmax, else `strategy` with fraction f / fmax over the measured samples' labels and `features`
+// (the teacher's outputs on them; coverage only).
+std::vector<std::size_t> nested_subset(SubsetStrategy strategy, double f, double fmax, const std::vector<int>& labels,
+                                       const Eigen::Ref<const Eigen::MatrixXd>& features, std::mt19937_64& rng);
+
+// One compensation: a copy of the deployed student with its backend re-fitted on the subset
+// (refit_backend), scored on measured test features.
+struct CompensationTrial {
+  CompensationReport report;
+  distill::MatD test_logits;
+  double test_accuracy = 0;
+  double val_accuracy = 0;  // when validation features were given, else 0
+};
+CompensationTrial compensate(const distill::OpticalStudent& deployed, const MeasuredSubset& subset,
+                             distill::Sequential<float>& teacher, const CompensationOptions& options, std::mt19937_64& rng,
+                             const distill::MatD& test_features, const std::vector<int>& test_labels,
+                             const distill::MatD* val_features = nullptr, const std::vector<int>* val_labels = nullptr);
+
+// Compensation sweep on a finished profile stage's stored measurements (directory `profile_dir` with
+// result.json, test_features.npy, val_features.npy, subset_features.npy and, from runs that wrote it,
+// nested_subsets.json): for each fraction of the run (all, or those in `fractions`) the nested subset
+// the run used (runs without nested_subsets.json: a class-balanced draw of seed 12345 from the stored
+// subset), then compensate() with every entry of `grid` and every seed. No device is touched.
+// Returns {"profile", "none", "rows": [{"name", "fraction", "seed", "val_accuracy", "accuracy",
+// "final_ntk_distance", "final_train_acc"}...]}. Throws std::runtime_error for missing or inconsistent files.
+struct SweepEntry {
+  std::string name;
+  CompensationOptions options;
+};
+// An entry from its JSON form (CompensationOptions keys; mode defaults to "ntkd"); throws
+// std::invalid_argument naming "sweep.<name>" and the rule.
+SweepEntry sweep_entry_from_json(const std::string& name, const nlohmann::json& j);
+struct SweepInputs {
+  const distill::Splits& data;  // the run's dataset splits
+  distill::Sequential<float>& teacher;
+  const distill::OpticalStudent& deployed;
+};
+nlohmann::json sweep_compensation(const std::filesystem::path& profile_dir, const std::string& profile, const SweepInputs& in,
+                                  const std::vector<SweepEntry>& grid, const std::vector<std::uint64_t>& seeds,
+                                  const std::vector<double>& fractions = {},
+                                  const std::function<void(const std::string&)>& log = {});
+
+}  // namespace hilo::calibration

@@ -1,0 +1,239 @@
+#include "hilo/calibration/experiment.hpp"
+
+#include <algorithm>
+#include <fstream>
+#include <numeric>
+#include <stdexcept>
+
+#include "hilo/distill/train.hpp"
+#include "hilo/io/options_json.hpp"
+#include "hilo/sim/npy.hpp"
+#include "hilo/sim/slm_model.hpp"
+
+namespace hilo::calibration {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using distill::MatD;
+
+std::string MeasureOptions::validate() const {
+  if (frames < 1 || frames > 64) return "frames must be in [1, 64], got " + std::to_string(frames);
+  if (drift_every < 10) return "drift_every must be >= 10 images, got " + std::to_string(drift_every);
+  if (drift_action != "update" && drift_action != "report")
+    return "drift_action must be \"update\" or \"report\", got \"" + drift_action + "\"";
+  if (auto e = drift.validate(); !e.empty()) return "drift: " + e;
+  return {};
+}
+
+Experiment::Experiment(ExperimentBench& bench, DesignModel& design, const Deployment& deployment,
+                       const distill::OpticalStudent& deployed, MeasureOptions options, ExperimentControl control,
+                       std::string name)
+    : bench_(bench),
+      design_(design),
+      deployment_(deployment),
+      deployed_(deployed),
+      opt_(std::move(options)),
+      ctl_(std::move(control)),
+      name_(std::move(name)),
+      rig_(bench.input, bench.camera) {
+  if (auto e = opt_.validate(); !e.empty()) throw std::invalid_argument("measure options: " + e);
+}
+
+template <typename F>
+auto Experiment::locked(F&& f) {
+  if (bench_.mutex) {
+    std::lock_guard lk(*bench_.mutex);
+    return f();
+  }
+  return f();
+}
+
+drivers::DeviceResult<BenchCalibrationResult> Experiment::calibrate(BenchCalibrationOptions options, std::mt19937_64& rng) {
+  const sim::SlmModel slm_model(design_.options().element.slm);
+  ShowElementFn show = [&](const RArray& phase) -> drivers::DeviceStatus {
+    if (bench_.element) return deploy_phase(*bench_.element, phase, slm_model);
+    if (bench_.install_fixed_mask) bench_.install_fixed_mask(phase);
+    return std::nullopt;
+  };
+  options.flat_element_for_registration = bench_.element != nullptr;
+  if (!bench_.element) (void)show(deployment_.design.phase);
+  auto cal = locked([&] { return calibrate_bench(rig_, design_, deployment_, show, options, rng); });
+  if (!cal) return cal;
+  calibrated_ = live_ = cal.value().calibration;
+  calibrated_at_s_ = bench_.now_s ? bench_.now_s() : 0.0;
+  auto ref = locked([&] {
+    return capture_drift_reference(rig_, calibrated_.dark, calibrated_.pose, calibrated_at_s_, opt_.drift, rng);
+  });
+  if (!ref) return ref.error();
+  reference_ = std::move(ref.value());
+  return cal;
+}
+
+drivers::DeviceStatus Experiment::check_drift_now() {
+  const double t = bench_.now_s ? bench_.now_s() : 0.0;
+  auto r = locked([&] { return check_drift(rig_, *reference_, live_.dark, t, opt_.drift); });
+  if (!r) return r.error();
+  const auto& dr = r.value();
+  json j = {{"t_s", dr.t_s}, {"measured_images", measured_}, {"displacement_px", dr.displacement_px},
+            {"gain_change", dr.gain_change}, {"exceeded", dr.exceeded}, {"message", dr.message}};
+  if (dr.exceeded) {
+    j["action"] = opt_.drift_action;
+    j["profile"] = name_;
+    if (opt_.drift_action == "update") {
+      live_.pose = dr.updated_pose;
+      live_.gain = calibrated_.gain * dr.updated_pose.gain / std::max(1e-12, reference_->pose.gain);
+    }
+    if (ctl_.log) ctl_.log(dr.message + (opt_.drift_action == "update" ? " (calibration updated)" : ""));
+    if (ctl_.on_drift) ctl_.on_drift(j);
+  }
+  drift_checks_.push_back(j);
+  return std::nullopt;
+}
+
+drivers::DeviceResult<MatD> Experiment::measure(const distill::Mat<float>& x) {
+  if (!reference_) throw std::logic_error("Experiment::measure before calibrate");
+  const ExtractOptions extract;
+  MatD out(x.rows(), deployed_.feature_dim());
+  auto stop = [this] { return ctl_.stop && ctl_.stop(); };
+  for (Eigen::Index s0 = 0; s0 < x.rows(); s0 += opt_.drift_every) {
+    const Eigen::Index m = std::min<Eigen::Index>(opt_.drift_every, x.rows() - s0);
+    const distill::Mat<float> part = x.middleRows(s0, m);
+    auto r = locked([&] {
+      return measure_features(rig_, live_, extract, deployment_, deployed_, part, opt_.frames,
+                              [&](std::size_t n, std::size_t) {
+                                if (ctl_.progress) ctl_.progress(measured_ + std::int64_t(n));
+                              },
+                              stop);
+    });
+    if (!r) return r.error();
+    if (stop()) return MatD(out.topRows(s0));
+    out.middleRows(s0, m) = r.value();
+    measured_ += m;
+    if (auto e = check_drift_now()) return *e;
+  }
+  return out;
+}
+
+drivers::DeviceResult<RArray> Experiment::capture(const RArray& input, int frames) {
+  return locked([&] { return rig_.capture(input, frames); });
+}
+
+MeasuredSubset take_rows(const MatD& features, const distill::Dataset& samples, const std::vector<std::size_t>& pick) {
+  if (std::size_t(features.rows()) != samples.size())
+    throw std::invalid_argument("take_rows: " + std::to_string(features.rows()) + " feature rows for " +
+                                std::to_string(samples.size()) + " samples");
+  std::vector<int> pi(pick.begin(), pick.end());
+  MatD a(Eigen::Index(pi.size()), features.cols());
+  for (std::size_t i = 0; i < pi.size(); ++i) {
+    if (pick[i] >= samples.size()) throw std::invalid_argument("take_rows: index " + std::to_string(pick[i]) + " out of range");
+    a.row(Eigen::Index(i)) = features.row(pi[i]);
+  }
+  return {std::move(a), distill::take(samples, pi)};
+}
+
+std::vector<std::size_t> nested_subset(SubsetStrategy strategy, double f, double fmax, const std::vector<int>& labels,
+                                       const Eigen::Ref<const Eigen::MatrixXd>& features, std::mt19937_64& rng) {
+  if (f >= fmax) {
+    std::vector<std::size_t> all(labels.size());
+    std::iota(all.begin(), all.end(), std::size_t{0});
+    return all;
+  }
+  SubsetOptions so;
+  so.strategy = strategy;
+  so.fraction = std::min(1.0, f / fmax);
+  return select_subset(so, labels, features, rng);
+}
+
+CompensationTrial compensate(const distill::OpticalStudent& deployed, const MeasuredSubset& subset,
+                             distill::Sequential<float>& teacher, const CompensationOptions& options, std::mt19937_64& rng,
+                             const MatD& test_features, const std::vector<int>& test_labels, const MatD* val_features,
+                             const std::vector<int>* val_labels) {
+  distill::OpticalStudent s = distill::OpticalStudent::from_model(deployed.to_model({}));
+  CompensationTrial t;
+  t.report = refit_backend(s, subset.features, subset.samples.y, &teacher, &subset.samples.x, options, rng);
+  t.test_logits = s.backend_forward(test_features);
+  t.test_accuracy = distill::accuracy(t.test_logits, test_labels);
+  if (val_features && val_labels) t.val_accuracy = distill::accuracy(s.backend_forward(*val_features), *val_labels);
+  return t;
+}
+
+SweepEntry sweep_entry_from_json(const std::string& name, const json& j) {
+  SweepEntry e;
+  e.name = name;
+  const std::string section = "sweep." + name;
+  e.options.mode = parse_compensation_mode(j.value("mode", std::string("ntkd")));
+  e.options = io::read_options(j, section, e.options);
+  if (auto err = e.options.validate(); !err.empty()) throw std::invalid_argument(section + ": " + err);
+  return e;
+}
+
+namespace {
+
+json read_json(const fs::path& p) {
+  std::ifstream in(p);
+  if (!in) throw std::runtime_error("cannot read " + p.string());
+  return json::parse(in);
+}
+
+}  // namespace
+
+void write_features(const fs::path& p, const MatD& m) {
+  sim::write_npy(p, sim::make_npy<double>(std::span<const double>(m.data(), std::size_t(m.size())),
+                                          {std::size_t(m.rows()), std::size_t(m.cols())}));
+}
+
+MatD read_features(const fs::path& p) {
+  const auto a = sim::read_npy(p);
+  if (a.shape.size() != 2) throw std::runtime_error(p.string() + ": expected a 2-D array");
+  const auto v = sim::as_doubles(a, p.string());
+  MatD m(Eigen::Index(a.shape[0]), Eigen::Index(a.shape[1]));
+  std::copy(v.begin(), v.end(), m.data());
+  return m;
+}
+
+json sweep_compensation(const fs::path& profile_dir, const std::string& profile, const SweepInputs& in,
+                        const std::vector<SweepEntry>& grid, const std::vector<std::uint64_t>& seeds,
+                        const std::vector<double>& fractions, const std::function<void(const std::string&)>& log) {
+  const fs::path& d = profile_dir;
+  const json res = read_json(d / "result.json");
+  const MatD A_test = read_features(d / "test_features.npy"), A_sub = read_features(d / "subset_features.npy");
+  const MatD A_val = read_features(d / "val_features.npy");
+  if (std::size_t(A_test.rows()) > in.data.test.size() || std::size_t(A_val.rows()) != in.data.val.size())
+    throw std::runtime_error(d.string() + ": the stored measurements do not match the run's dataset");
+  const auto test = distill::head(in.data.test, std::size_t(A_test.rows()));
+  const std::vector<int> idx = res.at("subset").at("indices").get<std::vector<int>>();
+  const distill::Dataset sub = distill::take(in.data.train, idx);
+  const double fmax = res.at("subset").at("fraction").get<double>();
+  json nested = json::object();
+  if (fs::exists(d / "nested_subsets.json")) nested = read_json(d / "nested_subsets.json");
+  json rows = json::array();
+  for (const auto& fr : res.at("accuracy").at("fractions")) {
+    const double f = fr.at("fraction").get<double>();
+    if (!fractions.empty() && std::find(fractions.begin(), fractions.end(), f) == fractions.end()) continue;
+    std::vector<std::size_t> pick;
+    if (nested.contains("fractions")) {
+      for (const auto& e : nested["fractions"])
+        if (e.at("fraction").get<double>() == f) pick = e.at("indices").get<std::vector<std::size_t>>();
+      if (pick.empty()) throw std::runtime_error(d.string() + "/nested_subsets.json: no subset for f = " + std::to_string(f));
+    } else {
+      // A run from before the nested subsets were stored: a class-balanced draw of fixed seed.
+      std::mt19937_64 r(12345);
+      pick = nested_subset(SubsetStrategy::class_balanced, f, fmax, sub.y, Eigen::MatrixXd(), r);
+    }
+    const MeasuredSubset part = take_rows(A_sub, sub, pick);
+    for (const auto& g : grid)
+      for (auto seed : seeds) {
+        std::mt19937_64 r2(seed);
+        const auto t = compensate(in.deployed, part, in.teacher, g.options, r2, A_test, test.y, &A_val, &in.data.val.y);
+        const auto& ep = t.report.epochs;
+        json row = {{"name", g.name}, {"fraction", f}, {"seed", seed}, {"val_accuracy", t.val_accuracy},
+                    {"accuracy", t.test_accuracy}, {"final_ntk_distance", ep.empty() ? 0.0 : ep.back().ntk_distance},
+                    {"final_train_acc", ep.empty() ? 0.0 : ep.back().accuracy}};
+        if (log) log(row.dump());
+        rows.push_back(row);
+      }
+  }
+  return {{"profile", profile}, {"none", res.at("accuracy").at("none")}, {"rows", rows}};
+}
+
+}  // namespace hilo::calibration

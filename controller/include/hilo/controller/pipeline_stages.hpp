@@ -1,0 +1,88 @@
+#pragma once
+// The stages of the pipeline (pipeline.hpp lists what each leaves in the run directory), one
+// implementation each, shared by the pipeline job and the daemon's deploy, calibrate and evaluate jobs.
+// A stage whose output exists in the run directory is loaded, not run again. Each stage draws from
+// generators seeded by (config.seed, stage), so a stage run inside the pipeline and the same stage run
+// as a job of its own on the same inputs write the same files.
+// Stop: a stage that sees control.stop_requested() throws StageStopped (files of completed stages stay);
+// device faults and missing inputs throw std::runtime_error, invalid settings std::invalid_argument.
+#include <atomic>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "hilo/controller/pipeline.hpp"
+#include "hilo/distill/train.hpp"
+
+namespace hilo::controller {
+
+struct StageStopped {};
+
+// A JSON file of a run; throws std::runtime_error naming the file when it cannot be read.
+nlohmann::json read_json_file(const std::filesystem::path& file);
+
+// A fraction as the report prints it: 100 · v with two decimals ("12.34").
+std::string pct(double v);
+
+class PipelineStages {
+ public:
+  // The config, bench and control are borrowed for the object's life. Throws std::invalid_argument for
+  // an invalid config.
+  PipelineStages(const PipelineConfig& config, PipelineBench& bench, std::filesystem::path run_dir,
+                 const PipelineControl& control);
+
+  bool stop() const { return ctl_.stop_requested && ctl_.stop_requested(); }
+  void log(const std::string& s) const {
+    if (ctl_.log) ctl_.log(s);
+  }
+  void progress(const std::string& stage, std::int64_t d, std::int64_t t) const {
+    if (ctl_.progress) ctl_.progress(stage, d, t);
+  }
+
+  // The dataset splits of config.data and the head of the test split (bench.test_images); writes
+  // config.json. First, before any stage.
+  void load_data();
+  // teacher/: trains the teacher, or loads it. use_teacher: a teacher model from elsewhere instead.
+  void teacher();
+  void use_teacher(const std::filesystem::path& model);
+  // student/: distils the student from the teacher, or loads it. use_student: a trained student from
+  // elsewhere instead, copied to student/student.hilo so the run directory holds its inputs.
+  void student();
+  void use_student(const std::filesystem::path& model);
+  // deploy/: designs the element for the student (needs student() or use_student()).
+  void deploy();
+  // bench/<name>/result.json: calibration, the measured test set and the deployed student's accuracy on
+  // it; with `compensate` also the validation split and the largest measured subset, and the backend
+  // re-fits (task, NTKD) on the nested subsets (needs the teacher). `index` seeds the stage (the
+  // profile's position in config.profiles). Simulator: installs the named profile first.
+  nlohmann::json bench(const std::string& name, int index, bool compensate = true);
+  // report.json and its figures over the profiles' results (after every stage above).
+  nlohmann::json report(const nlohmann::json& profiles);
+
+  const nlohmann::json& deploy_info() const { return deploy_info_; }
+
+ private:
+  distill::JobControl train_control(const std::string& stage);
+  void written(std::string_view where) const {
+    if (ctl_.after_write) ctl_.after_write(where);
+  }
+
+  const PipelineConfig& c_;
+  PipelineBench& b_;
+  std::filesystem::path dir_;
+  const PipelineControl& ctl_;
+  std::atomic<bool> cancel_{false};
+  distill::Splits data_;
+  distill::Mat<float> test_x_;
+  std::vector<int> test_y_;
+  std::optional<distill::Sequential<float>> teacher_;
+  std::optional<distill::OpticalStudent> student_, deployed_;
+  std::optional<calibration::DesignModel> design_;
+  calibration::Deployment deployment_;
+  nlohmann::json teacher_info_, student_info_, deploy_info_;
+};
+
+}  // namespace hilo::controller

@@ -1,0 +1,38 @@
+#pragma once
+// What the command families of handle() share (handler.cpp: devices, capture, daemon, dispatch;
+// handler_runs.cpp: jobs and runs in the catalog; handler_jobs.cpp: the pipeline and its stages as jobs). Internal to the controller library.
+#include <optional>
+#include <variant>
+
+#include "hilo/controller/handler.hpp"
+
+namespace hilo::controller::handler_detail {
+
+// A device error as a reply: invalid_argument → bad_argument (the caller's mistake), else device_error.
+Reply device_error(const Request& req, const drivers::DeviceError& e);
+Reply busy(const Request& req);
+// bad_parts unless the request carries exactly n binary parts.
+std::optional<Reply> expect_parts(const Request& req, std::size_t n);
+
+template <typename T>
+const ProtocolError* err_of(const std::variant<T, ProtocolError>& v) {
+  return std::get_if<ProtocolError>(&v);
+}
+
+// The catalog family (handler_runs.cpp).
+Reply cmd_jobs_list(const Request& req, Context& ctx);
+Reply cmd_jobs_status(const Request& req, Context& ctx);
+Reply cmd_jobs_cancel(const Request& req, Context& ctx);
+Reply cmd_runs_list(const Request& req, Context& ctx);
+Reply cmd_runs_get(const Request& req, Context& ctx);
+Reply cmd_runs_export(const Request& req, Context& ctx);
+
+// The job family (handler_jobs.cpp).
+Reply cmd_pipeline(const Request& req, Context& ctx);
+Reply cmd_train_teacher(const Request& req, Context& ctx);
+Reply cmd_distill(const Request& req, Context& ctx);
+Reply cmd_deploy(const Request& req, Context& ctx);
+Reply cmd_calibrate(const Request& req, Context& ctx);
+Reply cmd_evaluate(const Request& req, Context& ctx);
+
+}  // namespace hilo::controller::handler_detail

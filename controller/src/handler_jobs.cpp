@@ -1,0 +1,366 @@
+// The job family of the protocol: pipeline, train-teacher, distill, and the pipeline's stages deploy,
+// calibrate and evaluate as jobs of their own (docs/protocol.md). Each stage job runs the stage function
+// the pipeline runs (PipelineStages) in the job's run directory.
+#include <algorithm>
+
+#include <Eigen/Core>
+
+#include "handler_detail.hpp"
+#include "hilo/controller/pipeline_stages.hpp"
+#include "hilo/controller/run_documents.hpp"
+#include "hilo/distill/jobs.hpp"
+#include "hilo/distill/student_jobs.hpp"
+
+namespace hilo::controller {
+
+using nlohmann::json;
+using namespace handler_detail;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Progress (stats.stage, stats.last), stop and drift events of a job that runs pipeline stages.
+PipelineControl stage_control(JobControl& ctl, std::string& current) {
+  PipelineControl pc;
+  pc.progress = [&ctl, &current](const std::string& stage, std::int64_t done, std::int64_t total) {
+    if (stage != current) {
+      current = stage;
+      ctl.set_stats({{"stage", stage}});
+    }
+    ctl.progress(done, total);
+  };
+  pc.stop_requested = [&ctl] { return ctl.stop_requested(); };
+  pc.on_drift = [&ctl](const json& d) { ctl.event("bench.drift", d); };
+  pc.log = [&ctl, &current](const std::string& line) {
+    json st = ctl.record().stats.is_object() ? ctl.record().stats : json::object();
+    st["stage"] = current;
+    st["last"] = line;
+    ctl.set_stats(st);
+  };
+  return pc;
+}
+
+std::optional<Reply> refuse_new_job(const Request& req, Context& ctx) {
+  if (ctx.shutting_down || !ctx.jobs.accepting())
+    return error_reply(req.id, ErrorCode::shutting_down, "the daemon is shutting down and accepts no new jobs");
+  if (!ctx.pipeline)
+    return error_reply(req.id, ErrorCode::not_supported,
+                       "this daemon's bench config has no design section (nor a simulator section) describing the "
+                       "designed optics, which the pipeline and its stages need as their design model");
+  return check_job_limit(req, ctx);
+}
+
+}  // namespace
+
+// pipeline {"config": {...}} (optional; PipelineConfig::from_json): queues the whole HIL pipeline.
+Reply handler_detail::cmd_pipeline(const Request& req, Context& ctx) {
+  if (auto r = expect_parts(req, 0)) return *r;
+  if (auto e = check_known_args(req, {"config"})) return error_reply(*e);
+  if (ctx.shutting_down || !ctx.jobs.accepting()) {
+    return error_reply(req.id, ErrorCode::shutting_down, "the daemon is shutting down and accepts no new jobs");
+  }
+  if (!ctx.pipeline) {
+    return error_reply(req.id, ErrorCode::not_supported,
+                       "this daemon's bench config has no design section (nor a simulator section) describing the "
+                       "designed optics, which the pipeline needs as its design model");
+  }
+  if (auto r = check_job_limit(req, ctx)) return *r;
+  PipelineConfig cfg;
+  try {
+    cfg = req.args.contains("config") ? PipelineConfig::from_json(req.args["config"]) : PipelineConfig::defaults();
+  } catch (const std::exception& e) {
+    return error_reply(req.id, ErrorCode::bad_argument, std::string("config: ") + e.what());
+  }
+  if (auto e = cfg.validate(); !e.empty()) return error_reply(req.id, ErrorCode::bad_argument, "config: " + e);
+  if (!cfg.profiles.empty() && !ctx.pipeline->reset_simulator) {
+    return error_reply(req.id, ErrorCode::bad_argument,
+                       "config: bench.profiles needs simulated devices; on hardware leave it empty");
+  }
+  for (const auto& name : cfg.profiles) {
+    try {
+      (void)ctx.pipeline->load_profile(name);
+    } catch (const std::exception& e) {
+      return error_reply(req.id, ErrorCode::bad_argument, "config: bench.profiles: " + std::string(e.what()));
+    }
+  }
+  json params = {{"config", cfg.to_json()}};
+  auto* bench = ctx.pipeline;
+  const auto data_dir = ctx.data_dir;
+  auto rec = ctx.jobs.submit("pipeline", params, 1, [&](const JobRecord& r) { return pipeline_work(cfg, *bench, data_dir / r.run_id); });
+  if (!rec) return error_reply(req.id, ErrorCode::shutting_down, "the daemon is shutting down and accepts no new jobs");
+  return ok_reply(req.id, {{"job_id", rec->id}, {"run_id", rec->run_id}, {"state", std::string(to_string(rec->state))}});
+}
+
+// train-teacher {"config": {...}} and distill {"config": {..., "teacher": "<run id>/teacher.hilo"}}: the
+// hilo-train jobs (distill/jobs.hpp, student_jobs.hpp) as daemon jobs. The model and history go to the
+// job's run directory (a config's out_dir is refused); distill's teacher path is confined to data_dir.
+namespace {
+Reply cmd_train(const Request& req, Context& ctx, const std::string& kind) {
+  if (auto r = expect_parts(req, 0)) return *r;
+  if (auto e = check_known_args(req, {"config"})) return error_reply(*e);
+  if (ctx.shutting_down || !ctx.jobs.accepting()) {
+    return error_reply(req.id, ErrorCode::shutting_down, "the daemon is shutting down and accepts no new jobs");
+  }
+  if (!req.args.contains("config") || !req.args["config"].is_object())
+    return error_reply(req.id, ErrorCode::missing_field, "config (a mapping: the " + kind + " job of hilo-train) is required");
+  json cfg = req.args["config"];
+  if (cfg.contains("out_dir"))
+    return error_reply(req.id, ErrorCode::bad_argument, "config.out_dir is set by the daemon (the job's run directory)");
+  if (kind == "distill") {
+    if (!cfg.contains("teacher") || !cfg["teacher"].is_string())
+      return error_reply(req.id, ErrorCode::missing_field, "config.teacher (a teacher model file inside the data directory) is required");
+    auto p = confine_path(ctx.data_dir, cfg["teacher"].get<std::string>());
+    if (auto* why = std::get_if<std::string>(&p)) return error_reply(req.id, ErrorCode::forbidden_path, "config.teacher: " + *why);
+    const auto& tp = std::get<std::filesystem::path>(p);
+    if (!std::filesystem::exists(tp)) return error_reply(req.id, ErrorCode::not_found, "config.teacher: no file " + tp.string());
+    cfg["teacher"] = tp.string();
+  }
+  cfg["out_dir"] = "-";  // placeholder for validation; replaced by the run directory
+  try {
+    if (kind == "train-teacher") (void)distill::TeacherJob::from_json(cfg);
+    else (void)distill::DistillJob::from_json(cfg);
+  } catch (const std::exception& e) {
+    return error_reply(req.id, ErrorCode::bad_argument, std::string("config: ") + e.what());
+  }
+  if (auto r = check_job_limit(req, ctx)) return *r;
+  const auto data_dir = ctx.data_dir;
+  auto rec = ctx.jobs.submit(kind, {{"config", req.args["config"]}}, 1, [&](const JobRecord& r) {
+    json c = cfg;
+    c["out_dir"] = (data_dir / r.run_id).string();
+    return JobManager::Work([c, kind](JobControl& ctl) {
+      std::atomic<bool> cancel{false};
+      distill::JobControl jc;
+      jc.cancel = &cancel;
+      jc.on_progress = [&](const distill::Progress& p) {
+        if (ctl.stop_requested()) cancel = true;
+        ctl.progress(std::int64_t(p.epoch - 1) * std::int64_t(p.steps) + std::int64_t(p.step), std::int64_t(p.epochs) * std::int64_t(p.steps));
+      };
+      jc.on_epoch = [&](const distill::EpochRecord& e) {
+        ctl.set_stats({{"epoch", e.epoch}, {"val_acc", e.val_acc}, {"loss", e.loss}});
+      };
+      try {
+        const auto r = kind == "train-teacher" ? distill::run_train_teacher(distill::TeacherJob::from_json(c), jc)
+                                               : distill::run_distill(distill::DistillJob::from_json(c), jc);
+        if (r.history.cancelled) return JobOutcome{JobState::cancelled, "stopped"};
+        ctl.set_stats({{"test_acc", r.history.test_acc}, {"model", r.model_path.string()}});
+        return JobOutcome{JobState::done, {}};
+      } catch (const std::exception& e) {
+        return JobOutcome{JobState::failed, e.what()};
+      }
+    });
+  });
+  if (!rec) return error_reply(req.id, ErrorCode::shutting_down, "the daemon is shutting down and accepts no new jobs");
+  return ok_reply(req.id, {{"job_id", rec->id}, {"run_id", rec->run_id}, {"state", std::string(to_string(rec->state))}});
+}
+}  // namespace
+
+Reply handler_detail::cmd_train_teacher(const Request& req, Context& ctx) { return cmd_train(req, ctx, "train-teacher"); }
+Reply handler_detail::cmd_distill(const Request& req, Context& ctx) { return cmd_train(req, ctx, "distill"); }
+
+namespace {
+
+// What a stage job reads: files inside the data directory, checked when the command arrives.
+struct StageInputs {
+  fs::path student;     // deploy: a trained student model
+  fs::path deployment;  // calibrate, evaluate: the run directory of a deploy job (or of a pipeline)
+  fs::path teacher;     // calibrate: the teacher model (NTKD compensation, subset choice)
+  std::string profile;  // calibrate, evaluate: the as-built profile (simulator), else "bench"
+};
+
+// A data-directory path argument that must name an existing file or directory.
+std::variant<fs::path, Reply> input_path(const Request& req, Context& ctx, const std::string& key, const std::string& what) {
+  if (!req.args.contains(key) || !req.args[key].is_string())
+    return error_reply(req.id, ErrorCode::missing_field, key + " (" + what + ", inside the data directory) is required");
+  auto p = confine_path(ctx.data_dir, req.args[key].get<std::string>());
+  if (auto* why = std::get_if<std::string>(&p)) return error_reply(req.id, ErrorCode::forbidden_path, key + ": " + *why);
+  const auto& path = std::get<fs::path>(p);
+  if (!fs::exists(path)) return error_reply(req.id, ErrorCode::not_found, key + ": no " + what + " at " + path.string());
+  return path;
+}
+
+JobManager::Work stage_work(const std::string& kind, const PipelineConfig& config, PipelineBench& bench,
+                            const fs::path& run_dir, const StageInputs& in) {
+  return [kind, config, &bench, run_dir, in](JobControl& ctl) {
+    std::string current;
+    const PipelineControl pc = stage_control(ctl, current);
+    try {
+      Eigen::setNbThreads(config.threads);
+      PipelineStages st(config, bench, run_dir, pc);
+      st.load_data();
+      if (kind == "deploy") {
+        st.use_student(in.student);
+        st.deploy();
+        ctl.set_stats({{"stage", "done"}, {"deployment", st.deploy_info()}});
+        return JobOutcome{JobState::done, {}};
+      }
+      // The deployment's files, copied whole (a half-copied directory is never named deploy/).
+      if (!fs::exists(run_dir / "deploy" / "student.hilo")) {
+        const fs::path tmp = run_dir / "deploy.partial";
+        fs::remove_all(tmp);
+        fs::copy(in.deployment / "deploy", tmp, fs::copy_options::recursive);
+        fs::remove_all(run_dir / "deploy");
+        fs::rename(tmp, run_dir / "deploy");
+      }
+      st.use_student(in.deployment / "student" / "student.hilo");
+      if (kind == "calibrate") st.use_teacher(in.teacher);
+      st.deploy();
+      const auto& names = config.profiles;
+      const auto it = std::find(names.begin(), names.end(), in.profile);
+      const int index = it == names.end() ? 0 : int(it - names.begin());
+      const json res = st.bench(in.profile, index, kind == "calibrate");
+      ctl.set_stats({{"stage", "done"}, {"result", (run_dir / "bench" / in.profile / "result.json").string()},
+                     {"accuracy", res.at("accuracy")}});
+      ctl.checkpoint(1);
+      return JobOutcome{JobState::done, {}};
+    } catch (const StageStopped&) {
+      return JobOutcome{JobState::cancelled, "stopped"};
+    } catch (const std::exception& e) {
+      return JobOutcome{JobState::failed, e.what()};
+    }
+  };
+}
+
+// deploy {"student": "<run id>/student.hilo", "config": {...}}; calibrate {"deployment": "<run id>",
+// "teacher": "<run id>/teacher.hilo", "profile": "moderate", "config": {...}}; evaluate {"deployment":
+// "<run id>", "profile": "moderate", "config": {...}}. deploy's config is a pipeline config (absent keys
+// default); calibrate and evaluate take the deployment run's config.json and let `config` change only
+// bench, measure and compensation (the rest made the deployment).
+Reply cmd_stage(const Request& req, Context& ctx, const std::string& kind) {
+  if (auto r = expect_parts(req, 0)) return *r;
+  const bool deploy = kind == "deploy";
+  if (auto e = deploy ? check_known_args(req, {"student", "config"})
+                      : kind == "calibrate" ? check_known_args(req, {"deployment", "teacher", "profile", "config"})
+                                            : check_known_args(req, {"deployment", "profile", "config"}))
+    return error_reply(*e);
+  if (auto r = refuse_new_job(req, ctx)) return *r;
+  if (req.args.contains("config") && !req.args["config"].is_object())
+    return error_reply(req.id, ErrorCode::bad_argument, "config must be a mapping (pipeline settings, docs/pipeline.md)");
+  const json given = req.args.value("config", json::object());
+  StageInputs in;
+  json stored;
+  if (deploy) {
+    auto p = input_path(req, ctx, "student", "student model file");
+    if (auto* r = std::get_if<Reply>(&p)) return *r;
+    in.student = std::get<fs::path>(p);
+    stored = given;
+  } else {
+    auto p = input_path(req, ctx, "deployment", "deploy run directory");
+    if (auto* r = std::get_if<Reply>(&p)) return *r;
+    in.deployment = std::get<fs::path>(p);
+    for (const char* f : {"config.json", "student/student.hilo", "deploy/student.hilo"})
+      if (!fs::exists(in.deployment / f))
+        return error_reply(req.id, ErrorCode::not_found, "deployment: " + in.deployment.string() + " is not a finished deploy run (no " + f + ")");
+    if (kind == "calibrate") {
+      auto t = input_path(req, ctx, "teacher", "teacher model file");
+      if (auto* r = std::get_if<Reply>(&t)) return *r;
+      in.teacher = std::get<fs::path>(t);
+    }
+    try {
+      stored = read_json_file(in.deployment / "config.json");
+    } catch (const std::exception& e) {
+      return error_reply(req.id, ErrorCode::bad_argument, std::string("deployment: ") + e.what());
+    }
+    for (const auto& [k, v] : given.items()) {
+      if (k != "bench" && k != "measure" && k != "compensation")
+        return error_reply(req.id, ErrorCode::bad_argument,
+                           "config." + k + " is the deployment's (its run's config.json); only bench, measure and compensation may change");
+      stored[k].merge_patch(v);
+    }
+  }
+  PipelineConfig cfg;
+  try {
+    cfg = PipelineConfig::from_json(stored);
+  } catch (const std::exception& e) {
+    return error_reply(req.id, ErrorCode::bad_argument, std::string("config: ") + e.what());
+  }
+  if (auto e = cfg.validate(); !e.empty()) return error_reply(req.id, ErrorCode::bad_argument, "config: " + e);
+  if (!deploy) {
+    const bool simulated = bool(ctx.pipeline->reset_simulator);
+    if (req.args.contains("profile") != simulated)
+      return error_reply(req.id, simulated ? ErrorCode::missing_field : ErrorCode::bad_argument,
+                         simulated ? "profile (the as-built profile the simulated bench takes) is required"
+                                   : "profile needs simulated devices; on hardware the bench is measured as it is");
+    in.profile = "bench";
+    if (simulated) {
+      if (!req.args["profile"].is_string()) return error_reply(req.id, ErrorCode::bad_argument, "profile must be a profile name");
+      in.profile = req.args["profile"].get<std::string>();
+      PipelineConfig probe = cfg;
+      probe.profiles = {in.profile};
+      if (auto e = probe.validate(); !e.empty()) return error_reply(req.id, ErrorCode::bad_argument, e);
+      try {
+        (void)ctx.pipeline->load_profile(in.profile);
+      } catch (const std::exception& e) {
+        return error_reply(req.id, ErrorCode::bad_argument, "profile: " + std::string(e.what()));
+      }
+    }
+  }
+  json params = {{"config", cfg.to_json()}};
+  for (const char* k : {"student", "deployment", "teacher", "profile"})
+    if (req.args.contains(k)) params[k] = req.args[k];
+  auto* bench = ctx.pipeline;
+  const auto data_dir = ctx.data_dir;
+  auto rec = ctx.jobs.submit(kind, params, 1, [&](const JobRecord& r) { return stage_work(kind, cfg, *bench, data_dir / r.run_id, in); });
+  if (!rec) return error_reply(req.id, ErrorCode::shutting_down, "the daemon is shutting down and accepts no new jobs");
+  return ok_reply(req.id, {{"job_id", rec->id}, {"run_id", rec->run_id}, {"state", std::string(to_string(rec->state))}});
+}
+
+}  // namespace
+
+Reply handler_detail::cmd_deploy(const Request& req, Context& ctx) { return cmd_stage(req, ctx, "deploy"); }
+Reply handler_detail::cmd_calibrate(const Request& req, Context& ctx) { return cmd_stage(req, ctx, "calibrate"); }
+Reply handler_detail::cmd_evaluate(const Request& req, Context& ctx) { return cmd_stage(req, ctx, "evaluate"); }
+
+JobManager::Work pipeline_work(const PipelineConfig& config, PipelineBench& bench, const std::filesystem::path& run_dir) {
+  return [config, &bench, run_dir](JobControl& ctl) {
+    // Run documents: start and stop only (its files are reports and models, not records).
+    RunDocuments docs(ctl);
+    std::error_code ec;
+    docs.start({{"devices", {{"input_slm", bench.input.name()},
+                             {"element_slm", bench.element ? json(bench.element->name()) : json(nullptr)},
+                             {"camera", bench.camera.name()}}},
+                {"simulator", bench.simulator != nullptr}},
+               config.to_json(), std::filesystem::exists(run_dir, ec), 0);
+    auto ended = [&](JobOutcome out) {
+      docs.stop(exit_status_of(out.state), out.error, 0);
+      return out;
+    };
+    std::string current;
+    const PipelineControl pc = stage_control(ctl, current);
+    try {
+      const auto r = run_pipeline(config, bench, run_dir, pc);
+      if (!r.completed) return ended({JobState::interrupted, "stopped; completed stages are kept"});
+      json st = {{"stage", "done"}, {"report", (run_dir / "report.json").string()}};
+      ctl.set_stats(st);
+      ctl.checkpoint(1);
+      return ended({JobState::done, {}});
+    } catch (const std::exception& e) {
+      return ended({JobState::failed, e.what()});
+    }
+  };
+}
+
+int resume_interrupted_pipelines(JobManager& jobs, Catalog& catalog, PipelineBench& bench,
+                                 const std::filesystem::path& data_dir, std::size_t max_jobs) {
+  int n = 0;
+  for (JobRecord rec : catalog.jobs_in_state(JobState::interrupted)) {
+    if (rec.kind != "pipeline") continue;
+    if (jobs.active() >= max_jobs) {
+      rec.error = resume_deferred_reason(max_jobs);
+      catalog.update_job(rec);
+      continue;
+    }
+    PipelineConfig cfg;
+    try {
+      cfg = PipelineConfig::from_json(rec.params.at("config"));
+    } catch (const std::exception& e) {
+      rec.state = JobState::failed;
+      rec.error = std::string("cannot resume: ") + e.what();
+      catalog.update_job(rec);
+      continue;
+    }
+    if (jobs.resume(rec, pipeline_work(cfg, bench, data_dir / rec.run_id))) ++n;
+  }
+  return n;
+}
+
+}  // namespace hilo::controller

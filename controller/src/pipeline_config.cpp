@@ -1,0 +1,161 @@
+// PipelineConfig: defaults, its JSON form (written once, for_each_field) and validation.
+#include "hilo/controller/pipeline.hpp"
+
+#include <algorithm>
+#include <set>
+#include <stdexcept>
+
+#include "hilo/io/options_json.hpp"
+
+namespace hilo::controller {
+
+using nlohmann::json;
+
+namespace {
+calibration::CompensationOptions compensation_from_json(const json& j, calibration::CompensationOptions o,
+                                                        const std::string& section) {
+  const auto mode = o.mode;
+  o = io::read_options(j, section, o);
+  if (o.mode != mode) throw std::invalid_argument(section + ".mode must be \"" + calibration::to_string(mode) + "\"");
+  return o;
+}
+
+// The pipeline config's JSON form, written once: the JSON pointer of every key and the member it holds.
+// A struct member maps to a mapping (through the struct's own JSON form); `flat` merges a struct's keys
+// into a section shared with other keys (deploy: the phase retrieval's keys and design_refit_epochs).
+// to_json() and from_json() both walk this list, so a field cannot be written and not read back.
+struct Flat {};
+template <class C, class F>
+void for_each_field(C& c, F&& f) {
+  f("/data", c.data);
+  f("/seed", c.seed);
+  f("/threads", c.threads);
+  f("/teacher/arch", c.teacher_arch);
+  f("/teacher/train", c.teacher_train);
+  f("/student/options", c.student);
+  f("/student/distill", c.distill);
+  f("/student/train", c.student_train);
+  f("/deploy", c.retrieval, Flat{});
+  f("/deploy/design_refit_epochs", c.design_refit_epochs);
+  f("/bench/profiles", c.profiles);
+  f("/bench/test_images", c.test_images);
+  f("/bench/frames", c.frames);
+  f("/bench/drift_every", c.drift_every);
+  f("/bench/drift_action", c.drift_action);
+  f("/bench/drift_shift_px", c.drift.shift_threshold_px);
+  f("/bench/drift_gain", c.drift.gain_threshold);
+  f("/measure/fractions", c.fractions);
+  f("/measure/strategy", c.strategy);
+  f("/compensation/task", c.task);
+  f("/compensation/ntkd", c.ntkd);
+}
+}  // namespace
+
+PipelineConfig PipelineConfig::defaults() {
+  PipelineConfig c;
+  c.teacher_train.epochs = 4;
+  c.teacher_train.batch_size = 64;
+  c.teacher_train.optimizer.kind = "adam";
+  c.teacher_train.optimizer.lr = 0.002;
+  c.student.noise.enabled = true;
+  c.distill.method = "ntkd";
+  c.distill.ntk_distance.kind = "alignment";
+  c.distill.ntk_param_set = "all";
+  c.distill.ntk_beta = 10.0;
+  c.distill.ntk_subbatch = 32;
+  c.distill.ntk_every = 2;
+  c.student_train.epochs = 8;
+  c.student_train.batch_size = 64;
+  c.student_train.optimizer.kind = "adam";
+  c.student_train.optimizer.lr = 0.003;
+  c.profiles = {"mild", "moderate", "severe"};
+  c.calibration.registration.frames = 4;
+  c.calibration.tiles.frames = 16;
+  c.task.mode = calibration::CompensationMode::task;
+  c.task.epochs = 40;
+  c.task.lr = 1e-3;
+  // NTKD: trace-normalised distance, β = 10, groups of 16 — the best validation accuracy of the sweep
+  // on the moderate profile (docs/pipeline.md, "Choosing the compensation settings"), tied with
+  // alignment at β = 100 over groups of 64, which costs more.
+  c.ntkd = c.task;
+  c.ntkd.mode = calibration::CompensationMode::ntkd;
+  c.ntkd.distance.kind = "trace_mse";
+  c.ntkd.beta = 10.0;
+  c.ntkd.ntk_subbatch = 16;
+  return c;
+}
+
+PipelineConfig PipelineConfig::from_json(const json& j) {
+  const json merged = io::merge_checked(j, defaults().to_json(), "pipeline");
+  PipelineConfig c = defaults();
+  for_each_field(c, [&](const char* ptr, auto& member, auto... flat) {
+    try {
+      merged.at(json::json_pointer(ptr)).get_to(member);
+    } catch (const std::exception& e) {  // a json type error, or a name the field's parser refuses
+      std::string key = std::string("pipeline") + ptr;
+      std::replace(key.begin(), key.end(), '/', '.');
+      throw std::invalid_argument(key + ": " + e.what());
+    }
+  });
+  // The modes are fixed by the section; everything else of each is the user's.
+  c.task = compensation_from_json(merged["compensation"]["task"], defaults().task, "pipeline.compensation.task");
+  c.ntkd = compensation_from_json(merged["compensation"]["ntkd"], defaults().ntkd, "pipeline.compensation.ntkd");
+  return c;
+}
+
+json PipelineConfig::to_json() const {
+  json j = json::object();
+  for_each_field(*this, [&](const char* ptr, const auto& member, auto... flat) {
+    if constexpr (sizeof...(flat) > 0) {
+      j[json::json_pointer(ptr)].update(json(member));
+    } else {
+      j[json::json_pointer(ptr)] = member;
+    }
+  });
+  return j;
+}
+
+std::string PipelineConfig::validate() const {
+  try {
+    data.validate();
+    teacher_arch.validate();
+    teacher_train.validate();
+    student.validate();
+    distill.validate();
+    student_train.validate();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  if (student.parameterization != "intensity") return "student.options.parameterization must be \"intensity\" (deployed by phase retrieval)";
+  if (threads < 1 || threads > 64) return "threads must be in [1, 64], got " + std::to_string(threads);
+  if (design_refit_epochs < 0) return "deploy.design_refit_epochs must be >= 0";
+  if (test_images < 0) return "bench.test_images must be >= 0 (0 = all)";
+  if (auto e = measure_options().validate(); !e.empty()) return "bench." + e;
+  if (fractions.empty()) return "measure.fractions must not be empty";
+  for (double f : fractions)
+    if (!(f > 0 && f <= 1)) return "measure.fractions must be in (0, 1], got " + std::to_string(f);
+  std::set<std::string> seen;
+  for (const auto& p : profiles) {
+    if (p.empty() || p.find('/') != std::string::npos || p.find("..") != std::string::npos)
+      return "bench.profiles: '" + p + "' is not a profile name";
+    if (!seen.insert(p).second) return "bench.profiles: '" + p + "' is listed twice";
+  }
+  for (const auto* o : {&task, &ntkd})
+    if (auto e = o->validate(); !e.empty()) return "compensation: " + e;
+  if (ntkd.mode != calibration::CompensationMode::ntkd || task.mode != calibration::CompensationMode::task)
+    return "compensation modes are fixed: task and ntkd";
+  if (auto e = retrieval.validate(); !e.empty()) return "deploy: " + e;
+  if (auto e = calibration.validate(); !e.empty()) return "calibration: " + e;
+  return {};
+}
+
+calibration::MeasureOptions PipelineConfig::measure_options() const {
+  calibration::MeasureOptions m;
+  m.frames = frames;
+  m.drift_every = drift_every;
+  m.drift = drift;
+  m.drift_action = drift_action;
+  return m;
+}
+
+}  // namespace hilo::controller

@@ -1,0 +1,419 @@
+#include "hilo/controller/pipeline_stages.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <numeric>
+#include <set>
+#include <stdexcept>
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "hilo/calibration/drift.hpp"
+#include "hilo/io/figures.hpp"
+#include "hilo/distill/model_io.hpp"
+#include "hilo/drivers/sim_devices.hpp"
+#include "hilo/io/file_io.hpp"
+#include "hilo/io/options_json.hpp"
+#include "hilo/sim/config.hpp"
+#include "hilo/sim/npy.hpp"
+#include "hilo/sim/slm_model.hpp"
+
+namespace hilo::controller {
+
+using io::ImageOptions;
+using io::LinePlotOptions;
+using io::Series;
+using io::render_confusion_matrix;
+using io::render_grid;
+using io::render_image;
+using io::render_line_plot;
+using io::write_png;
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using distill::MatD;
+
+namespace {
+
+std::uint64_t stage_seed(std::uint64_t seed, std::uint64_t stage) { return seed * 1000003ULL + stage * 7919ULL + 17; }
+
+cv::Mat confusion(const MatD& logits, const std::vector<int>& y, int classes) {
+  cv::Mat c = cv::Mat::zeros(classes, classes, CV_32S);
+  for (Eigen::Index i = 0; i < logits.rows(); ++i) {
+    Eigen::Index p = 0;
+    logits.row(i).maxCoeff(&p);
+    c.at<int>(y[std::size_t(i)], int(p)) += 1;
+  }
+  return c;
+}
+
+json mat_json(const cv::Mat& c) {
+  json rows = json::array();
+  for (int r = 0; r < c.rows; ++r) {
+    json row = json::array();
+    for (int k = 0; k < c.cols; ++k) row.push_back(c.at<int>(r, k));
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+cv::Mat to_cv(const sim::RArray& a) {
+  cv::Mat m(int(a.rows()), int(a.cols()), CV_64F);
+  for (int r = 0; r < m.rows; ++r)
+    for (int c = 0; c < m.cols; ++c) m.at<double>(r, c) = a(r, c);
+  return m;
+}
+
+sim::RArray input_image(const distill::Mat<float>& x, Eigen::Index i, int rows, int cols) {
+  sim::RArray im(rows, cols);
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c) im(r, c) = std::clamp(double(x(i, r * cols + c)), 0.0, 1.0);
+  return im;
+}
+
+calibration::ExperimentBench experiment_bench(PipelineBench& b) {
+  calibration::ExperimentBench eb{b.input, b.element, b.camera};
+  if (b.simulator) eb.install_fixed_mask = [sim = b.simulator](const sim::RArray& phase) { sim->set_element_phase(phase); };
+  eb.now_s = b.now_s;
+  eb.mutex = b.mutex;
+  return eb;
+}
+
+distill::OpticalStudent clone(const distill::OpticalStudent& s) { return distill::OpticalStudent::from_model(s.to_model({})); }
+
+}  // namespace
+
+json read_json_file(const fs::path& p) {
+  std::ifstream in(p);
+  if (!in) throw std::runtime_error("cannot read " + p.string());
+  return json::parse(in);
+}
+
+distill::JobControl PipelineStages::train_control(const std::string& stage) {
+  distill::JobControl jc;
+  jc.cancel = &cancel_;
+  jc.on_progress = [this, stage](const distill::Progress& p) {
+    if (stop()) cancel_ = true;
+    progress(stage, std::int64_t(p.epoch - 1) * std::int64_t(p.steps) + std::int64_t(p.step),
+             std::int64_t(p.epochs) * std::int64_t(p.steps));
+  };
+  jc.on_epoch = [this, stage](const distill::EpochRecord& e) {
+    log(stage + ": epoch " + std::to_string(e.epoch) + " val " + pct(e.val_acc) + " %");
+  };
+  return jc;
+}
+
+PipelineStages::PipelineStages(const PipelineConfig& c, PipelineBench& b, fs::path dir, const PipelineControl& ctl)
+    : c_(c), b_(b), dir_(std::move(dir)), ctl_(ctl) {
+  if (auto e = c_.validate(); !e.empty()) throw std::invalid_argument("pipeline: " + e);
+}
+
+void PipelineStages::load_data() {
+  fs::create_directories(dir_);
+  progress("data", 0, 1);
+  data_ = distill::load_splits(c_.data);
+  const auto nt = c_.test_images > 0 ? std::min<std::size_t>(std::size_t(c_.test_images), data_.test.size()) : data_.test.size();
+  const auto th = distill::head(data_.test, nt);
+  test_x_ = th.x;
+  test_y_ = th.y;
+  io::write_json_atomic(dir_ / "config.json", c_.to_json());
+}
+
+void PipelineStages::use_teacher(const fs::path& model) {
+  teacher_ = distill::sequential_from_model<float>(distill::read_model(model));
+  teacher_info_ = {{"model", model.string()}};
+}
+
+void PipelineStages::use_student(const fs::path& model) {
+  const fs::path d = dir_ / "student", copy = d / "student.hilo";
+  auto s = distill::OpticalStudent::from_model(distill::read_model(model));
+  if (!fs::exists(copy)) {
+    fs::create_directories(d);
+    distill::write_model(copy, s.to_model({{"source", model.string()}}));
+  }
+  student_ = std::move(s);
+  student_info_ = {{"model", fs::relative(copy, dir_).string()}, {"source", model.string()}};
+}
+
+void PipelineStages::teacher() {
+  const fs::path d = dir_ / "teacher", model = d / "teacher.hilo";
+  if (!fs::exists(model)) {
+    log("teacher: training on " + std::to_string(data_.train.size()) + " images");
+    distill::TrainOptions t = c_.teacher_train;
+    t.seed = stage_seed(c_.seed, 1);
+    t.threads = c_.threads;
+    auto net = distill::make_teacher(c_.teacher_arch, data_.train.shape, data_.train.num_classes);
+    const auto h = distill::train_classifier(net, data_, t, train_control("teacher"));
+    if (h.cancelled) throw StageStopped{};
+    fs::create_directories(d);
+    io::write_json_atomic(d / "history.json", h.to_json());
+    distill::write_model(model, distill::sequential_to_model(net, "teacher", {{"test_acc", h.test_acc}}));
+  }
+  teacher_ = distill::sequential_from_model<float>(distill::read_model(model));
+  const json h = read_json_file(d / "history.json");
+  teacher_info_ = {{"test_acc", h.at("test_acc")}, {"model", fs::relative(model, dir_).string()}};
+  log("teacher: test accuracy " + pct(h.at("test_acc").get<double>()) + " %");
+}
+
+void PipelineStages::student() {
+  const fs::path d = dir_ / "student", model = d / "student.hilo";
+  if (!fs::exists(model)) {
+    log("student: " + c_.distill.method + " on " + std::to_string(data_.train.size()) + " images");
+    distill::TrainOptions t = c_.student_train;
+    t.seed = stage_seed(c_.seed, 2);
+    t.threads = c_.threads;
+    distill::OpticalStudent s(c_.student, data_.train.shape, data_.train.num_classes);
+    const auto h = distill::train_student(s, *teacher_, data_, c_.distill, t, train_control("student"));
+    if (h.cancelled) throw StageStopped{};
+    fs::create_directories(d);
+    io::write_json_atomic(d / "history.json", h.to_json());
+    distill::write_model(model, s.to_model({{"test_acc", h.test_acc}, {"method", c_.distill.method}}));
+  }
+  student_ = distill::OpticalStudent::from_model(distill::read_model(model));
+  const json h = read_json_file(d / "history.json");
+  student_info_ = {{"test_acc", h.at("test_acc")}, {"method", c_.distill.method}, {"model", fs::relative(model, dir_).string()}};
+  log("student: test accuracy (its own optical model) " + pct(h.at("test_acc").get<double>()) + " %");
+}
+
+void PipelineStages::deploy() {
+  const fs::path d = dir_ / "deploy", model = d / "student.hilo", info = d / "deployment.json";
+  design_.emplace(b_.design);
+  std::mt19937_64 rng(stage_seed(c_.seed, 3));
+  progress("deploy", 0, 4);
+  deployment_ = calibration::design_deployment(*student_, *design_, c_.retrieval, rng);
+  log("deploy: element designed, kernel correlation " + std::to_string(deployment_.design.fidelity.mean_correlation) +
+      ", efficiency " + std::to_string(deployment_.design.fidelity.efficiency));
+  if (!fs::exists(model)) {
+    fs::create_directories(d);
+    sim::write_npy(d / "phase.npy", sim::from_rarray(deployment_.design.phase));
+    written("deploy.phase.npy");
+    distill::OpticalStudent s = clone(*student_);
+    s.set_kernels(deployment_.kernels);
+    progress("deploy", 1, 4);
+    auto stop_fn = [this] { return stop(); };
+    const MatD a_train = calibration::design_features(*design_, deployment_, s, data_.train.x,
+                                                      [&](std::size_t n, std::size_t t) { progress("deploy: design features", std::int64_t(n), std::int64_t(t)); },
+                                                      stop_fn);
+    if (stop()) throw StageStopped{};
+    const MatD a_test = calibration::design_features(*design_, deployment_, s, test_x_, {}, stop_fn);
+    if (stop()) throw StageStopped{};
+    const double before = distill::accuracy(s.backend_forward(a_test), test_y_);
+    calibration::CompensationReport rep;
+    if (c_.design_refit_epochs > 0) {
+      calibration::CompensationOptions o;
+      o.mode = calibration::CompensationMode::task;
+      o.epochs = c_.design_refit_epochs;
+      o.batch = 64;
+      o.lr = 1e-3;
+      rep = calibration::refit_backend(s, a_train, data_.train.y, nullptr, nullptr, o, rng);
+    }
+    const double after = distill::accuracy(s.backend_forward(a_test), test_y_);
+    json j = {{"kernel_correlation_mean", deployment_.design.fidelity.mean_correlation},
+              {"kernel_correlation_min", deployment_.design.fidelity.min_correlation},
+              {"efficiency", deployment_.design.fidelity.efficiency},
+              {"kernel_scale", deployment_.kernel_scale},
+              {"counts_per_unit", deployment_.counts_per_unit},
+              {"simulated_acc_before_refit", before},
+              {"simulated_acc", after},
+              {"refit_epochs", c_.design_refit_epochs}};
+    // Figures: student kernels vs realised kernels, design PSF.
+    const int K = s.options().kernels, k = s.options().kernel_size;
+    std::vector<cv::Mat> ks;
+    std::vector<std::string> labels;
+    const MatD want = student_->kernels();
+    for (int which = 0; which < 2; ++which)
+      for (int jx = 0; jx < K; ++jx) {
+        cv::Mat m(k, k, CV_64F);
+        for (int r = 0; r < k * k; ++r) m.at<double>(r / k, r % k) = which == 0 ? want(jx, r) : deployment_.kernels(jx, r);
+        ks.push_back(m);
+        labels.push_back((which == 0 ? "trained " : "realised ") + std::to_string(jx));
+      }
+    ImageOptions ko;
+    ko.scale = 12;
+    ko.colorbar = false;
+    write_png(d / "kernels.png", render_grid(ks, K, labels, ko));
+    written("deploy.kernels.png");
+    ImageOptions po;
+    po.scale = 3;
+    po.title = "design PSF (unit sum)";
+    write_png(d / "design_psf.png", render_image(to_cv(deployment_.design.psf), po));
+    written("deploy.design_psf.png");
+    io::write_json_atomic(info, j);
+    written("deploy.deployment.json");
+    // The model is the stage's "done" marker (see above), so it is written last: a crash before it
+    // leaves a stage that runs again; after it, every file the stage reads back exists.
+    distill::write_model(model, s.to_model({{"deployed", true}}));
+    written("deploy.student.hilo");
+  }
+  deployed_ = distill::OpticalStudent::from_model(distill::read_model(model));
+  deploy_info_ = read_json_file(info);
+  progress("deploy", 4, 4);
+  log("deploy: simulated accuracy of the deployed design " + pct(deploy_info_.at("simulated_acc").get<double>()) + " %");
+}
+
+json PipelineStages::bench(const std::string& name, int index, bool compensate) {
+  const fs::path d = dir_ / "bench" / name, result = d / "result.json";
+  if (fs::exists(result)) return read_json_file(result);
+  fs::create_directories(d);
+  const std::string stage = "bench " + name;
+  if (b_.reset_simulator) {
+    const auto profile = b_.load_profile(name);
+    b_.reset_simulator(profile, stage_seed(c_.seed, 100 + std::uint64_t(index)));
+  }
+  std::mt19937_64 rng(stage_seed(c_.seed, 200 + std::uint64_t(index)));
+  auto throw_dev = [&](const drivers::DeviceError& e) { throw std::runtime_error(stage + ": " + e.message); };
+  auto now = [&] { return b_.now_s ? b_.now_s() : 0.0; };
+
+  // Measure the test set, the validation split and the largest subset, in that order.
+  const double fmax = *std::max_element(c_.fractions.begin(), c_.fractions.end());
+  calibration::SubsetOptions so;
+  so.strategy = c_.strategy;
+  so.fraction = fmax;
+  std::int64_t total = 0;
+  calibration::ExperimentControl ec;
+  ec.progress = [&](std::int64_t n) { progress(stage, n, total); };
+  ec.stop = [this] { return stop(); };
+  ec.log = [&](const std::string& line) { log(stage + ": " + line); };
+  ec.on_drift = ctl_.on_drift;
+  calibration::ExperimentBench eb = experiment_bench(b_);
+  calibration::Experiment ex(eb, *design_, deployment_, *deployed_, c_.measure_options(), ec, name);
+
+  progress(stage, 0, 100);
+  auto cal = ex.calibrate(c_.calibration, rng);
+  if (!cal) throw_dev(cal.error());
+  std::optional<sim::Pose> truth_at_calibration;
+  if (b_.simulator) truth_at_calibration = b_.simulator->true_pose(ex.calibrated_at_s());
+  log(stage + ": calibrated: " + cal.value().summary.dump());
+
+  std::vector<int> idx;
+  distill::Dataset sub;
+  if (compensate) {
+    if (!teacher_) throw std::logic_error("PipelineStages::bench: compensation needs the teacher");
+    const MatD teacher_space = distill::predict(*teacher_, data_.train.x).cast<double>();
+    const auto chosen = calibration::select_subset(so, data_.train.y, teacher_space, rng);
+    idx.assign(chosen.begin(), chosen.end());
+    sub = distill::take(data_.train, idx);
+  }
+  total = std::int64_t(test_x_.rows()) + (compensate ? std::int64_t(data_.val.size() + sub.size()) : 0);
+  auto measure = [&](const distill::Mat<float>& x) {
+    auto r = ex.measure(x);
+    if (!r) throw_dev(r.error());
+    if (stop()) throw StageStopped{};
+    return r.value();
+  };
+  // The test set (evaluation), the validation split (held out from every fit; the compensation sweep
+  // selects its settings on it, docs/pipeline.md), and the measured training subset.
+  const MatD A_test = measure(test_x_);
+  calibration::write_features(d / "test_features.npy", A_test);
+  MatD A_val, A_sub;
+  if (compensate) {
+    A_val = measure(data_.val.x);
+    A_sub = measure(sub.x);
+    calibration::write_features(d / "val_features.npy", A_val);
+    calibration::write_features(d / "subset_features.npy", A_sub);
+  }
+  // Sample frames.
+  std::vector<cv::Mat> frames;
+  std::vector<std::string> frame_labels;
+  for (int i = 0; i < std::min<int>(4, int(test_x_.rows())); ++i) {
+    auto f = ex.capture(input_image(test_x_, i, data_.train.shape.h, data_.train.shape.w), 1);
+    if (!f) throw_dev(f.error());
+    cv::Mat shown;  // the input, enlarged to about the frame's size so both read at the same scale
+    const cv::Mat in = to_cv(input_image(test_x_, i, data_.train.shape.h, data_.train.shape.w));
+    const int up = std::max(1, int(f.value().rows()) / std::max(1, in.rows));
+    cv::resize(in, shown, {}, up, up, cv::INTER_NEAREST);
+    frames.push_back(shown);
+    frame_labels.push_back("input " + std::to_string(i));
+    frames.push_back(to_cv(f.value()));
+    frame_labels.push_back("camera frame " + std::to_string(i));
+  }
+
+  // Compensation.
+  const int C = data_.train.num_classes;
+  json acc = json::object(), conf = json::object(), curves = json::object();
+  distill::OpticalStudent none = clone(*deployed_);
+  const MatD logits_none = none.backend_forward(A_test);
+  acc["none"] = distill::accuracy(logits_none, test_y_);
+  conf["none"] = mat_json(confusion(logits_none, test_y_, C));
+  std::vector<double> fr = compensate ? c_.fractions : std::vector<double>{};
+  std::sort(fr.begin(), fr.end(), std::greater<>());
+  json rows = json::array(), nested = json::array();
+  int step = 0;
+  const int steps = int(fr.size()) * 2;
+  const MatD sub_space = compensate ? MatD(distill::predict(*teacher_, sub.x).cast<double>()) : MatD();
+  for (double f : fr) {
+    // Nested subsets: the smaller fraction is chosen within the largest one by the same strategy.
+    const auto pick = calibration::nested_subset(c_.strategy, f, fmax, sub.y, sub_space, rng);
+    nested.push_back({{"fraction", f}, {"indices", pick}});
+    const calibration::MeasuredSubset part = calibration::take_rows(A_sub, sub, pick);
+    json row = {{"fraction", f}, {"measured", pick.size()}};
+    for (const auto* o : {&c_.task, &c_.ntkd}) {
+      if (stop()) throw StageStopped{};
+      std::mt19937_64 r2(stage_seed(c_.seed, 300 + std::uint64_t(index) * 10 + std::uint64_t(step)));
+      const auto t = calibration::compensate(*deployed_, part, *teacher_, *o, r2, A_test, test_y_);
+      const std::string mode = calibration::to_string(o->mode);
+      row[mode] = t.test_accuracy;
+      if (f >= fmax) {
+        conf[mode] = mat_json(confusion(t.test_logits, test_y_, C));
+        json c = json::array();
+        for (const auto& e : t.report.epochs) c.push_back({{"epoch", e.epoch}, {"loss", e.loss}, {"ntk_distance", e.ntk_distance}, {"train_acc", e.accuracy}});
+        curves[mode] = c;
+      }
+      ++step;
+      progress(stage + ": compensate", step, steps);
+    }
+    log(stage + ": f = " + pct(f) + " %: task " + pct(row["task"].get<double>()) + " %, ntkd " + pct(row["ntkd"].get<double>()) + " %");
+    rows.push_back(row);
+  }
+  // The sweep re-fits on exactly these subsets.
+  if (compensate)
+    io::write_json_atomic(d / "nested_subsets.json", {{"strategy", calibration::to_string(c_.strategy)}, {"fractions", nested}});
+  acc["fractions"] = rows;
+  json res = {{"profile", name},
+              {"calibration", cal.value().summary},
+              {"test_images", test_x_.rows()},
+              {"subset", compensate ? json{{"strategy", calibration::to_string(c_.strategy)}, {"fraction", fmax}, {"count", sub.size()}, {"indices", idx}}
+                                    : json(nullptr)},
+              {"accuracy", acc},
+              {"confusion", conf},
+              {"compensation_curves", curves},
+              {"drift", {{"checks", ex.drift_checks()}, {"action", c_.drift_action},
+                         {"shift_threshold_px", c_.drift.shift_threshold_px}, {"gain_threshold", c_.drift.gain_threshold}}}};
+  if (truth_at_calibration) {
+    // The simulator's true pose when the calibration ended (what the registration measured) and at the
+    // end of the stage (after the drift).
+    auto pose_json = [](const sim::Pose& tp) {
+      return json{{"shift_x_px", tp.shift_x_px}, {"shift_y_px", tp.shift_y_px}, {"rotation_deg", tp.rotation_deg},
+                  {"scale", tp.scale}, {"gain", tp.gain}};
+    };
+    res["ground_truth"] = pose_json(*truth_at_calibration);
+    res["ground_truth_at_end"] = pose_json(b_.simulator->true_pose(now()));
+  }
+  // Figures.
+  const auto& tl = cal.value().tiles;
+  ImageOptions po;
+  po.scale = 3;
+  write_png(d / "psf_designed_vs_measured.png",
+            render_grid({to_cv(tl.predicted), to_cv(tl.registered)}, 2, {"designed (probe spot through the design PSF)", "measured (registered, dark-corrected)"}, po));
+  ImageOptions fo;
+  fo.scale = 2;
+  fo.colorbar = false;
+  write_png(d / "frames.png", render_grid(frames, 4, frame_labels, fo));
+  for (const char* m : {"none", "task", "ntkd"}) {
+    if (!conf.contains(m)) continue;
+    cv::Mat cm(C, C, CV_32S);
+    for (int r = 0; r < C; ++r)
+      for (int k = 0; k < C; ++k) cm.at<int>(r, k) = conf[m][r][k].get<int>();
+    write_png(d / (std::string("confusion_") + m + ".png"),
+              render_confusion_matrix(cm, {}, name + ": " + m + (std::string(m) == "none" ? "" : " (f = " + pct(fmax) + " %)"), 36));
+  }
+  io::write_json_atomic(result, res);
+  progress(stage, total, total);
+  return res;
+}
+
+}  // namespace hilo::controller

@@ -1,0 +1,243 @@
+// The experiment on a deployed bench (calibration/experiment.hpp): it measures exactly what the
+// calibration functions it is made of measure, checks drift on its schedule and applies or only reports
+// it, stops early, returns device errors as values; nested subsets; the sweep re-fits on the subsets the
+// run stored.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "hilo/calibration/experiment.hpp"
+#include "hilo/distill/train.hpp"
+#include "hilo/sim/npy.hpp"
+#include "sim_rig.hpp"
+
+using namespace hilo;
+using namespace hilo::calibration;
+using hilo::calibration::testing::bench_options;
+using hilo::calibration::testing::SimRig;
+using hilo::calibration::testing::trained_like_student;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+distill::Mat<float> random_images(int n, std::mt19937_64& rng) {
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  distill::Mat<float> x(n, 784);
+  for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = u(rng) < 0.3f ? u(rng) : 0.0f;
+  return x;
+}
+
+// A deployed student on the moderate profile, the design model and the retrieval kept small.
+struct Deployed {
+  std::mt19937_64 rng{11};
+  sim::BenchOptions opts = bench_options("moderate");
+  DesignModel design{opts};
+  distill::OpticalStudent student = trained_like_student(rng);
+  Deployment deployment;
+  Deployed() {
+    PhaseRetrievalOptions po;
+    po.gs_iterations = 10;
+    po.adam_iterations = 20;
+    deployment = design_deployment(student, design, po, rng);
+    student.set_kernels(deployment.kernels);
+  }
+};
+
+ExperimentBench bench_of(SimRig& rig) {
+  ExperimentBench b{rig.input, rig.element.get(), rig.camera};
+  b.now_s = [&rig] { return rig.t_s(); };
+  return b;
+}
+
+BenchCalibrationOptions quick_calibration() {
+  BenchCalibrationOptions co;
+  co.registration.frames = 1;
+  co.tiles.frames = 2;
+  return co;
+}
+
+}  // namespace
+
+// The experiment's first chunk is bit-identical to calling the calibration functions it is documented
+// to call, in the documented order, on an identical bench; with a threshold any drift exceeds, "update"
+// changes the second chunk and "report" does not.
+TEST(Experiment, MeasuresWhatTheCalibrationFunctionsMeasureAndAppliesDrift) {
+  Deployed dep;
+  std::mt19937_64 xr(3);
+  const distill::Mat<float> x = random_images(20, xr);
+  MeasureOptions mo;
+  mo.drift_every = 10;
+  mo.drift.shift_threshold_px = 1e-6;
+  mo.drift.frames = 2;
+
+  // By hand: calibrate, drift reference, then two chunks with the calibration unchanged.
+  distill::MatD by_hand;
+  {
+    SimRig rig(dep.opts);
+    std::mt19937_64 rng(5);
+    ProbeRig probe(rig.input, rig.camera);
+    const sim::SlmModel slm(dep.opts.element.slm);
+    ShowElementFn show = [&](const sim::RArray& p) { return deploy_phase(*rig.element, p, slm); };
+    auto cal = calibrate_bench(probe, dep.design, dep.deployment, show, quick_calibration(), rng);
+    ASSERT_TRUE(cal) << cal.error().message;
+    const auto& bc = cal.value().calibration;
+    auto ref = capture_drift_reference(probe, bc.dark, bc.pose, rig.t_s(), mo.drift, rng);
+    ASSERT_TRUE(ref);
+    by_hand.resize(20, dep.student.feature_dim());
+    for (int c = 0; c < 2; ++c) {
+      auto m = measure_features(probe, bc, ExtractOptions{}, dep.deployment, dep.student, x.middleRows(10 * c, 10), 1);
+      ASSERT_TRUE(m);
+      by_hand.middleRows(10 * c, 10) = m.value();
+      ASSERT_TRUE(check_drift(probe, ref.value(), bc.dark, rig.t_s(), mo.drift));
+    }
+  }
+  for (const std::string action : {"report", "update"}) {
+    SCOPED_TRACE(action);
+    SimRig rig(dep.opts);
+    ExperimentBench b = bench_of(rig);
+    std::mutex mutex;
+    b.mutex = &mutex;
+    mo.drift_action = action;
+    std::vector<json> events;
+    std::vector<std::int64_t> progress;
+    ExperimentControl ctl;
+    ctl.on_drift = [&](const json& j) { events.push_back(j); };
+    ctl.progress = [&](std::int64_t n) { progress.push_back(n); };
+    Experiment ex(b, dep.design, dep.deployment, dep.student, mo, ctl, "moderate");
+    std::mt19937_64 rng(5);
+    auto cal = ex.calibrate(quick_calibration(), rng);
+    ASSERT_TRUE(cal) << cal.error().message;
+    EXPECT_GT(ex.calibrated_at_s(), 0.0);
+    auto m = ex.measure(x);
+    ASSERT_TRUE(m) << m.error().message;
+    ASSERT_EQ(m.value().rows(), 20);
+    EXPECT_EQ(ex.measured(), 20);
+    EXPECT_EQ(progress.back(), 20);
+    EXPECT_EQ(m.value().topRows(10), by_hand.topRows(10)) << "the first chunk is measured differently from by hand";
+    ASSERT_EQ(ex.drift_checks().size(), 2u);
+    EXPECT_EQ(ex.drift_checks()[1]["measured_images"], 20);
+    ASSERT_EQ(events.size(), 2u) << "a threshold of 1e-6 px is exceeded by any drift";
+    EXPECT_EQ(events[0]["profile"], "moderate");
+    EXPECT_EQ(events[0]["action"], action);
+    const double diff = (m.value().bottomRows(10) - by_hand.bottomRows(10)).cwiseAbs().maxCoeff();
+    if (action == "report") EXPECT_EQ(diff, 0.0);
+    else EXPECT_GT(diff, 0.0) << "the updated pose and gain were not applied";
+  }
+}
+
+TEST(Experiment, StopEndsTheSetAfterAChunkAndDeviceErrorsAreValues) {
+  Deployed dep;
+  std::mt19937_64 xr(4);
+  const distill::Mat<float> x = random_images(30, xr);
+  MeasureOptions mo;
+  mo.drift_every = 10;
+  {
+    SimRig rig(dep.opts);
+    ExperimentBench b = bench_of(rig);
+    std::mt19937_64 rng(1);
+    Experiment uncalibrated(b, dep.design, dep.deployment, dep.student, mo, {}, "p");
+    EXPECT_THROW((void)uncalibrated.measure(x), std::logic_error) << "measure before calibrate";
+    ExperimentControl c3;
+    std::int64_t seen = 0;
+    c3.progress = [&](std::int64_t n) { seen = n; };
+    c3.stop = [&] { return seen >= 10; };
+    Experiment ex3(b, dep.design, dep.deployment, dep.student, mo, c3, "p");
+    ASSERT_TRUE(ex3.calibrate(quick_calibration(), rng));
+    auto m = ex3.measure(x);
+    ASSERT_TRUE(m);
+    EXPECT_LT(m.value().rows(), 30) << "stop did not end the set early";
+  }
+  {
+    drivers::FaultOptions faults;
+    faults.camera_timeout_rate = 1.0;
+    SimRig rig(dep.opts, 7, faults);
+    ExperimentBench b = bench_of(rig);
+    Experiment ex(b, dep.design, dep.deployment, dep.student, mo, {}, "p");
+    std::mt19937_64 rng(1);
+    auto cal = ex.calibrate(quick_calibration(), rng);
+    ASSERT_FALSE(cal);
+    EXPECT_EQ(cal.error().code, drivers::DeviceErrc::timeout);
+    EXPECT_NE(cal.error().message.find("camera"), std::string::npos) << cal.error().message;
+  }
+  MeasureOptions bad;
+  bad.drift_action = "ignore";
+  EXPECT_EQ(bad.validate(), "drift_action must be \"update\" or \"report\", got \"ignore\"");
+  bad = {};
+  bad.frames = 0;
+  EXPECT_EQ(bad.validate(), "frames must be in [1, 64], got 0");
+}
+
+TEST(NestedSubset, SmallerFractionsAreDrawnInsideTheLargest) {
+  std::vector<int> labels;
+  for (int i = 0; i < 200; ++i) labels.push_back(i % 10);
+  std::mt19937_64 rng(2);
+  const auto all = nested_subset(SubsetStrategy::class_balanced, 0.2, 0.2, labels, Eigen::MatrixXd(), rng);
+  ASSERT_EQ(all.size(), 200u);
+  for (std::size_t i = 0; i < all.size(); ++i) EXPECT_EQ(all[i], i);
+  const auto half = nested_subset(SubsetStrategy::class_balanced, 0.1, 0.2, labels, Eigen::MatrixXd(), rng);
+  ASSERT_EQ(half.size(), 100u);
+  std::vector<int> per_class(10, 0);
+  for (auto i : half) per_class[std::size_t(labels[i])]++;
+  for (int c : per_class) EXPECT_EQ(c, 10);
+  EXPECT_THROW(nested_subset(SubsetStrategy::coverage, 0.1, 0.2, labels, Eigen::MatrixXd(), rng), std::invalid_argument);
+}
+
+// The sweep re-fits on the subsets the run stored (nested_subsets.json): its row for a grid entry with
+// the run's options and seed equals compensate() on that subset; a stored subset for another fraction
+// is an error naming the file.
+TEST(Sweep, RefitsOnTheStoredNestedSubsets) {
+  std::mt19937_64 rng(8);
+  distill::OpticalStudent student = trained_like_student(rng);
+  const int D = int(student.feature_dim());
+  auto dataset = [&](int n) {
+    distill::Dataset d;
+    d.x = random_images(n, rng);
+    for (int i = 0; i < n; ++i) d.y.push_back(i % 10);
+    d.shape = distill::Shape{1, 28, 28};
+    d.num_classes = 10;
+    return d;
+  };
+  distill::Splits data;
+  data.train = dataset(60);
+  data.val = dataset(20);
+  data.test = dataset(30);
+  distill::TeacherArch arch;
+  auto teacher = distill::make_teacher(arch, data.train.shape, 10);
+  std::normal_distribution<double> g(0.0, 1.0);
+  auto features = [&](int n) {
+    distill::MatD a(n, D);
+    for (Eigen::Index i = 0; i < a.size(); ++i) a.data()[i] = std::abs(g(rng));
+    return a;
+  };
+  const distill::MatD A_test = features(30), A_val = features(20), A_sub = features(20);
+  const fs::path d = fs::temp_directory_path() / ("hilo_sweep_" + std::to_string(::getpid()));
+  fs::create_directories(d);
+  auto write = [&](const char* f, const distill::MatD& m) { write_features(d / f, m); };
+  write("test_features.npy", A_test);
+  write("val_features.npy", A_val);
+  write("subset_features.npy", A_sub);
+  std::vector<int> idx;
+  for (int i = 0; i < 20; ++i) idx.push_back(3 * i);
+  const std::vector<std::size_t> nested_pick{1, 4, 5, 9, 12, 17};
+  auto write_json = [&](const char* f, const json& j) { std::ofstream(d / f) << j.dump(); };
+  write_json("result.json", {{"subset", {{"indices", idx}, {"fraction", 0.2}}},
+                             {"accuracy", {{"none", 0.1}, {"fractions", {{{"fraction", 0.2}}, {{"fraction", 0.06}}}}}}});
+  write_json("nested_subsets.json", {{"fractions", {{{"fraction", 0.2}, {"indices", std::vector<int>{}}},
+                                                    {{"fraction", 0.06}, {"indices", nested_pick}}}}});
+  const SweepEntry e = sweep_entry_from_json("t", {{"mode", "task"}, {"epochs", 2}});
+  // The row for f = 0.2 names an empty stored subset: an error, not a silent re-draw.
+  EXPECT_THROW(sweep_compensation(d, "p", {data, teacher, student}, {e}, {7}), std::runtime_error);
+  const json r = sweep_compensation(d, "p", {data, teacher, student}, {e}, {7, 8}, {0.06});
+  ASSERT_EQ(r["rows"].size(), 2u);
+  const MeasuredSubset part = take_rows(A_sub, distill::take(data.train, idx), nested_pick);
+  std::mt19937_64 r7(7);
+  const auto t = compensate(student, part, teacher, e.options, r7, A_test, data.test.y, &A_val, &data.val.y);
+  EXPECT_EQ(r["rows"][0]["accuracy"].get<double>(), t.test_accuracy);
+  EXPECT_EQ(r["rows"][0]["val_accuracy"].get<double>(), t.val_accuracy);
+  EXPECT_THROW(sweep_entry_from_json("x", {{"epoch", 2}}), std::invalid_argument);
+  EXPECT_THROW(take_rows(A_sub, data.train, {0}), std::invalid_argument) << "20 feature rows for 60 samples";
+  fs::remove_all(d);
+}

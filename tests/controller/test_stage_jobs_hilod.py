@@ -1,0 +1,114 @@
+"""The pipeline's stages as daemon jobs of their own, through a real hilod: train-teacher → distill →
+deploy → calibrate → evaluate on configs/sim.yaml (virtual time), each job's outputs in its own run
+directory; the bad arguments each stage job refuses, with the daemon serving on.
+
+usage: test_stage_jobs_hilod.py HILOD HILOCTL REPO_ROOT
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+HILOD, HILOCTL, ROOT = sys.argv[1:4]
+sys.path.insert(0, os.path.join(ROOT, "scripts", "python"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hilo import Client, HiloError  # noqa: E402
+from test_pipeline_hilod import Daemon  # noqa: E402
+
+DATA = {"name": "mnist", "train_limit": 600}
+TRAIN = {"epochs": 1, "batch_size": 64, "optimizer": {"kind": "adam", "lr": 0.003}}
+PIPELINE = {
+    "data": DATA,
+    "deploy": {"gs_iterations": 20, "adam_iterations": 60, "design_refit_epochs": 3},
+    "bench": {"profiles": ["moderate"], "test_images": 100, "drift_every": 100},
+    "measure": {"fractions": [0.2, 0.1]},
+    "compensation": {"task": {"epochs": 2}, "ntkd": {"epochs": 2, "ntk_subbatch": 8}},
+}
+
+
+class StageJobs(unittest.TestCase):
+    def test_distill_deploy_calibrate_evaluate(self):
+        with tempfile.TemporaryDirectory(prefix="hilo_stages_") as tmp:
+            data = os.path.join(tmp, "d")
+            d = Daemon(data, tmp, 0)
+            try:
+                with Client(d.endpoint, events=d.events) as c:
+                    def run(kind, args):
+                        job = c.call(kind, args)
+                        rec = c.wait(job["job_id"], timeout_s=120)
+                        self.assertEqual(rec["state"], "done", rec)
+                        return job, rec
+
+                    t, _ = run("train-teacher", {"config": {"data": DATA, "train": TRAIN}})
+                    teacher = f"{t['run_id']}/teacher.hilo"
+                    s, _ = run("distill", {"config": {"data": DATA, "train": TRAIN, "teacher": teacher,
+                                                      "distill": {"method": "kd"}}})
+                    student = f"{s['run_id']}/student.hilo"
+
+                    # deploy, through hiloctl (its subcommand, exit code 0 when done).
+                    cfg_file = os.path.join(tmp, "pipeline.json")
+                    with open(cfg_file, "w") as f:
+                        json.dump(PIPELINE, f)
+                    out = subprocess.run([HILOCTL, "--endpoint", d.endpoint, "--events", d.events, "deploy",
+                                          "--student", student, "--config", cfg_file],
+                                         capture_output=True, text=True, timeout=120)
+                    self.assertEqual(out.returncode, 0, out.stderr[-2000:])
+                    dep = json.loads(out.stdout)["job"]
+                    self.assertEqual(dep["kind"], "deploy")
+                    run_dep = os.path.join(data, dep["run_id"])
+                    for f in ("config.json", "student/student.hilo", "deploy/student.hilo", "deploy/phase.npy",
+                              "deploy/deployment.json"):
+                        self.assertTrue(os.path.exists(os.path.join(run_dep, f)), f)
+                    sim_acc = dep["stats"]["deployment"]["simulated_acc"]
+                    self.assertGreater(sim_acc, 0.15, "no better than chance (0.10)")
+
+                    cal, rec = run("calibrate", {"deployment": dep["run_id"], "teacher": teacher, "profile": "moderate"})
+                    res_c = os.path.join(data, cal["run_id"], "bench", "moderate")
+                    with open(os.path.join(res_c, "result.json")) as f:
+                        result = json.load(f)
+                    self.assertEqual([r["fraction"] for r in result["accuracy"]["fractions"]], [0.2, 0.1])
+                    self.assertTrue(os.path.exists(os.path.join(res_c, "nested_subsets.json")))
+                    self.assertEqual(rec["stats"]["accuracy"], result["accuracy"])
+                    # The deployment the calibration used is the deploy job's, byte for byte.
+                    for f in ("deploy/phase.npy", "deploy/student.hilo"):
+                        with open(os.path.join(run_dep, f), "rb") as a, open(os.path.join(data, cal["run_id"], f), "rb") as b:
+                            self.assertEqual(a.read(), b.read(), f)
+
+                    ev, rec = run("evaluate", {"deployment": dep["run_id"], "profile": "moderate"})
+                    with open(os.path.join(data, ev["run_id"], "bench", "moderate", "result.json")) as f:
+                        evaluation = json.load(f)
+                    self.assertEqual(evaluation["accuracy"]["fractions"], [])
+                    self.assertIsNone(evaluation["subset"])
+                    # The same stage, seed and profile: the evaluation measures what calibrate measured
+                    # for its test set before any re-fit.
+                    self.assertEqual(evaluation["accuracy"]["none"], result["accuracy"]["none"])
+                    self.assertLess(evaluation["accuracy"]["none"], sim_acc + 1e-9)
+
+                    for kind, args, code in (
+                        ("deploy", {"student": "../x.hilo"}, "forbidden_path"),
+                        ("deploy", {"student": "nope/student.hilo"}, "not_found"),
+                        ("deploy", {}, "missing_field"),
+                        ("deploy", {"student": student, "config": {"deploy": {"gs_iterations": -1}}}, "bad_argument"),
+                        ("calibrate", {"deployment": dep["run_id"], "profile": "moderate"}, "missing_field"),
+                        ("calibrate", {"deployment": t["run_id"], "teacher": teacher, "profile": "moderate"}, "not_found"),
+                        ("evaluate", {"deployment": dep["run_id"]}, "missing_field"),
+                        ("evaluate", {"deployment": dep["run_id"], "profile": "no-such-profile"}, "bad_argument"),
+                        ("evaluate", {"deployment": dep["run_id"], "profile": "moderate", "config": {"seed": 3}},
+                         "bad_argument"),
+                        ("evaluate", {"deployment": dep["run_id"], "profile": "moderate", "teacher": teacher},
+                         "bad_argument"),
+                    ):
+                        with self.assertRaises(HiloError, msg=(kind, args)) as e:
+                            c.call(kind, args)
+                        self.assertEqual(e.exception.code, code, f"{kind} {args}: {e.exception}")
+                    commands = c.version()["commands"]
+                    for k in ("deploy", "calibrate", "evaluate"):
+                        self.assertIn(k, commands)
+            finally:
+                self.assertEqual(d.stop(), 0)
+
+
+if __name__ == "__main__":
+    unittest.main(argv=sys.argv[:1])
