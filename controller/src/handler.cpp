@@ -5,6 +5,7 @@
 
 #include "hilo/controller/run_documents.hpp"
 #include "hilo/controller/hdf5_run.hpp"
+#include "hilo/distill/threads.hpp"
 #include "hilo/sim/npy.hpp"
 
 namespace hilo::controller {
@@ -454,8 +455,17 @@ Reply cmd_train(const Request& req, Context& ctx, const std::string& kind) {
         ctl.set_stats({{"epoch", e.epoch}, {"val_acc", e.val_acc}, {"loss", e.loss}});
       };
       try {
-        const auto r = kind == "train-teacher" ? distill::run_train_teacher(distill::TeacherJob::from_json(c), jc)
-                                               : distill::run_distill(distill::DistillJob::from_json(c), jc);
+        // The worker thread is the daemon's: the job's thread count is set on it, for this job only.
+        distill::JobResult r;
+        if (kind == "train-teacher") {
+          const auto job = distill::TeacherJob::from_json(c);
+          distill::set_compute_threads(job.train.threads);
+          r = distill::run_train_teacher(job, jc);
+        } else {
+          const auto job = distill::DistillJob::from_json(c);
+          distill::set_compute_threads(job.train.threads);
+          r = distill::run_distill(job, jc);
+        }
         if (r.history.cancelled) return JobOutcome{JobState::cancelled, "stopped"};
         ctl.set_stats({{"test_acc", r.history.test_acc}, {"model", r.model_path.string()}});
         return JobOutcome{JobState::done, {}};
@@ -719,6 +729,7 @@ JobManager::Work pipeline_work(const PipelineConfig& config, PipelineBench& benc
       ctl.set_stats(st);
     };
     try {
+      distill::set_compute_threads(config.threads);  // on the daemon's worker thread, for this job only
       const auto r = run_pipeline(config, bench, run_dir, pc);
       if (!r.completed) return ended({JobState::interrupted, "stopped; completed stages are kept"});
       json st = {{"stage", "done"}, {"report", (run_dir / "report.json").string()}};

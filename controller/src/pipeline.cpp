@@ -713,9 +713,6 @@ PipelineResult Runner::run() {
   if (!c_.profiles.empty() && !b_.reset_simulator)
     throw std::invalid_argument("pipeline: bench.profiles needs the simulator (this bench is hardware; leave profiles empty)");
   fs::create_directories(dir_);
-  // Eigen's products run on `threads` threads everywhere in the pipeline (training sets its own too);
-  // more threads than free cores make OpenMP's barriers spin against each other.
-  Eigen::setNbThreads(c_.threads);
   PipelineResult out;
   try {
     progress("data", 0, 1);
@@ -761,7 +758,6 @@ json sweep_compensation(const fs::path& run_dir, const std::string& profile, con
                         const std::function<void(const std::string&)>& log) {
   const json cfg = read_json(run_dir / "config.json");
   const PipelineConfig c = PipelineConfig::from_json(cfg);
-  Eigen::setNbThreads(c.threads);
   const fs::path d = run_dir / "bench" / profile;
   const json res = read_json(d / "result.json");
   const distill::Splits data = distill::load_splits(c.data);

@@ -48,11 +48,6 @@ nlohmann::json yaml_to_json(const YAML::Node& n) {
   }
 }
 
-void check_keys(const nlohmann::json& j, const std::string& section, std::set<std::string> allowed) {
-  if (!j.is_object()) throw std::invalid_argument(section + ": must be an object");
-  for (auto it = j.begin(); it != j.end(); ++it)
-    if (!allowed.count(it.key())) throw std::invalid_argument(section + ": unknown key '" + it.key() + "'");
-}
 }  // namespace
 
 nlohmann::json load_config_file(const fs::path& path) {
@@ -87,13 +82,20 @@ TeacherArch teacher_arch_from_json(const nlohmann::json& j) {
   return a;
 }
 
+nlohmann::json job_fields(const nlohmann::json& j, const std::string& command, const std::string& section) {
+  if (!j.is_object()) throw std::invalid_argument(section + " must be a mapping");
+  nlohmann::json f = j;
+  if (f.contains("command")) {
+    if (f["command"] != command)
+      throw std::invalid_argument(section + ".command must be \"" + command + "\", got " + f["command"].dump());
+    f.erase("command");
+  }
+  return f;
+}
+
 TeacherJob TeacherJob::from_json(const nlohmann::json& j) {
-  check_keys(j, "train-teacher job", {"command", "data", "arch", "train", "out_dir"});
-  TeacherJob t;
-  if (j.contains("data")) t.data = data_options_from_json(j["data"]);
-  if (j.contains("arch")) t.arch = teacher_arch_from_json(j["arch"]);
-  if (j.contains("train")) t.train = train_options_from_json(j["train"]);
-  t.out_dir = j.value("out_dir", t.out_dir);
+  const std::string section = "train-teacher job";
+  TeacherJob t = io::read_options<TeacherJob>(job_fields(j, "train-teacher", section), section);
   t.validate();
   return t;
 }

@@ -6,10 +6,6 @@
 #include <numeric>
 #include <random>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 namespace hilo::distill {
 
 void TeacherArch::validate() const {
@@ -83,10 +79,6 @@ template Mat<double> predict<double>(Sequential<double>&, const Mat<double>&, in
 
 History train_classifier(Sequential<float>& net, const Splits& data, const TrainOptions& o, const JobControl& ctl) {
   o.validate();
-  Eigen::setNbThreads(o.threads);
-#ifdef _OPENMP
-  omp_set_num_threads(o.threads);
-#endif
   std::mt19937_64 rng(o.seed);
   init_he(net, rng);
   Optimizer<float> opt(net.params(), o.optimizer);

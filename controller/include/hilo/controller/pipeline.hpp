@@ -50,7 +50,7 @@ struct PipelineConfig {
     return d;
   }();
   std::uint64_t seed = 1;
-  int threads = 1;  // training threads
+  int threads = 1;  // Eigen/OpenMP threads, set by the caller's thread owner (distill/threads.hpp), not by run_pipeline
   // teacher
   distill::TeacherArch teacher_arch;
   distill::TrainOptions teacher_train;
@@ -127,7 +127,8 @@ struct PipelineResult {
 PipelineBench pipeline_bench(drivers::OpenBench& bench, const drivers::BenchConfig& config,
                              const std::filesystem::path& config_path);
 
-// Runs (or resumes) the pipeline in run_dir. Throws std::runtime_error / std::invalid_argument for
+// Runs (or resumes) the pipeline in run_dir on the calling thread, whose compute thread count
+// (distill::set_compute_threads(config.threads)) the caller sets. Throws std::runtime_error / std::invalid_argument for
 // invalid config, missing data, or a device fault (with the device's message); stages completed before
 // the error stay on disk.
 PipelineResult run_pipeline(const PipelineConfig& config, PipelineBench& bench, const std::filesystem::path& run_dir,

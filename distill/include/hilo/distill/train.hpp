@@ -34,7 +34,7 @@ struct TrainOptions {
   OptimizerOptions optimizer{};
   std::string schedule = "cosine";  // "cosine" (lr·½(1+cos(π·t/T)) per step) | "constant"
   std::uint64_t seed = 1;           // init and batch order
-  int threads = 1;                  // Eigen / OpenMP threads (the build machine is shared)
+  int threads = 1;                  // Eigen / OpenMP threads, applied by the thread's owner (threads.hpp), not here
   void validate() const;
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TrainOptions, epochs, batch_size, optimizer, schedule, seed, threads)
