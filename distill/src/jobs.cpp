@@ -8,54 +8,17 @@
 #include "hilo/distill/model_io.hpp"
 #include "hilo/io/file_io.hpp"
 #include "hilo/io/options_json.hpp"
+#include "hilo/io/yaml_options.hpp"
 
 namespace hilo::distill {
 namespace fs = std::filesystem;
-
-namespace {
-nlohmann::json yaml_to_json(const YAML::Node& n) {
-  switch (n.Type()) {
-    case YAML::NodeType::Map: {
-      nlohmann::json j = nlohmann::json::object();
-      for (const auto& kv : n) j[kv.first.as<std::string>()] = yaml_to_json(kv.second);
-      return j;
-    }
-    case YAML::NodeType::Sequence: {
-      nlohmann::json j = nlohmann::json::array();
-      for (const auto& v : n) j.push_back(yaml_to_json(v));
-      return j;
-    }
-    case YAML::NodeType::Scalar: {
-      const std::string s = n.Scalar();
-      if (n.Tag() == "!") return s;  // quoted
-      if (s == "true" || s == "false") return s == "true";
-      try {
-        std::size_t pos;
-        const long long i = std::stoll(s, &pos);
-        if (pos == s.size()) return i;
-      } catch (...) {
-      }
-      try {
-        std::size_t pos;
-        const double d = std::stod(s, &pos);
-        if (pos == s.size()) return d;
-      } catch (...) {
-      }
-      return s;
-    }
-    default:
-      return nullptr;
-  }
-}
-
-}  // namespace
 
 nlohmann::json load_config_file(const fs::path& path) {
   std::ifstream in(path);
   if (!in) throw std::runtime_error("config file not found: " + path.string());
   const auto ext = path.extension().string();
   try {
-    if (ext == ".yaml" || ext == ".yml") return yaml_to_json(YAML::LoadFile(path.string()));
+    if (ext == ".yaml" || ext == ".yml") return io::yaml_to_json(YAML::LoadFile(path.string()));
     nlohmann::json j;
     in >> j;
     return j;
