@@ -57,7 +57,7 @@ int main(int argc, char** argv) {
     auto pb = hilo::controller::pipeline_bench(*bench, bc, config);
     hilo::controller::PipelineControl ctl;
     std::string last;
-    ctl.progress = [&](const std::string& stage, std::int64_t d, std::int64_t t) {
+    ctl.work.progress = [&](std::int64_t d, std::int64_t t, std::string_view stage) {
       if (stage != last) std::cerr << "\n";
       last = stage;
       std::cerr << "\r[" << stage << "] " << d << "/" << t << std::flush;

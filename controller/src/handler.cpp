@@ -444,13 +444,8 @@ Reply cmd_train(const Request& req, Context& ctx, const std::string& kind) {
     json c = cfg;
     c["out_dir"] = (data_dir / r.run_id).string();
     return JobManager::Work([c, kind](JobControl& ctl) {
-      std::atomic<bool> cancel{false};
       distill::JobControl jc;
-      jc.cancel = &cancel;
-      jc.on_progress = [&](const distill::Progress& p) {
-        if (ctl.stop_requested()) cancel = true;
-        ctl.progress(std::int64_t(p.epoch - 1) * std::int64_t(p.steps) + std::int64_t(p.step), std::int64_t(p.epochs) * std::int64_t(p.steps));
-      };
+      jc.work = ctl.work();
       jc.on_epoch = [&](const distill::EpochRecord& e) {
         ctl.set_stats({{"epoch", e.epoch}, {"val_acc", e.val_acc}, {"loss", e.loss}});
       };
@@ -713,14 +708,14 @@ JobManager::Work pipeline_work(const PipelineConfig& config, PipelineBench& benc
     };
     PipelineControl pc;
     std::string current;
-    pc.progress = [&](const std::string& stage, std::int64_t done, std::int64_t total) {
+    pc.work = ctl.work();
+    pc.work.progress = [&](std::int64_t done, std::int64_t total, std::string_view stage) {
       if (stage != current) {
         current = stage;
         ctl.set_stats({{"stage", stage}});
       }
       ctl.progress(done, total);
     };
-    pc.stop_requested = [&] { return ctl.stop_requested(); };
     pc.on_drift = [&](const json& d) { ctl.event("bench.drift", d); };
     pc.log = [&](const std::string& line) {
       json st = ctl.record().stats.is_object() ? ctl.record().stats : json::object();

@@ -295,24 +295,20 @@ class Runner {
   PipelineResult run();
 
  private:
-  bool stop() const { return ctl_.stop_requested && ctl_.stop_requested(); }
+  bool stop() const { return ctl_.work.stop_requested(); }
   void log(const std::string& s) const {
     if (ctl_.log) ctl_.log(s);
   }
   void progress(const std::string& stage, std::int64_t d, std::int64_t t) const {
-    if (ctl_.progress) ctl_.progress(stage, d, t);
+    ctl_.work.report(d, t, stage);
   }
   void crash_point(std::string_view where) const {
     if (ctl_.after_write) ctl_.after_write(where);
   }
   distill::JobControl train_control(const std::string& stage) {
     distill::JobControl jc;
-    jc.cancel = &cancel_;
-    jc.on_progress = [this, stage](const distill::Progress& p) {
-      if (stop()) cancel_ = true;
-      progress(stage, std::int64_t(p.epoch - 1) * std::int64_t(p.steps) + std::int64_t(p.step),
-               std::int64_t(p.epochs) * std::int64_t(p.steps));
-    };
+    jc.work.progress = [this, stage](std::int64_t d, std::int64_t t, std::string_view) { progress(stage, d, t); };
+    jc.work.stop = ctl_.work.stop;
     jc.on_epoch = [this, stage](const distill::EpochRecord& e) {
       log(stage + ": epoch " + std::to_string(e.epoch) + " val " + pct(e.val_acc) + " %");
     };
@@ -329,7 +325,6 @@ class Runner {
   PipelineBench& b_;
   fs::path dir_;
   const PipelineControl& ctl_;
-  std::atomic<bool> cancel_{false};
   distill::Splits data_;
   distill::Mat<float> test_x_;
   std::vector<int> test_y_;

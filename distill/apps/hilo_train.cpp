@@ -55,7 +55,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   JobControl ctl;
-  ctl.on_progress = [](const Progress& p) {
+  ctl.on_step = [](const Progress& p) {
     std::fprintf(stderr, "\r[%s] epoch %d/%d step %zu/%zu loss %.4f", p.job.c_str(), p.epoch, p.epochs, p.step,
                  p.steps, p.loss);
   };

@@ -230,8 +230,8 @@ History train_student(OpticalStudent& student, Sequential<float>& teacher, const
       opt.step();
       loss_sum += loss;
       acc_sum += accuracy(logits, b.y);
-      if (ctl.on_progress && (s % ctl.progress_every == 0 || s + 1 == steps))
-        ctl.on_progress({"distill", ep, o.epochs, s + 1, steps, loss_sum / static_cast<double>(s + 1)});
+      if (s % ctl.progress_every == 0 || s + 1 == steps)
+        ctl.step({"distill", ep, o.epochs, s + 1, steps, loss_sum / static_cast<double>(s + 1)});
     }
     nlohmann::json extra = nlohmann::json::object();
     if (dist_n) extra["ntk_distance"] = dist_sum / dist_n;

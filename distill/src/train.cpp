@@ -106,8 +106,8 @@ History train_classifier(Sequential<float>& net, const Splits& data, const Train
       opt.step();
       loss_sum += loss;
       acc_sum += accuracy(logits, b.y);
-      if (ctl.on_progress && (s % ctl.progress_every == 0 || s + 1 == steps))
-        ctl.on_progress({"train-teacher", ep, o.epochs, s + 1, steps, loss_sum / static_cast<double>(s + 1)});
+      if (s % ctl.progress_every == 0 || s + 1 == steps)
+        ctl.step({"train-teacher", ep, o.epochs, s + 1, steps, loss_sum / static_cast<double>(s + 1)});
     }
     close_epoch(h, ctl, ep, loss_sum, acc_sum, steps, t0,
                 data.val.size() ? accuracy(predict(net, data.val.x), data.val.y) : 0.0, opt.lr());

@@ -240,7 +240,7 @@ TEST(Training, ReportsProgressAndLearnsAToyProblem) {
   o.optimizer.lr = 1e-2;
   int progress = 0, epochs = 0;
   JobControl ctl;
-  ctl.on_progress = [&](const Progress&) { ++progress; };
+  ctl.on_step = [&](const Progress&) { ++progress; };
   ctl.on_epoch = [&](const EpochRecord&) { ++epochs; };
   const History h = train_classifier(net, s, o, ctl);
   EXPECT_EQ(epochs, 5);
@@ -252,12 +252,49 @@ TEST(Training, CancellationStopsBeforeTheFirstStep) {
   std::mt19937_64 rng(6);
   const Splits s = toy(128, rng);
   Sequential<float> net = make_teacher(TeacherArch{{4}, 8}, s.train.shape, 2);
-  std::atomic<bool> cancel{true};
+  std::stop_source stop;
+  stop.request_stop();
   JobControl ctl;
-  ctl.cancel = &cancel;
+  ctl.work.stop = stop.get_token();
   const History h = train_classifier(net, s, TrainOptions{}, ctl);
   EXPECT_TRUE(h.cancelled);
   EXPECT_TRUE(h.epochs.empty());
+}
+
+// A stop requested through the work control (io/progress.hpp) ends teacher and student training
+// before their next step, and the progress they report is (step, all steps, job name).
+TEST(Training, StopThroughTheWorkControlEndsTrainingBeforeTheNextStep) {
+  std::mt19937_64 rng(9);
+  const Splits s = toy(256, rng);
+  Sequential<float> teacher = make_teacher(TeacherArch{{4}, 8}, s.train.shape, 2);
+  TrainOptions o;
+  o.epochs = 3;
+  o.batch_size = 32;  // 8 steps per epoch
+  for (const std::string job : {"train-teacher", "distill"}) {
+    std::stop_source stop;
+    std::vector<std::int64_t> done;
+    JobControl ctl;
+    ctl.progress_every = 1;
+    ctl.work.stop = stop.get_token();
+    ctl.work.progress = [&](std::int64_t d, std::int64_t total, std::string_view stage) {
+      EXPECT_EQ(total, 24);
+      EXPECT_EQ(stage, job);
+      done.push_back(d);
+      if (d == 11) stop.request_stop();  // in the second epoch
+    };
+    History h;
+    if (job == "train-teacher") {
+      h = train_classifier(teacher, s, o, ctl);
+    } else {
+      OpticalStudent st(StudentOptions{}, s.train.shape, 2);
+      DistillOptions d;
+      d.method = "none";
+      h = train_student(st, teacher, s, d, o, ctl);
+    }
+    EXPECT_TRUE(h.cancelled) << job;
+    EXPECT_EQ(done.back(), 11) << job << ": steps ran after the stop";
+    EXPECT_EQ(h.epochs.size(), 1u) << job;
+  }
 }
 
 // Regression: training set Eigen's process-wide thread count to its options' `threads`, so a

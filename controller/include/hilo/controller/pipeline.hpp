@@ -100,10 +100,11 @@ struct PipelineBench {
   std::mutex* mutex = nullptr;
 };
 
-// Progress and stop, from the job that runs the pipeline.
+// Progress and stop, from the job that runs the pipeline. `work` (io/progress.hpp) gets each stage's
+// progress ("teacher", "deploy", "bench/<profile>: compensate"...) and its stop token is polled
+// between units of every stage, training steps included.
 struct PipelineControl {
-  std::function<void(const std::string& stage, std::int64_t done, std::int64_t total)> progress;
-  std::function<bool()> stop_requested;
+  io::WorkControl work;
   std::function<void(const std::string& line)> log;  // one line per notable event
   std::function<void(const nlohmann::json& drift)> on_drift;  // a drift check past its thresholds
   // Called after each durable write of a stage's files, naming it ("deploy.deployment.json"); null in
