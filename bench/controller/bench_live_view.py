@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,6 +28,7 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "scripts", "python"))
 from hilo import Client  # noqa: E402
+from hilo.testing import Daemon  # noqa: E402
 
 
 class PythonPage:
@@ -96,21 +96,11 @@ def cpu_seconds(pid):
 
 
 def capture_seconds(hilod, config, frames, live, client):
-    tmp = tempfile.TemporaryDirectory(prefix="hilo_bench_live_")
-    ready = os.path.join(tmp.name, "ready.json")
-    cmd = [hilod, "--config", config, "--command-endpoint", "tcp://127.0.0.1:*", "--event-endpoint", "tcp://127.0.0.1:*",
-           "--data-dir", os.path.join(tmp.name, "data"), "--ready-file", ready]
-    if live:
-        cmd += ["--http-endpoint", "127.0.0.1:0"]
-    proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
+    d = Daemon(hilod, config, extra=["--http-endpoint", "127.0.0.1:0"] if live else [], heartbeat_s=1.0)
+    proc = d.proc
     page = None
     try:
-        deadline = time.monotonic() + 30
-        while not os.path.exists(ready):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("hilod did not start")
-            time.sleep(0.05)
-        r = json.load(open(ready))
+        r = d.ready
         if live:
             page = (ChromiumPage if client == "chromium" else PythonPage)(r["http_url"])
         with Client(r["command_endpoint"], timeout_ms=30000) as c:
@@ -127,9 +117,7 @@ def capture_seconds(hilod, config, frames, live, client):
     finally:
         if page:
             page.close()
-        proc.terminate()
-        proc.wait(30)
-        tmp.cleanup()
+        d.stop(30)
 
 
 def main():

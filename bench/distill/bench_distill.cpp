@@ -13,10 +13,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -32,6 +28,7 @@
 #include "hilo/distill/optim.hpp"
 #include "hilo/distill/student.hpp"
 #include "hilo/distill/student_jobs.hpp"
+#include "hilo/distill/threads.hpp"
 #include "hilo/distill/train.hpp"
 
 using namespace hilo::distill;
@@ -186,18 +183,11 @@ Measured in_fresh_process(const std::string& self, const char* what, int B, int 
   m.peak_mb = head[1];
   return m;
 }
-
-void set_threads(int threads) {
-  Eigen::setNbThreads(threads);
-#ifdef _OPENMP
-  omp_set_num_threads(threads);
-#endif
-}
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc == 6 && std::strcmp(argv[1], "--measure") == 0) {
-    set_threads(std::atoi(argv[4]));
+    hilo::distill::set_compute_threads(std::atoi(argv[4]));
     return measure_child(argv[2], std::atoi(argv[3]), std::atoi(argv[5]));
   }
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // one line at a time, also into a pipe or file
@@ -207,7 +197,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: bench_distill [batch=128] [threads=1]\n");
     return 2;
   }
-  set_threads(threads);
+  hilo::distill::set_compute_threads(threads);
   std::vector<char> self(4096);
   const ssize_t len = readlink("/proc/self/exe", self.data(), self.size() - 1);
   if (len <= 0) {

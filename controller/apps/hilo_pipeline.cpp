@@ -10,6 +10,7 @@
 
 #include "hilo/controller/pipeline.hpp"
 #include "hilo/distill/jobs.hpp"
+#include "hilo/distill/threads.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"hilo-pipeline — teacher → NTKD student → deploy → calibrate → measure → compensate → evaluate"};
@@ -29,6 +30,9 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (*sweep) {
     try {
+      // The sweep re-fits with the run's own thread count.
+      hilo::distill::set_compute_threads(
+          hilo::controller::PipelineConfig::from_json(hilo::distill::load_config_file(out + "/config.json")).threads);
       std::vector<hilo::controller::SweepEntry> grid;
       const auto grid_json = hilo::distill::load_config_file(sweep_grid);
       for (const auto& [name, j] : grid_json.items())
@@ -45,6 +49,7 @@ int main(int argc, char** argv) {
   try {
     const auto pc = job.empty() ? hilo::controller::PipelineConfig::defaults()
                                 : hilo::controller::PipelineConfig::from_json(hilo::distill::load_config_file(job));
+    hilo::distill::set_compute_threads(pc.threads);
     const auto bc = hilo::drivers::load_bench_config(config);
     hilo::drivers::OpenOptions oo;
     oo.virtual_time = !bc.has_hardware();
@@ -52,7 +57,7 @@ int main(int argc, char** argv) {
     auto pb = hilo::controller::pipeline_bench(*bench, bc, config);
     hilo::controller::PipelineControl ctl;
     std::string last;
-    ctl.progress = [&](const std::string& stage, std::int64_t d, std::int64_t t) {
+    ctl.work.progress = [&](std::int64_t d, std::int64_t t, std::string_view stage) {
       if (stage != last) std::cerr << "\n";
       last = stage;
       std::cerr << "\r[" << stage << "] " << d << "/" << t << std::flush;

@@ -325,7 +325,8 @@ JobOutcome capture_loop(const CaptureInputs& in, const CaptureOptions& opt, Devi
 
   bool have_last = false;
   std::uint64_t last_seq = 0;
-  ctl.progress(static_cast<std::int64_t>(w.records()), total);
+  const io::WorkControl work = ctl.work();
+  work.report(static_cast<std::int64_t>(w.records()), total, "capture");
   for (std::size_t k = w.records(); k < in.count; ++k) {
     const std::size_t idx = in.start + k;
     const std::uint8_t* img = image_of(in, k);
@@ -340,7 +341,7 @@ JobOutcome capture_loop(const CaptureInputs& in, const CaptureOptions& opt, Devi
     std::optional<drivers::Frame> frame;
     std::string cause;
     for (int attempt = 1; !frame; ++attempt) {
-      if (ctl.stop_requested()) {
+      if (work.stop_requested()) {
         const bool shutdown = ctl.stop_reason() == StopReason::shutdown;
         return finish(shutdown ? JobState::interrupted : JobState::cancelled,
                       shutdown ? "daemon shut down during the job" : "cancelled by request");
@@ -420,7 +421,7 @@ JobOutcome capture_loop(const CaptureInputs& in, const CaptureOptions& opt, Devi
       preview_inputs.push_back(cv::Mat(rows, cols, CV_8UC1, const_cast<std::uint8_t*>(img)).clone());
     }
     if (cnt.regrabs != faults_before) publish_stats();
-    ctl.progress(static_cast<std::int64_t>(k + 1), total);
+    work.report(static_cast<std::int64_t>(k + 1), total, "capture");
     if (pend.n >= opt.chunk_records || monotonic_s() - chunk_start >= opt.chunk_seconds) commit();
   }
   return finish(JobState::done, "");

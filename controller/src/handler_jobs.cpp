@@ -3,13 +3,12 @@
 // the pipeline runs (PipelineStages) in the job's run directory.
 #include <algorithm>
 
-#include <Eigen/Core>
-
 #include "handler_detail.hpp"
 #include "hilo/controller/pipeline_stages.hpp"
 #include "hilo/controller/run_documents.hpp"
 #include "hilo/distill/jobs.hpp"
 #include "hilo/distill/student_jobs.hpp"
+#include "hilo/distill/threads.hpp"
 
 namespace hilo::controller {
 
@@ -22,14 +21,14 @@ namespace {
 // Progress (stats.stage, stats.last), stop and drift events of a job that runs pipeline stages.
 PipelineControl stage_control(JobControl& ctl, std::string& current) {
   PipelineControl pc;
-  pc.progress = [&ctl, &current](const std::string& stage, std::int64_t done, std::int64_t total) {
+  pc.work = ctl.work();
+  pc.work.progress = [&ctl, &current](std::int64_t done, std::int64_t total, std::string_view stage) {
     if (stage != current) {
       current = stage;
       ctl.set_stats({{"stage", stage}});
     }
     ctl.progress(done, total);
   };
-  pc.stop_requested = [&ctl] { return ctl.stop_requested(); };
   pc.on_drift = [&ctl](const json& d) { ctl.event("bench.drift", d); };
   pc.log = [&ctl, &current](const std::string& line) {
     json st = ctl.record().stats.is_object() ? ctl.record().stats : json::object();
@@ -128,19 +127,23 @@ Reply cmd_train(const Request& req, Context& ctx, const std::string& kind) {
     json c = cfg;
     c["out_dir"] = (data_dir / r.run_id).string();
     return JobManager::Work([c, kind](JobControl& ctl) {
-      std::atomic<bool> cancel{false};
       distill::JobControl jc;
-      jc.cancel = &cancel;
-      jc.on_progress = [&](const distill::Progress& p) {
-        if (ctl.stop_requested()) cancel = true;
-        ctl.progress(std::int64_t(p.epoch - 1) * std::int64_t(p.steps) + std::int64_t(p.step), std::int64_t(p.epochs) * std::int64_t(p.steps));
-      };
+      jc.work = ctl.work();
       jc.on_epoch = [&](const distill::EpochRecord& e) {
         ctl.set_stats({{"epoch", e.epoch}, {"val_acc", e.val_acc}, {"loss", e.loss}});
       };
       try {
-        const auto r = kind == "train-teacher" ? distill::run_train_teacher(distill::TeacherJob::from_json(c), jc)
-                                               : distill::run_distill(distill::DistillJob::from_json(c), jc);
+        // The worker thread is the daemon's: the job's thread count is set on it, for this job only.
+        distill::JobResult r;
+        if (kind == "train-teacher") {
+          const auto job = distill::TeacherJob::from_json(c);
+          distill::set_compute_threads(job.train.threads);
+          r = distill::run_train_teacher(job, jc);
+        } else {
+          const auto job = distill::DistillJob::from_json(c);
+          distill::set_compute_threads(job.train.threads);
+          r = distill::run_distill(job, jc);
+        }
         if (r.history.cancelled) return JobOutcome{JobState::cancelled, "stopped"};
         ctl.set_stats({{"test_acc", r.history.test_acc}, {"model", r.model_path.string()}});
         return JobOutcome{JobState::done, {}};
@@ -184,7 +187,7 @@ JobManager::Work stage_work(const std::string& kind, const PipelineConfig& confi
     std::string current;
     const PipelineControl pc = stage_control(ctl, current);
     try {
-      Eigen::setNbThreads(config.threads);
+      distill::set_compute_threads(config.threads);  // on the daemon's worker thread, for this job only
       PipelineStages st(config, bench, run_dir, pc);
       st.load_data();
       if (kind == "deploy") {

@@ -6,6 +6,17 @@ using nlohmann::json;
 
 
 void JobControl::progress(std::int64_t done, std::int64_t total) { m_.on_progress(*this, done, total); }
+
+io::WorkControl JobControl::work() {
+  return {[this](std::int64_t done, std::int64_t total, std::string_view) { progress(done, total); },
+          stop_source_.get_token()};
+}
+
+void JobControl::request_stop(StopReason why) {
+  StopReason expected = StopReason::none;
+  stop_.compare_exchange_strong(expected, why);
+  stop_source_.request_stop();
+}
 void JobControl::checkpoint(std::int64_t done) { m_.on_checkpoint(*this, done); }
 void JobControl::set_stats(json stats) {
   std::lock_guard lk(m_.mu_);
@@ -85,8 +96,7 @@ std::vector<JobRecord> JobManager::list(int limit) {
 std::optional<JobRecord> JobManager::cancel(std::int64_t id) {
   std::unique_lock lk(mu_);
   if (running_ && running_->rec_.id == id) {
-    StopReason expected = StopReason::none;
-    running_->stop_.compare_exchange_strong(expected, StopReason::cancel);
+    running_->request_stop(StopReason::cancel);
     return running_->rec_;
   }
   for (auto it = queue_.begin(); it != queue_.end(); ++it) {
@@ -135,10 +145,7 @@ void JobManager::shutdown() {
     accepting_ = false;
     stop_worker_ = true;
     dropped.swap(queue_);
-    if (running_) {
-      StopReason expected = StopReason::none;
-      running_->stop_.compare_exchange_strong(expected, StopReason::shutdown);
-    }
+    if (running_) running_->request_stop(StopReason::shutdown);
   }
   cv_.notify_all();
   for (auto& e : dropped) {
@@ -199,7 +206,7 @@ void JobManager::worker_loop() {
     ctl.rec_.state = JobState::running;
     ctl.rec_.started_s = clock_();
     running_ = &ctl;
-    if (stop_worker_) ctl.stop_ = StopReason::shutdown;
+    if (stop_worker_) ctl.request_stop(StopReason::shutdown);
     const JobRecord started = ctl.rec_;
     lk.unlock();
 

@@ -18,7 +18,6 @@ json sweep_compensation(const fs::path& run_dir, const std::string& profile, con
                         const std::vector<std::uint64_t>& seeds, const std::vector<double>& fractions,
                         const std::function<void(const std::string&)>& log) {
   const PipelineConfig c = PipelineConfig::from_json(read_json_file(run_dir / "config.json"));
-  Eigen::setNbThreads(c.threads);
   const distill::Splits data = distill::load_splits(c.data);
   auto teacher = distill::sequential_from_model<float>(distill::read_model(run_dir / "teacher" / "teacher.hilo"));
   const auto deployed = distill::OpticalStudent::from_model(distill::read_model(run_dir / "deploy" / "student.hilo"));
@@ -51,9 +50,6 @@ PipelineResult run_pipeline(const PipelineConfig& config, PipelineBench& bench, 
   PipelineStages st(config, bench, run_dir, control);
   if (!config.profiles.empty() && !bench.reset_simulator)
     throw std::invalid_argument("pipeline: bench.profiles needs the simulator (this bench is hardware; leave profiles empty)");
-  // Eigen's products run on `threads` threads everywhere in the pipeline (training sets its own too);
-  // more threads than free cores make OpenMP's barriers spin against each other.
-  Eigen::setNbThreads(config.threads);
   PipelineResult out;
   try {
     st.load_data();

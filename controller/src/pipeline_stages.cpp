@@ -95,12 +95,8 @@ json read_json_file(const fs::path& p) {
 
 distill::JobControl PipelineStages::train_control(const std::string& stage) {
   distill::JobControl jc;
-  jc.cancel = &cancel_;
-  jc.on_progress = [this, stage](const distill::Progress& p) {
-    if (stop()) cancel_ = true;
-    progress(stage, std::int64_t(p.epoch - 1) * std::int64_t(p.steps) + std::int64_t(p.step),
-             std::int64_t(p.epochs) * std::int64_t(p.steps));
-  };
+  jc.work.progress = [this, stage](std::int64_t d, std::int64_t t, std::string_view) { progress(stage, d, t); };
+  jc.work.stop = ctl_.work.stop;
   jc.on_epoch = [this, stage](const distill::EpochRecord& e) {
     log(stage + ": epoch " + std::to_string(e.epoch) + " val " + pct(e.val_acc) + " %");
   };

@@ -11,6 +11,7 @@
 
 #include "hilo/distill/jobs.hpp"
 #include "hilo/distill/student_jobs.hpp"  // DistillJob
+#include "hilo/distill/threads.hpp"
 
 #include "hilo/io/figures.hpp"
 
@@ -54,7 +55,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   JobControl ctl;
-  ctl.on_progress = [](const Progress& p) {
+  ctl.on_step = [](const Progress& p) {
     std::fprintf(stderr, "\r[%s] epoch %d/%d step %zu/%zu loss %.4f", p.job.c_str(), p.epoch, p.epochs, p.step,
                  p.steps, p.loss);
   };
@@ -72,6 +73,7 @@ int main(int argc, char** argv) {
         std::cerr << "hilo-train: bad config: " << e.what() << "\n";
         return 1;
       }
+      set_compute_threads(job.train.threads);
       r = run_train_teacher(job, ctl);
     } else if (cmd == "distill") {
       DistillJob job;
@@ -81,6 +83,7 @@ int main(int argc, char** argv) {
         std::cerr << "hilo-train: bad config: " << e.what() << "\n";
         return 1;
       }
+      set_compute_threads(job.train.threads);
       r = run_distill(job, ctl);
     } else if (cmd == "estimate") {
       std::printf("%s\n", run_estimate(cfg).dump().c_str());

@@ -8,59 +8,17 @@
 #include "hilo/distill/model_io.hpp"
 #include "hilo/io/file_io.hpp"
 #include "hilo/io/options_json.hpp"
+#include "hilo/io/yaml_options.hpp"
 
 namespace hilo::distill {
 namespace fs = std::filesystem;
-
-namespace {
-nlohmann::json yaml_to_json(const YAML::Node& n) {
-  switch (n.Type()) {
-    case YAML::NodeType::Map: {
-      nlohmann::json j = nlohmann::json::object();
-      for (const auto& kv : n) j[kv.first.as<std::string>()] = yaml_to_json(kv.second);
-      return j;
-    }
-    case YAML::NodeType::Sequence: {
-      nlohmann::json j = nlohmann::json::array();
-      for (const auto& v : n) j.push_back(yaml_to_json(v));
-      return j;
-    }
-    case YAML::NodeType::Scalar: {
-      const std::string s = n.Scalar();
-      if (n.Tag() == "!") return s;  // quoted
-      if (s == "true" || s == "false") return s == "true";
-      try {
-        std::size_t pos;
-        const long long i = std::stoll(s, &pos);
-        if (pos == s.size()) return i;
-      } catch (...) {
-      }
-      try {
-        std::size_t pos;
-        const double d = std::stod(s, &pos);
-        if (pos == s.size()) return d;
-      } catch (...) {
-      }
-      return s;
-    }
-    default:
-      return nullptr;
-  }
-}
-
-void check_keys(const nlohmann::json& j, const std::string& section, std::set<std::string> allowed) {
-  if (!j.is_object()) throw std::invalid_argument(section + ": must be an object");
-  for (auto it = j.begin(); it != j.end(); ++it)
-    if (!allowed.count(it.key())) throw std::invalid_argument(section + ": unknown key '" + it.key() + "'");
-}
-}  // namespace
 
 nlohmann::json load_config_file(const fs::path& path) {
   std::ifstream in(path);
   if (!in) throw std::runtime_error("config file not found: " + path.string());
   const auto ext = path.extension().string();
   try {
-    if (ext == ".yaml" || ext == ".yml") return yaml_to_json(YAML::LoadFile(path.string()));
+    if (ext == ".yaml" || ext == ".yml") return io::yaml_to_json(YAML::LoadFile(path.string()));
     nlohmann::json j;
     in >> j;
     return j;
@@ -87,13 +45,20 @@ TeacherArch teacher_arch_from_json(const nlohmann::json& j) {
   return a;
 }
 
+nlohmann::json job_fields(const nlohmann::json& j, const std::string& command, const std::string& section) {
+  if (!j.is_object()) throw std::invalid_argument(section + " must be a mapping");
+  nlohmann::json f = j;
+  if (f.contains("command")) {
+    if (f["command"] != command)
+      throw std::invalid_argument(section + ".command must be \"" + command + "\", got " + f["command"].dump());
+    f.erase("command");
+  }
+  return f;
+}
+
 TeacherJob TeacherJob::from_json(const nlohmann::json& j) {
-  check_keys(j, "train-teacher job", {"command", "data", "arch", "train", "out_dir"});
-  TeacherJob t;
-  if (j.contains("data")) t.data = data_options_from_json(j["data"]);
-  if (j.contains("arch")) t.arch = teacher_arch_from_json(j["arch"]);
-  if (j.contains("train")) t.train = train_options_from_json(j["train"]);
-  t.out_dir = j.value("out_dir", t.out_dir);
+  const std::string section = "train-teacher job";
+  TeacherJob t = io::read_options<TeacherJob>(job_fields(j, "train-teacher", section), section);
   t.validate();
   return t;
 }

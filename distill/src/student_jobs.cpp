@@ -12,10 +12,6 @@
 #include "hilo/io/options_json.hpp"
 #include "hilo/distill/model_io.hpp"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 namespace hilo::distill {
 namespace fs = std::filesystem;
 
@@ -46,23 +42,14 @@ DistillOptions distill_options_from_json(const nlohmann::json& j) {
 }
 
 DistillJob DistillJob::from_json(const nlohmann::json& j) {
-  static const std::set<std::string> keys{"command", "teacher", "data", "student", "distill", "train", "out_dir"};
-  for (auto it = j.begin(); it != j.end(); ++it)
-    if (!keys.count(it.key())) throw std::invalid_argument("distill job: unknown key '" + it.key() + "'");
-  DistillJob d;
-  if (!j.contains("teacher")) throw std::invalid_argument("distill job: \"teacher\" (path of a teacher model file) is required");
-  d.teacher_path = j.at("teacher").get<std::string>();
-  if (j.contains("data")) d.data = data_options_from_json(j["data"]);
-  if (j.contains("student")) d.student = OpticalStudent::options_from_json(j["student"]);
-  if (j.contains("distill")) d.distill = distill_options_from_json(j["distill"]);
-  if (j.contains("train")) d.train = train_options_from_json(j["train"]);
-  d.out_dir = j.value("out_dir", d.out_dir);
+  const std::string section = "distill job";
+  DistillJob d = io::read_options<DistillJob>(job_fields(j, "distill", section), section);
   d.validate();
   return d;
 }
 
 void DistillJob::validate() const {
-  if (teacher_path.empty()) throw std::invalid_argument("distill job: teacher path must not be empty");
+  if (teacher.empty()) throw std::invalid_argument("distill job.teacher (path of a teacher model file) is required");
   data.validate();
   student.validate();
   distill.validate();
@@ -97,10 +84,6 @@ History train_student(OpticalStudent& student, Sequential<float>& teacher, const
                       const TrainOptions& o, const JobControl& ctl) {
   d.validate();
   o.validate();
-  Eigen::setNbThreads(o.threads);
-#ifdef _OPENMP
-  omp_set_num_threads(o.threads);
-#endif
   std::mt19937_64 rng(o.seed);
   student.init(rng);
   const int C = student.classes();
@@ -247,8 +230,8 @@ History train_student(OpticalStudent& student, Sequential<float>& teacher, const
       opt.step();
       loss_sum += loss;
       acc_sum += accuracy(logits, b.y);
-      if (ctl.on_progress && (s % ctl.progress_every == 0 || s + 1 == steps))
-        ctl.on_progress({"distill", ep, o.epochs, s + 1, steps, loss_sum / static_cast<double>(s + 1)});
+      if (s % ctl.progress_every == 0 || s + 1 == steps)
+        ctl.step({"distill", ep, o.epochs, s + 1, steps, loss_sum / static_cast<double>(s + 1)});
     }
     nlohmann::json extra = nlohmann::json::object();
     if (dist_n) extra["ntk_distance"] = dist_sum / dist_n;
@@ -261,7 +244,7 @@ History train_student(OpticalStudent& student, Sequential<float>& teacher, const
 
 JobResult run_distill(const DistillJob& job, const JobControl& ctl) {
   job.validate();
-  Sequential<float> teacher = sequential_from_model<float>(read_model(job.teacher_path));
+  Sequential<float> teacher = sequential_from_model<float>(read_model(job.teacher));
   const Splits s = load_splits(job.data);
   if (teacher.in_shape() != s.train.shape) throw std::invalid_argument("distill job: teacher input shape differs from the data");
   OpticalStudent student(job.student, s.train.shape, s.train.num_classes);
@@ -271,7 +254,7 @@ JobResult run_distill(const DistillJob& job, const JobControl& ctl) {
   r.model_path = fs::path(job.out_dir) / "student.hilo";
   r.history_path = fs::path(job.out_dir) / "history.json";
   nlohmann::json meta = {{"data", job.data.name}, {"method", job.distill.method}, {"test_acc", r.history.test_acc},
-                         {"teacher", job.teacher_path}};
+                         {"teacher", job.teacher}};
   if (!r.history.cancelled) write_model(r.model_path, student.to_model(meta));
   nlohmann::json hj = r.history.to_json();
   hj["command"] = "distill";

@@ -6,10 +6,6 @@
 #include <numeric>
 #include <random>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 namespace hilo::distill {
 
 void TeacherArch::validate() const {
@@ -83,10 +79,6 @@ template Mat<double> predict<double>(Sequential<double>&, const Mat<double>&, in
 
 History train_classifier(Sequential<float>& net, const Splits& data, const TrainOptions& o, const JobControl& ctl) {
   o.validate();
-  Eigen::setNbThreads(o.threads);
-#ifdef _OPENMP
-  omp_set_num_threads(o.threads);
-#endif
   std::mt19937_64 rng(o.seed);
   init_he(net, rng);
   Optimizer<float> opt(net.params(), o.optimizer);
@@ -114,8 +106,8 @@ History train_classifier(Sequential<float>& net, const Splits& data, const Train
       opt.step();
       loss_sum += loss;
       acc_sum += accuracy(logits, b.y);
-      if (ctl.on_progress && (s % ctl.progress_every == 0 || s + 1 == steps))
-        ctl.on_progress({"train-teacher", ep, o.epochs, s + 1, steps, loss_sum / static_cast<double>(s + 1)});
+      if (s % ctl.progress_every == 0 || s + 1 == steps)
+        ctl.step({"train-teacher", ep, o.epochs, s + 1, steps, loss_sum / static_cast<double>(s + 1)});
     }
     close_epoch(h, ctl, ep, loss_sum, acc_sum, steps, t0,
                 data.val.size() ? accuracy(predict(net, data.val.x), data.val.y) : 0.0, opt.lr());

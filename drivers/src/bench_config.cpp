@@ -6,6 +6,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "hilo/io/yaml_options.hpp"
 #include "hilo/sim/config.hpp"
 #include "hilo/sim/config_error.hpp"
 
@@ -48,15 +49,14 @@ class RoleReader {
     }
   }
 
-  int get_int(const std::string& key, int fallback) {
+  std::uint64_t get_seed(const std::string& key, std::uint64_t fallback) {
     seen_.insert(key);
     const YAML::Node v = node_[key];
     if (!v) return fallback;
-    try {
-      return v.as<int>();
-    } catch (const YAML::Exception&) {
-      fail(path_ + "." + key + " must be an integer, got '" + v.as<std::string>("?") + "'");
-    }
+    std::uint64_t u = 0;
+    if (!v.IsScalar() || !YAML::convert<std::uint64_t>::decode(v, u))
+      fail(path_ + "." + key + " must be a non-negative integer, got '" + v.as<std::string>("?") + "'");
+    return u;
   }
 
   YAML::Node get_map(const std::string& key) {
@@ -64,6 +64,11 @@ class RoleReader {
     const YAML::Node v = node_[key];
     if (v && !v.IsMap()) fail(path_ + "." + key + " must be a mapping");
     return v;
+  }
+
+  // The whole mapping was read elsewhere (read_options_at), which refused unknown keys itself.
+  void accept_all() {
+    for (const auto& kv : node_) seen_.insert(kv.first.as<std::string>());
   }
 
   // After every accepted key was read: anything else is an error.
@@ -94,16 +99,27 @@ class RoleReader {
   std::set<std::string> seen_;
 };
 
+// A backend's options struct from its mapping through io::read_options (unknown keys with a
+// suggestion, wrong types, each with the key's line), less the keys the role reader handles itself.
+template <class T>
+T read_options_at(const YAML::Node& node, const std::string& path, const std::string& source, const T& defaults,
+                  std::initializer_list<const char*> handled_elsewhere = {}) {
+  io::KeyLines lines;
+  if (node.Mark().line >= 0) lines[path] = node.Mark().line + 1;  // errors about the mapping as a whole
+  nlohmann::json j = io::yaml_to_json(node, &lines, path);
+  for (const char* k : handled_elsewhere) j.erase(k);
+  try {
+    return io::read_yaml_options<T>(j, lines, path, defaults);
+  } catch (const io::OptionsError& e) {
+    throw ConfigError(source + ": " + e.what());
+  }
+}
+
 RetryPolicy read_retry(RoleReader& r) {
-  RetryPolicy p;
   const YAML::Node n = r.get_map("retry");
-  if (!n) return p;
-  RoleReader rr(n, r.path() + ".retry", r.source());
-  p.max_attempts = rr.get_int("max_attempts", p.max_attempts);
-  p.initial_backoff_ms = rr.get_double("initial_backoff_ms", p.initial_backoff_ms);
-  p.backoff_factor = rr.get_double("backoff_factor", p.backoff_factor);
-  p.max_backoff_ms = rr.get_double("max_backoff_ms", p.max_backoff_ms);
-  rr.reject_unknown("retry");
+  if (!n) return RetryPolicy{};
+  const RoleReader rr(n, r.path() + ".retry", r.source());
+  const auto p = read_options_at(n, rr.path(), r.source(), RetryPolicy{});
   rr.check(p.validate(), "retry");
   return p;
 }
@@ -124,27 +140,12 @@ SimTiming read_timing(RoleReader& r, bool camera) {
 }
 
 FaultOptions read_faults(RoleReader& r) {
-  FaultOptions f;
   const YAML::Node n = r.get_map("faults");
-  if (!n) return f;
-  RoleReader fr(n, r.path() + ".faults", r.source());
-  f.seed = static_cast<std::uint64_t>(fr.get_double("seed", static_cast<double>(f.seed)));
-  f.camera_disconnect_rate = fr.get_double("camera_disconnect_rate", 0.0);
-  f.camera_timeout_rate = fr.get_double("camera_timeout_rate", 0.0);
-  f.corrupt_frame_rate = fr.get_double("corrupt_frame_rate", 0.0);
-  f.dropped_frame_rate = fr.get_double("dropped_frame_rate", 0.0);
-  f.slm_write_failure_rate = fr.get_double("slm_write_failure_rate", 0.0);
-  fr.reject_unknown("faults");
+  if (!n) return FaultOptions{};
+  const RoleReader fr(n, r.path() + ".faults", r.source());
+  const auto f = read_options_at(n, fr.path(), r.source(), FaultOptions{});
   fr.check(f.validate(), "faults");
   return f;
-}
-
-PixelFormat read_pixel_format(RoleReader& r, PixelFormat fallback) {
-  const std::string s = r.get_string("pixel_format", std::string(to_string(fallback)));
-  if (s == "mono8") return PixelFormat::mono8;
-  if (s == "mono12") return PixelFormat::mono12;
-  if (s == "mono16") return PixelFormat::mono16;
-  r.fail(r.path() + ".pixel_format must be mono8, mono12 or mono16, got '" + s + "'");
 }
 
 SlmRoleConfig read_slm_role(const YAML::Node& node, const std::string& role, const std::string& source) {
@@ -157,16 +158,11 @@ SlmRoleConfig read_slm_role(const YAML::Node& node, const std::string& role, con
     c.faults = read_faults(r);
   } else if (backend == "display") {
     c.backend = SlmBackend::display;
-    DisplaySlmOptions& d = c.display;
-    d.name = r.get_string("name", role);
-    d.display = r.get_string("display", "");
-    d.screen = r.get_int("screen", d.screen);
-    d.monitor = r.get_int("monitor", d.monitor);
-    d.width_px = r.get_int("width_px", d.width_px);
-    d.height_px = r.get_int("height_px", d.height_px);
-    d.pixel_pitch_um = r.get_double("pixel_pitch_um", d.pixel_pitch_um);
-    d.settle_time_ms = r.get_double("settle_time_ms", d.settle_time_ms);
-    r.check(d.validate(), "display");
+    DisplaySlmOptions defaults;
+    defaults.name = role;
+    c.display = read_options_at(node, r.path(), source, defaults, {"backend", "retry"});
+    r.accept_all();
+    r.check(c.display.validate(), "display");
   } else if (backend == "fixed" && role == "element") {
     c.backend = SlmBackend::fixed;
   } else {
@@ -186,31 +182,21 @@ CameraRoleConfig read_camera_role(const YAML::Node& node, const std::string& sou
     c.backend = CameraBackend::sim;
     c.timing = read_timing(r, true);
     c.faults = read_faults(r);
-    c.noise_seed = static_cast<std::uint64_t>(r.get_double("noise_seed", 1.0));
+    c.noise_seed = r.get_seed("noise_seed", 1);
   } else if (backend == "opencv") {
     c.backend = CameraBackend::opencv;
-    OpenCvCameraOptions& o = c.opencv;
-    o.name = r.get_string("name", "camera");
-    o.source = r.get_string("source", "");
-    o.pixel_format = read_pixel_format(r, o.pixel_format);
-    r.check(o.validate(), "opencv");
+    OpenCvCameraOptions defaults;
+    defaults.name = "camera";
+    c.opencv = read_options_at(node, r.path(), source, defaults, {"backend", "retry"});
+    r.accept_all();
+    r.check(c.opencv.validate(), "opencv");
   } else if (backend == "genicam") {
     c.backend = CameraBackend::genicam;
-    GenicamCameraOptions& g = c.genicam;
-    g.name = r.get_string("name", "camera");
-    g.device_id = r.get_string("device_id", "");
-    g.address = r.get_string("address", "");
-    g.interface_address = r.get_string("interface_address", g.interface_address);
-    g.pixel_format = read_pixel_format(r, g.pixel_format);
-    g.exposure_ms = r.get_double("exposure_ms", g.exposure_ms);
-    g.gain_db = r.get_double("gain_db", g.gain_db);
-    g.frame_rate_hz = r.get_double("frame_rate_hz", g.frame_rate_hz);
-    g.buffer_count = r.get_int("buffer_count", g.buffer_count);
-    const std::string trig = r.get_string("trigger", "free_run");
-    if (trig == "free_run") g.trigger = TriggerMode::free_run;
-    else if (trig == "software") g.trigger = TriggerMode::software;
-    else r.fail("roles.camera.trigger must be free_run or software, got '" + trig + "'");
-    r.check(g.validate(), "genicam");
+    GenicamCameraOptions defaults;
+    defaults.name = "camera";
+    c.genicam = read_options_at(node, r.path(), source, defaults, {"backend", "retry"});
+    r.accept_all();
+    r.check(c.genicam.validate(), "genicam");
   } else {
     r.fail("roles.camera.backend must be sim, opencv or genicam, got '" + backend + "'");
   }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
 #include <sstream>
 
 #include "hilo/drivers/camera.hpp"
@@ -28,6 +29,24 @@ std::string_view to_string(DeviceErrc e) {
     case DeviceErrc::io: return "io";
   }
   return "unknown";
+}
+
+std::string_view to_string(TriggerMode t) { return t == TriggerMode::software ? "software" : "free_run"; }
+
+void to_json(nlohmann::json& j, PixelFormat f) { j = std::string(to_string(f)); }
+void from_json(const nlohmann::json& j, PixelFormat& f) {
+  const std::string s = j.is_string() ? j.get<std::string>() : j.dump();
+  if (s == "mono8") f = PixelFormat::mono8;
+  else if (s == "mono12") f = PixelFormat::mono12;
+  else if (s == "mono16") f = PixelFormat::mono16;
+  else throw std::invalid_argument("pixel_format must be mono8, mono12 or mono16, got '" + s + "'");
+}
+void to_json(nlohmann::json& j, TriggerMode t) { j = std::string(to_string(t)); }
+void from_json(const nlohmann::json& j, TriggerMode& t) {
+  const std::string s = j.is_string() ? j.get<std::string>() : j.dump();
+  if (s == "free_run") t = TriggerMode::free_run;
+  else if (s == "software") t = TriggerMode::software;
+  else throw std::invalid_argument("trigger must be free_run or software, got '" + s + "'");
 }
 
 std::string_view to_string(PixelFormat f) {

@@ -56,19 +56,19 @@ bool compatible(const json& given, const json& ref) {
 }  // namespace
 
 void check_against_reference(const json& given, const json& reference, const std::string& section) {
-  if (!given.is_object()) throw std::invalid_argument(section + " must be a mapping, got " + type_name(given));
+  if (!given.is_object()) throw OptionsError(section + " must be a mapping, got " + type_name(given), section);
   for (const auto& [k, v] : given.items()) {
     const std::string path = section + "." + k;
     if (!reference.contains(k)) {
       std::vector<std::string> names;
       for (const auto& [rk, rv] : reference.items()) names.push_back(rk);
       const std::string best = closest_name(k, names);
-      throw std::invalid_argument(section + ": unknown key '" + k + "'" +
-                                  (best.empty() ? "" : "; did you mean '" + best + "'?"));
+      throw OptionsError(section + ": unknown key '" + k + "'" + (best.empty() ? "" : "; did you mean '" + best + "'?"),
+                         path);
     }
     const json& r = reference[k];
     if (!compatible(v, r))
-      throw std::invalid_argument(path + " must be " + type_name(r, true) + ", got " + type_name(v) + " (" + v.dump() + ")");
+      throw OptionsError(path + " must be " + type_name(r, true) + ", got " + type_name(v) + " (" + v.dump() + ")", path);
     if (r.is_object()) check_against_reference(v, r, path);
   }
 }

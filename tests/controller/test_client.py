@@ -8,11 +8,8 @@ usage: test_client.py HILOD HILOD_TESTBENCH REPO_ROOT
 import gzip
 import json
 import os
-import signal
 import sqlite3
-import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
@@ -20,7 +17,8 @@ import numpy as np
 
 HILOD, TESTBENCH, ROOT = sys.argv[1:4]
 sys.path.insert(0, os.path.join(ROOT, "scripts", "python"))
-from hilo import Client, HiloError, load_run  # noqa: E402
+from hilo import HiloError, load_run  # noqa: E402
+from hilo.testing import Daemon  # noqa: E402
 
 FMNIST = "/usr/share/datasets/fashion-mnist"
 
@@ -33,44 +31,15 @@ def read_idx(kind):
     return np.frombuffer(data, np.uint8, offset=8)
 
 
-class Daemon:
-    """Starts a daemon with loopback wildcard ports and waits for its ready file."""
-
-    def __init__(self, exe, *extra):
-        self.tmp = tempfile.TemporaryDirectory(prefix="hilo_client_test_")
-        self.data = os.path.join(self.tmp.name, "data")
-        ready = os.path.join(self.tmp.name, "ready.json")
-        self.proc = subprocess.Popen(
-            [exe, "--config", os.path.join(ROOT, "tests", "controller", "sim_fast.yaml"), "--command-endpoint", "tcp://127.0.0.1:*",
-             "--event-endpoint", "tcp://127.0.0.1:*", "--data-dir", self.data, "--ready-file", ready,
-             "--heartbeat-s", "0.2", *extra],
-            stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 30
-        while not os.path.exists(ready):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("hilod did not start: " + (self.proc.stderr.read() if self.proc.stderr else ""))
-            time.sleep(0.05)
-        with open(ready) as f:
-            r = json.load(f)
-        self.commands, self.events = r["command_endpoint"], r["event_endpoint"]
-
-    def client(self, **kw):
-        return Client(self.commands, events=self.events, **kw)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
-        if self.proc.stderr:
-            self.proc.stderr.close()
-        self.tmp.cleanup()
+def daemon(exe, *extra):
+    """`exe` (hilod or the test-double daemon) on the fast simulated bench, in a temporary data directory."""
+    return Daemon(exe, os.path.join(ROOT, "tests", "controller", "sim_fast.yaml"), extra=extra)
 
 
 class SimulatorMode(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.d = Daemon(HILOD)
+        cls.d = daemon(HILOD)
 
     @classmethod
     def tearDownClass(cls):
@@ -102,7 +71,7 @@ class SimulatorMode(unittest.TestCase):
 
     def test_a_fresh_daemon_grabs_the_dark_frame_then_light_after_a_bright_input(self):
         # Regression: a grab before any input had been shown failed with "no input set".
-        fresh = Daemon(HILOD)
+        fresh = daemon(HILOD)
         try:
             with fresh.client() as c:
                 dark = c.grab().astype(np.float64)
@@ -154,14 +123,13 @@ class SimulatorMode(unittest.TestCase):
 
 class ProcessLifecycle(unittest.TestCase):
     def test_sigterm_during_capture_exits_cleanly_and_keeps_completed_frames(self):
-        d = Daemon(TESTBENCH, "--grab-delay-ms", "4", "--chunk-records", "25")
+        d = daemon(TESTBENCH, "--grab-delay-ms", "4", "--chunk-records", "25")
         try:
             with d.client() as c:
                 job = c.capture(start=0, count=2000)
                 while c.job(job["job_id"])["done"] < 110:
                     time.sleep(0.02)
-            d.proc.send_signal(signal.SIGTERM)
-            self.assertEqual(d.proc.wait(30), 0)
+            self.assertEqual(d.terminate(30), 0)
             db = sqlite3.connect(os.path.join(d.data, "catalog.sqlite"))
             state, done, err = db.execute("SELECT state, done, error FROM jobs WHERE id=?", (job["job_id"],)).fetchone()
             (run_state,) = db.execute("SELECT state FROM runs WHERE id=?", (job["run_id"],)).fetchone()
@@ -184,7 +152,7 @@ class ProcessLifecycle(unittest.TestCase):
             d.stop()
 
     def test_restart_after_a_crash_marks_the_unfinished_job_interrupted(self):
-        d = Daemon(TESTBENCH, "--grab-delay-ms", "4", "--chunk-records", "10")
+        d = daemon(TESTBENCH, "--grab-delay-ms", "4", "--chunk-records", "10")
         try:
             with d.client() as c:
                 job = c.capture(start=0, count=2000)
@@ -196,25 +164,15 @@ class ProcessLifecycle(unittest.TestCase):
             self.assertEqual(manifest["state"], "running")
             self.assertGreaterEqual(manifest["records"], 30)  # every committed chunk is readable
             self.assertEqual(arrays["frames"].shape[0], manifest["records"])
-            ready = os.path.join(d.tmp.name, "ready2.json")
-            p = subprocess.Popen([TESTBENCH, "--config", "none", "--no-resume", "--data-dir", d.data, "--command-endpoint",
-                                  "tcp://127.0.0.1:*", "--event-endpoint", "tcp://127.0.0.1:*", "--ready-file", ready],
-                                 stderr=subprocess.DEVNULL)
+            p = Daemon(TESTBENCH, "none", d.data, ["--no-resume"])
             try:
-                deadline = time.monotonic() + 30
-                while not os.path.exists(ready) and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                with open(ready) as f:
-                    ep = json.load(f)["command_endpoint"]
-                with Client(ep) as c:
+                with p.client() as c:
                     rec = c.job(job["job_id"])
                     self.assertEqual(rec["state"], "interrupted")
                     c.shutdown()
-                self.assertEqual(p.wait(30), 0)
+                self.assertEqual(p.wait_exit(30), 0)
             finally:
-                if p.poll() is None:
-                    p.kill()
-                    p.wait()
+                p.stop()
         finally:
             d.stop()
 

@@ -13,8 +13,11 @@ import unittest
 
 import zmq
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hilod_proc import Hilod, call  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts", "python"))
+from hilo.testing import Daemon, call  # noqa: E402
+
+SIM_FAST = os.path.join(HERE, "sim_fast.yaml")
 
 HILOD, HILOCTL = sys.argv[1:3]
 COUNTERS = ("uptime_s", "requests", "overloaded", "replies_dropped", "zap_allowed", "zap_denied",
@@ -26,7 +29,7 @@ class DaemonStats(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory(prefix="hilo_stats_")
         # One unread reply per client is kept; beyond it replies to that client are dropped.
-        self.d = Hilod(HILOD, self.tmp.name, "--max-pending-replies", "1")
+        self.d = Daemon(HILOD, SIM_FAST, os.path.join(self.tmp.name, "data"), ["--max-pending-replies", "1"], heartbeat_s=0.1)
         self.ctx = zmq.Context()
 
     def tearDown(self):
@@ -36,7 +39,7 @@ class DaemonStats(unittest.TestCase):
 
     def stats(self):
         r = call(self.ctx, self.d.commands, {"v": 1, "id": "s", "cmd": "daemon.stats"})
-        self.assertIsNotNone(r, "daemon.stats not answered: " + self.d.log())
+        self.assertIsNotNone(r, "daemon.stats not answered: " + self.d.stderr())
         self.assertTrue(r["ok"], r)
         return r["result"]
 

@@ -9,7 +9,6 @@ of a plain run gives an equal file; hiloctl runs get/export; precise errors for 
 """
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ import numpy as np
 HILOD, HILOCTL, ROOT = sys.argv[1:4]
 sys.path.insert(0, os.path.join(ROOT, "scripts", "python"))
 from hilo import Client, HiloError, load_run  # noqa: E402
+from hilo.testing import Daemon  # noqa: E402
 
 CONFIG = os.path.join(ROOT, "tests", "controller", "sim_fast.yaml")
 
@@ -57,31 +57,9 @@ print(json.dumps(seen))
 """
 
 
-class Daemon:
-    def __init__(self, data, tmp, *extra):
-        self.ready = os.path.join(tmp, f"ready{time.monotonic_ns()}.json")
-        self.log = open(self.ready + ".log", "w+")
-        self.p = subprocess.Popen(
-            [HILOD, "--config", CONFIG, "--command-endpoint", "tcp://127.0.0.1:*", "--event-endpoint",
-             "tcp://127.0.0.1:*", "--data-dir", data, "--ready-file", self.ready, "--chunk-records", "10", *extra],
-            stderr=self.log)
-        deadline = time.monotonic() + 60
-        while not os.path.exists(self.ready):
-            if self.p.poll() is not None or time.monotonic() > deadline:
-                self.p.kill()
-                self.p.wait()
-                self.log.seek(0)
-                raise RuntimeError(f"hilod did not start: {self.log.read()}")
-            time.sleep(0.01)
-        with open(self.ready) as f:
-            self.endpoint = json.load(f)["command_endpoint"]
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-        rc = self.p.wait(30)
-        self.log.close()
-        return rc
+def hilod(data, *extra):
+    """hilod on the simulated bench with 10-frame chunks, its data in `data`."""
+    return Daemon(HILOD, CONFIG, data, ["--chunk-records", "10", *extra], start_timeout_s=60)
 
 
 def assert_h5_equals_npy(test, run_dir, names=("frames", "inputs", "indices", "labels")):
@@ -120,8 +98,8 @@ class Hdf5Runs(unittest.TestCase):
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory(prefix="hilo_hdf5_")
         cls.data = os.path.join(cls.tmp.name, "data")
-        cls.d = Daemon(cls.data, cls.tmp.name)
-        cls.c = Client(cls.d.endpoint)
+        cls.d = hilod(cls.data)
+        cls.c = Client(cls.d.commands)
 
     @classmethod
     def tearDownClass(cls):
@@ -171,7 +149,7 @@ class Hdf5Runs(unittest.TestCase):
         manifest = assert_h5_equals_npy(self, run_dir)
         self.assertEqual(manifest["hdf5"]["source"], "runs.export")
         self.assertFalse(os.path.exists(os.path.join(run_dir, "run.h5.tmp")))
-        ctl = [HILOCTL, "--endpoint", self.d.endpoint, "runs"]
+        ctl = [HILOCTL, "--endpoint", self.d.commands, "runs"]
         for fmt in ("npy", "hdf5"):
             dest = os.path.join(self.tmp.name, "local-" + fmt)
             r = subprocess.run(ctl + ["get", rec["run_id"], "--out", dest, "--format", fmt], capture_output=True, text=True)
@@ -216,8 +194,8 @@ class Hdf5Resume(unittest.TestCase):
         """Captures n frames with hilod --hdf5, stops the daemon by SIGTERM mid-capture, calls
         between(run_dir), restarts a daemon without --hdf5 and waits for the job: (record, run_dir)."""
         data = os.path.join(tmp, "data")
-        d = Daemon(data, tmp, "--hdf5")
-        with Client(d.endpoint) as c:
+        d = hilod(data, "--hdf5")
+        with Client(d.commands) as c:
             job = c.capture(start=0, count=n, split="test")  # hdf5 from the daemon's --hdf5
             run_dir = os.path.join(data, job["run_id"])
             deadline = time.monotonic() + 30
@@ -229,8 +207,8 @@ class Hdf5Resume(unittest.TestCase):
         self.assertEqual(stopped["state"], "interrupted")
         self.assertLess(stopped["records"], n)
         between(run_dir)
-        d = Daemon(data, tmp)  # no --hdf5: the job's own params keep it
-        with Client(d.endpoint) as c:
+        d = hilod(data)  # no --hdf5: the job's own params keep it
+        with Client(d.commands) as c:
             rec = c.wait(job["job_id"], timeout_s=60)
         self.assertEqual(d.stop(), 0)
         self.assertEqual(rec["state"], "done", rec)

@@ -13,8 +13,9 @@ import unittest
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hilod_proc import Hilod  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts", "python"))
+from hilo.testing import Daemon  # noqa: E402
 
 HILOD, HILOCTL = sys.argv[1:3]
 
@@ -23,8 +24,8 @@ class Hiloctl(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory(prefix="hilo_ctl_")
-        cls.d = Hilod(HILOD, cls.tmp.name)
         cls.data = os.path.join(cls.tmp.name, "data")
+        cls.d = Daemon(HILOD, os.path.join(HERE, "sim_fast.yaml"), cls.data, heartbeat_s=0.1)
 
     @classmethod
     def tearDownClass(cls):

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,7 +20,7 @@ import zlib
 
 HILOD, ROOT, OUT = sys.argv[1:4]
 sys.path.insert(0, os.path.join(ROOT, "scripts", "python"))
-from hilo import Client  # noqa: E402
+from hilo.testing import Daemon  # noqa: E402
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -88,30 +87,17 @@ def write_report_fixture(data_dir):
         f.write(png(40, 20, (200, 30, 30)))
 
 
-class Hilod:
+class Hilod(Daemon):
+    """hilod on the fast simulated bench; `extra` carries the live view's options."""
+
     def __init__(self, *extra, data_dir=None, expect_ready=True):
-        self.tmp = tempfile.TemporaryDirectory(prefix="hilo_live_view_")
-        self.data = data_dir or os.path.join(self.tmp.name, "data")
-        ready = os.path.join(self.tmp.name, "ready.json")
-        self.proc = subprocess.Popen(
-            [HILOD, "--config", os.path.join(ROOT, "tests", "controller", "sim_fast.yaml"), "--command-endpoint",
-             "tcp://127.0.0.1:*", "--event-endpoint", "tcp://127.0.0.1:*", "--data-dir", self.data,
-             "--ready-file", ready, "--heartbeat-s", "0.5", *extra],
-            stderr=subprocess.PIPE, text=True)
-        if not expect_ready:
-            return
-        deadline = time.monotonic() + 30
-        while not os.path.exists(ready):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("hilod did not start: " + self.proc.stderr.read())
-            time.sleep(0.05)
-        with open(ready) as f:
-            self.ready = json.load(f)
-        self.url = urllib.parse.urlparse(self.ready["http_url"])
+        super().__init__(HILOD, os.path.join(ROOT, "tests", "controller", "sim_fast.yaml"), data_dir, extra,
+                         heartbeat_s=0.5, wait_ready=expect_ready)
+        if expect_ready:
+            self.url = urllib.parse.urlparse(self.ready["http_url"])
 
     def client(self):
-        return Client(self.ready["command_endpoint"], events=self.ready["event_endpoint"], timeout_ms=10000)
+        return super().client(timeout_ms=10000)
 
     def request(self, method, path, headers=None):
         c = http.client.HTTPConnection(self.url.hostname, self.url.port, timeout=10)
@@ -121,17 +107,6 @@ class Hilod:
             return r.status, dict(r.getheaders()), r.read()
         finally:
             c.close()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.proc.stderr.close()
-        self.tmp.cleanup()
 
 
 class HttpRules(unittest.TestCase):
@@ -227,7 +202,7 @@ class Refusals(unittest.TestCase):
         d = Hilod(*extra, expect_ready=False)
         try:
             rc = d.proc.wait(30)
-            return rc, d.proc.stderr.read()
+            return rc, d.stderr()
         finally:
             d.stop()
 

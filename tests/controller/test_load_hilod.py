@@ -10,16 +10,16 @@ Prints throughput, latency percentiles and the RSS figures.
 """
 import json
 import os
-import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 import zmq
 
 HILOD, ROOT = sys.argv[1:3]
+sys.path.insert(0, os.path.join(ROOT, "scripts", "python"))
+from hilo.testing import Daemon  # noqa: E402
+
 CLIENTS = int(sys.argv[3]) if len(sys.argv) > 3 else 32
 REQUESTS = int(sys.argv[4]) if len(sys.argv) > 4 else 1000
 SUBSCRIBERS = 4
@@ -41,24 +41,12 @@ def rss_kib(pid):
 
 
 def main():
-    tmp = tempfile.TemporaryDirectory(prefix="hilo_load_")
-    ready = os.path.join(tmp.name, "ready.json")
-    errlog = open(os.path.join(tmp.name, "stderr.txt"), "w+")
-    proc = subprocess.Popen(
-        [HILOD, "--config", os.path.join(ROOT, "configs", "sim.yaml"), "--command-endpoint", "tcp://127.0.0.1:*",
-         "--event-endpoint", "tcp://127.0.0.1:*", "--data-dir", os.path.join(tmp.name, "data"), "--ready-file", ready,
-         "--heartbeat-s", "0.05"], stderr=errlog)
+    d = Daemon(HILOD, os.path.join(ROOT, "configs", "sim.yaml"), heartbeat_s=0.05)
+    proc = d.proc
     ctx = zmq.Context()
     failures = []
     try:
-        deadline = time.monotonic() + 30
-        while not os.path.exists(ready):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                errlog.seek(0)
-                raise RuntimeError("hilod did not start: " + errlog.read())
-            time.sleep(0.05)
-        with open(ready) as f:
-            eps = json.load(f)
+        eps = d.ready
 
         # The simulated camera images the input SLM: show a pattern once so that grabs have an input.
         s = ctx.socket(zmq.REQ)
@@ -181,17 +169,8 @@ def main():
         print("PASS")
         return 0
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        d.stop()
         ctx.term()
-        errlog.close()
-        tmp.cleanup()
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,8 +12,11 @@ import unittest
 
 import zmq
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hilod_proc import Hilod, call  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts", "python"))
+from hilo.testing import Daemon, call  # noqa: E402
+
+SIM_FAST = os.path.join(HERE, "sim_fast.yaml")
 
 HILOD = sys.argv[1]
 
@@ -23,11 +26,16 @@ def lines(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
+def hilod(tmp, *extra, wait_ready=True):
+    """hilod on the fast simulated bench, its data in tmp/data."""
+    return Daemon(HILOD, SIM_FAST, os.path.join(tmp, "data"), extra, heartbeat_s=0.1, wait_ready=wait_ready)
+
+
 class JsonLog(unittest.TestCase):
     def test_each_error_reply_is_one_structured_line_with_its_context(self):
         with tempfile.TemporaryDirectory(prefix="hilo_log_") as tmp:
             logfile = os.path.join(tmp, "hilod.log")
-            d = Hilod(HILOD, tmp, "--log-file", logfile, "--log-format", "json")
+            d = hilod(tmp, "--log-file", logfile, "--log-format", "json")
             ctx = zmq.Context()
             try:
                 bad = call(ctx, d.commands, {"id": "r1", "cmd": "devices.configure", "args": {"exposure_ms": "long"}})
@@ -38,13 +46,13 @@ class JsonLog(unittest.TestCase):
                 job = call(ctx, d.commands, {"id": 4, "cmd": "capture",
                                              "args": {"dataset": "fashion-mnist", "start": 0, "count": 3}})["result"]
                 deadline = time.monotonic() + 20
-                while '"msg":"job done"' not in d.log():
-                    self.assertLess(time.monotonic(), deadline, d.log())
+                while '"msg":"job done"' not in d.stderr():
+                    self.assertLess(time.monotonic(), deadline, d.stderr())
                     time.sleep(0.05)
             finally:
                 ctx.destroy()
                 rc = d.stop()
-            self.assertEqual(rc, 0, d.log())
+            self.assertEqual(rc, 0, d.stderr())
             recs = lines(logfile)  # every line parses
             for r in recs:
                 self.assertEqual(set(r) >= {"time", "level", "logger", "msg"}, True, r)
@@ -63,12 +71,12 @@ class JsonLog(unittest.TestCase):
             jobs = [(r["msg"], r["job_id"], r["kind"], r["run_id"]) for r in recs if r["msg"].startswith("job ")]
             self.assertEqual(jobs, [(m, job["job_id"], "capture", job["run_id"]) for m in ("job running", "job done")])
             # stderr carries the same lines
-            self.assertEqual(sum('"msg":"error reply"' in line for line in d.log().splitlines()), 3)
+            self.assertEqual(sum('"msg":"error reply"' in line for line in d.stderr().splitlines()), 3)
 
     def test_log_file_rotates_at_its_size_and_keeps_count_files(self):
         with tempfile.TemporaryDirectory(prefix="hilo_logrot_") as tmp:
             logfile = os.path.join(tmp, "hilod.log")
-            d = Hilod(HILOD, tmp, "--log-file", logfile, "--log-level", "debug", "--log-file-max-bytes", "1024",
+            d = hilod(tmp, "--log-file", logfile, "--log-level", "debug", "--log-file-max-bytes", "1024",
                       "--log-file-count", "2")
             ctx = zmq.Context()
             try:
@@ -94,10 +102,10 @@ class JsonLog(unittest.TestCase):
             with self.subTest(args=args), tempfile.TemporaryDirectory(prefix="hilo_logbad_") as tmp:
                 open(os.path.join(tmp, "file"), "w").close()  # a file where the log's directory would be
                 args, rule = [a.format(tmp=tmp) for a in args], rule.format(tmp=tmp)
-                d = Hilod(HILOD, tmp, *args, expect_start=False)
+                d = hilod(tmp, *args, wait_ready=False)
                 rc = d.wait_exit()
-                self.assertEqual(rc, 2, d.log())
-                self.assertIn(rule, d.log())
+                self.assertEqual(rc, 2, d.stderr())
+                self.assertIn(rule, d.stderr())
 
 
 if __name__ == "__main__":

@@ -9,8 +9,11 @@ import sys
 import tempfile
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hilod_proc import SIM_FAST, Hilod  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts", "python"))
+from hilo.testing import Daemon  # noqa: E402
+
+SIM_FAST = os.path.join(HERE, "sim_fast.yaml")
 
 HILOD, ROOT = sys.argv[1:3]
 
@@ -35,7 +38,7 @@ class OptionsFile(unittest.TestCase):
             notify.bind(os.path.join(tmp, "notify.sock"))
             notify.settimeout(30)
             env = dict(os.environ, NOTIFY_SOCKET=os.path.join(tmp, "notify.sock"))
-            d = Hilod(HILOD, tmp, "--options-file", conf, bench=False, env=env, ready=os.path.join(tmp, "ready.json"))
+            d = Daemon(HILOD, None, extra=["--options-file", conf], env=env, ready_file=os.path.join(tmp, "ready.json"))
             try:
                 self.assertEqual(notify.recv(256), b"READY=1")
                 self.assertTrue(os.path.isdir(os.path.join(tmp, "data")))  # data-dir from the file
@@ -43,31 +46,32 @@ class OptionsFile(unittest.TestCase):
                 rc = d.stop()
             self.assertEqual(notify.recv(256), b"STOPPING=1")
             notify.close()
-            self.assertEqual(rc, 0, d.log())
-            recs = [json.loads(line) for line in d.log().splitlines()]  # log-format from the file
+            self.assertEqual(rc, 0, d.stderr())
+            recs = [json.loads(line) for line in d.stderr().splitlines()]  # log-format from the file
             self.assertIn("serving", [r["msg"] for r in recs])
 
     def test_command_line_wins_over_the_file(self):
         with tempfile.TemporaryDirectory(prefix="hilo_opts_") as tmp:
             conf = options(tmp)
-            d = Hilod(HILOD, tmp, "--options-file", conf, "--log-format", "text", bench=False,
-                      ready=os.path.join(tmp, "ready.json"))
+            d = Daemon(HILOD, None, extra=["--options-file", conf, "--log-format", "text"],
+                       ready_file=os.path.join(tmp, "ready.json"))
             d.stop()
-            self.assertRegex(d.log(), r"\[info\] hilod: serving command_endpoint=")
+            self.assertRegex(d.stderr(), r"\[info\] hilod: serving command_endpoint=")
 
     def test_unknown_name_in_the_file_is_refused(self):
         with tempfile.TemporaryDirectory(prefix="hilo_opts_") as tmp:
             conf = options(tmp, **{"log-levle": "debug"})
-            d = Hilod(HILOD, tmp, "--options-file", conf, bench=False, expect_start=False)
+            d = Daemon(HILOD, None, extra=["--options-file", conf], wait_ready=False)
             self.assertNotEqual(d.wait_exit(), 0)
-            self.assertIn("log-levle", d.log())
+            self.assertIn("log-levle", d.stderr())
             self.assertFalse(os.path.exists(os.path.join(tmp, "ready.json")))
 
     def test_shipped_options_file_has_only_known_names(self):
         with tempfile.TemporaryDirectory(prefix="hilo_opts_") as tmp:
             # the command line replaces the lab paths of configs/hilod.conf; every other line is read as is
-            d = Hilod(HILOD, tmp, "--options-file", os.path.join(ROOT, "configs", "hilod.conf"))
-            self.assertEqual(d.stop(), 0, d.log())
+            d = Daemon(HILOD, SIM_FAST, os.path.join(tmp, "data"), ["--options-file", os.path.join(ROOT, "configs", "hilod.conf")],
+                       heartbeat_s=0.1)
+            self.assertEqual(d.stop(), 0, d.stderr())
 
 
 if __name__ == "__main__":

@@ -175,8 +175,8 @@ TEST(Pipeline, RunsEveryStageAndResumesToTheSameResult) {
     SimBench sb;
     std::vector<std::string> stages;
     PipelineControl ctl;
-    ctl.progress = [&](const std::string& s, std::int64_t, std::int64_t) {
-      if (stages.empty() || stages.back() != s) stages.push_back(s);
+    ctl.work.progress = [&](std::int64_t, std::int64_t, std::string_view s) {
+      if (stages.empty() || stages.back() != s) stages.emplace_back(s);
     };
     const auto r = run_pipeline(cfg, sb.pb, a, ctl);
     ASSERT_TRUE(r.completed);
@@ -217,12 +217,12 @@ TEST(Pipeline, RunsEveryStageAndResumesToTheSameResult) {
   const fs::path b = fresh_dir("b");
   {
     SimBench sb;
-    bool stop = false;
+    std::stop_source stop;
     PipelineControl ctl;
-    ctl.progress = [&](const std::string& s, std::int64_t d, std::int64_t) {
-      if (s == "bench moderate" && d >= 150) stop = true;
+    ctl.work.progress = [&](std::int64_t d, std::int64_t, std::string_view s) {
+      if (s == "bench moderate" && d >= 150) stop.request_stop();
     };
-    ctl.stop_requested = [&] { return stop; };
+    ctl.work.stop = stop.get_token();
     const auto r = run_pipeline(cfg, sb.pb, b, ctl);
     EXPECT_FALSE(r.completed);
     EXPECT_TRUE(fs::exists(b / "deploy" / "student.hilo"));
@@ -254,10 +254,12 @@ TEST(Pipeline, CrashAtAnyWriteOfTheDeployStageResumes) {
   // Runs until the deploy stage is complete (or the crash), then stops before the bench.
   auto run_to_deploy = [&](const fs::path& dir, const std::string& crash_at) {
     SimBench sb;
-    bool deployed = false;
+    std::stop_source deployed;
     PipelineControl ctl;
-    ctl.progress = [&](const std::string& s, std::int64_t d, std::int64_t t) { deployed = deployed || (s == "deploy" && d == t); };
-    ctl.stop_requested = [&] { return deployed; };
+    ctl.work.progress = [&](std::int64_t d, std::int64_t t, std::string_view s) {
+      if (s == "deploy" && d == t) deployed.request_stop();
+    };
+    ctl.work.stop = deployed.get_token();
     std::vector<std::string> points;
     ctl.after_write = [&](std::string_view where) {
       points.emplace_back(where);

@@ -8,7 +8,6 @@ resets the simulator, so results are reproducible).
 """
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -18,6 +17,7 @@ import unittest
 HILOD, HILOCTL, ROOT = sys.argv[1:4]
 sys.path.insert(0, os.path.join(ROOT, "scripts", "python"))
 from hilo import Client, HiloError  # noqa: E402
+from hilo.testing import Daemon  # noqa: E402
 
 CONFIG = os.path.join(ROOT, "configs", "sim.yaml")
 SMALL = {
@@ -33,30 +33,9 @@ SMALL = {
 }
 
 
-class Daemon:
-    def __init__(self, data, tmp, n):
-        self.ready = os.path.join(tmp, f"ready{n}.json")
-        self.log = open(os.path.join(tmp, f"hilod{n}.log"), "w")
-        self.p = subprocess.Popen(
-            [HILOD, "--config", CONFIG, "--virtual-time", "--command-endpoint", "tcp://127.0.0.1:*",
-             "--event-endpoint", "tcp://127.0.0.1:*", "--data-dir", data, "--ready-file", self.ready],
-            stderr=self.log)
-        deadline = time.monotonic() + 60
-        while not os.path.exists(self.ready):
-            if self.p.poll() is not None or time.monotonic() > deadline:
-                self.p.kill()
-                raise RuntimeError(f"hilod did not start (exit {self.p.returncode})")
-            time.sleep(0.02)
-        with open(self.ready) as f:
-            r = json.load(f)
-        self.endpoint, self.events = r["command_endpoint"], r["event_endpoint"]
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-        rc = self.p.wait(60)
-        self.log.close()
-        return rc
+def hilod(data):
+    """hilod on configs/sim.yaml with the virtual clock, its data in `data`."""
+    return Daemon(HILOD, CONFIG, data, ["--virtual-time"], start_timeout_s=60)
 
 
 def report_of(data, run_id):
@@ -69,24 +48,24 @@ class PipelineThroughTheDaemon(unittest.TestCase):
         with tempfile.TemporaryDirectory(prefix="hilo_pipeline_") as tmp:
             # Uninterrupted, through hiloctl (progress bar, exit code 0 when done).
             data_a = os.path.join(tmp, "a")
-            d = Daemon(data_a, tmp, 0)
+            d = hilod(data_a)
             job_file = os.path.join(tmp, "job.json")
             with open(job_file, "w") as f:
                 json.dump(SMALL, f)
-            out = subprocess.run([HILOCTL, "--endpoint", d.endpoint, "--events", d.events, "pipeline", "--job", job_file],
+            out = subprocess.run([HILOCTL, "--endpoint", d.commands, "--events", d.events, "pipeline", "--job", job_file],
                                  capture_output=True, text=True, timeout=600)
             self.assertEqual(out.returncode, 0, out.stderr[-2000:])
             job_a = json.loads(out.stdout)["job"]
             self.assertEqual(job_a["state"], "done")
             for stage in ("teacher", "student", "deploy", "bench moderate"):
                 self.assertIn(stage, out.stderr)
-            self.assertEqual(d.stop(), 0)
+            self.assertEqual(d.stop(60), 0)
             rep_a = report_of(data_a, job_a["run_id"])
 
             # Interrupted by SIGTERM in the bench stage, resumed by the next daemon.
             data_b = os.path.join(tmp, "b")
-            d = Daemon(data_b, tmp, 1)
-            with Client(d.endpoint, events=d.events) as c:
+            d = hilod(data_b)
+            with Client(d.commands, events=d.events) as c:
                 c.subscribe("job.")
                 job = c.pipeline(SMALL)
                 stages = set()
@@ -100,16 +79,16 @@ class PipelineThroughTheDaemon(unittest.TestCase):
                             break
                 else:
                     self.fail("the pipeline never reached the bench stage")
-            self.assertEqual(d.stop(), 0)
+            self.assertEqual(d.stop(60), 0)
             self.assertIn("student", stages)
             run_b = os.path.join(data_b, job["run_id"])
             self.assertTrue(os.path.exists(os.path.join(run_b, "deploy", "student.hilo")))
             self.assertFalse(os.path.exists(os.path.join(run_b, "report.json")))
-            d = Daemon(data_b, tmp, 2)
-            with Client(d.endpoint) as c:
+            d = hilod(data_b)
+            with Client(d.commands) as c:
                 rec = c.wait(job["job_id"], timeout_s=600)
                 self.assertEqual(rec["state"], "done", rec)
-            self.assertEqual(d.stop(), 0)
+            self.assertEqual(d.stop(60), 0)
             rep_b = report_of(data_b, job["run_id"])
             self.assertEqual(rep_b["profiles"], rep_a["profiles"])
             self.assertEqual(rep_b["deploy"], rep_a["deploy"])
@@ -118,9 +97,9 @@ class PipelineThroughTheDaemon(unittest.TestCase):
     def test_train_teacher_and_distill_run_as_daemon_jobs(self):
         with tempfile.TemporaryDirectory(prefix="hilo_pipeline_") as tmp:
             data = os.path.join(tmp, "d")
-            d = Daemon(data, tmp, 0)
+            d = hilod(data)
             try:
-                with Client(d.endpoint) as c:
+                with Client(d.commands) as c:
                     small = {"data": {"name": "mnist", "train_limit": 600},
                              "train": {"epochs": 1, "batch_size": 64, "optimizer": {"kind": "adam", "lr": 0.003}}}
                     job = c.call("train-teacher", {"config": small})
@@ -141,13 +120,13 @@ class PipelineThroughTheDaemon(unittest.TestCase):
                             c.call("distill", {"config": cfg})
                         self.assertEqual(e.exception.code, code, str(e.exception))
             finally:
-                self.assertEqual(d.stop(), 0)
+                self.assertEqual(d.stop(60), 0)
 
     def test_bad_configs_are_refused_and_the_daemon_keeps_serving(self):
         with tempfile.TemporaryDirectory(prefix="hilo_pipeline_") as tmp:
-            d = Daemon(os.path.join(tmp, "d"), tmp, 0)
+            d = hilod(os.path.join(tmp, "d"))
             try:
-                with Client(d.endpoint) as c:
+                with Client(d.commands) as c:
                     for cfg, words in (({"bench": {"frames": 0}}, "bench.frames"),
                                        ({"measure": {"fractions": [2]}}, "measure.fractions"),
                                        ({"bench": {"profiles": ["nonexistent-profile"]}}, "nonexistent-profile"),
@@ -158,7 +137,7 @@ class PipelineThroughTheDaemon(unittest.TestCase):
                         self.assertIn(words, str(e.exception))
                     self.assertIn("pipeline", c.version()["commands"])
             finally:
-                self.assertEqual(d.stop(), 0)
+                self.assertEqual(d.stop(60), 0)
 
 
 if __name__ == "__main__":

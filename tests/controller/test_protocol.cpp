@@ -1,6 +1,9 @@
 // Protocol parsing and command handling, without sockets.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <future>
+
 #include <cstring>
 #include <random>
 
@@ -318,6 +321,37 @@ TEST(Protocol, CancellingARunningCaptureKeepsTheFramesGrabbedBeforeIt) {
   EXPECT_EQ(g.body["result"]["manifest"]["state"], "cancelled");
   EXPECT_EQ(g.body["result"]["arrays"]["frames"]["shape"][0], 4);
   EXPECT_EQ(code(call(h, "jobs.cancel", {{"job_id", job_id}})), "ok");  // already final: unchanged
+}
+
+// jobs.cancel reaches a job's work through the one progress-and-stop shape (io::WorkControl): work
+// polling it stops before its next unit, and the job ends cancelled.
+TEST(Protocol, CancelReachesTheJobsWorkControlBeforeItsNextUnit) {
+  Harness h("workcontrol");
+  std::atomic<std::int64_t> job_id{-1};
+  std::atomic<int> units{0};
+  std::promise<void> known;
+  auto known_f = known.get_future().share();
+  auto rec = h.jobs->submit("units", json::object(), 1000, [&](const JobRecord&) {
+    return JobManager::Work([&, known_f](JobControl& ctl) {
+      known_f.wait();
+      const hilo::io::WorkControl work = ctl.work();
+      for (int i = 0; i < 1000; ++i) {
+        if (work.stop_requested()) return JobOutcome{JobState::cancelled, {}};
+        ++units;
+        work.report(i + 1, 1000, "units");
+        if (i + 1 == 5) h.jobs->cancel(job_id);
+      }
+      return JobOutcome{};
+    });
+  });
+  ASSERT_TRUE(rec);
+  job_id = rec->id;
+  known.set_value();
+  h.jobs->wait_idle();
+  EXPECT_EQ(units, 5);
+  const Reply st = call(h, "jobs.status", {{"job_id", job_id.load()}});
+  EXPECT_EQ(st.body["result"]["job"]["state"], "cancelled");
+  EXPECT_EQ(st.body["result"]["job"]["done"], 5);
 }
 
 TEST(Protocol, ADeviceFailureMidCaptureFailsTheJobButKeepsEarlierFrames) {

@@ -12,8 +12,6 @@ import gzip
 import json
 import os
 import random
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,6 +22,7 @@ import numpy as np
 HILOD, ROOT = sys.argv[1:3]
 sys.path.insert(0, os.path.join(ROOT, "scripts", "python"))
 from hilo import Client, load_run  # noqa: E402
+from hilo.testing import Daemon  # noqa: E402
 
 FMNIST = "/usr/share/datasets/fashion-mnist"
 CONFIG = os.path.join(ROOT, "tests", "controller", "sim_fast.yaml")
@@ -37,26 +36,9 @@ def read_idx(kind):
     return np.frombuffer(data, np.uint8, offset=8)
 
 
-class Proc:
-    def __init__(self, data, tmp, n, *extra):
-        self.ready = os.path.join(tmp, f"ready{n}.json")
-        self.p = subprocess.Popen(
-            [HILOD, "--config", CONFIG, "--command-endpoint", "tcp://127.0.0.1:*", "--event-endpoint",
-             "tcp://127.0.0.1:*", "--data-dir", data, "--ready-file", self.ready, "--chunk-records", "10", *extra],
-            stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while not os.path.exists(self.ready):
-            if self.p.poll() is not None or time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError(f"hilod did not start (exit {self.p.returncode})")
-            time.sleep(0.01)
-        with open(self.ready) as f:
-            self.endpoint = json.load(f)["command_endpoint"]
-
-    def kill(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGKILL)
-        self.p.wait(10)
+def hilod(data, *extra):
+    """hilod on the fast simulated bench with 10-frame chunks, its data in `data`."""
+    return Daemon(HILOD, CONFIG, data, ["--chunk-records", "10", *extra], start_timeout_s=60)
 
 
 def check_readable(run_dir, images, labels):
@@ -78,23 +60,22 @@ class ResumeAfterCrashes(unittest.TestCase):
         images, labels = read_idx("images"), read_idx("labels")
         with tempfile.TemporaryDirectory(prefix="hilo_resume_") as tmp:
             data = os.path.join(tmp, "data")
-            p = Proc(data, tmp, 0)
-            with Client(p.endpoint) as c:
+            p = hilod(data)
+            with Client(p.commands) as c:
                 job = c.capture(start=0, count=n, split="test")
             run_dir = os.path.join(data, job["run_id"])
             seen, killed_mid = [], 0
             for k in range(kills + 1):  # 20 SIGKILLs and, in the middle, one SIGTERM
                 time.sleep(rng.uniform(0.0, 0.12))
                 if k == kills // 2:  # one clean stop: SIGTERM commits the pending chunk and exits 0
-                    p.p.send_signal(signal.SIGTERM)
-                    self.assertEqual(p.p.wait(30), 0)
+                    self.assertEqual(p.stop(30), 0)
                 else:
                     p.kill()
                 if os.path.exists(os.path.join(run_dir, "manifest.json")):
                     seen.append(check_readable(run_dir, images, labels))
                     killed_mid += seen[-1] < n
-                p = Proc(data, tmp, k + 1)
-            with Client(p.endpoint) as c:
+                p = hilod(data)
+            with Client(p.commands) as c:
                 rec = c.wait(job["job_id"], timeout_s=120)
                 self.assertEqual(rec["state"], "done", rec)
                 self.assertEqual(rec["done"], n)
@@ -103,7 +84,7 @@ class ResumeAfterCrashes(unittest.TestCase):
                 ref = c.capture(start=0, count=n, split="test", wait=True)
                 self.assertEqual(ref["state"], "done", ref)
                 c.shutdown()
-            self.assertEqual(p.p.wait(30), 0)
+            self.assertEqual(p.wait_exit(30), 0)
             self.assertEqual(seen, sorted(seen))  # progress never goes back
             self.assertGreaterEqual(killed_mid, 10, seen)  # most kills hit the running capture
             manifest, a = load_run(run_dir)
@@ -126,9 +107,9 @@ class ResumeAfterCrashes(unittest.TestCase):
     def test_a_job_whose_inputs_are_gone_fails_with_the_reason(self):
         with tempfile.TemporaryDirectory(prefix="hilo_resume_") as tmp:
             data = os.path.join(tmp, "data")
-            p = Proc(data, tmp, 0)
+            p = hilod(data)
             try:
-                with Client(p.endpoint) as c:
+                with Client(p.commands) as c:
                     job = c.capture(start=0, count=5000, split="test")
                     while c.job(job["job_id"])["done"] < 20:
                         time.sleep(0.01)
@@ -136,9 +117,9 @@ class ResumeAfterCrashes(unittest.TestCase):
                 p.kill()
             empty = os.path.join(tmp, "no-dataset")
             os.mkdir(empty)
-            p = Proc(data, tmp, 1, "--fashion-mnist-dir", empty)
+            p = hilod(data, "--fashion-mnist-dir", empty)
             try:
-                with Client(p.endpoint) as c:
+                with Client(p.commands) as c:
                     rec = c.wait(job["job_id"], timeout_s=60)
                     self.assertEqual(rec["state"], "failed")
                     self.assertIn("cannot resume", rec["error"])
@@ -154,9 +135,9 @@ class ResumeAfterCrashes(unittest.TestCase):
     def test_a_job_on_a_changed_bench_fails_and_keeps_its_records(self):
         with tempfile.TemporaryDirectory(prefix="hilo_resume_") as tmp:
             data = os.path.join(tmp, "data")
-            p = Proc(data, tmp, 0)
+            p = hilod(data)
             try:
-                with Client(p.endpoint) as c:
+                with Client(p.commands) as c:
                     job = c.capture(start=0, count=5000, split="test")
                     # Chunks of 10 commit on a background task; the commit at frame 20 first waits for
                     # the first chunk, so once frame 21 is counted at least 10 records are durable.
@@ -171,17 +152,9 @@ class ResumeAfterCrashes(unittest.TestCase):
             changed = os.path.join(tmp, "changed.yaml")
             with open(changed, "w") as f:
                 f.write(cfg)
-            ready = os.path.join(tmp, "ready_changed.json")
-            q = subprocess.Popen([HILOD, "--config", changed, "--command-endpoint", "tcp://127.0.0.1:*",
-                                  "--event-endpoint", "tcp://127.0.0.1:*", "--data-dir", data, "--ready-file", ready],
-                                 stderr=subprocess.DEVNULL)
+            q = Daemon(HILOD, changed, data, start_timeout_s=60)
             try:
-                deadline = time.monotonic() + 60
-                while not os.path.exists(ready) and time.monotonic() < deadline and q.poll() is None:
-                    time.sleep(0.01)
-                with open(ready) as f:
-                    ep = json.load(f)["command_endpoint"]
-                with Client(ep) as c:
+                with Client(q.commands) as c:
                     rec = c.wait(job["job_id"], timeout_s=60)
                 self.assertEqual(rec["state"], "failed")
                 self.assertIn("bench changed", rec["error"])
@@ -190,9 +163,7 @@ class ResumeAfterCrashes(unittest.TestCase):
                 self.assertGreaterEqual(manifest["records"], 10)  # the chunk committed before frame 21
                 self.assertEqual(a["frames"].shape[0], manifest["records"])
             finally:
-                if q.poll() is None:
-                    q.kill()
-                q.wait(10)
+                q.kill()
 
 
 if __name__ == "__main__":

@@ -12,9 +12,9 @@ import unittest
 
 import zmq
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import hilod_proc  # noqa: E402
-from hilod_proc import call, keypair  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts", "python"))
+from hilo.testing import Daemon, call, keypair  # noqa: E402
 
 HILOD, ROOT = sys.argv[1:3]
 CONFIG = os.path.join(ROOT, "configs", "sim.yaml")
@@ -22,7 +22,8 @@ CONFIG = os.path.join(ROOT, "configs", "sim.yaml")
 
 def Hilod(tmp, *extra, expect_start=True):
     """hilod on configs/sim.yaml; waits for its ready file (or its exit, for refused starts)."""
-    return hilod_proc.Hilod(HILOD, tmp, *extra, expect_start=expect_start, config=CONFIG, loopback_ports=False)
+    return Daemon(HILOD, CONFIG, os.path.join(tmp, "data"), extra, heartbeat_s=0.1, wait_ready=expect_start,
+                  loopback_ports=False)
 
 
 class Refusals(unittest.TestCase):
@@ -33,11 +34,11 @@ class Refusals(unittest.TestCase):
                 rc = d.proc.wait(30)
             except subprocess.TimeoutExpired:
                 d.stop()
-                self.fail("hilod started on a refused configuration: " + d.log())
-            log = d.log()
+                self.fail("hilod started on a refused configuration: " + d.stderr())
+            log = d.stderr()
             d.stop()
             self.assertNotEqual(rc, 0, log)
-            self.assertFalse(os.path.exists(d.ready), "refused daemon wrote its ready file")
+            self.assertFalse(os.path.exists(d.ready_file), "refused daemon wrote its ready file")
             return log
 
     def test_wildcard_bind_without_keys_is_refused(self):
@@ -102,9 +103,9 @@ class CurveOnLoopback(unittest.TestCase):
     def test_stranger_gets_no_reply_and_the_denial_is_logged(self):
         self.assertIsNone(self.call({"id": 1, "cmd": "ping"}, self.stranger, timeout_ms=1500))
         deadline = time.monotonic() + 5
-        while "denied a CURVE client" not in self.d.log() and time.monotonic() < deadline:
+        while "denied a CURVE client" not in self.d.stderr() and time.monotonic() < deadline:
             time.sleep(0.05)
-        self.assertIn("denied a CURVE client", self.d.log())
+        self.assertIn("denied a CURVE client", self.d.stderr())
 
     def test_observer_reads_but_cannot_capture(self):
         r = self.call({"id": 1, "cmd": "devices.status"}, self.observer)

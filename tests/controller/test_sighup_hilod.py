@@ -14,8 +14,11 @@ import unittest
 
 import zmq
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hilod_proc import Hilod, call, keypair  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts", "python"))
+from hilo.testing import Daemon, call, keypair  # noqa: E402
+
+SIM_FAST = os.path.join(HERE, "sim_fast.yaml")
 
 HILOD = sys.argv[1]
 
@@ -30,8 +33,9 @@ class Reload(unittest.TestCase):
         self.clients = os.path.join(self.tmp.name, "clients.txt")
         self.write_clients(f"control {self.operator[0]} operator\n")
         self.logfile = os.path.join(self.tmp.name, "hilod.log")
-        self.d = Hilod(HILOD, self.tmp.name, "--curve-key-file", server_file, "--client-keys", self.clients,
-                       "--log-file", self.logfile, "--log-format", "json")
+        self.d = Daemon(HILOD, SIM_FAST, os.path.join(self.tmp.name, "data"),
+                        ["--curve-key-file", server_file, "--client-keys", self.clients, "--log-file", self.logfile,
+                         "--log-format", "json"], heartbeat_s=0.1)
         self.ctx = zmq.Context()
 
     def tearDown(self):
@@ -57,7 +61,7 @@ class Reload(unittest.TestCase):
         self.d.proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 10
         while self.count(msg) == before:
-            self.assertLess(time.monotonic(), deadline, "no '" + msg + "' after SIGHUP:\n" + self.d.log())
+            self.assertLess(time.monotonic(), deadline, "no '" + msg + "' after SIGHUP:\n" + self.d.stderr())
             time.sleep(0.02)
         return self.records(msg)[-1]
 

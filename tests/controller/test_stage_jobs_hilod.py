@@ -13,9 +13,8 @@ import unittest
 
 HILOD, HILOCTL, ROOT = sys.argv[1:4]
 sys.path.insert(0, os.path.join(ROOT, "scripts", "python"))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hilo import Client, HiloError  # noqa: E402
-from test_pipeline_hilod import Daemon  # noqa: E402
+from hilo.testing import Daemon  # noqa: E402
 
 DATA = {"name": "mnist", "train_limit": 600}
 TRAIN = {"epochs": 1, "batch_size": 64, "optimizer": {"kind": "adam", "lr": 0.003}}
@@ -32,9 +31,9 @@ class StageJobs(unittest.TestCase):
     def test_distill_deploy_calibrate_evaluate(self):
         with tempfile.TemporaryDirectory(prefix="hilo_stages_") as tmp:
             data = os.path.join(tmp, "d")
-            d = Daemon(data, tmp, 0)
+            d = Daemon(HILOD, os.path.join(ROOT, "configs", "sim.yaml"), data, ["--virtual-time"], start_timeout_s=60)
             try:
-                with Client(d.endpoint, events=d.events) as c:
+                with Client(d.commands, events=d.events) as c:
                     def run(kind, args):
                         job = c.call(kind, args)
                         rec = c.wait(job["job_id"], timeout_s=120)
@@ -51,7 +50,7 @@ class StageJobs(unittest.TestCase):
                     cfg_file = os.path.join(tmp, "pipeline.json")
                     with open(cfg_file, "w") as f:
                         json.dump(PIPELINE, f)
-                    out = subprocess.run([HILOCTL, "--endpoint", d.endpoint, "--events", d.events, "deploy",
+                    out = subprocess.run([HILOCTL, "--endpoint", d.commands, "--events", d.events, "deploy",
                                           "--student", student, "--config", cfg_file],
                                          capture_output=True, text=True, timeout=120)
                     self.assertEqual(out.returncode, 0, out.stderr[-2000:])

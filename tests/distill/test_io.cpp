@@ -7,11 +7,13 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <thread>
 
 #include "hilo/distill/data.hpp"
 #include "hilo/distill/jobs.hpp"
 #include "hilo/distill/model_io.hpp"
 #include "hilo/distill/student_jobs.hpp"
+#include "hilo/distill/threads.hpp"
 
 using namespace hilo::distill;
 namespace fs = std::filesystem;
@@ -144,18 +146,55 @@ TEST(ModelFile, StudentRoundTripGivesIdenticalPredictions) {
   fs::remove_all(d);
 }
 
+namespace {
+// The message a config reader throws, or "(accepted)".
+template <class F>
+std::string msg(F fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "(accepted)";
+}
+
+}  // namespace
+
+// Both jobs read through io::read_options: a misspelt key anywhere gets a suggestion and its full
+// path, a wrong type names the key, and a job written out reads back to every field.
+TEST(JobConfig, JobsReadStrictlyAndRoundTrip) {
+  EXPECT_EQ(msg([] { TeacherJob::from_json({{"arch", {{"hiden", 3}}}}); }),
+            "train-teacher job.arch: unknown key 'hiden'; did you mean 'hidden'?");
+  EXPECT_EQ(msg([] { TeacherJob::from_json({{"out_dri", "x"}}); }),
+            "train-teacher job: unknown key 'out_dri'; did you mean 'out_dir'?");
+  EXPECT_EQ(msg([] { DistillJob::from_json({{"teacher", "t"}, {"train", {{"batch_size", "big"}}}}); }),
+            "distill job.train.batch_size must be an integer, got a string (\"big\")");
+  EXPECT_EQ(msg([] { DistillJob::from_json({{"command", "train-teacher"}, {"teacher", "t"}}); }),
+            "distill job.command must be \"distill\", got \"train-teacher\"");
+  DistillJob d;
+  d.teacher = "runs/t/teacher.hilo";
+  d.out_dir = "runs/s";
+  d.data.val_size = 123;
+  d.student.kernels = 6;
+  d.distill.method = "kd";
+  d.distill.temperature = 7;
+  d.train.epochs = 9;
+  d.train.threads = 2;
+  nlohmann::json j = d;
+  j["command"] = "distill";
+  const DistillJob back = DistillJob::from_json(j);
+  EXPECT_EQ(nlohmann::json(back), nlohmann::json(d));
+  EXPECT_EQ(back.distill.temperature, 7);
+  TeacherJob t;
+  t.arch.hidden = 17;
+  t.train.optimizer.lr = 0.25;
+  EXPECT_EQ(nlohmann::json(TeacherJob::from_json(nlohmann::json(t))), nlohmann::json(t));
+}
+
 TEST(JobConfig, UnknownKeysAndBadValuesAreRejectedWithTheirName) {
-  auto msg = [](auto fn) {
-    try {
-      fn();
-    } catch (const std::exception& e) {
-      return std::string(e.what());
-    }
-    return std::string();
-  };
   EXPECT_NE(msg([] { TeacherJob::from_json({{"train", {{"epoch", 3}}}}); }).find("unknown key 'epoch'"), std::string::npos);
   EXPECT_NE(msg([] { TeacherJob::from_json({{"train", {{"epochs", 0}}}}); }).find("train.epochs"), std::string::npos);
-  EXPECT_NE(msg([] { DistillJob::from_json({{"data", nlohmann::json::object()}}); }).find("\"teacher\""), std::string::npos);
+  EXPECT_NE(msg([] { DistillJob::from_json({{"data", nlohmann::json::object()}}); }).find("distill job.teacher"), std::string::npos);
   EXPECT_NE(msg([] { DistillJob::from_json({{"teacher", "t"}, {"distill", {{"method", "magic"}}}}); }).find("distill.method"),
             std::string::npos);
   EXPECT_NE(msg([] { DistillJob::from_json({{"teacher", "t"}, {"distill", {{"ntk_distance", "l1"}}}}); }).find("ntkd.distance"),
@@ -201,7 +240,7 @@ TEST(Training, ReportsProgressAndLearnsAToyProblem) {
   o.optimizer.lr = 1e-2;
   int progress = 0, epochs = 0;
   JobControl ctl;
-  ctl.on_progress = [&](const Progress&) { ++progress; };
+  ctl.on_step = [&](const Progress&) { ++progress; };
   ctl.on_epoch = [&](const EpochRecord&) { ++epochs; };
   const History h = train_classifier(net, s, o, ctl);
   EXPECT_EQ(epochs, 5);
@@ -213,12 +252,81 @@ TEST(Training, CancellationStopsBeforeTheFirstStep) {
   std::mt19937_64 rng(6);
   const Splits s = toy(128, rng);
   Sequential<float> net = make_teacher(TeacherArch{{4}, 8}, s.train.shape, 2);
-  std::atomic<bool> cancel{true};
+  std::stop_source stop;
+  stop.request_stop();
   JobControl ctl;
-  ctl.cancel = &cancel;
+  ctl.work.stop = stop.get_token();
   const History h = train_classifier(net, s, TrainOptions{}, ctl);
   EXPECT_TRUE(h.cancelled);
   EXPECT_TRUE(h.epochs.empty());
+}
+
+// A stop requested through the work control (io/progress.hpp) ends teacher and student training
+// before their next step, and the progress they report is (step, all steps, job name).
+TEST(Training, StopThroughTheWorkControlEndsTrainingBeforeTheNextStep) {
+  std::mt19937_64 rng(9);
+  const Splits s = toy(256, rng);
+  Sequential<float> teacher = make_teacher(TeacherArch{{4}, 8}, s.train.shape, 2);
+  TrainOptions o;
+  o.epochs = 3;
+  o.batch_size = 32;  // 8 steps per epoch
+  for (const std::string job : {"train-teacher", "distill"}) {
+    std::stop_source stop;
+    std::vector<std::int64_t> done;
+    JobControl ctl;
+    ctl.progress_every = 1;
+    ctl.work.stop = stop.get_token();
+    ctl.work.progress = [&](std::int64_t d, std::int64_t total, std::string_view stage) {
+      EXPECT_EQ(total, 24);
+      EXPECT_EQ(stage, job);
+      done.push_back(d);
+      if (d == 11) stop.request_stop();  // in the second epoch
+    };
+    History h;
+    if (job == "train-teacher") {
+      h = train_classifier(teacher, s, o, ctl);
+    } else {
+      OpticalStudent st(StudentOptions{}, s.train.shape, 2);
+      DistillOptions d;
+      d.method = "none";
+      h = train_student(st, teacher, s, d, o, ctl);
+    }
+    EXPECT_TRUE(h.cancelled) << job;
+    EXPECT_EQ(done.back(), 11) << job << ": steps ran after the stop";
+    EXPECT_EQ(h.epochs.size(), 1u) << job;
+  }
+}
+
+// Regression: training set Eigen's process-wide thread count to its options' `threads`, so a
+// library call changed every other thread's products. The count belongs to the thread's owner.
+TEST(Training, LeavesTheCallersThreadCountAlone) {
+  std::mt19937_64 rng(8);
+  const Splits s = toy(64, rng);
+  Sequential<float> net = make_teacher(TeacherArch{{4}, 8}, s.train.shape, 2);
+  set_compute_threads(3);
+  TrainOptions o;
+  o.epochs = 1;
+  o.batch_size = 32;
+  o.threads = 1;
+  (void)train_classifier(net, s, o, {});
+  OpticalStudent st(StudentOptions{}, s.train.shape, 2);
+  (void)train_student(st, net, s, DistillOptions{}, o, {});
+  EXPECT_EQ(compute_threads(), 3);
+  set_compute_threads(1);
+}
+
+TEST(Training, ComputeThreadsArePerThread) {
+  set_compute_threads(2);
+  int other = 0;
+  std::thread t([&] {
+    set_compute_threads(1);
+    other = compute_threads();
+  });
+  t.join();
+  EXPECT_EQ(other, 1);
+  EXPECT_EQ(compute_threads(), 2);
+  EXPECT_THROW(set_compute_threads(0), std::invalid_argument);
+  set_compute_threads(1);
 }
 
 // Short end-to-end check on real data: a student learns Fashion-MNIST well above chance from 3,000

@@ -57,7 +57,7 @@ TEST(BenchConfig, MistakesNameTheField) {
   EXPECT_EQ(error_of("roles:\n" + ok_roles + "  camera: {backend: genicam, address: 127.0.0.1, exposure_ms: -1}\n"),
             "t.yaml: roles.camera.exposure_ms must be > 0, got -1");
   EXPECT_EQ(error_of("roles:\n" + ok_roles + "  camera: {backend: genicam, address: 127.0.0.1, exposure: 3}\n"),
-            "t.yaml: unknown key 'roles.camera.exposure' for backend genicam");
+            "t.yaml: roles.camera: unknown key 'exposure' (line 4)");
   EXPECT_EQ(error_of("roles:\n" + ok_roles + "  camera: {backend: webcam}\n"),
             "t.yaml: roles.camera.backend must be sim, opencv or genicam, got 'webcam'");
   EXPECT_EQ(error_of("roles:\n" + ok_roles + "  camera: {backend: opencv, source: x.avi, retry: {max_attempts: 0}}\n"),
@@ -72,6 +72,70 @@ TEST(BenchConfig, MistakesNameTheField) {
             "t.yaml: unknown key 'roles.laser' (roles are input, element, camera)");
   EXPECT_EQ(error_of("roles:\n" + ok_roles + "  camera: {backend: sim, faults: {corrupt_frame_rate: 1.5}}\n"),
             "t.yaml: roles.camera.faults.corrupt_frame_rate must be in [0, 1], got 1.5");
+}
+
+// The backends' options are read through io::read_options: a misspelt key gets a suggestion and its
+// line, a wrong type names the key and its line, and every field survives a round trip.
+TEST(BenchConfig, BackendOptionsReadStrictlyWithLines) {
+  const std::string ok_roles = "  input: {backend: display, width_px: 800}\n  element: {backend: fixed}\n";
+  EXPECT_EQ(error_of("roles:\n" + ok_roles + "  camera:\n    backend: genicam\n    address: 127.0.0.1\n    buffer_cont: 4\n"),
+            "t.yaml: roles.camera: unknown key 'buffer_cont'; did you mean 'buffer_count'? (line 7)");
+  EXPECT_EQ(error_of("roles:\n" + ok_roles + "  camera: {backend: genicam, address: 127.0.0.1, buffer_count: many}\n"),
+            "t.yaml: roles.camera.buffer_count must be an integer, got a string (\"many\") (line 4)");
+  EXPECT_EQ(error_of("roles:\n" + ok_roles + "  camera: {backend: opencv, source: x.avi, pixel_format: mono10}\n"),
+            "t.yaml: roles.camera.pixel_format must be mono8, mono12 or mono16, got 'mono10' (line 4)");
+  EXPECT_EQ(error_of("roles:\n" + ok_roles + "  camera: {backend: opencv, source: x.avi, retry: {max_attemps: 2}}\n"),
+            "t.yaml: roles.camera.retry: unknown key 'max_attemps'; did you mean 'max_attempts'? (line 4)");
+  EXPECT_EQ(error_of("roles:\n  input: {backend: display, monitor: one}\n  element: {backend: fixed}\n"
+                     "  camera: {backend: opencv, source: x.avi}\n"),
+            "t.yaml: roles.input.monitor must be an integer, got a string (\"one\") (line 2)");
+
+  GenicamCameraOptions g;
+  g.name = "cam0";
+  g.address = "10.0.0.7";
+  g.interface_address = "10.0.0.1";
+  g.pixel_format = PixelFormat::mono12;
+  g.exposure_ms = 2.5;
+  g.gain_db = 3.25;
+  g.frame_rate_hz = 30;
+  g.trigger = TriggerMode::software;
+  g.buffer_count = 16;
+  nlohmann::json role = g;
+  role["backend"] = "genicam";
+  role["retry"] = RetryPolicy{7, 1.5, 3.0, 250.0};
+  DisplaySlmOptions d;
+  d.name = "phase";
+  d.display = ":1";
+  d.screen = 1;
+  d.monitor = 2;
+  d.width_px = 1920;
+  d.height_px = 1152;
+  d.pixel_pitch_um = 9.2;
+  d.settle_time_ms = 33;
+  nlohmann::json element = d;
+  element["backend"] = "display";
+  // JSON is YAML: the file is written from the structs' own JSON form.
+  const BenchConfig c = parse_bench_config("roles:\n  input: {backend: display}\n  element: " + element.dump() +
+                                               "\n  camera: " + role.dump() + "\n",
+                                           "t.yaml", ".");
+  EXPECT_EQ(nlohmann::json(c.camera.genicam), nlohmann::json(g));
+  EXPECT_EQ(nlohmann::json(c.camera.retry), role["retry"]);
+  EXPECT_EQ(nlohmann::json(c.element.display), nlohmann::json(d));
+}
+
+// Regression: seeds were read as doubles, so a 64-bit seed came back rounded; a serial number
+// written without quotes is still a device id.
+TEST(BenchConfig, SeedsAreExactAndNumericIdsAreText) {
+  const BenchConfig c = parse_bench_config(
+      "simulator: {}\nroles:\n  input: {backend: sim}\n  element: {backend: sim}\n"
+      "  camera: {backend: sim, noise_seed: 18446744073709551557, faults: {seed: 9007199254740993}}\n",
+      "t.yaml", ".");
+  EXPECT_EQ(c.camera.noise_seed, 18446744073709551557ull);
+  EXPECT_EQ(c.camera.faults.seed, 9007199254740993ull);
+  const BenchConfig h = parse_bench_config(
+      "roles:\n  input: {backend: display}\n  element: {backend: fixed}\n  camera: {backend: genicam, device_id: 40012345}\n",
+      "t.yaml", ".");
+  EXPECT_EQ(h.camera.genicam.device_id, "40012345");
 }
 
 }  // namespace

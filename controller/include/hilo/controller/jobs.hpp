@@ -19,6 +19,7 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <thread>
 #include <vector>
@@ -26,6 +27,7 @@
 #include <nlohmann/json.hpp>
 
 #include "hilo/controller/storage.hpp"
+#include "hilo/io/progress.hpp"
 
 namespace hilo::controller {
 
@@ -42,6 +44,10 @@ std::string resume_deferred_reason(std::size_t max_jobs);
 class JobControl {
  public:
   bool stop_requested() const { return stop_.load() != StopReason::none; }
+  // The job's progress and stop in the shape every layer takes (io/progress.hpp): report() is
+  // progress(done, total) (the stage goes to the caller's own stats), the token is stopped when
+  // stop_requested() becomes true.
+  io::WorkControl work();
   StopReason stop_reason() const { return stop_.load(); }
   // Units done so far (in memory + event, rate limited).
   void progress(std::int64_t done, std::int64_t total);
@@ -62,6 +68,8 @@ class JobControl {
   JobManager& m_;
   JobRecord rec_;
   std::atomic<StopReason> stop_{StopReason::none};
+  std::stop_source stop_source_;
+  void request_stop(StopReason why);
   double last_event_s_ = -1e300;
 };
 

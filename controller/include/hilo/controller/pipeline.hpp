@@ -51,7 +51,7 @@ struct PipelineConfig {
     return d;
   }();
   std::uint64_t seed = 1;
-  int threads = 1;  // training threads
+  int threads = 1;  // Eigen/OpenMP threads, set by the caller's thread owner (distill/threads.hpp), not by run_pipeline
   // teacher
   distill::TeacherArch teacher_arch;
   distill::TrainOptions teacher_train;
@@ -102,10 +102,11 @@ struct PipelineBench {
   std::mutex* mutex = nullptr;
 };
 
-// Progress and stop, from the job that runs the pipeline.
+// Progress and stop, from the job that runs the pipeline. `work` (io/progress.hpp) gets each stage's
+// progress ("teacher", "deploy", "bench/<profile>: compensate"...) and its stop token is polled
+// between units of every stage, training steps included.
 struct PipelineControl {
-  std::function<void(const std::string& stage, std::int64_t done, std::int64_t total)> progress;
-  std::function<bool()> stop_requested;
+  io::WorkControl work;
   std::function<void(const std::string& line)> log;  // one line per notable event
   std::function<void(const nlohmann::json& drift)> on_drift;  // a drift check past its thresholds
   // Called after each durable write of a stage's files, naming it ("deploy.deployment.json"); null in
@@ -129,7 +130,8 @@ struct PipelineResult {
 PipelineBench pipeline_bench(drivers::OpenBench& bench, const drivers::BenchConfig& config,
                              const std::filesystem::path& config_path);
 
-// Runs (or resumes) the pipeline in run_dir. Throws std::runtime_error / std::invalid_argument for
+// Runs (or resumes) the pipeline in run_dir on the calling thread, whose compute thread count
+// (distill::set_compute_threads(config.threads)) the caller sets. Throws std::runtime_error / std::invalid_argument for
 // invalid config, missing data, or a device fault (with the device's message); stages completed before
 // the error stay on disk.
 PipelineResult run_pipeline(const PipelineConfig& config, PipelineBench& bench, const std::filesystem::path& run_dir,

@@ -34,12 +34,12 @@ class PipelineStages {
   PipelineStages(const PipelineConfig& config, PipelineBench& bench, std::filesystem::path run_dir,
                  const PipelineControl& control);
 
-  bool stop() const { return ctl_.stop_requested && ctl_.stop_requested(); }
+  bool stop() const { return ctl_.work.stop_requested(); }
   void log(const std::string& s) const {
     if (ctl_.log) ctl_.log(s);
   }
   void progress(const std::string& stage, std::int64_t d, std::int64_t t) const {
-    if (ctl_.progress) ctl_.progress(stage, d, t);
+    ctl_.work.report(d, t, stage);
   }
 
   // The dataset splits of config.data and the head of the test split (bench.test_images); writes
@@ -74,7 +74,6 @@ class PipelineStages {
   PipelineBench& b_;
   std::filesystem::path dir_;
   const PipelineControl& ctl_;
-  std::atomic<bool> cancel_{false};
   distill::Splits data_;
   distill::Mat<float> test_x_;
   std::vector<int> test_y_;

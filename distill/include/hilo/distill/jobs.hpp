@@ -23,6 +23,8 @@ TrainOptions train_options_from_json(const nlohmann::json& j);
 TeacherArch teacher_arch_from_json(const nlohmann::json& j);
 
 // {"command": "train-teacher", "data": {...}, "arch": {...}, "train": {...}, "out_dir": "..."}
+// from_json reads through io::read_options (unknown keys refused with a suggestion, wrong types naming
+// the key path "train-teacher job.train.epochs"); "command", the file's own tag, is accepted and ignored.
 struct TeacherJob {
   DataOptions data;
   TeacherArch arch;
@@ -31,6 +33,11 @@ struct TeacherJob {
   static TeacherJob from_json(const nlohmann::json& j);
   void validate() const;
 };
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TeacherJob, data, arch, train, out_dir)
+
+// A job file's JSON without its "command" tag, for read_options. Throws std::invalid_argument naming
+// `section` when j is not a mapping or its "command" is not `command`.
+nlohmann::json job_fields(const nlohmann::json& j, const std::string& command, const std::string& section);
 
 struct JobResult {
   History history;

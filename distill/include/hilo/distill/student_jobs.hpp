@@ -58,7 +58,7 @@ DistillOptions distill_options_from_json(const nlohmann::json& j);
 // {"command": "distill", "teacher": "<teacher.hilo>", "data": {...}, "student": {...},
 //  "distill": {...}, "train": {...}, "out_dir": "..."}
 struct DistillJob {
-  std::string teacher_path;
+  std::string teacher;  // path of the teacher's model file (required)
   DataOptions data;
   StudentOptions student;
   DistillOptions distill;
@@ -67,6 +67,7 @@ struct DistillJob {
   static DistillJob from_json(const nlohmann::json& j);
   void validate() const;
 };
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DistillJob, teacher, data, student, distill, train, out_dir)
 
 // Student logits in evaluation mode, in chunks.
 MatD predict(OpticalStudent& s, const Mat<float>& x, int batch = 500);

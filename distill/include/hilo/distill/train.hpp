@@ -14,6 +14,7 @@
 #include "hilo/distill/data.hpp"
 #include "hilo/distill/layers.hpp"
 #include "hilo/distill/optim.hpp"
+#include "hilo/io/progress.hpp"
 
 namespace hilo::distill {
 
@@ -34,7 +35,7 @@ struct TrainOptions {
   OptimizerOptions optimizer{};
   std::string schedule = "cosine";  // "cosine" (lr·½(1+cos(π·t/T)) per step) | "constant"
   std::uint64_t seed = 1;           // init and batch order
-  int threads = 1;                  // Eigen / OpenMP threads (the build machine is shared)
+  int threads = 1;                  // Eigen / OpenMP threads, applied by the thread's owner (threads.hpp), not here
   void validate() const;
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TrainOptions, epochs, batch_size, optimizer, schedule, seed, threads)
@@ -60,14 +61,23 @@ struct Progress {
   double loss = 0;
 };
 
-// How a caller watches and stops a job. on_progress runs on the training thread every few steps;
-// cancel is polled between steps; a cancelled job returns with History::cancelled = true.
+// How a caller watches and stops a job. `work` (io/progress.hpp) is the one progress-and-stop shape of
+// every layer: every `progress_every` steps it gets (steps done, steps in all epochs, the job's name),
+// and its stop token is polled before every step; a stopped job returns with History::cancelled = true
+// before its next step. on_step gets the same moments with the running loss; on_epoch each epoch's
+// record. All run on the training thread.
 struct JobControl {
-  std::function<void(const Progress&)> on_progress;
+  io::WorkControl work;
+  std::function<void(const Progress&)> on_step;
   std::function<void(const EpochRecord&)> on_epoch;
-  const std::atomic<bool>* cancel = nullptr;
   int progress_every = 20;  // steps
-  bool cancelled() const { return cancel && cancel->load(); }
+  bool cancelled() const { return work.stop_requested(); }
+  // Reports step p.step of epoch p.epoch to `work` and on_step.
+  void step(const Progress& p) const {
+    work.report(std::int64_t(p.epoch - 1) * std::int64_t(p.steps) + std::int64_t(p.step),
+                std::int64_t(p.epochs) * std::int64_t(p.steps), p.job);
+    if (on_step) on_step(p);
+  }
 };
 
 // Ends an epoch of `steps` steps whose per-step loss and accuracy summed to loss_sum and acc_sum, begun

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 
+#include <nlohmann/json.hpp>
 #include <opencv2/core/mat.hpp>
 
 #include "hilo/drivers/device.hpp"
@@ -17,6 +18,14 @@ std::string_view to_string(PixelFormat f);
 int bit_depth(PixelFormat f);
 
 enum class TriggerMode { free_run, software };
+std::string_view to_string(TriggerMode t);
+
+// JSON form: the name ("mono12", "software"); from_json throws std::invalid_argument
+// ("pixel_format must be mono8, mono12 or mono16, got 'mono10'") for any other.
+void to_json(nlohmann::json& j, PixelFormat f);
+void from_json(const nlohmann::json& j, PixelFormat& f);
+void to_json(nlohmann::json& j, TriggerMode t);
+void from_json(const nlohmann::json& j, TriggerMode& t);
 
 struct Frame {
   cv::Mat image;

@@ -8,6 +8,8 @@
 #include <utility>
 #include <variant>
 
+#include <nlohmann/json.hpp>
+
 namespace hilo::drivers {
 
 enum class DeviceState { ready, busy, fault, disconnected };
@@ -62,6 +64,8 @@ struct RetryPolicy {
   std::string validate() const;
   std::chrono::microseconds backoff_before_attempt(int attempt) const;  // attempt = 2, 3, ...
 };
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(RetryPolicy, max_attempts, initial_backoff_ms, backoff_factor,
+                                                max_backoff_ms)
 
 bool is_transient(DeviceErrc e);
 

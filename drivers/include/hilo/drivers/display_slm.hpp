@@ -32,6 +32,8 @@
 #include <memory>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "hilo/drivers/clock.hpp"
 #include "hilo/drivers/slm.hpp"
 
@@ -50,6 +52,8 @@ struct DisplaySlmOptions {
   // Empty when valid, else the violated rule, e.g. "display.monitor must be >= 0, got -2".
   std::string validate() const;
 };
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DisplaySlmOptions, name, display, screen, monitor, width_px, height_px,
+                                                pixel_pitch_um, settle_time_ms)
 
 struct MonitorGeometry {
   int x = 0, y = 0, width = 0, height = 0;

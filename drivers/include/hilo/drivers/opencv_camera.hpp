@@ -47,6 +47,7 @@ struct OpenCvCameraOptions {
   // Empty when valid, else the violated rule, e.g. "opencv.source must not be empty".
   std::string validate() const;
 };
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(OpenCvCameraOptions, name, source, pixel_format)
 
 enum class OpenCvSourceKind { v4l2, gstreamer, image_sequence, video_file };
 OpenCvSourceKind classify_source(const std::string& source);

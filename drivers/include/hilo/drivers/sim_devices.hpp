@@ -59,6 +59,8 @@ struct FaultOptions {
 
   std::string validate() const;  // "faults.camera_timeout_rate must be in [0, 1], got 2"
 };
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(FaultOptions, seed, camera_disconnect_rate, camera_timeout_rate,
+                                                corrupt_frame_rate, dropped_frame_rate, slm_write_failure_rate)
 
 enum class SimSlmRole { input, element };
 

@@ -12,6 +12,7 @@
 //     onto the reference), so what is stored after reading — to_json of the result — is exactly what
 //     was submitted merged with defaults, and reading it again gives the same struct.
 // Validation of values (ranges, names) stays with the struct's own validate().
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,6 +21,18 @@
 
 namespace hilo::io {
 
+// What read_options and check_against_reference throw: the message names the full key path and the
+// rule; key() is that path ("roles.camera.exposure"), or the section when the struct as a whole failed
+// to convert, so a reader that knows where each key came from (a YAML file's lines) can say so.
+class OptionsError : public std::invalid_argument {
+ public:
+  OptionsError(const std::string& what, std::string key) : std::invalid_argument(what), key_(std::move(key)) {}
+  const std::string& key() const { return key_; }
+
+ private:
+  std::string key_;
+};
+
 // Levenshtein distance (insertions, deletions, substitutions).
 std::size_t edit_distance(std::string_view a, std::string_view b);
 
@@ -27,7 +40,7 @@ std::size_t edit_distance(std::string_view a, std::string_view b);
 std::string closest_name(std::string_view name, const std::vector<std::string>& candidates,
                          std::size_t max_distance = 2);
 
-// Throws std::invalid_argument unless every key of `given` (recursively through mappings) exists in
+// Throws OptionsError unless every key of `given` (recursively through mappings) exists in
 // `reference` with a compatible type. `section` prefixes the messages ("pipeline.student.distill").
 void check_against_reference(const nlohmann::json& given, const nlohmann::json& reference,
                              const std::string& section);
@@ -35,14 +48,18 @@ void check_against_reference(const nlohmann::json& given, const nlohmann::json& 
 // `reference` merged with `given` after check_against_reference().
 nlohmann::json merge_checked(const nlohmann::json& given, const nlohmann::json& reference, const std::string& section);
 
-// Reads T from `given` on top of `defaults` (see above). Throws std::invalid_argument.
+// Reads T from `given` on top of `defaults` (see above). Throws OptionsError (a std::invalid_argument).
 template <class T>
 T read_options(const nlohmann::json& given, const std::string& section, const T& defaults = T{}) {
   const nlohmann::json merged = merge_checked(given, nlohmann::json(defaults), section);
   try {
     return merged.get<T>();
   } catch (const nlohmann::json::exception& e) {
-    throw std::invalid_argument(section + ": " + e.what());
+    throw OptionsError(section + ": " + e.what(), section);
+  } catch (const OptionsError&) {
+    throw;
+  } catch (const std::invalid_argument& e) {  // a field's from_json refusing a name: "<field> must be ..."
+    throw OptionsError(section + "." + e.what(), section);
   }
 }
 
