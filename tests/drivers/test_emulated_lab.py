@@ -30,9 +30,8 @@ import numpy as np
 HILOD, EMULATOR, ROOT = sys.argv[1:4]
 N_CAPTURE = int(sys.argv[4]) if len(sys.argv) > 4 else 500
 sys.path.insert(0, os.path.join(ROOT, "scripts", "python"))
-sys.path.insert(0, os.path.join(ROOT, "tests", "controller"))
 from hilo import Client, HiloError, load_run  # noqa: E402
-from hilod_proc import Hilod  # noqa: E402
+from hilo.testing import Daemon  # noqa: E402
 
 CONFIG = os.path.join(ROOT, "configs", "emulated-lab.yaml")
 PROFILE = os.path.join(ROOT, "configs", "profiles", "moderate.yaml")
@@ -177,15 +176,8 @@ class LabWithHilod(unittest.TestCase):
         cls.tmp = tempfile.TemporaryDirectory(prefix="hilo_emu_hilod_")
         cls.lab = Lab(cls.tmp.name, *cls.EMULATOR_ARGS)
         try:
-            old = os.environ.get("DISPLAY")
-            os.environ["DISPLAY"] = cls.lab.env["DISPLAY"]
-            try:
-                cls.d = Hilod(HILOD, cls.tmp.name, config=CONFIG)
-            finally:
-                if old is None:
-                    del os.environ["DISPLAY"]
-                else:
-                    os.environ["DISPLAY"] = old
+            cls.d = Daemon(HILOD, CONFIG, os.path.join(cls.tmp.name, "data"), heartbeat_s=0.1,
+                           env=dict(os.environ, DISPLAY=cls.lab.env["DISPLAY"]))
             cls.c = Client(cls.d.commands)
         except BaseException:
             cls.lab.stop()
