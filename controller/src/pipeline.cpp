@@ -15,6 +15,7 @@
 #include "hilo/calibration/drift.hpp"
 #include "hilo/io/figures.hpp"
 #include "hilo/distill/model_io.hpp"
+#include "hilo/drivers/placed_slm.hpp"
 #include "hilo/drivers/sim_devices.hpp"
 #include "hilo/io/file_io.hpp"
 #include "hilo/io/options_json.hpp"
@@ -466,7 +467,10 @@ json Runner::stage_profile(const std::string& name, int index) {
     b_.reset_simulator(profile, stage_seed(c_.seed, 100 + std::uint64_t(index)));
   }
   std::mt19937_64 rng(stage_seed(c_.seed, 200 + std::uint64_t(index)));
-  calibration::ProbeRig rig(b_.input, b_.camera);
+  // Probes and inputs are drawn at the design's input resolution; a display input with more pixels
+  // shows them magnified and centred, as the capture places its inputs.
+  drivers::PlacedSlm input(b_.input, b_.design.input.rows, b_.design.input.cols);
+  calibration::ProbeRig rig(input, b_.camera);
   const sim::SlmModel slm_model(b_.design.element.slm);
   calibration::ShowElementFn show = [&](const sim::RArray& phase) -> drivers::DeviceStatus {
     if (b_.element) return calibration::deploy_phase(*b_.element, phase, slm_model);
