@@ -268,7 +268,7 @@ class ThroughHilod(LabWithHilod):
         self.assertGreater(r["readout_ms"], 0.0)
         self.assertAlmostEqual(r["device_limited_frames_per_s"],
                                1000.0 / (r["settle_ms"] + r["exposure_ms"] + r["readout_ms"]), places=6)
-        self.assertLessEqual(r["frames_per_s"], r["device_limited_frames_per_s"] * 1.02)  # cannot beat the devices
+        self.assertLessEqual(r["frames_per_s"], r["device_limited_frames_per_s"] * 1.05)  # cannot beat the devices (median readout: 5 % slack)
         print(f"capture of {N_CAPTURE} images through hilod on the emulated lab: {elapsed:.1f} s "
               f"({N_CAPTURE / elapsed:.1f} frames/s); stats {json.dumps(rec.get('stats', {}))}")
 
