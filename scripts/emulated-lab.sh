@@ -72,8 +72,11 @@ setsid "$build/drivers/hilo-emulator" --bench "$config" --profile "$profile" --l
 pids="$! $pids"
 sleep 1
 setsid "$build/controller/hilod" --config "$config" --data-dir "$data" --ready-file "$data/ready.json" &
-pids="$! $pids"
-[ -n "$pipeline" ] || { wait; exit; }
+hilod=$!
+pids="$hilod $pids"
+# The lab ends with hilod (Ctrl-C, SIGTERM, or hilod exiting on its own): waiting for every child would
+# hang on an emulator that outlived its X server, since it notices only at its next frame.
+[ -n "$pipeline" ] || { wait "$hilod"; exit; }
 
 i=0
 until [ -s "$data/ready.json" ]; do
