@@ -67,6 +67,7 @@ void CaptureCounters::add(const CaptureCounters& o) {
   frames_dropped += o.frames_dropped;
   gap_frames += o.gap_frames;
   out_of_order += o.out_of_order;
+  early_frames += o.early_frames;
   regrabs += o.regrabs;
   add_retry(slm_driver, o.slm_driver);
   add_retry(camera_driver, o.camera_driver);
@@ -78,7 +79,8 @@ json CaptureCounters::to_json() const {
           {"timeouts", timeouts},             {"corrupt_frames", corrupt_frames},
           {"disconnects", disconnects},       {"write_failures", write_failures},
           {"frames_dropped", frames_dropped}, {"gap_frames", gap_frames},
-          {"out_of_order", out_of_order},     {"slm_driver", retry_json(slm_driver)},
+          {"out_of_order", out_of_order},     {"early_frames", early_frames},
+          {"slm_driver", retry_json(slm_driver)},
           {"camera_driver", retry_json(camera_driver)}};
 }
 
@@ -286,7 +288,6 @@ JobOutcome capture_loop(const CaptureInputs& in, const CaptureOptions& opt, Devi
   const drivers::RetryCounters cam_base = devices.camera_retries ? *devices.camera_retries : drivers::RetryCounters{};
   // Frame integrity (drivers/frame_gate.hpp): counter and device timestamp against the settle.
   drivers::FrameGate gate;
-  std::uint64_t early_frames = 0;
   // The rate of this session of the capture against the devices' own: settle + exposure + readout per
   // frame, readout being the median time grab() took beyond the exposure (trigger, sensor readout,
   // transfer), so the ratio measures what hilo adds (showing, storing, re-grabs).
@@ -313,7 +314,6 @@ JobOutcome capture_loop(const CaptureInputs& in, const CaptureOptions& opt, Devi
     cnt.camera_driver = retry_delta(devices.camera_retries, cam_base);
     json j = base_stats;
     j["capture"] = cnt.to_json();
-    j["capture"]["early_frames"] = early_frames;
     j["rate"] = rate_json();
     return j;
   };
@@ -465,7 +465,7 @@ JobOutcome capture_loop(const CaptureInputs& in, const CaptureOptions& opt, Devi
       switch (check.verdict) {
         case drivers::FrameVerdict::stale: ++cnt.out_of_order; continue;
         case drivers::FrameVerdict::gap: cnt.frames_dropped += check.lost; ++cnt.gap_frames; continue;
-        case drivers::FrameVerdict::early: ++early_frames; continue;
+        case drivers::FrameVerdict::early: ++cnt.early_frames; continue;
         case drivers::FrameVerdict::accepted: break;
       }
       grab_ms.push_back((received - grab_start) * 1e3);
