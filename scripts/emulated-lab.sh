@@ -4,27 +4,41 @@
 # foreground. Ctrl-C (or SIGTERM) stops all three, hilod first (each runs in its own session, so the
 # terminal's Ctrl-C reaches only this script, which stops them in order). docs/devices.md, "Rehearsing with the emulator".
 #
-# usage: scripts/emulated-lab.sh [-b BUILD_DIR] [-c CONFIG] [-p PROFILE] [-d DATA_DIR] [-- EMULATOR_ARGS...]
+# usage: scripts/emulated-lab.sh [-b BUILD_DIR] [-c CONFIG] [-p PROFILE] [-d DATA_DIR] [--pipeline [--quick]] [-- EMULATOR_ARGS...]
 #   BUILD_DIR  where hilod and hilo-emulator were built (default: build)
 #   CONFIG     bench file with the lab's wiring (default: configs/emulated-lab.yaml)
 #   PROFILE    as-built profile the emulator renders with (default: configs/profiles/moderate.yaml)
 #   DATA_DIR   hilod's data directory (default: a new folder under /tmp); the emulator's frame log is
 #              DATA_DIR/emulator-frames.jsonl
 #   EMULATOR_ARGS  e.g. --slow-slm-fraction 0.05 --dropped-frame-fraction 0.02 (hilo-emulator --help)
-# hilod prints its endpoints in DATA_DIR/ready.json; drive it with hiloctl or the Python client.
+#   --pipeline     run the pipeline job through hilod (hiloctl pipeline, full settings), print its
+#                  accuracy table, stop everything and exit with hiloctl's status
+#   --quick        with --pipeline: the quick settings of configs/pipeline-quick.yaml (a few minutes)
+# Without --pipeline hilod stays in the foreground; its endpoints are in DATA_DIR/ready.json; drive it
+# with hiloctl or the Python client.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$root/build
 config=$root/configs/emulated-lab.yaml
 profile=$root/configs/profiles/moderate.yaml
 data=
+pipeline=
+job=
+for a in "$@"; do  # the two long flags, taken out before getopts sees the short ones
+  shift
+  case $a in
+    --pipeline) pipeline=1 ;;
+    --quick) job=$root/configs/pipeline-quick.yaml ;;
+    *) set -- "$@" "$a" ;;
+  esac
+done
 while getopts b:c:p:d: opt; do
   case $opt in
     b) build=$OPTARG ;;
     c) config=$OPTARG ;;
     p) profile=$OPTARG ;;
     d) data=$OPTARG ;;
-    *) sed -n '6,14p' "$0"; exit 2 ;;
+    *) sed -n '6,19p' "$0"; exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
@@ -58,5 +72,32 @@ setsid "$build/drivers/hilo-emulator" --bench "$config" --profile "$profile" --l
 pids="$! $pids"
 sleep 1
 setsid "$build/controller/hilod" --config "$config" --data-dir "$data" --ready-file "$data/ready.json" &
-pids="$! $pids"
-wait
+hilod=$!
+pids="$hilod $pids"
+# The lab ends with hilod (Ctrl-C, SIGTERM, or hilod exiting on its own): waiting for every child would
+# hang on an emulator that outlived its X server, since it notices only at its next frame.
+[ -n "$pipeline" ] || { wait "$hilod"; exit; }
+
+i=0
+until [ -s "$data/ready.json" ]; do
+  i=$((i + 1)); [ $i -le 300 ] || { echo "hilod did not start" >&2; exit 1; }
+  sleep 0.1
+done
+endpoints=$(/usr/bin/python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print(r["command_endpoint"], r["event_endpoint"])' "$data/ready.json")
+set -- $endpoints
+rc=0
+"$build/controller/hiloctl" --endpoint "$1" --events "$2" pipeline ${job:+--job "$job"} >"$data/pipeline-job.json" || rc=$?
+run=$(/usr/bin/python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["job"].get("run_id", ""))' "$data/pipeline-job.json" 2>/dev/null || true)
+if [ -n "$run" ] && [ -f "$data/$run/report.json" ]; then
+  /usr/bin/python3 - "$data/$run/report.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"simulated accuracy of the deployed design: {100 * r['deploy']['simulated_acc']:.2f} %")
+for p in r["profiles"]:
+    print(f"{p['profile']}: no compensation {100 * p['accuracy']['none']:.2f} %")
+    for f in p["accuracy"]["fractions"]:
+        print(f"  f = {100 * f['fraction']:.0f} % ({f['measured']} measured): task {100 * f['task']:.2f} %, NTKD {100 * f['ntkd']:.2f} %")
+PY
+  echo "report: $data/$run/report.json" >&2
+fi
+exit $rc

@@ -1,5 +1,6 @@
 #include "hilo/controller/capture.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <future>
@@ -10,6 +11,7 @@
 #include "hilo/controller/hdf5_run.hpp"
 #include "hilo/controller/run_documents.hpp"
 #include "hilo/controller/storage.hpp"
+#include "hilo/drivers/frame_gate.hpp"
 #include "hilo/io/figures.hpp"
 #include "hilo/sim/npy.hpp"
 
@@ -225,11 +227,35 @@ JobOutcome capture_loop(const CaptureInputs& in, const CaptureOptions& opt, Devi
   CaptureCounters cnt;
   const drivers::RetryCounters slm_base = devices.slm_retries ? *devices.slm_retries : drivers::RetryCounters{};
   const drivers::RetryCounters cam_base = devices.camera_retries ? *devices.camera_retries : drivers::RetryCounters{};
+  // Frame integrity (drivers/frame_gate.hpp): counter and device timestamp against the settle.
+  drivers::FrameGate gate;
+  // The rate of this session of the capture against the devices' own: settle + exposure + readout per
+  // frame, readout being the median time grab() took beyond the exposure (trigger, sensor readout,
+  // transfer), so the ratio measures what hilo adds (showing, storing, re-grabs).
+  std::vector<double> grab_ms;
+  std::uint64_t stored_here = 0;
+  const double loop_start = monotonic_s();
+  auto rate_json = [&] {
+    json r = {{"frames", stored_here}, {"seconds", monotonic_s() - loop_start},
+              {"settle_ms", slm.settle_time_ms()}, {"exposure_ms", cam.exposure_ms()}};
+    if (grab_ms.empty()) return r;
+    std::vector<double> g = grab_ms;
+    std::nth_element(g.begin(), g.begin() + std::ptrdiff_t(g.size() / 2), g.end());
+    const double readout_ms = std::max(0.0, g[g.size() / 2] - cam.exposure_ms());
+    const double device_ms = slm.settle_time_ms() + cam.exposure_ms() + readout_ms;
+    const double fps = r["seconds"].get<double>() > 0 ? double(stored_here) / r["seconds"].get<double>() : 0.0;
+    r["readout_ms"] = readout_ms;
+    r["frames_per_s"] = fps;
+    r["device_limited_frames_per_s"] = 1000.0 / device_ms;
+    r["ratio"] = fps * device_ms / 1000.0;
+    return r;
+  };
   auto stats = [&] {
     cnt.slm_driver = retry_delta(devices.slm_retries, slm_base);
     cnt.camera_driver = retry_delta(devices.camera_retries, cam_base);
     json j = base_stats;
     j["capture"] = cnt.to_json();
+    j["rate"] = rate_json();
     return j;
   };
   auto publish_stats = [&] {
@@ -323,8 +349,6 @@ JobOutcome capture_loop(const CaptureInputs& in, const CaptureOptions& opt, Devi
     return {st, std::move(err)};
   };
 
-  bool have_last = false;
-  std::uint64_t last_seq = 0;
   const io::WorkControl work = ctl.work();
   work.report(static_cast<std::int64_t>(w.records()), total, "capture");
   for (std::size_t k = w.records(); k < in.count; ++k) {
@@ -367,29 +391,26 @@ JobOutcome capture_loop(const CaptureInputs& in, const CaptureOptions& opt, Devi
         if (!drivers::is_transient(err->code)) return finish(JobState::failed, where + cause);
         continue;
       }
+      gate.pattern_settled(monotonic_s());
+      const double grab_start = monotonic_s();
       auto fr = cam.grab(opt.grab_timeout);
+      const double received = monotonic_s();
       if (!fr) {
         ++cnt.grab_errors;
         count_error(fr.error());
         if (!drivers::is_transient(fr.error().code)) return finish(JobState::failed, where + cause);
         continue;
       }
-      const std::uint64_t seq = fr.value().sequence;
-      if (have_last && seq <= last_seq) {
-        ++cnt.out_of_order;
-        cause = "frame " + std::to_string(seq) + " is not after frame " + std::to_string(last_seq) + " (stale)";
-        last_seq = seq;  // a camera that restarted its numbering is followed from here
-        continue;
+      // A rejected frame is re-grabbed after showing the pattern again, which waits a full settle more.
+      const auto check = gate.check(fr.value(), received, cam.exposure_ms());
+      cause = check.reason;
+      switch (check.verdict) {
+        case drivers::FrameVerdict::stale: ++cnt.out_of_order; continue;
+        case drivers::FrameVerdict::gap: cnt.frames_dropped += check.lost; ++cnt.gap_frames; continue;
+        case drivers::FrameVerdict::early: ++cnt.early_frames; continue;
+        case drivers::FrameVerdict::accepted: break;
       }
-      if (have_last && seq > last_seq + 1) {
-        cnt.frames_dropped += seq - last_seq - 1;
-        ++cnt.gap_frames;
-        cause = "frames " + std::to_string(last_seq + 1) + ".." + std::to_string(seq - 1) + " were lost";
-        last_seq = seq;
-        continue;
-      }
-      have_last = true;
-      last_seq = seq;
+      grab_ms.push_back((received - grab_start) * 1e3);
       frame = std::move(fr.value());
     }
     const cv::Mat& f = frame->image;
@@ -416,6 +437,7 @@ JobOutcome capture_loop(const CaptureInputs& in, const CaptureOptions& opt, Devi
     if (in.has_labels) pend.labels.push_back(static_cast<char>(set.labels[idx]));
     ++pend.n;
     ++cnt.frames_stored;
+    ++stored_here;
     if (preview_frames.size() < opt.previews) {
       preview_frames.push_back(fc.clone());
       preview_inputs.push_back(cv::Mat(rows, cols, CV_8UC1, const_cast<std::uint8_t*>(img)).clone());

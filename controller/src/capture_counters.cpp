@@ -29,6 +29,7 @@ void CaptureCounters::add(const CaptureCounters& o) {
   frames_dropped += o.frames_dropped;
   gap_frames += o.gap_frames;
   out_of_order += o.out_of_order;
+  early_frames += o.early_frames;
   regrabs += o.regrabs;
   add_retry(slm_driver, o.slm_driver);
   add_retry(camera_driver, o.camera_driver);
@@ -40,7 +41,8 @@ json CaptureCounters::to_json() const {
           {"timeouts", timeouts},             {"corrupt_frames", corrupt_frames},
           {"disconnects", disconnects},       {"write_failures", write_failures},
           {"frames_dropped", frames_dropped}, {"gap_frames", gap_frames},
-          {"out_of_order", out_of_order},     {"slm_driver", retry_json(slm_driver)},
+          {"out_of_order", out_of_order},     {"early_frames", early_frames},
+          {"slm_driver", retry_json(slm_driver)},
           {"camera_driver", retry_json(camera_driver)}};
 }
 

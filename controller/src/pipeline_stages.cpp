@@ -15,6 +15,7 @@
 #include "hilo/calibration/drift.hpp"
 #include "hilo/io/figures.hpp"
 #include "hilo/distill/model_io.hpp"
+#include "hilo/drivers/placed_slm.hpp"
 #include "hilo/drivers/sim_devices.hpp"
 #include "hilo/io/file_io.hpp"
 #include "hilo/io/options_json.hpp"
@@ -75,8 +76,9 @@ sim::RArray input_image(const distill::Mat<float>& x, Eigen::Index i, int rows, 
   return im;
 }
 
-calibration::ExperimentBench experiment_bench(PipelineBench& b) {
-  calibration::ExperimentBench eb{b.input, b.element, b.camera};
+// `input`: the bench's input as the design sees it (see stage_profile).
+calibration::ExperimentBench experiment_bench(PipelineBench& b, drivers::Slm& input) {
+  calibration::ExperimentBench eb{input, b.element, b.camera};
   if (b.simulator) eb.install_fixed_mask = [sim = b.simulator](const sim::RArray& phase) { sim->set_element_phase(phase); };
   eb.now_s = b.now_s;
   eb.mutex = b.mutex;
@@ -275,7 +277,10 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate) 
   ec.stop = [this] { return stop(); };
   ec.log = [&](const std::string& line) { log(stage + ": " + line); };
   ec.on_drift = ctl_.on_drift;
-  calibration::ExperimentBench eb = experiment_bench(b_);
+  // Probes and inputs are drawn at the design's input resolution; a display input with more pixels
+  // shows them magnified and centred, as the capture places its inputs.
+  drivers::PlacedSlm input(b_.input, b_.design.input.rows, b_.design.input.cols);
+  calibration::ExperimentBench eb = experiment_bench(b_, input);
   calibration::Experiment ex(eb, *design_, deployment_, *deployed_, c_.measure_options(), ec, name);
 
   progress(stage, 0, 100);

@@ -339,6 +339,7 @@ DeviceResult<Frame> GenicamCamera::grab(std::chrono::milliseconds timeout) {
   f.image = cv::Mat(h, w, type, const_cast<void*>(data)).clone();
   f.sequence = arv_buffer_get_frame_id(buf);
   f.timestamp_s = static_cast<double>(arv_buffer_get_timestamp(buf)) * 1e-9;
+  f.exposure_timestamp = true;
   width_ = w;
   height_ = h;
   return f;

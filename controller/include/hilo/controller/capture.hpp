@@ -59,6 +59,7 @@ struct CaptureCounters {
   std::uint64_t frames_dropped = 0;  // sequence numbers skipped between consecutive frames received
   std::uint64_t gap_frames = 0;      // frames discarded because numbers before them were skipped
   std::uint64_t out_of_order = 0;    // frames discarded because their number was not above the last one
+  std::uint64_t early_frames = 0;    // frames discarded because their exposure began before the settle
   std::uint64_t regrabs = 0;         // extra show + grab cycles (every error or discarded frame causes one)
   drivers::RetryCounters slm_driver, camera_driver;  // the drivers' retry counters accumulated meanwhile
 

@@ -31,6 +31,9 @@ struct Frame {
   cv::Mat image;
   std::uint64_t sequence = 0;  // increments by one per frame the device produced
   double timestamp_s = 0.0;    // device clock, seconds
+  // timestamp_s is a device clock read at the exposure start, at a steady offset from the host's steady
+  // clock (GenICam cameras): the frame gate (frame_gate.hpp) may judge it against the show time.
+  bool exposure_timestamp = false;
 };
 
 class Camera {
