@@ -27,6 +27,12 @@ CHROMEDRIVER = shutil.which("chromedriver")
 RUN_ID = "20260101T000000Z-pipeline-7"
 
 
+def texts(drv, selector):
+    """The text of every element matching `selector`, read in one script: the page re-renders its
+    tables while the test reads them, so element handles taken one by one can go stale in between."""
+    return drv.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.textContent.trim())", selector)
+
 def png(width, height, rgb):
     """A minimal 8-bit RGB PNG of a constant colour (a stand-in report figure)."""
     raw = b"".join(b"\0" + bytes(rgb) * width for _ in range(height))
@@ -267,7 +273,7 @@ class PageInChromium(unittest.TestCase):
                 self.assertLess(time.monotonic(), deadline, "progress stuck at " + drv.execute_script(progress))
                 time.sleep(0.05)
             # The report's table and figure, the devices table and the frame statistics.
-            cells = [e.text for e in drv.find_elements(By.CSS_SELECTOR, "#report td")]
+            cells = texts(drv, "#report td")
             self.assertIn("moderate", cells)
             self.assertIn("76.50", cells)
             self.assertEqual(drv.find_element(By.ID, "report_run").text, RUN_ID)
@@ -275,7 +281,7 @@ class PageInChromium(unittest.TestCase):
             loaded = [f.get_attribute("alt") for f in figs if drv.execute_script("return arguments[0].naturalWidth", f) > 0]
             self.assertEqual(loaded, ["accuracy_table.png"])  # the "../" figure is refused
             self.assertIn("saturated", drv.find_element(By.ID, "framestats").text)
-            self.assertIn("ready", [e.text for e in drv.find_elements(By.CSS_SELECTOR, "#devices td")])
+            self.assertIn("ready", texts(drv, "#devices td"))
             frame = drv.find_element(By.ID, "frame")
             self.assertGreater(drv.execute_script("return arguments[0].naturalWidth", frame), 0)
             shot = os.path.join(OUT, "live_view.png")
