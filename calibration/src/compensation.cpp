@@ -81,35 +81,6 @@ void evaluate(distill::OpticalStudent& s, const MatD& a, const std::vector<int>&
 
 }  // namespace
 
-MatD backend_ntk(distill::OpticalStudent& s, const MatD& a) {
-  s.backend_forward(a);
-  const MatD& h = s.hidden();
-  const MatD M = (h.array() > 0).cast<double>().matrix();
-  const MatD sk = s.w2().colwise().squaredNorm();  // 1 × hidden
-  const MatD msm = M * sk.asDiagonal() * M.transpose();
-  return (s.classes() * ((h * h.transpose()).array() + 1.0) + msm.array() * ((a * a.transpose()).array() + 1.0))
-      .matrix();
-}
-
-void backend_ntk_backward(distill::OpticalStudent& s, const MatD& a, const MatD& Gin) {
-  const MatD G = 0.5 * (Gin + Gin.transpose());
-  s.backend_forward(a);
-  const MatD h = s.hidden();
-  const MatD M = (h.array() > 0).cast<double>().matrix();
-  auto p = s.params(distill::ParamSet::backend);  // w1, b1, w2, b2
-  MatD& gw1 = *p[0].grad;
-  MatD& gb1 = *p[1].grad;
-  MatD& gw2 = *p[2].grad;
-  // C·(HHᵀ + 1): ∂/∂H = 2C·G·H, then through the (fixed) ReLU mask to W1, b1.
-  const MatD dz = (2.0 * s.classes() * G * h).cwiseProduct(M);
-  gw1.noalias() += dz.transpose() * a;
-  gb1 += dz.colwise().sum();
-  // (M S Mᵀ) ⊙ (AAᵀ + 1): ∂/∂s_k = (Mᵀ (G ⊙ (AAᵀ + 1)) M)_kk, s_k = ‖W2[:,k]‖².
-  const MatD ga = G.cwiseProduct(((a * a.transpose()).array() + 1.0).matrix());
-  const Eigen::RowVectorXd ds = (M.transpose() * ga * M).diagonal().transpose();
-  gw2 += 2.0 * s.w2() * ds.asDiagonal();
-}
-
 CompensationReport refit_backend(distill::OpticalStudent& student, const MatD& a, const std::vector<int>& y,
                                  distill::Sequential<float>* teacher, const distill::Mat<float>* clean,
                                  const CompensationOptions& o, std::mt19937_64& rng) {
@@ -138,6 +109,12 @@ CompensationReport refit_backend(distill::OpticalStudent& student, const MatD& a
   CompensationReport rep;
   rep.mode = o.mode;
   evaluate(student, a, y, rep.initial_loss, rep.initial_accuracy);
+  rep.normalized_accuracy = rep.initial_accuracy;
+  if (o.mode != CompensationMode::none && o.refit_feature_norm && n >= 2) {
+    student.fit_feature_norm(a);
+    double l = 0;
+    evaluate(student, a, y, l, rep.normalized_accuracy);
+  }
 
   if (o.mode != CompensationMode::none) {
     distill::OptimizerOptions oo;
@@ -183,9 +160,9 @@ CompensationReport refit_backend(distill::OpticalStudent& student, const MatD& a
         if (ntkd && !groups.empty()) {
           const std::size_t gi = step_count % groups.size();
           const MatD as = rows_of(a, groups[gi]);
-          const MatD theta_s = backend_ntk(student, as);
+          const MatD theta_s = student.ntk_at_features(as);
           const double d = o.distance.value(theta_t[gi], theta_s);
-          backend_ntk_backward(student, as, o.beta * o.distance.grad(theta_t[gi], theta_s));
+          student.ntk_backward(o.beta * o.distance.grad(theta_t[gi], theta_s));
           loss += o.beta * d;
           dist_sum += d;
         }

@@ -52,14 +52,31 @@ Mat<T> Conv2d<T>::forward(const Mat<T>& x, bool) {
   return y;
 }
 
+namespace {
+// dy (B × Cout·HW, sample rows) → Cout × (B·HW), the layout of the im2col product.
+template <typename T>
+Mat<T> conv_dout(const Mat<T>& dy, int B, int cout, int HW) {
+  Mat<T> dout(cout, static_cast<Eigen::Index>(B) * HW);
+  for (int b = 0; b < B; ++b)
+    for (int co = 0; co < cout; ++co)
+      dout.row(co).segment(static_cast<Eigen::Index>(b) * HW, HW) = dy.row(b).segment(co * HW, HW);
+  return dout;
+}
+}  // namespace
+
+template <typename T>
+void Conv2d<T>::backward_params(const Mat<T>& dy) {
+  const Shape o = out_shape();
+  const Mat<T> dout = conv_dout(dy, batch_, cout_, o.h * o.w);
+  gw_.noalias() += dout * cols_.transpose();
+  gb_ += dout.rowwise().sum().transpose();
+}
+
 template <typename T>
 Mat<T> Conv2d<T>::backward(const Mat<T>& dy) {
   const Shape o = out_shape();
   const int B = batch_, HW = o.h * o.w, H = in_.h, W = in_.w;
-  Mat<T> dout(cout_, static_cast<Eigen::Index>(B) * HW);
-  for (int b = 0; b < B; ++b)
-    for (int co = 0; co < cout_; ++co)
-      dout.row(co).segment(static_cast<Eigen::Index>(b) * HW, HW) = dy.row(b).segment(co * HW, HW);
+  const Mat<T> dout = conv_dout(dy, B, cout_, HW);
   gw_.noalias() += dout * cols_.transpose();
   gb_ += dout.rowwise().sum().transpose();
   Mat<T> dcols = w_.transpose() * dout;

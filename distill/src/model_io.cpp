@@ -13,6 +13,12 @@ const NamedArray& ModelFile::at(const std::string& name) const {
   throw ModelFileError("model file has no array named '" + name + "'");
 }
 
+bool ModelFile::has(const std::string& name) const {
+  for (const auto& a : arrays)
+    if (a.name == name) return true;
+  return false;
+}
+
 void write_model(const fs::path& path, const ModelFile& m) {
   nlohmann::json arrays = nlohmann::json::array();
   std::uint64_t off = 0;

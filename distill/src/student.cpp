@@ -31,6 +31,8 @@ void StudentOptions::validate() const {
   if (hidden < 1) throw std::invalid_argument("student.hidden must be >= 1");
   if (psf_pad < 1) throw std::invalid_argument("student.psf_pad must be >= 1");
   if (psf_gain < 0) throw std::invalid_argument("student.psf_gain must be >= 0 (0 = automatic)");
+  if (feature_norm != "feature" && feature_norm != "map" && feature_norm != "none")
+    throw std::invalid_argument("student.feature_norm must be \"feature\", \"map\" or \"none\", got \"" + feature_norm + "\"");
   noise.validate();
 }
 
@@ -90,7 +92,61 @@ OpticalStudent::OpticalStudent(const StudentOptions& o, Shape in, int classes) :
   gb1_ = b1_;
   gw2_ = w2_;
   gb2_ = b2_;
+  mu_ = MatD::Zero(1, D_);
+  inv_sd_ = MatD::Ones(1, D_);
   refresh_kernels();
+}
+
+void OpticalStudent::fit_feature_norm(const MatD& a, bool keep_function) {
+  const MatD mu0 = mu_, s0 = inv_sd_;
+  fit_feature_norm_stats(a);
+  if (!keep_function) return;
+  // â_old = (a − μ0)⊙s0 = â_new⊙(s0/s1) + (μ1 − μ0)⊙s0, so W1' = W1·diag(s0/s1), b1' = b1 + ((μ1 − μ0)⊙s0)W1ᵀ.
+  b1_ += ((mu_ - mu0).cwiseProduct(s0)) * w1_.transpose();
+  w1_.array().rowwise() *= (s0.array() / inv_sd_.array()).row(0);
+}
+
+void OpticalStudent::fit_feature_norm_stats(const MatD& a) {
+  if (a.cols() != D_)
+    throw std::invalid_argument("student.fit_feature_norm: features must have " + std::to_string(D_) + " columns, got " +
+                                std::to_string(a.cols()));
+  if (a.rows() < 2) throw std::invalid_argument("student.fit_feature_norm: needs at least 2 samples");
+  if (!a.allFinite()) throw std::invalid_argument("student.fit_feature_norm: features must be finite");
+  if (o_.feature_norm == "none") {
+    mu_ = MatD::Zero(1, D_);
+    inv_sd_ = MatD::Ones(1, D_);
+    return;
+  }
+  const double n = static_cast<double>(a.rows());
+  MatD mean = a.colwise().mean();
+  MatD var = (a.rowwise() - mean.row(0)).colwise().squaredNorm() / n;
+  if (o_.feature_norm == "map") {
+    const Eigen::Index per = D_ / Kp_;
+    for (int j = 0; j < Kp_; ++j) {
+      // Pooled over the map's positions: E[(a − μ_map)²] = mean of (var_p + (μ_p − μ_map)²).
+      const double m = mean.row(0).segment(j * per, per).mean();
+      const double v = (var.row(0).segment(j * per, per).array() + (mean.row(0).segment(j * per, per).array() - m).square()).mean();
+      mean.row(0).segment(j * per, per).setConstant(m);
+      var.row(0).segment(j * per, per).setConstant(v);
+    }
+  }
+  const double rms = std::sqrt(var.mean());
+  mu_ = mean;
+  if (!(rms > 0)) {
+    inv_sd_ = MatD::Ones(1, D_);
+    return;
+  }
+  const double floor = 1e-3 * rms;
+  inv_sd_ = var.unaryExpr([&](double v) { return 1.0 / std::max(std::sqrt(v), floor); });
+}
+
+void OpticalStudent::set_feature_norm(const MatD& offset, const MatD& scale) {
+  if (offset.rows() != 1 || offset.cols() != D_ || scale.rows() != 1 || scale.cols() != D_)
+    throw std::invalid_argument("student.set_feature_norm: offset and scale must be 1 x " + std::to_string(D_));
+  if (!offset.allFinite() || !scale.allFinite() || (scale.array() <= 0).any())
+    throw std::invalid_argument("student.set_feature_norm: offset and scale must be finite, scale > 0");
+  mu_ = offset;
+  inv_sd_ = scale;
 }
 
 void OpticalStudent::init(std::mt19937_64& rng) {
@@ -226,8 +282,8 @@ MatD OpticalStudent::features(const MatD& x) {
 
 MatD OpticalStudent::backend_forward(const MatD& a) {
   if (a.cols() != D_) throw std::invalid_argument("student backend: features must have " + std::to_string(D_) + " columns");
-  a_ = a;
-  z_ = a * w1_.transpose();
+  a_ = (a.rowwise() - mu_.row(0)).array().rowwise() * inv_sd_.row(0).array();
+  z_ = a_ * w1_.transpose();
   z_.rowwise() += b1_.row(0);
   h_ = z_.cwiseMax(0.0);
   MatD logits = h_ * w2_.transpose();
@@ -269,10 +325,12 @@ void OpticalStudent::backward(const MatD& dl, const MatD* dh_extra) {
   MatD dh = dl * w2_;
   if (dh_extra) dh += *dh_extra;
   const MatD dz = dh.cwiseProduct((z_.array() > 0).cast<double>().matrix());
-  MatD dy = pool_sign_t(dz * w1_);
+  MatD da = dz * w1_;
+  da.array().rowwise() *= inv_sd_.row(0).array();
+  MatD dy = pool_sign_t(da);
   if (noisy_) dy.array() *= noise_deriv_.array();
   conv_->grad_weight().setZero();
-  conv_->backward(dy);
+  conv_->backward_params(dy);
   grho_ += kernel_grad_to_raw(conv_->grad_weight());
 }
 
@@ -303,21 +361,18 @@ MatD OpticalStudent::ntk(const MatD& x, ParamSet s, bool kernel_space) {
   if (o_.parameterization == "phase") kernel_space = true;
   ntk_set_ = s;
   ntk_kernel_space_ = kernel_space;
+  ntk_measured_ = false;
   backend_forward(features(x));
   const Eigen::Index B = x.rows();
   const int C = classes_, P = o_.kernels * o_.kernel_size * o_.kernel_size, HW = in_.h * in_.w;
-  MatD theta = MatD::Zero(B, B);
+  MatD theta = s != ParamSet::optical ? backend_ntk_term() : MatD::Zero(B, B);
   const MatD M = (z_.array() > 0).cast<double>().matrix();
-  if (s != ParamSet::optical) {
-    const MatD sk = w2_.colwise().squaredNorm();  // 1 × hidden
-    const MatD msm = M * sk.asDiagonal() * M.transpose();
-    theta.array() += C * ((h_ * h_.transpose()).array() + 1.0) + msm.array() * ((a_ * a_.transpose()).array() + 1.0);
-  }
   if (s != ParamSet::backend) {
-    // v_ic = W1ᵀ (m_i ⊙ W2[c,:]) for all (i, c): rows i·C + c.
+    // v_ic = σ⁻¹ ⊙ W1ᵀ (m_i ⊙ W2[c,:]) = ∂f_c(x_i)/∂a for all (i, c): rows i·C + c.
     MatD v(B * C, D_);
     for (Eigen::Index i = 0; i < B; ++i)
       v.middleRows(i * C, C) = (w2_ * M.row(i).asDiagonal()) * w1_;
+    v.array().rowwise() *= inv_sd_.row(0).array();
     const MatD dy = pool_sign_t(v);  // (B·C) × (K·HW)
     const MatD& cols = conv_->columns();
     ntk_u_.resize(B, static_cast<Eigen::Index>(C) * P);
@@ -335,6 +390,21 @@ MatD OpticalStudent::ntk(const MatD& x, ParamSet s, bool kernel_space) {
     theta.noalias() += ntk_u_ * d.asDiagonal() * ntk_u_.transpose();
   }
   return theta;
+}
+
+MatD OpticalStudent::backend_ntk_term() const {
+  const MatD M = (z_.array() > 0).cast<double>().matrix();
+  const MatD sk = w2_.colwise().squaredNorm();  // 1 × hidden
+  const MatD msm = M * sk.asDiagonal() * M.transpose();
+  return (classes_ * ((h_ * h_.transpose()).array() + 1.0) + msm.array() * ((a_ * a_.transpose()).array() + 1.0)).matrix();
+}
+
+MatD OpticalStudent::ntk_at_features(const MatD& a) {
+  ntk_set_ = ParamSet::backend;
+  ntk_kernel_space_ = false;
+  ntk_measured_ = true;
+  backend_forward(a);
+  return backend_ntk_term();
 }
 
 void OpticalStudent::ntk_backward(const MatD& Gin) {
@@ -379,7 +449,8 @@ void OpticalStudent::ntk_backward(const MatD& Gin) {
         ybar.row(i * C + c) = Eigen::Map<const Eigen::RowVectorXd>(yi.data() + static_cast<Eigen::Index>(c) * o_.kernels * HW,
                                                                    static_cast<Eigen::Index>(o_.kernels) * HW);
     }
-    const MatD dv = pool_sign(ybar);  // (B·C) × D
+    MatD dv = pool_sign(ybar);  // (B·C) × D: ∂/∂(σ⁻¹ ⊙ v), so ∂/∂v = dv ⊙ σ⁻¹
+    dv.array().rowwise() *= inv_sd_.row(0).array();
     for (Eigen::Index i = 0; i < B; ++i) {
       const MatD dvi = dv.middleRows(i * C, C);  // C × D
       // v_ic = W1ᵀ diag(m_i) W2[c,:]ᵀ
@@ -391,11 +462,13 @@ void OpticalStudent::ntk_backward(const MatD& Gin) {
   const MatD dz = dH.cwiseProduct(M);
   gw1_.noalias() += dz.transpose() * a_;
   gb1_ += dz.colwise().sum();
+  if (ntk_measured_) return;  // measured features: nothing upstream of A to differentiate
   dA += dz * w1_;
   // A depends on the kernels, so ∂Θ_backend/∂A reaches the optical parameters whatever the set.
+  dA.array().rowwise() *= inv_sd_.row(0).array();
   const MatD dy = pool_sign_t(dA);
   conv_->grad_weight().setZero();
-  conv_->backward(dy);
+  conv_->backward_params(dy);
   grho_ += kernel_grad_to_raw(conv_->grad_weight());
 }
 
@@ -421,6 +494,8 @@ ModelFile OpticalStudent::to_model(const nlohmann::json& extra) const {
   m.arrays.push_back(to_array("backend.b1", b1_));
   m.arrays.push_back(to_array("backend.w2", w2_));
   m.arrays.push_back(to_array("backend.b2", b2_));
+  m.arrays.push_back(to_array("backend.feature_offset", mu_));
+  m.arrays.push_back(to_array("backend.feature_scale", inv_sd_));
   for (auto& a : m.arrays) a.f64 = true;
   return m;
 }
@@ -434,6 +509,9 @@ OpticalStudent OpticalStudent::from_model(const ModelFile& m) {
   s.b1_ = from_array<double>(m.at("backend.b1"), 1, s.b1_.cols());
   s.w2_ = from_array<double>(m.at("backend.w2"), s.w2_.rows(), s.w2_.cols());
   s.b2_ = from_array<double>(m.at("backend.b2"), 1, s.b2_.cols());
+  if (m.has("backend.feature_offset") || m.has("backend.feature_scale"))  // older files: identity
+    s.set_feature_norm(from_array<double>(m.at("backend.feature_offset"), 1, s.D_),
+                       from_array<double>(m.at("backend.feature_scale"), 1, s.D_));
   s.refresh_kernels();
   return s;
 }

@@ -41,6 +41,16 @@ DistillOptions distill_options_from_json(const nlohmann::json& j) {
   return d;
 }
 
+TrainOptions student_train_defaults() {
+  TrainOptions o;
+  o.epochs = 8;
+  o.batch_size = 64;
+  o.optimizer.kind = "adam";
+  o.optimizer.lr = 3e-3;
+  o.schedule = "cosine";
+  return o;
+}
+
 DistillJob DistillJob::from_json(const nlohmann::json& j) {
   const std::string section = "distill job";
   DistillJob d = io::read_options<DistillJob>(job_fields(j, "distill", section), section);
@@ -49,7 +59,9 @@ DistillJob DistillJob::from_json(const nlohmann::json& j) {
 }
 
 void DistillJob::validate() const {
-  if (teacher.empty()) throw std::invalid_argument("distill job.teacher (path of a teacher model file) is required");
+  if (teacher.empty() && distill.method != "none")
+    throw std::invalid_argument("distill job.teacher (path of a teacher model file) is required for method \"" +
+                                distill.method + "\"");
   data.validate();
   student.validate();
   distill.validate();
@@ -65,7 +77,23 @@ MatD predict(OpticalStudent& s, const Mat<float>& x, int batch) {
   return out;
 }
 
+MatD student_features(OpticalStudent& s, const Mat<float>& x, Eigen::Index limit, int batch) {
+  const Eigen::Index n = limit > 0 ? std::min(limit, x.rows()) : x.rows();
+  MatD a(n, s.feature_dim());
+  for (Eigen::Index i = 0; i < n; i += batch) {
+    const Eigen::Index m = std::min<Eigen::Index>(batch, n - i);
+    a.middleRows(i, m) = s.features(x.middleRows(i, m).cast<double>());
+  }
+  return a;
+}
+
 namespace {
+MatD take_rows(const MatD& m, std::span<const int> idx) {
+  MatD out(static_cast<Eigen::Index>(idx.size()), m.cols());
+  for (std::size_t i = 0; i < idx.size(); ++i) out.row(static_cast<Eigen::Index>(i)) = m.row(idx[i]);
+  return out;
+}
+
 // Soft-label KD term α·T²·KL(p_t^T‖p_s^T) (mean over the batch) and its gradient w.r.t. s.
 double kd_term(const MatD& s, const MatD& t, double T, double alpha, MatD& ds) {
   const MatD ps = softmax(s, T), pt = softmax(t, T);
@@ -86,20 +114,22 @@ History train_student(OpticalStudent& student, Sequential<float>& teacher, const
   o.validate();
   std::mt19937_64 rng(o.seed);
   student.init(rng);
+  student.fit_feature_norm(student_features(student, data.train.x, kFeatureNormSamples));
   const int C = student.classes();
   const std::size_t N = data.train.size(), steps = N / static_cast<std::size_t>(o.batch_size);
-  const bool need_teacher = d.method != "none";
-  // Teacher outputs on the clean training images, once.
+  const bool use_kd = d.method == "kd" || (d.method == "ntkd" && d.ntk_with_kd);
+  const bool need_logits = use_kd || d.method == "gd", need_feat = d.method == "shared";
+  // Teacher outputs on the clean training images, once, and only those the method reads.
   MatD t_logits, t_feat;
   const std::size_t head = teacher.size() - 1;
-  if (need_teacher) {
-    t_logits.resize(static_cast<Eigen::Index>(N), C);
-    t_feat.resize(static_cast<Eigen::Index>(N), teacher.layer(head).params()[0].value->cols());
-    for (Eigen::Index i = 0; i < static_cast<Eigen::Index>(N); i += 500) {
-      const Eigen::Index n = std::min<Eigen::Index>(500, static_cast<Eigen::Index>(N) - i);
+  if (need_logits || need_feat) {
+    if (need_logits) t_logits.resize(static_cast<Eigen::Index>(N), C);
+    if (need_feat) t_feat.resize(static_cast<Eigen::Index>(N), teacher.layer(head).params()[0].value->cols());
+    for (Eigen::Index i = 0; i < static_cast<Eigen::Index>(N); i += kEvalBatch) {
+      const Eigen::Index n = std::min<Eigen::Index>(kEvalBatch, static_cast<Eigen::Index>(N) - i);
       const Mat<float> f = teacher.forward_range(data.train.x.middleRows(i, n), 0, head, false);
-      t_feat.middleRows(i, n) = f.cast<double>();
-      t_logits.middleRows(i, n) = teacher.forward_range(f, head, teacher.size(), false).cast<double>();
+      if (need_feat) t_feat.middleRows(i, n) = f.cast<double>();
+      if (need_logits) t_logits.middleRows(i, n) = teacher.forward_range(f, head, teacher.size(), false).cast<double>();
     }
   }
   // Shared classifier: projector and the teacher's frozen head.
@@ -160,20 +190,13 @@ History train_student(OpticalStudent& student, Sequential<float>& teacher, const
       if (d.method == "gd" && d.gd_input_noise > 0)
         x = x.unaryExpr([&](double v) { return std::max(0.0, v + d.gd_input_noise * gauss(rng)); });
       MatD tl, tf;
-      if (need_teacher) {
-        tl.resize(b.size(), C);
-        tf.resize(b.size(), t_feat.cols());
-        for (std::size_t i = 0; i < idx.size(); ++i) {
-          tl.row(static_cast<Eigen::Index>(i)) = t_logits.row(idx[i]);
-          tf.row(static_cast<Eigen::Index>(i)) = t_feat.row(idx[i]);
-        }
-      }
+      if (need_logits) tl = take_rows(t_logits, idx);
+      if (need_feat) tf = take_rows(t_feat, idx);
       opt.set_lr(scheduled_lr(o, t, steps * o.epochs));
       opt.zero_grad();
       const MatD logits = student.forward(x, true, &rng);
       MatD dl;
       double loss = softmax_cross_entropy(logits, b.y, &dl);
-      const bool use_kd = d.method == "kd" || (d.method == "ntkd" && d.ntk_with_kd);
       if (use_kd) {
         dl *= (1.0 - d.kd_alpha);
         loss = (1.0 - d.kd_alpha) * loss + kd_term(logits, tl, d.temperature, d.kd_alpha, dl);
@@ -238,14 +261,18 @@ History train_student(OpticalStudent& student, Sequential<float>& teacher, const
     close_epoch(h, ctl, ep, loss_sum, acc_sum, steps, t0,
                 data.val.size() ? accuracy(predict(student, data.val.x), data.val.y) : 0.0, opt.lr(), std::move(extra));
   }
+  // Standardisation of the trained front-end's features, the backend's function unchanged.
+  student.fit_feature_norm(student_features(student, data.train.x, kFeatureNormSamples), true);
   if (data.test.size()) h.test_acc = accuracy(predict(student, data.test.x), data.test.y);
   return h;
 }
 
 JobResult run_distill(const DistillJob& job, const JobControl& ctl) {
   job.validate();
-  Sequential<float> teacher = sequential_from_model<float>(read_model(job.teacher));
   const Splits s = load_splits(job.data);
+  // Method none never reads the teacher: an empty network stands in when no file is given.
+  Sequential<float> teacher = job.teacher.empty() ? Sequential<float>(s.train.shape)
+                                                       : sequential_from_model<float>(read_model(job.teacher));
   if (teacher.in_shape() != s.train.shape) throw std::invalid_argument("distill job: teacher input shape differs from the data");
   OpticalStudent student(job.student, s.train.shape, s.train.num_classes);
   JobResult r;

@@ -194,7 +194,13 @@ TEST(JobConfig, JobsReadStrictlyAndRoundTrip) {
 TEST(JobConfig, UnknownKeysAndBadValuesAreRejectedWithTheirName) {
   EXPECT_NE(msg([] { TeacherJob::from_json({{"train", {{"epoch", 3}}}}); }).find("unknown key 'epoch'"), std::string::npos);
   EXPECT_NE(msg([] { TeacherJob::from_json({{"train", {{"epochs", 0}}}}); }).find("train.epochs"), std::string::npos);
-  EXPECT_NE(msg([] { DistillJob::from_json({{"data", nlohmann::json::object()}}); }).find("distill job.teacher"), std::string::npos);
+  EXPECT_NE(msg([] { DistillJob::from_json({{"distill", {{"method", "kd"}}}}); }).find("distill job.teacher"), std::string::npos);
+  // Method none needs no teacher; a partial "train" section keeps the student's defaults, not the teacher's.
+  const DistillJob none = DistillJob::from_json({{"train", {{"epochs", 2}}}});
+  EXPECT_TRUE(none.teacher.empty());
+  EXPECT_EQ(none.train.epochs, 2);
+  EXPECT_EQ(none.train.batch_size, student_train_defaults().batch_size);
+  EXPECT_DOUBLE_EQ(none.train.optimizer.lr, student_train_defaults().optimizer.lr);
   EXPECT_NE(msg([] { DistillJob::from_json({{"teacher", "t"}, {"distill", {{"method", "magic"}}}}); }).find("distill.method"),
             std::string::npos);
   EXPECT_NE(msg([] { DistillJob::from_json({{"teacher", "t"}, {"distill", {{"ntk_distance", "l1"}}}}); }).find("ntkd.distance"),

@@ -29,22 +29,29 @@ StudentOptions tiny(const std::string& param, const std::string& nonneg, const s
 }
 
 struct Case {
-  std::string param, nonneg, signing;
+  std::string param, nonneg, signing, norm = "feature";
 };
-const std::vector<Case> kCases{{"intensity", "softplus", "pairs"}, {"intensity", "square", "bias"}, {"phase", "softplus", "pairs"}};
-
-OpticalStudent make(const Case& c, std::mt19937_64& rng) {
-  OpticalStudent s(tiny(c.param, c.nonneg, c.signing), Shape{1, 6, 6}, 3);
-  s.init(rng);
-  // Larger backend weights and biases so that ReLU masks vary across samples.
-  s.w1() *= 3.0;
-  s.b1() = MatD::Constant(1, 6, 0.02);
-  return s;
-}
+const std::vector<Case> kCases{{"intensity", "softplus", "pairs"},
+                               {"intensity", "square", "bias", "map"},
+                               {"phase", "softplus", "pairs"}};
 
 MatD images(int n, std::mt19937_64& rng) {
   std::uniform_real_distribution<double> u(0.0, 1.0);
   return MatD::NullaryExpr(n, 36, [&] { return u(rng); });
+}
+
+OpticalStudent make(const Case& c, std::mt19937_64& rng) {
+  StudentOptions o = tiny(c.param, c.nonneg, c.signing);
+  o.feature_norm = c.norm;
+  OpticalStudent s(o, Shape{1, 6, 6}, 3);
+  s.init(rng);
+  // A non-trivial standardisation (offset and scale far from 0 and 1), so every gradient check runs
+  // through it.
+  s.fit_feature_norm(s.features(images(16, rng)));
+  // Larger backend weights and biases so that ReLU masks vary across samples.
+  s.w1() *= 3.0;
+  s.b1() = MatD::Constant(1, 6, 0.02);
+  return s;
 }
 
 std::string name(const Case& c) { return c.param + "/" + c.nonneg + "/" + c.signing; }
@@ -76,6 +83,7 @@ TEST(OpticalStudent, CameraNoiseBackwardMatchesFiniteDifferencesForFixedNoise) {
   o.noise.read_noise = 0.05;
   OpticalStudent s(o, Shape{1, 6, 6}, 3);
   s.init(rng);
+  s.fit_feature_norm(s.features(images(16, rng)));
   const MatD x = images(3, rng);
   const std::vector<int> y{1, 0, 2};
   auto loss = [&] {
@@ -184,6 +192,104 @@ TEST(OpticalStudent, NtkParameterGradientMatchesFiniteDifferences) {
               << name(c) << " set=" << to_string(set) << " kernel_space=" << ks << " " << p.name;
         }
       }
+}
+
+// The backend NTK at given features (calibration's measured features) is the student's own backend
+// NTK at its ideal features, and its gradient (backend parameters only) matches central differences.
+TEST(OpticalStudent, NtkAtFeaturesMatchesNtkAndFiniteDifferences) {
+  for (const auto& c : kCases) {
+    std::mt19937_64 rng(16);
+    OpticalStudent s = make(c, rng);
+    const MatD x = images(5, rng);
+    const MatD a = s.features(x);
+    const MatD ref = s.ntk(x, ParamSet::backend);
+    EXPECT_LT(rel_err(s.ntk_at_features(a), ref), 1e-12) << name(c);
+    std::normal_distribution<double> n(0.0, 1.0);
+    const MatD G = MatD::NullaryExpr(5, 5, [&] { return n(rng); });
+    auto objective = [&] { return s.ntk_at_features(a).cwiseProduct(G).sum(); };
+    s.zero_grad();
+    s.ntk_at_features(a);
+    s.ntk_backward(G);
+    for (auto& p : s.params()) {
+      const MatD g = *p.grad;
+      EXPECT_LT(rel_err(g, numeric_grad(*p.value, objective)), 1e-4) << name(c) << " " << p.name;
+    }
+  }
+}
+
+TEST(OpticalStudent, FeatureNormStandardisesPerFeatureOrPerMap) {
+  std::mt19937_64 rng(17);
+  for (const std::string norm : {"feature", "map"}) {
+    StudentOptions o = tiny("intensity", "softplus", "pairs");
+    o.feature_norm = norm;
+    OpticalStudent s(o, Shape{1, 6, 6}, 3);
+    s.init(rng);
+    const MatD a = s.features(images(200, rng));
+    s.fit_feature_norm(a);
+    const MatD z = (a.rowwise() - s.feature_offset().row(0)).array().rowwise() * s.feature_scale().row(0).array();
+    const int per = s.feature_dim() / 2;  // two signed maps of 3×3
+    for (int j = 0; j < 2; ++j) {
+      const MatD zj = z.middleCols(j * per, per);
+      if (norm == "feature") {
+        EXPECT_LT(zj.colwise().mean().cwiseAbs().maxCoeff(), 1e-12);
+        EXPECT_LT(((zj.colwise().squaredNorm() / 200.0).array() - 1.0).abs().maxCoeff(), 1e-9);
+      } else {
+        EXPECT_NEAR(zj.mean(), 0.0, 1e-12);
+        EXPECT_NEAR(zj.squaredNorm() / zj.size(), 1.0, 1e-9);
+        EXPECT_EQ(s.feature_scale().middleCols(j * per, per).minCoeff(), s.feature_scale().middleCols(j * per, per).maxCoeff());
+      }
+    }
+  }
+}
+
+// At the end of training the statistics are refreshed without changing the function; afterwards a gain
+// and a dark offset on the features are undone exactly by re-estimating from the distorted features.
+TEST(OpticalStudent, FeatureNormKeepsFunctionAndAbsorbsGainAndDark) {
+  std::mt19937_64 rng(18);
+  OpticalStudent s(tiny("intensity", "softplus", "pairs"), Shape{1, 6, 6}, 3);
+  s.init(rng);
+  const MatD x = images(50, rng);
+  const MatD before = s.forward(x, false);
+  s.fit_feature_norm(s.features(x), true);
+  EXPECT_GT((s.feature_scale().array() - 1.0).abs().maxCoeff(), 0.5);  // really rescaled
+  EXPECT_LT(rel_err(s.forward(x, false), before), 1e-12);
+  const MatD a = s.features(x);
+  const MatD distorted = (0.7 * a).array() + 0.05;
+  s.fit_feature_norm(distorted);
+  EXPECT_LT(rel_err(s.backend_forward(distorted), before), 1e-10);
+}
+
+TEST(OpticalStudent, FeatureNormRoundTripsAndOldFilesLoadAsIdentity) {
+  std::mt19937_64 rng(19);
+  OpticalStudent s(tiny("intensity", "softplus", "pairs"), Shape{1, 6, 6}, 3);
+  s.init(rng);
+  const MatD x = images(20, rng);
+  s.fit_feature_norm(s.features(x));
+  ModelFile m = s.to_model({});
+  OpticalStudent r = OpticalStudent::from_model(m);
+  EXPECT_EQ(r.feature_offset(), s.feature_offset());
+  EXPECT_EQ(r.feature_scale(), s.feature_scale());
+  EXPECT_EQ(r.forward(x, false), s.forward(x, false));
+  std::erase_if(m.arrays, [](const NamedArray& a) { return a.name.rfind("backend.feature_", 0) == 0; });
+  OpticalStudent old = OpticalStudent::from_model(m);
+  EXPECT_TRUE(old.feature_offset().isZero());
+  EXPECT_TRUE((old.feature_scale().array() == 1.0).all());
+
+  EXPECT_THROW(s.fit_feature_norm(MatD::Zero(1, s.feature_dim())), std::invalid_argument);
+  EXPECT_THROW(s.fit_feature_norm(MatD::Zero(4, s.feature_dim() + 1)), std::invalid_argument);
+  MatD bad = s.features(x);
+  bad(0, 0) = std::nan("");
+  EXPECT_THROW(s.fit_feature_norm(bad), std::invalid_argument);
+  EXPECT_THROW(s.set_feature_norm(s.feature_offset(), MatD::Zero(1, s.feature_dim())), std::invalid_argument);
+  StudentOptions o = tiny("intensity", "softplus", "pairs");
+  o.feature_norm = "global";
+  EXPECT_THROW(o.validate(), std::invalid_argument);
+  // A feature that never varies (dark border) is floored, not amplified without bound.
+  MatD flat = s.features(x);
+  flat.col(0).setConstant(0.25);
+  s.fit_feature_norm(flat);
+  EXPECT_TRUE(s.feature_scale().allFinite());
+  EXPECT_LE(s.feature_scale()(0, 0), 1e3 * s.feature_scale().rightCols(s.feature_dim() - 1).maxCoeff());
 }
 
 TEST(OpticalStudent, PhaseKernelsAreNonNegativeTilesOfOnePsf) {

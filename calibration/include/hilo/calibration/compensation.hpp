@@ -11,9 +11,14 @@
 //          Θ_S = student NTK w.r.t. the backend parameters at the measured features:
 //            Θ_S = C·(H Hᵀ + 1) + (M S Mᵀ) ⊙ (A Aᵀ + 1),  H = ReLU(A W1ᵀ + b1), M = 1[z > 0],
 //            S = diag(‖W2[:,k]‖²)
-//          (the closed form of OpticalStudent::ntk with the front-end replaced by the measurement, so the
-//          measured features carry no gradient). d is a distill::KernelDistance; use "alignment" or
+//          (OpticalStudent::ntk_at_features: the student's own closed form with the front-end replaced
+//          by the measurement, so the measured features carry no gradient; A is standardised by the
+//          student's μ, σ). d is a distill::KernelDistance; use "alignment" or
 //          "trace_mse": the plain "mse" compares kernels of different scales and diverges.
+// Standardisation: in task and ntkd modes with refit_feature_norm, the student's feature offset and
+// scale (OpticalStudent::fit_feature_norm) are first re-estimated from the measured features, which
+// maps a gain or dark-offset error of the bench back onto the feature statistics the backend was
+// trained on; the fit then starts from there. Mode none leaves them (it is the uncompensated bench).
 // Optimiser: Adam at a constant learning rate over the backend parameters only, seeded batch order.
 // The optical parameters (ρ or φ) are never written; refit_backend checks that they are bit-identical
 // afterwards and reports it (CompensationReport::optical_unchanged).
@@ -43,17 +48,18 @@ inline void from_json(const nlohmann::json& j, CompensationMode& m) { m = parse_
 struct CompensationOptions {
   CompensationMode mode = CompensationMode::task;
   int epochs = 20;
-  double lr = 1e-3;          // Adam, constant
+  double lr = 1e-3;          // Adam, constant (see docs/distill.md, "Learning rates")
   int batch = 32;
   int ntk_subbatch = 16;     // ntkd: samples per NTK group, [2, 1024]
   double alpha = 1.0;        // ntkd: CE weight
   double beta = 1.0;         // ntkd: NTK distance weight
   distill::KernelDistance distance{};  // ntkd: "alignment" (default) or "trace_mse"
+  bool refit_feature_norm = true;      // task, ntkd: re-estimate the feature standardisation first
 
   std::string validate() const;  // empty when valid, else the violated rule
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CompensationOptions, mode, epochs, lr, batch, ntk_subbatch, alpha, beta,
-                                                distance)
+                                                distance, refit_feature_norm)
 
 struct CompensationEpoch {
   int epoch = 0;
@@ -65,6 +71,7 @@ struct CompensationEpoch {
 struct CompensationReport {
   CompensationMode mode = CompensationMode::none;
   double initial_loss = 0, initial_accuracy = 0;  // CE and accuracy on the measured set before fitting
+  double normalized_accuracy = 0;                  // after re-estimating the standardisation, before fitting
   std::vector<CompensationEpoch> epochs;
   bool optical_unchanged = true;                   // optical parameters bit-identical before/after
 };
@@ -77,11 +84,5 @@ CompensationReport refit_backend(distill::OpticalStudent& student, const distill
                                  const std::vector<int>& labels, distill::Sequential<float>* teacher,
                                  const distill::Mat<float>* clean_images, const CompensationOptions& options,
                                  std::mt19937_64& rng);
-
-// Student NTK w.r.t. the backend parameters at features a (B × D), as above; leaves the backend caches
-// at `a`. backend_ntk_backward adds ∂/∂θ_backend Σ_ij G_ij Θ_S(i,j) (G symmetrised) to the backend
-// gradients for the features of the last backend_ntk call; ReLU masks are treated as locally constant.
-distill::MatD backend_ntk(distill::OpticalStudent& student, const distill::MatD& a);
-void backend_ntk_backward(distill::OpticalStudent& student, const distill::MatD& a, const distill::MatD& G);
 
 }  // namespace hilo::calibration

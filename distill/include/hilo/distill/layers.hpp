@@ -72,6 +72,10 @@ class Conv2d : public Layer<T> {
   Shape out_shape() const override { return {cout_, in_.h + 2 * pad_ - k_ + 1, in_.w + 2 * pad_ - k_ + 1}; }
   Mat<T> forward(const Mat<T>& x, bool train) override;
   Mat<T> backward(const Mat<T>& dy) override;
+  // The parameter half of backward: accumulates the weight and bias gradients for dy, computes no
+  // input gradient (for a first layer, whose input carries no parameters: it saves the
+  // (Cin·k·k) × (B·Ho·Wo) temporary and the col2im pass).
+  void backward_params(const Mat<T>& dy);
   std::vector<Param<T>> params() override { return {{"weight", &w_, &gw_}, {"bias", &b_, &gb_}}; }
   nlohmann::json config() const override;
   void ntk_accumulate(const Mat<T>& dy, MatD& theta) override;

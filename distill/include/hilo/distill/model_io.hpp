@@ -39,7 +39,8 @@ struct ModelFile {
   std::string kind;     // "teacher", "student", ...
   nlohmann::json meta;  // architecture and anything else the writer wants to keep
   std::vector<NamedArray> arrays;
-  const NamedArray& at(const std::string& name) const;
+  const NamedArray& at(const std::string& name) const;  // throws ModelFileError when absent
+  bool has(const std::string& name) const;
 };
 
 void write_model(const std::filesystem::path& path, const ModelFile& m);

@@ -9,7 +9,9 @@
 //   └─ signing: "pairs": S_j = Y_{2j} − Y_{2j+1} (K/2 signed maps, subtracted digitally);
 //               "bias":  S = Y (K non-negative maps; the first linear layer's bias supplies the offset)
 //   └─ average pooling p×p → a (B × D), D = K'·(H/p)·(W/p)   [the "measured features"]
-//   └─ backend: z = a W1ᵀ + b1, h = ReLU(z), logits = h W2ᵀ + b2
+//   └─ standardisation: â = (a − μ) ⊙ σ⁻¹, a fixed offset μ and scale σ⁻¹ (1 × D each) estimated
+//        from training features once before the backend trains (fit_feature_norm), not trained
+//   └─ backend: z = â W1ᵀ + b1, h = ReLU(z), logits = h W2ᵀ + b2
 //
 // Kernel parameterisations:
 //   "intensity": κ = softplus(ρ) or ρ² (option nonneg), ρ free (K × k²)
@@ -54,10 +56,14 @@ struct StudentOptions {
   int tile_gap = 2;
   int psf_pad = 2;
   double psf_gain = 0.0;  // 0: automatic (see above)
+  // How fit_feature_norm estimates μ and σ: "feature" (each of the D features its own), "map" (one μ, σ
+  // per signed map, pooled over its (H/p)·(W/p) positions), "none" (identity: μ = 0, σ = 1).
+  std::string feature_norm = "feature";
   void validate() const;
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(StudentOptions, kernels, kernel_size, parameterization, nonneg, signing,
-                                                pool, hidden, noise, tile_columns, tile_gap, psf_pad, psf_gain)
+                                                pool, hidden, noise, tile_columns, tile_gap, psf_pad, psf_gain,
+                                                feature_norm)
 
 // Which parameters a student NTK Θ_S is taken with respect to.
 enum class ParamSet { all, optical, backend };
@@ -86,9 +92,25 @@ class OpticalStudent {
   // Optical front-end alone (no noise): pooled features a (B × D). Calibration replaces this with
   // features measured on the bench and re-fits the backend alone (backend_forward / backend_backward).
   MatD features(const MatD& x);
+  // backend_forward standardises a itself (â above); a are raw features, as features() returns them.
   MatD backend_forward(const MatD& a);  // caches for backend_backward; accumulates backend grads only
   void backend_backward(const MatD& dlogits, const MatD* dhidden = nullptr);
   const MatD& hidden() const { return h_; }
+
+  // Feature standardisation. fit_feature_norm sets μ and σ⁻¹ from features a (n × D, n ≥ 2) by the
+  // options' feature_norm: μ = mean, σ = sample standard deviation (population form), floored at
+  // 1e-3 × the RMS of all σ so that a feature that never varies (a dark border) is not amplified
+  // without bound; all-constant features give σ⁻¹ = 1. Calibration calls it again with measured
+  // features, which absorbs gain and dark offsets of the bench. keep_function = true also rewrites
+  // W1 and b1 so that the backend computes exactly the same logits for every input as before (used at
+  // the end of training, so that the stored μ, σ describe the trained front-end's features and a later
+  // re-estimate from measured features maps them back onto what the backend learned). Throws
+  // std::invalid_argument for a wrong column count, fewer than 2 rows, or non-finite features.
+  void fit_feature_norm(const MatD& a, bool keep_function = false);
+  const MatD& feature_offset() const { return mu_; }      // μ, 1 × D
+  const MatD& feature_scale() const { return inv_sd_; }   // σ⁻¹, 1 × D
+  // Sets μ and σ⁻¹ directly (1 × D each, finite, σ⁻¹ > 0); throws std::invalid_argument otherwise.
+  void set_feature_norm(const MatD& offset, const MatD& scale);
 
   // The effective non-negative kernels κ (K × k²); row k in (ky, kx) order, cross-correlation weights.
   MatD kernels() const;
@@ -117,7 +139,13 @@ class OpticalStudent {
   // treating ReLU masks as locally constant (exact almost everywhere). G is symmetrised first.
   void ntk_backward(const MatD& G);
 
-  // Model file (kind "student"): meta holds the options, arrays the parameters.
+  // Backend NTK at given raw features a (B × D) instead of the front-end's output (the measured
+  // features of calibration): the backend part of ntk() above with â from a. Caches for
+  // ntk_backward, which then adds gradients to the backend parameters only (a carries none).
+  MatD ntk_at_features(const MatD& a);
+
+  // Model file (kind "student"): meta holds the options, arrays the parameters and
+  // "backend.feature_offset" / "backend.feature_scale" (μ, σ⁻¹; files without them load as identity).
   ModelFile to_model(const nlohmann::json& extra_meta) const;
   static OpticalStudent from_model(const ModelFile& m);
   nlohmann::json options_json() const;
@@ -140,6 +168,9 @@ class OpticalStudent {
   MatD pool_sign_t(const MatD& da) const;
   // Front-end forward into caches (cols_, y_), no noise.
   void front_forward(const MatD& x);
+  // Backend part of Θ_S from the caches of the last backend_forward.
+  MatD backend_ntk_term() const;
+  void fit_feature_norm_stats(const MatD& a);
 
   StudentOptions o_;
   Shape in_;
@@ -147,6 +178,7 @@ class OpticalStudent {
   MatD rho_, grho_;   // optical parameters and gradient
   MatD kappa_;        // K × k²
   MatD w1_, b1_, w2_, b2_, gw1_, gb1_, gw2_, gb2_;
+  MatD mu_, inv_sd_;  // feature standardisation, 1 × D
   std::unique_ptr<Conv2d<double>> conv_;
   // phase parameterisation
   MatD pupil_;
@@ -157,6 +189,7 @@ class OpticalStudent {
   // NTK caches
   ParamSet ntk_set_ = ParamSet::all;
   bool ntk_kernel_space_ = false;
+  bool ntk_measured_ = false;  // last NTK taken at given features (ntk_at_features): no front-end
   MatD ntk_u_;  // B × (C·K·k²)
 };
 

@@ -55,22 +55,32 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DistillOptions, method, temperat
                                                 ntk_cache_batches, ntk_with_kd, ntk_teacher, ntk_probes)
 DistillOptions distill_options_from_json(const nlohmann::json& j);
 
+// The student's training defaults (a distill job's "train" section is read on top of these): Adam,
+// cosine schedule, batch 64, the learning rate and epochs tuned on validation with standardised
+// features (docs/distill.md, "Learning rates").
+TrainOptions student_train_defaults();
+
 // {"command": "distill", "teacher": "<teacher.hilo>", "data": {...}, "student": {...},
-//  "distill": {...}, "train": {...}, "out_dir": "..."}
+//  "distill": {...}, "train": {...}, "out_dir": "..."}. "teacher" may be left out for method "none".
 struct DistillJob {
-  std::string teacher;  // path of the teacher's model file (required)
+  std::string teacher;  // path of the teacher's model file (required unless distill.method is "none")
   DataOptions data;
   StudentOptions student;
   DistillOptions distill;
-  TrainOptions train;
+  TrainOptions train = student_train_defaults();
   std::string out_dir = "runs/distill";
   static DistillJob from_json(const nlohmann::json& j);
   void validate() const;
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DistillJob, teacher, data, student, distill, train, out_dir)
 
+// Training images whose features set the student's standardisation before training.
+inline constexpr Eigen::Index kFeatureNormSamples = 5000;
+
 // Student logits in evaluation mode, in chunks.
-MatD predict(OpticalStudent& s, const Mat<float>& x, int batch = 500);
+MatD predict(OpticalStudent& s, const Mat<float>& x, int batch = kEvalBatch);
+// Front-end features a (n × D, no noise) of the first `limit` rows of x (all when limit ≤ 0), in chunks.
+MatD student_features(OpticalStudent& s, const Mat<float>& x, Eigen::Index limit = 0, int batch = kEvalBatch);
 
 // Trains a student on prepared splits against a loaded teacher (float). The library entry point for
 // callers that already hold data and teacher (the daemon, tests).

@@ -90,9 +90,15 @@ void close_epoch(History& h, const JobControl& ctl, int epoch, double loss_sum, 
 // Learning rate at global step t of total steps for the schedule.
 double scheduled_lr(const TrainOptions& o, std::size_t t, std::size_t total);
 
+// Evaluation chunk (rows per forward pass) of predict and the jobs' precomputations: below the size
+// where a convolution's im2col buffer (Cin·k²·Ho·Wo values per image: 307 kB for the student's 7×7
+// kernels on 28×28 in double, 113 kB for the teacher's second layer) outgrows glibc's 32 MB ceiling
+// for reusing freed heap memory, after which every call page-faults fresh memory (docs/distill.md).
+inline constexpr int kEvalBatch = 64;
+
 // Logits in evaluation mode, in chunks of `batch` rows.
 template <typename T>
-Mat<T> predict(Sequential<T>& net, const Mat<T>& x, int batch = 500);
+Mat<T> predict(Sequential<T>& net, const Mat<T>& x, int batch = kEvalBatch);
 
 // Cross-entropy training with the optimiser and schedule of `o`; val accuracy after every epoch,
 // test accuracy at the end. The network keeps the final weights.
