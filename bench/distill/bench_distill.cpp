@@ -1,7 +1,11 @@
 // Learning-core benchmarks, each against a reference measured in the same run:
 //   1. training throughput (images/s, best of 3 rounds) of the teacher (float) and the optical student
-//      (double), plain and with the NTKD term; evaluation throughput (forward only) at the batch given and
-//      at predict()'s default batch of 500, which the jobs use for validation, test and teacher logits;
+//      (double), plain and with the NTKD term; the student's convolution backward with the input gradient
+//      (what the student step used to compute) against the parameter-only backward it now uses, and the
+//      step with each; evaluation throughput (forward only) at the batch given, at predict()'s default
+//      chunk (kEvalBatch) and at 500 (the old default, above the page-fault cliff);
+//      the same teacher and student in PyTorch (bench_torch.py, same batch, same threads, same run),
+//      skipped with a note when torch is not importable;
 //   2. the exact NTK of a batch (per-layer Gram products / closed form) against the naive full-Jacobian
 //      product, for the teacher and the student: time, peak memory, and their agreement.
 // Each NTK measurement runs in a fresh process (this program re-executed with a hidden `--measure` mode),
@@ -237,6 +241,33 @@ int main(int argc, char** argv) {
     sopt.step();
   }, 20);
   std::printf("  student  (%zu params, double, noise) %9.1f images/s\n", s.student.num_params(), student_rate);
+  {
+    // The student's optical layer alone: backward with the input gradient (49 × B·784 temporary and a
+    // col2im pass; what the student step computed before) against the parameter-only backward.
+    Conv2d<double> conv(Shape{1, 28, 28}, s.student.options().kernels, s.student.options().kernel_size,
+                        s.student.options().kernel_size / 2);
+    conv.weight() = s.student.kernels();
+    const MatD yc = conv.forward(s.xd, true);
+    std::normal_distribution<double> n(0.0, 1.0);
+    const MatD dy = MatD::NullaryExpr(yc.rows(), yc.cols(), [&] { return n(s.rng); });
+    const double full = rate([&] { conv.backward(dy); }, 20), params_only = rate([&] { conv.backward_params(dy); }, 20);
+    std::printf("  student conv backward: with input gradient %9.1f images/s, parameters only %9.1f images/s (%.2fx)\n",
+                full, params_only, params_only / full);
+    auto step_plus = [&](bool with_input_grad) {
+      return rate([&] {
+        sopt.zero_grad();
+        MatD dl;
+        softmax_cross_entropy(s.student.forward(s.xd, true, &s.rng), s.y, &dl);
+        s.student.backward(dl);
+        if (with_input_grad) conv.backward(dy); else conv.backward_params(dy);
+        sopt.step();
+      }, 20);
+    };
+    const double before = step_plus(true), after = step_plus(false);
+    std::printf("  student step + one more conv backward, with / without input gradient: %9.1f / %9.1f images/s "
+                "(%.2fx; the step before/after this change, each plus one parameter backward)\n",
+                before, after, after / before);
+  }
   const KernelDistance dist{"alignment"};
   const int nb = std::min(32, B);
   const double ntkd_rate = rate([&] {
@@ -266,10 +297,38 @@ int main(int argc, char** argv) {
     return best;
   };
   std::printf("evaluation throughput (forward only, %d images):\n", ne);
-  std::printf("  teacher  batch %d %9.1f images/s, batch 500 %9.1f images/s\n", B,
-              eval_rate([&] { predict(s.teacher, xe, B); }), eval_rate([&] { predict(s.teacher, xe, 500); }));
-  std::printf("  student  batch %d %9.1f images/s, batch 500 %9.1f images/s\n", B,
-              eval_rate([&] { predict(s.student, xe, B); }), eval_rate([&] { predict(s.student, xe, 500); }));
+  std::printf("  teacher  batch %d %9.1f, batch %d (default) %9.1f, batch 500 %9.1f images/s\n", B,
+              eval_rate([&] { predict(s.teacher, xe, B); }), kEvalBatch, eval_rate([&] { predict(s.teacher, xe); }),
+              eval_rate([&] { predict(s.teacher, xe, 500); }));
+  std::printf("  student  batch %d %9.1f, batch %d (default) %9.1f, batch 500 %9.1f images/s\n", B,
+              eval_rate([&] { predict(s.student, xe, B); }), kEvalBatch, eval_rate([&] { predict(s.student, xe); }),
+              eval_rate([&] { predict(s.student, xe, 500); }));
+
+  // ---- PyTorch, same networks, batch and threads, in this run
+  {
+    const std::string cmd = std::string("/usr/bin/python3 ") + HILO_BENCH_TORCH_SCRIPT + " " + std::to_string(B) + " " +
+                            std::to_string(threads);
+    std::string out;
+    int status = -1;
+    if (FILE* p = popen(cmd.c_str(), "r")) {
+      char buf[256];
+      while (std::fgets(buf, sizeof buf, p)) out += buf;
+      status = pclose(p);
+    }
+    auto torch_rate = [&](const std::string& name) {
+      const auto at = out.find("torch " + name + " ");
+      return at == std::string::npos ? 0.0 : std::atof(out.c_str() + at + 7 + name.size());
+    };
+    const double tt = torch_rate("teacher-float32"), ts32 = torch_rate("student-float32"), ts64 = torch_rate("student-float64");
+    if (status != 0 || tt <= 0) {
+      std::printf("PyTorch: skipped (python3 cannot import torch; Debian python3-torch provides it)\n");
+    } else {
+      std::printf("PyTorch training throughput (same networks, batch %d, %d thread(s)):\n", B, threads);
+      std::printf("  teacher float32 %9.1f images/s; hilo teacher (float) %.2fx of it\n", tt, teacher_rate / tt);
+      std::printf("  student float32 %9.1f images/s, float64 %9.1f images/s; hilo student (double) %.2fx / %.2fx of them\n",
+                  ts32, ts64, student_rate / ts32, student_rate / ts64);
+    }
+  }
 
   // ---- 2. exact NTK vs full Jacobian, each in a fresh process (same seeded networks there)
   std::printf("NTK of a batch of %d:\n", B);

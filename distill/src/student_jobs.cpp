@@ -46,7 +46,7 @@ TrainOptions student_train_defaults() {
   o.epochs = 8;
   o.batch_size = 64;
   o.optimizer.kind = "adam";
-  o.optimizer.lr = 3e-3;
+  o.optimizer.lr = 1e-2;
   o.schedule = "cosine";
   return o;
 }
