@@ -206,7 +206,6 @@ void PipelineStages::deploy() {
       o.mode = calibration::CompensationMode::task;
       o.epochs = c_.design_refit_epochs;
       o.batch = 64;
-      o.lr = 1e-3;
       rep = calibration::refit_backend(s, a_train, data_.train.y, nullptr, nullptr, o, rng);
     }
     const double after = distill::accuracy(s.backend_forward(a_test), test_y_);
