@@ -31,6 +31,12 @@ std::string CompensationOptions::validate() const {
   if (epochs < 0) return "compensation.epochs must be >= 0, got " + std::to_string(epochs);
   if (!(lr > 0) || !std::isfinite(lr)) return "compensation.lr must be finite and > 0, got " + std::to_string(lr);
   if (batch < 1) return "compensation.batch must be >= 1, got " + std::to_string(batch);
+  if (refit_norm != "feature" && refit_norm != "map")
+    return "compensation.refit_norm must be \"feature\" or \"map\", got \"" + refit_norm + "\"";
+  if (!(refit_norm_prior >= 0) || !std::isfinite(refit_norm_prior))
+    return "compensation.refit_norm_prior must be finite and >= 0, got " + std::to_string(refit_norm_prior);
+  if (!(anchor >= 0) || !std::isfinite(anchor))
+    return "compensation.anchor must be finite and >= 0, got " + std::to_string(anchor);
   if (mode == CompensationMode::ntkd) {
     if (ntk_subbatch < 2 || ntk_subbatch > 1024)
       return "compensation.ntk_subbatch must be in [2, 1024], got " + std::to_string(ntk_subbatch);
@@ -81,6 +87,44 @@ void evaluate(distill::OpticalStudent& s, const MatD& a, const std::vector<int>&
 
 }  // namespace
 
+void estimate_feature_norm(const distill::OpticalStudent& student, const MatD& a, const CompensationOptions& o,
+                           MatD& offset, MatD& scale) {
+  const Eigen::Index D = student.feature_dim(), maps = student.feature_maps(), per = D / maps;
+  const double n = static_cast<double>(a.rows());
+  const MatD mean = a.colwise().mean();
+  const MatD sd = ((a.rowwise() - mean.row(0)).colwise().squaredNorm() / n).cwiseSqrt();
+  const MatD& mu0 = student.feature_offset();
+  const MatD sd0 = student.feature_scale().cwiseInverse();
+  MatD mu_map(1, D), sd_map(1, D);
+  for (Eigen::Index j = 0; j < maps; ++j) {
+    const auto m = mean.row(0).segment(j * per, per).array();
+    const auto s = sd.row(0).segment(j * per, per).array();
+    const auto m0 = mu0.row(0).segment(j * per, per).array();
+    const auto s0 = sd0.row(0).segment(j * per, per).array();
+    const double mm = m.mean(), mm0 = m0.mean();
+    const double v = (s.square() + (m - mm).square()).mean(), v0 = (s0.square() + (m0 - mm0).square()).mean();
+    const double g = v0 > 0 ? std::sqrt(v / v0) : 1.0;
+    mu_map.row(0).segment(j * per, per) = (g * m0 + (mm - g * mm0)).matrix();
+    sd_map.row(0).segment(j * per, per) = (g * s0).matrix();
+  }
+  MatD sigma;
+  if (o.refit_norm == "map") {
+    offset = mu_map;
+    sigma = sd_map;
+  } else {
+    const double w = o.refit_norm_prior / (n + o.refit_norm_prior);
+    offset = (1 - w) * mean + w * mu_map;
+    sigma = (1 - w) * sd + w * sd_map;
+  }
+  // The student's floor (fit_feature_norm): σ >= 1e-3 × the RMS of all σ; all-constant gives σ⁻¹ = 1.
+  const double rms = std::sqrt(sigma.array().square().mean());
+  if (!(rms > 0)) {
+    scale = MatD::Ones(1, D);
+    return;
+  }
+  scale = sigma.unaryExpr([floor = 1e-3 * rms](double v) { return 1.0 / std::max(v, floor); });
+}
+
 CompensationReport refit_backend(distill::OpticalStudent& student, const MatD& a, const std::vector<int>& y,
                                  distill::Sequential<float>* teacher, const distill::Mat<float>* clean,
                                  const CompensationOptions& o, std::mt19937_64& rng) {
@@ -111,7 +155,13 @@ CompensationReport refit_backend(distill::OpticalStudent& student, const MatD& a
   evaluate(student, a, y, rep.initial_loss, rep.initial_accuracy);
   rep.normalized_accuracy = rep.initial_accuracy;
   if (o.mode != CompensationMode::none && o.refit_feature_norm && n >= 2) {
-    student.fit_feature_norm(a);
+    if (o.refit_norm == "feature" && o.refit_norm_prior == 0.0) {
+      student.fit_feature_norm(a);  // the student's own rule (its options' feature_norm)
+    } else {
+      MatD mu, inv_sd;
+      estimate_feature_norm(student, a, o, mu, inv_sd);
+      student.set_feature_norm(mu, inv_sd);
+    }
     double l = 0;
     evaluate(student, a, y, l, rep.normalized_accuracy);
   }
@@ -120,7 +170,11 @@ CompensationReport refit_backend(distill::OpticalStudent& student, const MatD& a
     distill::OptimizerOptions oo;
     oo.kind = "adam";
     oo.lr = o.lr;
-    distill::Optimizer<double> opt(student.params(distill::ParamSet::backend), oo);
+    const std::vector<distill::Param<double>> params = student.params(distill::ParamSet::backend);
+    distill::Optimizer<double> opt(params, oo);
+    std::vector<MatD> theta0;
+    if (o.anchor > 0)
+      for (const auto& p : params) theta0.push_back(*p.value);
     std::vector<int> order(static_cast<std::size_t>(n));
     std::iota(order.begin(), order.end(), 0);
     const double alpha = ntkd ? o.alpha : 1.0;
@@ -165,6 +219,11 @@ CompensationReport refit_backend(distill::OpticalStudent& student, const MatD& a
           student.ntk_backward(o.beta * o.distance.grad(theta_t[gi], theta_s));
           loss += o.beta * d;
           dist_sum += d;
+        }
+        for (std::size_t i = 0; i < theta0.size(); ++i) {
+          const MatD diff = *params[i].value - theta0[i];
+          *params[i].grad += o.anchor * diff;
+          loss += 0.5 * o.anchor * diff.squaredNorm();
         }
         ++step_count;
         opt.step();

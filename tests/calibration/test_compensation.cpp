@@ -140,6 +140,86 @@ TEST(Compensation, FeatureNormAbsorbsGainAndDarkOffset) {
   }
 }
 
+// The per-map re-estimate ("map") undoes a different gain and dark offset on each signed map exactly;
+// the per-feature one shrunk with n₀ = n lies halfway between the raw per-feature and the map estimate;
+// bad settings are refused by name.
+TEST(Compensation, PerMapNormAbsorbsPerMapGainAndShrinkageInterpolates) {
+  std::mt19937_64 rng(22);
+  StudentOptions so;
+  so.kernels = 6;  // 3 signed maps
+  so.kernel_size = 3;
+  so.hidden = 8;
+  OpticalStudent s(so, Shape{1, 8, 8}, 3);
+  s.init(rng);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  MatD x(40, 64);
+  for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = u(rng);
+  s.fit_feature_norm(s.features(x), true);
+  const MatD a = s.features(x), ideal = s.backend_forward(a);
+  const Eigen::Index maps = s.feature_maps(), per = s.feature_dim() / maps;
+  ASSERT_GE(maps, 2);
+  MatD measured = a;
+  for (Eigen::Index j = 0; j < maps; ++j)
+    measured.middleCols(j * per, per) = (measured.middleCols(j * per, per) * (0.5 + 0.3 * double(j))).array() + 0.01 * double(j + 1);
+  std::vector<int> y(40);
+  for (int i = 0; i < 40; ++i) y[static_cast<std::size_t>(i)] = i % 3;
+  const ModelFile snapshot = s.to_model({});
+  CompensationOptions o;
+  o.epochs = 0;
+  o.refit_norm = "map";
+  OpticalStudent st = OpticalStudent::from_model(snapshot);
+  std::mt19937_64 r(3);
+  refit_backend(st, measured, y, nullptr, nullptr, o, r);
+  EXPECT_LT((st.backend_forward(measured) - ideal).norm() / ideal.norm(), 1e-10);
+
+  // An offset on one position only (not a per-map error): "map" cannot undo it.
+  MatD shifted = measured;
+  shifted.col(1).array() += 0.05;
+  OpticalStudent sm = OpticalStudent::from_model(snapshot);
+  refit_backend(sm, shifted, y, nullptr, nullptr, o, r);
+  EXPECT_GT((sm.backend_forward(shifted) - ideal).norm() / ideal.norm(), 1e-3);
+
+  MatD mu_f, sc_f, mu_m, sc_m, mu_h, sc_h;
+  o.refit_norm = "feature";
+  hilo::calibration::estimate_feature_norm(s, shifted, o, mu_f, sc_f);
+  o.refit_norm = "map";
+  hilo::calibration::estimate_feature_norm(s, shifted, o, mu_m, sc_m);
+  o.refit_norm = "feature";
+  o.refit_norm_prior = 40;
+  hilo::calibration::estimate_feature_norm(s, shifted, o, mu_h, sc_h);
+  EXPECT_LT((mu_h - 0.5 * (mu_f + mu_m)).norm(), 1e-12 * (1 + mu_f.norm()));
+  EXPECT_LT((sc_h.cwiseInverse() - 0.5 * (sc_f.cwiseInverse() + sc_m.cwiseInverse())).norm(),
+            1e-12 * (1 + sc_f.cwiseInverse().norm()));
+  EXPECT_GT((mu_f - mu_m).norm(), 1e-6);  // the two estimates differ, so the midpoint test can fail
+
+  // The anchor keeps the fit nearer the starting backend than the same fit without it.
+  auto moved = [&](double anchor) {
+    OpticalStudent sa = OpticalStudent::from_model(snapshot), s0 = OpticalStudent::from_model(snapshot);
+    CompensationOptions oa;
+    oa.epochs = 10;
+    oa.anchor = anchor;
+    std::mt19937_64 ra(5);
+    refit_backend(sa, measured, y, nullptr, nullptr, oa, ra);
+    const auto p = sa.params(ParamSet::backend), p0 = s0.params(ParamSet::backend);
+    double d = 0;
+    for (std::size_t i = 0; i < p.size(); ++i) d += (*p[i].value - *p0[i].value).squaredNorm();
+    return std::sqrt(d);
+  };
+  const double free_move = moved(0.0), anchored = moved(100.0);
+  EXPECT_GT(free_move, 0.0);
+  EXPECT_LT(anchored, 0.5 * free_move);
+
+  o = {};
+  o.anchor = -1;
+  EXPECT_NE(o.validate().find("anchor"), std::string::npos);
+  o = {};
+  o.refit_norm = "position";
+  EXPECT_NE(o.validate().find("refit_norm"), std::string::npos);
+  o = {};
+  o.refit_norm_prior = -1;
+  EXPECT_NE(o.validate().find("refit_norm_prior"), std::string::npos);
+}
+
 // End to end in simulator terms: a student trained on ideal features loses accuracy on "measured"
 // features (shifted input, gain 0.9, read noise); re-fitting only its backend on 10 % of the training set
 // measured that way recovers part of the gap, with the task loss and with NTKD; the optical kernels stay

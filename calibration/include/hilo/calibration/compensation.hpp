@@ -19,6 +19,17 @@
 // scale (OpticalStudent::fit_feature_norm) are first re-estimated from the measured features, which
 // maps a gain or dark-offset error of the bench back onto the feature statistics the backend was
 // trained on; the fit then starts from there. Mode none leaves them (it is the uncompensated bench).
+// refit_norm picks the estimate (n measured samples, μ₀, σ₀ the deployed student's statistics):
+//   "map":     per signed map j one gain g_j and offset o_j: μ = g_j·μ₀ + o_j, σ = g_j·σ₀, with o_j, g_j
+//              matching the map's pooled mean and variance (over samples and positions) of the
+//              measurement to those of μ₀, σ₀. 2 numbers per map, so it is stable at a few dozen samples
+//              and absorbs gain and dark errors, not the per-position changes of a misalignment.
+//   "feature": per-feature mean and standard deviation of the measurement, each shrunk toward the
+//              "map" estimate with weight n₀/(n + n₀), n₀ = refit_norm_prior (0: the raw per-feature
+//              estimate; large n₀ tends to "map").
+// Anchor (task, ntkd): anchor > 0 adds (anchor/2)·‖θ − θ₀‖² to L, θ₀ = the backend parameters at the
+// start of the fit (the deployed backend), which keeps a fit on few samples near what was learned in
+// simulation (L2-SP) instead of a plain weight decay toward 0.
 // Optimiser: Adam at a constant learning rate over the backend parameters only, seeded batch order.
 // The optical parameters (ρ or φ) are never written; refit_backend checks that they are bit-identical
 // afterwards and reports it (CompensationReport::optical_unchanged).
@@ -55,11 +66,15 @@ struct CompensationOptions {
   double beta = 1.0;         // ntkd: NTK distance weight
   distill::KernelDistance distance{};  // ntkd: "alignment" (default) or "trace_mse"
   bool refit_feature_norm = true;      // task, ntkd: re-estimate the feature standardisation first
+  std::string refit_norm = "feature";  // "feature" | "map" (see above)
+  double refit_norm_prior = 0.0;       // "feature": shrinkage pseudo-count n₀ >= 0 (samples)
+  double anchor = 0.0;                 // task, ntkd: L2 pull toward the starting backend, >= 0
 
   std::string validate() const;  // empty when valid, else the violated rule
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CompensationOptions, mode, epochs, lr, batch, ntk_subbatch, alpha, beta,
-                                                distance, refit_feature_norm)
+                                                distance, refit_feature_norm, refit_norm,
+                                                refit_norm_prior, anchor)
 
 struct CompensationEpoch {
   int epoch = 0;
@@ -80,6 +95,11 @@ struct CompensationReport {
 // teacher and the clean images (B rows, the same samples in the same order); other modes ignore them.
 // Throws std::invalid_argument for invalid options, mismatched sizes, non-finite features, or ntkd
 // without teacher/images. The optimiser state is local to the call.
+// The re-estimated standardisation described above (μ, σ⁻¹, each 1 × D) from measured features a
+// (n × D, n >= 2, finite; checked by the caller), without changing student.
+void estimate_feature_norm(const distill::OpticalStudent& student, const distill::MatD& a,
+                           const CompensationOptions& options, distill::MatD& offset, distill::MatD& scale);
+
 CompensationReport refit_backend(distill::OpticalStudent& student, const distill::MatD& measured_features,
                                  const std::vector<int>& labels, distill::Sequential<float>* teacher,
                                  const distill::Mat<float>* clean_images, const CompensationOptions& options,

@@ -77,6 +77,8 @@ class OpticalStudent {
   Shape in_shape() const { return in_; }
   int classes() const { return classes_; }
   int feature_dim() const { return D_; }
+  // Signed feature maps; feature j belongs to map j / (feature_dim() / feature_maps()) (map-major order).
+  int feature_maps() const { return Kp_; }
   int optical_param_count() const { return static_cast<int>(rho_.size()); }
 
   // Random initialisation (kernels around a flat mean, He-normal backend).
