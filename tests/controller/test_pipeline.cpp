@@ -90,8 +90,9 @@ json perturbed(const json& j, const std::string& path = "") {
       {"/student/distill/ntk_distance", "trace_mse"}, {"/student/distill/ntk_param_set", "backend"},
       {"/student/distill/ntk_teacher", "probe"}, {"/bench/drift_action", "report"},
       {"/measure/strategy", "coverage"}, {"/compensation/task/distance", "trace_mse"},
-      {"/compensation/ntkd/distance", "alignment"}, {"/compensation/task/mode", "task"},
-      {"/compensation/ntkd/mode", "ntkd"}};
+      {"/compensation/ntkd/distance", "trace_mse"}, {"/compensation/task/mode", "task"},
+      {"/compensation/ntkd/mode", "ntkd"}, {"/compensation/task/refit_norm", "map"},
+      {"/compensation/ntkd/refit_norm", "map"}};
   if (j.is_object()) {
     json out = json::object();
     for (const auto& [k, v] : j.items()) out[k] = perturbed(v, path + "/" + k);
