@@ -157,6 +157,15 @@ CompensationTrial compensate(const distill::OpticalStudent& deployed, const Meas
   return t;
 }
 
+void guard_against_none(CompensationTrial& t, double none_val_accuracy, const MatD& none_test_logits,
+                        const std::vector<int>& test_labels) {
+  t.refit_test_accuracy = t.test_accuracy;
+  t.kept_uncompensated = !(t.val_accuracy > none_val_accuracy);
+  if (!t.kept_uncompensated) return;
+  t.test_logits = none_test_logits;
+  t.test_accuracy = distill::accuracy(none_test_logits, test_labels);
+}
+
 SweepEntry sweep_entry_from_json(const std::string& name, const json& j) {
   SweepEntry e;
   e.name = name;

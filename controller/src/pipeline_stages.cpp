@@ -344,6 +344,9 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate) 
   json rows = json::array(), nested = json::array();
   int step = 0;
   const int steps = int(fr.size()) * 2;
+  // The guard's reference: the deployed backend on the measured validation split.
+  const double val_none = compensate ? distill::accuracy(none.backend_forward(A_val), data_.val.y) : 0.0;
+  acc["none_val"] = val_none;
   const MatD sub_space = compensate ? MatD(distill::predict(*teacher_, sub.x).cast<double>()) : MatD();
   for (double f : fr) {
     // Nested subsets: the smaller fraction is chosen within the largest one by the same strategy.
@@ -354,9 +357,13 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate) 
     for (const auto* o : {&c_.task, &c_.ntkd}) {
       if (stop()) throw StageStopped{};
       std::mt19937_64 r2(stage_seed(c_.seed, 300 + std::uint64_t(index) * 10 + std::uint64_t(step)));
-      const auto t = calibration::compensate(*deployed_, part, *teacher_, *o, r2, A_test, test_y_);
+      auto t = calibration::compensate(*deployed_, part, *teacher_, *o, r2, A_test, test_y_, &A_val, &data_.val.y);
+      calibration::guard_against_none(t, val_none, logits_none, test_y_);
       const std::string mode = calibration::to_string(o->mode);
       row[mode] = t.test_accuracy;
+      row[mode + "_refit"] = t.refit_test_accuracy;
+      row[mode + "_val"] = t.val_accuracy;
+      row[mode + "_kept_none"] = t.kept_uncompensated;
       if (f >= fmax) {
         conf[mode] = mat_json(confusion(t.test_logits, test_y_, C));
         json c = json::array();

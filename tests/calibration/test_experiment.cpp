@@ -241,3 +241,33 @@ TEST(Sweep, RefitsOnTheStoredNestedSubsets) {
   EXPECT_THROW(take_rows(A_sub, data.train, {0}), std::invalid_argument) << "20 feature rows for 60 samples";
   fs::remove_all(d);
 }
+
+// The held-out guard keeps a re-fit only when it validates better than the deployed backend (a tie
+// keeps the deployed one); otherwise the test figures become the deployed backend's, and the re-fit's
+// own stays on record.
+TEST(Guard, KeepsTheDeployedBackendUnlessTheRefitValidatesBetter) {
+  const std::vector<int> y{0, 1, 1, 0};
+  distill::MatD refit(4, 2), none(4, 2);
+  refit << 1, 0, 0, 1, 1, 0, 1, 0;  // 2 of 4 right
+  none << 1, 0, 0, 1, 0, 1, 1, 0;   // 4 of 4 right
+  auto trial = [&](double val) {
+    CompensationTrial t;
+    t.test_logits = refit;
+    t.test_accuracy = 0.5;
+    t.val_accuracy = val;
+    guard_against_none(t, 0.71, none, y);
+    return t;
+  };
+  for (double val : {0.70, 0.71}) {
+    const CompensationTrial t = trial(val);
+    EXPECT_TRUE(t.kept_uncompensated) << val;
+    EXPECT_DOUBLE_EQ(t.test_accuracy, 1.0);
+    EXPECT_DOUBLE_EQ(t.refit_test_accuracy, 0.5);
+    EXPECT_TRUE(t.test_logits.isApprox(none));
+  }
+  const CompensationTrial better = trial(0.72);
+  EXPECT_FALSE(better.kept_uncompensated);
+  EXPECT_DOUBLE_EQ(better.test_accuracy, 0.5);
+  EXPECT_DOUBLE_EQ(better.refit_test_accuracy, 0.5);
+  EXPECT_TRUE(better.test_logits.isApprox(refit));
+}

@@ -133,11 +133,22 @@ struct CompensationTrial {
   distill::MatD test_logits;
   double test_accuracy = 0;
   double val_accuracy = 0;  // when validation features were given, else 0
+  bool kept_uncompensated = false;  // guard_against_none replaced the re-fit by the deployed backend
+  double refit_test_accuracy = 0;   // guard_against_none: the re-fit's own test accuracy
 };
 CompensationTrial compensate(const distill::OpticalStudent& deployed, const MeasuredSubset& subset,
                              distill::Sequential<float>& teacher, const CompensationOptions& options, std::mt19937_64& rng,
                              const distill::MatD& test_features, const std::vector<int>& test_labels,
                              const distill::MatD* val_features = nullptr, const std::vector<int>* val_labels = nullptr);
+
+// Held-out guard (DESIGN §6: compensation never makes the bench worse): keeps the re-fitted backend only
+// when its accuracy on the measured validation split (t.val_accuracy: compensate() was given validation
+// features) is above none_val_accuracy, the deployed backend's on the same features; otherwise (ties
+// included: the deployed backend is not changed without evidence) test_logits and test_accuracy become
+// the deployed backend's (none_test_logits) and kept_uncompensated is set. refit_test_accuracy keeps
+// the re-fit's own figure either way.
+void guard_against_none(CompensationTrial& t, double none_val_accuracy, const distill::MatD& none_test_logits,
+                        const std::vector<int>& test_labels);
 
 // Compensation sweep on a finished profile stage's stored measurements (directory `profile_dir` with
 // result.json, test_features.npy, val_features.npy, subset_features.npy and, from runs that wrote it,
