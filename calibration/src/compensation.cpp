@@ -1,8 +1,10 @@
 #include "hilo/calibration/compensation.hpp"
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <numeric>
+#include <optional>
 #include <stdexcept>
 
 #include "hilo/distill/optim.hpp"
@@ -37,6 +39,8 @@ std::string CompensationOptions::validate() const {
     return "compensation.refit_norm_prior must be finite and >= 0, got " + std::to_string(refit_norm_prior);
   if (!(anchor >= 0) || !std::isfinite(anchor))
     return "compensation.anchor must be finite and >= 0, got " + std::to_string(anchor);
+  if (!(w1_lr_scale >= 0 && w1_lr_scale <= 1))
+    return "compensation.w1_lr_scale must be in [0, 1], got " + std::to_string(w1_lr_scale);
   if (mode == CompensationMode::ntkd) {
     if (ntk_subbatch < 2 || ntk_subbatch > 1024)
       return "compensation.ntk_subbatch must be in [2, 1024], got " + std::to_string(ntk_subbatch);
@@ -171,7 +175,16 @@ CompensationReport refit_backend(distill::OpticalStudent& student, const MatD& a
     oo.kind = "adam";
     oo.lr = o.lr;
     const std::vector<distill::Param<double>> params = student.params(distill::ParamSet::backend);
-    distill::Optimizer<double> opt(params, oo);
+    // W1 on its own optimiser at lr · w1_lr_scale; frozen at 0.
+    assert(params[0].name == "backend.w1" && "the backend's parameters start with W1");
+    std::vector<distill::Param<double>> rest(params.begin() + 1, params.end());
+    distill::Optimizer<double> opt(o.w1_lr_scale == 1.0 ? params : rest, oo);
+    std::optional<distill::Optimizer<double>> opt_w1;
+    if (o.w1_lr_scale > 0 && o.w1_lr_scale < 1) {
+      distill::OptimizerOptions o1 = oo;
+      o1.lr = o.lr * o.w1_lr_scale;
+      opt_w1.emplace(std::vector<distill::Param<double>>{params[0]}, o1);
+    }
     std::vector<MatD> theta0;
     if (o.anchor > 0)
       for (const auto& p : params) theta0.push_back(*p.value);
@@ -206,7 +219,7 @@ CompensationReport refit_backend(distill::OpticalStudent& student, const MatD& a
         const std::vector<int> idx(order.begin() + start, order.begin() + start + m);
         const MatD ab = rows_of(a, idx);
         const std::vector<int> yb = pick(y, idx);
-        opt.zero_grad();
+        student.zero_grad();
         MatD dl;
         const MatD logits = student.backend_forward(ab);
         double loss = alpha * distill::softmax_cross_entropy(logits, yb, &dl);
@@ -227,6 +240,7 @@ CompensationReport refit_backend(distill::OpticalStudent& student, const MatD& a
         }
         ++step_count;
         opt.step();
+        if (opt_w1) opt_w1->step();
         loss_sum += loss;
         ++steps;
       }
@@ -238,7 +252,7 @@ CompensationReport refit_backend(distill::OpticalStudent& student, const MatD& a
       evaluate(student, a, y, l, rec.accuracy);
       rep.epochs.push_back(rec);
     }
-    opt.zero_grad();
+    student.zero_grad();
   }
   // Only backend parameters are handed to the optimiser; confirm the element was not touched.
   const MatD& optical_after = student.raw_optical();

@@ -209,9 +209,31 @@ TEST(Compensation, PerMapNormAbsorbsPerMapGainAndShrinkageInterpolates) {
   EXPECT_GT(free_move, 0.0);
   EXPECT_LT(anchored, 0.5 * free_move);
 
+  // w1_lr_scale slows W1 alone: 0 leaves it bit-identical while W2 still moves; 0.1 moves it less
+  // than the full rate does.
+  auto w1_moves = [&](double scale, double* w2_move) {
+    OpticalStudent sa = OpticalStudent::from_model(snapshot), s0 = OpticalStudent::from_model(snapshot);
+    CompensationOptions oa;
+    oa.epochs = 10;
+    oa.w1_lr_scale = scale;
+    std::mt19937_64 ra(5);
+    refit_backend(sa, measured, y, nullptr, nullptr, oa, ra);
+    const auto p = sa.params(ParamSet::backend), p0 = s0.params(ParamSet::backend);
+    if (w2_move) *w2_move = (*p[2].value - *p0[2].value).norm();
+    return (*p[0].value - *p0[0].value).norm();
+  };
+  double w2_frozen = 0;
+  EXPECT_EQ(w1_moves(0.0, &w2_frozen), 0.0);
+  EXPECT_GT(w2_frozen, 0.0);
+  const double w1_full = w1_moves(1.0, nullptr);
+  EXPECT_LT(w1_moves(0.1, nullptr), 0.5 * w1_full);
+
   o = {};
   o.anchor = -1;
   EXPECT_NE(o.validate().find("anchor"), std::string::npos);
+  o = {};
+  o.w1_lr_scale = 1.5;
+  EXPECT_NE(o.validate().find("w1_lr_scale must be in [0, 1]"), std::string::npos);
   o = {};
   o.refit_norm = "position";
   EXPECT_NE(o.validate().find("refit_norm"), std::string::npos);

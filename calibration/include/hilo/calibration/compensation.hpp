@@ -31,8 +31,11 @@
 // start of the fit (the deployed backend), which keeps a fit on few samples near what was learned in
 // simulation (L2-SP) instead of a plain weight decay toward 0.
 // Optimiser: Adam at a constant learning rate over the backend parameters only, seeded batch order.
-// The optical parameters (ρ or φ) are never written; refit_backend checks that they are bit-identical
-// afterwards and reports it (CompensationReport::optical_unchanged).
+// w1_lr_scale < 1 slows the first layer's weights W1 alone (b1, W2, b2 keep lr; 0 freezes W1). A
+// backend on raw features moved W1's column j at a rate ∝ σ_j; this option tests whether that slower
+// first layer is what made raw-feature compensation better from few samples. Measured: it is not (every
+// value < 1 validates worse on the severe profile at f = 2 %; docs/distill.md, "The severe profile at
+// f = 2 %"), so the default stays 1.
 // NTK groups: the measured set is split once (seeded) into groups of ntk_subbatch samples and each
 // group's Θ_T is computed once (it depends only on the clean images); step t uses group t mod G.
 // Cost: G teacher NTKs up front, then O(b²·hidden) per step.
@@ -69,12 +72,13 @@ struct CompensationOptions {
   std::string refit_norm = "feature";  // "feature" | "map" (see above)
   double refit_norm_prior = 0.0;       // "feature": shrinkage pseudo-count n₀ >= 0 (samples)
   double anchor = 0.0;                 // task, ntkd: L2 pull toward the starting backend, >= 0
+  double w1_lr_scale = 1.0;            // task, ntkd: Adam rate of W1 = lr · w1_lr_scale, in [0, 1] (see above)
 
   std::string validate() const;  // empty when valid, else the violated rule
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CompensationOptions, mode, epochs, lr, batch, ntk_subbatch, alpha, beta,
                                                 distance, refit_feature_norm, refit_norm,
-                                                refit_norm_prior, anchor)
+                                                refit_norm_prior, anchor, w1_lr_scale)
 
 struct CompensationEpoch {
   int epoch = 0;
