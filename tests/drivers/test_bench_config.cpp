@@ -143,13 +143,13 @@ TEST(BenchConfig, SeedsAreExactAndNumericIdsAreText) {
 // or a line, wait_exposure was a string compared by hand, and the seed had its own reader.
 TEST(BenchConfig, SimRolesAreReadAsStrictlyAsDeviceRoles) {
   const std::string head = "simulator: {}\nroles:\n  input: {backend: sim}\n  element: {backend: sim}\n";
-  EXPECT_EQ(error_of(head + "  camera:\n    backend: sim\n    frame_rate: 30\n"),
-            "t.yaml: roles.camera: unknown key 'frame_rate'; did you mean 'frame_rate_hz'? (line 7)");
-  EXPECT_EQ(error_of("simulator: {}\nroles:\n  input: {backend: sim, settle_time: 3}\n  element: {backend: sim}\n"
+  EXPECT_EQ(error_of(head + "  camera:\n    backend: sim\n    frame_rat_hz: 30\n"),
+            "t.yaml: roles.camera: unknown key 'frame_rat_hz'; did you mean 'frame_rate_hz'? (line 7)");
+  EXPECT_EQ(error_of("simulator: {}\nroles:\n  input: {backend: sim, setle_time_ms: 3}\n  element: {backend: sim}\n"
                      "  camera: {backend: sim}\n"),
-            "t.yaml: roles.input: unknown key 'settle_time'; did you mean 'settle_time_ms'? (line 3)");
+            "t.yaml: roles.input: unknown key 'setle_time_ms'; did you mean 'settle_time_ms'? (line 3)");
   EXPECT_EQ(error_of(head + "  camera: {backend: sim, wait_exposure: maybe}\n"),
-            "t.yaml: roles.camera.wait_exposure must be a bool, got a string (\"maybe\") (line 5)");
+            "t.yaml: roles.camera.wait_exposure must be true or false, got a string (\"maybe\") (line 5)");
   EXPECT_EQ(error_of(head + "  camera: {backend: sim, noise_seed: -3}\n"),
             "t.yaml: roles.camera.noise_seed must be a non-negative integer, got an integer (-3) (line 5)");
   EXPECT_EQ(error_of(head + "  camera: {backend: sim, frame_rate_hz: -1}\n"),
