@@ -50,7 +50,7 @@ struct CompensationOptions {
   double beta = 1.0;         // ntkd: NTK distance weight
   distill::KernelDistance distance{};  // ntkd: "alignment" (default) or "trace_mse"
 
-  std::string validate() const;  // empty when valid, else the violated rule
+  [[nodiscard]] std::string validate() const;  // empty when valid, else the violated rule
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CompensationOptions, mode, epochs, lr, batch, ntk_subbatch, alpha, beta,
                                                 distance)

@@ -35,7 +35,7 @@ using Predictor = std::function<RArray(const RArray& input_intensity)>;
 struct ProbeOptions {
   std::chrono::milliseconds grab_timeout{2000};  // per frame, > 0
 
-  std::string validate() const;  // empty when valid, else the violated rule
+  [[nodiscard]] std::string validate() const;  // empty when valid, else the violated rule
 };
 
 class ProbeRig {

@@ -36,7 +36,7 @@ struct HilodOptions {
   // are wrapped in PreviewSlm/PreviewCamera (preview.hpp), so every frame and pattern reaches the page.
   LiveViewOptions live;
 
-  std::string validate() const;
+  [[nodiscard]] std::string validate() const;
 };
 
 // Registers hilod's command-line options on `app`, and --options-file: a file of "name = value" lines

@@ -105,7 +105,7 @@ struct CaptureOptions {
   // resumed capture rebuilds run.h5 from the .npy chunks before it continues.
   bool hdf5 = false;
 
-  std::string validate() const;
+  [[nodiscard]] std::string validate() const;
 };
 
 // Inputs: `count` images of rows×cols uint8 starting at images[0]; labels/indices optional (empty or

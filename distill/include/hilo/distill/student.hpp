@@ -36,7 +36,7 @@ struct CameraNoiseOptions {
   bool enabled = false;
   double photons_per_unit = 200.0;  // s: photo-electrons per unit of signal
   double read_noise = 0.02;         // r: in units of signal
-  void validate() const;
+  [[nodiscard]] std::string validate() const;  // "" when valid, else the violated rule
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CameraNoiseOptions, enabled, photons_per_unit, read_noise)
 
@@ -54,7 +54,7 @@ struct StudentOptions {
   int tile_gap = 2;
   int psf_pad = 2;
   double psf_gain = 0.0;  // 0: automatic (see above)
-  void validate() const;
+  [[nodiscard]] std::string validate() const;  // "" when valid, else the violated rule
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(StudentOptions, kernels, kernel_size, parameterization, nonneg, signing,
                                                 pool, hidden, noise, tile_columns, tile_gap, psf_pad, psf_gain)

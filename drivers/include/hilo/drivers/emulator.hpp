@@ -61,7 +61,7 @@ struct EmulatorFaults {
   std::uint64_t seed = 1;                   // fault draws
 
   // Empty when valid, else the violated rule, e.g. "faults.slow_slm_fraction must be in [0, 1], got 2".
-  std::string validate() const;
+  [[nodiscard]] std::string validate() const;
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(EmulatorFaults, slow_slm_fraction, dropped_frame_fraction,
                                                 timeout_fraction, disappear_after_frames, seed)
@@ -75,7 +75,7 @@ struct EmulatorOptions {
   std::uint64_t noise_seed = 1;     // sensor-noise generator
   EmulatorFaults faults;
 
-  std::string validate() const;  // empty when valid
+  [[nodiscard]] std::string validate() const;  // empty when valid
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(EmulatorOptions, bench, profile, log, serial, frame_rate_hz,
                                                 noise_seed, faults)
