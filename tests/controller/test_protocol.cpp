@@ -8,6 +8,7 @@
 #include <random>
 
 #include "harness.hpp"
+#include "hilo/drivers/placed_slm.hpp"
 #include "hilo/sim/npy.hpp"
 
 using namespace hilo::controller;
@@ -265,7 +266,7 @@ TEST(Protocol, CaptureOfInlineInputsStoresEveryFrameAndRunsGetReturnsThem) {
   EXPECT_EQ(g.parts[1], inputs);
   // Every frame is the fake camera's function of the placed input.
   for (std::size_t k = 0; k < n; ++k) {
-    const cv::Mat placed = place_on_slm(reinterpret_cast<const std::uint8_t*>(inputs.data()) + k * rows * cols, rows, cols, 32, 32, 8, 0);
+    const cv::Mat placed = hilo::drivers::place_pattern(cv::Mat(rows, cols, CV_8UC1, const_cast<char*>(inputs.data()) + k * rows * cols), 32, 32, 8);
     const cv::Mat expect = FakeCamera::expected_frame(placed);
     const cv::Mat got(32, 32, CV_16UC1, const_cast<char*>(g.parts[0].data()) + k * 32 * 32 * 2);
     EXPECT_EQ(cv::norm(expect, got, cv::NORM_INF), 0.0) << "frame " << k;
