@@ -152,6 +152,20 @@ TEST(Protocol, ArgumentErrorsHaveStableCodes) {
   EXPECT_EQ(code(call(h, "capture", {{"dataset", "fashion-mnist"}, {"start", 0}, {"count", 1}, {"scale", 2}})),
             "bad_argument");  // 28·2 > 32
   EXPECT_EQ(code(call(h, "capture", {{"dataset", "fashion-mnist"}, {"start", 0}, {"count", 1}}, {"x"})), "bad_parts");
+  // The content check's options: each bad value named with its rule.
+  auto content = [&](json cc) {
+    return call(h, "capture", {{"dataset", "fashion-mnist"}, {"start", 0}, {"count", 1}, {"content_check", cc}});
+  };
+  const Reply corr = content({{"min_correlation", 2}});
+  EXPECT_EQ(code(corr), "bad_argument");
+  EXPECT_EQ(corr.body["error"]["message"], "args.content_check.min_correlation must be in (0, 1), got 2.000000");
+  const Reply regrabs = content({{"max_regrabs", -1}});
+  EXPECT_EQ(regrabs.body["error"]["message"], "args.content_check.max_regrabs must be in [0, 100], got -1");
+  const Reply typo = content({{"min_corelation", 0.5}});
+  EXPECT_EQ(code(typo), "bad_argument");
+  EXPECT_NE(typo.body["error"]["message"].get<std::string>().find("min_correlation"), std::string::npos)
+      << typo.body.dump();
+  EXPECT_EQ(code(content({{"enabled", "yes"}})), "bad_argument");
   // Nothing above may have touched a device or started a job.
   EXPECT_EQ(h.slm.shows, 0);
   EXPECT_EQ(code(call(h, "jobs.list")), "ok");

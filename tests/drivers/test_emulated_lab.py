@@ -11,7 +11,10 @@ and stops them all, also on failure. Checks:
     twice the exposure and grows by 10^(6/20) with 6 dB of gain;
   - a capture of N Fashion-MNIST images through hilod: every stored frame is, byte for byte, a frame the
     emulator logged, and the input that frame imaged (CRC-32 in the log) is the stored input; labels are
-    the dataset's.
+    the dataset's;
+  - the same capture with a slow SLM on 5 % of grabs and 2 % dropped frames: nothing misattributed, the
+    content check's rejections equal the slow frames it judged and the gap rejections the drops, and every
+    frame the emulator sent is stored, a dark reference, or counted as rejected.
 """
 import gzip
 import json
