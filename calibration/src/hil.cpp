@@ -35,6 +35,8 @@ DesignModel::DesignModel(sim::BenchOptions bench) : twin_(designed(std::move(ben
 
 void DesignModel::set_element_phase(const RArray& phase_rad) { twin_.set_element_phase(phase_rad); }
 
+void DesignModel::set_element_levels(const sim::Levels& levels) { twin_.set_element_levels(levels); }
+
 void DesignModel::set_flat_element() {
   const auto& s = options().element.slm;
   twin_.set_element_phase(RArray::Zero(s.rows, s.cols));

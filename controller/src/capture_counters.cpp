@@ -30,6 +30,8 @@ void CaptureCounters::add(const CaptureCounters& o) {
   gap_frames += o.gap_frames;
   out_of_order += o.out_of_order;
   early_frames += o.early_frames;
+  content_rejects += o.content_rejects;
+  content_undecidable += o.content_undecidable;
   regrabs += o.regrabs;
   add_retry(slm_driver, o.slm_driver);
   add_retry(camera_driver, o.camera_driver);
@@ -42,6 +44,7 @@ json CaptureCounters::to_json() const {
           {"disconnects", disconnects},       {"write_failures", write_failures},
           {"frames_dropped", frames_dropped}, {"gap_frames", gap_frames},
           {"out_of_order", out_of_order},     {"early_frames", early_frames},
+          {"content_rejects", content_rejects}, {"content_undecidable", content_undecidable},
           {"slm_driver", retry_json(slm_driver)},
           {"camera_driver", retry_json(camera_driver)}};
 }

@@ -41,6 +41,9 @@ class DesignModel {
   // through the LUT exactly as the SLM will show it.
   void set_element_phase(const RArray& phase_rad);
   void set_flat_element();
+  // SLM element only: the levels the element SLM shows (element rows × cols), through the LUT as the SLM
+  // shows them. Throws std::invalid_argument for another element kind or a wrong shape.
+  void set_element_levels(const sim::Levels& levels);
   const RArray& psf() { return twin_.design_psf(); }  // unit sum
 
   // Camera counts above dark of the designed bench (brightness 1, no misalignment, no noise).

@@ -7,7 +7,7 @@
 // bench's roles.camera.address) whose frames hilo::sim computes from what the two display SLMs of the
 // same bench file show on the X display:
 //   input monitor pixels (8-bit, R of each pixel; the display SLM writes R = G = B)
-//     → input levels (rows × cols of the design): the inverse of the capture's placement — the largest
+//     → input levels (rows × cols of the design): the inverse of drivers::place_pattern — the largest
 //       integer scale s with rows·s ≤ height and cols·s ≤ width, the pattern centred; each input pixel
 //       is the rounded mean of its s × s block
 //     → intensity = level / 255 → SimulatedBench::set_input
