@@ -84,6 +84,9 @@ class Experiment {
   // "message"} and, when exceeded, "action" and "profile".
   const nlohmann::json& drift_checks() const { return drift_checks_; }
   std::int64_t measured() const { return measured_; }
+  // Frame integrity over every frame this Experiment took (calibration probes, drift checks, measured
+  // sets, captures): gate rejections, re-grabs and device errors (drivers/gated_grab.hpp).
+  const drivers::GrabCounters& frame_counters() const { return rig_.counters(); }
   // The devices' time when calibrate_bench ended (before the drift reference), seconds.
   double calibrated_at_s() const { return calibrated_at_s_; }
 

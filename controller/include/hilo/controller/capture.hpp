@@ -57,31 +57,25 @@
 #include "hilo/controller/dataset.hpp"
 #include "hilo/controller/jobs.hpp"
 #include "hilo/drivers/camera.hpp"
+#include "hilo/drivers/gated_grab.hpp"
 #include "hilo/drivers/retry.hpp"
 #include "hilo/drivers/slm.hpp"
 
 namespace hilo::controller {
 
-// The devices the daemon drives. `mutex` is held by whoever uses them: a job for its whole run, a
-// device command for its duration (commands use try_lock and answer busy).
-struct CaptureCounters {
+// The show/grab/gate counters (drivers/gated_grab.hpp) plus what only a capture counts.
+struct CaptureCounters : drivers::GrabCounters {
   std::uint64_t frames_stored = 0;
-  std::uint64_t show_errors = 0;     // show() errors that reached the capture (after driver retries)
-  std::uint64_t grab_errors = 0;     // grab() errors that reached the capture (after driver retries)
-  std::uint64_t timeouts = 0, corrupt_frames = 0, disconnects = 0, write_failures = 0;  // those errors by code
-  std::uint64_t frames_dropped = 0;  // sequence numbers skipped between consecutive frames received
-  std::uint64_t gap_frames = 0;      // frames discarded because numbers before them were skipped
-  std::uint64_t out_of_order = 0;    // frames discarded because their number was not above the last one
-  std::uint64_t early_frames = 0;    // frames discarded because their exposure began before the settle
   std::uint64_t content_rejects = 0;      // frames discarded because their content shows another input
   std::uint64_t content_undecidable = 0;  // frames stored although the content check could not decide
-  std::uint64_t regrabs = 0;         // extra show + grab cycles (every error or discarded frame causes one)
   drivers::RetryCounters slm_driver, camera_driver;  // the drivers' retry counters accumulated meanwhile
 
   void add(const CaptureCounters& o);
   nlohmann::json to_json() const;
 };
 
+// The devices the daemon drives. `mutex` is held by whoever uses them: a job for its whole run, a
+// device command for its duration (commands use try_lock and answer busy).
 struct Devices {
   drivers::Slm& slm;        // the input
   drivers::Camera& camera;
