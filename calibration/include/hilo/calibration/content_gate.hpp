@@ -39,7 +39,7 @@ struct ContentGateOptions {
   int max_regrabs = 5;           // content rejections of one input before the capture fails, [0, 100]
 
   // Empty when valid, else the violated rule, e.g. "content_check.max_regrabs must be in [0, 100], got -1".
-  std::string validate() const;
+  [[nodiscard]] std::string validate() const;
   ContentCheckOptions check_options() const { return {blur_px, min_correlation, min_snr}; }
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContentGateOptions, enabled, min_correlation, blur_px, min_snr,

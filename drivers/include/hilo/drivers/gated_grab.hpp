@@ -48,7 +48,7 @@ struct GatedGrabOptions {
   FrameGateOptions gate;
 
   // Empty when valid, else the violated rule, e.g. "grab.max_attempts must be >= 1, got 0".
-  std::string validate() const;
+  [[nodiscard]] std::string validate() const;
 };
 
 struct GatedFrame {
