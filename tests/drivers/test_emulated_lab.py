@@ -303,8 +303,8 @@ class SlowSlmAndDroppedFrames(LabWithHilod):
     EMULATOR_ARGS = ("--slow-slm-fraction", "0.05", "--dropped-frame-fraction", "0.02", "--fault-seed", "11")
 
     def test_capture_rejects_every_stale_frame_by_content_and_counts_it(self):
-        n = 300
-        rec = self.c.capture(start=0, count=n, split="test", timeout_ms=300, wait=True, timeout_s=120)
+        n = 500  # the clean capture's 500 images, now with faults
+        rec = self.c.capture(start=0, count=n, split="test", timeout_ms=300, wait=True, timeout_s=240)
         self.assertEqual(rec["state"], "done", rec)
         manifest, arrays = load_run(os.path.join(self.tmp.name, "data", rec["run_id"]))
         self.check_every_frame_imaged_its_input(arrays["frames"], arrays["inputs"])
