@@ -300,10 +300,12 @@ int Emulator::run(const std::atomic<bool>& stop) {
   bool stopped_camera = false;
   while (!stop.load()) {
     if (m.gone.load() && !stopped_camera) {
+      // Logged first: the unref joins the camera thread, which under load can take seconds after the
+      // sockets are closed and a client has already seen the camera go.
+      m.write_log({{"event", "disappeared"}, {"after_frames", m.delivered}});
       g_object_unref(m.gv);  // joins the camera thread and closes its sockets: the camera is gone
       m.gv = nullptr;
       stopped_camera = true;
-      m.write_log({{"event", "disappeared"}, {"after_frames", m.delivered}});
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }

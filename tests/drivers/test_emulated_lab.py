@@ -371,8 +371,8 @@ class SlowSlmAndDisappearingCamera(LabWithHilod):
             self.c.grab(timeout_ms=500)
         self.assertEqual(e.exception.code, "device_error", e.exception.message)
         self.assertTrue(e.exception.message.endswith("[disconnected]"), e.exception.message)
-        # The emulator logs the event after its camera thread has joined, which on a loaded machine can
-        # come after hilod has already seen the camera go.
+        # The emulator logs the event just before it closes the camera; the log line may still be on its
+        # way to the file when hilod has seen the camera go.
         deadline = time.monotonic() + 10
         while {"event": "disappeared", "after_frames": 11} not in self.lab.events() and time.monotonic() < deadline:
             time.sleep(0.05)
