@@ -35,6 +35,7 @@
 #include "hilo/controller/handler.hpp"
 #include "hilo/controller/storage.hpp"
 #include "hilo/drivers/open_bench.hpp"
+#include "hilo/drivers/placed_slm.hpp"
 
 namespace {
 
@@ -142,12 +143,13 @@ Timing measure(const fs::path& config, double settle_ms, std::size_t frames, int
   if (set->count < frames) throw std::runtime_error("the dataset split holds only " + std::to_string(set->count) + " images");
   auto& slm = *rig.bench->input;
   const int rows = int(set->rows), cols = int(set->cols);
-  const int scale = ctl::fitting_scale(rows, cols, slm.height_px(), slm.width_px());
+  const int scale = hilo::drivers::fitting_scale(rows, cols, slm.height_px(), slm.width_px());
   std::vector<cv::Mat> patterns;
   patterns.reserve(frames);
   for (std::size_t k = 0; k < frames; ++k) {
-    patterns.push_back(ctl::place_on_slm(set->images.data() + k * set->rows * set->cols, rows, cols, slm.height_px(),
-                                         slm.width_px(), slm.bit_depth(), scale));
+    patterns.push_back(hilo::drivers::place_pattern(
+        cv::Mat(rows, cols, CV_8UC1, const_cast<std::uint8_t*>(set->images.data()) + k * set->rows * set->cols),
+        slm.height_px(), slm.width_px(), slm.bit_depth(), scale));
   }
   time_devices(rig, std::vector<cv::Mat>(patterns.begin(), patterns.begin() + std::min<std::size_t>(frames, 20)));  // warm-up
   Timing t;

@@ -3,7 +3,7 @@
 usage: bench_emulated_rate.py HILOD HILO_EMULATOR [--frames N] [--reps R] [--profile PROFILE.yaml]
 
 Starts Xvfb with the two monitors, hilo-emulator and hilod on configs/emulated-lab.yaml (as
-tests/drivers/test_emulated_lab.py does), then runs R captures of N Fashion-MNIST images. Each capture
+tests/drivers/test_emulated_lab.py does), then runs R captures of N Fashion-MNIST images with the content check on and R with it off (ABBA). Each capture
 reports (stats.rate, docs/devices.md "The capture's rate") its frames per second and the device-limited
 rate 1000 / (settle + exposure + readout) ms, the readout being the median time a grab took beyond the
 exposure in that same capture. Prints both and their ratio per repetition and the median ratio; the
@@ -40,18 +40,24 @@ def main():
             d = lab_mod.Daemon(a.hilod, lab_mod.CONFIG, os.path.join(tmp, "data"), heartbeat_s=0.1,
                                env=dict(os.environ))
             c = lab_mod.Client(d.commands)
-            ratios = []
-            print(f"capture of {a.frames} images through hilod on the emulated lab, {a.reps} repetitions")
-            for rep in range(a.reps):
-                rec = c.capture(start=rep * a.frames, count=a.frames, split="train", wait=True, timeout_s=600)
+            ratios = {True: [], False: []}
+            order = [True, False, False, True] * ((a.reps + 1) // 2)  # ABBA: the check on, then off
+            print(f"capture of {a.frames} images through hilod on the emulated lab, {a.reps} repetitions "
+                  f"with the content check and {a.reps} without, ABBA")
+            for rep, check in enumerate(order[:2 * a.reps]):
+                rec = c.capture(start=rep * a.frames, count=a.frames, split="train", wait=True, timeout_s=600,
+                                content_check={"enabled": check})
                 if rec["state"] != "done":
                     raise SystemExit(f"capture ended {rec['state']}: {rec.get('error')}")
                 r = rec["stats"]["rate"]
-                ratios.append(r["ratio"])
-                print(f"  rep {rep}: {r['frames_per_s']:.2f} frames/s, device-limited {r['device_limited_frames_per_s']:.2f} "
+                ratios[check].append(r["ratio"])
+                print(f"  rep {rep} content check {'on ' if check else 'off'}: {r['frames_per_s']:.2f} frames/s, "
+                      f"device-limited {r['device_limited_frames_per_s']:.2f} "
                       f"frames/s (settle {r['settle_ms']:.1f} + exposure {r['exposure_ms']:.1f} + readout "
                       f"{r['readout_ms']:.2f} ms), ratio {r['ratio']:.3f}, regrabs {rec['stats']['capture']['regrabs']}")
-            print(f"median ratio capture / device-limited: {statistics.median(ratios):.3f} (acceptance >= 0.9)")
+            on, off = statistics.median(ratios[True]), statistics.median(ratios[False])
+            print(f"median ratio capture / device-limited: {on:.3f} with the content check, {off:.3f} without "
+                  f"(acceptance >= 0.9); the check keeps {on / off:.3f} of the rate without it")
             c.close()
         finally:
             if d is not None:

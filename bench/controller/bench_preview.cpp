@@ -24,6 +24,7 @@
 #include "hilo/controller/capture.hpp"
 #include "hilo/controller/preview.hpp"
 #include "hilo/drivers/open_bench.hpp"
+#include "hilo/drivers/placed_slm.hpp"
 
 namespace {
 
@@ -61,8 +62,8 @@ int main(int argc, char** argv) {
     for (int i = 0; i < frames; ++i) {
       std::vector<std::uint8_t> img(28 * 28);
       for (auto& v : img) v = static_cast<std::uint8_t>(rng() & 0xff);
-      patterns.push_back(ctl::place_on_slm(img.data(), 28, 28, bench->input->height_px(), bench->input->width_px(),
-                                           bench->input->bit_depth(), 0));
+      patterns.push_back(hilo::drivers::place_pattern(cv::Mat(28, 28, CV_8UC1, img.data()), bench->input->height_px(),
+                                                      bench->input->width_px(), bench->input->bit_depth()));
     }
     ctl::PreviewTap tap;
     ctl::PreviewSlm pslm(*bench->input, tap, ctl::PreviewSource::input_slm);

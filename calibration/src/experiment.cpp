@@ -94,19 +94,20 @@ drivers::DeviceResult<MatD> Experiment::measure(const distill::Mat<float>& x) {
   if (!reference_) throw std::logic_error("Experiment::measure before calibrate");
   const ExtractOptions extract;
   MatD out(x.rows(), deployed_.feature_dim());
-  auto stop = [this] { return ctl_.stop && ctl_.stop(); };
   for (Eigen::Index s0 = 0; s0 < x.rows(); s0 += opt_.drift_every) {
     const Eigen::Index m = std::min<Eigen::Index>(opt_.drift_every, x.rows() - s0);
     const distill::Mat<float> part = x.middleRows(s0, m);
+    // The chunk counts from the images measured before it.
+    const std::int64_t before = measured_, set_end = measured_ + (x.rows() - s0);
+    const io::WorkControl chunk{[&](std::int64_t n, std::int64_t, std::string_view stage) {
+                                  ctl_.work.report(before + n, set_end, stage);
+                                },
+                                ctl_.work.stop};
     auto r = locked([&] {
-      return measure_features(rig_, live_, extract, deployment_, deployed_, part, opt_.frames,
-                              [&](std::size_t n, std::size_t) {
-                                if (ctl_.progress) ctl_.progress(measured_ + std::int64_t(n));
-                              },
-                              stop);
+      return measure_features(rig_, live_, extract, deployment_, deployed_, part, opt_.frames, chunk);
     });
     if (!r) return r.error();
-    if (stop()) return MatD(out.topRows(s0));
+    if (ctl_.work.stop_requested()) return MatD(out.topRows(s0));
     out.middleRows(s0, m) = r.value();
     measured_ += m;
     if (auto e = check_drift_now()) return *e;

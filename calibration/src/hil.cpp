@@ -35,6 +35,8 @@ DesignModel::DesignModel(sim::BenchOptions bench) : twin_(designed(std::move(ben
 
 void DesignModel::set_element_phase(const RArray& phase_rad) { twin_.set_element_phase(phase_rad); }
 
+void DesignModel::set_element_levels(const sim::Levels& levels) { twin_.set_element_levels(levels); }
+
 void DesignModel::set_flat_element() {
   const auto& s = options().element.slm;
   twin_.set_element_phase(RArray::Zero(s.rows, s.cols));
@@ -131,12 +133,12 @@ RArray image_of(const distill::Mat<float>& x, Eigen::Index i, int rows, int cols
 }  // namespace
 
 distill::MatD design_features(DesignModel& design, const Deployment& deployment, const distill::OpticalStudent& student,
-                              const distill::Mat<float>& x, const ProgressFn& progress, const StopFn& stop) {
+                              const distill::Mat<float>& x, const io::WorkControl& work) {
   const auto in = student.in_shape();
   distill::MatD a(x.rows(), student.feature_dim());
   Eigen::Index n = 0;
   for (; n < x.rows(); ++n) {
-    if (stop && stop()) break;
+    if (work.stop_requested()) break;
     const RArray img = design.predict(image_of(x, n, in.h, in.w));
     std::vector<RArray> maps;
     for (int j = 0; j < deployment.layout.count(); ++j) {
@@ -144,7 +146,7 @@ distill::MatD design_features(DesignModel& design, const Deployment& deployment,
       maps.push_back(img.block(o.x(), o.y(), in.h, in.w));
     }
     a.row(n) = maps_to_features(maps, student, deployment.counts_per_unit);
-    if (progress && ((n + 1) % 100 == 0 || n + 1 == x.rows())) progress(std::size_t(n + 1), std::size_t(x.rows()));
+    if ((n + 1) % 100 == 0 || n + 1 == x.rows()) work.report(n + 1, x.rows(), "design features");
   }
   a.conservativeResize(n, Eigen::NoChange);
   return a;
@@ -154,16 +156,16 @@ drivers::DeviceResult<distill::MatD> measure_features(ProbeRig& rig, const Bench
                                                       const ExtractOptions& extract, const Deployment& deployment,
                                                       const distill::OpticalStudent& student,
                                                       const distill::Mat<float>& x, int frames,
-                                                      const ProgressFn& progress, const StopFn& stop) {
+                                                      const io::WorkControl& work) {
   const auto in = student.in_shape();
   distill::MatD a(x.rows(), student.feature_dim());
   Eigen::Index n = 0;
   for (; n < x.rows(); ++n) {
-    if (stop && stop()) break;
+    if (work.stop_requested()) break;
     auto f = rig.capture(image_of(x, n, in.h, in.w), frames);
     if (!f) return f.error();
     a.row(n) = maps_to_features(extract_features(f.value(), calibration, extract), student, deployment.counts_per_unit);
-    if (progress && ((n + 1) % 50 == 0 || n + 1 == x.rows())) progress(std::size_t(n + 1), std::size_t(x.rows()));
+    if ((n + 1) % 50 == 0 || n + 1 == x.rows()) work.report(n + 1, x.rows(), "measure");
   }
   a.conservativeResize(n, Eigen::NoChange);
   return a;

@@ -2,46 +2,61 @@
 
 #include <cmath>
 #include <stdexcept>
+#include <variant>
 
 namespace hilo::calibration {
 
 std::string ProbeOptions::validate() const {
-  if (grab_timeout.count() <= 0)
-    return "probe.grab_timeout must be > 0 ms, got " + std::to_string(grab_timeout.count());
+  if (auto e = grab.validate(); !e.empty()) return "probe." + e;
   return {};
 }
 
-ProbeRig::ProbeRig(drivers::Slm& input, drivers::Camera& camera, ProbeOptions options)
-    : input_(input), camera_(camera), opt_(options) {
-  if (const auto e = opt_.validate(); !e.empty()) throw std::invalid_argument(e);
+namespace {
+
+const ProbeOptions& validated(const ProbeOptions& o) {
+  if (const auto e = o.validate(); !e.empty()) throw std::invalid_argument(e);
+  return o;
 }
 
-drivers::DeviceStatus ProbeRig::show(const RArray& intensity) {
+drivers::DeviceResult<RArray> frame_array(std::variant<drivers::GatedFrame, drivers::GrabFailure> r) {
+  if (auto* f = std::get_if<drivers::GrabFailure>(&r)) return f->error;
+  return to_array(std::get<drivers::GatedFrame>(r).frame.image);
+}
+
+}  // namespace
+
+ProbeRig::ProbeRig(drivers::Slm& input, drivers::Camera& camera, ProbeOptions options)
+    : input_(input), camera_(camera), opt_(validated(options)), grabber_(input, camera, opt_.grab) {}
+
+cv::Mat ProbeRig::levels_of(const RArray& intensity) const {
   if (intensity.rows() != input_rows() || intensity.cols() != input_cols())
     throw std::invalid_argument("probe pattern is " + std::to_string(intensity.rows()) + " x " +
                                 std::to_string(intensity.cols()) + ", the input device is " +
                                 std::to_string(input_rows()) + " x " + std::to_string(input_cols()));
-  return input_.show(intensity_to_levels(intensity, input_.bit_depth()));
+  return intensity_to_levels(intensity, input_.bit_depth());
 }
 
-drivers::DeviceResult<RArray> ProbeRig::grab_mean(int frames) {
-  if (frames < 1) throw std::invalid_argument("grab_mean: frames must be >= 1, got " + std::to_string(frames));
-  RArray sum;
-  for (int i = 0; i < frames; ++i) {
-    auto f = camera_.grab(opt_.grab_timeout);
-    if (!f) return f.error();
-    const RArray a = to_array(f.value().image);
-    if (i == 0)
-      sum = a;
-    else
-      sum += a;
+drivers::DeviceStatus ProbeRig::show(const RArray& intensity) { return grabber_.show(levels_of(intensity)); }
+
+drivers::DeviceResult<RArray> ProbeRig::mean_of(drivers::DeviceResult<RArray> first, int frames) {
+  if (!first) return first;
+  RArray sum = std::move(first.value());
+  for (int i = 1; i < frames; ++i) {
+    auto a = frame_array(grabber_.grab());
+    if (!a) return a;
+    sum += a.value();
   }
   return RArray(sum / double(frames));
 }
 
+drivers::DeviceResult<RArray> ProbeRig::grab_mean(int frames) {
+  if (frames < 1) throw std::invalid_argument("grab_mean: frames must be >= 1, got " + std::to_string(frames));
+  return mean_of(frame_array(grabber_.grab()), frames);
+}
+
 drivers::DeviceResult<RArray> ProbeRig::capture(const RArray& intensity, int frames) {
-  if (auto e = show(intensity)) return *e;
-  return grab_mean(frames);
+  if (frames < 1) throw std::invalid_argument("capture: frames must be >= 1, got " + std::to_string(frames));
+  return mean_of(frame_array(grabber_.show_and_grab(levels_of(intensity))), frames);
 }
 
 RArray to_array(const cv::Mat& m) {

@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "hilo/calibration/registration.hpp"
+#include "hilo/io/options_json.hpp"
 
 namespace hilo::calibration {
 
@@ -22,7 +23,7 @@ std::string TileLayout::validate(Eigen::Index rows, Eigen::Index cols) const {
 }
 
 TileLayout tile_layout(const sim::KernelTiling& t, Eigen::Index object_row, Eigen::Index object_col) {
-  t.validate();
+  io::require_valid(t.validate());
   TileLayout l;
   l.kernel_size = t.kernel_size;
   l.map_rows = t.object_rows;

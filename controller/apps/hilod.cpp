@@ -62,7 +62,10 @@ int main(int argc, char** argv) {
   }
   std::optional<hilo::controller::PipelineBench> pipeline;
   if (config.design) pipeline.emplace(hilo::controller::pipeline_bench(*bench, config, o.config));
-  const hilo::controller::HilodDevices devices{*bench->input, *bench->camera, bench->mutex, bench->element.get(),
-                                               bench->input_retries, bench->camera_retries};
+  hilo::controller::HilodDevices devices{*bench->input, *bench->camera, bench->mutex, bench->element.get(),
+                                         bench->input_retries, bench->camera_retries};
+  // The capture's content check models the design optics with the levels the element SLM shows now.
+  if (pipeline) devices.design = &pipeline->design;
+  if (auto* element = bench->element.get()) devices.element_levels = [element] { return element->last_shown(); };
   return hilo::controller::run_hilod(o, log, devices, pipeline ? &*pipeline : nullptr);
 }

@@ -165,6 +165,8 @@ int run_hilod(HilodOptions o, const Log& log, const HilodDevices& opened, Pipeli
     devices.bench_config = o.config.string();
     devices.slm_retries = opened.input_retries;
     devices.camera_retries = opened.camera_retries;
+    devices.design = opened.design;
+    devices.element_levels = opened.element_levels;
     CaptureOptions cap;
     cap.chunk_records = o.chunk_records;
   cap.hdf5 = o.hdf5;

@@ -5,13 +5,17 @@
 #include <cstring>
 #include <future>
 #include <stdexcept>
+#include <variant>
 
 #include <opencv2/imgcodecs.hpp>
 
-#include "hilo/controller/hdf5_run.hpp"
+#include "capture_content.hpp"
+#include "capture_detail.hpp"
+#include "capture_hdf5.hpp"
 #include "hilo/controller/run_documents.hpp"
 #include "hilo/controller/storage.hpp"
 #include "hilo/drivers/frame_gate.hpp"
+#include "hilo/drivers/placed_slm.hpp"
 #include "hilo/io/figures.hpp"
 #include "hilo/sim/npy.hpp"
 
@@ -34,44 +38,12 @@ std::string CaptureOptions::validate() const {
   if (max_input_attempts < 1 || max_input_attempts > 1000) {
     return "capture.max_input_attempts must be in [1, 1000], got " + std::to_string(max_input_attempts);
   }
-  return {};
-}
-
-// ------------------------------------------------------------------------------------------ placement
-
-int fitting_scale(int rows, int cols, int slm_rows, int slm_cols) {
-  if (rows <= 0 || cols <= 0) return 0;
-  return std::min(slm_rows / rows, slm_cols / cols);
-}
-
-cv::Mat place_on_slm(const std::uint8_t* image, int rows, int cols, int slm_rows, int slm_cols, int bit_depth,
-                     int scale) {
-  if (scale == 0) scale = fitting_scale(rows, cols, slm_rows, slm_cols);
-  if (scale < 1 || rows * scale > slm_rows || cols * scale > slm_cols) {
-    throw std::invalid_argument("input " + std::to_string(rows) + "x" + std::to_string(cols) + " at scale " +
-                                std::to_string(scale) + " does not fit the " + std::to_string(slm_rows) + "x" +
-                                std::to_string(slm_cols) + " SLM");
-  }
-  const bool wide = bit_depth > 8;
-  const double gain = wide ? (std::ldexp(1.0, bit_depth) - 1.0) / 255.0 : 1.0;
-  cv::Mat p = cv::Mat::zeros(slm_rows, slm_cols, wide ? CV_16UC1 : CV_8UC1);
-  const int r0 = (slm_rows - rows * scale) / 2, c0 = (slm_cols - cols * scale) / 2;
-  for (int r = 0; r < rows * scale; ++r) {
-    const std::uint8_t* src = image + static_cast<std::size_t>(r / scale) * cols;
-    if (wide) {
-      auto* dst = p.ptr<std::uint16_t>(r0 + r) + c0;
-      for (int c = 0; c < cols * scale; ++c) dst[c] = static_cast<std::uint16_t>(std::lround(src[c / scale] * gain));
-    } else {
-      auto* dst = p.ptr<std::uint8_t>(r0 + r) + c0;
-      for (int c = 0; c < cols * scale; ++c) dst[c] = src[c / scale];
-    }
-  }
-  return p;
+  return content.validate();
 }
 
 // -------------------------------------------------------------------------------------------- capture
 
-namespace {
+namespace capture_detail {
 
 drivers::RetryCounters retry_delta(const drivers::RetryCounters* now, const drivers::RetryCounters& base) {
   if (!now) return {};
@@ -100,14 +72,19 @@ json devices_json(const drivers::Slm& slm, const drivers::Camera& cam) {
 }
 
 int resolved_scale(const CaptureInputs& in, const CaptureOptions& opt, const drivers::Slm& slm) {
-  return opt.scale == 0 ? fitting_scale(static_cast<int>(in.set->rows), static_cast<int>(in.set->cols), slm.height_px(),
-                                        slm.width_px())
+  return opt.scale == 0 ? drivers::fitting_scale(static_cast<int>(in.set->rows), static_cast<int>(in.set->cols),
+                                                 slm.height_px(), slm.width_px())
                         : opt.scale;
 }
 
 const std::uint8_t* image_of(const CaptureInputs& in, std::size_t k) {
   const auto& set = *in.set;
   return set.images.data() + (in.start + k) * set.rows * set.cols;
+}
+// Input k as a CV_8UC1 matrix over the set's bytes (no copy).
+cv::Mat input_mat(const CaptureInputs& in, std::size_t k) {
+  return cv::Mat(static_cast<int>(in.set->rows), static_cast<int>(in.set->cols), CV_8UC1,
+                 const_cast<std::uint8_t*>(image_of(in, k)));
 }
 
 // run.descriptor's data_keys: per-record dtype, shape, units and source of each stored array.
@@ -128,50 +105,6 @@ json data_keys(const CaptureInputs& in, const json& manifest, const Devices& dev
   }
   return k;
 }
-// The run's HDF5 copy during a capture (CaptureOptions::hdf5). The first failure ends the copy, never
-// the capture: the .npy run is the record, status() says how far the copy got and why it stopped.
-class Hdf5Copy {
- public:
-  // Rebuilds run.h5 from every record `w` already holds (none for a new run).
-  Hdf5Copy(bool enabled, const RunWriter& w) : enabled_(enabled) {
-    if (!enabled_) return;
-    attempt([&] { file_.emplace(hdf5_from_run(w.dir() / "run.h5", w.dir(), w.manifest())); });
-  }
-  // `manifest`: the run's manifest when this is the first chunk of the file (it now knows the frame
-  // format); written before the append starts SWMR mode, so early readers see it.
-  void append(const std::vector<RunWriter::Array>& arrays, std::size_t n, const json* manifest) {
-    if (!file_) return;
-    attempt([&] {
-      if (manifest && !file_->swmr()) file_->update_metadata(*manifest);
-      file_->append(arrays, n);
-    });
-  }
-  // Refreshes the file's metadata from the run's final manifest and closes it.
-  void finish(const json& manifest) {
-    if (file_) attempt([&] { file_->finish(manifest); });
-    file_.reset();
-  }
-  bool enabled() const { return enabled_; }
-  bool complete() const { return error_.empty(); }
-  json status() const { return {{"file", "run.h5"}, {"complete", complete()}, {"records", records_}, {"error", error_}}; }
-
- private:
-  template <typename F>
-  void attempt(F&& f) {
-    try {
-      f();
-      records_ = file_ ? file_->records() : records_;
-    } catch (const std::exception& e) {
-      error_ = e.what();
-      file_.reset();
-    }
-  }
-  bool enabled_;
-  std::optional<Hdf5RunWriter> file_;
-  std::string error_;
-  std::size_t records_ = 0;
-};
-
 // The show + grab loop over inputs [w.records(), in.count) into `w`.
 JobOutcome capture_loop(const CaptureInputs& in, const CaptureOptions& opt, Devices& devices, RunWriter& w, int scale,
                         JobControl& ctl, const std::function<double()>& monotonic_s, json base_stats) {
@@ -223,6 +156,7 @@ JobOutcome capture_loop(const CaptureInputs& in, const CaptureOptions& opt, Devi
 
   // Touched by the commit task while a chunk is in flight, by this thread only after settling it.
   Hdf5Copy h5(opt.hdf5, w);
+  CaptureContent content = capture_content(in, opt, devices);
 
   CaptureCounters cnt;
   const drivers::RetryCounters slm_base = devices.slm_retries ? *devices.slm_retries : drivers::RetryCounters{};
@@ -255,6 +189,7 @@ JobOutcome capture_loop(const CaptureInputs& in, const CaptureOptions& opt, Devi
     cnt.camera_driver = retry_delta(devices.camera_retries, cam_base);
     json j = base_stats;
     j["capture"] = cnt.to_json();
+    j["content_check"] = content.status;
     j["rate"] = rate_json();
     return j;
   };
@@ -351,20 +286,14 @@ JobOutcome capture_loop(const CaptureInputs& in, const CaptureOptions& opt, Devi
 
   const io::WorkControl work = ctl.work();
   work.report(static_cast<std::int64_t>(w.records()), total, "capture");
-  for (std::size_t k = w.records(); k < in.count; ++k) {
-    const std::size_t idx = in.start + k;
-    const std::uint8_t* img = image_of(in, k);
-    cv::Mat pattern;
-    try {
-      pattern = place_on_slm(img, rows, cols, slm.height_px(), slm.width_px(), slm.bit_depth(), scale);
-    } catch (const std::invalid_argument& e) {
-      return finish(JobState::failed, e.what());
-    }
-    const std::string where = "input " + std::to_string(idx) + ": ";
-    const std::uint64_t faults_before = cnt.regrabs;
-    std::optional<drivers::Frame> frame;
+  // Shows `pattern` and grabs until a frame passes the frame gate and then `judge` (none: accepted); every
+  // rejected frame is re-grabbed after showing the pattern again, which waits a full settle more.
+  enum class Judged { accept, regrab, fail };
+  using Judge = std::function<Judged(const drivers::Frame&, std::string& cause)>;
+  auto acquire = [&](const cv::Mat& pattern, const std::string& where,
+                     const Judge& judge) -> std::variant<drivers::Frame, JobOutcome> {
     std::string cause;
-    for (int attempt = 1; !frame; ++attempt) {
+    for (int attempt = 1;; ++attempt) {
       if (work.stop_requested()) {
         const bool shutdown = ctl.stop_reason() == StopReason::shutdown;
         return finish(shutdown ? JobState::interrupted : JobState::cancelled,
@@ -401,7 +330,6 @@ JobOutcome capture_loop(const CaptureInputs& in, const CaptureOptions& opt, Devi
         if (!drivers::is_transient(fr.error().code)) return finish(JobState::failed, where + cause);
         continue;
       }
-      // A rejected frame is re-grabbed after showing the pattern again, which waits a full settle more.
       const auto check = gate.check(fr.value(), received, cam.exposure_ms());
       cause = check.reason;
       switch (check.verdict) {
@@ -410,9 +338,78 @@ JobOutcome capture_loop(const CaptureInputs& in, const CaptureOptions& opt, Devi
         case drivers::FrameVerdict::early: ++cnt.early_frames; continue;
         case drivers::FrameVerdict::accepted: break;
       }
+      if (judge) {
+        const Judged j = judge(fr.value(), cause);
+        if (j == Judged::fail) return finish(JobState::failed, where + cause);
+        if (j == Judged::regrab) continue;
+      }
       grab_ms.push_back((received - grab_start) * 1e3);
-      frame = std::move(fr.value());
+      return std::move(fr.value());
     }
+  };
+
+  // The content check's chain starts from frames of the dark input (calibration/content_gate.hpp).
+  if (content.gate) {
+    content.gate->set_camera(cam.exposure_ms(), cam.gain_db());
+    cv::Mat dark;
+    try {
+      dark = drivers::place_pattern(cv::Mat::zeros(rows, cols, CV_8UC1), slm.height_px(), slm.width_px(), slm.bit_depth(), scale);
+    } catch (const std::invalid_argument& e) {
+      return finish(JobState::failed, e.what());
+    }
+    std::vector<cv::Mat> refs;
+    while (refs.size() < 3) {
+      auto r = acquire(dark, "content check, dark reference: ", {});
+      if (auto* o = std::get_if<JobOutcome>(&r)) return std::move(*o);
+      refs.push_back(std::get<drivers::Frame>(r).image.clone());
+    }
+    std::string why;
+    try {
+      why = content.gate->set_reference(refs);
+    } catch (const std::invalid_argument& e) {
+      why = e.what();
+    }
+    if (!why.empty()) {
+      content.off(why);
+    } else {
+      content.status["reference_frames"] = refs.size();
+      content.status["dark_noise_counts"] = content.gate->dark_noise_counts();
+    }
+  }
+
+  for (std::size_t k = w.records(); k < in.count; ++k) {
+    const std::size_t idx = in.start + k;
+    const std::uint8_t* img = image_of(in, k);
+    cv::Mat pattern;
+    try {
+      pattern = drivers::place_pattern(input_mat(in, k), slm.height_px(), slm.width_px(), slm.bit_depth(), scale);
+    } catch (const std::invalid_argument& e) {
+      return finish(JobState::failed, e.what());
+    }
+    const std::string where = "input " + std::to_string(idx) + ": ";
+    const std::uint64_t faults_before = cnt.regrabs;
+    int content_rejects_here = 0;
+    const Judge judge_content = [&](const drivers::Frame& fr, std::string& cause) {
+      if (!content.gate) return Judged::accept;
+      calibration::ContentCheck c;
+      try {
+        c = content.gate->check(fr.image, input_mat(in, k));
+      } catch (const std::invalid_argument& e) {
+        cause = e.what();
+        return Judged::fail;
+      }
+      if (c.verdict == calibration::ContentVerdict::undecidable) ++cnt.content_undecidable;
+      if (c.verdict != calibration::ContentVerdict::stale) return Judged::accept;
+      ++cnt.content_rejects;
+      cause = c.reason;
+      if (++content_rejects_here <= opt.content.max_regrabs) return Judged::regrab;
+      cause = "the frame content did not match the input after " + std::to_string(opt.content.max_regrabs) +
+              " re-grabs (content_check.max_regrabs): " + c.reason;
+      return Judged::fail;
+    };
+    auto got = acquire(pattern, where, judge_content);
+    if (auto* o = std::get_if<JobOutcome>(&got)) return std::move(*o);
+    std::optional<drivers::Frame> frame = std::move(std::get<drivers::Frame>(got));
     const cv::Mat& f = frame->image;
     if (frame_type < 0) {
       if (f.type() != CV_8UC1 && f.type() != CV_16UC1) {
@@ -465,96 +462,15 @@ JobOutcome fresh_capture(const CaptureInputs& in, const CaptureOptions& opt, Dev
   return capture_loop(in, opt, devices, w, scale, ctl, monotonic_s, {{"resumes", 0}});
 }
 
-// What differs between a run's recorded placement/devices and the current ones ("" = nothing).
-std::string bench_difference(const json& manifest, const json& placement, const json& devs) {
-  for (const auto& [section, now] : {std::pair<const char*, const json&>{"placement", placement}, {"devices", devs}}) {
-    const json was = manifest.value(section, json::object());
-    for (const auto& [k, v] : now.items()) {
-      if (!was.contains(k) || was[k] != v) {
-        return std::string(section) + "." + k + " was " + (was.contains(k) ? was[k].dump() : "absent") + ", now " + v.dump();
-      }
-    }
-  }
-  return {};
-}
+}  // namespace capture_detail
 
-}  // namespace
+using namespace capture_detail;
 
 JobOutcome run_capture(const CaptureInputs& in, const CaptureOptions& opt, Devices& devices, const fs::path& run_dir,
                        json manifest_base, JobControl& ctl, const std::function<double()>& monotonic_s) {
   if (auto e = opt.validate(); !e.empty()) return {JobState::failed, e};
   std::lock_guard dev_lock(devices.mutex);
   return fresh_capture(in, opt, devices, run_dir, std::move(manifest_base), ctl, monotonic_s);
-}
-
-JobOutcome resume_capture(const CaptureInputs& in, const CaptureOptions& opt, Devices& devices, const fs::path& run_dir,
-                          JobControl& ctl, const std::function<double()>& monotonic_s) {
-  if (auto e = opt.validate(); !e.empty()) return {JobState::failed, e};
-  std::lock_guard dev_lock(devices.mutex);
-  const JobRecord& rec = ctl.record();
-  if (!fs::exists(run_dir / "manifest.json")) {
-    // Stopped before its first manifest was written: the directory (if any) holds no record.
-    std::error_code ec;
-    fs::remove_all(run_dir, ec);
-    json base = {{"run_id", rec.run_id}, {"kind", rec.kind}, {"job_id", rec.id}, {"created_s", rec.created_s},
-                 {"params", rec.params}};
-    return fresh_capture(in, opt, devices, run_dir, std::move(base), ctl, monotonic_s);
-  }
-  json manifest;
-  try {
-    manifest = read_manifest(run_dir);
-  } catch (const StorageError& e) {
-    return {JobState::failed, std::string("cannot resume: ") + e.what()};
-  }
-  const std::string state = manifest.value("state", "");
-  const bool consolidated = manifest.contains("arrays") && !manifest["arrays"].empty();
-  if (state != "running" && !(state == "interrupted" && !consolidated)) {
-    // The previous process ended the run but stopped before the catalog said so: the manifest decides.
-    const auto st = job_state_from_string(state);
-    if (!st || !is_final(*st)) return {JobState::failed, "cannot resume: run manifest has state '" + state + "'"};
-    ctl.checkpoint(manifest.value("records", std::int64_t{0}));
-    if (*st == JobState::interrupted) return {JobState::failed, "cannot resume: the run was already consolidated as interrupted"};
-    return {*st, manifest.value("error", std::string())};
-  }
-  std::optional<RunWriter> w;
-  try {
-    w.emplace(RunWriter::reopen(run_dir));
-  } catch (const StorageError& e) {
-    return {JobState::failed, std::string("cannot resume: ") + e.what()};
-  }
-  auto fail = [&](const std::string& why) -> JobOutcome {
-    const std::string err = "cannot resume: " + why;
-    w->finish("failed", {{"error", err}});  // keeps every listed record readable
-    return {JobState::failed, err};
-  };
-  const int scale = resolved_scale(in, opt, devices.slm);
-  if (auto d = bench_difference(manifest, placement_json(devices.slm, scale), devices_json(devices.slm, devices.camera));
-      !d.empty()) {
-    return fail("the bench changed since the job started: " + d);
-  }
-  if (w->records() > in.count) {
-    return fail("the run holds " + std::to_string(w->records()) + " records, the job plans " + std::to_string(in.count));
-  }
-  // The inputs the run already holds must be those the job would show again (dataset files replaced?).
-  if (!manifest["chunks"].empty()) {
-    const auto& last = manifest["chunks"].back();
-    try {
-      const auto stored = sim::read_npy(run_dir / last["files"]["inputs"].get<std::string>());
-      const std::size_t first = last["first"].get<std::size_t>(), n = in.set->rows * in.set->cols;
-      if (stored.bytes.size() != last["count"].get<std::size_t>() * n ||
-          std::memcmp(stored.bytes.data(), image_of(in, first), stored.bytes.size()) != 0) {
-        return fail("the inputs differ from those the run stored (records " + std::to_string(first) + "..)");
-      }
-    } catch (const std::exception& e) {
-      return fail(std::string("cannot read the stored inputs: ") + e.what());
-    }
-  }
-  json base_stats = rec.stats.is_object() ? rec.stats : json::object();
-  base_stats["resumes"] = base_stats.value("resumes", 0) + 1;
-  json resumes = manifest.value("resumes", json::array());
-  resumes.push_back({{"at_record", w->records()}});
-  w->set("resumes", resumes);
-  return capture_loop(in, opt, devices, *w, scale, ctl, monotonic_s, base_stats);
 }
 
 }  // namespace hilo::controller

@@ -19,31 +19,22 @@ json retry_json(const drivers::RetryCounters& r) {
 }  // namespace
 
 void CaptureCounters::add(const CaptureCounters& o) {
+  drivers::GrabCounters::add(o);
   frames_stored += o.frames_stored;
-  show_errors += o.show_errors;
-  grab_errors += o.grab_errors;
-  timeouts += o.timeouts;
-  corrupt_frames += o.corrupt_frames;
-  disconnects += o.disconnects;
-  write_failures += o.write_failures;
-  frames_dropped += o.frames_dropped;
-  gap_frames += o.gap_frames;
-  out_of_order += o.out_of_order;
-  early_frames += o.early_frames;
-  regrabs += o.regrabs;
+  content_rejects += o.content_rejects;
+  content_undecidable += o.content_undecidable;
   add_retry(slm_driver, o.slm_driver);
   add_retry(camera_driver, o.camera_driver);
 }
 
 json CaptureCounters::to_json() const {
-  return {{"frames_stored", frames_stored},   {"regrabs", regrabs},
-          {"show_errors", show_errors},       {"grab_errors", grab_errors},
-          {"timeouts", timeouts},             {"corrupt_frames", corrupt_frames},
-          {"disconnects", disconnects},       {"write_failures", write_failures},
-          {"frames_dropped", frames_dropped}, {"gap_frames", gap_frames},
-          {"out_of_order", out_of_order},     {"early_frames", early_frames},
-          {"slm_driver", retry_json(slm_driver)},
-          {"camera_driver", retry_json(camera_driver)}};
+  json j = drivers::GrabCounters::to_json();
+  j["frames_stored"] = frames_stored;
+  j["content_rejects"] = content_rejects;
+  j["content_undecidable"] = content_undecidable;
+  j["slm_driver"] = retry_json(slm_driver);
+  j["camera_driver"] = retry_json(camera_driver);
+  return j;
 }
 
 json Devices::counters_json() const {

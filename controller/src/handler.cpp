@@ -6,6 +6,8 @@
 #include <map>
 
 #include "hilo/controller/hdf5_run.hpp"
+#include "hilo/drivers/placed_slm.hpp"
+#include "hilo/io/options_json.hpp"
 #include "hilo/sim/npy.hpp"
 
 namespace hilo::controller {
@@ -193,7 +195,7 @@ std::string capture_inputs_error(const CaptureInputs& in, const CaptureOptions& 
     return "[start, start+count) = [" + std::to_string(in.start) + ", " + std::to_string(in.start + in.count) +
            ") must be a non-empty range within [0, " + std::to_string(set.count) + ")";
   }
-  const int fit = fitting_scale(int(set.rows), int(set.cols), slm.height_px(), slm.width_px());
+  const int fit = drivers::fitting_scale(int(set.rows), int(set.cols), slm.height_px(), slm.width_px());
   if (fit < 1 || opt.scale > fit) {
     return "inputs of " + std::to_string(set.rows) + "x" + std::to_string(set.cols) +
            (opt.scale > 0 ? " at scale " + std::to_string(opt.scale) : std::string()) + " do not fit the " +
@@ -204,7 +206,7 @@ std::string capture_inputs_error(const CaptureInputs& in, const CaptureOptions& 
 
 Reply cmd_capture(const Request& req, Context& ctx) {
   if (auto e = check_known_args(req, {"dataset", "split", "start", "count", "inputs", "inputs_npy", "timeout_ms",
-                                      "scale", "chunk_records", "hdf5"})) {
+                                      "scale", "chunk_records", "hdf5", "content_check"})) {
     return error_reply(*e);
   }
   if (ctx.shutting_down || !ctx.jobs.accepting()) {
@@ -233,6 +235,14 @@ Reply cmd_capture(const Request& req, Context& ctx) {
   auto h5 = get_bool(req, "hdf5", opt.hdf5);
   if (auto* e = err_of(h5)) return error_reply(*e);
   opt.hdf5 = std::get<bool>(h5);
+  if (req.args.contains("content_check")) {
+    try {
+      opt.content = io::read_options(req.args["content_check"], "args.content_check", opt.content);
+    } catch (const io::OptionsError& e) {
+      return error_reply(req.id, ErrorCode::bad_argument, e.what());
+    }
+    if (auto e = opt.content.validate(); !e.empty()) return error_reply(req.id, ErrorCode::bad_argument, "args." + e);
+  }
 
   CaptureInputs in;
   std::pair<std::string, std::string> dataset;  // name, split: set for dataset captures

@@ -1,3 +1,10 @@
+// The live view's HTTP server: one Impl owning the io_context, its thread, the acceptor, the state the
+// page shows, the sessions (HTTP requests) and the event streams (server-sent events) and the router
+// that answers them. It is kept in one file (about 500 lines) because Session, Stream and respond()
+// all work on Impl's private state on the live view's own thread; splitting them would put Impl in a
+// header only for this file's sake. The parts that stand alone live elsewhere: the options and their
+// validation (live_view_options.cpp), the HTTP helpers (live_view_http.hpp) and the page
+// (live_view_page.cpp).
 #include "hilo/controller/live_view.hpp"
 
 #include <atomic>

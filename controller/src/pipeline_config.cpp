@@ -118,18 +118,18 @@ json PipelineConfig::to_json() const {
 }
 
 std::string PipelineConfig::validate() const {
-  try {
-    data.validate();
-    teacher_arch.validate();
-    teacher_train.validate();
-    student.validate();
-    distill.validate();
-    student_train.validate();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
+  if (auto e = io::first_broken({data.validate(), teacher_arch.validate(), teacher_train.validate(), student.validate(),
+                                 distill.validate(), student_train.validate()});
+      !e.empty())
+    return e;
   if (student.parameterization != "intensity") return "student.options.parameterization must be \"intensity\" (deployed by phase retrieval)";
   if (threads < 1 || threads > 64) return "threads must be in [1, 64], got " + std::to_string(threads);
+  // Every stage trains on the pipeline's thread with the pipeline's thread count; a per-stage count
+  // would be silently ignored, so only its default is accepted.
+  for (const auto& [key, t] : {std::pair{"teacher.train.threads", &teacher_train}, {"student.train.threads", &student_train}})
+    if (t->threads != distill::TrainOptions{}.threads)
+      return std::string(key) + " is not used in a pipeline, got " + std::to_string(t->threads) +
+             ": set the pipeline's threads (" + std::to_string(threads) + "), which every stage trains with";
   if (design_refit_epochs < 0) return "deploy.design_refit_epochs must be >= 0";
   if (test_images < 0) return "bench.test_images must be >= 0 (0 = all)";
   if (auto e = measure_options().validate(); !e.empty()) return "bench." + e;

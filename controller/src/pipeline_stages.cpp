@@ -192,12 +192,13 @@ void PipelineStages::deploy() {
     distill::OpticalStudent s = clone(*student_);
     s.set_kernels(deployment_.kernels);
     progress("deploy", 1, 4);
-    auto stop_fn = [this] { return stop(); };
-    const MatD a_train = calibration::design_features(*design_, deployment_, s, data_.train.x,
-                                                      [&](std::size_t n, std::size_t t) { progress("deploy: design features", std::int64_t(n), std::int64_t(t)); },
-                                                      stop_fn);
+    const io::WorkControl features{[&](std::int64_t n, std::int64_t t, std::string_view) {
+                                     progress("deploy: design features", n, t);
+                                   },
+                                   ctl_.work.stop};
+    const MatD a_train = calibration::design_features(*design_, deployment_, s, data_.train.x, features);
     if (stop()) throw StageStopped{};
-    const MatD a_test = calibration::design_features(*design_, deployment_, s, test_x_, {}, stop_fn);
+    const MatD a_test = calibration::design_features(*design_, deployment_, s, test_x_, {{}, ctl_.work.stop});
     if (stop()) throw StageStopped{};
     const double before = distill::accuracy(s.backend_forward(a_test), test_y_);
     calibration::CompensationReport rep;
@@ -272,8 +273,7 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate) 
   so.fraction = fmax;
   std::int64_t total = 0;
   calibration::ExperimentControl ec;
-  ec.progress = [&](std::int64_t n) { progress(stage, n, total); };
-  ec.stop = [this] { return stop(); };
+  ec.work = {[&](std::int64_t n, std::int64_t, std::string_view) { progress(stage, n, total); }, ctl_.work.stop};
   ec.log = [&](const std::string& line) { log(stage + ": " + line); };
   ec.on_drift = ctl_.on_drift;
   // Probes and inputs are drawn at the design's input resolution; a display input with more pixels
@@ -388,8 +388,11 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate) 
               {"accuracy", acc},
               {"confusion", conf},
               {"compensation_curves", curves},
+              {"frame_integrity", ex.frame_counters().to_json()},
               {"drift", {{"checks", ex.drift_checks()}, {"action", c_.drift_action},
                          {"shift_threshold_px", c_.drift.shift_threshold_px}, {"gain_threshold", c_.drift.gain_threshold}}}};
+  if (const auto& fc = ex.frame_counters(); fc.regrabs > 0)
+    log(stage + ": frame integrity (rejected frames re-grabbed): " + fc.to_json().dump());
   if (truth_at_calibration) {
     // The simulator's true pose when the calibration ended (what the registration measured) and at the
     // end of the stage (after the drift).

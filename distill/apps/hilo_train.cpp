@@ -86,7 +86,7 @@ int main(int argc, char** argv) {
       set_compute_threads(job.train.threads);
       r = run_distill(job, ctl);
     } else if (cmd == "estimate") {
-      std::printf("%s\n", run_estimate(cfg).dump().c_str());
+      std::printf("%s\n", run_estimate(EstimateJob::from_json(cfg)).dump().c_str());
       return 0;
     } else {
       std::cerr << "hilo-train: unknown command '" << cmd << "'\n";

@@ -1,4 +1,5 @@
 #include "hilo/distill/data.hpp"
+#include "hilo/io/options_json.hpp"
 
 #include <zlib.h>
 
@@ -11,14 +12,14 @@
 namespace hilo::distill {
 namespace fs = std::filesystem;
 
-void DataOptions::validate() const {
+std::string DataOptions::validate() const {
   if (name != "fashion-mnist" && name != "mnist")
-    throw std::invalid_argument("data.name must be \"fashion-mnist\" or \"mnist\", got \"" + name + "\"");
-  if (val_size < -1) throw std::invalid_argument("data.val_size must be >= 0 (or -1 for the default)");
+    return "data.name must be \"fashion-mnist\" or \"mnist\", got \"" + name + "\"";
+  if (val_size < -1) return "data.val_size must be >= 0 (or -1 for the default)";
   if (mnist_test_size < 1 || mnist_test_size + resolved_val_size() >= 10000)
-    throw std::invalid_argument("data.mnist_test_size must be >= 1 and leave training images "
-                                "(mnist_test_size + val_size < 10000)");
-  if (train_limit < 0) throw std::invalid_argument("data.train_limit must be >= 0");
+    return "data.mnist_test_size must be >= 1 and leave training images (mnist_test_size + val_size < 10000)";
+  if (train_limit < 0) return "data.train_limit must be >= 0";
+  return {};
 }
 
 namespace {
@@ -127,7 +128,7 @@ Dataset head(const Dataset& d, std::size_t n) {
 }
 
 Splits load_splits(const DataOptions& o) {
-  o.validate();
+  io::require_valid(o.validate());
   std::mt19937_64 rng(o.split_seed);
   Splits s;
   if (o.name == "fashion-mnist") {

@@ -28,20 +28,17 @@ nlohmann::json load_config_file(const fs::path& path) {
 }
 
 DataOptions data_options_from_json(const nlohmann::json& j) {
-  DataOptions o = io::read_options<DataOptions>(j, "data");
-  o.validate();
+  DataOptions o = io::read_valid_options<DataOptions>(j, "data");
   return o;
 }
 
 TrainOptions train_options_from_json(const nlohmann::json& j) {
-  TrainOptions o = io::read_options<TrainOptions>(j, "train");
-  o.validate();
+  TrainOptions o = io::read_valid_options<TrainOptions>(j, "train");
   return o;
 }
 
 TeacherArch teacher_arch_from_json(const nlohmann::json& j) {
-  TeacherArch a = io::read_options<TeacherArch>(j, "arch");
-  a.validate();
+  TeacherArch a = io::read_valid_options<TeacherArch>(j, "arch");
   return a;
 }
 
@@ -58,20 +55,20 @@ nlohmann::json job_fields(const nlohmann::json& j, const std::string& command, c
 
 TeacherJob TeacherJob::from_json(const nlohmann::json& j) {
   const std::string section = "train-teacher job";
-  TeacherJob t = io::read_options<TeacherJob>(job_fields(j, "train-teacher", section), section);
-  t.validate();
+  TeacherJob t = io::read_valid_options<TeacherJob>(job_fields(j, "train-teacher", section), section);
   return t;
 }
 
-void TeacherJob::validate() const {
-  data.validate();
-  arch.validate();
-  train.validate();
-  if (out_dir.empty()) throw std::invalid_argument("out_dir must not be empty");
+std::string TeacherJob::validate() const {
+  if (auto e = data.validate(); !e.empty()) return e;
+  if (auto e = arch.validate(); !e.empty()) return e;
+  if (auto e = train.validate(); !e.empty()) return e;
+  if (out_dir.empty()) return "out_dir must not be empty";
+  return {};
 }
 
 JobResult run_train_teacher(const TeacherJob& job, const JobControl& ctl) {
-  job.validate();
+  io::require_valid(job.validate());
   const Splits s = load_splits(job.data);
   Sequential<float> net = make_teacher(job.arch, s.train.shape, s.train.num_classes);
   JobResult r;

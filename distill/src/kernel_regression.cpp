@@ -1,4 +1,5 @@
 #include "hilo/distill/kernel_regression.hpp"
+#include "hilo/io/options_json.hpp"
 
 #include <Eigen/Eigenvalues>
 #include <cmath>
@@ -24,10 +25,11 @@ MatD relu_ntk(const MatD& A, const MatD& B) {
   return K;
 }
 
-void KernelRegressionOptions::validate() const {
-  if (ratios.empty()) throw std::invalid_argument("kernel_regression.ratios must not be empty");
+std::string KernelRegressionOptions::validate() const {
+  if (ratios.empty()) return "kernel_regression.ratios must not be empty";
   for (double r : ratios)
-    if (!(r > 0)) throw std::invalid_argument("kernel_regression.ratios must all be > 0");
+    if (!(r > 0)) return "kernel_regression.ratios must all be > 0";
+  return {};
 }
 
 namespace {
@@ -45,7 +47,7 @@ double acc_of(const MatD& pred, const std::vector<int>& y) {
 KernelRegressionResult ntk_regression(const MatD& tra, const std::vector<int>& try_, const MatD& va,
                                       const std::vector<int>& vy, const MatD& tea, const std::vector<int>& tey,
                                       int classes, const KernelRegressionOptions& o) {
-  o.validate();
+  io::require_valid(o.validate());
   const MatD K = relu_ntk(tra, tra);
   MatD Y = MatD::Constant(tra.rows(), classes, -1.0 / classes);
   for (Eigen::Index i = 0; i < tra.rows(); ++i) Y(i, try_[static_cast<std::size_t>(i)]) += 1.0;

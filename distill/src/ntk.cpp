@@ -1,4 +1,5 @@
 #include "hilo/distill/ntk.hpp"
+#include "hilo/io/options_json.hpp"
 
 #include <cmath>
 #include <stdexcept>
@@ -82,13 +83,14 @@ MatD ntk_probe(Sequential<T>& net, const Mat<T>& x, int probes, std::mt19937_64&
   return theta / probes;
 }
 
-void KernelDistance::validate() const {
+std::string KernelDistance::validate() const {
   if (kind != "mse" && kind != "trace_mse" && kind != "alignment")
-    throw std::invalid_argument("ntkd.distance must be \"mse\", \"trace_mse\" or \"alignment\", got \"" + kind + "\"");
+    return "ntkd.distance must be \"mse\", \"trace_mse\" or \"alignment\", got \"" + kind + "\"";
+  return {};
 }
 
 double KernelDistance::value(const MatD& t, const MatD& s) const {
-  validate();
+  io::require_valid(validate());
   const double B = static_cast<double>(t.rows());
   if (kind == "mse") return (s - t).squaredNorm() / (B * B);
   if (kind == "trace_mse") {
@@ -100,7 +102,7 @@ double KernelDistance::value(const MatD& t, const MatD& s) const {
 }
 
 MatD KernelDistance::grad(const MatD& t, const MatD& s) const {
-  validate();
+  io::require_valid(validate());
   const double B = static_cast<double>(t.rows());
   if (kind == "mse") return 2.0 * (s - t) / (B * B);
   if (kind == "trace_mse") {

@@ -9,31 +9,33 @@
 
 namespace hilo::distill {
 
-void CameraNoiseOptions::validate() const {
+std::string CameraNoiseOptions::validate() const {
   if (!(photons_per_unit > 0))
-    throw std::invalid_argument("student.noise.photons_per_unit must be > 0, got " + std::to_string(photons_per_unit));
-  if (read_noise < 0) throw std::invalid_argument("student.noise.read_noise must be >= 0, got " + std::to_string(read_noise));
+    return "student.noise.photons_per_unit must be > 0, got " + std::to_string(photons_per_unit);
+  if (read_noise < 0) return "student.noise.read_noise must be >= 0, got " + std::to_string(read_noise);
+  return {};
 }
 
-void StudentOptions::validate() const {
-  if (kernels < 1) throw std::invalid_argument("student.kernels must be >= 1, got " + std::to_string(kernels));
+std::string StudentOptions::validate() const {
+  if (kernels < 1) return "student.kernels must be >= 1, got " + std::to_string(kernels);
   if (kernel_size < 1 || kernel_size % 2 == 0)
-    throw std::invalid_argument("student.kernel_size must be odd and >= 1, got " + std::to_string(kernel_size));
+    return "student.kernel_size must be odd and >= 1, got " + std::to_string(kernel_size);
   if (parameterization != "intensity" && parameterization != "phase")
-    throw std::invalid_argument("student.parameterization must be \"intensity\" or \"phase\", got \"" + parameterization + "\"");
+    return "student.parameterization must be \"intensity\" or \"phase\", got \"" + parameterization + "\"";
   if (nonneg != "softplus" && nonneg != "square")
-    throw std::invalid_argument("student.nonneg must be \"softplus\" or \"square\", got \"" + nonneg + "\"");
+    return "student.nonneg must be \"softplus\" or \"square\", got \"" + nonneg + "\"";
   if (signing != "pairs" && signing != "bias")
-    throw std::invalid_argument("student.signing must be \"pairs\" or \"bias\", got \"" + signing + "\"");
+    return "student.signing must be \"pairs\" or \"bias\", got \"" + signing + "\"";
   if (signing == "pairs" && kernels % 2 != 0)
-    throw std::invalid_argument("student.kernels must be even when student.signing is \"pairs\", got " + std::to_string(kernels));
-  if (pool < 1) throw std::invalid_argument("student.pool must be >= 1");
-  if (hidden < 1) throw std::invalid_argument("student.hidden must be >= 1");
-  if (psf_pad < 1) throw std::invalid_argument("student.psf_pad must be >= 1");
-  if (psf_gain < 0) throw std::invalid_argument("student.psf_gain must be >= 0 (0 = automatic)");
+    return "student.kernels must be even when student.signing is \"pairs\", got " + std::to_string(kernels);
+  if (pool < 1) return "student.pool must be >= 1";
+  if (hidden < 1) return "student.hidden must be >= 1";
+  if (psf_pad < 1) return "student.psf_pad must be >= 1";
+  if (psf_gain < 0) return "student.psf_gain must be >= 0 (0 = automatic)";
   if (feature_norm != "feature" && feature_norm != "map" && feature_norm != "none")
-    throw std::invalid_argument("student.feature_norm must be \"feature\", \"map\" or \"none\", got \"" + feature_norm + "\"");
-  noise.validate();
+    return "student.feature_norm must be \"feature\", \"map\" or \"none\", got \"" + feature_norm + "\"";
+  if (auto e = noise.validate(); !e.empty()) return e;
+  return {};
 }
 
 ParamSet param_set_from_string(const std::string& s) {
@@ -58,13 +60,13 @@ sim::KernelTiling tiling_of(const StudentOptions& o, Shape in) {
   t.gap = o.tile_gap;
   t.object_rows = in.h;
   t.object_cols = in.w;
-  t.validate();
+  io::require_valid(t.validate());
   return t;
 }
 }  // namespace
 
 OpticalStudent::OpticalStudent(const StudentOptions& o, Shape in, int classes) : o_(o), in_(in), classes_(classes) {
-  o_.validate();
+  io::require_valid(o_.validate());
   if (in.c != 1) throw std::invalid_argument("student: the optical layer takes single-channel intensity images");
   if (in.h % o_.pool != 0 || in.w % o_.pool != 0)
     throw std::invalid_argument("student.pool must divide the image size " + std::to_string(in.h) + "x" + std::to_string(in.w));
@@ -476,8 +478,7 @@ void OpticalStudent::ntk_backward(const MatD& Gin) {
 nlohmann::json OpticalStudent::options_json() const { return o_; }
 
 StudentOptions OpticalStudent::options_from_json(const nlohmann::json& j) {
-  StudentOptions o = io::read_options<StudentOptions>(j, "student");
-  o.validate();
+  StudentOptions o = io::read_valid_options<StudentOptions>(j, "student");
   return o;
 }
 

@@ -15,29 +15,30 @@
 namespace hilo::distill {
 namespace fs = std::filesystem;
 
-void DistillOptions::validate() const {
+std::string DistillOptions::validate() const {
   static const std::set<std::string> methods{"none", "kd", "gd", "shared", "ntkd"};
   if (!methods.count(method))
-    throw std::invalid_argument("distill.method must be one of none, kd, gd, shared, ntkd; got \"" + method + "\"");
-  if (!(temperature > 0)) throw std::invalid_argument("distill.temperature must be > 0");
-  if (kd_alpha < 0 || kd_alpha > 1) throw std::invalid_argument("distill.kd_alpha must be in [0, 1]");
-  if (gd_lambda < 0 || gd_lambda > 1) throw std::invalid_argument("distill.gd_lambda must be in [0, 1]");
-  if (gd_input_noise < 0) throw std::invalid_argument("distill.gd_input_noise must be >= 0");
-  if (shared_weight < 0 || shared_feature_weight < 0) throw std::invalid_argument("distill.shared_* weights must be >= 0");
-  if (ntk_alpha < 0 || ntk_beta < 0) throw std::invalid_argument("distill.ntk_alpha and ntk_beta must be >= 0");
-  if (ntk_subbatch < 2) throw std::invalid_argument("distill.ntk_subbatch must be >= 2");
-  if (ntk_every < 1) throw std::invalid_argument("distill.ntk_every must be >= 1");
-  if (ntk_cache_batches < 0) throw std::invalid_argument("distill.ntk_cache_batches must be >= 0");
+    return "distill.method must be one of none, kd, gd, shared, ntkd; got \"" + method + "\"";
+  if (!(temperature > 0)) return "distill.temperature must be > 0";
+  if (kd_alpha < 0 || kd_alpha > 1) return "distill.kd_alpha must be in [0, 1]";
+  if (gd_lambda < 0 || gd_lambda > 1) return "distill.gd_lambda must be in [0, 1]";
+  if (gd_input_noise < 0) return "distill.gd_input_noise must be >= 0";
+  if (shared_weight < 0 || shared_feature_weight < 0) return "distill.shared_* weights must be >= 0";
+  if (ntk_alpha < 0 || ntk_beta < 0) return "distill.ntk_alpha and ntk_beta must be >= 0";
+  if (ntk_subbatch < 2) return "distill.ntk_subbatch must be >= 2";
+  if (ntk_every < 1) return "distill.ntk_every must be >= 1";
+  if (ntk_cache_batches < 0) return "distill.ntk_cache_batches must be >= 0";
   if (ntk_teacher != "exact" && ntk_teacher != "probe")
-    throw std::invalid_argument("distill.ntk_teacher must be \"exact\" or \"probe\", got \"" + ntk_teacher + "\"");
-  if (ntk_probes < 1) throw std::invalid_argument("distill.ntk_probes must be >= 1");
-  param_set_from_string(ntk_param_set);
-  ntk_distance.validate();
+    return "distill.ntk_teacher must be \"exact\" or \"probe\", got \"" + ntk_teacher + "\"";
+  if (ntk_probes < 1) return "distill.ntk_probes must be >= 1";
+  if (ntk_param_set != "all" && ntk_param_set != "optical" && ntk_param_set != "backend")
+    return "distill.ntk_param_set must be \"all\", \"optical\" or \"backend\", got \"" + ntk_param_set + "\"";
+  if (auto e = ntk_distance.validate(); !e.empty()) return e;
+  return {};
 }
 
 DistillOptions distill_options_from_json(const nlohmann::json& j) {
-  DistillOptions d = io::read_options<DistillOptions>(j, "distill");
-  d.validate();
+  DistillOptions d = io::read_valid_options<DistillOptions>(j, "distill");
   return d;
 }
 
@@ -53,19 +54,18 @@ TrainOptions student_train_defaults() {
 
 DistillJob DistillJob::from_json(const nlohmann::json& j) {
   const std::string section = "distill job";
-  DistillJob d = io::read_options<DistillJob>(job_fields(j, "distill", section), section);
-  d.validate();
+  DistillJob d = io::read_valid_options<DistillJob>(job_fields(j, "distill", section), section);
   return d;
 }
 
-void DistillJob::validate() const {
+std::string DistillJob::validate() const {
   if (teacher.empty() && distill.method != "none")
-    throw std::invalid_argument("distill job.teacher (path of a teacher model file) is required for method \"" +
-                                distill.method + "\"");
-  data.validate();
-  student.validate();
-  distill.validate();
-  train.validate();
+    return "distill job.teacher (path of a teacher model file) is required for method \"" + distill.method + "\"";
+  if (auto e = data.validate(); !e.empty()) return e;
+  if (auto e = student.validate(); !e.empty()) return e;
+  if (auto e = distill.validate(); !e.empty()) return e;
+  if (auto e = train.validate(); !e.empty()) return e;
+  return {};
 }
 
 MatD predict(OpticalStudent& s, const Mat<float>& x, int batch) {
@@ -110,8 +110,8 @@ double kd_term(const MatD& s, const MatD& t, double T, double alpha, MatD& ds) {
 
 History train_student(OpticalStudent& student, Sequential<float>& teacher, const Splits& data, const DistillOptions& d,
                       const TrainOptions& o, const JobControl& ctl) {
-  d.validate();
-  o.validate();
+  io::require_valid(d.validate());
+  io::require_valid(o.validate());
   std::mt19937_64 rng(o.seed);
   student.init(rng);
   student.fit_feature_norm(student_features(student, data.train.x, kFeatureNormSamples));
@@ -268,7 +268,7 @@ History train_student(OpticalStudent& student, Sequential<float>& teacher, const
 }
 
 JobResult run_distill(const DistillJob& job, const JobControl& ctl) {
-  job.validate();
+  io::require_valid(job.validate());
   const Splits s = load_splits(job.data);
   // Method none never reads the teacher: an empty network stands in when no file is given.
   Sequential<float> teacher = job.teacher.empty() ? Sequential<float>(s.train.shape)
@@ -293,30 +293,33 @@ JobResult run_distill(const DistillJob& job, const JobControl& ctl) {
   return r;
 }
 
-nlohmann::json run_estimate(const nlohmann::json& cfg) {
-  static const std::set<std::string> keys{"command", "data", "student", "student_model", "seed", "n_train", "ratios", "out_dir"};
-  for (auto it = cfg.begin(); it != cfg.end(); ++it)
-    if (!keys.count(it.key())) throw std::invalid_argument("estimate job: unknown key '" + it.key() + "'");
-  const DataOptions dopt = cfg.contains("data") ? data_options_from_json(cfg["data"]) : DataOptions{};
-  const int n_train = cfg.value("n_train", 3000);
-  if (n_train < 10) throw std::invalid_argument("estimate.n_train must be >= 10, got " + std::to_string(n_train));
-  KernelRegressionOptions ko;
-  if (cfg.contains("ratios")) ko.ratios = cfg["ratios"].get<std::vector<double>>();
-  ko.validate();
-  const Splits s = load_splits(dopt);
-  std::mt19937_64 rng(cfg.value("seed", std::uint64_t{1}));
-  OpticalStudent st = cfg.contains("student_model")
-                          ? OpticalStudent::from_model(read_model(cfg["student_model"].get<std::string>()))
-                          : OpticalStudent(cfg.contains("student") ? OpticalStudent::options_from_json(cfg["student"]) : StudentOptions{},
-                                           s.train.shape, s.train.num_classes);
-  if (!cfg.contains("student_model")) st.init(rng);
+EstimateJob EstimateJob::from_json(const nlohmann::json& j) {
+  const std::string section = "estimate job";
+  return io::read_valid_options<EstimateJob>(job_fields(j, "estimate", section), section);
+}
+
+std::string EstimateJob::validate() const {
+  if (n_train < 10) return "estimate.n_train must be >= 10, got " + std::to_string(n_train);
+  return io::first_broken({data.validate(), student.validate(), KernelRegressionOptions{ratios}.validate()});
+}
+
+nlohmann::json run_estimate(const EstimateJob& job) {
+  io::require_valid(job.validate());
+  const Splits s = load_splits(job.data);
+  std::mt19937_64 rng(job.seed);
+  const bool trained = !job.student_model.empty();
+  OpticalStudent st = trained ? OpticalStudent::from_model(read_model(job.student_model))
+                              : OpticalStudent(job.student, s.train.shape, s.train.num_classes);
+  if (!trained) st.init(rng);
+  const KernelRegressionOptions ko{job.ratios};
+  const int n_train = job.n_train;
   const auto r = estimate_front_end(st, s, n_train, ko);
-  nlohmann::json out = {{"command", "estimate"}, {"data", dopt.name}, {"n_train", n_train}, {"ratio", r.ratio},
+  nlohmann::json out = {{"command", "estimate"}, {"data", job.data.name}, {"n_train", n_train}, {"ratio", r.ratio},
                         {"ratios", ko.ratios}, {"val_acc_per_ratio", r.val_acc_per_ratio}, {"val_acc", r.val_acc},
-                        {"test_acc", r.test_acc}, {"front_end", cfg.contains("student_model") ? "trained" : "random"},
+                        {"test_acc", r.test_acc}, {"front_end", trained ? "trained" : "random"},
                         {"kernel", "infinite-width one-hidden-layer ReLU NTK on the frozen front-end features"}};
-  if (cfg.contains("out_dir")) {
-    const fs::path dir = cfg["out_dir"].get<std::string>();
+  if (!job.out_dir.empty()) {
+    const fs::path dir = job.out_dir;
     fs::create_directories(dir);
     io::write_json_atomic(dir / "estimate.json", out);
   }

@@ -1,4 +1,5 @@
 #include "hilo/distill/train.hpp"
+#include "hilo/io/options_json.hpp"
 
 #include <Eigen/Core>
 #include <chrono>
@@ -8,15 +9,16 @@
 
 namespace hilo::distill {
 
-void TeacherArch::validate() const {
-  if (channels.empty()) throw std::invalid_argument("teacher.channels must name at least one conv block");
+std::string TeacherArch::validate() const {
+  if (channels.empty()) return "teacher.channels must name at least one conv block";
   for (int c : channels)
-    if (c < 1) throw std::invalid_argument("teacher.channels entries must be >= 1");
-  if (hidden < 1) throw std::invalid_argument("teacher.hidden must be >= 1");
+    if (c < 1) return "teacher.channels entries must be >= 1";
+  if (hidden < 1) return "teacher.hidden must be >= 1";
+  return {};
 }
 
 Sequential<float> make_teacher(const TeacherArch& a, Shape in, int classes) {
-  a.validate();
+  io::require_valid(a.validate());
   if (in.h % (1 << a.channels.size()) != 0 || in.w % (1 << a.channels.size()) != 0)
     throw std::invalid_argument("teacher.channels: each block halves the image; " + std::to_string(a.channels.size()) +
                                 " blocks do not divide " + std::to_string(in.h) + "x" + std::to_string(in.w));
@@ -26,13 +28,14 @@ Sequential<float> make_teacher(const TeacherArch& a, Shape in, int classes) {
   return net;
 }
 
-void TrainOptions::validate() const {
-  if (epochs < 1) throw std::invalid_argument("train.epochs must be >= 1, got " + std::to_string(epochs));
-  if (batch_size < 2) throw std::invalid_argument("train.batch_size must be >= 2 (batch norm), got " + std::to_string(batch_size));
+std::string TrainOptions::validate() const {
+  if (epochs < 1) return "train.epochs must be >= 1, got " + std::to_string(epochs);
+  if (batch_size < 2) return "train.batch_size must be >= 2 (batch norm), got " + std::to_string(batch_size);
   if (schedule != "cosine" && schedule != "constant")
-    throw std::invalid_argument("train.schedule must be \"cosine\" or \"constant\", got \"" + schedule + "\"");
-  if (threads < 1) throw std::invalid_argument("train.threads must be >= 1");
-  optimizer.validate();
+    return "train.schedule must be \"cosine\" or \"constant\", got \"" + schedule + "\"";
+  if (threads < 1) return "train.threads must be >= 1";
+  if (auto e = optimizer.validate(); !e.empty()) return e;
+  return {};
 }
 
 double scheduled_lr(const TrainOptions& o, std::size_t t, std::size_t total) {
@@ -78,7 +81,7 @@ template Mat<float> predict<float>(Sequential<float>&, const Mat<float>&, int);
 template Mat<double> predict<double>(Sequential<double>&, const Mat<double>&, int);
 
 History train_classifier(Sequential<float>& net, const Splits& data, const TrainOptions& o, const JobControl& ctl) {
-  o.validate();
+  io::require_valid(o.validate());
   std::mt19937_64 rng(o.seed);
   init_he(net, rng);
   Optimizer<float> opt(net.params(), o.optimizer);

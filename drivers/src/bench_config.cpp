@@ -1,7 +1,6 @@
 #include "hilo/drivers/bench_config.hpp"
 
 #include <fstream>
-#include <set>
 #include <sstream>
 
 #include <yaml-cpp/yaml.h>
@@ -16,192 +15,155 @@ namespace {
 
 using sim::ConfigError;
 
-// Reads one role mapping, checking keys against what its backend accepts.
-class RoleReader {
- public:
-  RoleReader(const YAML::Node& node, std::string path, std::string source)
-      : node_(node), path_(std::move(path)), source_(std::move(source)) {
-    if (!node_ || !node_.IsMap()) fail(path_ + " must be a mapping with a 'backend' key");
+// A role's mapping is read in one go through io::read_options (read_options_at): unknown keys with a
+// suggestion, wrong types, each with the key's line. Only `backend` is looked at first, to choose the
+// struct; a value rule broken (validate()) is re-rooted at the role.
+struct Role {
+  YAML::Node node;
+  std::string path;    // "roles.camera"
+  std::string source;  // the file, prefixing every message
+
+  [[noreturn]] void fail(const std::string& what) const { throw ConfigError(source + ": " + what); }
+
+  std::string backend() const {
+    const YAML::Node v = node["backend"];
+    if (!v) return "";
+    if (!v.IsScalar()) fail(path + ".backend must be a string");
+    return v.Scalar();
   }
 
-  [[noreturn]] void fail(const std::string& what) const { throw ConfigError(source_ + ": " + what); }
-
-  std::string backend() {
-    return get_string("backend", "");
-  }
-
-  std::string get_string(const std::string& key, const std::string& fallback) {
-    seen_.insert(key);
-    const YAML::Node v = node_[key];
-    if (!v) return fallback;
-    if (!v.IsScalar()) fail(path_ + "." + key + " must be a string");
-    return v.as<std::string>();
-  }
-
-  double get_double(const std::string& key, double fallback) {
-    seen_.insert(key);
-    const YAML::Node v = node_[key];
-    if (!v) return fallback;
-    try {
-      return v.as<double>();
-    } catch (const YAML::Exception&) {
-      fail(path_ + "." + key + " must be a number, got '" + v.as<std::string>("?") + "'");
-    }
-  }
-
-  std::uint64_t get_seed(const std::string& key, std::uint64_t fallback) {
-    seen_.insert(key);
-    const YAML::Node v = node_[key];
-    if (!v) return fallback;
-    std::uint64_t u = 0;
-    if (!v.IsScalar() || !YAML::convert<std::uint64_t>::decode(v, u))
-      fail(path_ + "." + key + " must be a non-negative integer, got '" + v.as<std::string>("?") + "'");
-    return u;
-  }
-
-  YAML::Node get_map(const std::string& key) {
-    seen_.insert(key);
-    const YAML::Node v = node_[key];
-    if (v && !v.IsMap()) fail(path_ + "." + key + " must be a mapping");
-    return v;
-  }
-
-  // The whole mapping was read elsewhere (read_options_at), which refused unknown keys itself.
-  void accept_all() {
-    for (const auto& kv : node_) seen_.insert(kv.first.as<std::string>());
-  }
-
-  // After every accepted key was read: anything else is an error.
-  void reject_unknown(const std::string& backend) const {
-    for (const auto& kv : node_) {
-      const std::string k = kv.first.as<std::string>();
-      if (!seen_.count(k)) fail("unknown key '" + path_ + "." + k + "' for backend " + backend);
-    }
-  }
-
-  // An options validate() message, re-rooted at this role: "display.monitor must ..." →
-  // "roles.element.monitor must ...".
-  void check(const std::string& rule, const std::string& prefix) const {
+  // An options validate() message, re-rooted at this role: "display.monitor must ..." with prefix
+  // "display" → "roles.element.monitor must ..."; `sub` names a nested mapping ("faults").
+  void check(const std::string& rule, const std::string& prefix, const std::string& sub = "") const {
     if (rule.empty()) return;
-    std::string m = rule;
-    if (m.rfind(prefix + ".", 0) == 0) m = path_ + "." + m.substr(prefix.size() + 1);
-    else m = path_ + ": " + m;
-    fail(m);
+    const std::string at = sub.empty() ? path : path + "." + sub;
+    if (rule.rfind(prefix + ".", 0) == 0) fail(at + "." + rule.substr(prefix.size() + 1));
+    fail(at + ": " + rule);
   }
-
-  const std::string& path() const { return path_; }
-  const std::string& source() const { return source_; }
-
- private:
-  YAML::Node node_;
-  std::string path_;
-  std::string source_;
-  std::set<std::string> seen_;
 };
 
-// A backend's options struct from its mapping through io::read_options (unknown keys with a
-// suggestion, wrong types, each with the key's line), less the keys the role reader handles itself.
+// T from the role's mapping through io::read_options, less the keys handled elsewhere.
 template <class T>
-T read_options_at(const YAML::Node& node, const std::string& path, const std::string& source, const T& defaults,
-                  std::initializer_list<const char*> handled_elsewhere = {}) {
+T read_options_at(const Role& r, const T& defaults, std::initializer_list<const char*> handled_elsewhere = {}) {
   io::KeyLines lines;
-  if (node.Mark().line >= 0) lines[path] = node.Mark().line + 1;  // errors about the mapping as a whole
-  nlohmann::json j = io::yaml_to_json(node, &lines, path);
+  if (r.node.Mark().line >= 0) lines[r.path] = r.node.Mark().line + 1;  // errors about the mapping as a whole
+  nlohmann::json j = io::yaml_to_json(r.node, &lines, r.path);
   for (const char* k : handled_elsewhere) j.erase(k);
   try {
-    return io::read_yaml_options<T>(j, lines, path, defaults);
+    return io::read_yaml_options<T>(j, lines, r.path, defaults);
   } catch (const io::OptionsError& e) {
-    throw ConfigError(source + ": " + e.what());
+    r.fail(e.what());
   }
 }
 
-RetryPolicy read_retry(RoleReader& r) {
-  const YAML::Node n = r.get_map("retry");
-  if (!n) return RetryPolicy{};
-  const RoleReader rr(n, r.path() + ".retry", r.source());
-  const auto p = read_options_at(n, rr.path(), r.source(), RetryPolicy{});
-  rr.check(p.validate(), "retry");
-  return p;
+// The keys of a role with nothing else to set (an element of backend fixed).
+struct RoleKeys {
+  std::string backend;
+  RetryPolicy retry;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(RoleKeys, backend, retry)
+
+// The role's `retry` mapping (defaults when absent), for roles whose other keys are a device's options.
+RetryPolicy read_retry(const Role& r) {
+  const YAML::Node n = r.node["retry"];
+  if (!n) return {};
+  const Role rr{n, r.path + ".retry", r.source};
+  if (!n.IsMap()) rr.fail(rr.path + " must be a mapping");
+  return read_options_at(rr, RetryPolicy{});
 }
 
-SimTiming read_timing(RoleReader& r, bool camera) {
-  SimTiming t;
-  if (camera) {
-    t.frame_rate_hz = r.get_double("frame_rate_hz", t.frame_rate_hz);
-    t.readout_ms = r.get_double("readout_ms", t.readout_ms);
-    const std::string wait = r.get_string("wait_exposure", "true");
-    if (wait != "true" && wait != "false") r.fail(r.path() + ".wait_exposure must be true or false, got '" + wait + "'");
-    t.apply_exposure = wait == "true";
-  } else {
-    t.settle_time_ms = r.get_double("settle_time_ms", t.settle_time_ms);
-  }
+// The mapping of a role whose backend is sim, as the bench file writes it: SimTiming's keys
+// that apply to the device, its faults and its retry policy.
+struct SimSlmRole {
+  std::string backend = "sim";
+  double settle_time_ms = SimTiming{}.settle_time_ms;
+  FaultOptions faults;
+  RetryPolicy retry;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SimSlmRole, backend, settle_time_ms, faults, retry)
+
+struct SimCameraRole {
+  std::string backend = "sim";
+  double frame_rate_hz = SimTiming{}.frame_rate_hz;
+  double readout_ms = SimTiming{}.readout_ms;
+  bool wait_exposure = SimTiming{}.apply_exposure;  // grab() waits the exposure time
+  std::uint64_t noise_seed = 1;
+  FaultOptions faults;
+  RetryPolicy retry;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SimCameraRole, backend, frame_rate_hz, readout_ms, wait_exposure,
+                                                noise_seed, faults, retry)
+
+void check_sim_role(const Role& r, const SimTiming& t, const FaultOptions& f) {
   r.check(t.validate(), "timing");
-  return t;
+  r.check(f.validate(), "faults", "faults");
 }
 
-FaultOptions read_faults(RoleReader& r) {
-  const YAML::Node n = r.get_map("faults");
-  if (!n) return FaultOptions{};
-  const RoleReader fr(n, r.path() + ".faults", r.source());
-  const auto f = read_options_at(n, fr.path(), r.source(), FaultOptions{});
-  fr.check(f.validate(), "faults");
-  return f;
+Role role_at(const YAML::Node& node, std::string path, std::string source) {
+  Role r{node, std::move(path), std::move(source)};
+  if (!node || !node.IsMap()) r.fail(r.path + " must be a mapping with a 'backend' key");
+  return r;
 }
 
 SlmRoleConfig read_slm_role(const YAML::Node& node, const std::string& role, const std::string& source) {
-  RoleReader r(node, "roles." + role, source);
+  const Role r = role_at(node, "roles." + role, source);
   SlmRoleConfig c;
   const std::string backend = r.backend();
   if (backend == "sim") {
+    const auto k = read_options_at(r, SimSlmRole{});
     c.backend = SlmBackend::sim;
-    c.timing = read_timing(r, false);
-    c.faults = read_faults(r);
+    c.timing.settle_time_ms = k.settle_time_ms;
+    c.faults = k.faults;
+    c.retry = k.retry;
+    check_sim_role(r, c.timing, c.faults);
   } else if (backend == "display") {
     c.backend = SlmBackend::display;
     DisplaySlmOptions defaults;
     defaults.name = role;
-    c.display = read_options_at(node, r.path(), source, defaults, {"backend", "retry"});
-    r.accept_all();
+    c.display = read_options_at(r, defaults, {"backend", "retry"});
     r.check(c.display.validate(), "display");
+    c.retry = read_retry(r);
   } else if (backend == "fixed" && role == "element") {
     c.backend = SlmBackend::fixed;
+    c.retry = read_options_at(r, RoleKeys{}).retry;
   } else {
-    r.fail("roles." + role + ".backend must be " + std::string(role == "element" ? "sim, display or fixed" : "sim or display") +
+    r.fail(r.path + ".backend must be " + std::string(role == "element" ? "sim, display or fixed" : "sim or display") +
            ", got '" + backend + "'");
   }
-  c.retry = read_retry(r);
-  r.reject_unknown(backend);
+  r.check(c.retry.validate(), "retry", "retry");
   return c;
 }
 
 CameraRoleConfig read_camera_role(const YAML::Node& node, const std::string& source) {
-  RoleReader r(node, "roles.camera", source);
+  const Role r = role_at(node, "roles.camera", source);
   CameraRoleConfig c;
   const std::string backend = r.backend();
   if (backend == "sim") {
+    const auto k = read_options_at(r, SimCameraRole{});
     c.backend = CameraBackend::sim;
-    c.timing = read_timing(r, true);
-    c.faults = read_faults(r);
-    c.noise_seed = r.get_seed("noise_seed", 1);
+    c.timing = {SimTiming{}.settle_time_ms, k.frame_rate_hz, k.readout_ms, k.wait_exposure};
+    c.faults = k.faults;
+    c.noise_seed = k.noise_seed;
+    c.retry = k.retry;
+    check_sim_role(r, c.timing, c.faults);
   } else if (backend == "opencv") {
     c.backend = CameraBackend::opencv;
     OpenCvCameraOptions defaults;
     defaults.name = "camera";
-    c.opencv = read_options_at(node, r.path(), source, defaults, {"backend", "retry"});
-    r.accept_all();
+    c.opencv = read_options_at(r, defaults, {"backend", "retry"});
     r.check(c.opencv.validate(), "opencv");
+    c.retry = read_retry(r);
   } else if (backend == "genicam") {
     c.backend = CameraBackend::genicam;
     GenicamCameraOptions defaults;
     defaults.name = "camera";
-    c.genicam = read_options_at(node, r.path(), source, defaults, {"backend", "retry"});
-    r.accept_all();
+    c.genicam = read_options_at(r, defaults, {"backend", "retry"});
     r.check(c.genicam.validate(), "genicam");
+    c.retry = read_retry(r);
   } else {
     r.fail("roles.camera.backend must be sim, opencv or genicam, got '" + backend + "'");
   }
-  c.retry = read_retry(r);
-  r.reject_unknown(backend);
+  r.check(c.retry.validate(), "retry", "retry");
   return c;
 }
 

@@ -17,6 +17,7 @@
 #include <X11/Xutil.h>
 
 #include "hilo/drivers/bench_config.hpp"
+#include "hilo/drivers/placed_slm.hpp"
 #include "hilo/sim/config.hpp"
 #include "x11_monitors.hpp"
 
@@ -68,8 +69,8 @@ std::uint32_t pattern_crc32(const cv::Mat& m) {
 
 cv::Mat input_from_monitor(const cv::Mat& monitor, int rows, int cols) {
   CV_Assert(monitor.type() == CV_8UC1);
-  const int s = std::min(monitor.rows / rows, monitor.cols / cols);
-  if (rows <= 0 || cols <= 0 || s < 1)
+  const int s = fitting_scale(rows, cols, monitor.rows, monitor.cols);
+  if (s < 1)
     throw std::invalid_argument("input " + std::to_string(rows) + "x" + std::to_string(cols) + " does not fit the " +
                                 std::to_string(monitor.rows) + "x" + std::to_string(monitor.cols) + " input monitor");
   const int r0 = (monitor.rows - rows * s) / 2, c0 = (monitor.cols - cols * s) / 2;
@@ -299,10 +300,12 @@ int Emulator::run(const std::atomic<bool>& stop) {
   bool stopped_camera = false;
   while (!stop.load()) {
     if (m.gone.load() && !stopped_camera) {
+      // Logged first: the unref joins the camera thread, which under load can take seconds after the
+      // sockets are closed and a client has already seen the camera go.
+      m.write_log({{"event", "disappeared"}, {"after_frames", m.delivered}});
       g_object_unref(m.gv);  // joins the camera thread and closes its sockets: the camera is gone
       m.gv = nullptr;
       stopped_camera = true;
-      m.write_log({{"event", "disappeared"}, {"after_frames", m.delivered}});
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }

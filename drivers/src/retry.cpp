@@ -15,12 +15,14 @@ DeviceStatus RetryingSlm::open() {
 }
 
 DeviceStatus RetryingSlm::show(const cv::Mat& levels) {
-  return run_with_retry(
+  DeviceStatus s = run_with_retry(
       policy_, *clock_, counters_, [&] { return inner_->show(levels); },
       [&]() -> DeviceStatus {
         inner_->close();
         return inner_->open();
       });
+  if (!s) levels.copyTo(last_shown_);
+  return s;
 }
 
 RetryingCamera::RetryingCamera(std::unique_ptr<Camera> inner, RetryPolicy policy, Clock& clock)

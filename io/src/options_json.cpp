@@ -27,6 +27,16 @@ std::string closest_name(std::string_view name, const std::vector<std::string>& 
   return best;
 }
 
+void require_valid(const std::string& rule, const std::string& prefix) {
+  if (!rule.empty()) throw std::invalid_argument(prefix + rule);
+}
+
+std::string first_broken(std::initializer_list<std::string> rules) {
+  for (const std::string& r : rules)
+    if (!r.empty()) return r;
+  return {};
+}
+
 namespace {
 
 // What a value is ("an integer"); as the expected type, an unsigned one reads "a non-negative integer".

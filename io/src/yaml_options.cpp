@@ -27,6 +27,8 @@ nlohmann::json yaml_to_json(const YAML::Node& n, KeyLines* lines, const std::str
       if (s == "true" || s == "false") return s == "true";
       long long i = 0;
       if (YAML::convert<long long>::decode(n, i)) return i;
+      unsigned long long u = 0;  // a 64-bit seed above the signed range stays exact
+      if (YAML::convert<unsigned long long>::decode(n, u)) return u;
       double d = 0;
       if (YAML::convert<double>::decode(n, d)) return d;
       return s;

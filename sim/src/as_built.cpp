@@ -4,6 +4,7 @@
 #include <numbers>
 #include <stdexcept>
 
+#include "hilo/io/options_json.hpp"
 #include "hilo/sim/config_error.hpp"
 #include "hilo/sim/fft.hpp"
 #include "hilo/sim/optics.hpp"
@@ -16,41 +17,45 @@ constexpr double kPi = std::numbers::pi;
 enum Stream : std::uint64_t { kFabrication = 0x9e3779b97f4a7c15ULL, kWalk = 0xbf58476d1ce4e5b9ULL };
 }  // namespace
 
-void AsBuiltProfile::validate(const std::string& path) const {
+std::string AsBuiltProfile::validate(const std::string& path) const {
   using namespace detail;
-  if (!(gain > 0.0 && gain <= 10.0))
-    throw ConfigError(path + ".gain must be in (0, 10], got " + fmt(gain));
+  if (!(gain > 0.0 && gain <= 10.0)) return path + ".gain must be in (0, 10], got " + fmt(gain);
   const std::string m = path + ".misalignment";
-  require_range(m + ".shift_x_px", misalignment.shift_x_px, -1000.0, 1000.0);
-  require_range(m + ".shift_y_px", misalignment.shift_y_px, -1000.0, 1000.0);
-  require_range(m + ".rotation_deg", misalignment.rotation_deg, -45.0, 45.0);
-  require_range(m + ".scale", misalignment.scale, 0.5, 2.0);
   const std::string a = path + ".aberrations";
-  require_range(a + ".defocus_waves", aberrations.defocus_waves, -10.0, 10.0);
+  if (auto e = io::first_broken({range_rule(m + ".shift_x_px", misalignment.shift_x_px, -1000.0, 1000.0),
+                                 range_rule(m + ".shift_y_px", misalignment.shift_y_px, -1000.0, 1000.0),
+                                 range_rule(m + ".rotation_deg", misalignment.rotation_deg, -45.0, 45.0),
+                                 range_rule(m + ".scale", misalignment.scale, 0.5, 2.0),
+                                 range_rule(a + ".defocus_waves", aberrations.defocus_waves, -10.0, 10.0)});
+      !e.empty())
+    return e;
   for (const auto& [j, c] : aberrations.zernike_waves) {
-    if (j < 2 || j > 66)
-      throw ConfigError(a + ".zernike_waves key must be a Noll index in [2, 66], got " + std::to_string(j));
-    require_range(a + ".zernike_waves." + std::to_string(j), c, -10.0, 10.0);
+    if (j < 2 || j > 66) return a + ".zernike_waves key must be a Noll index in [2, 66], got " + std::to_string(j);
+    if (auto e = range_rule(a + ".zernike_waves." + std::to_string(j), c, -10.0, 10.0); !e.empty()) return e;
   }
   const std::string f = path + ".fabrication";
-  require_range(f + ".phase_rms_rad", fabrication.phase_rms_rad, 0.0, 10.0);
-  require_range(f + ".correlation_length_px", fabrication.correlation_length_px, 0.1, 1000.0);
+  if (auto e = io::first_broken({range_rule(f + ".phase_rms_rad", fabrication.phase_rms_rad, 0.0, 10.0),
+                                 range_rule(f + ".correlation_length_px", fabrication.correlation_length_px, 0.1, 1000.0)});
+      !e.empty())
+    return e;
   if (!(fabrication.height_error > -0.5 && fabrication.height_error < 0.5))
-    throw ConfigError(f + ".height_error must be in (-0.5, 0.5), got " + fmt(fabrication.height_error));
-  if (fabrication.quantization_levels != 0)
-    require_range(f + ".quantization_levels", fabrication.quantization_levels, 2, 65536);
-  sensor.validate(path + ".sensor");
+    return f + ".height_error must be in (-0.5, 0.5), got " + fmt(fabrication.height_error);
   const std::string d = path + ".drift";
-  require_range(d + ".shift_x_px_per_s", drift.shift_x_px_per_s, -10.0, 10.0);
-  require_range(d + ".shift_y_px_per_s", drift.shift_y_px_per_s, -10.0, 10.0);
-  require_range(d + ".gain_per_s", drift.gain_per_s, -0.1, 0.1);
-  require_range(d + ".shift_walk_px_per_sqrt_s", drift.shift_walk_px_per_sqrt_s, 0.0, 10.0);
-  require_range(d + ".gain_walk_per_sqrt_s", drift.gain_walk_per_sqrt_s, 0.0, 0.1);
-  require_range(d + ".walk_step_s", drift.walk_step_s, 1e-3, 3600.0);
+  return io::first_broken(
+      {fabrication.quantization_levels != 0
+           ? range_rule(f + ".quantization_levels", fabrication.quantization_levels, 2, 65536)
+           : std::string(),
+       sensor.validate(path + ".sensor"),
+       range_rule(d + ".shift_x_px_per_s", drift.shift_x_px_per_s, -10.0, 10.0),
+       range_rule(d + ".shift_y_px_per_s", drift.shift_y_px_per_s, -10.0, 10.0),
+       range_rule(d + ".gain_per_s", drift.gain_per_s, -0.1, 0.1),
+       range_rule(d + ".shift_walk_px_per_sqrt_s", drift.shift_walk_px_per_sqrt_s, 0.0, 10.0),
+       range_rule(d + ".gain_walk_per_sqrt_s", drift.gain_walk_per_sqrt_s, 0.0, 0.1),
+       range_rule(d + ".walk_step_s", drift.walk_step_s, 1e-3, 3600.0)});
 }
 
 AsBuilt::AsBuilt(AsBuiltProfile profile) : p_(std::move(profile)) {
-  p_.validate();
+  detail::require_valid(p_.validate());
   for (int s = 0; s < 3; ++s) {
     walk_rng_[s].seed(p_.seed ^ (kWalk + std::uint64_t(s)));
     walks_[s] = {0.0};

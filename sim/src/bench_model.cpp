@@ -3,40 +3,41 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "hilo/io/options_json.hpp"
 #include "hilo/sim/config_error.hpp"
 #include "hilo/sim/imaging.hpp"
 #include "hilo/sim/optics.hpp"
 
 namespace hilo::sim {
 
-void InputOptions::validate(const std::string& path) const {
+std::string InputOptions::validate(const std::string& path) const {
   using namespace detail;
-  require_range(path + ".rows", rows, 1, 4096);
-  require_range(path + ".cols", cols, 1, 4096);
-  require_range(path + ".camera_px_per_input_px", camera_px_per_input_px, 1, 64);
-  require_range(path + ".photons_per_ms", photons_per_ms, 0.0, 1e12);
+  return io::first_broken({range_rule(path + ".rows", rows, 1, 4096), range_rule(path + ".cols", cols, 1, 4096),
+                           range_rule(path + ".camera_px_per_input_px", camera_px_per_input_px, 1, 64),
+                           range_rule(path + ".photons_per_ms", photons_per_ms, 0.0, 1e12)});
 }
 
-void ElementOptions::validate(const std::string& path) const {
+std::string ElementOptions::validate(const std::string& path) const {
   using namespace detail;
-  slm.validate(path + ".slm");
+  if (auto e = slm.validate(path + ".slm"); !e.empty()) return e;
   const double max_d = double(std::min(slm.rows, slm.cols) * (kind == ElementKind::slm ? slm.oversample : 1));
-  require_range(path + ".pupil_diameter_px", pupil_diameter_px, 0.0, max_d);
-  require_range(path + ".psf_pad", psf_pad, 1, 8);
+  return io::first_broken({range_rule(path + ".pupil_diameter_px", pupil_diameter_px, 0.0, max_d),
+                           range_rule(path + ".psf_pad", psf_pad, 1, 8)});
 }
 
-void BenchOptions::validate(const std::string& path) const {
+std::string BenchOptions::validate(const std::string& path) const {
   using namespace detail;
-  require_range(path + ".wavelength_nm", wavelength_nm, 200.0, 20000.0);
-  input.validate(path + ".input");
-  element.validate(path + ".element");
-  camera.validate(path + ".camera");
-  profile.validate(path + ".profile");
+  if (auto e = io::first_broken({range_rule(path + ".wavelength_nm", wavelength_nm, 200.0, 20000.0),
+                                 input.validate(path + ".input"), element.validate(path + ".element"),
+                                 camera.validate(path + ".camera"), profile.validate(path + ".profile")});
+      !e.empty())
+    return e;
   const int m = input.camera_px_per_input_px;
   if (input.rows * m > camera.rows || input.cols * m > camera.cols)
-    throw ConfigError(path + ".input (" + std::to_string(input.rows) + " x " + std::to_string(input.cols) +
-                      " px at " + std::to_string(m) + " camera px per input px) must fit on " + path +
-                      ".camera (" + std::to_string(camera.rows) + " x " + std::to_string(camera.cols) + ")");
+    return path + ".input (" + std::to_string(input.rows) + " x " + std::to_string(input.cols) + " px at " +
+           std::to_string(m) + " camera px per input px) must fit on " + path + ".camera (" +
+           std::to_string(camera.rows) + " x " + std::to_string(camera.cols) + ")";
+  return {};
 }
 
 namespace {
@@ -49,7 +50,7 @@ CameraOptions bench_camera(const BenchOptions& o) {
 }  // namespace
 
 SimulatedBench::SimulatedBench(BenchOptions options)
-    : opt_((options.validate(), std::move(options))),
+    : opt_((detail::require_valid(options.validate()), std::move(options))),
       as_built_(std::make_unique<AsBuilt>(opt_.profile)),
       camera_(bench_camera(opt_)),
       slm_(opt_.element.slm) {}
@@ -131,7 +132,7 @@ void SimulatedBench::set_psf(const RArray& psf) {
 }
 
 void SimulatedBench::set_profile(const AsBuiltProfile& profile) {
-  profile.validate();
+  detail::require_valid(profile.validate());
   opt_.profile = profile;
   as_built_ = std::make_unique<AsBuilt>(profile);
   camera_ = CameraModel(bench_camera(opt_));

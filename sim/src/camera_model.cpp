@@ -4,41 +4,43 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "hilo/io/options_json.hpp"
 #include "hilo/sim/config_error.hpp"
 
 namespace hilo::sim {
 
 using detail::fmt;
-using detail::require_at_least;
-using detail::require_range;
+using detail::range_rule;
 
-void SensorNoise::validate(const std::string& path) const {
-  require_range(path + ".read_noise_e", read_noise_e, 0.0, 1e4);
-  require_range(path + ".dark_offset_counts", dark_offset_counts, 0.0, 65535.0);
-  require_range(path + ".dark_current_e_per_s", dark_current_e_per_s, 0.0, 1e7);
-  require_range(path + ".hot_pixel_fraction", hot_pixel_fraction, 0.0, 0.1);
-  require_range(path + ".hot_pixel_e_per_s", hot_pixel_e_per_s, 0.0, 1e9);
+std::string SensorNoise::validate(const std::string& path) const {
+  return io::first_broken({range_rule(path + ".read_noise_e", read_noise_e, 0.0, 1e4),
+                           range_rule(path + ".dark_offset_counts", dark_offset_counts, 0.0, 65535.0),
+                           range_rule(path + ".dark_current_e_per_s", dark_current_e_per_s, 0.0, 1e7),
+                           range_rule(path + ".hot_pixel_fraction", hot_pixel_fraction, 0.0, 0.1),
+                           range_rule(path + ".hot_pixel_e_per_s", hot_pixel_e_per_s, 0.0, 1e9)});
 }
 
-void CameraOptions::validate(const std::string& path) const {
-  require_range(path + ".rows", rows, 1, 16384);
-  require_range(path + ".cols", cols, 1, 16384);
-  require_range(path + ".pixel_pitch_um", pixel_pitch_um, 0.1, 100.0);
-  require_range(path + ".binning", binning, 1, 16);
+std::string CameraOptions::validate(const std::string& path) const {
+  if (auto e = io::first_broken({range_rule(path + ".rows", rows, 1, 16384), range_rule(path + ".cols", cols, 1, 16384),
+                                 range_rule(path + ".pixel_pitch_um", pixel_pitch_um, 0.1, 100.0),
+                                 range_rule(path + ".binning", binning, 1, 16)});
+      !e.empty())
+    return e;
   if (rows % binning != 0 || cols % binning != 0)
-    throw ConfigError(path + ".binning must divide rows and cols, got " + std::to_string(binning) +
-                      " for " + std::to_string(rows) + " x " + std::to_string(cols));
-  require_range(path + ".exposure_ms", exposure_ms, 1e-6, 1e6);
-  require_range(path + ".gain_e_per_count", gain_e_per_count, 1e-3, 1e4);
+    return path + ".binning must divide rows and cols, got " + std::to_string(binning) + " for " +
+           std::to_string(rows) + " x " + std::to_string(cols);
+  if (auto e = io::first_broken({range_rule(path + ".exposure_ms", exposure_ms, 1e-6, 1e6),
+                                 range_rule(path + ".gain_e_per_count", gain_e_per_count, 1e-3, 1e4)});
+      !e.empty())
+    return e;
   if (!(quantum_efficiency > 0.0 && quantum_efficiency <= 1.0))
-    throw ConfigError(path + ".quantum_efficiency must be in (0, 1], got " + fmt(quantum_efficiency));
-  require_range(path + ".full_well_e", full_well_e, 1.0, 1e8);
-  require_range(path + ".bit_depth", bit_depth, 8, 16);
-  noise.validate(path + ".noise");
+    return path + ".quantum_efficiency must be in (0, 1], got " + fmt(quantum_efficiency);
+  return io::first_broken({range_rule(path + ".full_well_e", full_well_e, 1.0, 1e8),
+                           range_rule(path + ".bit_depth", bit_depth, 8, 16), noise.validate(path + ".noise")});
 }
 
 CameraModel::CameraModel(CameraOptions options) : opt_(std::move(options)) {
-  opt_.validate();
+  detail::require_valid(opt_.validate());
   hot_ = RArray::Zero(opt_.rows, opt_.cols);
   if (opt_.noise.hot_pixel_fraction > 0.0) {
     std::mt19937_64 fixed(opt_.seed);

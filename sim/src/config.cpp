@@ -116,14 +116,10 @@ class Map {
   std::set<std::string> asked_;
 };
 
-// Runs validate(path) and prefixes its ConfigError with the source.
+// Throws ConfigError("<source>: <rule>") when opt.validate(path) names a broken rule.
 template <typename T>
 void validated(const T& opt, const std::string& path, const std::string& source) {
-  try {
-    opt.validate(path);
-  } catch (const ConfigError& e) {
-    throw ConfigError(source + ": " + e.what());
-  }
+  detail::require_valid(opt.validate(path), source + ": ");
 }
 
 YAML::Node parse_yaml(const std::string& text, const std::string& source) {

@@ -4,6 +4,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "hilo/io/options_json.hpp"
+
 namespace hilo::sim {
 namespace {
 
@@ -180,18 +182,19 @@ RArray incoherent_image_psf_vjp(const RArray& object, Eigen::Index psf_rows, Eig
 }
 
 // --------------------------------------------------------------------------------- KernelTiling
-void KernelTiling::validate() const {
-  require(count >= 1, "tiling.count must be >= 1, got " + std::to_string(count));
-  require(kernel_size >= 1 && kernel_size % 2 == 1,
-          "tiling.kernel_size must be odd and >= 1, got " + std::to_string(kernel_size));
-  require(tile_columns >= 1, "tiling.tile_columns must be >= 1, got " + std::to_string(tile_columns));
-  require(gap >= 0, "tiling.gap must be >= 0, got " + std::to_string(gap));
-  require(object_rows >= 1 && object_cols >= 1, "tiling.object_rows and object_cols must be >= 1");
+std::string KernelTiling::validate() const {
+  if (!(count >= 1)) return "tiling.count must be >= 1, got " + std::to_string(count);
+  if (!(kernel_size >= 1 && kernel_size % 2 == 1))
+    return "tiling.kernel_size must be odd and >= 1, got " + std::to_string(kernel_size);
+  if (!(tile_columns >= 1)) return "tiling.tile_columns must be >= 1, got " + std::to_string(tile_columns);
+  if (!(gap >= 0)) return "tiling.gap must be >= 0, got " + std::to_string(gap);
+  if (!(object_rows >= 1 && object_cols >= 1)) return "tiling.object_rows and object_cols must be >= 1";
   for (int j = 0; j < count; ++j) {
     const auto [r, c] = kernel_origin(j);
-    require(r >= 0 && c >= 0 && r + kernel_size <= canvas_rows() && c + kernel_size <= canvas_cols(),
-            "tiling: kernel " + std::to_string(j) + " falls outside the canvas PSF (object too small for kernel_size)");
+    if (!(r >= 0 && c >= 0 && r + kernel_size <= canvas_rows() && c + kernel_size <= canvas_cols()))
+      return "tiling: kernel " + std::to_string(j) + " falls outside the canvas PSF (object too small for kernel_size)";
   }
+  return {};
 }
 
 std::pair<Eigen::Index, Eigen::Index> KernelTiling::map_origin(int j) const {
@@ -213,7 +216,7 @@ std::pair<Eigen::Index, Eigen::Index> KernelTiling::kernel_origin(int j) const {
 }
 
 RArray KernelTiling::embed(const RArray& object) const {
-  validate();
+  io::require_valid(validate());
   require(object.rows() == object_rows && object.cols() == object_cols,
           "KernelTiling::embed: object is " + shape(object) + ", tiling expects " + std::to_string(object_rows) + "x" +
               std::to_string(object_cols));
@@ -224,7 +227,7 @@ RArray KernelTiling::embed(const RArray& object) const {
 }
 
 RArray KernelTiling::compose(const std::vector<RArray>& kernels) const {
-  validate();
+  io::require_valid(validate());
   require(kernels.size() == std::size_t(count), "KernelTiling::compose: got " + std::to_string(kernels.size()) +
                                                      " kernels, tiling.count is " + std::to_string(count));
   RArray psf = RArray::Zero(canvas_rows(), canvas_cols());
@@ -242,7 +245,7 @@ RArray KernelTiling::compose(const std::vector<RArray>& kernels) const {
 }
 
 std::vector<RArray> KernelTiling::crop(const RArray& image) const {
-  validate();
+  io::require_valid(validate());
   require(image.rows() == canvas_rows() && image.cols() == canvas_cols(),
           "KernelTiling::crop: image is " + shape(image) + ", canvas is " + std::to_string(canvas_rows()) + "x" +
               std::to_string(canvas_cols()));
@@ -255,7 +258,7 @@ std::vector<RArray> KernelTiling::crop(const RArray& image) const {
 }
 
 std::vector<RArray> KernelTiling::decompose(const RArray& dL_dpsf) const {
-  validate();
+  io::require_valid(validate());
   require(dL_dpsf.rows() == canvas_rows() && dL_dpsf.cols() == canvas_cols(),
           "KernelTiling::decompose: dL_dpsf is " + shape(dL_dpsf) + ", expected the canvas shape");
   std::vector<RArray> out;
@@ -267,7 +270,7 @@ std::vector<RArray> KernelTiling::decompose(const RArray& dL_dpsf) const {
 }
 
 RArray KernelTiling::uncrop(const std::vector<RArray>& dL_dmaps) const {
-  validate();
+  io::require_valid(validate());
   require(dL_dmaps.size() == std::size_t(count), "KernelTiling::uncrop: expected tiling.count maps");
   RArray out = RArray::Zero(canvas_rows(), canvas_cols());
   for (int j = 0; j < count; ++j) {
@@ -281,13 +284,14 @@ RArray KernelTiling::uncrop(const std::vector<RArray>& dL_dmaps) const {
 }
 
 // --------------------------------------------------------------------------------- polychromatic
-void PolychromaticOptions::validate() const {
-  require(design_wavelength_m > 0.0, "polychromatic.design_wavelength_m must be > 0");
-  require(focal_m > 0.0, "polychromatic.focal_m must be > 0");
-  require(pupil_pitch_m > 0.0, "polychromatic.pupil_pitch_m must be > 0");
-  require(camera_pitch_m > 0.0, "polychromatic.camera_pitch_m must be > 0");
-  require(out_rows >= 1 && out_cols >= 1, "polychromatic.out_rows and out_cols must be >= 1");
-  require(pad >= 1, "polychromatic.pad must be >= 1, got " + std::to_string(pad));
+std::string PolychromaticOptions::validate() const {
+  if (!(design_wavelength_m > 0.0)) return "polychromatic.design_wavelength_m must be > 0";
+  if (!(focal_m > 0.0)) return "polychromatic.focal_m must be > 0";
+  if (!(pupil_pitch_m > 0.0)) return "polychromatic.pupil_pitch_m must be > 0";
+  if (!(camera_pitch_m > 0.0)) return "polychromatic.camera_pitch_m must be > 0";
+  if (!(out_rows >= 1 && out_cols >= 1)) return "polychromatic.out_rows and out_cols must be >= 1";
+  if (!(pad >= 1)) return "polychromatic.pad must be >= 1, got " + std::to_string(pad);
+  return {};
 }
 
 RArray resample_centered(const RArray& in, double in_pitch_m, double out_pitch_m, Eigen::Index out_rows,
@@ -313,7 +317,7 @@ RArray resample_centered(const RArray& in, double in_pitch_m, double out_pitch_m
 
 RArray polychromatic_psf(const RArray& design_phase, const RArray& pupil_amplitude,
                          const std::vector<SpectralSample>& spectrum, const PolychromaticOptions& options) {
-  options.validate();
+  io::require_valid(options.validate());
   require(!spectrum.empty(), "polychromatic_psf: spectrum is empty");
   require(design_phase.rows() == design_phase.cols(),
           "polychromatic_psf: the pupil must be square (one focal-plane pitch per wavelength), got " + shape(design_phase));

@@ -5,6 +5,7 @@
 #include <numbers>
 #include <stdexcept>
 
+#include "hilo/io/options_json.hpp"
 #include "hilo/sim/config_error.hpp"
 
 namespace hilo::sim {
@@ -59,28 +60,28 @@ std::vector<double> coverage_1d(int s, double a) {
 }
 }  // namespace
 
-void SlmOptions::validate(const std::string& path) const {
+std::string SlmOptions::validate(const std::string& path) const {
   using namespace detail;
-  require_range(path + ".rows", rows, 1, 8192);
-  require_range(path + ".cols", cols, 1, 8192);
-  require_range(path + ".pixel_pitch_um", pixel_pitch_um, 0.1, 1000.0);
-  if (!(fill_factor > 0.0 && fill_factor <= 1.0))
-    throw ConfigError(path + ".fill_factor must be in (0, 1], got " + fmt(fill_factor));
-  require_range(path + ".bit_depth", bit_depth, 1, 16);
+  if (auto e = io::first_broken({range_rule(path + ".rows", rows, 1, 8192), range_rule(path + ".cols", cols, 1, 8192),
+                                 range_rule(path + ".pixel_pitch_um", pixel_pitch_um, 0.1, 1000.0)});
+      !e.empty())
+    return e;
+  if (!(fill_factor > 0.0 && fill_factor <= 1.0)) return path + ".fill_factor must be in (0, 1], got " + fmt(fill_factor);
+  if (auto e = range_rule(path + ".bit_depth", bit_depth, 1, 16); !e.empty()) return e;
   if (!lut_rad.empty()) {
     const std::size_t n = std::size_t(1) << std::clamp(bit_depth, 1, 16);
     if (lut_rad.size() != n)
-      throw ConfigError(path + ".lut_rad must have 2^bit_depth = " + std::to_string(n) +
-                        " entries, got " + std::to_string(lut_rad.size()));
+      return path + ".lut_rad must have 2^bit_depth = " + std::to_string(n) + " entries, got " +
+             std::to_string(lut_rad.size());
     for (std::size_t i = 0; i < n; ++i)
-      require_finite(path + ".lut_rad[" + std::to_string(i) + "]", lut_rad[i]);
+      if (auto e = finite_rule(path + ".lut_rad[" + std::to_string(i) + "]", lut_rad[i]); !e.empty()) return e;
   }
-  require_range(path + ".fringing_sigma_px", fringing_sigma_px, 0.0, 5.0);
-  require_range(path + ".oversample", oversample, 1, 32);
+  return io::first_broken({range_rule(path + ".fringing_sigma_px", fringing_sigma_px, 0.0, 5.0),
+                           range_rule(path + ".oversample", oversample, 1, 32)});
 }
 
 SlmModel::SlmModel(SlmOptions options) : opt_(std::move(options)) {
-  opt_.validate();
+  detail::require_valid(opt_.validate());
   const int n = levels_count();
   if (opt_.lut_rad.empty()) {
     lut_.resize(n);

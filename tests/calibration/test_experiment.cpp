@@ -4,9 +4,11 @@
 // run stored.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <stop_token>
 
 #include "hilo/calibration/experiment.hpp"
 #include "hilo/distill/train.hpp"
@@ -102,10 +104,14 @@ TEST(Experiment, MeasuresWhatTheCalibrationFunctionsMeasureAndAppliesDrift) {
     b.mutex = &mutex;
     mo.drift_action = action;
     std::vector<json> events;
-    std::vector<std::int64_t> progress;
+    std::vector<std::int64_t> progress, totals;
     ExperimentControl ctl;
     ctl.on_drift = [&](const json& j) { events.push_back(j); };
-    ctl.progress = [&](std::int64_t n) { progress.push_back(n); };
+    ctl.work.progress = [&](std::int64_t n, std::int64_t t, std::string_view stage) {
+      progress.push_back(n);
+      totals.push_back(t);
+      EXPECT_EQ(stage, "measure");
+    };
     Experiment ex(b, dep.design, dep.deployment, dep.student, mo, ctl, "moderate");
     std::mt19937_64 rng(5);
     auto cal = ex.calibrate(quick_calibration(), rng);
@@ -116,6 +122,8 @@ TEST(Experiment, MeasuresWhatTheCalibrationFunctionsMeasureAndAppliesDrift) {
     ASSERT_EQ(m.value().rows(), 20);
     EXPECT_EQ(ex.measured(), 20);
     EXPECT_EQ(progress.back(), 20);
+    EXPECT_EQ(totals.front(), 20) << "the total is the set's images, counted from the first";
+    EXPECT_TRUE(std::is_sorted(progress.begin(), progress.end())) << "progress counts across chunks";
     EXPECT_EQ(m.value().topRows(10), by_hand.topRows(10)) << "the first chunk is measured differently from by hand";
     ASSERT_EQ(ex.drift_checks().size(), 2u);
     EXPECT_EQ(ex.drift_checks()[1]["measured_images"], 20);
@@ -141,9 +149,11 @@ TEST(Experiment, StopEndsTheSetAfterAChunkAndDeviceErrorsAreValues) {
     Experiment uncalibrated(b, dep.design, dep.deployment, dep.student, mo, {}, "p");
     EXPECT_THROW((void)uncalibrated.measure(x), std::logic_error) << "measure before calibrate";
     ExperimentControl c3;
-    std::int64_t seen = 0;
-    c3.progress = [&](std::int64_t n) { seen = n; };
-    c3.stop = [&] { return seen >= 10; };
+    std::stop_source stop;
+    c3.work = {[&](std::int64_t n, std::int64_t, std::string_view) {
+                 if (n >= 10) stop.request_stop();
+               },
+               stop.get_token()};
     Experiment ex3(b, dep.design, dep.deployment, dep.student, mo, c3, "p");
     ASSERT_TRUE(ex3.calibrate(quick_calibration(), rng));
     auto m = ex3.measure(x);

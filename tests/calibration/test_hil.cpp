@@ -4,6 +4,8 @@
 
 #include <cmath>
 #include <random>
+#include <stop_token>
+#include <vector>
 
 #include "hilo/calibration/hil.hpp"
 #include "hilo/sim/imaging.hpp"
@@ -91,8 +93,20 @@ TEST(Hil, DeployRealisesSmoothKernelsAndDesignFeaturesTrackTheStudent) {
   s.set_kernels(d.kernels);
   const distill::MatD x = random_images(20, rng);
   const distill::MatD a_student = s.features(x);
-  const distill::MatD a_design = design_features(design, d, s, x.cast<float>());
+  std::vector<std::int64_t> reported;
+  io::WorkControl work;
+  work.progress = [&](std::int64_t n, std::int64_t t, std::string_view stage) {
+    EXPECT_EQ(t, 20);
+    EXPECT_EQ(stage, "design features");
+    reported.push_back(n);
+  };
+  const distill::MatD a_design = design_features(design, d, s, x.cast<float>(), work);
   ASSERT_EQ(a_design.rows(), 20);
+  EXPECT_EQ(reported, std::vector<std::int64_t>{20});
+  std::stop_source stopped;
+  stopped.request_stop();
+  EXPECT_EQ(design_features(design, d, s, x.cast<float>(), {{}, stopped.get_token()}).rows(), 0)
+      << "a stop requested before the first row measures none";
   // The light outside the kernel windows (≈ 83 % of it here) adds a background the 7 × 7 kernels do not
   // model; the features still correlate (measured 0.86; a layout or orientation error gives ≈ 0).
   const Eigen::VectorXd u = Eigen::Map<const Eigen::VectorXd>(a_student.data(), a_student.size());

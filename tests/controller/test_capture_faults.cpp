@@ -5,7 +5,9 @@
 // its retry wrapper counts what the device really returned (errors by code, sequence gaps).
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <random>
+#include <set>
 
 #include "harness.hpp"
 #include "hilo/controller/capture.hpp"
@@ -130,10 +132,12 @@ struct Result {
   json device_counters;
 };
 
-Result capture(SimRig& rig, const std::string& name, std::size_t frames = kFrames) {
+// `input` replaces the rig's input SLM (a decorator over it); `setup` adjusts devices and options.
+Result capture(SimRig& rig, const std::string& name, std::size_t frames = kFrames, dr::Slm* input = nullptr,
+               const std::function<void(Devices&, CaptureOptions&)>& setup = {}) {
   Harness h(name);
   std::mutex device_mu;
-  Devices devices{*rig.slm, *rig.camera, device_mu};
+  Devices devices{input ? *input : *rig.slm, *rig.camera, device_mu};
   devices.slm_retries = &rig.slm->counters();
   devices.camera_retries = &rig.camera->counters();
   CaptureInputs in{test_images(), 0, frames, true};
@@ -141,6 +145,7 @@ Result capture(SimRig& rig, const std::string& name, std::size_t frames = kFrame
   opt.chunk_records = 500;
   opt.grab_timeout = std::chrono::milliseconds(5);
   opt.previews = 0;
+  if (setup) setup(devices, opt);
   auto rec = h.jobs->submit("capture", {{"dataset", "fashion-mnist"}}, static_cast<std::int64_t>(frames), [&](const JobRecord& r) {
     return JobManager::Work([&, r](JobControl& ctl) {
       return run_capture(in, opt, devices, h.dir / r.run_id, {{"params", r.params}}, ctl, steady_s);
@@ -286,6 +291,84 @@ TEST(CaptureFaults, ACameraThatNeverDeliversFailsTheJobLoudlyKeepingNothingWrong
   EXPECT_NE(r.rec.error.find("[timeout]"), std::string::npos) << r.rec.error;
   EXPECT_EQ(r.manifest["records"], 0);
   EXPECT_EQ(r.rec.stats["capture"]["timeouts"], 10);
+}
+
+// A slow SLM: the show() calls numbered in `swallow` (1-based) return at once without changing what the
+// device shows, so the next frame still images the previous pattern, with a fresh id and timestamp.
+class SlowSlm final : public dr::Slm {
+ public:
+  SlowSlm(dr::Slm& inner, std::set<int> swallow) : in_(inner), swallow_(std::move(swallow)) {}
+  std::string name() const override { return in_.name(); }
+  int width_px() const override { return in_.width_px(); }
+  int height_px() const override { return in_.height_px(); }
+  double pixel_pitch_um() const override { return in_.pixel_pitch_um(); }
+  int bit_depth() const override { return in_.bit_depth(); }
+  double settle_time_ms() const override { return in_.settle_time_ms(); }
+  DeviceState state() const override { return in_.state(); }
+  DeviceStatus open() override { return in_.open(); }
+  void close() override { in_.close(); }
+  DeviceStatus show(const cv::Mat& levels) override { return swallow_.count(++calls_) ? std::nullopt : in_.show(levels); }
+
+ private:
+  dr::Slm& in_;
+  std::set<int> swallow_;
+  int calls_ = 0;
+};
+
+// The content check through run_capture on the simulated moderate bench, uncalibrated design model.
+// Shows 1-3 are the dark reference; show 6 is input 2's first (it stays on input 1), 10 and 11 input
+// 5's first two (both stale), 17 input 10's first.
+Result slow_capture(bool content_check, const sim::BenchOptions* design, std::size_t n = 16) {
+  SimRig rig({}, {});
+  SlowSlm slow(*rig.slm, {6, 10, 11, 17});
+  return capture(rig, content_check ? "content_slow" : "content_off", n, &slow, [&](Devices& d, CaptureOptions& o) {
+    d.design = design;
+    d.element_levels = [] { return cv::Mat(cv::Mat::zeros(64, 64, CV_8UC1)); };  // SimRig's element: flat
+    o.content.enabled = content_check;
+  });
+}
+
+const sim::BenchOptions& sim_fast_design() {
+  static const auto cfg = dr::load_bench_config(std::filesystem::path(HILO_TEST_SOURCE_DIR) / "sim_fast.yaml");
+  return *cfg.simulator;
+}
+
+TEST(CaptureContent, RejectsEveryFrameThatShowsThePreviousInputAndStoresTheFreshOne) {
+  const Result r = slow_capture(true, &sim_fast_design());
+  ASSERT_EQ(r.rec.state, JobState::done) << r.rec.error;
+  const json& cc = r.rec.stats.at("content_check");
+  EXPECT_TRUE(cc.at("active").get<bool>()) << cc.dump();
+  EXPECT_EQ(cc.at("reference_frames"), 3);
+  const json& c = r.rec.stats.at("capture");
+  EXPECT_EQ(c["content_rejects"], 4) << c.dump();
+  EXPECT_EQ(c["content_undecidable"], 0) << c.dump();
+  EXPECT_EQ(c["regrabs"], 4) << c.dump();
+  EXPECT_EQ(r.manifest["stats"]["capture"]["content_rejects"], 4);
+  EXPECT_EQ(r.device_counters["content_rejects"], 4);
+  expect_frames_of_their_inputs(r);
+}
+
+// The control: without the check the same slow SLM files frames under the wrong input, so the test
+// above can fail.
+TEST(CaptureContent, WithoutTheCheckTheSlowFramesAreFiledUnderTheWrongInput) {
+  const Result r = slow_capture(false, &sim_fast_design());
+  ASSERT_EQ(r.rec.state, JobState::done) << r.rec.error;
+  EXPECT_FALSE(r.rec.stats.at("content_check").at("active").get<bool>());
+  EXPECT_EQ(r.rec.stats["content_check"]["reason"], "disabled by the request (content_check.enabled false)");
+  const auto ref = reference_frames(r.indices.size());
+  const std::size_t px = ref.size() / r.indices.size();
+  // Without reference shows or re-grabs, show k is input k − 1's only one: input 5's frame images
+  // input 4, input 9's input 8.
+  for (std::size_t i : {5u, 9u}) {
+    EXPECT_LT(dist2(&r.frames[i * px], &ref[(i - 1) * px], px), dist2(&r.frames[i * px], &ref[i * px], px)) << i;
+  }
+}
+
+TEST(CaptureContent, ABenchWithoutADesignSaysTheCheckIsOff) {
+  const Result r = slow_capture(true, nullptr, 4);
+  ASSERT_EQ(r.rec.state, JobState::done) << r.rec.error;
+  EXPECT_EQ(r.rec.stats["content_check"], json({{"active", false}, {"reason", "the bench config has no design section"}}));
+  EXPECT_EQ(r.manifest["stats"]["content_check"]["active"], false);
 }
 
 }  // namespace

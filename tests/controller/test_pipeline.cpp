@@ -63,6 +63,18 @@ TEST(PipelineConfig, DefaultsAreValidAndBadValuesNameTheRule) {
   j["bench"]["profiles"] = {"../etc"};
   EXPECT_NE(PipelineConfig::from_json(j).validate().find("bench.profiles"), std::string::npos);
   j = small_config();
+  // Regression: a stage's own thread count was silently replaced by the pipeline's.
+  j["threads"] = 2;
+  j["student"]["train"]["threads"] = 8;
+  EXPECT_EQ(PipelineConfig::from_json(j).validate(),
+            "student.train.threads is not used in a pipeline, got 8: set the pipeline's threads (2), which every "
+            "stage trains with");
+  j["student"]["train"]["threads"] = 1;
+  j["teacher"]["train"]["threads"] = 4;
+  EXPECT_EQ(PipelineConfig::from_json(j).validate().rfind("teacher.train.threads is not used in a pipeline", 0), 0u);
+  j["teacher"]["train"]["threads"] = 1;
+  EXPECT_EQ(PipelineConfig::from_json(j).validate(), "") << "the defaults, written out, are accepted";
+  j = small_config();
   j["bench"]["profile"] = "moderate";  // typo for profiles
   try {
     (void)PipelineConfig::from_json(j);

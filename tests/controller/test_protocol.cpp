@@ -8,6 +8,7 @@
 #include <random>
 
 #include "harness.hpp"
+#include "hilo/drivers/placed_slm.hpp"
 #include "hilo/sim/npy.hpp"
 
 using namespace hilo::controller;
@@ -151,6 +152,20 @@ TEST(Protocol, ArgumentErrorsHaveStableCodes) {
   EXPECT_EQ(code(call(h, "capture", {{"dataset", "fashion-mnist"}, {"start", 0}, {"count", 1}, {"scale", 2}})),
             "bad_argument");  // 28·2 > 32
   EXPECT_EQ(code(call(h, "capture", {{"dataset", "fashion-mnist"}, {"start", 0}, {"count", 1}}, {"x"})), "bad_parts");
+  // The content check's options: each bad value named with its rule.
+  auto content = [&](json cc) {
+    return call(h, "capture", {{"dataset", "fashion-mnist"}, {"start", 0}, {"count", 1}, {"content_check", cc}});
+  };
+  const Reply corr = content({{"min_correlation", 2}});
+  EXPECT_EQ(code(corr), "bad_argument");
+  EXPECT_EQ(corr.body["error"]["message"], "args.content_check.min_correlation must be in (0, 1), got 2.000000");
+  const Reply regrabs = content({{"max_regrabs", -1}});
+  EXPECT_EQ(regrabs.body["error"]["message"], "args.content_check.max_regrabs must be in [0, 100], got -1");
+  const Reply typo = content({{"min_corelation", 0.5}});
+  EXPECT_EQ(code(typo), "bad_argument");
+  EXPECT_NE(typo.body["error"]["message"].get<std::string>().find("min_correlation"), std::string::npos)
+      << typo.body.dump();
+  EXPECT_EQ(code(content({{"enabled", "yes"}})), "bad_argument");
   // Nothing above may have touched a device or started a job.
   EXPECT_EQ(h.slm.shows, 0);
   EXPECT_EQ(code(call(h, "jobs.list")), "ok");
@@ -265,7 +280,7 @@ TEST(Protocol, CaptureOfInlineInputsStoresEveryFrameAndRunsGetReturnsThem) {
   EXPECT_EQ(g.parts[1], inputs);
   // Every frame is the fake camera's function of the placed input.
   for (std::size_t k = 0; k < n; ++k) {
-    const cv::Mat placed = place_on_slm(reinterpret_cast<const std::uint8_t*>(inputs.data()) + k * rows * cols, rows, cols, 32, 32, 8, 0);
+    const cv::Mat placed = hilo::drivers::place_pattern(cv::Mat(rows, cols, CV_8UC1, const_cast<char*>(inputs.data()) + k * rows * cols), 32, 32, 8);
     const cv::Mat expect = FakeCamera::expected_frame(placed);
     const cv::Mat got(32, 32, CV_16UC1, const_cast<char*>(g.parts[0].data()) + k * 32 * 32 * 2);
     EXPECT_EQ(cv::norm(expect, got, cv::NORM_INF), 0.0) << "frame " << k;

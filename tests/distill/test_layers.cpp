@@ -150,11 +150,9 @@ TEST(Optimizer, FirstAdamStepHasLengthLr) {
 TEST(Optimizer, ValidateNamesTheRule) {
   OptimizerOptions o;
   o.lr = -1;
-  try {
-    o.validate();
-    FAIL();
-  } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("optimizer.lr"), std::string::npos);
+  {
+    const std::string e = o.validate();
+    EXPECT_NE(e.find("optimizer.lr"), std::string::npos);
   }
 }
 
@@ -193,5 +191,5 @@ TEST(KernelDistance, GradientsMatchFiniteDifferences) {
   EXPECT_NEAR(al.value(T, 3.0 * T), 0.0, 1e-12);
   KernelDistance tm{"trace_mse"};
   EXPECT_NEAR(tm.value(T, 0.01 * T), 0.0, 1e-12);
-  EXPECT_THROW(KernelDistance{"l1"}.validate(), std::invalid_argument);
+  EXPECT_NE(KernelDistance{"l1"}.validate(), "");
 }

@@ -8,6 +8,7 @@
 #include "gradcheck.hpp"
 #include "hilo/distill/kernel_regression.hpp"
 #include "hilo/distill/student.hpp"
+#include "hilo/distill/student_jobs.hpp"
 
 using namespace hilo::distill;
 using hilo::distill::testing::numeric_grad;
@@ -115,15 +116,13 @@ TEST(OpticalStudent, NoiseWithoutGeneratorIsAnError) {
 TEST(OpticalStudent, ValidateNamesTheRule) {
   StudentOptions o;
   o.kernels = 7;  // odd with pairs
-  try {
-    o.validate();
-    FAIL();
-  } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("student.kernels must be even"), std::string::npos);
+  {
+    const std::string e = o.validate();
+    EXPECT_NE(e.find("student.kernels must be even"), std::string::npos);
   }
   o = StudentOptions{};
   o.parameterization = "hologram";
-  EXPECT_THROW(o.validate(), std::invalid_argument);
+  EXPECT_NE(o.validate(), "");
 }
 
 namespace {
@@ -339,4 +338,38 @@ TEST(KernelRegression, SeparatesAnEasyProblemAndPicksLambdaOnValidation) {
   const auto r = ntk_regression(tr, ytr, va, yv, te, yt, 3);
   EXPECT_GT(r.test_acc, 0.9);
   EXPECT_EQ(r.val_acc_per_ratio.size(), 7u);
+}
+
+namespace {
+std::string estimate_error(const nlohmann::json& j) {
+  try {
+    (void)EstimateJob::from_json(j);
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return "accepted";
+}
+}  // namespace
+
+// Regression: the estimate job's keys were checked by hand: no suggestion for a misspelt key, a wrong
+// type surfaced as a bare JSON error, and its fields were read one by one.
+TEST(EstimateJob, ReadsLikeTheOtherJobs) {
+  EXPECT_EQ(estimate_error({{"command", "estimate"}, {"n_trian", 100}}),
+            "estimate job: unknown key 'n_trian'; did you mean 'n_train'?");
+  EXPECT_NE(estimate_error({{"n_train", "many"}}).find("estimate job.n_train"), std::string::npos)
+      << estimate_error({{"n_train", "many"}});
+  EXPECT_EQ(estimate_error({{"n_train", 5}}), "estimate.n_train must be >= 10, got 5");
+  EXPECT_EQ(estimate_error({{"ratios", {1e-3, -1.0}}}), "kernel_regression.ratios must all be > 0");
+  EXPECT_EQ(estimate_error({{"student", {{"kernels", 7}}}}).rfind("student.kernels must be even", 0), 0u);
+  EXPECT_EQ(estimate_error({{"command", "distill"}}), "estimate job.command must be \"estimate\", got \"distill\"");
+  const nlohmann::json given = {{"data", {{"name", "mnist"}}}, {"student_model", "s.hilo"}, {"seed", 9},
+                                {"n_train", 500},          {"ratios", {0.1, 1.0}},      {"out_dir", "e"}};
+  const EstimateJob job = EstimateJob::from_json(given);
+  EXPECT_EQ(job.data.name, "mnist");
+  EXPECT_EQ(job.student_model, "s.hilo");
+  EXPECT_EQ(job.seed, 9u);
+  EXPECT_EQ(job.n_train, 500);
+  EXPECT_EQ(job.ratios, (std::vector<double>{0.1, 1.0}));
+  EXPECT_EQ(job.out_dir, "e");
+  EXPECT_EQ(nlohmann::json(EstimateJob::from_json(nlohmann::json(job))), nlohmann::json(job)) << "round trip";
 }

@@ -138,5 +138,36 @@ TEST(BenchConfig, SeedsAreExactAndNumericIdsAreText) {
   EXPECT_EQ(h.camera.genicam.device_id, "40012345");
 }
 
+
+// Regression: the sim backend's keys were read one by one: an unknown key came without a suggestion
+// or a line, wait_exposure was a string compared by hand, and the seed had its own reader.
+TEST(BenchConfig, SimRolesAreReadAsStrictlyAsDeviceRoles) {
+  const std::string head = "simulator: {}\nroles:\n  input: {backend: sim}\n  element: {backend: sim}\n";
+  EXPECT_EQ(error_of(head + "  camera:\n    backend: sim\n    frame_rat_hz: 30\n"),
+            "t.yaml: roles.camera: unknown key 'frame_rat_hz'; did you mean 'frame_rate_hz'? (line 7)");
+  EXPECT_EQ(error_of("simulator: {}\nroles:\n  input: {backend: sim, setle_time_ms: 3}\n  element: {backend: sim}\n"
+                     "  camera: {backend: sim}\n"),
+            "t.yaml: roles.input: unknown key 'setle_time_ms'; did you mean 'settle_time_ms'? (line 3)");
+  EXPECT_EQ(error_of(head + "  camera: {backend: sim, wait_exposure: maybe}\n"),
+            "t.yaml: roles.camera.wait_exposure must be true or false, got a string (\"maybe\") (line 5)");
+  EXPECT_EQ(error_of(head + "  camera: {backend: sim, noise_seed: -3}\n"),
+            "t.yaml: roles.camera.noise_seed must be a non-negative integer, got an integer (-3) (line 5)");
+  EXPECT_EQ(error_of(head + "  camera: {backend: sim, frame_rate_hz: -1}\n"),
+            "t.yaml: roles.camera.frame_rate_hz must be >= 0, got -1");
+  EXPECT_EQ(error_of(head + "  camera: {backend: sim, faults: {camera_timeout_rat: 0.5}}\n"),
+            "t.yaml: roles.camera.faults: unknown key 'camera_timeout_rat'; did you mean 'camera_timeout_rate'? (line 5)");
+  EXPECT_EQ(error_of("roles:\n  input: {backend: display}\n  element: {backend: fixed, phase: 1}\n"
+                     "  camera: {backend: opencv, source: x.avi}\n"),
+            "t.yaml: roles.element: unknown key 'phase' (line 3)");
+  const BenchConfig c = parse_bench_config(
+      head + "  camera: {backend: sim, frame_rate_hz: 25, readout_ms: 2, wait_exposure: false, retry: {max_attempts: 5}}\n",
+      "t.yaml", ".");
+  EXPECT_EQ(c.camera.timing.frame_rate_hz, 25.0);
+  EXPECT_EQ(c.camera.timing.readout_ms, 2.0);
+  EXPECT_FALSE(c.camera.timing.apply_exposure);
+  EXPECT_EQ(c.camera.retry.max_attempts, 5);
+  EXPECT_EQ(c.input.timing.settle_time_ms, SimTiming{}.settle_time_ms);
+}
+
 }  // namespace
 }  // namespace hilo::drivers

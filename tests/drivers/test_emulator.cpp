@@ -5,7 +5,7 @@
 
 #include <random>
 
-#include "hilo/controller/capture.hpp"
+#include "hilo/drivers/placed_slm.hpp"
 #include "hilo/drivers/emulator.hpp"
 #include "hilo/sim/config.hpp"
 
@@ -35,7 +35,7 @@ sim::BenchOptions small_bench() {
 TEST(EmulatorInput, InvertsTheCapturePlacementForEveryMonitorShape) {
   for (auto [rows, cols, mh, mw] : {std::tuple{28, 28, 112, 112}, {28, 28, 113, 130}, {5, 7, 40, 29}, {3, 3, 3, 3}}) {
     const cv::Mat img = random_image(rows, cols, static_cast<std::uint64_t>(mh * mw));
-    const cv::Mat shown = controller::place_on_slm(img.data, rows, cols, mh, mw, 8, 0);
+    const cv::Mat shown = place_pattern(img, mh, mw, 8);
     const cv::Mat back = input_from_monitor(shown, rows, cols);
     EXPECT_EQ(cv::norm(back, img, cv::NORM_INF), 0.0) << rows << "x" << cols << " on " << mh << "x" << mw;
   }

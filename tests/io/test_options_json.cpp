@@ -20,6 +20,13 @@ struct Options {
   Inner inner{};
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Options, epochs, seed, kind, sizes, inner)
+struct Ranged {
+  int epochs = 3;
+  [[nodiscard]] std::string validate() const {
+    return epochs >= 1 ? "" : "opts.epochs must be >= 1, got " + std::to_string(epochs);
+  }
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Ranged, epochs)
 }  // namespace demo
 
 using hilo::io::read_options;
@@ -78,4 +85,29 @@ TEST(ReadOptions, UnknownKeysAndWrongTypesNameThePath) {
   EXPECT_NE(error_of({{"sizes", {"a"}}}).find("opts: "), std::string::npos);
   // Integers where a number is expected are numbers.
   EXPECT_EQ(read_options<demo::Options>(json{{"inner", {{"gain", 2}}}}, "opts").inner.gain, 2.0);
+}
+
+TEST(ValidateConvention, FirstBrokenRuleWinsAndEmptyMeansValid) {
+  EXPECT_EQ(hilo::io::first_broken({}), "");
+  EXPECT_EQ(hilo::io::first_broken({"", ""}), "");
+  EXPECT_EQ(hilo::io::first_broken({"", "b must be > 0", "c must be > 0"}), "b must be > 0");
+  EXPECT_NO_THROW(hilo::io::require_valid(""));
+  try {
+    hilo::io::require_valid("b must be > 0", "pipeline: ");
+    FAIL() << "a broken rule was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "pipeline: b must be > 0");
+  }
+}
+
+TEST(ValidateConvention, ReadValidOptionsChecksKeysThenValues) {
+  EXPECT_EQ(hilo::io::read_valid_options<demo::Ranged>(json{{"epochs", 5}}, "opts").epochs, 5);
+  try {
+    (void)hilo::io::read_valid_options<demo::Ranged>(json{{"epochs", 0}}, "opts");
+    FAIL() << "epochs 0 was accepted";
+  } catch (const hilo::io::OptionsError& e) {
+    EXPECT_STREQ(e.what(), "opts.epochs must be >= 1, got 0");
+    EXPECT_EQ(e.key(), "opts");
+  }
+  EXPECT_THROW((void)hilo::io::read_valid_options<demo::Ranged>(json{{"epoch", 5}}, "opts"), hilo::io::OptionsError);
 }

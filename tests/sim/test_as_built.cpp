@@ -136,15 +136,13 @@ TEST(AsBuilt, WarpMovesAPointWhereThePoseSays) {
 TEST(AsBuilt, ValidateNamesTheRule) {
   AsBuiltProfile p;
   p.misalignment.rotation_deg = 90;
-  try {
-    p.validate();
-    FAIL();
-  } catch (const ConfigError& e) {
-    EXPECT_STREQ(e.what(), "profile.misalignment.rotation_deg must be in [-45, 45], got 90");
+  {
+    const std::string e = p.validate();
+    EXPECT_EQ(e, "profile.misalignment.rotation_deg must be in [-45, 45], got 90");
   }
   p = {};
   p.fabrication.quantization_levels = 1;
-  EXPECT_THROW(p.validate(), ConfigError);
+  EXPECT_NE(p.validate(), "");
   p = {};
   p.gain = 0;
   EXPECT_THROW(AsBuilt{p}, ConfigError);

@@ -182,23 +182,19 @@ TEST(CameraModel, SameGeneratorStateGivesSameFrame) {
 TEST(CameraModel, ValidateNamesTheRule) {
   CameraOptions o;
   o.bit_depth = 20;
-  try {
-    o.validate();
-    FAIL() << "expected ConfigError";
-  } catch (const ConfigError& e) {
-    EXPECT_STREQ(e.what(), "camera.bit_depth must be in [8, 16], got 20");
+  {
+    const std::string e = o.validate();
+    EXPECT_EQ(e, "camera.bit_depth must be in [8, 16], got 20");
   }
   o = {};
   o.rows = 30;
   o.binning = 4;
-  EXPECT_THROW(o.validate(), ConfigError);
+  EXPECT_NE(o.validate(), "");
   o = {};
   o.noise.read_noise_e = -1;
-  try {
-    o.validate("sim.camera");
-    FAIL();
-  } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("sim.camera.noise.read_noise_e"), std::string::npos) << e.what();
+  {
+    const std::string e = o.validate("sim.camera");
+    EXPECT_NE(e.find("sim.camera.noise.read_noise_e"), std::string::npos) << e;
   }
 }
 

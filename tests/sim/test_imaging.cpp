@@ -160,7 +160,7 @@ TEST(KernelTiling, ComposedPsfProducesEachFeatureMapSideBySide) {
   t.gap = 2;
   t.object_rows = 12;
   t.object_cols = 10;
-  t.validate();
+  ASSERT_EQ(t.validate(), "");
   std::vector<RArray> kernels;
   for (int j = 0; j < t.count; ++j) kernels.push_back(random_real(5, 5, rng));
   const RArray obj = random_real(12, 10, rng);
@@ -185,15 +185,13 @@ TEST(KernelTiling, ComposedPsfProducesEachFeatureMapSideBySide) {
 TEST(KernelTiling, ValidateNamesTheViolatedRule) {
   KernelTiling t;
   t.kernel_size = 4;
-  try {
-    t.validate();
-    FAIL() << "even kernel size accepted";
-  } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("tiling.kernel_size"), std::string::npos);
+  {
+    const std::string e = t.validate();
+    EXPECT_NE(e.find("tiling.kernel_size"), std::string::npos);
   }
   t = KernelTiling{};
   t.count = 0;
-  EXPECT_THROW(t.validate(), std::invalid_argument);
+  EXPECT_NE(t.validate(), "");
   t = KernelTiling{};
   std::vector<RArray> negative(std::size_t(t.count), RArray::Zero(7, 7));
   negative[2](1, 1) = -0.1;

@@ -138,18 +138,16 @@ TEST(SlmModel, ValidateNamesTheRule) {
   SlmOptions o;
   o.bit_depth = 4;
   o.lut_rad = {0.0, 1.0};
-  try {
-    o.validate();
-    FAIL();
-  } catch (const ConfigError& e) {
-    EXPECT_STREQ(e.what(), "slm.lut_rad must have 2^bit_depth = 16 entries, got 2");
+  {
+    const std::string e = o.validate();
+    EXPECT_EQ(e, "slm.lut_rad must have 2^bit_depth = 16 entries, got 2");
   }
   o = {};
   o.fill_factor = 0.0;
-  EXPECT_THROW(o.validate(), ConfigError);
+  EXPECT_NE(o.validate(), "");
   o = {};
   o.oversample = 0;
-  EXPECT_THROW(o.validate(), ConfigError);
+  EXPECT_NE(o.validate(), "");
   const SlmModel slm(small(2, 2, 8));
   EXPECT_THROW(slm.quantize(RArray::Zero(3, 2)), std::invalid_argument);
   EXPECT_THROW(slm.level_phase(Levels::Constant(2, 2, 256)), std::invalid_argument);

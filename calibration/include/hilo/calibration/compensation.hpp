@@ -74,7 +74,7 @@ struct CompensationOptions {
   double anchor = 0.0;                 // task, ntkd: L2 pull toward the starting backend, >= 0
   double w1_lr_scale = 1.0;            // task, ntkd: Adam rate of W1 = lr · w1_lr_scale, in [0, 1] (see above)
 
-  std::string validate() const;  // empty when valid, else the violated rule
+  [[nodiscard]] std::string validate() const;  // empty when valid, else the violated rule
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CompensationOptions, mode, epochs, lr, batch, ntk_subbatch, alpha, beta,
                                                 distance, refit_feature_norm, refit_norm,

@@ -34,7 +34,7 @@ struct DarkOptions {
   double hot_sigma = 8.0;       // > 0
   double hot_min_counts = 1.0;  // ≥ 0: smallest excess called hot (guards a noiseless sensor, σ = 0)
 
-  std::string validate() const;  // empty when valid, else the violated rule
+  [[nodiscard]] std::string validate() const;  // empty when valid, else the violated rule
 };
 
 struct DarkFrame {
@@ -55,7 +55,7 @@ struct FlatOptions {
   double level = 0.8;               // uniform input intensity, (0, 1]
   double min_model_fraction = 0.9;  // (0, 1]
 
-  std::string validate() const;
+  [[nodiscard]] std::string validate() const;
 };
 
 struct FlatField {

@@ -32,7 +32,7 @@ struct PhaseRetrievalOptions {
   int adam_iterations = 400;    // ≥ 0
   double learning_rate = 0.05;  // rad per step, > 0
 
-  std::string validate() const;  // empty when valid, else the violated rule
+  [[nodiscard]] std::string validate() const;  // empty when valid, else the violated rule
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(PhaseRetrievalOptions, gs_iterations, adam_iterations, learning_rate)
 

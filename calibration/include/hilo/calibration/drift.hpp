@@ -56,7 +56,7 @@ struct DriftOptions {
     return f;
   }();
 
-  std::string validate() const;  // empty when valid, else the violated rule
+  [[nodiscard]] std::string validate() const;  // empty when valid, else the violated rule
 };
 
 struct DriftReference {

@@ -49,13 +49,13 @@ struct MeasureOptions {
   DriftOptions drift;
   std::string drift_action = "update";  // "update" or "report"
 
-  std::string validate() const;  // empty when valid, else the violated rule
+  [[nodiscard]] std::string validate() const;  // empty when valid, else the violated rule
 };
 
 struct ExperimentControl {
-  // Images measured so far by this Experiment (all sets together).
-  std::function<void(std::int64_t measured)> progress;
-  StopFn stop;                                      // true: end the current set early
+  // report(images measured so far by this Experiment, all sets together, that count plus the rest of
+  // the current set, "measure"); a stop request ends the current set early.
+  io::WorkControl work;
   std::function<void(const std::string&)> log;      // one line per notable event
   std::function<void(const nlohmann::json&)> on_drift;  // a drift check past its thresholds (as in drift_checks())
 };
@@ -84,6 +84,9 @@ class Experiment {
   // "message"} and, when exceeded, "action" and "profile".
   const nlohmann::json& drift_checks() const { return drift_checks_; }
   std::int64_t measured() const { return measured_; }
+  // Frame integrity over every frame this Experiment took (calibration probes, drift checks, measured
+  // sets, captures): gate rejections, re-grabs and device errors (drivers/gated_grab.hpp).
+  const drivers::GrabCounters& frame_counters() const { return rig_.counters(); }
   // The devices' time when calibrate_bench ended (before the drift reference), seconds.
   double calibrated_at_s() const { return calibrated_at_s_; }
 

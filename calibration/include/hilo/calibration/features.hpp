@@ -29,7 +29,7 @@ struct BenchCalibration {
   TileLayout layout;
   std::vector<TileLocation> tiles;         // optional per-tile shifts (locate_tiles)
 
-  std::string validate(Eigen::Index camera_rows, Eigen::Index camera_cols) const;
+  [[nodiscard]] std::string validate(Eigen::Index camera_rows, Eigen::Index camera_cols) const;
 };
 
 struct ExtractOptions {

@@ -33,7 +33,7 @@ struct ContentCheckOptions {
   double min_snr = 5.0;           // predicted change below this many noise σ → undecidable, > 0
 
   // Empty when valid, else the violated rule, e.g. "content_check.min_correlation must be in (0, 1), got 2".
-  std::string validate() const;
+  [[nodiscard]] std::string validate() const;
 };
 
 enum class ContentVerdict { matches, stale, undecidable };

@@ -26,6 +26,7 @@
 #include "hilo/calibration/probe.hpp"
 #include "hilo/calibration/registration.hpp"
 #include "hilo/distill/student.hpp"
+#include "hilo/io/progress.hpp"
 #include "hilo/sim/bench_model.hpp"
 
 namespace hilo::calibration {
@@ -40,6 +41,9 @@ class DesignModel {
   // through the LUT exactly as the SLM will show it.
   void set_element_phase(const RArray& phase_rad);
   void set_flat_element();
+  // SLM element only: the levels the element SLM shows (element rows × cols), through the LUT as the SLM
+  // shows them. Throws std::invalid_argument for another element kind or a wrong shape.
+  void set_element_levels(const sim::Levels& levels);
   const RArray& psf() { return twin_.design_psf(); }  // unit sum
 
   // Camera counts above dark of the designed bench (brightness 1, no misalignment, no noise).
@@ -77,20 +81,19 @@ distill::MatD maps_to_features(const std::vector<RArray>& maps, const distill::O
                                double counts_per_unit);
 
 // Features of the deployed design in simulation: design model image of each row of x (N × H·W in
-// [0, 1]), cut at the layout windows, → maps_to_features. progress(done, total) every 100 rows; a true
-// return of stop() ends early with the rows done so far (fewer rows).
-using ProgressFn = std::function<void(std::size_t done, std::size_t total)>;
-using StopFn = std::function<bool()>;
+// [0, 1]), cut at the layout windows, → maps_to_features. work.report(rows done, rows, "design features")
+// every 100 rows; a stop request (polled before each row) ends early with the rows done so far.
 distill::MatD design_features(DesignModel& design, const Deployment& deployment, const distill::OpticalStudent& student,
-                              const distill::Mat<float>& x, const ProgressFn& progress = {}, const StopFn& stop = {});
+                              const distill::Mat<float>& x, const io::WorkControl& work = {});
 
 // Features measured on the bench: show each row of x, average `frames` frames, extract_features with the
-// calibration, → maps_to_features. A device error ends the measurement and is returned; stop() as above.
+// calibration, → maps_to_features. A device error ends the measurement and is returned; work as above,
+// reported every 50 rows as stage "measure".
 drivers::DeviceResult<distill::MatD> measure_features(ProbeRig& rig, const BenchCalibration& calibration,
                                                       const ExtractOptions& extract, const Deployment& deployment,
                                                       const distill::OpticalStudent& student,
                                                       const distill::Mat<float>& x, int frames,
-                                                      const ProgressFn& progress = {}, const StopFn& stop = {});
+                                                      const io::WorkControl& work = {});
 
 // The hardware calibration the pipeline runs (DESIGN §6), in order: dark (input dark), registration
 // with the element flat (sharp PSF), gain from the linearity ramp, then — with the deployed element —
@@ -104,7 +107,7 @@ struct BenchCalibrationOptions {
   LinearityOptions linearity;
   TileLocateOptions tiles;
   bool flat_element_for_registration = true;  // false for a fixed mask
-  std::string validate() const;
+  [[nodiscard]] std::string validate() const;
 };
 
 struct BenchCalibrationResult {

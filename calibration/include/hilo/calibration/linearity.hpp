@@ -28,7 +28,7 @@ struct LinearityOptions {
   double min_model_fraction = 0.9;   // (0, 1]
   double saturation_margin_counts = 0.5;  // ≥ 0
 
-  std::string validate() const;  // empty when valid, else the violated rule
+  [[nodiscard]] std::string validate() const;  // empty when valid, else the violated rule
 };
 
 struct LinearityFit {

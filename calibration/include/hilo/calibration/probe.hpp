@@ -23,6 +23,7 @@
 #include <opencv2/core/mat.hpp>
 
 #include "hilo/drivers/camera.hpp"
+#include "hilo/drivers/gated_grab.hpp"
 #include "hilo/drivers/slm.hpp"
 #include "hilo/sim/field.hpp"
 
@@ -33,9 +34,9 @@ using sim::RArray;
 using Predictor = std::function<RArray(const RArray& input_intensity)>;
 
 struct ProbeOptions {
-  std::chrono::milliseconds grab_timeout{2000};  // per frame, > 0
+  drivers::GatedGrabOptions grab;  // per frame: grab timeout, show + grab cycles, frame gate
 
-  std::string validate() const;  // empty when valid, else the violated rule
+  [[nodiscard]] std::string validate() const;  // empty when valid, else the violated rule
 };
 
 class ProbeRig {
@@ -50,18 +51,30 @@ class ProbeRig {
   int camera_cols() const { return camera_.width_px(); }
   drivers::Camera& camera() { return camera_; }
 
+  // Every frame passes the frame gate (drivers/gated_grab.hpp): its counter and exposure timestamp are
+  // judged against the instant the pattern settled; a rejected frame, or a transient device error, is
+  // re-grabbed after showing the pattern again (a full settle more), up to options.grab.max_attempts
+  // cycles per frame, and counted in counters().
+
   // Shows `intensity` and waits for the device to settle (the driver's show() does).
   drivers::DeviceStatus show(const RArray& intensity);
-  // Mean of `frames` ≥ 1 consecutive frames, counts. Dropped frames (sequence gaps) are tolerated; a
-  // grab error ends the measurement and is returned.
+  // Mean of `frames` ≥ 1 gated frames of the pattern shown last, counts. show() first. A frame that
+  // cannot be had ends the measurement with its error.
   drivers::DeviceResult<RArray> grab_mean(int frames);
-  // show() then grab_mean().
+  // show() then grab_mean(); a transient show error is retried like a rejected frame.
   drivers::DeviceResult<RArray> capture(const RArray& intensity, int frames);
+
+  // Show, grab and gate counts over the rig's life.
+  const drivers::GrabCounters& counters() const { return grabber_.counters(); }
 
  private:
   drivers::Slm& input_;
   drivers::Camera& camera_;
   ProbeOptions opt_;
+  drivers::GatedGrabber grabber_;
+
+  cv::Mat levels_of(const RArray& intensity) const;  // throws std::invalid_argument for another shape
+  drivers::DeviceResult<RArray> mean_of(drivers::DeviceResult<RArray> first, int frames);
 };
 
 // Conversions between driver images and arrays. to_array accepts CV_8UC1, CV_16UC1, CV_32FC1 and

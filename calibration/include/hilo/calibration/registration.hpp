@@ -67,7 +67,7 @@ struct PoseFitOptions {
   bool fit_blur = true;
   double initial_blur_px = 1.0;  // > 0 (the blur gradient vanishes at σ = 0)
 
-  std::string validate() const;  // empty when valid, else the violated rule
+  [[nodiscard]] std::string validate() const;  // empty when valid, else the violated rule
 };
 
 struct PoseFit {
@@ -96,7 +96,7 @@ struct RegistrationOptions {
   double level = 0.8;      // intensity of an on pixel, (0, 1]
   PoseFitOptions fit;
 
-  std::string validate() const;
+  [[nodiscard]] std::string validate() const;
 };
 
 struct Registration {

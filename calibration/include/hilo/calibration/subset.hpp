@@ -43,7 +43,7 @@ struct SubsetOptions {
   SubsetStrategy strategy = SubsetStrategy::class_balanced;
   double fraction = 0.1;  // f, (0, 1]
 
-  std::string validate() const;  // empty when valid, else the violated rule
+  [[nodiscard]] std::string validate() const;  // empty when valid, else the violated rule
 };
 
 // m = max(1, round(f · n)); throws for n = 0 or f outside (0, 1].

@@ -37,7 +37,7 @@ struct TileLayout {
   int count() const { return int(offset.size()); }
   Eigen::Vector2i map_origin(int j) const { return {int(object_row) + offset[j].x(), int(object_col) + offset[j].y()}; }
   // Empty when every feature map lies inside a camera of rows × cols, else the violated rule.
-  std::string validate(Eigen::Index camera_rows, Eigen::Index camera_cols) const;
+  [[nodiscard]] std::string validate(Eigen::Index camera_rows, Eigen::Index camera_cols) const;
 };
 
 // The layout of a KernelTiling on a camera whose object (tiling.object_rows × object_cols) sits at
@@ -55,7 +55,7 @@ struct TileLocateOptions {
   int frames = 32;       // ≥ 1
   int margin_px = 4;     // window half-size beyond the kernel and spot, ≥ 1
 
-  std::string validate() const;
+  [[nodiscard]] std::string validate() const;
 };
 
 struct TileLocation {

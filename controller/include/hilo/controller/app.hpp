@@ -6,6 +6,7 @@
 // Under systemd (Type=notify: $NOTIFY_SOCKET set) it sends READY=1 once serving and STOPPING=1 when the
 // loop ends, over the notify socket's datagram protocol (no libsystemd needed).
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <string>
 
@@ -14,6 +15,7 @@
 #include "hilo/controller/live_view.hpp"
 #include "hilo/drivers/camera.hpp"
 #include "hilo/drivers/slm.hpp"
+#include "hilo/sim/bench_model.hpp"
 
 namespace CLI {
 class App;
@@ -36,7 +38,7 @@ struct HilodOptions {
   // are wrapped in PreviewSlm/PreviewCamera (preview.hpp), so every frame and pattern reaches the page.
   LiveViewOptions live;
 
-  std::string validate() const;
+  [[nodiscard]] std::string validate() const;
 };
 
 // Registers hilod's command-line options on `app`, and --options-file: a file of "name = value" lines
@@ -54,6 +56,9 @@ struct HilodDevices {
   drivers::Slm* element = nullptr;  // null: a fixed mask
   const drivers::RetryCounters* input_retries = nullptr;
   const drivers::RetryCounters* camera_retries = nullptr;
+  // For the capture's content check (Devices::design, Devices::element_levels); null: the check is off.
+  const sim::BenchOptions* design = nullptr;
+  std::function<cv::Mat()> element_levels;
 };
 
 // Runs the daemon to completion. Returns the process exit code; errors go to `log`.

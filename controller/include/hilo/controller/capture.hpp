@@ -2,9 +2,8 @@
 // The capture job: for each input image, place it on the input SLM, grab one camera frame, and store
 // input, frame (and index/label for dataset inputs) in the run directory in chunks.
 //
-// Placement: an h×w input is magnified by an integer factor s (nearest neighbour; default the largest
-// s with s·h <= H and s·w <= W for an H×W SLM) and centred on a zero background; 8-bit input levels v
-// become SLM levels round(v·(2^b − 1)/255) for bit depth b (CV_8U for b <= 8, else CV_16U).
+// Placement: drivers::place_pattern (drivers/placed_slm.hpp) at CaptureOptions::scale (0 = the largest
+// integer magnification that fits), the rule the calibration probes and hilo-emulator share.
 // Frames: every frame must have the first frame's size and type (CV_8U → "|u1", CV_16U → "<u2").
 // A chunk is committed (durable, listed in the manifest, catalog progress updated) every
 // chunk_records frames or chunk_seconds, whichever first, and when the job stops for any reason, so a
@@ -19,6 +18,18 @@
 // max_input_attempts such cycles; then the job fails naming the input and the last cause. A
 // non-transient error (invalid_argument, io) fails the job at once. The first frame of a job (or of a
 // resumed job) has no predecessor and is accepted on its sequence number alone.
+// Frame integrity by content (CaptureOptions::content, calibration/content_gate.hpp): a frame with an
+// in-order counter and a post-settle timestamp can still show the previous input (a slow SLM). When the
+// bench has a design (Devices::design), an SLM element whose levels are known (Devices::element_levels)
+// and inputs of the design's input size, the capture first shows the input dark and grabs three reference
+// frames, then checks each frame's change from the last accepted frame against the design model's
+// predicted change (uncalibrated design model: hilod keeps no bench calibration between jobs). A stale
+// frame is counted (content_rejects) and re-grabbed after showing the input again, which waits a full
+// settle more; after content.max_regrabs rejections of one input the job fails naming the input and the
+// correlation. A frame whose input is predicted to look like the previous one through the optics is
+// accepted unproven and counted (content_undecidable). stats.content_check says whether the check ran
+// and, when not, why ("the bench config has no design section", ...), so "0 rejects" never stands for
+// "not checked".
 // Counters (CaptureCounters) go to the job's stats, job.progress events and the Devices totals.
 //
 // Run documents (run_documents.hpp, docs/protocol.md): every execution of the loop publishes run.start
@@ -34,6 +45,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -41,32 +53,29 @@
 
 #include <opencv2/core/mat.hpp>
 
+#include "hilo/calibration/content_gate.hpp"
 #include "hilo/controller/dataset.hpp"
 #include "hilo/controller/jobs.hpp"
 #include "hilo/drivers/camera.hpp"
+#include "hilo/drivers/gated_grab.hpp"
 #include "hilo/drivers/retry.hpp"
 #include "hilo/drivers/slm.hpp"
 
 namespace hilo::controller {
 
-// The devices the daemon drives. `mutex` is held by whoever uses them: a job for its whole run, a
-// device command for its duration (commands use try_lock and answer busy).
-struct CaptureCounters {
+// The show/grab/gate counters (drivers/gated_grab.hpp) plus what only a capture counts.
+struct CaptureCounters : drivers::GrabCounters {
   std::uint64_t frames_stored = 0;
-  std::uint64_t show_errors = 0;     // show() errors that reached the capture (after driver retries)
-  std::uint64_t grab_errors = 0;     // grab() errors that reached the capture (after driver retries)
-  std::uint64_t timeouts = 0, corrupt_frames = 0, disconnects = 0, write_failures = 0;  // those errors by code
-  std::uint64_t frames_dropped = 0;  // sequence numbers skipped between consecutive frames received
-  std::uint64_t gap_frames = 0;      // frames discarded because numbers before them were skipped
-  std::uint64_t out_of_order = 0;    // frames discarded because their number was not above the last one
-  std::uint64_t early_frames = 0;    // frames discarded because their exposure began before the settle
-  std::uint64_t regrabs = 0;         // extra show + grab cycles (every error or discarded frame causes one)
+  std::uint64_t content_rejects = 0;      // frames discarded because their content shows another input
+  std::uint64_t content_undecidable = 0;  // frames stored although the content check could not decide
   drivers::RetryCounters slm_driver, camera_driver;  // the drivers' retry counters accumulated meanwhile
 
   void add(const CaptureCounters& o);
   nlohmann::json to_json() const;
 };
 
+// The devices the daemon drives. `mutex` is held by whoever uses them: a job for its whole run, a
+// device command for its duration (commands use try_lock and answer busy).
 struct Devices {
   drivers::Slm& slm;        // the input
   drivers::Camera& camera;
@@ -80,6 +89,11 @@ struct Devices {
   const drivers::RetryCounters* camera_retries = nullptr;
   // The bench config file the devices were opened from ("" = not from a file); run.start names it.
   std::string bench_config;
+  // What the capture's content check models (see "Frame integrity by content" above): the bench's design
+  // optics (null: the config has no design section, the check is off) and the levels the element SLM
+  // shows now (null: a fixed mask or no element, the check is off). Borrowed; called with `mutex` held.
+  const sim::BenchOptions* design = nullptr;
+  std::function<cv::Mat()> element_levels;
 
   // Totals over every capture since the daemon started, the running one included; thread-safe
   // (devices.status reads them while a job runs).
@@ -104,8 +118,11 @@ struct CaptureOptions {
   // reported in the manifest and stats ("hdf5": {"file", "complete": false, "records", "error"}). A
   // resumed capture rebuilds run.h5 from the .npy chunks before it continues.
   bool hdf5 = false;
+  // The content check (request key "content_check": {enabled, min_correlation, blur_px, min_snr,
+  // max_regrabs}).
+  calibration::ContentGateOptions content;
 
-  std::string validate() const;
+  [[nodiscard]] std::string validate() const;
 };
 
 // Inputs: `count` images of rows×cols uint8 starting at images[0]; labels/indices optional (empty or
@@ -116,12 +133,6 @@ struct CaptureInputs {
   std::size_t count = 0;
   bool has_labels = false;
 };
-
-// Builds the SLM pattern for one input (see placement above). Throws std::invalid_argument when the
-// input does not fit the SLM or scale is too large.
-cv::Mat place_on_slm(const std::uint8_t* image, int rows, int cols, int slm_rows, int slm_cols, int bit_depth,
-                     int scale);
-int fitting_scale(int rows, int cols, int slm_rows, int slm_cols);
 
 // Runs the capture into a new run directory. Locks devices.mutex for the whole run.
 JobOutcome run_capture(const CaptureInputs& in, const CaptureOptions& opt, Devices& devices,

@@ -74,7 +74,7 @@ struct DaemonOptions {
   Limits limits;
 
   bool curve() const { return !curve_secret_key.empty(); }
-  std::string validate() const;
+  [[nodiscard]] std::string validate() const;
 };
 
 // Registers the security and limit options (--client-keys, --max-*) on `app`.

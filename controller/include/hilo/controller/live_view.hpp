@@ -52,7 +52,7 @@ struct LiveViewOptions {
   PreviewOptions preview;
 
   bool enabled() const { return !endpoint.empty(); }
-  std::string validate() const;  // "" when valid; checks the loopback/token rule too
+  [[nodiscard]] std::string validate() const;  // "" when valid; checks the loopback/token rule too
 };
 
 // Registers --http-endpoint, --http-token-file, --http-max-clients, --preview-max-per-s on `app`.

@@ -38,7 +38,7 @@ struct LogOptions {
   bool to_stderr = true;
 
   // "" when valid, else the first violated rule, e.g. "log.level must be one of trace, ..., got 'loud'".
-  std::string validate() const;
+  [[nodiscard]] std::string validate() const;
 };
 
 // Registers --log-level, --log-format, --log-file, --log-file-max-bytes, --log-file-count on `app`.

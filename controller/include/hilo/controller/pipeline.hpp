@@ -82,7 +82,7 @@ struct PipelineConfig {
   static PipelineConfig defaults();              // the README main job's settings
   static PipelineConfig from_json(const nlohmann::json& j);  // absent keys: defaults(); unknown keys throw
   nlohmann::json to_json() const;
-  std::string validate() const;  // empty when valid, else the violated rule
+  [[nodiscard]] std::string validate() const;  // empty when valid, else the violated rule
   calibration::MeasureOptions measure_options() const;  // frames, drift_every, drift, drift_action
 };
 

@@ -40,7 +40,7 @@ struct PreviewOptions {
   int max_side_px = 512;      // larger images are downsampled for display, in [16, 4096]
   int histogram_bins = 64;    // in [2, 4096]
 
-  std::string validate() const;
+  [[nodiscard]] std::string validate() const;
 };
 
 struct PreviewSnapshot {

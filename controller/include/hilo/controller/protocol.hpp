@@ -64,7 +64,7 @@ struct Limits {
   std::size_t max_pending_replies = 1000;
   std::size_t max_jobs = 16;                    // jobs queued + running; a new job beyond it: too_many_jobs
 
-  std::string validate() const;
+  [[nodiscard]] std::string validate() const;
 };
 
 struct Request {

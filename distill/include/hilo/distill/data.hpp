@@ -49,7 +49,7 @@ struct DataOptions {
   int resolved_val_size() const { return val_size >= 0 ? val_size : (name == "mnist" ? 1000 : 5000); }
   int mnist_test_size = 2000;          // MNIST only: held-out test images out of the 10,000
   int train_limit = 0;                 // > 0: keep only the first n (after shuffling) training images
-  void validate() const;
+  [[nodiscard]] std::string validate() const;  // "" when valid, else the violated rule
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DataOptions, name, fashion_dir, mnist_dir, split_seed, val_size,
                                                 mnist_test_size, train_limit)

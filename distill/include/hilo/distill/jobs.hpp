@@ -31,7 +31,7 @@ struct TeacherJob {
   TrainOptions train;
   std::string out_dir = "runs/teacher";
   static TeacherJob from_json(const nlohmann::json& j);
-  void validate() const;
+  [[nodiscard]] std::string validate() const;  // "" when valid, else the violated rule
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TeacherJob, data, arch, train, out_dir)
 

@@ -27,7 +27,7 @@ MatD relu_ntk(const MatD& A, const MatD& B);
 
 struct KernelRegressionOptions {
   std::vector<double> ratios{1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0};
-  void validate() const;
+  [[nodiscard]] std::string validate() const;  // "" when valid, else the violated rule
 };
 
 struct KernelRegressionResult {

@@ -42,7 +42,7 @@ MatD ntk_probe(Sequential<T>& net, const Mat<T>& x, int probes, std::mt19937_64&
 //   "alignment":  d = 1 − ⟨Θ_T, Θ_S⟩_F / (‖Θ_T‖_F ‖Θ_S‖_F)              (scale-free, in [0, 2])
 struct KernelDistance {
   std::string kind = "alignment";
-  void validate() const;
+  [[nodiscard]] std::string validate() const;  // "" when valid, else the violated rule
   double value(const MatD& teacher, const MatD& student) const;
   MatD grad(const MatD& teacher, const MatD& student) const;  // ∂d/∂Θ_S
 };

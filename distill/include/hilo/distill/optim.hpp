@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "hilo/distill/layers.hpp"
+#include "hilo/io/options_json.hpp"
 
 namespace hilo::distill {
 
@@ -21,15 +22,16 @@ struct OptimizerOptions {
   double momentum = 0.9;      // sgd
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // adam
   double weight_decay = 0.0;
-  void validate() const {
+  [[nodiscard]] std::string validate() const {  // "" when valid, else the violated rule
     if (kind != "adam" && kind != "sgd")
-      throw std::invalid_argument("optimizer.kind must be \"adam\" or \"sgd\", got \"" + kind + "\"");
-    if (!(lr > 0)) throw std::invalid_argument("optimizer.lr must be > 0, got " + std::to_string(lr));
+      return "optimizer.kind must be \"adam\" or \"sgd\", got \"" + kind + "\"";
+    if (!(lr > 0)) return "optimizer.lr must be > 0, got " + std::to_string(lr);
     if (momentum < 0 || momentum >= 1)
-      throw std::invalid_argument("optimizer.momentum must be in [0, 1), got " + std::to_string(momentum));
+      return "optimizer.momentum must be in [0, 1), got " + std::to_string(momentum);
     if (beta1 < 0 || beta1 >= 1 || beta2 < 0 || beta2 >= 1)
-      throw std::invalid_argument("optimizer.beta1 and beta2 must be in [0, 1)");
-    if (weight_decay < 0) throw std::invalid_argument("optimizer.weight_decay must be >= 0");
+      return "optimizer.beta1 and beta2 must be in [0, 1)";
+    if (weight_decay < 0) return "optimizer.weight_decay must be >= 0";
+    return {};
   }
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(OptimizerOptions, kind, lr, momentum, beta1, beta2, eps, weight_decay)
@@ -38,7 +40,7 @@ template <typename T>
 class Optimizer {
  public:
   Optimizer(std::vector<Param<T>> params, OptimizerOptions o) : p_(std::move(params)), o_(o) {
-    o_.validate();
+    io::require_valid(o_.validate());
     for (auto& p : p_) {
       m_.push_back(Mat<T>::Zero(p.value->rows(), p.value->cols()));
       v_.push_back(Mat<T>::Zero(p.value->rows(), p.value->cols()));

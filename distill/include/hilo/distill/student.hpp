@@ -38,7 +38,7 @@ struct CameraNoiseOptions {
   bool enabled = false;
   double photons_per_unit = 200.0;  // s: photo-electrons per unit of signal
   double read_noise = 0.02;         // r: in units of signal
-  void validate() const;
+  [[nodiscard]] std::string validate() const;  // "" when valid, else the violated rule
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CameraNoiseOptions, enabled, photons_per_unit, read_noise)
 
@@ -59,7 +59,7 @@ struct StudentOptions {
   // How fit_feature_norm estimates μ and σ: "feature" (each of the D features its own), "map" (one μ, σ
   // per signed map, pooled over its (H/p)·(W/p) positions), "none" (identity: μ = 0, σ = 1).
   std::string feature_norm = "feature";
-  void validate() const;
+  [[nodiscard]] std::string validate() const;  // "" when valid, else the violated rule
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(StudentOptions, kernels, kernel_size, parameterization, nonneg, signing,
                                                 pool, hidden, noise, tile_columns, tile_gap, psf_pad, psf_gain,

@@ -17,12 +17,15 @@
 // ntkd.cache_batches = M > 0, M fixed sub-batches are drawn once and their Θ_T precomputed; training
 // cycles through them (the NTK term then sees M·subbatch distinct images). With M = 0, Θ_T is computed
 // on the first `subbatch` images of the current batch, every `every` steps.
+#include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "hilo/distill/jobs.hpp"
+#include "hilo/distill/kernel_regression.hpp"
 #include "hilo/distill/ntk.hpp"
 #include "hilo/distill/student.hpp"
 
@@ -47,7 +50,7 @@ struct DistillOptions {
   bool ntk_with_kd = false;
   std::string ntk_teacher = "exact";  // "exact" | "probe" (ntk_probe with ntk_probes probes, for large teachers)
   int ntk_probes = 64;
-  void validate() const;
+  [[nodiscard]] std::string validate() const;  // "" when valid, else the violated rule
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DistillOptions, method, temperature, kd_alpha, gd_lambda, gd_input_noise,
                                                 shared_weight, shared_feature_weight, ntk_alpha, ntk_beta, ntk_distance,
@@ -70,7 +73,7 @@ struct DistillJob {
   TrainOptions train = student_train_defaults();
   std::string out_dir = "runs/distill";
   static DistillJob from_json(const nlohmann::json& j);
-  void validate() const;
+  [[nodiscard]] std::string validate() const;  // "" when valid, else the violated rule
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DistillJob, teacher, data, student, distill, train, out_dir)
 
@@ -92,9 +95,24 @@ JobResult run_distill(const DistillJob& job, const JobControl& ctl);
 
 // NTK kernel-regression estimate for a front-end design (see kernel_regression.hpp):
 // {"command": "estimate", "data": {...}, "student": {...} | "student_model": "<student.hilo>",
-//  "seed": 1, "n_train": 3000, "ratios": [...], "out_dir": "..."}. Without a model file the front-end is
-// the student's random initialisation for `seed` (a random-PSF design). Writes <out_dir>/estimate.json
-// and returns its content.
-nlohmann::json run_estimate(const nlohmann::json& cfg);
+//  "seed": 1, "n_train": 3000, "ratios": [...], "out_dir": "..."}. from_json reads like the other jobs
+// (unknown keys refused with a suggestion, wrong types naming the key, then validate()).
+struct EstimateJob {
+  DataOptions data;
+  StudentOptions student;     // the front-end when no model file is given
+  std::string student_model;  // a trained student's model file; "" = student's random initialisation
+  std::uint64_t seed = 1;     // that initialisation
+  int n_train = 3000;         // training images for the kernel regression, >= 10
+  std::vector<double> ratios = KernelRegressionOptions{}.ratios;
+  std::string out_dir;        // "" = write nothing
+  static EstimateJob from_json(const nlohmann::json& j);
+  [[nodiscard]] std::string validate() const;  // "" when valid, else the violated rule
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(EstimateJob, data, student, student_model, seed, n_train, ratios,
+                                                out_dir)
+
+// Without a model file the front-end is the student's random initialisation for `seed` (a random-PSF
+// design). Writes <out_dir>/estimate.json when out_dir is set and returns its content.
+nlohmann::json run_estimate(const EstimateJob& job);
 
 }  // namespace hilo::distill

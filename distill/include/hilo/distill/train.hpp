@@ -24,7 +24,7 @@ namespace hilo::distill {
 struct TeacherArch {
   std::vector<int> channels{16, 32};
   int hidden = 128;
-  void validate() const;
+  [[nodiscard]] std::string validate() const;  // "" when valid, else the violated rule
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TeacherArch, channels, hidden)
 Sequential<float> make_teacher(const TeacherArch& a, Shape in, int classes);
@@ -36,7 +36,7 @@ struct TrainOptions {
   std::string schedule = "cosine";  // "cosine" (lr·½(1+cos(π·t/T)) per step) | "constant"
   std::uint64_t seed = 1;           // init and batch order
   int threads = 1;                  // Eigen / OpenMP threads, applied by the thread's owner (threads.hpp), not here
-  void validate() const;
+  [[nodiscard]] std::string validate() const;  // "" when valid, else the violated rule
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TrainOptions, epochs, batch_size, optimizer, schedule, seed, threads)
 

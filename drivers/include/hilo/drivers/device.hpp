@@ -61,7 +61,7 @@ struct RetryPolicy {
   double max_backoff_ms = 500.0;
 
   // Empty when valid, else the violated rule, e.g. "retry.max_attempts must be >= 1, got 0".
-  std::string validate() const;
+  [[nodiscard]] std::string validate() const;
   std::chrono::microseconds backoff_before_attempt(int attempt) const;  // attempt = 2, 3, ...
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(RetryPolicy, max_attempts, initial_backoff_ms, backoff_factor,

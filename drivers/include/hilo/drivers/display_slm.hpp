@@ -50,7 +50,7 @@ struct DisplaySlmOptions {
   double settle_time_ms = 0.0;
 
   // Empty when valid, else the violated rule, e.g. "display.monitor must be >= 0, got -2".
-  std::string validate() const;
+  [[nodiscard]] std::string validate() const;
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DisplaySlmOptions, name, display, screen, monitor, width_px, height_px,
                                                 pixel_pitch_um, settle_time_ms)

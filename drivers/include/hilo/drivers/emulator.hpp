@@ -7,7 +7,7 @@
 // bench's roles.camera.address) whose frames hilo::sim computes from what the two display SLMs of the
 // same bench file show on the X display:
 //   input monitor pixels (8-bit, R of each pixel; the display SLM writes R = G = B)
-//     → input levels (rows × cols of the design): the inverse of the capture's placement — the largest
+//     → input levels (rows × cols of the design): the inverse of drivers::place_pattern — the largest
 //       integer scale s with rows·s ≤ height and cols·s ≤ width, the pattern centred; each input pixel
 //       is the rounded mean of its s × s block
 //     → intensity = level / 255 → SimulatedBench::set_input
@@ -61,7 +61,7 @@ struct EmulatorFaults {
   std::uint64_t seed = 1;                   // fault draws
 
   // Empty when valid, else the violated rule, e.g. "faults.slow_slm_fraction must be in [0, 1], got 2".
-  std::string validate() const;
+  [[nodiscard]] std::string validate() const;
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(EmulatorFaults, slow_slm_fraction, dropped_frame_fraction,
                                                 timeout_fraction, disappear_after_frames, seed)
@@ -75,7 +75,7 @@ struct EmulatorOptions {
   std::uint64_t noise_seed = 1;     // sensor-noise generator
   EmulatorFaults faults;
 
-  std::string validate() const;  // empty when valid
+  [[nodiscard]] std::string validate() const;  // empty when valid
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(EmulatorOptions, bench, profile, log, serial, frame_rate_hz,
                                                 noise_seed, faults)

@@ -38,7 +38,7 @@ struct FrameGateOptions {
   int offset_window = 64;     // accepted frames the offset bound is taken over, >= 1
 
   // Empty when valid, else the violated rule, e.g. "frame_gate.offset_window must be >= 1, got 0".
-  std::string validate() const;
+  [[nodiscard]] std::string validate() const;
 };
 
 enum class FrameVerdict { accepted, gap, stale, early };

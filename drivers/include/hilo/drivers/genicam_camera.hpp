@@ -44,7 +44,7 @@ struct GenicamCameraOptions {
   int buffer_count = 8;
 
   // Empty when valid, else the violated rule, e.g. "genicam.buffer_count must be in [2, 256], got 1".
-  std::string validate() const;
+  [[nodiscard]] std::string validate() const;
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(GenicamCameraOptions, name, device_id, address, interface_address,
                                                 pixel_format, exposure_ms, gain_db, frame_rate_hz, trigger, buffer_count)

@@ -45,7 +45,7 @@ struct OpenCvCameraOptions {
   PixelFormat pixel_format = PixelFormat::mono8;
 
   // Empty when valid, else the violated rule, e.g. "opencv.source must not be empty".
-  std::string validate() const;
+  [[nodiscard]] std::string validate() const;
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(OpenCvCameraOptions, name, source, pixel_format)
 

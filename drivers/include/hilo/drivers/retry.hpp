@@ -95,12 +95,16 @@ class RetryingSlm final : public Slm {
   const RetryCounters& counters() const { return counters_; }
   const RetryPolicy& policy() const { return policy_; }
   Slm& inner() { return *inner_; }
+  // A copy of the levels of the last successful show() (empty before one): what the device shows now.
+  // Read it only while holding the bench's device mutex, as for show().
+  const cv::Mat& last_shown() const { return last_shown_; }
 
  private:
   std::unique_ptr<Slm> inner_;
   RetryPolicy policy_;
   Clock* clock_;
   RetryCounters counters_;
+  cv::Mat last_shown_;
 };
 
 // A Camera whose open(), setters and grab() follow `policy`. A retried grab() waits up to `timeout`

@@ -46,7 +46,7 @@ struct SimTiming {
 
   static SimTiming fast() { return {0.0, 0.0, 0.0, false}; }
   // Empty when valid, else the violated rule, e.g. "timing.frame_rate_hz must be >= 0, got -1".
-  std::string validate() const;
+  [[nodiscard]] std::string validate() const;
 };
 
 struct FaultOptions {
@@ -57,7 +57,7 @@ struct FaultOptions {
   double dropped_frame_rate = 0.0;      // per grab
   double slm_write_failure_rate = 0.0;  // per show
 
-  std::string validate() const;  // "faults.camera_timeout_rate must be in [0, 1], got 2"
+  [[nodiscard]] std::string validate() const;  // "faults.camera_timeout_rate must be in [0, 1], got 2"
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(FaultOptions, seed, camera_disconnect_rate, camera_timeout_rate,
                                                 corrupt_frame_rate, dropped_frame_rate, slm_write_failure_rate)

@@ -42,7 +42,7 @@ struct LinePlotOptions {
   bool log_y = false;  // logarithmic y axis; points with y <= 0 are skipped
 
   // Empty when valid, else the violated rule ("figure.width_px must be in [200, 8000], got 10").
-  std::string validate() const;
+  [[nodiscard]] std::string validate() const;
 };
 
 // Several series on shared axes, with ticks at "nice" values (1, 2, 5 × 10^k), axis labels, a legend
@@ -64,7 +64,7 @@ struct ImageOptions {
   int scale = 1;          // integer nearest-neighbour magnification, in [1, 64]
   std::string title;
 
-  std::string validate() const;
+  [[nodiscard]] std::string validate() const;
 };
 
 // A single-channel array (CV_8U, CV_16U, CV_32S, CV_32F, CV_64F) through a colormap: pixel value v

@@ -11,7 +11,13 @@
 //   - keys the user leaves out keep their value in `defaults` (a JSON merge patch of the user's object
 //     onto the reference), so what is stored after reading — to_json of the result — is exactly what
 //     was submitted merged with defaults, and reading it again gives the same struct.
-// Validation of values (ranges, names) stays with the struct's own validate().
+// Validation of values (ranges, names) stays with the struct's own validate(), in the one convention
+// of every options struct in hilo (Ceres' Solver::Options::IsValid): `std::string validate() const`
+// returns "" when the values are valid, else the first violated rule, naming the full key path and
+// the value ("sim.camera.bit_depth must be in [8, 16], got 20"). A bad config is an expected outcome
+// of reading user input, so it is a value; code that needs valid options turns that value into an
+// exception at its own boundary (require_valid, read_valid_options, a constructor's precondition).
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -61,6 +67,22 @@ T read_options(const nlohmann::json& given, const std::string& section, const T&
   } catch (const std::invalid_argument& e) {  // a field's from_json refusing a name: "<field> must be ..."
     throw OptionsError(section + "." + e.what(), section);
   }
+}
+
+// Throws std::invalid_argument(prefix + rule) when `rule` (a validate() result) is not empty.
+void require_valid(const std::string& rule, const std::string& prefix = "");
+
+// The first non-empty rule of `rules`, in order, or "" when all are empty (a validate() made of
+// independent checks: `return first_broken({range_rule(...), sub.validate(), ...});`).
+std::string first_broken(std::initializer_list<std::string> rules);
+
+// read_options, then T::validate(): a broken rule throws OptionsError(rule, section), so a YAML reader
+// can name the section's line.
+template <class T>
+T read_valid_options(const nlohmann::json& given, const std::string& section, const T& defaults = T{}) {
+  T t = read_options<T>(given, section, defaults);
+  if (std::string rule = t.validate(); !rule.empty()) throw OptionsError(rule, section);
+  return t;
 }
 
 }  // namespace hilo::io

@@ -74,7 +74,7 @@ struct AsBuiltProfile {
   SensorNoise sensor = SensorNoise::none();
   Drift drift;
 
-  void validate(const std::string& path = "profile") const;  // throws ConfigError
+  [[nodiscard]] std::string validate(const std::string& path = "profile") const;  // "" when valid, else the broken rule
 };
 
 // Realises a profile: deterministic maps and poses derived from its seed. Thread-safe.

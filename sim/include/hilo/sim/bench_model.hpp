@@ -50,7 +50,7 @@ struct InputOptions {
   int camera_px_per_input_px = 1;   // integer magnification m, [1, 64]
   double photons_per_ms = 1000.0;   // photons per ms from one input pixel at intensity 1
 
-  void validate(const std::string& path = "input") const;
+  [[nodiscard]] std::string validate(const std::string& path = "input") const;  // "" when valid, else the broken rule
 };
 
 enum class ElementKind { slm, fabricated, psf };
@@ -61,7 +61,7 @@ struct ElementOptions {
   double pupil_diameter_px = 0.0;  // element samples; 0 = min(rows, cols)·oversample
   int psf_pad = 2;                 // PSF grid = psf_pad × element grid, [1, 8]
 
-  void validate(const std::string& path = "element") const;
+  [[nodiscard]] std::string validate(const std::string& path = "element") const;  // "" when valid, else the broken rule
 };
 
 struct BenchOptions {
@@ -71,7 +71,7 @@ struct BenchOptions {
   CameraOptions camera;          // its `noise` is replaced by profile.sensor in the bench
   AsBuiltProfile profile;
 
-  void validate(const std::string& path = "simulator") const;  // throws ConfigError
+  [[nodiscard]] std::string validate(const std::string& path = "simulator") const;  // "" when valid, else the broken rule
 };
 
 class SimulatedBench {

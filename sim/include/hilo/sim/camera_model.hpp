@@ -36,7 +36,7 @@ struct SensorNoise {
   double hot_pixel_fraction = 0.0;    // probability a physical pixel is hot, [0, 0.1]
   double hot_pixel_e_per_s = 2000.0;  // extra dark current of a hot pixel
 
-  void validate(const std::string& path = "sensor") const;  // throws ConfigError
+  [[nodiscard]] std::string validate(const std::string& path = "sensor") const;  // "" when valid, else the broken rule
   // A noiseless sensor: no shot noise, read noise, offset, dark current or hot pixels.
   static SensorNoise none() { return {false, 0.0, 0.0, 0.0, 0.0, 0.0}; }
 };
@@ -54,7 +54,7 @@ struct CameraOptions {
   std::uint64_t seed = 1;           // fixed-pattern seed (hot-pixel positions)
   SensorNoise noise;
 
-  void validate(const std::string& path = "camera") const;  // throws ConfigError
+  [[nodiscard]] std::string validate(const std::string& path = "camera") const;  // "" when valid, else the broken rule
 };
 
 class CameraModel {

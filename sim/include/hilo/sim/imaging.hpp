@@ -4,7 +4,8 @@
 // of K convolution kernels as tiles of one PSF, and polychromatic PSFs.
 //
 // Arrays follow field.hpp: row-major, centred grids, sample (rows/2, cols/2) is the optical axis.
-// Shape mismatches throw std::invalid_argument naming the arrays; options carry validate().
+// Shape mismatches throw std::invalid_argument naming the arrays; options carry validate() ("" when
+// valid, else the violated rule); functions given invalid options throw that rule as std::invalid_argument.
 #include <memory>
 #include <utility>
 #include <vector>
@@ -120,7 +121,7 @@ struct KernelTiling {
   Eigen::Index object_rows = 28;
   Eigen::Index object_cols = 28;
 
-  void validate() const;  // throws std::invalid_argument naming the violated rule
+  [[nodiscard]] std::string validate() const;  // "" when valid, else the violated rule
   int tile_rows() const { return (count + tile_columns - 1) / tile_columns; }
   Eigen::Index pitch_rows() const { return object_rows + kernel_size - 1 + gap; }
   Eigen::Index pitch_cols() const { return object_cols + kernel_size - 1 + gap; }
@@ -167,7 +168,7 @@ struct PolychromaticOptions {
   int pad = 2;
   bool phase_scales_with_wavelength = true;
 
-  void validate() const;
+  [[nodiscard]] std::string validate() const;  // "" when valid, else the violated rule
 };
 
 RArray polychromatic_psf(const RArray& design_phase, const RArray& pupil_amplitude,

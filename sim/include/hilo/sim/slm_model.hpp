@@ -36,7 +36,7 @@ struct SlmOptions {
   double fringing_sigma_px = 0.0; // [0, 5] SLM pixels
   int oversample = 1;             // [1, 32]
 
-  void validate(const std::string& path = "slm") const;  // throws ConfigError
+  [[nodiscard]] std::string validate(const std::string& path = "slm") const;  // "" when valid, else the broken rule
 };
 
 class SlmModel {
