@@ -308,7 +308,7 @@ int main(int argc, char** argv) {
 
   std::vector<hilo::io::Series> series{{"estimate, random front-end", sweep_x, sweep_y}};
   for (const std::string kind : {"random", "trained"}) {
-    hilo::io::Series e{"estimate, " + kind + " (ranked)", {}, {}}, s{"student, " + kind + " front-end", {}, {}};
+    hilo::io::Series e{"estimate, " + kind + " front-end", {}, {}}, s{"student, " + kind + " front-end", {}, {}};
     for (const auto& f : fes)
       if (f.kind == kind) {
         e.x.push_back(std::log2(f.kernels));
