@@ -300,7 +300,7 @@ EstimateJob EstimateJob::from_json(const nlohmann::json& j) {
 
 std::string EstimateJob::validate() const {
   if (n_train < 10) return "estimate.n_train must be >= 10, got " + std::to_string(n_train);
-  return io::first_broken({data.validate(), student.validate(), KernelRegressionOptions{ratios}.validate()});
+  return io::first_broken({data.validate(), student.validate(), regression.validate()});
 }
 
 nlohmann::json run_estimate(const EstimateJob& job) {
@@ -310,14 +310,18 @@ nlohmann::json run_estimate(const EstimateJob& job) {
   const bool trained = !job.student_model.empty();
   OpticalStudent st = trained ? OpticalStudent::from_model(read_model(job.student_model))
                               : OpticalStudent(job.student, s.train.shape, s.train.num_classes);
-  if (!trained) st.init(rng);
-  const KernelRegressionOptions ko{job.ratios};
-  const int n_train = job.n_train;
-  const auto r = estimate_front_end(st, s, n_train, ko);
-  nlohmann::json out = {{"command", "estimate"}, {"data", job.data.name}, {"n_train", n_train}, {"ratio", r.ratio},
-                        {"ratios", ko.ratios}, {"val_acc_per_ratio", r.val_acc_per_ratio}, {"val_acc", r.val_acc},
-                        {"test_acc", r.test_acc}, {"front_end", trained ? "trained" : "random"},
-                        {"kernel", "infinite-width one-hidden-layer ReLU NTK on the frozen front-end features"}};
+  if (!trained) {
+    st.init(rng);
+    st.fit_feature_norm(student_features(st, s.train.x, kFeatureNormSamples));
+  }
+  const auto r = estimate_front_end(st, s, job.n_train, job.regression);
+  nlohmann::json out = r.to_json();
+  out.update({{"command", "estimate"}, {"data", job.data.name}, {"n_train", job.n_train},
+              {"ratios", job.regression.ratios}, {"depth", job.regression.depth},
+              {"front_end", trained ? "trained" : "random"}, {"kernels", st.options().kernels},
+              {"kernel", "infinite-width ReLU NTK (depth " + std::to_string(job.regression.depth) +
+                             ") on the standardised front-end features"}});
+  if (job.reference) out["reference"] = estimate_reference(s, job.n_train, job.regression).to_json();
   if (!job.out_dir.empty()) {
     const fs::path dir = job.out_dir;
     fs::create_directories(dir);

@@ -1,6 +1,6 @@
 // The optical student: backward and camera noise against finite differences, the closed-form NTK
 // against the brute-force Jacobian product, and the second-order NTK gradient against finite
-// differences of Σ G ⊙ Θ_S; the kernel-regression estimate's analytic NTK.
+// differences of Σ G ⊙ Θ_S; the estimate job's reader (the estimate itself: test_kernel_regression.cpp).
 #include <gtest/gtest.h>
 
 #include <random>
@@ -303,42 +303,7 @@ TEST(OpticalStudent, PhaseKernelsAreNonNegativeTilesOfOnePsf) {
   EXPECT_GT((s.kernels() - k).norm(), 1e-6);
 }
 
-// ---------------------------------------------------------------- kernel-regression estimate
-
-TEST(KernelRegression, AnalyticReluNtkMatchesAWideRandomNetwork) {
-  // Empirical NTK of f(a) = √(2/m) Σ_k v_k relu(w_k·a/√D + b_k), all weights N(0,1), m = 40000.
-  std::mt19937_64 rng(21);
-  std::normal_distribution<double> n(0.0, 1.0);
-  const int D = 5, m = 40000, N = 4;
-  const MatD A = MatD::NullaryExpr(N, D, [&] { return n(rng); });
-  const MatD W = MatD::NullaryExpr(m, D, [&] { return n(rng); });
-  const Eigen::VectorXd b = Eigen::VectorXd::NullaryExpr(m, [&] { return n(rng); });
-  const Eigen::VectorXd v = Eigen::VectorXd::NullaryExpr(m, [&] { return n(rng); });
-  MatD U = (A * W.transpose()) / std::sqrt(double(D));
-  U.rowwise() += b.transpose();
-  const MatD R = U.cwiseMax(0.0), M = (U.array() > 0).cast<double>().matrix();
-  const MatD s0 = ((A * A.transpose()) / D).array() + 1.0;
-  const MatD emp = (2.0 / m) * (R * R.transpose() + (M * v.cwiseAbs2().asDiagonal() * M.transpose()).cwiseProduct(s0));
-  EXPECT_LT(rel_err(relu_ntk(A, A), emp), 0.03);
-}
-
-TEST(KernelRegression, SeparatesAnEasyProblemAndPicksLambdaOnValidation) {
-  std::mt19937_64 rng(22);
-  std::normal_distribution<double> n(0.0, 0.3);
-  auto make = [&](int k, std::vector<int>& y) {
-    MatD a(k, 3);
-    for (int i = 0; i < k; ++i) {
-      y.push_back(i % 3);
-      for (int d = 0; d < 3; ++d) a(i, d) = (d == i % 3 ? 2.0 : 0.0) + n(rng);
-    }
-    return a;
-  };
-  std::vector<int> ytr, yv, yt;
-  const MatD tr = make(90, ytr), va = make(30, yv), te = make(60, yt);
-  const auto r = ntk_regression(tr, ytr, va, yv, te, yt, 3);
-  EXPECT_GT(r.test_acc, 0.9);
-  EXPECT_EQ(r.val_acc_per_ratio.size(), 7u);
-}
+// ---------------------------------------------------------------- the estimate job
 
 namespace {
 std::string estimate_error(const nlohmann::json& j) {
@@ -359,17 +324,23 @@ TEST(EstimateJob, ReadsLikeTheOtherJobs) {
   EXPECT_NE(estimate_error({{"n_train", "many"}}).find("estimate job.n_train"), std::string::npos)
       << estimate_error({{"n_train", "many"}});
   EXPECT_EQ(estimate_error({{"n_train", 5}}), "estimate.n_train must be >= 10, got 5");
-  EXPECT_EQ(estimate_error({{"ratios", {1e-3, -1.0}}}), "kernel_regression.ratios must all be > 0");
+  EXPECT_EQ(estimate_error({{"regression", {{"ratios", {1e-3, -1.0}}}}}), "kernel_regression.ratios must all be > 0");
+  EXPECT_EQ(estimate_error({{"regression", {{"ratios", {1.0, 0.1}}}}}),
+            "kernel_regression.ratios must be strictly increasing");
+  EXPECT_EQ(estimate_error({{"regression", {{"depth", 0}}}}), "kernel_regression.depth must be in [1, 10], got 0");
   EXPECT_EQ(estimate_error({{"student", {{"kernels", 7}}}}).rfind("student.kernels must be even", 0), 0u);
   EXPECT_EQ(estimate_error({{"command", "distill"}}), "estimate job.command must be \"estimate\", got \"distill\"");
   const nlohmann::json given = {{"data", {{"name", "mnist"}}}, {"student_model", "s.hilo"}, {"seed", 9},
-                                {"n_train", 500},          {"ratios", {0.1, 1.0}},      {"out_dir", "e"}};
+                                {"n_train", 500},          {"regression", {{"ratios", {0.1, 1.0}}, {"depth", 2}}},
+                                {"reference", true},       {"out_dir", "e"}};
   const EstimateJob job = EstimateJob::from_json(given);
   EXPECT_EQ(job.data.name, "mnist");
   EXPECT_EQ(job.student_model, "s.hilo");
   EXPECT_EQ(job.seed, 9u);
   EXPECT_EQ(job.n_train, 500);
-  EXPECT_EQ(job.ratios, (std::vector<double>{0.1, 1.0}));
+  EXPECT_EQ(job.regression.ratios, (std::vector<double>{0.1, 1.0}));
+  EXPECT_EQ(job.regression.depth, 2);
+  EXPECT_TRUE(job.reference);
   EXPECT_EQ(job.out_dir, "e");
   EXPECT_EQ(nlohmann::json(EstimateJob::from_json(nlohmann::json(job))), nlohmann::json(job)) << "round trip";
 }

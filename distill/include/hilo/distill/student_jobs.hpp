@@ -95,24 +95,29 @@ JobResult run_distill(const DistillJob& job, const JobControl& ctl);
 
 // NTK kernel-regression estimate for a front-end design (see kernel_regression.hpp):
 // {"command": "estimate", "data": {...}, "student": {...} | "student_model": "<student.hilo>",
-//  "seed": 1, "n_train": 3000, "ratios": [...], "out_dir": "..."}. from_json reads like the other jobs
-// (unknown keys refused with a suggestion, wrong types naming the key, then validate()).
+//  "seed": 1, "n_train": 3000, "regression": {"ratios": [...], "depth": 1}, "reference": false,
+//  "out_dir": "..."}. from_json reads like the other jobs (unknown keys refused with a suggestion, wrong
+// types naming the key, then validate()).
 struct EstimateJob {
   DataOptions data;
   StudentOptions student;     // the front-end when no model file is given
   std::string student_model;  // a trained student's model file; "" = student's random initialisation
   std::uint64_t seed = 1;     // that initialisation
   int n_train = 3000;         // training images for the kernel regression, >= 10
-  std::vector<double> ratios = KernelRegressionOptions{}.ratios;
+  KernelRegressionOptions regression{};
+  bool reference = false;     // also the reference on raw pixels (same n_train and regression options)
   std::string out_dir;        // "" = write nothing
   static EstimateJob from_json(const nlohmann::json& j);
   [[nodiscard]] std::string validate() const;  // "" when valid, else the violated rule
 };
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(EstimateJob, data, student, student_model, seed, n_train, ratios,
-                                                out_dir)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(EstimateJob, data, student, student_model, seed, n_train, regression,
+                                                reference, out_dir)
 
 // Without a model file the front-end is the student's random initialisation for `seed` (a random-PSF
-// design). Writes <out_dir>/estimate.json when out_dir is set and returns its content.
+// design), standardised as training would (fit_feature_norm on the first kFeatureNormSamples training
+// images); a model file's front-end keeps its stored standardisation. Writes <out_dir>/estimate.json
+// when out_dir is set and returns its content: the chosen ratio and λ, validation accuracy per ratio,
+// test accuracy, an edge warning, and under "reference" the raw-pixel reference when asked for.
 nlohmann::json run_estimate(const EstimateJob& job);
 
 }  // namespace hilo::distill
