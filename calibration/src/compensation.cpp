@@ -4,10 +4,11 @@
 #include <cassert>
 #include <cmath>
 #include <numeric>
-#include <optional>
+#include <memory>
 #include <stdexcept>
 
-#include "hilo/distill/optim.hpp"
+#include "hilo/distill/loop.hpp"
+#include "hilo/distill/losses.hpp"
 
 namespace hilo::calibration {
 
@@ -55,24 +56,20 @@ std::string CompensationOptions::validate() const {
 
 namespace {
 
-MatD rows_of(const MatD& m, const std::vector<int>& idx) {
-  MatD out(static_cast<Eigen::Index>(idx.size()), m.cols());
-  for (std::size_t i = 0; i < idx.size(); ++i) out.row(static_cast<Eigen::Index>(i)) = m.row(idx[i]);
-  return out;
-}
+// The student's backend as a loop's model: rows of the measured features through the backend.
+class BackendModel final : public distill::TrainModel<double> {
+ public:
+  BackendModel(distill::OpticalStudent& s, const MatD& a) : s_(s), a_(a) {}
+  std::vector<distill::Param<double>> params() override { return s_.params(distill::ParamSet::backend); }
+  MatD forward(std::span<const int> rows, std::mt19937_64&) override {
+    return s_.backend_forward(distill::take_rows(a_, rows));
+  }
+  void backward(const distill::StepTerms<double>& t) override { s_.backend_backward(t.dlogits); }
 
-distill::Mat<float> rows_of(const distill::Mat<float>& m, const std::vector<int>& idx) {
-  distill::Mat<float> out(static_cast<Eigen::Index>(idx.size()), m.cols());
-  for (std::size_t i = 0; i < idx.size(); ++i) out.row(static_cast<Eigen::Index>(i)) = m.row(idx[i]);
-  return out;
-}
-
-std::vector<int> pick(const std::vector<int>& v, const std::vector<int>& idx) {
-  std::vector<int> out;
-  out.reserve(idx.size());
-  for (int i : idx) out.push_back(v[static_cast<std::size_t>(i)]);
-  return out;
-}
+ private:
+  distill::OpticalStudent& s_;
+  const MatD& a_;
+};
 
 // CE and accuracy of the backend on the whole set (chunked; no gradients kept).
 void evaluate(distill::OpticalStudent& s, const MatD& a, const std::vector<int>& y, double& loss, double& acc) {
@@ -171,26 +168,9 @@ CompensationReport refit_backend(distill::OpticalStudent& student, const MatD& a
   }
 
   if (o.mode != CompensationMode::none) {
-    distill::OptimizerOptions oo;
-    oo.kind = "adam";
-    oo.lr = o.lr;
-    const std::vector<distill::Param<double>> params = student.params(distill::ParamSet::backend);
-    // W1 on its own optimiser at lr · w1_lr_scale; frozen at 0.
-    assert(params[0].name == "backend.w1" && "the backend's parameters start with W1");
-    std::vector<distill::Param<double>> rest(params.begin() + 1, params.end());
-    distill::Optimizer<double> opt(o.w1_lr_scale == 1.0 ? params : rest, oo);
-    std::optional<distill::Optimizer<double>> opt_w1;
-    if (o.w1_lr_scale > 0 && o.w1_lr_scale < 1) {
-      distill::OptimizerOptions o1 = oo;
-      o1.lr = o.lr * o.w1_lr_scale;
-      opt_w1.emplace(std::vector<distill::Param<double>>{params[0]}, o1);
-    }
-    std::vector<MatD> theta0;
-    if (o.anchor > 0)
-      for (const auto& p : params) theta0.push_back(*p.value);
-    std::vector<int> order(static_cast<std::size_t>(n));
-    std::iota(order.begin(), order.end(), 0);
-    const double alpha = ntkd ? o.alpha : 1.0;
+    // The objective: α·CE (α = 1 for task), + β·d(Θ_T, Θ_S) on NTK groups (ntkd), + the anchor.
+    distill::Losses<double> losses;
+    losses.push_back(std::make_unique<distill::TaskLoss<double>>(ntkd ? o.alpha : 1.0));
     // NTK groups: the measured set split once (seeded) into groups of ntk_subbatch samples, the teacher's
     // Θ_T of each computed once; step t uses group t mod G. Θ_T depends only on the clean images, so this
     // is exact, and it removes the teacher's C backward passes from every step.
@@ -205,53 +185,40 @@ CompensationReport refit_backend(distill::OpticalStudent& student, const MatD& a
         std::vector<int> grp(g.begin() + static_cast<std::ptrdiff_t>(s0),
                              g.begin() + static_cast<std::ptrdiff_t>(std::min(g.size(), s0 + b)));
         if (grp.size() < 2) break;
-        theta_t.push_back(distill::ntk_exact(*teacher, rows_of(*clean, grp)));
+        theta_t.push_back(distill::ntk_exact(*teacher, distill::take_rows(*clean, grp)));
         groups.push_back(std::move(grp));
       }
+      losses.push_back(std::make_unique<distill::NtkLoss>(
+          student, o.distance, o.beta, [&](const distill::Batch<double>& b, MatD& tt, MatD& ts) {
+            if (groups.empty()) return false;
+            const std::size_t gi = b.step % groups.size();
+            ts = student.ntk_at_features(distill::take_rows(a, groups[gi]));
+            tt = theta_t[gi];
+            return true;
+          }));
     }
-    std::size_t step_count = 0;
-    for (int ep = 1; ep <= o.epochs; ++ep) {
-      std::shuffle(order.begin(), order.end(), rng);
-      double loss_sum = 0, dist_sum = 0;
-      int steps = 0;
-      for (Eigen::Index start = 0; start < n; start += o.batch) {
-        const Eigen::Index m = std::min<Eigen::Index>(o.batch, n - start);
-        const std::vector<int> idx(order.begin() + start, order.begin() + start + m);
-        const MatD ab = rows_of(a, idx);
-        const std::vector<int> yb = pick(y, idx);
-        student.zero_grad();
-        MatD dl;
-        const MatD logits = student.backend_forward(ab);
-        double loss = alpha * distill::softmax_cross_entropy(logits, yb, &dl);
-        student.backend_backward(alpha * dl);
-        if (ntkd && !groups.empty()) {
-          const std::size_t gi = step_count % groups.size();
-          const MatD as = rows_of(a, groups[gi]);
-          const MatD theta_s = student.ntk_at_features(as);
-          const double d = o.distance.value(theta_t[gi], theta_s);
-          student.ntk_backward(o.beta * o.distance.grad(theta_t[gi], theta_s));
-          loss += o.beta * d;
-          dist_sum += d;
-        }
-        for (std::size_t i = 0; i < theta0.size(); ++i) {
-          const MatD diff = *params[i].value - theta0[i];
-          *params[i].grad += o.anchor * diff;
-          loss += 0.5 * o.anchor * diff.squaredNorm();
-        }
-        ++step_count;
-        opt.step();
-        if (opt_w1) opt_w1->step();
-        loss_sum += loss;
-        ++steps;
-      }
-      CompensationEpoch rec;
-      rec.epoch = ep;
-      rec.loss = loss_sum / steps;
-      rec.ntk_distance = ntkd ? dist_sum / steps : 0.0;
-      double l = 0;
-      evaluate(student, a, y, l, rec.accuracy);
-      rep.epochs.push_back(rec);
-    }
+    if (o.anchor > 0)
+      losses.push_back(std::make_unique<distill::AnchorLoss>(student.params(distill::ParamSet::backend), o.anchor));
+    // Adam at a constant rate over the backend; W1 at lr · w1_lr_scale (0: frozen).
+    distill::LoopOptions lo;
+    lo.job = "compensation";
+    lo.epochs = o.epochs;
+    lo.batch_size = o.batch;
+    lo.partial_batch = true;
+    lo.optimizer.kind = "adam";
+    lo.optimizer.lr = o.lr;
+    lo.schedule = "constant";
+    BackendModel model(student, a);
+    lo.lr_scale.assign(model.params().size(), 1.0);
+    assert(model.params()[0].name == "backend.w1" && "the backend's parameters start with W1");
+    lo.lr_scale[0] = o.w1_lr_scale;
+    const distill::History h = distill::train_loop<double>(model, losses, y, lo, rng, [&] {
+      double l = 0, acc = 0;
+      evaluate(student, a, y, l, acc);
+      return acc;
+    }, {});
+    for (const auto& r : h.epochs)
+      rep.epochs.push_back({r.epoch, r.loss, r.extra.value("ntk_distance", 0.0), r.val_acc});
     student.zero_grad();
   }
   // Only backend parameters are handed to the optimiser; confirm the element was not touched.

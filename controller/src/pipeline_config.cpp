@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <set>
+#include <tuple>
 #include <stdexcept>
 
 #include "hilo/io/options_json.hpp"
@@ -124,12 +125,21 @@ std::string PipelineConfig::validate() const {
     return e;
   if (student.parameterization != "intensity") return "student.options.parameterization must be \"intensity\" (deployed by phase retrieval)";
   if (threads < 1 || threads > 64) return "threads must be in [1, 64], got " + std::to_string(threads);
-  // Every stage trains on the pipeline's thread with the pipeline's thread count; a per-stage count
-  // would be silently ignored, so only its default is accepted.
-  for (const auto& [key, t] : {std::pair{"teacher.train.threads", &teacher_train}, {"student.train.threads", &student_train}})
-    if (t->threads != distill::TrainOptions{}.threads)
-      return std::string(key) + " is not used in a pipeline, got " + std::to_string(t->threads) +
+  // Every stage trains on the pipeline's thread with the pipeline's thread count, and with a seed derived
+  // from the pipeline's; a stage's own count or seed would be silently replaced, so only the default
+  // (or, for the seed, the one the pipeline derives) is accepted.
+  const distill::TrainOptions unset;
+  for (const auto& [stage, t, n] : {std::tuple{"teacher", &teacher_train, kTeacherStage},
+                                    std::tuple{"student", &student_train, kStudentStage}}) {
+    const std::string key = std::string(stage) + ".train.";
+    if (t->threads != unset.threads)
+      return key + "threads is not used in a pipeline, got " + std::to_string(t->threads) +
              ": set the pipeline's threads (" + std::to_string(threads) + "), which every stage trains with";
+    if (t->seed != unset.seed && t->seed != stage_seed(seed, n))
+      return key + "seed is not used in a pipeline, got " + std::to_string(t->seed) +
+             ": every stage's seed derives from the pipeline's seed (" + std::to_string(seed) + "); the " + stage +
+             " trains with seed " + std::to_string(stage_seed(seed, n)) + ", so set the pipeline's seed instead";
+  }
   if (design_refit_epochs < 0) return "deploy.design_refit_epochs must be >= 0";
   if (test_images < 0) return "bench.test_images must be >= 0 (0 = all)";
   if (auto e = measure_options().validate(); !e.empty()) return "bench." + e;

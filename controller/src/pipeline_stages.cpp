@@ -40,8 +40,6 @@ using distill::MatD;
 
 namespace {
 
-std::uint64_t stage_seed(std::uint64_t seed, std::uint64_t stage) { return seed * 1000003ULL + stage * 7919ULL + 17; }
-
 cv::Mat confusion(const MatD& logits, const std::vector<int>& y, int classes) {
   cv::Mat c = cv::Mat::zeros(classes, classes, CV_32S);
   for (Eigen::Index i = 0; i < logits.rows(); ++i) {
@@ -142,7 +140,7 @@ void PipelineStages::teacher() {
   if (!fs::exists(model)) {
     log("teacher: training on " + std::to_string(data_.train.size()) + " images");
     distill::TrainOptions t = c_.teacher_train;
-    t.seed = stage_seed(c_.seed, 1);
+    t.seed = stage_seed(c_.seed, kTeacherStage);
     t.threads = c_.threads;
     auto net = distill::make_teacher(c_.teacher_arch, data_.train.shape, data_.train.num_classes);
     const auto h = distill::train_classifier(net, data_, t, train_control("teacher"));
@@ -162,7 +160,7 @@ void PipelineStages::student() {
   if (!fs::exists(model)) {
     log("student: " + c_.distill.method + " on " + std::to_string(data_.train.size()) + " images");
     distill::TrainOptions t = c_.student_train;
-    t.seed = stage_seed(c_.seed, 2);
+    t.seed = stage_seed(c_.seed, kStudentStage);
     t.threads = c_.threads;
     distill::OpticalStudent s(c_.student, data_.train.shape, data_.train.num_classes);
     const auto h = distill::train_student(s, *teacher_, data_, c_.distill, t, train_control("student"));

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "hilo/distill/kernel_regression.hpp"
+#include "hilo/distill/losses.hpp"
 #include "hilo/io/file_io.hpp"
 #include "hilo/io/options_json.hpp"
 #include "hilo/distill/model_io.hpp"
@@ -88,24 +89,28 @@ MatD student_features(OpticalStudent& s, const Mat<float>& x, Eigen::Index limit
 }
 
 namespace {
-MatD take_rows(const MatD& m, std::span<const int> idx) {
-  MatD out(static_cast<Eigen::Index>(idx.size()), m.cols());
-  for (std::size_t i = 0; i < idx.size(); ++i) out.row(static_cast<Eigen::Index>(i)) = m.row(idx[i]);
-  return out;
-}
-
-// Soft-label KD term α·T²·KL(p_t^T‖p_s^T) (mean over the batch) and its gradient w.r.t. s.
-double kd_term(const MatD& s, const MatD& t, double T, double alpha, MatD& ds) {
-  const MatD ps = softmax(s, T), pt = softmax(t, T);
-  const double B = static_cast<double>(s.rows());
-  double kl = 0;
-  for (Eigen::Index i = 0; i < s.size(); ++i) {
-    const double p = pt.data()[i];
-    if (p > 0) kl += p * (std::log(p) - std::log(std::max(ps.data()[i], 1e-300)));
+// The student as a loop's model: rows of the training split, the generalized-distillation input noise
+// (x + σ_in·N(0,1), clipped at 0; σ_in = 0: none) and the camera noise, in that order, from the loop's rng.
+class StudentModel final : public TrainModel<double> {
+ public:
+  StudentModel(OpticalStudent& s, const Dataset& train, double input_noise)
+      : s_(s), train_(train), input_noise_(input_noise) {}
+  std::vector<Param<double>> params() override { return s_.params(); }
+  MatD forward(std::span<const int> rows, std::mt19937_64& rng) override {
+    MatD x = take(train_, rows).x.cast<double>();
+    if (input_noise_ > 0) x = x.unaryExpr([&](double v) { return std::max(0.0, v + input_noise_ * gauss_(rng)); });
+    return s_.forward(x, true, &rng);
   }
-  ds += alpha * T * (ps - pt) / B;  // ∂(T²·KL)/∂s = T·(p_s − p_t)
-  return alpha * T * T * kl / B;
-}
+  void backward(const StepTerms<double>& t) override {
+    s_.backward(t.dlogits, t.dhidden.size() ? &t.dhidden : nullptr);
+  }
+
+ private:
+  OpticalStudent& s_;
+  const Dataset& train_;
+  double input_noise_;
+  std::normal_distribution<double> gauss_{0.0, 1.0};
+};
 }  // namespace
 
 History train_student(OpticalStudent& student, Sequential<float>& teacher, const Splits& data, const DistillOptions& d,
@@ -116,7 +121,7 @@ History train_student(OpticalStudent& student, Sequential<float>& teacher, const
   student.init(rng);
   student.fit_feature_norm(student_features(student, data.train.x, kFeatureNormSamples));
   const int C = student.classes();
-  const std::size_t N = data.train.size(), steps = N / static_cast<std::size_t>(o.batch_size);
+  const std::size_t N = data.train.size();
   const bool use_kd = d.method == "kd" || (d.method == "ntkd" && d.ntk_with_kd);
   const bool need_logits = use_kd || d.method == "gd", need_feat = d.method == "shared";
   // Teacher outputs on the clean training images, once, and only those the method reads.
@@ -132,29 +137,22 @@ History train_student(OpticalStudent& student, Sequential<float>& teacher, const
       if (need_logits) t_logits.middleRows(i, n) = teacher.forward_range(f, head, teacher.size(), false).cast<double>();
     }
   }
-  // Shared classifier: projector and the teacher's frozen head.
-  MatD proj_w, proj_b, g_proj_w, g_proj_b, head_w, head_b;
+  // The objective (student_jobs.hpp): NTKD scales its task or KD term by α.
+  const double task_weight = d.method == "ntkd" ? d.ntk_alpha : 1.0;
+  Losses<double> losses;
+  if (use_kd) losses.push_back(std::make_unique<KdLoss>(t_logits, d.temperature, d.kd_alpha, task_weight));
+  else if (d.method == "gd") losses.push_back(std::make_unique<GdLoss>(t_logits, d.temperature, d.gd_lambda));
+  else losses.push_back(std::make_unique<TaskLoss<double>>(task_weight));
   if (d.method == "shared") {
     auto hp = teacher.layer(head).params();
-    head_w = hp[0].value->cast<double>();
-    head_b = hp[1].value->cast<double>();
-    const Eigen::Index F = head_w.cols();
-    std::normal_distribution<double> n(0.0, std::sqrt(1.0 / student.options().hidden));
-    proj_w = MatD::NullaryExpr(F, student.options().hidden, [&] { return n(rng); });
-    proj_b = MatD::Zero(1, F);
-    g_proj_w = MatD::Zero(proj_w.rows(), proj_w.cols());
-    g_proj_b = MatD::Zero(1, F);
+    losses.push_back(std::make_unique<SharedClassifierLoss>(student, t_feat, hp[0].value->cast<double>(),
+                                                            hp[1].value->cast<double>(), d.shared_weight,
+                                                            d.shared_feature_weight, rng));
   }
-  auto params = student.params();
-  if (d.method == "shared") {
-    params.push_back({"projector.w", &proj_w, &g_proj_w});
-    params.push_back({"projector.b", &proj_b, &g_proj_b});
-  }
-  Optimizer<double> opt(params, o.optimizer);
+  // NTK term: Θ_T on cached sub-batches (drawn and computed once) or on the head of the current batch.
   auto teacher_ntk = [&](const Mat<float>& xs) {
     return d.ntk_teacher == "probe" ? ntk_probe(teacher, xs, d.ntk_probes, rng) : ntk_exact(teacher, xs);
   };
-  // NTK sub-batch cache.
   const ParamSet pset = param_set_from_string(d.ntk_param_set);
   std::vector<std::vector<int>> ntk_batches;
   std::vector<MatD> ntk_teacher;
@@ -169,98 +167,31 @@ History train_student(OpticalStudent& student, Sequential<float>& teacher, const
       ntk_teacher.push_back(teacher_ntk(take(data.train, idx).x));
     }
   }
-  std::normal_distribution<double> gauss(0.0, 1.0);
-  std::vector<int> order(N);
-  std::iota(order.begin(), order.end(), 0);
-  History h;
-  std::size_t t = 0;
-  for (int ep = 1; ep <= o.epochs; ++ep) {
-    const auto t0 = std::chrono::steady_clock::now();
-    std::shuffle(order.begin(), order.end(), rng);
-    double loss_sum = 0, acc_sum = 0, dist_sum = 0;
-    int dist_n = 0;
-    for (std::size_t s = 0; s < steps; ++s, ++t) {
-      if (ctl.cancelled()) {
-        h.cancelled = true;
-        return h;
-      }
-      const auto idx = std::span<const int>(order).subspan(s * o.batch_size, o.batch_size);
-      const Dataset b = take(data.train, idx);
-      MatD x = b.x.cast<double>();
-      if (d.method == "gd" && d.gd_input_noise > 0)
-        x = x.unaryExpr([&](double v) { return std::max(0.0, v + d.gd_input_noise * gauss(rng)); });
-      MatD tl, tf;
-      if (need_logits) tl = take_rows(t_logits, idx);
-      if (need_feat) tf = take_rows(t_feat, idx);
-      opt.set_lr(scheduled_lr(o, t, steps * o.epochs));
-      opt.zero_grad();
-      const MatD logits = student.forward(x, true, &rng);
-      MatD dl;
-      double loss = softmax_cross_entropy(logits, b.y, &dl);
-      if (use_kd) {
-        dl *= (1.0 - d.kd_alpha);
-        loss = (1.0 - d.kd_alpha) * loss + kd_term(logits, tl, d.temperature, d.kd_alpha, dl);
-      } else if (d.method == "gd") {
-        const MatD pt = softmax(tl, d.temperature), ps = softmax(logits);
-        double soft = 0;
-        for (Eigen::Index i = 0; i < ps.size(); ++i) soft -= pt.data()[i] * std::log(std::max(ps.data()[i], 1e-300));
-        const double B = static_cast<double>(b.size());
-        dl = (1.0 - d.gd_lambda) * dl + d.gd_lambda * (ps - pt) / B;
-        loss = (1.0 - d.gd_lambda) * loss + d.gd_lambda * soft / B;
-      }
-      if (d.method == "ntkd") {
-        dl *= d.ntk_alpha;
-        loss *= d.ntk_alpha;
-      }
-      if (d.method == "shared") {
-        const MatD& hs = student.hidden();
-        MatD phi = hs * proj_w.transpose();
-        phi.rowwise() += proj_b.row(0);
-        MatD lsc = phi * head_w.transpose();
-        lsc.rowwise() += head_b.row(0);
-        MatD dlsc;
-        const double ce = softmax_cross_entropy(lsc, b.y, &dlsc);
-        const double B = static_cast<double>(b.size()), F = static_cast<double>(phi.cols());
-        const MatD diff = phi - tf;
-        loss += d.shared_weight * ce + d.shared_feature_weight * diff.squaredNorm() / (B * F);
-        const MatD dphi = d.shared_weight * dlsc * head_w + (2.0 * d.shared_feature_weight / (B * F)) * diff;
-        g_proj_w.noalias() += dphi.transpose() * hs;
-        g_proj_b += dphi.colwise().sum();
-        const MatD dh = dphi * proj_w;
-        student.backward(dl, &dh);
-      } else {
-        student.backward(dl);
-      }
-      if (d.method == "ntkd" && d.ntk_beta > 0 && t % static_cast<std::size_t>(d.ntk_every) == 0) {
-        MatD xs, theta_t;
-        if (!ntk_batches.empty()) {
-          const std::size_t k = t / static_cast<std::size_t>(d.ntk_every) % ntk_batches.size();
-          xs = take(data.train, ntk_batches[k]).x.cast<double>();
-          theta_t = ntk_teacher[k];
-        } else {
-          const int nb = std::min<int>(d.ntk_subbatch, static_cast<int>(b.size()));
-          const Dataset sb = distill::head(b, static_cast<std::size_t>(nb));
-          xs = sb.x.cast<double>();
-          theta_t = teacher_ntk(sb.x);
-        }
-        const MatD theta_s = student.ntk(xs, pset, d.ntk_kernel_space);
-        const double dist = d.ntk_distance.value(theta_t, theta_s);
-        student.ntk_backward(d.ntk_beta * d.ntk_distance.grad(theta_t, theta_s));
-        loss += d.ntk_beta * dist;
-        dist_sum += dist;
-        ++dist_n;
-      }
-      opt.step();
-      loss_sum += loss;
-      acc_sum += accuracy(logits, b.y);
-      if (s % ctl.progress_every == 0 || s + 1 == steps)
-        ctl.step({"distill", ep, o.epochs, s + 1, steps, loss_sum / static_cast<double>(s + 1)});
-    }
-    nlohmann::json extra = nlohmann::json::object();
-    if (dist_n) extra["ntk_distance"] = dist_sum / dist_n;
-    close_epoch(h, ctl, ep, loss_sum, acc_sum, steps, t0,
-                data.val.size() ? accuracy(predict(student, data.val.x), data.val.y) : 0.0, opt.lr(), std::move(extra));
+  if (d.method == "ntkd" && d.ntk_beta > 0) {
+    const auto every = static_cast<std::size_t>(d.ntk_every);
+    losses.push_back(std::make_unique<NtkLoss>(
+        student, d.ntk_distance, d.ntk_beta, [&, every](const Batch<double>& b, MatD& theta_t, MatD& theta_s) {
+          if (b.step % every != 0) return false;
+          MatD xs;
+          if (!ntk_batches.empty()) {
+            const std::size_t k = b.step / every % ntk_batches.size();
+            xs = take(data.train, ntk_batches[k]).x.cast<double>();
+            theta_t = ntk_teacher[k];
+          } else {
+            const std::size_t nb = std::min<std::size_t>(static_cast<std::size_t>(d.ntk_subbatch), b.rows.size());
+            const Dataset sb = take(data.train, b.rows.first(nb));
+            xs = sb.x.cast<double>();
+            theta_t = teacher_ntk(sb.x);
+          }
+          theta_s = student.ntk(xs, pset, d.ntk_kernel_space);
+          return true;
+        }));
   }
+  StudentModel model(student, data.train, d.method == "gd" ? d.gd_input_noise : 0.0);
+  History h = train_loop<double>(model, losses, data.train.y, loop_options(o, "distill"), rng, [&] {
+    return data.val.size() ? accuracy(predict(student, data.val.x), data.val.y) : 0.0;
+  }, ctl);
+  if (h.cancelled) return h;
   // Standardisation of the trained front-end's features, the backend's function unchanged.
   student.fit_feature_norm(student_features(student, data.train.x, kFeatureNormSamples), true);
   if (data.test.size()) h.test_acc = accuracy(predict(student, data.test.x), data.test.y);

@@ -1,4 +1,5 @@
 #include "hilo/distill/train.hpp"
+#include "hilo/distill/loop.hpp"
 #include "hilo/io/options_json.hpp"
 
 #include <Eigen/Core>
@@ -38,9 +39,9 @@ std::string TrainOptions::validate() const {
   return {};
 }
 
-double scheduled_lr(const TrainOptions& o, std::size_t t, std::size_t total) {
-  if (o.schedule == "constant" || total == 0) return o.optimizer.lr;
-  return o.optimizer.lr * 0.5 * (1.0 + std::cos(M_PI * static_cast<double>(t) / static_cast<double>(total)));
+double scheduled_lr(const std::string& schedule, double lr, std::size_t t, std::size_t total) {
+  if (schedule == "constant" || total == 0) return lr;
+  return lr * 0.5 * (1.0 + std::cos(M_PI * static_cast<double>(t) / static_cast<double>(total)));
 }
 
 void close_epoch(History& h, const JobControl& ctl, int epoch, double loss_sum, double acc_sum, std::size_t steps,
@@ -80,42 +81,34 @@ Mat<T> predict(Sequential<T>& net, const Mat<T>& x, int batch) {
 template Mat<float> predict<float>(Sequential<float>&, const Mat<float>&, int);
 template Mat<double> predict<double>(Sequential<double>&, const Mat<double>&, int);
 
+namespace {
+// The teacher as a loop's model: rows of the training split through the network in training mode.
+class ClassifierModel final : public TrainModel<float> {
+ public:
+  ClassifierModel(Sequential<float>& net, const Dataset& train) : net_(net), train_(train) {}
+  std::vector<Param<float>> params() override { return net_.params(); }
+  Mat<float> forward(std::span<const int> rows, std::mt19937_64&) override {
+    return net_.forward(take(train_, rows).x, true);
+  }
+  void backward(const StepTerms<float>& t) override { net_.backward(t.dlogits); }
+
+ private:
+  Sequential<float>& net_;
+  const Dataset& train_;
+};
+}  // namespace
+
 History train_classifier(Sequential<float>& net, const Splits& data, const TrainOptions& o, const JobControl& ctl) {
   io::require_valid(o.validate());
   std::mt19937_64 rng(o.seed);
   init_he(net, rng);
-  Optimizer<float> opt(net.params(), o.optimizer);
-  const std::size_t N = data.train.size(), steps = N / static_cast<std::size_t>(o.batch_size);
-  std::vector<int> order(N);
-  std::iota(order.begin(), order.end(), 0);
-  History h;
-  std::size_t t = 0;
-  for (int ep = 1; ep <= o.epochs; ++ep) {
-    const auto t0 = std::chrono::steady_clock::now();
-    std::shuffle(order.begin(), order.end(), rng);
-    double loss_sum = 0, acc_sum = 0;
-    for (std::size_t s = 0; s < steps; ++s, ++t) {
-      if (ctl.cancelled()) {
-        h.cancelled = true;
-        return h;
-      }
-      const Dataset b = take(data.train, std::span<const int>(order).subspan(s * o.batch_size, o.batch_size));
-      opt.set_lr(scheduled_lr(o, t, steps * o.epochs));
-      opt.zero_grad();
-      const Mat<float> logits = net.forward(b.x, true);
-      Mat<float> dl;
-      const double loss = softmax_cross_entropy(logits, b.y, &dl);
-      net.backward(dl);
-      opt.step();
-      loss_sum += loss;
-      acc_sum += accuracy(logits, b.y);
-      if (s % ctl.progress_every == 0 || s + 1 == steps)
-        ctl.step({"train-teacher", ep, o.epochs, s + 1, steps, loss_sum / static_cast<double>(s + 1)});
-    }
-    close_epoch(h, ctl, ep, loss_sum, acc_sum, steps, t0,
-                data.val.size() ? accuracy(predict(net, data.val.x), data.val.y) : 0.0, opt.lr());
-  }
-  if (data.test.size()) h.test_acc = accuracy(predict(net, data.test.x), data.test.y);
+  ClassifierModel model(net, data.train);
+  Losses<float> losses;
+  losses.push_back(std::make_unique<TaskLoss<float>>());
+  History h = train_loop<float>(model, losses, data.train.y, loop_options(o, "train-teacher"), rng, [&] {
+    return data.val.size() ? accuracy(predict(net, data.val.x), data.val.y) : 0.0;
+  }, ctl);
+  if (!h.cancelled && data.test.size()) h.test_acc = accuracy(predict(net, data.test.x), data.test.y);
   return h;
 }
 

@@ -74,6 +74,20 @@ TEST(PipelineConfig, DefaultsAreValidAndBadValuesNameTheRule) {
   EXPECT_EQ(PipelineConfig::from_json(j).validate().rfind("teacher.train.threads is not used in a pipeline", 0), 0u);
   j["teacher"]["train"]["threads"] = 1;
   EXPECT_EQ(PipelineConfig::from_json(j).validate(), "") << "the defaults, written out, are accepted";
+  // Regression: a stage's own train.seed was silently replaced by the one derived from the pipeline's seed.
+  j["seed"] = 3;
+  j["teacher"]["train"]["seed"] = 7;
+  EXPECT_EQ(PipelineConfig::from_json(j).validate(),
+            "teacher.train.seed is not used in a pipeline, got 7: every stage's seed derives from the pipeline's "
+            "seed (3); the teacher trains with seed " + std::to_string(hilo::controller::stage_seed(3, 1)) +
+            ", so set the pipeline's seed instead");
+  j["teacher"]["train"]["seed"] = hilo::controller::stage_seed(3, 1);
+  EXPECT_EQ(PipelineConfig::from_json(j).validate(), "") << "the seed the pipeline derives is what it trains with";
+  j["student"]["train"]["seed"] = hilo::controller::stage_seed(3, 1);
+  EXPECT_EQ(PipelineConfig::from_json(j).validate().rfind("student.train.seed is not used in a pipeline, got ", 0), 0u)
+      << "the teacher's derived seed is not the student's";
+  j["student"]["train"]["seed"] = 1;
+  EXPECT_EQ(PipelineConfig::from_json(j).validate(), "");
   j = small_config();
   j["bench"]["profile"] = "moderate";  // typo for profiles
   try {

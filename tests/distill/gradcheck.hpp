@@ -2,10 +2,17 @@
 // Finite-difference helpers shared by the distill tests (double precision, central differences).
 #include <cmath>
 #include <functional>
+#include <random>
 
 #include "hilo/distill/layers.hpp"
 
 namespace hilo::distill::testing {
+
+// r × c matrix of N(0, s²) draws from rng.
+inline MatD randn(Eigen::Index r, Eigen::Index c, std::mt19937_64& rng, double s = 1.0) {
+  std::normal_distribution<double> n(0.0, s);
+  return MatD::NullaryExpr(r, c, [&] { return n(rng); });
+}
 
 // Relative error ‖a − n‖ / max(‖a‖, ‖n‖, tiny) between analytic and numeric gradients.
 inline double rel_err(const MatD& a, const MatD& n) {

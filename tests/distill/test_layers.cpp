@@ -11,14 +11,10 @@
 
 using namespace hilo::distill;
 using hilo::distill::testing::numeric_grad;
+using hilo::distill::testing::randn;
 using hilo::distill::testing::rel_err;
 
 namespace {
-MatD randn(Eigen::Index r, Eigen::Index c, std::mt19937_64& rng, double s = 1.0) {
-  std::normal_distribution<double> n(0.0, s);
-  return MatD::NullaryExpr(r, c, [&] { return n(rng); });
-}
-
 // Checks dL/dx and dL/dθ of L = Σ R ⊙ layer(x) for one layer.
 void check_layer(Layer<double>& layer, MatD x, bool train, std::mt19937_64& rng, double tol = 1e-4) {
   const MatD y0 = layer.forward(x, train);

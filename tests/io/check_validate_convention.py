@@ -7,10 +7,10 @@ void (and throws), bool, or anything else, is the other convention coming back.
 Usage: check_validate_convention.py ROOT      exit 1 and one line per violation
        check_validate_convention.py --self-test  proves the check finds each kind of violation
 """
-import os
 import re
 import sys
-import tempfile
+
+from tree_check import lines, main, scratch_tree
 
 FOLDERS = ["io", "sim", "distill", "drivers", "calibration", "controller"]
 # A declaration or inline definition of a member named validate: what precedes the name on its line.
@@ -20,32 +20,19 @@ GOOD = re.compile(r"^\[\[nodiscard\]\]\s+std::string\s*$")
 
 def violations(root):
     out = []
-    for top in FOLDERS:
-        for dirpath, _, files in os.walk(os.path.join(root, top)):
-            for f in sorted(files):
-                if not f.endswith((".hpp", ".h")):
-                    continue
-                path = os.path.join(dirpath, f)
-                with open(path, errors="replace") as fh:
-                    for n, line in enumerate(fh, 1):
-                        m = DECL.match(line)
-                        if not m:
-                            continue
-                        before = m.group("before").strip()
-                        if not GOOD.match(before):
-                            rel = os.path.relpath(path, root)
-                            out.append(f"{rel}:{n}: validate() must be declared '[[nodiscard]] std::string "
-                                       f"validate(...) const' (\"\" when valid, else the rule), got '{before}'")
+    for _, rel, n, line in lines(root, FOLDERS, (".hpp", ".h")):
+        m = DECL.match(line)
+        if not m:
+            continue
+        before = m.group("before").strip()
+        if not GOOD.match(before):
+            out.append(f"{rel}:{n}: validate() must be declared '[[nodiscard]] std::string "
+                       f"validate(...) const' (\"\" when valid, else the rule), got '{before}'")
     return out
 
 
 def self_test():
-    with tempfile.TemporaryDirectory() as d:
-        def put(rel, text):
-            p = os.path.join(d, rel)
-            os.makedirs(os.path.dirname(p), exist_ok=True)
-            with open(p, "w") as fh:
-                fh.write(text)
+    with scratch_tree() as (d, put):
         put("sim/include/hilo/sim/a.hpp",
             '  [[nodiscard]] std::string validate(const std::string& path = "camera") const;  // rule\n'
             "  // validate() returns the rule\n"
@@ -62,20 +49,8 @@ def self_test():
         assert any("c.hpp:1" in x and "'void'" in x for x in v), v
         assert any("d.hpp:1" in x for x in v), v
         assert any("e.hpp:1" in x and "'bool'" in x for x in v), v
-    print("1 passed, 0 failed")
-    return 0
-
-
-def main():
-    if sys.argv[1:] == ["--self-test"]:
-        return self_test()
-    v = violations(sys.argv[1])
-    for x in v:
-        print(x)
-    print(f"{len(v)} validate() declaration(s) off the convention" if v
-          else "every validate() returns its rule as a string")
-    return 1 if v else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:], violations, self_test, "every validate() returns its rule as a string",
+                  lambda n: f"{n} validate() declaration(s) off the convention"))

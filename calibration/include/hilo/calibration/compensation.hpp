@@ -30,7 +30,8 @@
 // Anchor (task, ntkd): anchor > 0 adds (anchor/2)·‖θ − θ₀‖² to L, θ₀ = the backend parameters at the
 // start of the fit (the deployed backend), which keeps a fit on few samples near what was learned in
 // simulation (L2-SP) instead of a plain weight decay toward 0.
-// Optimiser: Adam at a constant learning rate over the backend parameters only, seeded batch order.
+// Optimiser: Adam at a constant learning rate over the backend parameters only, seeded batch order
+// (distill::train_loop with the last short batch kept; the loss objects TaskLoss, NtkLoss, AnchorLoss).
 // w1_lr_scale < 1 slows the first layer's weights W1 alone (b1, W2, b2 keep lr; 0 freezes W1). A
 // backend on raw features moved W1's column j at a rate ∝ σ_j; this option tests whether that slower
 // first layer is what made raw-feature compensation better from few samples. Measured: it is not (every

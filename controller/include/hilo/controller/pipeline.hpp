@@ -44,6 +44,12 @@
 
 namespace hilo::controller {
 
+// The seed of stage `stage` of a pipeline seeded with `seed` (seed·1000003 + stage·7919 + 17, mod 2⁶⁴):
+// 1 teacher, 2 student, 3 deploy, 100 + i / 200 + i the i-th bench stage's simulator / draws, 300 + …
+// its compensation re-fits. A stage's training seed is this, never its train section's own.
+inline constexpr std::uint64_t kTeacherStage = 1, kStudentStage = 2;
+inline std::uint64_t stage_seed(std::uint64_t seed, std::uint64_t stage) { return seed * 1000003ULL + stage * 7919ULL + 17; }
+
 struct PipelineConfig {
   distill::DataOptions data = [] {
     distill::DataOptions d;

@@ -1,6 +1,8 @@
 #pragma once
 // Optimisers over a fixed list of parameters (the list passed to the constructor must stay valid and
 // in the same order for every step()). Each step reads p.grad and updates p.value in place.
+// lr_scale (optional, one per parameter, in [0, 1]): parameter i moves at lr · lr_scale[i] (0 freezes
+// it: step() leaves it alone; zero_grad() still clears its gradient).
 //   SGD with momentum (torch convention): v ← μ·v + g + wd·θ;  θ ← θ − lr·v
 //   Adam (Kingma & Ba): m ← β1 m + (1−β1) g;  v ← β2 v + (1−β2) g²;
 //                       θ ← θ − lr · m̂ / (√v̂ + ε), m̂ = m/(1−β1ᵗ), v̂ = v/(1−β2ᵗ); L2 wd added to g.
@@ -39,8 +41,15 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(OptimizerOptions, kind, lr, mome
 template <typename T>
 class Optimizer {
  public:
-  Optimizer(std::vector<Param<T>> params, OptimizerOptions o) : p_(std::move(params)), o_(o) {
+  Optimizer(std::vector<Param<T>> params, OptimizerOptions o, std::vector<double> lr_scale = {})
+      : p_(std::move(params)), o_(o), scale_(std::move(lr_scale)) {
     io::require_valid(o_.validate());
+    if (scale_.empty()) scale_.assign(p_.size(), 1.0);
+    if (scale_.size() != p_.size())
+      throw std::invalid_argument("optimizer: " + std::to_string(scale_.size()) + " learning-rate scales for " +
+                                  std::to_string(p_.size()) + " parameters");
+    for (double s : scale_)
+      if (!(s >= 0 && s <= 1)) throw std::invalid_argument("optimizer: learning-rate scales must be in [0, 1]");
     for (auto& p : p_) {
       m_.push_back(Mat<T>::Zero(p.value->rows(), p.value->cols()));
       v_.push_back(Mat<T>::Zero(p.value->rows(), p.value->cols()));
@@ -53,8 +62,10 @@ class Optimizer {
   }
   void step() {
     ++t_;
-    const T lr = static_cast<T>(o_.lr), wd = static_cast<T>(o_.weight_decay);
+    const T wd = static_cast<T>(o_.weight_decay);
     for (std::size_t i = 0; i < p_.size(); ++i) {
+      if (scale_[i] == 0) continue;
+      const T lr = static_cast<T>(scale_[i] == 1 ? o_.lr : o_.lr * scale_[i]);
       Mat<T> g = *p_[i].grad;
       if (wd > 0) g += wd * *p_[i].value;
       if (o_.kind == "sgd") {
@@ -75,6 +86,7 @@ class Optimizer {
  private:
   std::vector<Param<T>> p_;
   OptimizerOptions o_;
+  std::vector<double> scale_;
   std::vector<Mat<T>> m_, v_;
   long t_ = 0;
 };

@@ -85,8 +85,10 @@ MatD predict(OpticalStudent& s, const Mat<float>& x, int batch = kEvalBatch);
 // Front-end features a (n × D, no noise) of the first `limit` rows of x (all when limit ≤ 0), in chunks.
 MatD student_features(OpticalStudent& s, const Mat<float>& x, Eigen::Index limit = 0, int batch = kEvalBatch);
 
-// Trains a student on prepared splits against a loaded teacher (float). The library entry point for
-// callers that already hold data and teacher (the daemon, tests).
+// Trains a student on prepared splits against a loaded teacher (float): train_loop (loop.hpp) with the
+// method's loss objects (losses.hpp). The library entry point for callers that already hold data and
+// teacher (the daemon, tests). Draw order from train.seed: init, [projector | NTK cache], then per epoch
+// the shuffle and per step input noise (gd), camera noise, probe NTK.
 History train_student(OpticalStudent& student, Sequential<float>& teacher, const Splits& data, const DistillOptions& d,
                       const TrainOptions& o, const JobControl& ctl);
 

@@ -87,8 +87,8 @@ void close_epoch(History& h, const JobControl& ctl, int epoch, double loss_sum, 
                  std::chrono::steady_clock::time_point start, double val_acc, double lr,
                  nlohmann::json extra = nlohmann::json::object());
 
-// Learning rate at global step t of total steps for the schedule.
-double scheduled_lr(const TrainOptions& o, std::size_t t, std::size_t total);
+// Learning rate at global step t of `total` steps for the schedule (TrainOptions::schedule) with base rate lr.
+double scheduled_lr(const std::string& schedule, double lr, std::size_t t, std::size_t total);
 
 // Evaluation chunk (rows per forward pass) of predict and the jobs' precomputations: below the size
 // where a convolution's im2col buffer (Cin·k²·Ho·Wo values per image: 307 kB for the student's 7×7
@@ -100,8 +100,9 @@ inline constexpr int kEvalBatch = 64;
 template <typename T>
 Mat<T> predict(Sequential<T>& net, const Mat<T>& x, int batch = kEvalBatch);
 
-// Cross-entropy training with the optimiser and schedule of `o`; val accuracy after every epoch,
-// test accuracy at the end. The network keeps the final weights.
+// Cross-entropy training (train_loop, loop.hpp) with the optimiser and schedule of `o`; He initialisation
+// and batch order from o.seed; val accuracy after every epoch, test accuracy at the end (not when
+// cancelled). The network keeps the final weights.
 History train_classifier(Sequential<float>& net, const Splits& data, const TrainOptions& o, const JobControl& ctl);
 
 }  // namespace hilo::distill

@@ -1,0 +1,107 @@
+#pragma once
+// The loss objects of the student and of compensation (loop.hpp: Loss; the task loss is TaskLoss there).
+// Notation: s = student logits of the batch (B × C), y = labels, t = teacher logits of the same rows,
+// p^T = softmax(·/T), CE = mean softmax cross-entropy. Each loss adds weight · its value and
+// weight · its gradient; the formulas below are before the weight. Teacher outputs are given for every
+// row of the training set (evaluation mode, computed once by the caller) and picked by the batch's rows.
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "hilo/distill/loop.hpp"
+#include "hilo/distill/ntk.hpp"
+#include "hilo/distill/student.hpp"
+
+namespace hilo::distill {
+
+// Soft-label KD (Hinton): L = (1−α)·CE(s, y) + α·T²·KL(p_t^T ‖ p_s^T) (KL summed over classes, mean over
+// rows); ∂/∂s = (1−α)·∂CE/∂s + α·T·(p_s^T − p_t^T)/B. teacher_logits: N × C, alive for the loop.
+class KdLoss final : public Loss<double> {
+ public:
+  KdLoss(const MatD& teacher_logits, double temperature, double alpha, double weight = 1.0)
+      : t_(teacher_logits), T_(temperature), alpha_(alpha), w_(weight) {}
+  std::string name() const override { return "kd"; }
+  double weight() const override { return w_; }
+  void add_output_terms(const Batch<double>& b, StepTerms<double>& t) override;
+
+ private:
+  const MatD& t_;
+  double T_, alpha_, w_;
+};
+
+// Generalized distillation (Lopez-Paz): L = (1−λ)·CE(s, y) + λ·CE(p_t^T, p_s), the teacher's soft labels
+// from the clean images; ∂/∂s = (1−λ)·∂CE/∂s + λ·(p_s − p_t^T)/B. (The student's degraded input is the
+// student model's business: its forward adds the input noise.)
+class GdLoss final : public Loss<double> {
+ public:
+  GdLoss(const MatD& teacher_logits, double temperature, double lambda, double weight = 1.0)
+      : t_(teacher_logits), T_(temperature), lambda_(lambda), w_(weight) {}
+  std::string name() const override { return "gd"; }
+  double weight() const override { return w_; }
+  void add_output_terms(const Batch<double>& b, StepTerms<double>& t) override;
+
+ private:
+  const MatD& t_;
+  double T_, lambda_, w_;
+};
+
+// Shared classifier (Jang et al.): L = w·CE(head_T(P h + b_P), y) + μ·mean((P h + b_P − φ_T)²), h = the
+// student's hidden features of the batch (student.hidden() after its training forward), φ_T the
+// teacher's penultimate features (N × F), head_T the teacher's last linear layer (W: C × F, b: 1 × C),
+// frozen. The projector (P: F × hidden, N(0, 1/hidden) from rng at construction; b_P = 0) is the loss's
+// own parameters; ∂/∂h goes to the student's hidden layer (StepTerms::dhidden). weight() is w.
+class SharedClassifierLoss final : public Loss<double> {
+ public:
+  SharedClassifierLoss(const OpticalStudent& student, const MatD& teacher_features, MatD head_w, MatD head_b,
+                       double w, double mu, std::mt19937_64& rng);
+  std::string name() const override { return "shared"; }
+  double weight() const override { return w_; }
+  void add_output_terms(const Batch<double>& b, StepTerms<double>& t) override;
+  std::vector<Param<double>> params() override;
+
+ private:
+  const OpticalStudent& s_;
+  const MatD& tf_;
+  MatD head_w_, head_b_, pw_, pb_, gpw_, gpb_;
+  double w_, mu_;
+};
+
+// NTK matching (Xiang et al.): L = d(Θ_T, Θ_S) for the step's pair of kernels; ∂/∂θ through
+// OpticalStudent::ntk_backward. `kernels(b, Θ_T, Θ_S)` supplies the pair for step b, or returns false
+// for a step without the term; it must compute Θ_S last, with the student's ntk() or ntk_at_features(),
+// whose caches ntk_backward reads. Per epoch: extra["ntk_distance"] = mean d over the steps with the term.
+class NtkLoss final : public Loss<double> {
+ public:
+  using Kernels = std::function<bool(const Batch<double>& b, MatD& theta_t, MatD& theta_s)>;
+  NtkLoss(OpticalStudent& student, KernelDistance distance, double weight, Kernels kernels)
+      : s_(student), d_(std::move(distance)), w_(weight), kernels_(std::move(kernels)) {}
+  std::string name() const override { return "ntk"; }
+  double weight() const override { return w_; }
+  void add_parameter_terms(const Batch<double>& b, StepTerms<double>& t) override;
+  void close_epoch(nlohmann::json& extra) override;
+
+ private:
+  OpticalStudent& s_;
+  KernelDistance d_;
+  double w_;
+  Kernels kernels_;
+  double sum_ = 0;
+  int n_ = 0;
+};
+
+// L2-SP anchor: L = ½·‖θ − θ₀‖² over `params`, θ₀ their values at construction; ∂/∂θ = θ − θ₀.
+class AnchorLoss final : public Loss<double> {
+ public:
+  AnchorLoss(std::vector<Param<double>> params, double weight);
+  std::string name() const override { return "anchor"; }
+  double weight() const override { return w_; }
+  void add_parameter_terms(const Batch<double>& b, StepTerms<double>& t) override;
+
+ private:
+  std::vector<Param<double>> p_;
+  std::vector<MatD> theta0_;
+  double w_;
+};
+
+}  // namespace hilo::distill
