@@ -26,26 +26,68 @@ sim::Levels to_levels(const cv::Mat& m) {
 std::string shape(int rows, int cols) { return std::to_string(rows) + "x" + std::to_string(cols); }
 }  // namespace
 
+void ContentCounters::add(const ContentCounters& o) {
+  content_rejects += o.content_rejects;
+  content_undecidable += o.content_undecidable;
+}
+
+void ContentCounters::add_to(nlohmann::json& j) const {
+  j["content_rejects"] = content_rejects;
+  j["content_undecidable"] = content_undecidable;
+}
+
 ContentGate::ContentGate(const sim::BenchOptions& design, const cv::Mat& element_levels, ContentGateOptions options)
-    : design_(design), options_(options) {
+    : design_(std::make_unique<DesignModel>(design)), options_(options) {
   if (auto e = options_.validate(); !e.empty()) throw std::invalid_argument(e);
   if (design.element.kind != sim::ElementKind::slm)
     throw std::invalid_argument("content gate: the design element is not an SLM, so what it shows is not known");
-  design_.set_element_levels(to_levels(element_levels));
-  const auto& cam = design_.options().camera;
-  frame_rows_ = cam.rows / cam.binning;
-  frame_cols_ = cam.cols / cam.binning;
+  design_->set_element_levels(to_levels(element_levels));
+  predict_ = [m = design_.get()](const RArray& x) { return m->predict(x); };
+  const auto& o = design_->options();
+  input_rows_ = o.input.rows;
+  input_cols_ = o.input.cols;
+  frame_rows_ = o.camera.rows / o.camera.binning;
+  frame_cols_ = o.camera.cols / o.camera.binning;
+  bit_depth_ = o.camera.bit_depth;
+  gain_e_per_count_ = o.camera.gain_e_per_count;
+  counts_per_electron_ = 1.0 / gain_e_per_count_;
+}
+
+ContentGate::ContentGate(Predictor predict, int input_rows, int input_cols, int frame_rows, int frame_cols,
+                         double counts_per_electron, ContentGateOptions options)
+    : predict_(std::move(predict)),
+      options_(options),
+      input_rows_(input_rows),
+      input_cols_(input_cols),
+      frame_rows_(frame_rows),
+      frame_cols_(frame_cols),
+      bit_depth_(8),
+      counts_per_electron_(counts_per_electron) {
+  if (auto e = options_.validate(); !e.empty()) throw std::invalid_argument(e);
+  if (!predict_) throw std::invalid_argument("content gate: no predictor");
+  if (input_rows < 1 || input_cols < 1 || frame_rows < 1 || frame_cols < 1)
+    throw std::invalid_argument("content gate: input " + shape(input_rows, input_cols) + " and frame " +
+                                shape(frame_rows, frame_cols) + " must not be empty");
+  if (!(counts_per_electron > 0))
+    throw std::invalid_argument("content gate: counts_per_electron must be > 0, got " + std::to_string(counts_per_electron));
 }
 
 std::string ContentGate::unfit_input(int rows, int cols) const {
-  const auto& in = design_.options().input;
-  if (rows == in.rows && cols == in.cols) return {};
-  return "the inputs are " + shape(rows, cols) + ", the design input " + shape(in.rows, in.cols);
+  if (rows == input_rows_ && cols == input_cols_) return {};
+  return "the inputs are " + shape(rows, cols) + ", the design input " + shape(input_rows_, input_cols_);
 }
 
 void ContentGate::set_camera(double exposure_ms, double gain_db) {
-  gain_factor_ = std::pow(10.0, gain_db / 20.0);
-  scale_ = exposure_ms / design_.options().camera.exposure_ms * gain_factor_;
+  if (!design_) throw std::logic_error("content gate: set_camera on a gate with a caller's predictor");
+  const double gain_factor = std::pow(10.0, gain_db / 20.0);
+  scale_ = exposure_ms / design_->options().camera.exposure_ms * gain_factor;
+  counts_per_electron_ = gain_factor / gain_e_per_count_;
+  model_changed();
+}
+
+void ContentGate::model_changed() {
+  cached_input_ = RArray();
+  cached_prediction_ = RArray();
 }
 
 RArray ContentGate::counts(const cv::Mat& frame) const {
@@ -53,8 +95,7 @@ RArray ContentGate::counts(const cv::Mat& frame) const {
     throw std::invalid_argument("content gate: a frame is " + shape(frame.rows, frame.cols) + " of type " +
                                 std::to_string(frame.type()) + ", the design camera gives " +
                                 shape(frame_rows_, frame_cols_) + " 8- or 16-bit frames");
-  const int bits = design_.options().camera.bit_depth;
-  const double k = frame.type() == CV_8UC1 && bits > 8 ? std::ldexp(1.0, bits - 8) : 1.0;
+  const double k = frame.type() == CV_8UC1 && bit_depth_ > 8 ? std::ldexp(1.0, bit_depth_ - 8) : 1.0;
   RArray a(frame.rows, frame.cols);
   for (int r = 0; r < frame.rows; ++r)
     for (int c = 0; c < frame.cols; ++c)
@@ -62,15 +103,28 @@ RArray ContentGate::counts(const cv::Mat& frame) const {
   return a;
 }
 
-const RArray& ContentGate::prediction(const cv::Mat& input) {
+RArray ContentGate::intensity(const cv::Mat& input) const {
   if (input.type() != CV_8UC1 || !unfit_input(input.rows, input.cols).empty())
     throw std::invalid_argument("content gate: " + unfit_input(input.rows, input.cols) + " (8-bit levels expected)");
-  if (!cached_input_.empty() && cv::norm(input, cached_input_, cv::NORM_INF) == 0.0) return cached_prediction_;
   RArray x(input.rows, input.cols);
   for (int r = 0; r < input.rows; ++r)
     for (int c = 0; c < input.cols; ++c) x(r, c) = input.at<std::uint8_t>(r, c) / 255.0;
-  cached_prediction_ = design_.predict(x);
-  cached_input_ = input.clone();
+  return x;
+}
+
+namespace {
+bool same(const RArray& a, const RArray& b) { return a.rows() == b.rows() && a.cols() == b.cols() && (a == b).all(); }
+}  // namespace
+
+const RArray& ContentGate::prediction(const RArray& input) {
+  if (auto e = unfit_input(int(input.rows()), int(input.cols())); !e.empty()) throw std::invalid_argument("content gate: " + e);
+  if (same(input, cached_input_)) return cached_prediction_;
+  RArray p = predict_(input) * scale_;
+  if (p.rows() != frame_rows_ || p.cols() != frame_cols_)
+    throw std::invalid_argument("content gate: the model predicts " + shape(int(p.rows()), int(p.cols())) +
+                                " frames, the camera gives " + shape(frame_rows_, frame_cols_));
+  cached_prediction_ = std::move(p);
+  cached_input_ = input;
   return cached_prediction_;
 }
 
@@ -87,25 +141,74 @@ std::string ContentGate::set_reference(const std::vector<cv::Mat>& dark_frames) 
   double best = INFINITY;
   for (std::size_t a = 0; a < f.size(); ++a)
     for (std::size_t b = a + 1; b < f.size(); ++b) best = std::min(best, std::sqrt((f[a] - f[b]).square().mean() / 2.0));
-  dark_sigma_ = best;
-  previous_ = median;
-  predicted_previous_ = RArray::Zero(frame_rows_, frame_cols_);
-  have_previous_ = true;
+  set_reference(median, best);
   return {};
 }
 
-ContentCheck ContentGate::check(const cv::Mat& frame, const cv::Mat& input) {
+void ContentGate::set_reference(const RArray& dark_counts, double dark_noise_counts) {
+  if (dark_counts.rows() != frame_rows_ || dark_counts.cols() != frame_cols_)
+    throw std::invalid_argument("content gate: the dark reference is " + shape(int(dark_counts.rows()), int(dark_counts.cols())) +
+                                ", the camera gives " + shape(frame_rows_, frame_cols_));
+  dark_sigma_ = std::max(0.0, dark_noise_counts);
+  current_ = {dark_counts, RArray::Zero(frame_rows_, frame_cols_), RArray::Zero(input_rows_, input_cols_)};
+  before_ = current_;
+  have_previous_ = true;
+  stale_in_a_row_ = 0;
+}
+
+ContentCheck ContentGate::check(const cv::Mat& frame, const cv::Mat& input) { return check(counts(frame), intensity(input)); }
+
+ContentCheck ContentGate::check(const RArray& f, const RArray& input) {
   if (!have_previous_) throw std::logic_error("content gate: check() before set_reference()");
-  const RArray f = counts(frame);
-  const RArray p = prediction(input) * scale_;
-  const double shot = std::max(0.0, p.mean()) * gain_factor_ / design_.options().camera.gain_e_per_count;
+  if (f.rows() != frame_rows_ || f.cols() != frame_cols_)
+    throw std::invalid_argument("content gate: a frame is " + shape(int(f.rows()), int(f.cols())) + ", the camera gives " +
+                                shape(frame_rows_, frame_cols_));
+  const RArray& p = prediction(input);
+  const bool again = same(input, current_.input);
+  const Link& base = again ? before_ : current_;
+  const double shot = std::max(0.0, p.mean()) * counts_per_electron_;
   const double noise = std::sqrt(dark_sigma_ * dark_sigma_ + shot);
-  ContentCheck c = check_frame_content(f, previous_, p, predicted_previous_, noise, options_.check_options());
-  if (c.verdict != ContentVerdict::stale) {
-    previous_ = f;
-    predicted_previous_ = p;
+  ContentCheck c = check_frame_content(f, base.frame, p, base.predicted, noise, options_.check_options());
+  if (c.verdict != ContentVerdict::stale && !again) {
+    before_ = std::move(current_);
+    current_ = {f, p, input};
   }
   return c;
+}
+
+drivers::Judgement ContentGate::judge(const cv::Mat& frame, const cv::Mat& input, ContentCounters& counters) {
+  RArray f, x;
+  try {
+    f = counts(frame);
+    x = intensity(input);
+  } catch (const std::invalid_argument& e) {
+    return {drivers::Judged::fail, e.what()};
+  }
+  return judge(f, x, counters);
+}
+
+drivers::Judgement ContentGate::judge(const RArray& frame, const RArray& input, ContentCounters& counters) {
+  ContentCheck c;
+  try {
+    c = check(frame, input);
+  } catch (const std::invalid_argument& e) {
+    return {drivers::Judged::fail, e.what()};
+  }
+  if (c.verdict == ContentVerdict::undecidable) ++counters.content_undecidable;
+  if (c.verdict != ContentVerdict::stale) {
+    stale_in_a_row_ = 0;
+    return {};
+  }
+  ++counters.content_rejects;
+  if (!same(input, rejected_input_)) {
+    rejected_input_ = input;
+    stale_in_a_row_ = 0;
+  }
+  if (++stale_in_a_row_ <= options_.max_regrabs) return {drivers::Judged::regrab, c.reason};
+  stale_in_a_row_ = 0;
+  return {drivers::Judged::fail, "the frame content did not match the input after " +
+                                     std::to_string(options_.max_regrabs) +
+                                     " re-grabs (content_check.max_regrabs): " + c.reason};
 }
 
 }  // namespace hilo::calibration

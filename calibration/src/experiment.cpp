@@ -1,6 +1,7 @@
 #include "hilo/calibration/experiment.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <numeric>
 #include <stdexcept>
@@ -22,7 +23,7 @@ std::string MeasureOptions::validate() const {
   if (drift_action != "update" && drift_action != "report")
     return "drift_action must be \"update\" or \"report\", got \"" + drift_action + "\"";
   if (auto e = drift.validate(); !e.empty()) return "drift: " + e;
-  return {};
+  return content.validate();
 }
 
 Experiment::Experiment(ExperimentBench& bench, DesignModel& design, const Deployment& deployment,
@@ -35,7 +36,8 @@ Experiment::Experiment(ExperimentBench& bench, DesignModel& design, const Deploy
       opt_(std::move(options)),
       ctl_(std::move(control)),
       name_(std::move(name)),
-      rig_(bench.input, bench.camera) {
+      rig_(bench.input, bench.camera),
+      content_status_{{"active", false}, {"reason", "the bench is not calibrated yet"}} {
   if (auto e = opt_.validate(); !e.empty()) throw std::invalid_argument("measure options: " + e);
 }
 
@@ -57,16 +59,46 @@ drivers::DeviceResult<BenchCalibrationResult> Experiment::calibrate(BenchCalibra
   };
   options.flat_element_for_registration = bench_.element != nullptr;
   if (!bench_.element) (void)show(deployment_.design.phase);
+  rig_.set_judge({});  // the probes are judged by counter and timestamp only (MeasureOptions)
+  content_.reset();
   auto cal = locked([&] { return calibrate_bench(rig_, design_, deployment_, show, options, rng); });
   if (!cal) return cal;
   calibrated_ = live_ = cal.value().calibration;
   calibrated_at_s_ = bench_.now_s ? bench_.now_s() : 0.0;
+  start_content_check(cal.value().registration.fit.blur_px);
   auto ref = locked([&] {
     return capture_drift_reference(rig_, calibrated_.dark, calibrated_.pose, calibrated_at_s_, opt_.drift, rng);
   });
   if (!ref) return ref.error();
   reference_ = std::move(ref.value());
   return cal;
+}
+
+void Experiment::start_content_check(double blur_px) {
+  if (!opt_.content.enabled) {
+    content_status_ = {{"active", false}, {"reason", "disabled by the options (content_check.enabled false)"}};
+    return;
+  }
+  Predictor calibrated = [this, blur_px](const RArray& x) {
+    return RArray(live_.gain * warp_forward(gaussian_blur(design_.predict(x), blur_px), live_.pose));
+  };
+  const double counts_per_electron =
+      std::pow(10.0, rig_.camera().gain_db() / 20.0) / design_.options().camera.gain_e_per_count;
+  content_.emplace(std::move(calibrated), rig_.input_rows(), rig_.input_cols(), rig_.camera_rows(), rig_.camera_cols(),
+                   counts_per_electron, opt_.content);
+  content_->set_reference(calibrated_.dark.dark, calibrated_.dark.temporal_noise);
+  rig_.set_judge([this](const RArray& frame, const RArray& input) { return content_->judge(frame, input, content_counters_); });
+  content_status_ = {{"active", true},
+                     {"model", "design (calibrated: pose, blur, gain)"},
+                     {"options", opt_.content},
+                     {"dark_noise_counts", content_->dark_noise_counts()}};
+}
+
+json Experiment::frame_integrity() const {
+  json j = rig_.counters().to_json();
+  content_counters_.add_to(j);
+  j["content_check"] = content_status_;
+  return j;
 }
 
 drivers::DeviceStatus Experiment::check_drift_now() {
@@ -82,6 +114,7 @@ drivers::DeviceStatus Experiment::check_drift_now() {
     if (opt_.drift_action == "update") {
       live_.pose = dr.updated_pose;
       live_.gain = calibrated_.gain * dr.updated_pose.gain / std::max(1e-12, reference_->pose.gain);
+      if (content_) content_->model_changed();
     }
     if (ctl_.log) ctl_.log(dr.message + (opt_.drift_action == "update" ? " (calibration updated)" : ""));
     if (ctl_.on_drift) ctl_.on_drift(j);

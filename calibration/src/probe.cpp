@@ -36,13 +36,22 @@ cv::Mat ProbeRig::levels_of(const RArray& intensity) const {
   return intensity_to_levels(intensity, input_.bit_depth());
 }
 
-drivers::DeviceStatus ProbeRig::show(const RArray& intensity) { return grabber_.show(levels_of(intensity)); }
+drivers::DeviceStatus ProbeRig::show(const RArray& intensity) {
+  cv::Mat levels = levels_of(intensity);
+  shown_ = intensity;
+  return grabber_.show(levels);
+}
+
+drivers::GrabControl ProbeRig::control() {
+  if (!judge_) return {};
+  return {{}, [this](const drivers::Frame& f) { return judge_(to_array(f.image), shown_); }};
+}
 
 drivers::DeviceResult<RArray> ProbeRig::mean_of(drivers::DeviceResult<RArray> first, int frames) {
   if (!first) return first;
   RArray sum = std::move(first.value());
   for (int i = 1; i < frames; ++i) {
-    auto a = frame_array(grabber_.grab());
+    auto a = frame_array(grabber_.grab(control()));
     if (!a) return a;
     sum += a.value();
   }
@@ -51,12 +60,14 @@ drivers::DeviceResult<RArray> ProbeRig::mean_of(drivers::DeviceResult<RArray> fi
 
 drivers::DeviceResult<RArray> ProbeRig::grab_mean(int frames) {
   if (frames < 1) throw std::invalid_argument("grab_mean: frames must be >= 1, got " + std::to_string(frames));
-  return mean_of(frame_array(grabber_.grab()), frames);
+  return mean_of(frame_array(grabber_.grab(control())), frames);
 }
 
 drivers::DeviceResult<RArray> ProbeRig::capture(const RArray& intensity, int frames) {
   if (frames < 1) throw std::invalid_argument("capture: frames must be >= 1, got " + std::to_string(frames));
-  return mean_of(frame_array(grabber_.show_and_grab(levels_of(intensity))), frames);
+  cv::Mat levels = levels_of(intensity);
+  shown_ = intensity;
+  return mean_of(frame_array(grabber_.show_and_grab(levels, control())), frames);
 }
 
 RArray to_array(const cv::Mat& m) {

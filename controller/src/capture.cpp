@@ -14,7 +14,7 @@
 #include "capture_hdf5.hpp"
 #include "hilo/controller/run_documents.hpp"
 #include "hilo/controller/storage.hpp"
-#include "hilo/drivers/frame_gate.hpp"
+#include "hilo/drivers/gated_grab.hpp"
 #include "hilo/drivers/placed_slm.hpp"
 #include "hilo/io/figures.hpp"
 #include "hilo/sim/npy.hpp"
@@ -161,8 +161,12 @@ JobOutcome capture_loop(const CaptureInputs& in, const CaptureOptions& opt, Devi
   CaptureCounters cnt;
   const drivers::RetryCounters slm_base = devices.slm_retries ? *devices.slm_retries : drivers::RetryCounters{};
   const drivers::RetryCounters cam_base = devices.camera_retries ? *devices.camera_retries : drivers::RetryCounters{};
-  // Frame integrity (drivers/frame_gate.hpp): counter and device timestamp against the settle.
-  drivers::FrameGate gate;
+  // Every frame: show, settle, grab, frame gate (counter and device timestamp against the settle), then
+  // the content check as the grabber's judge; rejected frames are re-shown and re-grabbed.
+  drivers::GatedGrabOptions grab_opt;
+  grab_opt.max_attempts = opt.max_input_attempts;
+  grab_opt.grab_timeout = opt.grab_timeout;
+  drivers::GatedGrabber grabber(slm, cam, grab_opt, monotonic_s);
   // The rate of this session of the capture against the devices' own: settle + exposure + readout per
   // frame, readout being the median time grab() took beyond the exposure (trigger, sensor readout,
   // transfer), so the ratio measures what hilo adds (showing, storing, re-grabs).
@@ -185,6 +189,7 @@ JobOutcome capture_loop(const CaptureInputs& in, const CaptureOptions& opt, Devi
     return r;
   };
   auto stats = [&] {
+    static_cast<drivers::GrabCounters&>(cnt) = grabber.counters();
     cnt.slm_driver = retry_delta(devices.slm_retries, slm_base);
     cnt.camera_driver = retry_delta(devices.camera_retries, cam_base);
     json j = base_stats;
@@ -286,66 +291,19 @@ JobOutcome capture_loop(const CaptureInputs& in, const CaptureOptions& opt, Devi
 
   const io::WorkControl work = ctl.work();
   work.report(static_cast<std::int64_t>(w.records()), total, "capture");
-  // Shows `pattern` and grabs until a frame passes the frame gate and then `judge` (none: accepted); every
-  // rejected frame is re-grabbed after showing the pattern again, which waits a full settle more.
-  enum class Judged { accept, regrab, fail };
-  using Judge = std::function<Judged(const drivers::Frame&, std::string& cause)>;
+  // Shows `pattern` and grabs until a frame passes the frame gate and `judge` (none: accepted).
   auto acquire = [&](const cv::Mat& pattern, const std::string& where,
-                     const Judge& judge) -> std::variant<drivers::Frame, JobOutcome> {
-    std::string cause;
-    for (int attempt = 1;; ++attempt) {
-      if (work.stop_requested()) {
-        const bool shutdown = ctl.stop_reason() == StopReason::shutdown;
-        return finish(shutdown ? JobState::interrupted : JobState::cancelled,
-                      shutdown ? "daemon shut down during the job" : "cancelled by request");
-      }
-      if (attempt > opt.max_input_attempts) {
-        return finish(JobState::failed, where + "no valid frame after " + std::to_string(opt.max_input_attempts) +
-                                            " show+grab cycles; last cause: " + cause);
-      }
-      if (attempt > 1) ++cnt.regrabs;
-      auto count_error = [&](const drivers::DeviceError& e) {
-        switch (e.code) {
-          case drivers::DeviceErrc::timeout: ++cnt.timeouts; break;
-          case drivers::DeviceErrc::corrupt_frame: ++cnt.corrupt_frames; break;
-          case drivers::DeviceErrc::disconnected: ++cnt.disconnects; break;
-          case drivers::DeviceErrc::write_failed: ++cnt.write_failures; break;
-          default: break;
-        }
-        cause = e.message + " [" + std::string(drivers::to_string(e.code)) + "]";
-      };
-      if (auto err = slm.show(pattern)) {
-        ++cnt.show_errors;
-        count_error(*err);
-        if (!drivers::is_transient(err->code)) return finish(JobState::failed, where + cause);
-        continue;
-      }
-      gate.pattern_settled(monotonic_s());
-      const double grab_start = monotonic_s();
-      auto fr = cam.grab(opt.grab_timeout);
-      const double received = monotonic_s();
-      if (!fr) {
-        ++cnt.grab_errors;
-        count_error(fr.error());
-        if (!drivers::is_transient(fr.error().code)) return finish(JobState::failed, where + cause);
-        continue;
-      }
-      const auto check = gate.check(fr.value(), received, cam.exposure_ms());
-      cause = check.reason;
-      switch (check.verdict) {
-        case drivers::FrameVerdict::stale: ++cnt.out_of_order; continue;
-        case drivers::FrameVerdict::gap: cnt.frames_dropped += check.lost; ++cnt.gap_frames; continue;
-        case drivers::FrameVerdict::early: ++cnt.early_frames; continue;
-        case drivers::FrameVerdict::accepted: break;
-      }
-      if (judge) {
-        const Judged j = judge(fr.value(), cause);
-        if (j == Judged::fail) return finish(JobState::failed, where + cause);
-        if (j == Judged::regrab) continue;
-      }
-      grab_ms.push_back((received - grab_start) * 1e3);
-      return std::move(fr.value());
+                     const drivers::FrameJudge& judge) -> std::variant<drivers::Frame, JobOutcome> {
+    auto got = grabber.show_and_grab(pattern, {[&] { return work.stop_requested(); }, judge});
+    if (auto* f = std::get_if<drivers::GrabFailure>(&got)) {
+      if (!f->stopped) return finish(JobState::failed, where + f->error.message);
+      const bool shutdown = ctl.stop_reason() == StopReason::shutdown;
+      return finish(shutdown ? JobState::interrupted : JobState::cancelled,
+                    shutdown ? "daemon shut down during the job" : "cancelled by request");
     }
+    auto& g = std::get<drivers::GatedFrame>(got);
+    grab_ms.push_back(g.grab_ms);
+    return std::move(g.frame);
   };
 
   // The content check's chain starts from frames of the dark input (calibration/content_gate.hpp).
@@ -387,26 +345,10 @@ JobOutcome capture_loop(const CaptureInputs& in, const CaptureOptions& opt, Devi
       return finish(JobState::failed, e.what());
     }
     const std::string where = "input " + std::to_string(idx) + ": ";
-    const std::uint64_t faults_before = cnt.regrabs;
-    int content_rejects_here = 0;
-    const Judge judge_content = [&](const drivers::Frame& fr, std::string& cause) {
-      if (!content.gate) return Judged::accept;
-      calibration::ContentCheck c;
-      try {
-        c = content.gate->check(fr.image, input_mat(in, k));
-      } catch (const std::invalid_argument& e) {
-        cause = e.what();
-        return Judged::fail;
-      }
-      if (c.verdict == calibration::ContentVerdict::undecidable) ++cnt.content_undecidable;
-      if (c.verdict != calibration::ContentVerdict::stale) return Judged::accept;
-      ++cnt.content_rejects;
-      cause = c.reason;
-      if (++content_rejects_here <= opt.content.max_regrabs) return Judged::regrab;
-      cause = "the frame content did not match the input after " + std::to_string(opt.content.max_regrabs) +
-              " re-grabs (content_check.max_regrabs): " + c.reason;
-      return Judged::fail;
-    };
+    const std::uint64_t faults_before = grabber.counters().regrabs;
+    drivers::FrameJudge judge_content;
+    if (content.gate)
+      judge_content = [&](const drivers::Frame& fr) { return content.gate->judge(fr.image, input_mat(in, k), cnt); };
     auto got = acquire(pattern, where, judge_content);
     if (auto* o = std::get_if<JobOutcome>(&got)) return std::move(*o);
     std::optional<drivers::Frame> frame = std::move(std::get<drivers::Frame>(got));
@@ -439,7 +381,7 @@ JobOutcome capture_loop(const CaptureInputs& in, const CaptureOptions& opt, Devi
       preview_frames.push_back(fc.clone());
       preview_inputs.push_back(cv::Mat(rows, cols, CV_8UC1, const_cast<std::uint8_t*>(img)).clone());
     }
-    if (cnt.regrabs != faults_before) publish_stats();
+    if (grabber.counters().regrabs != faults_before) publish_stats();
     work.report(static_cast<std::int64_t>(k + 1), total, "capture");
     if (pend.n >= opt.chunk_records || monotonic_s() - chunk_start >= opt.chunk_seconds) commit();
   }

@@ -20,9 +20,8 @@ json retry_json(const drivers::RetryCounters& r) {
 
 void CaptureCounters::add(const CaptureCounters& o) {
   drivers::GrabCounters::add(o);
+  calibration::ContentCounters::add(o);
   frames_stored += o.frames_stored;
-  content_rejects += o.content_rejects;
-  content_undecidable += o.content_undecidable;
   add_retry(slm_driver, o.slm_driver);
   add_retry(camera_driver, o.camera_driver);
 }
@@ -30,8 +29,7 @@ void CaptureCounters::add(const CaptureCounters& o) {
 json CaptureCounters::to_json() const {
   json j = drivers::GrabCounters::to_json();
   j["frames_stored"] = frames_stored;
-  j["content_rejects"] = content_rejects;
-  j["content_undecidable"] = content_undecidable;
+  calibration::ContentCounters::add_to(j);
   j["slm_driver"] = retry_json(slm_driver);
   j["camera_driver"] = retry_json(camera_driver);
   return j;

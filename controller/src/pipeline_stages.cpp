@@ -386,11 +386,11 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate) 
               {"accuracy", acc},
               {"confusion", conf},
               {"compensation_curves", curves},
-              {"frame_integrity", ex.frame_counters().to_json()},
+              {"frame_integrity", ex.frame_integrity()},
               {"drift", {{"checks", ex.drift_checks()}, {"action", c_.drift_action},
                          {"shift_threshold_px", c_.drift.shift_threshold_px}, {"gain_threshold", c_.drift.gain_threshold}}}};
-  if (const auto& fc = ex.frame_counters(); fc.regrabs > 0)
-    log(stage + ": frame integrity (rejected frames re-grabbed): " + fc.to_json().dump());
+  if (ex.frame_counters().regrabs > 0)
+    log(stage + ": frame integrity (rejected frames re-grabbed): " + ex.frame_integrity().dump());
   if (truth_at_calibration) {
     // The simulator's true pose when the calibration ended (what the registration measured) and at the
     // end of the stage (after the drift).

@@ -73,22 +73,32 @@ DeviceStatus GatedGrabber::show(const cv::Mat& levels) {
   return std::nullopt;
 }
 
-std::variant<GatedFrame, GrabFailure> GatedGrabber::grab(const std::function<bool()>& stop) {
-  if (pattern_.empty()) throw std::logic_error("GatedGrabber::grab before show");
-  return cycles(true, std::nullopt, stop);
+namespace {
+
+// A device error as a failure names it: its message and its code.
+DeviceError described(const DeviceError& e) {
+  return DeviceError{e.code, e.message + " [" + std::string(to_string(e.code)) + "]"};
 }
 
-std::variant<GatedFrame, GrabFailure> GatedGrabber::show_and_grab(const cv::Mat& levels, const std::function<bool()>& stop) {
+GrabFailure stopped_before_first_cycle() { return {{DeviceErrc::io, "stopped before the first cycle"}, true}; }
+
+}  // namespace
+
+std::variant<GatedFrame, GrabFailure> GatedGrabber::grab(const GrabControl& control) {
+  if (pattern_.empty()) throw std::logic_error("GatedGrabber::grab before show");
+  if (control.stop && control.stop()) return stopped_before_first_cycle();
+  return cycles(true, std::nullopt, control);
+}
+
+std::variant<GatedFrame, GrabFailure> GatedGrabber::show_and_grab(const cv::Mat& levels, const GrabControl& control) {
+  if (control.stop && control.stop()) return stopped_before_first_cycle();
   auto e = show(levels);
-  if (e && !is_transient(e->code)) return GrabFailure{*e};
-  return cycles(!e, e, stop);
+  if (e && !is_transient(e->code)) return GrabFailure{described(*e)};
+  return cycles(!e, e, control);
 }
 
 std::variant<GatedFrame, GrabFailure> GatedGrabber::cycles(bool shown, std::optional<DeviceError> first_error,
-                                                           const std::function<bool()>& stop) {
-  auto described = [](const DeviceError& e) {
-    return DeviceError{e.code, e.message + " [" + std::string(to_string(e.code)) + "]"};
-  };
+                                                           const GrabControl& control) {
   DeviceError cause = first_error ? described(*first_error) : DeviceError{DeviceErrc::io, ""};
   for (int attempt = 1;; ++attempt) {
     if (shown) {
@@ -98,12 +108,12 @@ std::variant<GatedFrame, GrabFailure> GatedGrabber::cycles(bool shown, std::opti
       if (!fr) {
         ++counters_.grab_errors;
         count_error(fr.error());
-        if (!is_transient(fr.error().code)) return GrabFailure{fr.error()};
+        if (!is_transient(fr.error().code)) return GrabFailure{described(fr.error())};
         cause = described(fr.error());
       } else {
         const FrameCheck check = gate_.check(fr.value(), received, camera_.exposure_ms());
         switch (check.verdict) {
-          case FrameVerdict::accepted: return GatedFrame{std::move(fr.value()), (received - t0) * 1e3, attempt};
+          case FrameVerdict::accepted: break;
           case FrameVerdict::stale: ++counters_.out_of_order; break;
           case FrameVerdict::gap:
             counters_.frames_dropped += check.lost;
@@ -111,19 +121,26 @@ std::variant<GatedFrame, GrabFailure> GatedGrabber::cycles(bool shown, std::opti
             break;
           case FrameVerdict::early: ++counters_.early_frames; break;
         }
-        cause = {DeviceErrc::corrupt_frame, check.reason};
+        if (check.verdict != FrameVerdict::accepted) {
+          cause = {DeviceErrc::corrupt_frame, check.reason};
+        } else {
+          const Judgement j = control.judge ? control.judge(fr.value()) : Judgement{};
+          if (j.action == Judged::accept) return GatedFrame{std::move(fr.value()), (received - t0) * 1e3, attempt};
+          if (j.action == Judged::fail) return GrabFailure{{DeviceErrc::corrupt_frame, j.cause}, false, true};
+          cause = {DeviceErrc::corrupt_frame, j.cause};
+        }
       }
     }
     if (attempt >= opt_.max_attempts)
       return GrabFailure{{cause.code, "no valid frame after " + std::to_string(opt_.max_attempts) +
                                           " show+grab cycles; last cause: " + cause.message}};
-    if (stop && stop()) return GrabFailure{cause, true};
+    if (control.stop && control.stop()) return GrabFailure{cause, true};
     ++counters_.regrabs;
     // A re-show waits a full settle more (the driver's), so the next frame begins after it.
     if (auto e = slm_.show(pattern_)) {
       ++counters_.show_errors;
       count_error(*e);
-      if (!is_transient(e->code)) return GrabFailure{*e};
+      if (!is_transient(e->code)) return GrabFailure{described(*e)};
       cause = described(*e);
       shown = false;
     } else {

@@ -13,6 +13,7 @@
 #include "hilo/calibration/experiment.hpp"
 #include "hilo/distill/train.hpp"
 #include "hilo/sim/npy.hpp"
+#include "../drivers/slow_slm.hpp"
 #include "sim_rig.hpp"
 
 using namespace hilo;
@@ -178,6 +179,76 @@ TEST(Experiment, StopEndsTheSetAfterAChunkAndDeviceErrorsAreValues) {
   bad = {};
   bad.frames = 0;
   EXPECT_EQ(bad.validate(), "frames must be in [1, 64], got 0");
+}
+
+struct SlowRun {
+  distill::MatD features;
+  json integrity;
+};
+
+// Calibrates the moderate bench, then measures x with the shows in `swallow` (numbered from the first
+// measured image's) swallowed by a slow input SLM (tests/drivers/slow_slm.hpp).
+SlowRun measure_with_slow_input(const Deployed& dep, const distill::Mat<float>& x, bool content_check,
+                                std::set<int> swallow) {
+  SimRig rig(dep.opts);
+  drivers::testing::SlowSlm slow(rig.input);
+  ExperimentBench b{slow, rig.element.get(), rig.camera};
+  b.now_s = [&rig] { return rig.t_s(); };
+  MeasureOptions mo;
+  mo.content.enabled = content_check;
+  DesignModel design(dep.opts);  // calibrate() sets its element; each run starts from the same design
+  Experiment ex(b, design, dep.deployment, dep.student, mo, {}, "moderate");
+  std::mt19937_64 rng(5);
+  auto cal = ex.calibrate(quick_calibration(), rng);
+  EXPECT_TRUE(cal) << cal.error().message;
+  slow.arm(std::move(swallow));
+  auto m = ex.measure(x);
+  EXPECT_TRUE(m) << m.error().message;
+  return {m ? m.value() : distill::MatD(), ex.frame_integrity()};
+}
+
+// The pipeline's measurement through a slow input SLM on the simulated moderate bench: the calibrated
+// content check rejects exactly the frames of the swallowed shows, re-grabs them, and every measured
+// row belongs to its own input; without the check the same slow SLM files frames under the wrong input
+// (the control that shows the check is what catches them), and on a bench without faults the check
+// rejects nothing.
+TEST(ExperimentContent, RejectsExactlyTheSlowFramesAndFilesNoneUnderTheWrongInput) {
+  Deployed dep;
+  std::mt19937_64 xr(6);
+  const distill::Mat<float> x = random_images(16, xr);
+  // Show 3 is image 2's first (it stays on image 1); 7 and 8 image 5's first two (both stale); 14 image
+  // 10's first. Without the check, show k is image k − 1's only one.
+  const std::set<int> swallow{3, 7, 8, 14};
+  const SlowRun clean = measure_with_slow_input(dep, x, true, {});
+  const SlowRun checked = measure_with_slow_input(dep, x, true, swallow);
+  const SlowRun control = measure_with_slow_input(dep, x, false, swallow);
+  ASSERT_EQ(clean.features.rows(), 16);
+  ASSERT_EQ(checked.features.rows(), 16);
+  ASSERT_EQ(control.features.rows(), 16);
+
+  EXPECT_EQ(clean.integrity["content_check"]["active"], true) << clean.integrity.dump();
+  EXPECT_EQ(clean.integrity["content_check"]["model"], "design (calibrated: pose, blur, gain)");
+  EXPECT_EQ(clean.integrity["content_rejects"], 0) << clean.integrity.dump();
+  EXPECT_EQ(clean.integrity["regrabs"], 0) << clean.integrity.dump();
+  EXPECT_EQ(checked.integrity["content_rejects"], 4) << checked.integrity.dump();
+  EXPECT_EQ(checked.integrity["regrabs"], 4) << checked.integrity.dump();
+  for (const json* j : {&clean.integrity, &checked.integrity}) EXPECT_EQ((*j)["content_undecidable"], 0) << j->dump();
+  EXPECT_EQ(control.integrity["content_check"]["active"], false);
+  EXPECT_EQ(control.integrity["content_rejects"], 0);
+
+  // Which clean row a measured row is nearest to, among its own input's and its neighbours'.
+  auto nearest = [&](const distill::MatD& m, Eigen::Index i) {
+    Eigen::Index best = i;
+    for (Eigen::Index j = std::max<Eigen::Index>(0, i - 2); j <= std::min<Eigen::Index>(15, i + 1); ++j)
+      if ((m.row(i) - clean.features.row(j)).squaredNorm() < (m.row(i) - clean.features.row(best)).squaredNorm()) best = j;
+    return best;
+  };
+  for (Eigen::Index i = 0; i < 16; ++i) EXPECT_EQ(nearest(checked.features, i), i) << "image " << i;
+  // The control: images 2, 6 and 13 show their predecessors, image 7 still image 5 (two shows lost).
+  EXPECT_EQ(nearest(control.features, 2), 1);
+  EXPECT_EQ(nearest(control.features, 6), 5);
+  EXPECT_EQ(nearest(control.features, 7), 5);
+  EXPECT_EQ(nearest(control.features, 13), 12);
 }
 
 TEST(NestedSubset, SmallerFractionsAreDrawnInsideTheLargest) {

@@ -9,6 +9,7 @@
 #include <random>
 #include <set>
 
+#include "../drivers/slow_slm.hpp"
 #include "harness.hpp"
 #include "hilo/controller/capture.hpp"
 #include "hilo/drivers/bench_config.hpp"
@@ -293,34 +294,12 @@ TEST(CaptureFaults, ACameraThatNeverDeliversFailsTheJobLoudlyKeepingNothingWrong
   EXPECT_EQ(r.rec.stats["capture"]["timeouts"], 10);
 }
 
-// A slow SLM: the show() calls numbered in `swallow` (1-based) return at once without changing what the
-// device shows, so the next frame still images the previous pattern, with a fresh id and timestamp.
-class SlowSlm final : public dr::Slm {
- public:
-  SlowSlm(dr::Slm& inner, std::set<int> swallow) : in_(inner), swallow_(std::move(swallow)) {}
-  std::string name() const override { return in_.name(); }
-  int width_px() const override { return in_.width_px(); }
-  int height_px() const override { return in_.height_px(); }
-  double pixel_pitch_um() const override { return in_.pixel_pitch_um(); }
-  int bit_depth() const override { return in_.bit_depth(); }
-  double settle_time_ms() const override { return in_.settle_time_ms(); }
-  DeviceState state() const override { return in_.state(); }
-  DeviceStatus open() override { return in_.open(); }
-  void close() override { in_.close(); }
-  DeviceStatus show(const cv::Mat& levels) override { return swallow_.count(++calls_) ? std::nullopt : in_.show(levels); }
-
- private:
-  dr::Slm& in_;
-  std::set<int> swallow_;
-  int calls_ = 0;
-};
-
 // The content check through run_capture on the simulated moderate bench, uncalibrated design model.
 // Shows 1-3 are the dark reference; show 6 is input 2's first (it stays on input 1), 10 and 11 input
 // 5's first two (both stale), 17 input 10's first.
 Result slow_capture(bool content_check, const sim::BenchOptions* design, std::size_t n = 16) {
   SimRig rig({}, {});
-  SlowSlm slow(*rig.slm, {6, 10, 11, 17});
+  dr::testing::SlowSlm slow(*rig.slm, {6, 10, 11, 17});
   return capture(rig, content_check ? "content_slow" : "content_off", n, &slow, [&](Devices& d, CaptureOptions& o) {
     d.design = design;
     d.element_levels = [] { return cv::Mat(cv::Mat::zeros(64, 64, CV_8UC1)); };  // SimRig's element: flat

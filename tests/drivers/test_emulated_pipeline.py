@@ -99,10 +99,15 @@ class PipelineThroughTheEmulatedLab(unittest.TestCase):
         self.assertEqual([p["profile"] for p in lab_report["profiles"]], ["bench"])
         self.assertGreater(rendered, lab_report["profiles"][0]["test_images"])
         self.assertNotIn("ground_truth_at_end", lab_report["profiles"][0])  # no simulator behind it
-        # Every frame of the measurement passed the frame gate; its counts are in the report.
+        # Every frame of the measurement passed the frame gate and, after the calibration, the content
+        # check against the calibrated design model; their counts are in the report.
         integrity = lab_report["profiles"][0]["frame_integrity"]
-        rejected_or_failed = sum(integrity[k] for k in ("gap_frames", "out_of_order", "early_frames", "show_errors", "grab_errors"))
+        rejected_or_failed = sum(integrity[k] for k in ("gap_frames", "out_of_order", "early_frames", "show_errors",
+                                                        "grab_errors", "content_rejects"))
         self.assertEqual(integrity["regrabs"], rejected_or_failed, integrity)  # each cost one more show + grab
+        self.assertTrue(integrity["content_check"]["active"], integrity)
+        # No fault injected: the emulator imaged every input as shown, so the check rejects nothing.
+        self.assertEqual(integrity["content_rejects"], 0, integrity)
         self.assertEqual(lab_report["deploy"], sim_report["deploy"])  # same seeds, same element
         lab_t, sim_t = table(lab_report), table(sim_report)
         self.assertEqual(lab_t.keys(), sim_t.keys())

@@ -319,6 +319,7 @@ TEST(GatedGrabber, RetriesTransientErrorsAndStopsAtOnceOnOthers) {
   const auto f = b.grabber.show_and_grab(Bench::pattern(4));
   ASSERT_TRUE(std::holds_alternative<GrabFailure>(f));
   EXPECT_EQ(std::get<GrabFailure>(f).error.code, DeviceErrc::invalid_argument);
+  EXPECT_EQ(std::get<GrabFailure>(f).error.message, "camera 'test-camera': bad format [invalid_argument]");
   EXPECT_FALSE(std::get<GrabFailure>(f).stopped);
   EXPECT_EQ(c.regrabs, 2u);  // not retried
 }
@@ -343,11 +344,60 @@ TEST(GatedGrabber, AStopRequestEndsTheRetriesAndSaysSo) {
   Bench b;
   ASSERT_TRUE(std::holds_alternative<GatedFrame>(b.grabber.show_and_grab(Bench::pattern(1))));
   b.cam.script = {GrabStep{.skip = 1}};
-  const auto r = b.grabber.show_and_grab(Bench::pattern(2), [] { return true; });
+  int asked = 0;
+  const auto r = b.grabber.show_and_grab(Bench::pattern(2), {.stop = [&] { return ++asked > 1; }});
   ASSERT_TRUE(std::holds_alternative<GrabFailure>(r));
   EXPECT_TRUE(std::get<GrabFailure>(r).stopped);
   EXPECT_NE(std::get<GrabFailure>(r).error.message.find("lost"), std::string::npos);
   EXPECT_EQ(b.cam.grabs, 2);
+  EXPECT_EQ(asked, 2);  // before the first cycle and before the re-grab
+  // A stop already requested: nothing is shown or grabbed.
+  const auto s = b.grabber.show_and_grab(Bench::pattern(3), {.stop = [] { return true; }});
+  ASSERT_TRUE(std::holds_alternative<GrabFailure>(s));
+  EXPECT_TRUE(std::get<GrabFailure>(s).stopped);
+  EXPECT_EQ(std::get<GrabFailure>(s).error.message, "stopped before the first cycle");
+  EXPECT_EQ(b.slm.shows, 2);  // patterns 1 and 2, nothing more
+  EXPECT_EQ(b.cam.grabs, 2);
+}
+
+TEST(GatedGrabber, TheCallersJudgeReGrabsOrFailsAFrameTheGateAccepted) {
+  Bench b;
+  // The judge rejects the first two frames it sees, then accepts: two re-grabs, each a re-show.
+  int judged = 0;
+  const auto r = b.grabber.show_and_grab(Bench::pattern(5), {.judge = [&](const Frame& f) {
+                                                                EXPECT_EQ(cv::countNonZero(f.image != 5), 0);
+                                                                return ++judged <= 2 ? Judgement{Judged::regrab, "looks like the last one"}
+                                                                                     : Judgement{};
+                                                              }});
+  ASSERT_TRUE(std::holds_alternative<GatedFrame>(r));
+  EXPECT_EQ(frame_of(r).attempts, 3);
+  EXPECT_EQ(judged, 3);
+  EXPECT_EQ(b.grabber.counters().regrabs, 2u);
+  EXPECT_EQ(b.slm.shows, 3);
+  // Frames the gate rejects never reach the judge.
+  b.cam.script = {GrabStep{.repeat = true}, GrabStep{}};
+  judged = 0;
+  ASSERT_TRUE(std::holds_alternative<GatedFrame>(
+      b.grabber.show_and_grab(Bench::pattern(6), {.judge = [&](const Frame&) { return ++judged, Judgement{}; }})));
+  EXPECT_EQ(judged, 1);
+  // Running out of cycles names the judge's cause; a fail ends at once with the judge's cause verbatim.
+  GatedGrabOptions o;
+  o.max_attempts = 2;
+  Bench c(o);
+  const auto out = c.grabber.show_and_grab(Bench::pattern(1), {.judge = [](const Frame&) {
+                                                                 return Judgement{Judged::regrab, "content of input 0"};
+                                                               }});
+  ASSERT_TRUE(std::holds_alternative<GrabFailure>(out));
+  EXPECT_EQ(std::get<GrabFailure>(out).error.message,
+            "no valid frame after 2 show+grab cycles; last cause: content of input 0");
+  EXPECT_FALSE(std::get<GrabFailure>(out).judged);
+  const auto fail = c.grabber.show_and_grab(Bench::pattern(2), {.judge = [](const Frame&) {
+                                                                  return Judgement{Judged::fail, "gave up on input 2"};
+                                                                }});
+  ASSERT_TRUE(std::holds_alternative<GrabFailure>(fail));
+  EXPECT_TRUE(std::get<GrabFailure>(fail).judged);
+  EXPECT_EQ(std::get<GrabFailure>(fail).error.message, "gave up on input 2");
+  EXPECT_EQ(c.grabber.counters().regrabs, 1u);  // the fail cost no re-grab
 }
 
 TEST(GatedGrabber, GrabAfterShowTakesFurtherFramesOfTheSamePattern) {

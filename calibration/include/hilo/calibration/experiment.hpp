@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "hilo/calibration/compensation.hpp"
+#include "hilo/calibration/content_gate.hpp"
 #include "hilo/calibration/drift.hpp"
 #include "hilo/calibration/hil.hpp"
 #include "hilo/calibration/subset.hpp"
@@ -43,11 +44,26 @@ struct ExperimentBench {
 // the end of each set) the drift probes are measured again (check_drift). Past a threshold the check
 // is reported and, with drift_action "update", the measured pose and gain replace the calibration's
 // for the images that follow ("report": reported only).
+//
+// Frame integrity by content (`content`, content_gate.hpp): once calibrate_bench has returned, every
+// frame the experiment takes (the drift probes, the measured sets, the sample captures) is judged by
+// the frame content check against the CALIBRATED design model: the design model with the element it
+// holds, its image blurred by the registration's fitted blur, warped by the live pose and scaled by the
+// live gain (drift updates included), so the frame's change from the last accepted frame of another
+// input must follow that model's predicted change. The chain starts from the calibration's mean dark
+// frame (prediction 0) and its temporal noise. A stale frame is counted (content_rejects) and re-grabbed
+// after a full settle more; after content.max_regrabs stale frames of one input in a row the
+// measurement fails naming the correlation. Rule before calibration: the check is OFF — the
+// calibration's own probes (dark, registration, linearity, tiles) are gated by frame counter and
+// timestamp only, because the pose, blur and gain the check needs are what they measure (the design
+// model before registration is the capture's uncalibrated check, which the probes' flat/deployed
+// element switches and unknown misalignment would make the pipeline's weakest link).
 struct MeasureOptions {
   int frames = 1;         // [1, 64]
   int drift_every = 500;  // images, >= 10
   DriftOptions drift;
   std::string drift_action = "update";  // "update" or "report"
+  ContentGateOptions content;           // the content check after calibration (enabled by default)
 
   [[nodiscard]] std::string validate() const;  // empty when valid, else the violated rule
 };
@@ -69,7 +85,8 @@ class Experiment {
              std::string name);
 
   // Installs a fixed mask (no element SLM), runs calibrate_bench (registration with a flat element SLM
-  // when there is one) and takes the drift reference right after it.
+  // when there is one) with the content check off, then turns the calibrated content check on (see
+  // MeasureOptions) and takes the drift reference right after it.
   drivers::DeviceResult<BenchCalibrationResult> calibrate(BenchCalibrationOptions options, std::mt19937_64& rng);
 
   // Features of each row of x (N × H·W in [0, 1]) measured through the bench with the live calibration,
@@ -87,6 +104,13 @@ class Experiment {
   // Frame integrity over every frame this Experiment took (calibration probes, drift checks, measured
   // sets, captures): gate rejections, re-grabs and device errors (drivers/gated_grab.hpp).
   const drivers::GrabCounters& frame_counters() const { return rig_.counters(); }
+  // What the content check did (frames after calibration only).
+  const ContentCounters& content_counters() const { return content_counters_; }
+  // frame_counters() and content_counters() as one JSON object (GrabCounters::to_json plus
+  // content_rejects and content_undecidable) and "content_check": {"active": true, "model",
+  // "options", "dark_noise_counts"} or {"active": false, "reason"} — the report's
+  // profiles[].frame_integrity.
+  nlohmann::json frame_integrity() const;
   // The devices' time when calibrate_bench ended (before the drift reference), seconds.
   double calibrated_at_s() const { return calibrated_at_s_; }
 
@@ -94,6 +118,7 @@ class Experiment {
   template <typename F>
   auto locked(F&& f);
   drivers::DeviceStatus check_drift_now();
+  void start_content_check(double blur_px);  // after calibrate_bench: the calibrated content check
 
   ExperimentBench& bench_;
   DesignModel& design_;
@@ -104,6 +129,9 @@ class Experiment {
   std::string name_;
   ProbeRig rig_;
   BenchCalibration calibrated_, live_;  // as calibrated; as drift updates leave it
+  std::optional<ContentGate> content_;  // the calibrated content check; empty before calibration or off
+  ContentCounters content_counters_;
+  nlohmann::json content_status_;
   std::optional<DriftReference> reference_;
   nlohmann::json drift_checks_ = nlohmann::json::array();
   std::int64_t measured_ = 0;

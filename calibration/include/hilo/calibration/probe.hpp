@@ -52,9 +52,15 @@ class ProbeRig {
   drivers::Camera& camera() { return camera_; }
 
   // Every frame passes the frame gate (drivers/gated_grab.hpp): its counter and exposure timestamp are
-  // judged against the instant the pattern settled; a rejected frame, or a transient device error, is
-  // re-grabbed after showing the pattern again (a full settle more), up to options.grab.max_attempts
-  // cycles per frame, and counted in counters().
+  // judged against the instant the pattern settled, then by the judge when one is set; a rejected
+  // frame, or a transient device error, is re-grabbed after showing the pattern again (a full settle
+  // more), up to options.grab.max_attempts cycles per frame, and counted in counters().
+
+  // A judge of every later frame the gate accepts: judge(frame counts, the intensity shown) → accept,
+  // re-grab or fail (drivers::Judgement; the judge counts its own reasons). Empty: none. The pipeline
+  // sets the calibrated content check here once the bench is calibrated (Experiment::calibrate).
+  using Judge = std::function<drivers::Judgement(const RArray& frame_counts, const RArray& input_intensity)>;
+  void set_judge(Judge judge) { judge_ = std::move(judge); }
 
   // Shows `intensity` and waits for the device to settle (the driver's show() does).
   drivers::DeviceStatus show(const RArray& intensity);
@@ -72,7 +78,10 @@ class ProbeRig {
   drivers::Camera& camera_;
   ProbeOptions opt_;
   drivers::GatedGrabber grabber_;
+  Judge judge_;
+  RArray shown_;  // the intensity shown last (what the judge judges frames against)
 
+  drivers::GrabControl control();
   cv::Mat levels_of(const RArray& intensity) const;  // throws std::invalid_argument for another shape
   drivers::DeviceResult<RArray> mean_of(drivers::DeviceResult<RArray> first, int frames);
 };

@@ -10,7 +10,9 @@
 // stop or a device failure keeps every frame grabbed before it.
 //
 // Faults (after the drivers' own RetryPolicy): a frame is stored only under the input shown before it
-// was triggered. The capture remembers the sequence number s of the last frame it received; after
+// was triggered. Every frame is taken by one drivers::GatedGrabber (gated_grab.hpp: show, settle, grab,
+// gate, re-show and re-grab), the same loop the calibration probes and the pipeline use, with the
+// content check as its judge and the job's stop request as its stop check. The capture remembers the sequence number s of the last frame it received; after
 // show(input k) the next frame must carry s + 1. A frame with a larger number (frames were lost: the
 // one returned may have been exposed before the input settled) or a smaller or equal one (stale, out
 // of order) is discarded, and the input is shown again and grabbed again. A transient device error
@@ -63,11 +65,10 @@
 
 namespace hilo::controller {
 
-// The show/grab/gate counters (drivers/gated_grab.hpp) plus what only a capture counts.
-struct CaptureCounters : drivers::GrabCounters {
+// The show/grab/gate counters (drivers/gated_grab.hpp: the capture's GatedGrabber's, copied), the
+// content check's (calibration/content_gate.hpp) plus what only a capture counts.
+struct CaptureCounters : drivers::GrabCounters, calibration::ContentCounters {
   std::uint64_t frames_stored = 0;
-  std::uint64_t content_rejects = 0;      // frames discarded because their content shows another input
-  std::uint64_t content_undecidable = 0;  // frames stored although the content check could not decide
   drivers::RetryCounters slm_driver, camera_driver;  // the drivers' retry counters accumulated meanwhile
 
   void add(const CaptureCounters& o);
