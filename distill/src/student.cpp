@@ -35,6 +35,7 @@ std::string StudentOptions::validate() const {
   if (feature_norm != "feature" && feature_norm != "map" && feature_norm != "none")
     return "student.feature_norm must be \"feature\", \"map\" or \"none\", got \"" + feature_norm + "\"";
   if (auto e = noise.validate(); !e.empty()) return e;
+  if (auto e = augment.validate(); !e.empty()) return e;
   return {};
 }
 
@@ -96,6 +97,7 @@ OpticalStudent::OpticalStudent(const StudentOptions& o, Shape in, int classes) :
   gb2_ = b2_;
   mu_ = MatD::Zero(1, D_);
   inv_sd_ = MatD::Ones(1, D_);
+  if (o_.augment.enabled) jitter_.emplace(o_.augment, tiling_of(o_, in_));
   refresh_kernels();
 }
 
@@ -278,7 +280,7 @@ void OpticalStudent::front_forward(const MatD& x) {
 
 MatD OpticalStudent::features(const MatD& x) {
   front_forward(x);
-  noisy_ = false;
+  noisy_ = jittered_ = false;
   return pool_sign(y_);
 }
 
@@ -296,9 +298,15 @@ MatD OpticalStudent::backend_forward(const MatD& a) {
 MatD OpticalStudent::forward(const MatD& x, bool train, std::mt19937_64* rng) {
   front_forward(x);
   noisy_ = train && o_.noise.enabled;
+  jittered_ = train && jitter_.has_value();
+  if ((noisy_ || jittered_) && !rng)
+    throw std::invalid_argument("student.forward: camera noise and augmentation need a random generator");
   MatD y = y_;
+  if (jittered_) {
+    jitter_->draw(y.rows(), *rng);
+    y = jitter_->apply(y);
+  }
   if (noisy_) {
-    if (!rng) throw std::invalid_argument("student.forward: camera noise needs a random generator");
     std::normal_distribution<double> n(0.0, 1.0);
     const double s = o_.noise.photons_per_unit, r = o_.noise.read_noise, floor = 1e-8;
     noise_deriv_.resize(y.rows(), y.cols());
@@ -331,6 +339,7 @@ void OpticalStudent::backward(const MatD& dl, const MatD* dh_extra) {
   da.array().rowwise() *= inv_sd_.row(0).array();
   MatD dy = pool_sign_t(da);
   if (noisy_) dy.array() *= noise_deriv_.array();
+  if (jittered_) dy = jitter_->apply_t(dy);
   conv_->grad_weight().setZero();
   conv_->backward_params(dy);
   grho_ += kernel_grad_to_raw(conv_->grad_weight());

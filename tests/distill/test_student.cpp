@@ -76,6 +76,30 @@ TEST(OpticalStudent, BackwardMatchesFiniteDifferences) {
   }
 }
 
+namespace {
+// A training forward (noise and/or augmentation drawn from a generator seeded with `seed` at every
+// evaluation, so the draws are fixed) against finite differences of every parameter; `min_change`:
+// how far the training logits must differ from the evaluation ones (the draws are really there).
+void expect_training_backward_matches_fd(OpticalStudent& s, const MatD& x, const std::vector<int>& y, std::uint64_t seed,
+                                         double min_change, const std::string& label) {
+  auto loss = [&] {
+    std::mt19937_64 draws(seed);
+    return softmax_cross_entropy<double>(s.forward(x, true, &draws), y, nullptr);
+  };
+  std::mt19937_64 draws(seed);
+  s.zero_grad();
+  MatD dl;
+  const MatD logits = s.forward(x, true, &draws);
+  softmax_cross_entropy(logits, y, &dl);
+  s.backward(dl);
+  EXPECT_GT((logits - s.forward(x, false)).norm(), min_change) << label;
+  for (auto& p : s.params()) {
+    const MatD g = *p.grad;
+    EXPECT_LT(rel_err(g, numeric_grad(*p.value, loss)), 1e-4) << label << " " << p.name;
+  }
+}
+}  // namespace
+
 TEST(OpticalStudent, CameraNoiseBackwardMatchesFiniteDifferencesForFixedNoise) {
   std::mt19937_64 rng(12);
   StudentOptions o = tiny("intensity", "softplus", "pairs");
@@ -85,23 +109,7 @@ TEST(OpticalStudent, CameraNoiseBackwardMatchesFiniteDifferencesForFixedNoise) {
   OpticalStudent s(o, Shape{1, 6, 6}, 3);
   s.init(rng);
   s.fit_feature_norm(s.features(images(16, rng)));
-  const MatD x = images(3, rng);
-  const std::vector<int> y{1, 0, 2};
-  auto loss = [&] {
-    std::mt19937_64 noise(99);  // the same noise sample at every evaluation
-    return softmax_cross_entropy<double>(s.forward(x, true, &noise), y, nullptr);
-  };
-  std::mt19937_64 noise(99);
-  s.zero_grad();
-  MatD dl;
-  const MatD noisy = s.forward(x, true, &noise);
-  softmax_cross_entropy(noisy, y, &dl);
-  s.backward(dl);
-  EXPECT_GT((noisy - s.forward(x, false)).norm(), 1e-3);  // the noise is really there
-  for (auto& p : s.params()) {
-    const MatD g = *p.grad;
-    EXPECT_LT(rel_err(g, numeric_grad(*p.value, loss)), 1e-4) << p.name;
-  }
+  expect_training_backward_matches_fd(s, images(3, rng), {1, 0, 2}, 99, 1e-3, "noise");
 }
 
 TEST(OpticalStudent, NoiseWithoutGeneratorIsAnError) {
@@ -111,6 +119,160 @@ TEST(OpticalStudent, NoiseWithoutGeneratorIsAnError) {
   std::mt19937_64 rng(1);
   s.init(rng);
   EXPECT_THROW(s.forward(images(2, rng), true, nullptr), std::invalid_argument);
+}
+
+namespace {
+// Errors far above the defaults, so that every step of the jitter changes the features.
+AugmentOptions strong_jitter() {
+  AugmentOptions a;
+  a.enabled = true;
+  a.shift_px = 0.7;
+  a.rotation_deg = 4.0;
+  a.scale = 0.04;
+  a.defocus_px = 0.8;
+  a.gain = 0.1;
+  a.dark = 0.01;
+  return a;
+}
+}  // namespace
+
+TEST(OpticalStudent, AugmentBackwardMatchesFiniteDifferencesForFixedDraws) {
+  for (const auto& c : kCases) {
+    for (const bool noise : {false, true}) {
+      std::mt19937_64 rng(13);
+      StudentOptions o = tiny(c.param, c.nonneg, c.signing);
+      o.feature_norm = c.norm;
+      o.augment = strong_jitter();
+      o.noise.enabled = noise;
+      o.noise.photons_per_unit = 50;
+      OpticalStudent s(o, Shape{1, 6, 6}, 3);
+      s.init(rng);
+      s.fit_feature_norm(s.features(images(16, rng)));
+      s.w1() *= 3.0;
+      expect_training_backward_matches_fd(s, images(3, rng), {2, 0, 1}, 77, 1e-2,
+                                          name(c) + (noise ? " + noise" : ""));
+    }
+  }
+}
+
+TEST(FrontEndJitter, TransposeIsExactAndEachErrorDoesWhatItSays) {
+  hilo::sim::KernelTiling t;
+  t.count = 4;
+  t.kernel_size = 3;
+  t.tile_columns = 2;
+  t.gap = 1;
+  t.object_rows = 12;
+  t.object_cols = 12;
+  const Eigen::Index HW = 144;
+  std::mt19937_64 rng(21);
+  std::normal_distribution<double> n(0.0, 1.0);
+  // Transpose: ⟨apply(y) − apply(0), m⟩ = ⟨y, apply_t(m)⟩ for random y, m (apply(0) = the dark offsets).
+  {
+    FrontEndJitter j(strong_jitter(), t);
+    j.draw(3, rng);
+    const MatD y = MatD::NullaryExpr(3, 4 * HW, [&] { return n(rng); });
+    const MatD m = MatD::NullaryExpr(3, 4 * HW, [&] { return n(rng); });
+    const double lhs = (j.apply(y) - j.apply(MatD::Zero(3, 4 * HW))).cwiseProduct(m).sum();
+    EXPECT_NEAR(lhs, y.cwiseProduct(j.apply_t(m)).sum(), 1e-10 * std::abs(lhs));
+    EXPECT_THROW(j.apply(MatD::Zero(2, 4 * HW)), std::invalid_argument);  // 2 samples, 3 drawn
+  }
+  // A centred Gaussian blob per map: measure centroid, spread and sum of each jittered map.
+  MatD blob(1, 4 * HW);
+  for (int k = 0; k < 4; ++k)
+    for (int r = 0; r < 12; ++r)
+      for (int c = 0; c < 12; ++c)
+        blob(0, k * HW + r * 12 + c) = std::exp(-0.5 * ((r - 6) * (r - 6) + (c - 6) * (c - 6)) / 1.5);
+  struct Moments {
+    double sum, x, y, var;
+  };
+  auto moments = [&](const MatD& m, int k) {
+    Moments o{0, 0, 0, 0};
+    for (int r = 0; r < 12; ++r)
+      for (int c = 0; c < 12; ++c) {
+        const double v = m(0, k * HW + r * 12 + c);
+        o.sum += v, o.x += v * (c - 6), o.y += v * (r - 6), o.var += v * ((c - 6) * (c - 6) + (r - 6) * (r - 6));
+      }
+    o.x /= o.sum, o.y /= o.sum, o.var /= o.sum;
+    return o;
+  };
+  const Moments ref = moments(blob, 0);
+  auto only = [](auto set) {
+    AugmentOptions a;
+    a.enabled = true;
+    a.shift_px = a.rotation_deg = a.scale = a.defocus_px = a.gain = a.dark = 0.0;
+    set(a);
+    return a;
+  };
+  {  // shift: every map moves by the drawn shift
+    FrontEndJitter j(only([](AugmentOptions& a) { a.shift_px = 0.5; }), t);
+    j.draw(1, rng);
+    const auto& p = j.draws()[0].pose;
+    const MatD out = j.apply(blob);
+    for (int k = 0; k < 4; ++k) {
+      EXPECT_NEAR(moments(out, k).x, p.shift_x_px, 0.01);
+      EXPECT_NEAR(moments(out, k).y, p.shift_y_px, 0.01);
+    }
+  }
+  {  // scale about the frame centre: map k moves by (s − 1)·c_k, c_k its centre's offset from the frame centre
+    FrontEndJitter j(only([](AugmentOptions& a) { a.scale = 0.03; }), t);
+    do j.draw(1, rng);
+    while (std::abs(j.draws()[0].pose.scale - 1) < 0.005);  // maps 15 px apart then move ≥ 0.075 px apart
+    const double s = j.draws()[0].pose.scale;
+    const MatD out = j.apply(blob);
+    for (int k = 0; k < 4; ++k) {
+      const auto [r0, c0] = t.map_origin(k);
+      const double cx = double(c0 + 6) - double(t.canvas_cols() / 2), cy = double(r0 + 6) - double(t.canvas_rows() / 2);
+      // Bilinear resampling at a scaled grid aliases the interpolant's kinks: centroids within 10 %.
+      EXPECT_NEAR(moments(out, k).x, (s - 1) * cx, 0.1 * std::abs((s - 1) * cx)) << k;
+      EXPECT_NEAR(moments(out, k).y, (s - 1) * cy, 0.1 * std::abs((s - 1) * cy)) << k;
+    }
+  }
+  {  // defocus: the blob's variance grows by 2·b² (a Gaussian blur of σ = b in x and y), its sum is kept
+    FrontEndJitter j(only([](AugmentOptions& a) { a.defocus_px = 0.8; }), t);
+    j.draw(1, rng);
+    const double b = j.draws()[0].blur_px;
+    ASSERT_GT(b, 0.5);  // below ~0.5 px the discrete taps' variance falls short of b²
+    const Moments m = moments(j.apply(blob), 2);
+    EXPECT_NEAR(m.var, ref.var + 2 * b * b, 0.02 * ref.var);
+    EXPECT_NEAR(m.sum, ref.sum, 1e-3 * ref.sum);
+  }
+  {  // gain and dark: M = g·Y + d_k
+    FrontEndJitter j(only([](AugmentOptions& a) { a.gain = 0.05, a.dark = 0.01; }), t);
+    j.draw(1, rng);
+    const auto& d = j.draws()[0];
+    const MatD out = j.apply(blob);
+    for (int k = 0; k < 4; ++k)
+      EXPECT_LT(((out.middleCols(k * HW, HW) - d.pose.gain * blob.middleCols(k * HW, HW)).array() - d.dark[k]).abs().maxCoeff(),
+                1e-15);
+    EXPECT_NE(d.dark[0], d.dark[1]);
+  }
+}
+
+TEST(OpticalStudent, AugmentIsOffByDefaultAndOnlyInTraining) {
+  EXPECT_FALSE(StudentOptions{}.augment.enabled);
+  std::mt19937_64 rng(3);
+  StudentOptions o = tiny("intensity", "softplus", "pairs");
+  OpticalStudent plain(o, Shape{1, 6, 6}, 3);
+  plain.init(rng);
+  o.augment = strong_jitter();
+  OpticalStudent aug(o, Shape{1, 6, 6}, 3);
+  const auto from = plain.params(), to = aug.params();
+  for (std::size_t i = 0; i < from.size(); ++i) *to[i].value = *from[i].value;
+  const MatD x = images(4, rng);
+  // Evaluation, features and the NTK see the ideal front-end; a training forward without noise or
+  // augmentation draws nothing.
+  EXPECT_EQ((aug.forward(x, false) - plain.forward(x, false)).norm(), 0.0);
+  EXPECT_EQ((aug.features(x) - plain.features(x)).norm(), 0.0);
+  EXPECT_EQ((aug.ntk(x, ParamSet::all) - plain.ntk(x, ParamSet::all)).norm(), 0.0);
+  std::mt19937_64 g1(9), g2(9);
+  plain.forward(x, true, &g1);
+  EXPECT_TRUE(g1 == g2);
+  EXPECT_GT((aug.forward(x, true, &g1) - plain.forward(x, false)).norm(), 1e-3);
+  EXPECT_THROW(aug.forward(x, true, nullptr), std::invalid_argument);
+  // The options travel with the model file.
+  const OpticalStudent back = OpticalStudent::from_model(aug.to_model({}));
+  EXPECT_TRUE(back.options().augment.enabled);
+  EXPECT_EQ(back.options().augment.rotation_deg, 4.0);
 }
 
 TEST(OpticalStudent, ValidateNamesTheRule) {
@@ -123,6 +285,15 @@ TEST(OpticalStudent, ValidateNamesTheRule) {
   o = StudentOptions{};
   o.parameterization = "hologram";
   EXPECT_NE(o.validate(), "");
+  o = StudentOptions{};
+  o.augment.shift_px = -0.1;
+  EXPECT_EQ(o.validate().rfind("student.augment.shift_px must be a finite σ >= 0, got -0.1", 0), 0u) << o.validate();
+  o = StudentOptions{};
+  o.augment.gain = 0.5;
+  EXPECT_NE(o.validate().find("student.augment.gain must be <= 0.3"), std::string::npos);
+  // Read from JSON once, next to the struct: unknown keys are refused with the path.
+  EXPECT_TRUE(OpticalStudent::options_from_json({{"augment", {{"enabled", true}, {"defocus_px", 1.0}}}}).augment.enabled);
+  EXPECT_ANY_THROW(OpticalStudent::options_from_json({{"augment", {{"defocus_waves", 1.0}}}}));
 }
 
 namespace {

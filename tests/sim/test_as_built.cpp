@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <numbers>
+#include <random>
 
 #include <gtest/gtest.h>
 
@@ -131,6 +132,21 @@ TEST(AsBuilt, WarpMovesAPointWhereThePoseSays) {
   const RArray shifted = warp_image(img, Pose{3.0, -2.0, 0.0, 1.0, 1.0});
   EXPECT_EQ(shifted(32 + 10 - 2, 32 + 20 + 3), 1.0);
   EXPECT_EQ(shifted.sum(), 1.0);
+}
+
+TEST(AsBuilt, WarpAdjointIsTheTranspose) {
+  // ⟨warp(a), b⟩ = ⟨a, warp_adjoint(b)⟩ for random a, b, on a non-square grid, for a pose that pushes
+  // part of the image out of the frame (the zero boundary must be transposed too).
+  std::mt19937_64 rng(5);
+  std::normal_distribution<double> n(0.0, 1.0);
+  const RArray a = RArray::NullaryExpr(19, 23, [&] { return n(rng); });
+  const RArray b = RArray::NullaryExpr(19, 23, [&] { return n(rng); });
+  for (const Pose& pose : {Pose{0.37, -2.6, 7.0, 1.08, 1.0}, Pose{-4.2, 0.5, -20.0, 0.93, 1.0}}) {
+    const double lhs = (warp_image(a, pose) * b).sum(), rhs = (a * warp_image_adjoint(b, pose)).sum();
+    EXPECT_NEAR(lhs, rhs, 1e-12 * std::abs(lhs) + 1e-12);
+    EXPECT_GT(std::abs(lhs - (a * b).sum()), 1e-3);  // the warp really moved something
+  }
+  EXPECT_EQ((warp_image_adjoint(b, Pose{}) - b).abs().maxCoeff(), 0.0);
 }
 
 TEST(AsBuilt, ValidateNamesTheRule) {

@@ -4,6 +4,8 @@
 //   x (B × H·W, intensity image in [0,1])
 //   └─ optical layer: Y_k = x ⋆ κ_k  (incoherent PSF convolution written as a cross-correlation,
 //        "same" size, zero outside the image), K non-negative kernels κ_k of k×k
+//   └─ front-end jitter (training only, optional; augment.hpp): per sample a random blur, pose (shift,
+//        rotation, scale about the frame centre), gain and per-map dark offset of the maps
 //   └─ camera noise (training only, optional): Y + √(max(Y,0)/s)·ε₁ + r·ε₂,  ε ~ N(0,1)
 //        s = photons per unit signal (shot noise, Gaussian approximation of Poisson), r = read noise
 //   └─ signing: "pairs": S_j = Y_{2j} − Y_{2j+1} (K/2 signed maps, subtracted digitally);
@@ -23,12 +25,14 @@
 // All steps between κ and a are linear in κ for a fixed input (no noise), which the NTK code uses.
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "hilo/distill/augment.hpp"
 #include "hilo/distill/layers.hpp"
 #include "hilo/distill/model_io.hpp"
 
@@ -51,6 +55,7 @@ struct StudentOptions {
   int pool = 4;                               // average pooling window p (divides H and W)
   int hidden = 256;                           // backend width
   CameraNoiseOptions noise{};
+  AugmentOptions augment{};  // the bench's residual errors as training augmentation (off by default)
   // phase parameterisation
   int tile_columns = 4;
   int tile_gap = 2;
@@ -62,7 +67,7 @@ struct StudentOptions {
   [[nodiscard]] std::string validate() const;  // "" when valid, else the violated rule
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(StudentOptions, kernels, kernel_size, parameterization, nonneg, signing,
-                                                pool, hidden, noise, tile_columns, tile_gap, psf_pad, psf_gain,
+                                                pool, hidden, noise, augment, tile_columns, tile_gap, psf_pad, psf_gain,
                                                 feature_norm)
 
 // Which parameters a student NTK Θ_S is taken with respect to.
@@ -84,7 +89,8 @@ class OpticalStudent {
   // Random initialisation (kernels around a flat mean, He-normal backend).
   void init(std::mt19937_64& rng);
 
-  // Logits. train && noise.enabled adds camera noise drawn from *rng (must be non-null then).
+  // Logits. train && augment.enabled jitters the maps, then train && noise.enabled adds camera noise,
+  // both drawn from *rng (must be non-null then; the jitter draws first, per sample).
   MatD forward(const MatD& x, bool train, std::mt19937_64* rng = nullptr);
   // Backward of the last forward: accumulates parameter gradients for dL/dlogits, plus optional
   // dL/dh (B × hidden) injected at the hidden layer (used by feature-space losses). Returns nothing:
@@ -187,7 +193,8 @@ class OpticalStudent {
   std::vector<MatD> phase_cache_;
   // caches of the last forward
   MatD y_, a_, z_, h_, noise_deriv_;
-  bool noisy_ = false;
+  bool noisy_ = false, jittered_ = false;
+  std::optional<FrontEndJitter> jitter_;  // set when augment.enabled
   // NTK caches
   ParamSet ntk_set_ = ParamSet::all;
   bool ntk_kernel_space_ = false;

@@ -26,5 +26,8 @@ struct Pose {
 // Bilinear warp of a camera-grid image by `pose` (ignoring pose.gain): out(p) = in(T⁻¹(p)), samples
 // outside the input are 0. An identity pose returns `in` unchanged (bit-exact).
 RArray warp_image(const RArray& in, const Pose& pose);
+// The adjoint (transpose) of warp_image's linear map for the same pose: ⟨warp_image(a), b⟩ =
+// ⟨a, warp_image_adjoint(b)⟩ for all a, b of one shape. Gradients through a warp use it.
+RArray warp_image_adjoint(const RArray& dout, const Pose& pose);
 
 }  // namespace hilo::sim
