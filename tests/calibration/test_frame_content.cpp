@@ -2,6 +2,7 @@
 // defocused, brightness off, sensor noise) and no calibration, a frame that shows the previous input is
 // told from one that shows the current input by the design model's predicted change alone.
 #include "hilo/calibration/frame_content.hpp"
+#include "hilo/calibration/content_gate.hpp"
 
 #include <cmath>
 #include <random>
@@ -104,6 +105,64 @@ TEST(FrameContent, RefusesMismatchedShapesAndInvalidOptions) {
   EXPECT_EQ(o.validate(), "");
   o.min_correlation = 2;
   EXPECT_EQ(o.validate().rfind("content_check.min_correlation must be in (0, 1), got 2", 0), 0u) << o.validate();
+}
+
+// The optics of a toy bench: each input pixel lights a 2 × 2 block of camera pixels with 200 counts.
+RArray toy_optics(const RArray& x) {
+  RArray f(2 * x.rows(), 2 * x.cols());
+  for (Eigen::Index r = 0; r < f.rows(); ++r)
+    for (Eigen::Index c = 0; c < f.cols(); ++c) f(r, c) = 200.0 * x(r / 2, c / 2);
+  return f;
+}
+
+RArray noisy(const RArray& f, std::mt19937_64& rng) {
+  std::normal_distribution<double> n(0.0, 1.0);
+  return f.unaryExpr([&](double v) { return v + n(rng); });
+}
+
+// A model that predicts this bench poorly (here: the input upside down, as a strongly aberrated bench
+// the calibrated model does not capture) calls every fresh frame stale. A re-grab that shows the same
+// picture proves the SLM had settled: the frame is accepted as undecidable after one re-grab instead
+// of failing after max_regrabs. A truly stale frame's re-grab shows another picture and is judged.
+TEST(ContentGate, AReGrabShowingTheSamePictureIsTheModelsFaultNotAStaleFrame) {
+  std::mt19937_64 rng(5);
+  std::bernoulli_distribution on(0.3);
+  auto input = [&] { return RArray::NullaryExpr(16, 16, [&] { return on(rng) ? 1.0 : 0.0; }); };
+  ContentGateOptions o;
+  o.blur_px = 1.0;
+  const Predictor wrong = [](const RArray& x) { return toy_optics(x.colwise().reverse().eval()); };
+  ContentGate gate(wrong, 16, 16, 32, 32, 1e-6, o);
+  gate.set_reference(RArray::Zero(32, 32), 1.0);
+  ContentCounters n;
+  // The first change, from dark, is all positive: the mean alone correlates. Later changes do not.
+  const RArray x0 = input();
+  (void)gate.judge(noisy(toy_optics(x0), rng), x0, n);
+  n = {};
+  for (int k = 0; k < 3; ++k) {
+    const RArray x = input();
+    const auto first = gate.judge(noisy(toy_optics(x), rng), x, n);
+    EXPECT_EQ(first.action, drivers::Judged::regrab) << k << ": the wrong model should call the fresh frame stale";
+    const auto again = gate.judge(noisy(toy_optics(x), rng), x, n);
+    EXPECT_EQ(again.action, drivers::Judged::accept) << k << ": " << again.cause;
+  }
+  EXPECT_EQ(n.content_rejects, 3u);
+  EXPECT_EQ(n.content_undecidable, 3u);
+
+  // The control, with the right model: a stale frame (the previous input's picture) is rejected, and
+  // its re-grab, the new picture, is judged a match (not waved through as undecidable).
+  ContentGate right([](const RArray& x) { return toy_optics(x); }, 16, 16, 32, 32, 1e-6, o);
+  right.set_reference(RArray::Zero(32, 32), 1.0);
+  ContentCounters m;
+  RArray prev = input();
+  ASSERT_EQ(right.judge(noisy(toy_optics(prev), rng), prev, m).action, drivers::Judged::accept);
+  for (int k = 0; k < 3; ++k) {
+    const RArray x = input();
+    EXPECT_EQ(right.judge(noisy(toy_optics(prev), rng), x, m).action, drivers::Judged::regrab) << k;
+    EXPECT_EQ(right.judge(noisy(toy_optics(x), rng), x, m).action, drivers::Judged::accept) << k;
+    prev = x;
+  }
+  EXPECT_EQ(m.content_rejects, 3u);
+  EXPECT_EQ(m.content_undecidable, 0u);
 }
 
 }  // namespace

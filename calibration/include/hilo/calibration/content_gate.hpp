@@ -108,6 +108,11 @@ class ContentGate {
   // than options.max_regrabs frames of one input were stale in a row → fail ("the frame content did
   // not match the input after N re-grabs (content_check.max_regrabs): <reason>"); a frame or input of
   // the wrong shape → fail naming it.
+  // A re-grab that shows what the rejected frame showed is accepted as undecidable, not judged again:
+  // rms(F_regrab − F_rejected) ≤ 3·√2·σ (σ the frame noise of the file comment) means the picture did
+  // not change across a longer settle, so the SLM had settled and the model, not the frame, disagrees
+  // (a bench the calibrated model predicts poorly, e.g. strong defocus). A stale frame's re-grab shows
+  // the new pattern, differs from it by the change between the inputs, and is judged as usual.
   drivers::Judgement judge(const cv::Mat& frame, const cv::Mat& input, ContentCounters& counters);
   drivers::Judgement judge(const RArray& frame_counts, const RArray& input_intensity, ContentCounters& counters);
 
@@ -134,6 +139,7 @@ class ContentGate {
   double dark_sigma_ = 0.0;
   RArray cached_input_, cached_prediction_;
   RArray rejected_input_;  // the input of the stale frames counted in stale_in_a_row_
+  RArray rejected_frame_;  // the last frame judged stale (counts), for the settled-picture rule of judge()
   int stale_in_a_row_ = 0;
 };
 
