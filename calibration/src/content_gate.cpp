@@ -195,7 +195,10 @@ drivers::Judgement ContentGate::judge(const RArray& frame, const RArray& input, 
       // The settled-picture rule (header): the re-grab shows what the rejected frame showed.
       const RArray& p = prediction(input);
       const double noise = std::sqrt(dark_sigma_ * dark_sigma_ + std::max(0.0, p.mean()) * counts_per_electron_);
-      if (std::sqrt((frame - rejected_frame_).square().mean()) <= 3.0 * std::sqrt(2.0) * noise) {
+      const Link& base = same(input, current_.input) ? before_ : current_;
+      const double settled = 3.0 * std::sqrt(2.0) * noise;
+      if (std::sqrt((frame - rejected_frame_).square().mean()) <= settled &&
+          std::sqrt((frame - base.frame).square().mean()) > settled) {
         ++counters.content_undecidable;
         stale_in_a_row_ = 0;
         if (!same(input, current_.input)) {

@@ -163,6 +163,14 @@ TEST(ContentGate, AReGrabShowingTheSamePictureIsTheModelsFaultNotAStaleFrame) {
   }
   EXPECT_EQ(m.content_rejects, 3u);
   EXPECT_EQ(m.content_undecidable, 0u);
+  // An SLM slow twice in a row: the re-grab shows the same picture as the rejected frame, but it is the
+  // previous input's picture, so it is rejected again (not accepted as the model's fault).
+  const RArray x = input();
+  EXPECT_EQ(right.judge(noisy(toy_optics(prev), rng), x, m).action, drivers::Judged::regrab);
+  EXPECT_EQ(right.judge(noisy(toy_optics(prev), rng), x, m).action, drivers::Judged::regrab);
+  EXPECT_EQ(right.judge(noisy(toy_optics(x), rng), x, m).action, drivers::Judged::accept);
+  EXPECT_EQ(m.content_rejects, 5u);
+  EXPECT_EQ(m.content_undecidable, 0u);
 }
 
 }  // namespace

@@ -111,8 +111,10 @@ class ContentGate {
   // A re-grab that shows what the rejected frame showed is accepted as undecidable, not judged again:
   // rms(F_regrab − F_rejected) ≤ 3·√2·σ (σ the frame noise of the file comment) means the picture did
   // not change across a longer settle, so the SLM had settled and the model, not the frame, disagrees
-  // (a bench the calibrated model predicts poorly, e.g. strong defocus). A stale frame's re-grab shows
-  // the new pattern, differs from it by the change between the inputs, and is judged as usual.
+  // (a bench the calibrated model predicts poorly, e.g. strong defocus) — provided the picture differs
+  // from the predecessor's (rms(F_regrab − F_prev) > 3·√2·σ): a re-grab that still shows the previous
+  // input (an SLM slow twice in a row) is judged as usual and re-grabbed again. A stale frame's re-grab
+  // that shows the new pattern differs from the rejected one and is judged as usual too.
   drivers::Judgement judge(const cv::Mat& frame, const cv::Mat& input, ContentCounters& counters);
   drivers::Judgement judge(const RArray& frame_counts, const RArray& input_intensity, ContentCounters& counters);
 
