@@ -173,5 +173,31 @@ TEST(ContentGate, AReGrabShowingTheSamePictureIsTheModelsFaultNotAStaleFrame) {
   EXPECT_EQ(m.content_undecidable, 0u);
 }
 
+// After max_regrabs stale verdicts of one input the frame fails, or with accept_unproven (the
+// pipeline's setting) is stored unproven and counted.
+TEST(ContentGate, AfterMaxRegrabsTheFrameFailsOrIsStoredUnproven) {
+  for (const bool unproven : {false, true}) {
+    std::mt19937_64 rng(9);
+    std::bernoulli_distribution on(0.3);
+    auto input = [&] { return RArray::NullaryExpr(16, 16, [&] { return on(rng) ? 1.0 : 0.0; }); };
+    ContentGateOptions o;
+    o.blur_px = 1.0;
+    o.max_regrabs = 2;
+    o.accept_unproven = unproven;
+    ContentGate gate([](const RArray& x) { return toy_optics(x); }, 16, 16, 32, 32, 1e-6, o);
+    gate.set_reference(RArray::Zero(32, 32), 1.0);
+    ContentCounters n;
+    const RArray prev = input(), x = input();
+    ASSERT_EQ(gate.judge(noisy(toy_optics(prev), rng), prev, n).action, drivers::Judged::accept);
+    EXPECT_EQ(gate.judge(noisy(toy_optics(prev), rng), x, n).action, drivers::Judged::regrab);
+    EXPECT_EQ(gate.judge(noisy(toy_optics(prev), rng), x, n).action, drivers::Judged::regrab);
+    const auto last = gate.judge(noisy(toy_optics(prev), rng), x, n);
+    EXPECT_EQ(last.action, unproven ? drivers::Judged::accept : drivers::Judged::fail);
+    if (!unproven) EXPECT_NE(last.cause.find("after 2 re-grabs (content_check.max_regrabs)"), std::string::npos) << last.cause;
+    EXPECT_EQ(n.content_rejects, 3u);
+    EXPECT_EQ(n.content_undecidable, unproven ? 1u : 0u);
+  }
+}
+
 }  // namespace
 }  // namespace hilo::calibration

@@ -48,13 +48,18 @@ struct ContentGateOptions {
   double blur_px = 2.0;          // ContentCheckOptions::blur_px, camera pixels, >= 0
   double min_snr = 5.0;          // ContentCheckOptions::min_snr, > 0
   int max_regrabs = 5;           // content rejections of one input before the frame fails, [0, 100]
+  // After max_regrabs stale verdicts of one input: false → the frame fails; true → the last frame is
+  // stored unproven, counted in content_undecidable (the pipeline's choice: after that many longer
+  // settles a slow SLM has settled, and a bench its model predicts poorly must not stop the job; a stuck
+  // SLM then shows as content_undecidable ≈ frames, each with max_regrabs re-grabs).
+  bool accept_unproven = false;
 
   // Empty when valid, else the violated rule, e.g. "content_check.max_regrabs must be in [0, 100], got -1".
   [[nodiscard]] std::string validate() const;
   ContentCheckOptions check_options() const { return {blur_px, min_correlation, min_snr}; }
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContentGateOptions, enabled, min_correlation, blur_px, min_snr,
-                                                max_regrabs)
+                                                max_regrabs, accept_unproven)
 
 // What the content check did to a stream of frames (the capture's stats.capture, the pipeline's
 // profiles[].frame_integrity).
@@ -106,8 +111,9 @@ class ContentGate {
   // check() as a GatedGrabber judge (drivers/gated_grab.hpp), counting into `counters`: matches →
   // accept; undecidable → accept, counted; stale → counted in content_rejects and re-grab, until more
   // than options.max_regrabs frames of one input were stale in a row → fail ("the frame content did
-  // not match the input after N re-grabs (content_check.max_regrabs): <reason>"); a frame or input of
-  // the wrong shape → fail naming it.
+  // not match the input after N re-grabs (content_check.max_regrabs): <reason>"), or with
+  // options.accept_unproven accept, counted in content_undecidable; a frame or input of the wrong
+  // shape → fail naming it.
   // A re-grab that shows what the rejected frame showed is accepted as undecidable, not judged again:
   // rms(F_regrab − F_rejected) ≤ 3·√2·σ (σ the frame noise of the file comment) means the picture did
   // not change across a longer settle, so the SLM had settled and the model, not the frame, disagrees

@@ -63,7 +63,9 @@ struct MeasureOptions {
   int drift_every = 500;  // images, >= 10
   DriftOptions drift;
   std::string drift_action = "update";  // "update" or "report"
-  ContentGateOptions content;           // the content check after calibration (enabled by default)
+  // The content check after calibration (enabled by default; a frame still judged stale after
+  // max_regrabs longer settles is stored unproven and counted, not a failed job).
+  ContentGateOptions content{.accept_unproven = true};
 
   [[nodiscard]] std::string validate() const;  // empty when valid, else the violated rule
 };
