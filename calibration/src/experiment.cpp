@@ -84,8 +84,12 @@ void Experiment::start_content_check(double blur_px) {
   };
   const double counts_per_electron =
       std::pow(10.0, rig_.camera().gain_db() / 20.0) / design_.options().camera.gain_e_per_count;
+  // The gate's verdict on its last re-grab must fall inside the grabber's show + grab cycles, or the
+  // grabber gives up first and accept_unproven never applies.
+  ContentGateOptions gate = opt_.content;
+  gate.max_regrabs = std::min(gate.max_regrabs, rig_.options().grab.max_attempts - 1);
   content_.emplace(std::move(calibrated), rig_.input_rows(), rig_.input_cols(), rig_.camera_rows(), rig_.camera_cols(),
-                   counts_per_electron, opt_.content);
+                   counts_per_electron, gate);
   content_->set_reference(calibrated_.dark.dark, calibrated_.dark.temporal_noise);
   rig_.set_judge([this](const RArray& frame, const RArray& input) { return content_->judge(frame, input, content_counters_); });
   content_status_ = {{"active", true},

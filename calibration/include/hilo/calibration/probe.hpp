@@ -44,6 +44,7 @@ class ProbeRig {
   // The devices are borrowed: they must outlive the rig and be open. Throws std::invalid_argument if
   // options are invalid.
   ProbeRig(drivers::Slm& input, drivers::Camera& camera, ProbeOptions options = {});
+  const ProbeOptions& options() const { return opt_; }
 
   int input_rows() const { return input_.height_px(); }
   int input_cols() const { return input_.width_px(); }
