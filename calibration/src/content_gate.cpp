@@ -164,16 +164,27 @@ ContentCheck ContentGate::check(const RArray& f, const RArray& input) {
     throw std::invalid_argument("content gate: a frame is " + shape(int(f.rows()), int(f.cols())) + ", the camera gives " +
                                 shape(frame_rows_, frame_cols_));
   const RArray& p = prediction(input);
-  const bool again = same(input, current_.input);
-  const Link& base = again ? before_ : current_;
-  const double shot = std::max(0.0, p.mean()) * counts_per_electron_;
-  const double noise = std::sqrt(dark_sigma_ * dark_sigma_ + shot);
-  ContentCheck c = check_frame_content(f, base.frame, p, base.predicted, noise, options_.check_options());
-  if (c.verdict != ContentVerdict::stale && !again) {
-    before_ = std::move(current_);
-    current_ = {f, p, input};
-  }
+  const Link& base = same(input, current_.input) ? before_ : current_;
+  ContentCheck c = check_frame_content(f, base.frame, p, base.predicted, frame_noise(p), options_.check_options());
+  if (c.verdict != ContentVerdict::stale) join_chain(f, p, input);
   return c;
+}
+
+double ContentGate::frame_noise(const RArray& p) const {
+  return std::sqrt(dark_sigma_ * dark_sigma_ + std::max(0.0, p.mean()) * counts_per_electron_);
+}
+
+void ContentGate::join_chain(const RArray& frame, const RArray& p, const RArray& input) {
+  if (same(input, current_.input)) return;  // a further frame of the last input: the chain keeps its link
+  before_ = std::move(current_);
+  current_ = {frame, p, input};
+}
+
+drivers::Judgement ContentGate::store_unproven(const RArray& frame, const RArray& input, ContentCounters& counters) {
+  ++counters.content_undecidable;
+  stale_in_a_row_ = 0;
+  join_chain(frame, prediction(input), input);
+  return {};
 }
 
 drivers::Judgement ContentGate::judge(const cv::Mat& frame, const cv::Mat& input, ContentCounters& counters) {
@@ -193,20 +204,11 @@ drivers::Judgement ContentGate::judge(const RArray& frame, const RArray& input, 
     if (stale_in_a_row_ > 0 && same(input, rejected_input_) && frame.rows() == rejected_frame_.rows() &&
         frame.cols() == rejected_frame_.cols()) {
       // The settled-picture rule (header): the re-grab shows what the rejected frame showed.
-      const RArray& p = prediction(input);
-      const double noise = std::sqrt(dark_sigma_ * dark_sigma_ + std::max(0.0, p.mean()) * counts_per_electron_);
       const Link& base = same(input, current_.input) ? before_ : current_;
-      const double settled = 3.0 * std::sqrt(2.0) * noise;
+      const double settled = 3.0 * std::sqrt(2.0) * frame_noise(prediction(input));
       if (std::sqrt((frame - rejected_frame_).square().mean()) <= settled &&
-          std::sqrt((frame - base.frame).square().mean()) > settled) {
-        ++counters.content_undecidable;
-        stale_in_a_row_ = 0;
-        if (!same(input, current_.input)) {
-          before_ = std::move(current_);
-          current_ = {frame, p, input};
-        }
-        return {};
-      }
+          std::sqrt((frame - base.frame).square().mean()) > settled)
+        return store_unproven(frame, input, counters);
     }
     c = check(frame, input);
   } catch (const std::invalid_argument& e) {
@@ -224,15 +226,8 @@ drivers::Judgement ContentGate::judge(const RArray& frame, const RArray& input, 
     stale_in_a_row_ = 0;
   }
   if (++stale_in_a_row_ <= options_.max_regrabs) return {drivers::Judged::regrab, c.reason};
+  if (options_.accept_unproven) return store_unproven(frame, input, counters);
   stale_in_a_row_ = 0;
-  if (options_.accept_unproven) {
-    ++counters.content_undecidable;
-    if (!same(input, current_.input)) {
-      before_ = std::move(current_);
-      current_ = {frame, prediction(input), input};
-    }
-    return {};
-  }
   return {drivers::Judged::fail, "the frame content did not match the input after " +
                                      std::to_string(options_.max_regrabs) +
                                      " re-grabs (content_check.max_regrabs): " + c.reason};

@@ -133,6 +133,11 @@ class ContentGate {
   };
   RArray counts(const cv::Mat& frame) const;
   RArray intensity(const cv::Mat& input) const;
+  double frame_noise(const RArray& predicted) const;  // σ of one frame (file comment), counts
+  // An accepted frame becomes the chain's last link, unless its input is the last link's already.
+  void join_chain(const RArray& frame, const RArray& predicted, const RArray& input);
+  // Accepts a frame the check could not prove (counted in content_undecidable) and joins it to the chain.
+  drivers::Judgement store_unproven(const RArray& frame, const RArray& input, ContentCounters& counters);
   const RArray& prediction(const RArray& input);
 
   std::unique_ptr<DesignModel> design_;  // the design-model gate's model; null for a Predictor
