@@ -50,6 +50,41 @@ void for_each_field(C& c, F&& f) {
   f("/compensation/task", c.task);
   f("/compensation/ntkd", c.ntkd);
 }
+
+// Keys of the stages' train sections that the pipeline owns: every stage trains with the pipeline's
+// thread count and a seed derived from the pipeline's seed (stage_seed). They are not part of the
+// pipeline's JSON form, so a stored config never carries them and a submitted one that sets them, to
+// any value (the default included), is refused naming the rule.
+struct StageOwned {
+  const char* key;
+  const char* stage;
+  std::uint64_t n;
+  bool seed;
+};
+constexpr StageOwned kStageOwned[] = {{"/teacher/train/seed", "teacher", kTeacherStage, true},
+                                      {"/teacher/train/threads", "teacher", kTeacherStage, false},
+                                      {"/student/train/seed", "student", kStudentStage, true},
+                                      {"/student/train/threads", "student", kStudentStage, false}};
+
+void refuse_stage_owned(const json& given) {
+  if (!given.is_object()) return;
+  for (const auto& o : kStageOwned) {
+    const json::json_pointer ptr(o.key);
+    if (!given.contains(ptr)) continue;
+    const std::string key = std::string(o.stage) + ".train." + (o.seed ? "seed" : "threads");
+    const std::string got = given.at(ptr).dump();
+    const std::uint64_t seed = given.contains("seed") && given["seed"].is_number_integer() && given["seed"].get<std::int64_t>() >= 0
+                                  ? given["seed"].get<std::uint64_t>() : 1;
+    const int threads = given.contains("threads") && given["threads"].is_number_integer() ? given["threads"].get<int>() : 1;
+    throw std::invalid_argument(
+        o.seed ? "pipeline." + key + " is not used in a pipeline, got " + got +
+                     ": every stage's seed derives from the pipeline's seed (" + std::to_string(seed) + "); the " +
+                     o.stage + " trains with seed " + std::to_string(stage_seed(seed, o.n)) +
+                     ", so set the pipeline's seed instead"
+               : "pipeline." + key + " is not used in a pipeline, got " + got +
+                     ": set the pipeline's threads (" + std::to_string(threads) + "), which every stage trains with");
+  }
+}
 }  // namespace
 
 PipelineConfig PipelineConfig::defaults() {
@@ -89,6 +124,7 @@ PipelineConfig PipelineConfig::defaults() {
 }
 
 PipelineConfig PipelineConfig::from_json(const json& j) {
+  refuse_stage_owned(j);
   const json merged = io::merge_checked(j, defaults().to_json(), "pipeline");
   PipelineConfig c = defaults();
   for_each_field(c, [&](const char* ptr, auto& member, auto... flat) {
@@ -115,6 +151,10 @@ json PipelineConfig::to_json() const {
       j[json::json_pointer(ptr)] = member;
     }
   });
+  for (const auto& o : kStageOwned) {
+    const json::json_pointer ptr(o.key);
+    j[ptr.parent_pointer()].erase(ptr.back());
+  }
   return j;
 }
 

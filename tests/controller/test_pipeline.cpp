@@ -63,31 +63,47 @@ TEST(PipelineConfig, DefaultsAreValidAndBadValuesNameTheRule) {
   j["bench"]["profiles"] = {"../etc"};
   EXPECT_NE(PipelineConfig::from_json(j).validate().find("bench.profiles"), std::string::npos);
   j = small_config();
-  // Regression: a stage's own thread count was silently replaced by the pipeline's.
+  // Regression: a stage's own thread count or seed was silently replaced by the pipeline's (thread
+  // count) or by the one derived from the pipeline's seed; then an explicit value equal to the default
+  // could not be told from an unset one. The stages' train sections have no seed or threads key at all.
+  auto error = [](const json& c) {
+    try {
+      (void)PipelineConfig::from_json(c);
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
   j["threads"] = 2;
   j["student"]["train"]["threads"] = 8;
-  EXPECT_EQ(PipelineConfig::from_json(j).validate(),
-            "student.train.threads is not used in a pipeline, got 8: set the pipeline's threads (2), which every "
-            "stage trains with");
+  EXPECT_EQ(error(j), "pipeline.student.train.threads is not used in a pipeline, got 8: set the pipeline's threads (2), "
+                      "which every stage trains with");
   j["student"]["train"]["threads"] = 1;
+  EXPECT_EQ(error(j).rfind("pipeline.student.train.threads is not used in a pipeline, got 1", 0), 0u) << "the default, explicit";
+  j["student"]["train"].erase("threads");
   j["teacher"]["train"]["threads"] = 4;
-  EXPECT_EQ(PipelineConfig::from_json(j).validate().rfind("teacher.train.threads is not used in a pipeline", 0), 0u);
-  j["teacher"]["train"]["threads"] = 1;
-  EXPECT_EQ(PipelineConfig::from_json(j).validate(), "") << "the defaults, written out, are accepted";
-  // Regression: a stage's own train.seed was silently replaced by the one derived from the pipeline's seed.
-  j["seed"] = 3;
-  j["teacher"]["train"]["seed"] = 7;
-  EXPECT_EQ(PipelineConfig::from_json(j).validate(),
-            "teacher.train.seed is not used in a pipeline, got 7: every stage's seed derives from the pipeline's "
-            "seed (3); the teacher trains with seed " + std::to_string(hilo::controller::stage_seed(3, 1)) +
-            ", so set the pipeline's seed instead");
-  j["teacher"]["train"]["seed"] = hilo::controller::stage_seed(3, 1);
-  EXPECT_EQ(PipelineConfig::from_json(j).validate(), "") << "the seed the pipeline derives is what it trains with";
-  j["student"]["train"]["seed"] = hilo::controller::stage_seed(3, 1);
-  EXPECT_EQ(PipelineConfig::from_json(j).validate().rfind("student.train.seed is not used in a pipeline, got ", 0), 0u)
-      << "the teacher's derived seed is not the student's";
-  j["student"]["train"]["seed"] = 1;
+  EXPECT_EQ(error(j).rfind("pipeline.teacher.train.threads is not used in a pipeline", 0), 0u);
+  j["teacher"]["train"].erase("threads");
   EXPECT_EQ(PipelineConfig::from_json(j).validate(), "");
+  j["seed"] = 3;
+  for (const std::uint64_t given : {std::uint64_t{7}, std::uint64_t{1}, hilo::controller::stage_seed(3, 1)}) {
+    j["teacher"]["train"]["seed"] = given;
+    EXPECT_EQ(error(j), "pipeline.teacher.train.seed is not used in a pipeline, got " + std::to_string(given) +
+                            ": every stage's seed derives from the pipeline's seed (3); the teacher trains with seed " +
+                            std::to_string(hilo::controller::stage_seed(3, 1)) + ", so set the pipeline's seed instead");
+  }
+  j["teacher"]["train"].erase("seed");
+  j["student"]["train"]["seed"] = 1;
+  EXPECT_EQ(error(j).rfind("pipeline.student.train.seed is not used in a pipeline, got 1", 0), 0u);
+  j["student"]["train"].erase("seed");
+  EXPECT_EQ(PipelineConfig::from_json(j).validate(), "");
+  const json stored = PipelineConfig::from_json(j).to_json();
+  for (const char* k : {"/teacher/train/seed", "/teacher/train/threads", "/student/train/seed", "/student/train/threads"})
+    EXPECT_FALSE(stored.contains(json::json_pointer(k))) << k << " stored";
+  // validate() still guards a config built in code.
+  auto coded = PipelineConfig::defaults();
+  coded.student_train.threads = 8;
+  EXPECT_EQ(coded.validate().rfind("student.train.threads is not used in a pipeline", 0), 0u);
   j = small_config();
   j["bench"]["profile"] = "moderate";  // typo for profiles
   try {

@@ -86,7 +86,10 @@ struct PipelineConfig {
   calibration::CompensationOptions ntkd;
 
   static PipelineConfig defaults();              // the README main job's settings
-  static PipelineConfig from_json(const nlohmann::json& j);  // absent keys: defaults(); unknown keys throw
+  // from_json: absent keys take defaults(); unknown keys, and the stage-owned keys teacher.train.seed /
+  // threads and student.train.seed / threads (set to any value: the pipeline's seed and threads decide
+  // them), throw std::invalid_argument naming the rule. to_json omits those four keys.
+  static PipelineConfig from_json(const nlohmann::json& j);
   nlohmann::json to_json() const;
   [[nodiscard]] std::string validate() const;  // empty when valid, else the violated rule
   calibration::MeasureOptions measure_options() const;  // frames, drift_every, drift, drift_action
