@@ -128,7 +128,7 @@ void estimate_feature_norm(const distill::OpticalStudent& student, const MatD& a
 
 CompensationReport refit_backend(distill::OpticalStudent& student, const MatD& a, const std::vector<int>& y,
                                  distill::Sequential<float>* teacher, const distill::Mat<float>* clean,
-                                 const CompensationOptions& o, std::mt19937_64& rng) {
+                                 const CompensationOptions& o, std::mt19937_64& rng, const io::WorkControl& work) {
   if (const std::string e = o.validate(); !e.empty()) throw std::invalid_argument(e);
   const Eigen::Index n = a.rows();
   if (n == 0) throw std::invalid_argument("compensation: the measured set is empty");
@@ -185,6 +185,10 @@ CompensationReport refit_backend(distill::OpticalStudent& student, const MatD& a
         std::vector<int> grp(g.begin() + static_cast<std::ptrdiff_t>(s0),
                              g.begin() + static_cast<std::ptrdiff_t>(std::min(g.size(), s0 + b)));
         if (grp.size() < 2) break;
+        if (work.stop_requested()) {
+          rep.stopped = true;
+          return rep;
+        }
         theta_t.push_back(distill::ntk_exact(*teacher, distill::take_rows(*clean, grp)));
         groups.push_back(std::move(grp));
       }
@@ -212,11 +216,14 @@ CompensationReport refit_backend(distill::OpticalStudent& student, const MatD& a
     lo.lr_scale.assign(model.params().size(), 1.0);
     assert(model.params()[0].name == "backend.w1" && "the backend's parameters start with W1");
     lo.lr_scale[0] = o.w1_lr_scale;
+    distill::JobControl ctl;
+    ctl.work.stop = work.stop;
     const distill::History h = distill::train_loop<double>(model, losses, y, lo, rng, [&] {
       double l = 0, acc = 0;
       evaluate(student, a, y, l, acc);
       return acc;
-    }, {});
+    }, ctl);
+    rep.stopped = h.cancelled;
     for (const auto& r : h.epochs)
       rep.epochs.push_back({r.epoch, r.loss, r.extra.value("ntk_distance", 0.0), r.val_acc});
     student.zero_grad();

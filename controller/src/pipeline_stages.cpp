@@ -205,7 +205,8 @@ void PipelineStages::deploy() {
       o.mode = calibration::CompensationMode::task;
       o.epochs = c_.design_refit_epochs;
       o.batch = 64;
-      rep = calibration::refit_backend(s, a_train, data_.train.y, nullptr, nullptr, o, rng);
+      rep = calibration::refit_backend(s, a_train, data_.train.y, nullptr, nullptr, o, rng, {{}, ctl_.work.stop});
+      if (rep.stopped) throw StageStopped{};
     }
     const double after = distill::accuracy(s.backend_forward(a_test), test_y_);
     json j = {{"kernel_correlation_mean", deployment_.design.fidelity.mean_correlation},
@@ -355,7 +356,9 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate) 
     for (const auto* o : {&c_.task, &c_.ntkd}) {
       if (stop()) throw StageStopped{};
       std::mt19937_64 r2(stage_seed(c_.seed, 300 + std::uint64_t(index) * 10 + std::uint64_t(step)));
-      auto t = calibration::compensate(*deployed_, part, *teacher_, *o, r2, A_test, test_y_, &A_val, &data_.val.y);
+      auto t = calibration::compensate(*deployed_, part, *teacher_, *o, r2, A_test, test_y_, &A_val, &data_.val.y,
+                                       {{}, ctl_.work.stop});
+      if (t.report.stopped) throw StageStopped{};
       calibration::guard_against_none(t, val_none, logits_none, test_y_);
       const std::string mode = calibration::to_string(o->mode);
       row[mode] = t.test_accuracy;

@@ -5,6 +5,9 @@
 #include <filesystem>
 #include <map>
 #include <random>
+#include <chrono>
+#include <stop_token>
+#include <thread>
 
 #include "hilo/calibration/compensation.hpp"
 #include "hilo/calibration/subset.hpp"
@@ -107,6 +110,51 @@ TEST(Compensation, RejectsBadInputs) {
   o = {};
   o.epochs = -2;
   EXPECT_THROW(refit_backend(s, a, y, nullptr, nullptr, o, rng), std::invalid_argument);
+}
+
+// A stop request ends a re-fit between steps (the pipeline's stop no longer waits for a whole
+// compensation): requested before the call, no epoch runs; requested by another thread while the fit
+// runs, it ends before the last epoch. Without a request every epoch runs.
+TEST(Compensation, AStopRequestEndsTheRefitEarly) {
+  std::mt19937_64 rng(5);
+  OpticalStudent s = small_student(rng);
+  const MatD a = random_mat(40, s.feature_dim(), rng);
+  std::vector<int> y(40);
+  for (int i = 0; i < 40; ++i) y[std::size_t(i)] = i % 3;
+  CompensationOptions o;
+  o.mode = CompensationMode::task;
+  o.epochs = 6;
+  o.batch = 8;
+  const auto snapshot = s.to_model({});
+  {
+    OpticalStudent st = OpticalStudent::from_model(snapshot);
+    const auto rep = refit_backend(st, a, y, nullptr, nullptr, o, rng);
+    EXPECT_FALSE(rep.stopped);
+    EXPECT_EQ(rep.epochs.size(), 6u);
+  }
+  {
+    std::stop_source src;
+    src.request_stop();
+    OpticalStudent st = OpticalStudent::from_model(snapshot);
+    const auto rep = refit_backend(st, a, y, nullptr, nullptr, o, rng, {{}, src.get_token()});
+    EXPECT_TRUE(rep.stopped);
+    EXPECT_TRUE(rep.epochs.empty());
+  }
+  {
+    // Requested from a second thread while the fit runs (100,000 epochs would take minutes).
+    std::stop_source src;
+    OpticalStudent st = OpticalStudent::from_model(snapshot);
+    o.epochs = 100000;
+    std::thread stopper([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      src.request_stop();
+    });
+    const auto rep = refit_backend(st, a, y, nullptr, nullptr, o, rng, {{}, src.get_token()});
+    stopper.join();
+    EXPECT_TRUE(rep.stopped);
+    EXPECT_LT(rep.epochs.size(), 100000u);
+    EXPECT_TRUE(rep.optical_unchanged);
+  }
 }
 
 // Re-estimating the standardisation from measured features undoes a bench gain and dark offset on the

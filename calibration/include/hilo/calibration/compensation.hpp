@@ -50,6 +50,7 @@
 #include "hilo/distill/layers.hpp"
 #include "hilo/distill/ntk.hpp"
 #include "hilo/distill/student.hpp"
+#include "hilo/io/progress.hpp"
 
 namespace hilo::calibration {
 
@@ -94,12 +95,15 @@ struct CompensationReport {
   double normalized_accuracy = 0;                  // after re-estimating the standardisation, before fitting
   std::vector<CompensationEpoch> epochs;
   bool optical_unchanged = true;                   // optical parameters bit-identical before/after
+  bool stopped = false;  // a stop request ended the fit before its last epoch (the backend is part-fitted)
 };
 
 // Re-fits student's backend on measured features (B × feature_dim) with labels (B). ntkd needs the
 // teacher and the clean images (B rows, the same samples in the same order); other modes ignore them.
 // Throws std::invalid_argument for invalid options, mismatched sizes, non-finite features, or ntkd
-// without teacher/images. The optimiser state is local to the call.
+// without teacher/images. The optimiser state is local to the call. Stop: work.stop is polled before every
+// step (the teacher's NTK groups are computed first); a stopped fit returns with report.stopped set.
+// work.progress is not called (the caller's stage reports its own progress).
 // The re-estimated standardisation described above (μ, σ⁻¹, each 1 × D) from measured features a
 // (n × D, n >= 2, finite; checked by the caller), without changing student.
 void estimate_feature_norm(const distill::OpticalStudent& student, const distill::MatD& a,
@@ -108,6 +112,6 @@ void estimate_feature_norm(const distill::OpticalStudent& student, const distill
 CompensationReport refit_backend(distill::OpticalStudent& student, const distill::MatD& measured_features,
                                  const std::vector<int>& labels, distill::Sequential<float>* teacher,
                                  const distill::Mat<float>* clean_images, const CompensationOptions& options,
-                                 std::mt19937_64& rng);
+                                 std::mt19937_64& rng, const io::WorkControl& work = {});
 
 }  // namespace hilo::calibration

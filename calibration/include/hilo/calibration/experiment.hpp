@@ -172,7 +172,8 @@ struct CompensationTrial {
 CompensationTrial compensate(const distill::OpticalStudent& deployed, const MeasuredSubset& subset,
                              distill::Sequential<float>& teacher, const CompensationOptions& options, std::mt19937_64& rng,
                              const distill::MatD& test_features, const std::vector<int>& test_labels,
-                             const distill::MatD* val_features = nullptr, const std::vector<int>* val_labels = nullptr);
+                             const distill::MatD* val_features = nullptr, const std::vector<int>* val_labels = nullptr,
+                             const io::WorkControl& work = {});
 
 // Held-out guard (DESIGN §6: compensation never makes the bench worse): keeps the re-fitted backend only
 // when its accuracy on the measured validation split (t.val_accuracy: compensate() was given validation
