@@ -181,9 +181,9 @@ int run_hilod(HilodOptions o, const Log& log, const HilodDevices& opened, Pipeli
       }
     }
     if (pipeline) pipeline->mutex = &devices.mutex;  // null for a caller-built PipelineBench
-    if (o.resume && pipeline) {
-      if (int n = resume_interrupted_pipelines(jobs, catalog, *pipeline, o.data_dir, o.daemon.limits.max_jobs); n > 0) {
-        log.info("continuing interrupted pipeline jobs", {{"jobs", n}});
+    if (o.resume) {
+      if (int n = resume_interrupted_jobs(jobs, catalog, pipeline, o.data_dir, o.daemon.limits.max_jobs); n > 0) {
+        log.info("continuing interrupted pipeline, stage and training jobs", {{"jobs", n}});
       }
     }
     Context ctx{devices, jobs, catalog, datasets, o.data_dir, o.daemon.limits, cap, [] {

@@ -2,6 +2,8 @@
 // calibrate and evaluate as jobs of their own (docs/protocol.md). Each stage job runs the stage function
 // the pipeline runs (PipelineStages) in the job's run directory.
 #include <algorithm>
+#include <set>
+#include <variant>
 
 #include "handler_detail.hpp"
 #include "hilo/controller/pipeline_stages.hpp"
@@ -94,39 +96,66 @@ Reply handler_detail::cmd_pipeline(const Request& req, Context& ctx) {
 // hilo-train jobs (distill/jobs.hpp, student_jobs.hpp) as daemon jobs. The model and history go to the
 // job's run directory (a config's out_dir is refused); distill's teacher path is confined to data_dir.
 namespace {
-Reply cmd_train(const Request& req, Context& ctx, const std::string& kind) {
-  if (auto r = expect_parts(req, 0)) return *r;
-  if (auto e = check_known_args(req, {"config"})) return error_reply(*e);
-  if (ctx.shutting_down || !ctx.jobs.accepting()) {
-    return error_reply(req.id, ErrorCode::shutting_down, "the daemon is shutting down and accepts no new jobs");
-  }
-  if (!req.args.contains("config") || !req.args["config"].is_object())
-    return error_reply(req.id, ErrorCode::missing_field, "config (a mapping: the " + kind + " job of hilo-train) is required");
-  json cfg = req.args["config"];
-  if (cfg.contains("out_dir"))
-    return error_reply(req.id, ErrorCode::bad_argument, "config.out_dir is set by the daemon (the job's run directory)");
+
+// Why a job's arguments are refused: the protocol's code and the message (a command answers it; a
+// resume at start fails the job with "cannot resume: " + message).
+struct Refusal {
+  ErrorCode code;
+  std::string message;
+};
+
+// The hilo-train job config of a train-teacher / distill job from its `config` argument: out_dir refused
+// (the daemon sets it), distill's teacher confined to the data directory and resolved, then the whole
+// job read as hilo-train reads it (out_dir a placeholder until the run directory exists).
+std::variant<json, Refusal> train_job_config(const std::string& kind, const json& given, const fs::path& data_dir) {
+  if (!given.is_object())
+    return Refusal{ErrorCode::missing_field, "config (a mapping: the " + kind + " job of hilo-train) is required"};
+  json cfg = given;
+  if (cfg.contains("out_dir")) return Refusal{ErrorCode::bad_argument, "config.out_dir is set by the daemon (the job's run directory)"};
   if (kind == "distill") {
     if (!cfg.contains("teacher") || !cfg["teacher"].is_string())
-      return error_reply(req.id, ErrorCode::missing_field, "config.teacher (a teacher model file inside the data directory) is required");
-    auto p = confine_path(ctx.data_dir, cfg["teacher"].get<std::string>());
-    if (auto* why = std::get_if<std::string>(&p)) return error_reply(req.id, ErrorCode::forbidden_path, "config.teacher: " + *why);
-    const auto& tp = std::get<std::filesystem::path>(p);
-    if (!std::filesystem::exists(tp)) return error_reply(req.id, ErrorCode::not_found, "config.teacher: no file " + tp.string());
+      return Refusal{ErrorCode::missing_field, "config.teacher (a teacher model file inside the data directory) is required"};
+    auto p = confine_path(data_dir, cfg["teacher"].get<std::string>());
+    if (auto* why = std::get_if<std::string>(&p)) return Refusal{ErrorCode::forbidden_path, "config.teacher: " + *why};
+    const auto& tp = std::get<fs::path>(p);
+    if (!fs::exists(tp)) return Refusal{ErrorCode::not_found, "config.teacher: no file " + tp.string()};
     cfg["teacher"] = tp.string();
   }
-  cfg["out_dir"] = "-";  // placeholder for validation; replaced by the run directory
+  cfg["out_dir"] = "-";
   try {
     if (kind == "train-teacher") (void)distill::TeacherJob::from_json(cfg);
     else (void)distill::DistillJob::from_json(cfg);
   } catch (const std::exception& e) {
-    return error_reply(req.id, ErrorCode::bad_argument, std::string("config: ") + e.what());
+    return Refusal{ErrorCode::bad_argument, std::string("config: ") + e.what()};
   }
-  if (auto r = check_job_limit(req, ctx)) return *r;
-  const auto data_dir = ctx.data_dir;
-  auto rec = ctx.jobs.submit(kind, {{"config", req.args["config"]}}, 1, [&](const JobRecord& r) {
-    json c = cfg;
-    c["out_dir"] = (data_dir / r.run_id).string();
-    return JobManager::Work([c, kind](JobControl& ctl) {
+  return cfg;
+}
+
+// Run documents around a job's work (docs/protocol.md "Run documents"): run.start with the bench and the
+// job's config (resumed when the run directory already exists), run.stop with the job's outcome. The
+// products of these jobs are files, not records: no descriptor or events, records 0.
+JobManager::Work with_run_documents(JobManager::Work work, json bench, json config, fs::path run_dir) {
+  return [work = std::move(work), bench = std::move(bench), config = std::move(config), run_dir](JobControl& ctl) {
+    RunDocuments docs(ctl);
+    std::error_code ec;
+    docs.start(bench, config, fs::exists(run_dir, ec), 0);
+    JobOutcome out = work(ctl);
+    docs.stop(exit_status_of(out.state), out.error, 0);
+    return out;
+  };
+}
+
+json pipeline_bench_json(const PipelineBench& bench) {
+  return {{"devices", {{"input_slm", bench.input.name()},
+                       {"element_slm", bench.element ? json(bench.element->name()) : json(nullptr)},
+                       {"camera", bench.camera.name()}}},
+          {"simulator", bench.simulator != nullptr}};
+}
+
+// A training job (no device): from its first epoch again when resumed (training keeps no checkpoint).
+JobManager::Work train_work(const std::string& kind, json cfg, const fs::path& run_dir) {
+  cfg["out_dir"] = run_dir.string();
+  return with_run_documents([cfg, kind](JobControl& ctl) {
       distill::JobControl jc;
       jc.work = ctl.work();
       jc.on_epoch = [&](const distill::EpochRecord& e) {
@@ -136,11 +165,11 @@ Reply cmd_train(const Request& req, Context& ctx, const std::string& kind) {
         // The worker thread is the daemon's: the job's thread count is set on it, for this job only.
         distill::JobResult r;
         if (kind == "train-teacher") {
-          const auto job = distill::TeacherJob::from_json(c);
+          const auto job = distill::TeacherJob::from_json(cfg);
           distill::set_compute_threads(job.train.threads);
           r = distill::run_train_teacher(job, jc);
         } else {
-          const auto job = distill::DistillJob::from_json(c);
+          const auto job = distill::DistillJob::from_json(cfg);
           distill::set_compute_threads(job.train.threads);
           r = distill::run_distill(job, jc);
         }
@@ -150,8 +179,22 @@ Reply cmd_train(const Request& req, Context& ctx, const std::string& kind) {
       } catch (const std::exception& e) {
         return JobOutcome{JobState::failed, e.what()};
       }
-    });
-  });
+    }, json{{"devices", nullptr}}, cfg, run_dir);
+}
+
+Reply cmd_train(const Request& req, Context& ctx, const std::string& kind) {
+  if (auto r = expect_parts(req, 0)) return *r;
+  if (auto e = check_known_args(req, {"config"})) return error_reply(*e);
+  if (ctx.shutting_down || !ctx.jobs.accepting()) {
+    return error_reply(req.id, ErrorCode::shutting_down, "the daemon is shutting down and accepts no new jobs");
+  }
+  auto prepared = train_job_config(kind, req.args.value("config", json()), ctx.data_dir);
+  if (auto* r = std::get_if<Refusal>(&prepared)) return error_reply(req.id, r->code, r->message);
+  if (auto r = check_job_limit(req, ctx)) return *r;
+  const json cfg = std::get<json>(prepared);
+  const auto data_dir = ctx.data_dir;
+  auto rec = ctx.jobs.submit(kind, {{"config", req.args["config"]}}, 1,
+                             [&](const JobRecord& r) { return train_work(kind, cfg, data_dir / r.run_id); });
   if (!rec) return error_reply(req.id, ErrorCode::shutting_down, "the daemon is shutting down and accepts no new jobs");
   return ok_reply(req.id, {{"job_id", rec->id}, {"run_id", rec->run_id}, {"state", std::string(to_string(rec->state))}});
 }
@@ -170,20 +213,46 @@ struct StageInputs {
   std::string profile;  // calibrate, evaluate: the as-built profile (simulator), else "bench"
 };
 
-// A data-directory path argument that must name an existing file or directory.
-std::variant<fs::path, Reply> input_path(const Request& req, Context& ctx, const std::string& key, const std::string& what) {
-  if (!req.args.contains(key) || !req.args[key].is_string())
-    return error_reply(req.id, ErrorCode::missing_field, key + " (" + what + ", inside the data directory) is required");
-  auto p = confine_path(ctx.data_dir, req.args[key].get<std::string>());
-  if (auto* why = std::get_if<std::string>(&p)) return error_reply(req.id, ErrorCode::forbidden_path, key + ": " + *why);
+// A data-directory path argument (args[key]) that must name an existing file or directory.
+std::variant<fs::path, Refusal> input_path(const json& args, const fs::path& data_dir, const std::string& key,
+                                           const std::string& what) {
+  if (!args.contains(key) || !args[key].is_string())
+    return Refusal{ErrorCode::missing_field, key + " (" + what + ", inside the data directory) is required"};
+  auto p = confine_path(data_dir, args[key].get<std::string>());
+  if (auto* why = std::get_if<std::string>(&p)) return Refusal{ErrorCode::forbidden_path, key + ": " + *why};
   const auto& path = std::get<fs::path>(p);
-  if (!fs::exists(path)) return error_reply(req.id, ErrorCode::not_found, key + ": no " + what + " at " + path.string());
+  if (!fs::exists(path)) return Refusal{ErrorCode::not_found, key + ": no " + what + " at " + path.string()};
   return path;
 }
 
+// The input files of a stage job from its arguments (student for deploy; deployment, and the teacher for
+// calibrate), each confined to the data directory and present; the deployment a finished deploy run.
+// `profile` is left to the caller (it depends on the bench).
+std::variant<StageInputs, Refusal> stage_inputs(const std::string& kind, const json& args, const fs::path& data_dir) {
+  StageInputs in;
+  if (kind == "deploy") {
+    auto p = input_path(args, data_dir, "student", "student model file");
+    if (auto* r = std::get_if<Refusal>(&p)) return *r;
+    in.student = std::get<fs::path>(p);
+    return in;
+  }
+  auto p = input_path(args, data_dir, "deployment", "deploy run directory");
+  if (auto* r = std::get_if<Refusal>(&p)) return *r;
+  in.deployment = std::get<fs::path>(p);
+  for (const char* f : {"config.json", "student/student.hilo", "deploy/student.hilo"})
+    if (!fs::exists(in.deployment / f))
+      return Refusal{ErrorCode::not_found, "deployment: " + in.deployment.string() + " is not a finished deploy run (no " + f + ")"};
+  if (kind == "calibrate") {
+    auto t = input_path(args, data_dir, "teacher", "teacher model file");
+    if (auto* r = std::get_if<Refusal>(&t)) return *r;
+    in.teacher = std::get<fs::path>(t);
+  }
+  return in;
+}
+
 JobManager::Work stage_work(const std::string& kind, const PipelineConfig& config, PipelineBench& bench,
-                            const fs::path& run_dir, const StageInputs& in) {
-  return [kind, config, &bench, run_dir, in](JobControl& ctl) {
+                            const fs::path& run_dir, const StageInputs& in, const json& params) {
+  return with_run_documents([kind, config, &bench, run_dir, in](JobControl& ctl) {
     std::string current;
     const PipelineControl pc = stage_control(ctl, current);
     try {
@@ -220,7 +289,7 @@ JobManager::Work stage_work(const std::string& kind, const PipelineConfig& confi
     } catch (const std::exception& e) {
       return JobOutcome{JobState::failed, e.what()};
     }
-  };
+  }, pipeline_bench_json(bench), params, run_dir);
 }
 
 // deploy {"student": "<run id>/student.hilo", "config": {...}}; calibrate {"deployment": "<run id>",
@@ -239,25 +308,11 @@ Reply cmd_stage(const Request& req, Context& ctx, const std::string& kind) {
   if (req.args.contains("config") && !req.args["config"].is_object())
     return error_reply(req.id, ErrorCode::bad_argument, "config must be a mapping (pipeline settings, docs/pipeline.md)");
   const json given = req.args.value("config", json::object());
-  StageInputs in;
-  json stored;
-  if (deploy) {
-    auto p = input_path(req, ctx, "student", "student model file");
-    if (auto* r = std::get_if<Reply>(&p)) return *r;
-    in.student = std::get<fs::path>(p);
-    stored = given;
-  } else {
-    auto p = input_path(req, ctx, "deployment", "deploy run directory");
-    if (auto* r = std::get_if<Reply>(&p)) return *r;
-    in.deployment = std::get<fs::path>(p);
-    for (const char* f : {"config.json", "student/student.hilo", "deploy/student.hilo"})
-      if (!fs::exists(in.deployment / f))
-        return error_reply(req.id, ErrorCode::not_found, "deployment: " + in.deployment.string() + " is not a finished deploy run (no " + f + ")");
-    if (kind == "calibrate") {
-      auto t = input_path(req, ctx, "teacher", "teacher model file");
-      if (auto* r = std::get_if<Reply>(&t)) return *r;
-      in.teacher = std::get<fs::path>(t);
-    }
+  auto inputs = stage_inputs(kind, req.args, ctx.data_dir);
+  if (auto* r = std::get_if<Refusal>(&inputs)) return error_reply(req.id, r->code, r->message);
+  StageInputs in = std::get<StageInputs>(inputs);
+  json stored = given;
+  if (!deploy) {
     try {
       stored = read_json_file(in.deployment / "config.json");
     } catch (const std::exception& e) {
@@ -302,7 +357,7 @@ Reply cmd_stage(const Request& req, Context& ctx, const std::string& kind) {
     if (req.args.contains(k)) params[k] = req.args[k];
   auto* bench = ctx.pipeline;
   const auto data_dir = ctx.data_dir;
-  auto rec = ctx.jobs.submit(kind, params, 1, [&](const JobRecord& r) { return stage_work(kind, cfg, *bench, data_dir / r.run_id, in); });
+  auto rec = ctx.jobs.submit(kind, params, 1, [&](const JobRecord& r) { return stage_work(kind, cfg, *bench, data_dir / r.run_id, in, params); });
   if (!rec) return error_reply(req.id, ErrorCode::shutting_down, "the daemon is shutting down and accepts no new jobs");
   return ok_reply(req.id, {{"job_id", rec->id}, {"run_id", rec->run_id}, {"state", std::string(to_string(rec->state))}});
 }
@@ -314,54 +369,67 @@ Reply handler_detail::cmd_calibrate(const Request& req, Context& ctx) { return c
 Reply handler_detail::cmd_evaluate(const Request& req, Context& ctx) { return cmd_stage(req, ctx, "evaluate"); }
 
 JobManager::Work pipeline_work(const PipelineConfig& config, PipelineBench& bench, const std::filesystem::path& run_dir) {
-  return [config, &bench, run_dir](JobControl& ctl) {
-    // Run documents: start and stop only (its files are reports and models, not records).
-    RunDocuments docs(ctl);
-    std::error_code ec;
-    docs.start({{"devices", {{"input_slm", bench.input.name()},
-                             {"element_slm", bench.element ? json(bench.element->name()) : json(nullptr)},
-                             {"camera", bench.camera.name()}}},
-                {"simulator", bench.simulator != nullptr}},
-               config.to_json(), std::filesystem::exists(run_dir, ec), 0);
-    auto ended = [&](JobOutcome out) {
-      docs.stop(exit_status_of(out.state), out.error, 0);
-      return out;
-    };
+  return with_run_documents([config, &bench, run_dir](JobControl& ctl) {
     std::string current;
     const PipelineControl pc = stage_control(ctl, current);
     try {
       const auto r = run_pipeline(config, bench, run_dir, pc);
-      if (!r.completed) return ended({JobState::interrupted, "stopped; completed stages are kept"});
-      json st = {{"stage", "done"}, {"report", (run_dir / "report.json").string()}};
-      ctl.set_stats(st);
+      if (!r.completed) return JobOutcome{JobState::interrupted, "stopped; completed stages are kept"};
+      ctl.set_stats({{"stage", "done"}, {"report", (run_dir / "report.json").string()}});
       ctl.checkpoint(1);
-      return ended({JobState::done, {}});
+      return JobOutcome{JobState::done, {}};
     } catch (const std::exception& e) {
-      return ended({JobState::failed, e.what()});
+      return JobOutcome{JobState::failed, e.what()};
     }
-  };
+  }, pipeline_bench_json(bench), config.to_json(), run_dir);
 }
 
-int resume_interrupted_pipelines(JobManager& jobs, Catalog& catalog, PipelineBench& bench,
-                                 const std::filesystem::path& data_dir, std::size_t max_jobs) {
+int resume_interrupted_jobs(JobManager& jobs, Catalog& catalog, PipelineBench* bench,
+                            const std::filesystem::path& data_dir, std::size_t max_jobs) {
+  static const std::set<std::string> kinds = {"pipeline", "deploy", "calibrate", "evaluate", "train-teacher", "distill"};
   int n = 0;
   for (JobRecord rec : catalog.jobs_in_state(JobState::interrupted)) {
-    if (rec.kind != "pipeline") continue;
+    if (!kinds.count(rec.kind)) continue;
     if (jobs.active() >= max_jobs) {
       rec.error = resume_deferred_reason(max_jobs);
       catalog.update_job(rec);
       continue;
     }
-    PipelineConfig cfg;
+    const fs::path run_dir = data_dir / rec.run_id;
+    const json& p = rec.params;
+    // The job's work rebuilt from its stored parameters as its command built it; anything that no
+    // longer holds (a config this version refuses, an input file gone, no design model) fails the job
+    // with "cannot resume: " and the reason, through the manager, so the catalog and run say so.
+    std::string why;
+    JobManager::Work work;
     try {
-      cfg = PipelineConfig::from_json(rec.params.at("config"));
+      if (rec.kind == "train-teacher" || rec.kind == "distill") {
+        auto cfg = train_job_config(rec.kind, p.value("config", json()), data_dir);
+        if (auto* r = std::get_if<Refusal>(&cfg)) why = r->message;
+        else work = train_work(rec.kind, std::get<json>(cfg), run_dir);
+      } else if (!bench) {
+        why = "this daemon's bench config has no design section, which a " + rec.kind + " job needs";
+      } else {
+        const PipelineConfig cfg = PipelineConfig::from_json(p.at("config"));
+        if (auto e = cfg.validate(); !e.empty()) throw std::invalid_argument(e);
+        if (rec.kind == "pipeline") {
+          work = pipeline_work(cfg, *bench, run_dir);
+        } else {
+          auto in = stage_inputs(rec.kind, p, data_dir);
+          if (auto* r = std::get_if<Refusal>(&in)) {
+            why = r->message;
+          } else {
+            StageInputs si = std::get<StageInputs>(in);
+            si.profile = p.value("profile", std::string("bench"));
+            work = stage_work(rec.kind, cfg, *bench, run_dir, si, p);
+          }
+        }
+      }
     } catch (const std::exception& e) {
-      rec.state = JobState::failed;
-      rec.error = std::string("cannot resume: ") + e.what();
-      catalog.update_job(rec);
-      continue;
+      why = std::string("bad job parameters: ") + e.what();
     }
-    if (jobs.resume(rec, pipeline_work(cfg, bench, data_dir / rec.run_id))) ++n;
+    if (!why.empty()) work = [err = "cannot resume: " + why](JobControl&) { return JobOutcome{JobState::failed, err}; };
+    if (jobs.resume(rec, std::move(work))) ++n;
   }
   return n;
 }

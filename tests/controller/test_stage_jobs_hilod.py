@@ -1,6 +1,9 @@
 """The pipeline's stages as daemon jobs of their own, through a real hilod: train-teacher → distill →
 deploy → calibrate → evaluate on configs/sim.yaml (virtual time), each job's outputs in its own run
-directory; the bad arguments each stage job refuses, with the daemon serving on.
+directory; the bad arguments each stage job refuses, with the daemon serving on. Then a calibrate job and
+a train-teacher job stopped by SIGTERM half-way and resumed by the next daemon on the same data directory:
+both end done, the resumed calibration with exactly the uninterrupted one's accuracies, each start and
+stop described by run documents.
 
 usage: test_stage_jobs_hilod.py HILOD HILOCTL REPO_ROOT
 """
@@ -9,6 +12,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 HILOD, HILOCTL, ROOT = sys.argv[1:4]
@@ -105,6 +109,67 @@ class StageJobs(unittest.TestCase):
                     commands = c.version()["commands"]
                     for k in ("deploy", "calibrate", "evaluate"):
                         self.assertIn(k, commands)
+
+                    # Interrupted by a shutdown: a calibrate job in its bench stage, and a train-teacher
+                    # job (queued behind it, so the shutdown finds it queued or running).
+                    c.subscribe("")
+                    cal2 = c.call("calibrate", {"deployment": dep["run_id"], "teacher": teacher, "profile": "moderate"})
+                    tt2 = c.call("train-teacher", {"config": {"data": DATA, "train": dict(TRAIN, epochs=2)}})
+                    starts = {}
+                    deadline = time.monotonic() + 120
+                    while time.monotonic() < deadline:
+                        ev = c.next_event(timeout_ms=1000)
+                        if not ev:
+                            continue
+                        if ev[0] == "run.start":
+                            starts[ev[1]["job_id"]] = ev[1]
+                        if (ev[0] == "job.progress" and ev[1].get("job_id") == cal2["job_id"]
+                                and ev[1].get("stats", {}).get("stage", "").startswith("bench") and ev[1]["done"] >= 20):
+                            break
+                    else:
+                        self.fail("the calibrate job never reached its bench stage")
+                    start = starts[cal2["job_id"]]
+                    self.assertEqual(start["kind"], "calibrate")
+                    self.assertFalse(start["resumed"])
+                    self.assertEqual(start["config"]["deployment"], dep["run_id"])
+                    self.assertEqual(start["bench"]["devices"]["camera"], "sim-camera")
+            finally:
+                self.assertEqual(d.stop(), 0)
+            run_c2 = os.path.join(data, cal2["run_id"])
+            self.assertFalse(os.path.exists(os.path.join(run_c2, "bench", "moderate", "result.json")),
+                             "the calibration finished before the shutdown; the resume was not tested")
+            d = Daemon(HILOD, os.path.join(ROOT, "configs", "sim.yaml"), data, ["--virtual-time"], start_timeout_s=60)
+            try:
+                with Client(d.commands, events=d.events) as c:
+                    for job in (cal2, tt2):
+                        rec = c.wait(job["job_id"], timeout_s=120)
+                        self.assertEqual(rec["state"], "done", rec)
+                    with open(os.path.join(run_c2, "bench", "moderate", "result.json")) as f:
+                        resumed = json.load(f)
+                    self.assertEqual(resumed["accuracy"], result["accuracy"],
+                                     "the resumed calibration measures what the uninterrupted one measured")
+                    self.assertTrue(os.path.exists(os.path.join(data, tt2["run_id"], "teacher.hilo")))
+                    # A stage job whose inputs are gone fails at the next start with the reason.
+                    c.subscribe("job.")
+                    cal3 = c.call("calibrate", {"deployment": dep["run_id"], "teacher": teacher, "profile": "moderate"})
+                    deadline = time.monotonic() + 120
+                    while time.monotonic() < deadline:
+                        ev = c.next_event(timeout_ms=1000)
+                        if (ev and ev[0] == "job.progress" and ev[1].get("job_id") == cal3["job_id"]
+                                and ev[1].get("stats", {}).get("stage", "").startswith("bench")):
+                            break
+                    else:
+                        self.fail("the third calibrate job never reached its bench stage")
+            finally:
+                self.assertEqual(d.stop(), 0)
+            os.remove(os.path.join(data, teacher))
+            d = Daemon(HILOD, os.path.join(ROOT, "configs", "sim.yaml"), data, ["--virtual-time"], start_timeout_s=60)
+            try:
+                with Client(d.commands) as c:
+                    rec = c.wait(cal3["job_id"], timeout_s=60)
+                    self.assertEqual(rec["state"], "failed", rec)
+                    self.assertTrue(rec["error"].startswith("cannot resume: teacher: no teacher model file"), rec)
+                    self.assertIn("pipeline", c.version()["commands"])
             finally:
                 self.assertEqual(d.stop(), 0)
 

@@ -49,10 +49,15 @@ struct Context {
 // The job that runs (or resumes, same run directory) the pipeline; used by the pipeline command and by
 // the daemon at start for pipelines a previous process left interrupted.
 JobManager::Work pipeline_work(const PipelineConfig& config, PipelineBench& bench, const std::filesystem::path& run_dir);
-// Queues every interrupted pipeline job again, oldest first, while fewer than `max_jobs` jobs are
-// queued or running (the rest stay interrupted, see jobs.hpp); returns how many.
-int resume_interrupted_pipelines(JobManager& jobs, Catalog& catalog, PipelineBench& bench,
-                                 const std::filesystem::path& data_dir, std::size_t max_jobs);
+// Queues every interrupted pipeline, deploy, calibrate, evaluate, train-teacher and distill job again
+// (captures: resume_interrupted_captures), oldest first, while fewer than `max_jobs` jobs are queued or
+// running (the rest stay interrupted, see jobs.hpp); returns how many. Each job's work is rebuilt from
+// its stored parameters the way its command built it: the stages load what their run directory already
+// holds and run the rest; training jobs start again from their first epoch (no mid-training
+// checkpoint). A job whose parameters or inputs no longer hold, or that needs a design model `bench`
+// (null: none) does not have, is queued to fail at once with "cannot resume: <reason>".
+int resume_interrupted_jobs(JobManager& jobs, Catalog& catalog, PipelineBench* bench,
+                            const std::filesystem::path& data_dir, std::size_t max_jobs);
 
 std::vector<std::string_view> command_names();
 

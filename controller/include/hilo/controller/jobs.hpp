@@ -10,7 +10,7 @@
 // Work that throws ends failed with the exception's message.
 // Restart: resume() queues a job a previous process left interrupted (see capture.hpp for the capture).
 // Resumed jobs count against limits.max_jobs like any other: at start, interrupted jobs are resumed
-// (captures, then pipelines, each oldest first) while fewer than max_jobs are queued or running; the excess stay interrupted (their
+// (captures, then pipelines, stage and training jobs, each oldest first) while fewer than max_jobs are queued or running; the excess stay interrupted (their
 // error says so) and the next start resumes them.
 #include <atomic>
 #include <condition_variable>
