@@ -65,13 +65,41 @@ drivers::DeviceResult<BenchCalibrationResult> Experiment::calibrate(BenchCalibra
   if (!cal) return cal;
   calibrated_ = live_ = cal.value().calibration;
   calibrated_at_s_ = bench_.now_s ? bench_.now_s() : 0.0;
-  start_content_check(cal.value().registration.fit.blur_px);
+  blur_px_ = cal.value().registration.fit.blur_px;
+  start_content_check(blur_px_);
   auto ref = locked([&] {
     return capture_drift_reference(rig_, calibrated_.dark, calibrated_.pose, calibrated_at_s_, opt_.drift, rng);
   });
   if (!ref) return ref.error();
   reference_ = std::move(ref.value());
   return cal;
+}
+
+drivers::DeviceStatus Experiment::adopt(const SavedCalibration& saved) {
+  if (auto e = saved.calibration.validate(rig_.camera_rows(), rig_.camera_cols()); !e.empty())
+    throw std::invalid_argument("saved calibration does not fit this bench: " + e);
+  if (saved.drift_reference.probes.empty())
+    throw std::invalid_argument("saved calibration has no drift reference");
+  if (bench_.element) {
+    const sim::SlmModel slm_model(design_.options().element.slm);
+    if (auto e = locked([&] { return deploy_phase(*bench_.element, deployment_.design.phase, slm_model); })) return e;
+  } else if (bench_.install_fixed_mask) {
+    bench_.install_fixed_mask(deployment_.design.phase);
+  }
+  design_.set_element_phase(deployment_.design.phase);
+  calibrated_ = live_ = saved.calibration;
+  calibrated_at_s_ = saved.calibrated_at_s;
+  blur_px_ = saved.blur_px;
+  reference_ = saved.drift_reference;
+  rig_.set_judge({});
+  content_.reset();
+  start_content_check(blur_px_);
+  return check_drift_now();
+}
+
+SavedCalibration Experiment::saved_calibration(json summary) const {
+  if (!reference_) throw std::logic_error("Experiment::saved_calibration before calibrate or adopt");
+  return {calibrated_, blur_px_, *reference_, calibrated_at_s_, std::move(summary)};
 }
 
 void Experiment::start_content_check(double blur_px) {

@@ -348,7 +348,7 @@ int main(int argc, char** argv) {
   }
 
   // The pipeline's stages as jobs of their own (deploy, calibrate, evaluate).
-  std::string stage_student, stage_deployment, stage_teacher, stage_profile, stage_config;
+  std::string stage_student, stage_deployment, stage_teacher, stage_profile, stage_config, stage_calibration;
   auto* deploy_cmd = app.add_subcommand("deploy", "design the element for a trained student (deploy)");
   deploy_cmd->add_option("--student", stage_student, "student model file inside the data directory")->required();
   auto* calibrate_cmd = app.add_subcommand("calibrate", "calibrate the bench for a deployment and re-fit the backend (calibrate)");
@@ -358,6 +358,8 @@ int main(int argc, char** argv) {
     t->add_option("--deployment", stage_deployment, "run id of a deploy job (or a pipeline)")->required();
     t->add_option("--profile", stage_profile, "as-built profile (simulated bench only)");
   }
+  evaluate_cmd->add_option("--calibration", stage_calibration,
+                           "a saved calibration to measure with instead of calibrating: <run id>/bench/<profile>/calibration");
   for (auto* t : {deploy_cmd, calibrate_cmd, evaluate_cmd}) {
     t->add_option("--config", stage_config, "pipeline settings (YAML or JSON, docs/pipeline.md)");
     t->add_flag("--no-wait", no_wait, "return after the job is queued");
@@ -463,6 +465,7 @@ int main(int argc, char** argv) {
       if (sub != "deploy") args["deployment"] = stage_deployment;
       if (sub == "calibrate") args["teacher"] = stage_teacher;
       if (!stage_profile.empty()) args["profile"] = stage_profile;
+      if (!stage_calibration.empty()) args["calibration"] = stage_calibration;
       return run_job(c, events, sub, args, {}, no_wait);
     }
     if (sub == "train-teacher" || sub == "distill") {

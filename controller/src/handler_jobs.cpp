@@ -211,6 +211,7 @@ struct StageInputs {
   fs::path deployment;  // calibrate, evaluate: the run directory of a deploy job (or of a pipeline)
   fs::path teacher;     // calibrate: the teacher model (NTKD compensation, subset choice)
   std::string profile;  // calibrate, evaluate: the as-built profile (simulator), else "bench"
+  fs::path calibration; // evaluate, optional: a saved calibration directory to adopt instead of calibrating
 };
 
 // A data-directory path argument (args[key]) that must name an existing file or directory.
@@ -247,6 +248,14 @@ std::variant<StageInputs, Refusal> stage_inputs(const std::string& kind, const j
     if (auto* r = std::get_if<Refusal>(&t)) return *r;
     in.teacher = std::get<fs::path>(t);
   }
+  if (kind == "evaluate" && args.contains("calibration")) {
+    auto c = input_path(args, data_dir, "calibration", "saved calibration directory");
+    if (auto* r = std::get_if<Refusal>(&c)) return *r;
+    in.calibration = std::get<fs::path>(c);
+    if (!fs::exists(in.calibration / "calibration.json"))
+      return Refusal{ErrorCode::not_found, "calibration: " + in.calibration.string() +
+                                               " holds no saved calibration (no calibration.json; a calibrate job or pipeline saves one as <run id>/bench/<profile>/calibration)"};
+  }
   return in;
 }
 
@@ -279,7 +288,7 @@ JobManager::Work stage_work(const std::string& kind, const PipelineConfig& confi
       const auto& names = config.profiles;
       const auto it = std::find(names.begin(), names.end(), in.profile);
       const int index = it == names.end() ? 0 : int(it - names.begin());
-      const json res = st.bench(in.profile, index, kind == "calibrate");
+      const json res = st.bench(in.profile, index, kind == "calibrate", in.calibration);
       ctl.set_stats({{"stage", "done"}, {"result", (run_dir / "bench" / in.profile / "result.json").string()},
                      {"accuracy", res.at("accuracy")}});
       ctl.checkpoint(1);
@@ -294,7 +303,8 @@ JobManager::Work stage_work(const std::string& kind, const PipelineConfig& confi
 
 // deploy {"student": "<run id>/student.hilo", "config": {...}}; calibrate {"deployment": "<run id>",
 // "teacher": "<run id>/teacher.hilo", "profile": "moderate", "config": {...}}; evaluate {"deployment":
-// "<run id>", "profile": "moderate", "config": {...}}. deploy's config is a pipeline config (absent keys
+// "<run id>", "profile": "moderate", "calibration": "<run id>/bench/<profile>/calibration" (optional: a
+// saved calibration to adopt), "config": {...}}. deploy's config is a pipeline config (absent keys
 // default); calibrate and evaluate take the deployment run's config.json and let `config` change only
 // bench, measure and compensation (the rest made the deployment).
 Reply cmd_stage(const Request& req, Context& ctx, const std::string& kind) {
@@ -302,7 +312,7 @@ Reply cmd_stage(const Request& req, Context& ctx, const std::string& kind) {
   const bool deploy = kind == "deploy";
   if (auto e = deploy ? check_known_args(req, {"student", "config"})
                       : kind == "calibrate" ? check_known_args(req, {"deployment", "teacher", "profile", "config"})
-                                            : check_known_args(req, {"deployment", "profile", "config"}))
+                                            : check_known_args(req, {"deployment", "profile", "config", "calibration"}))
     return error_reply(*e);
   if (auto r = refuse_new_job(req, ctx)) return *r;
   if (req.args.contains("config") && !req.args["config"].is_object())
@@ -353,7 +363,7 @@ Reply cmd_stage(const Request& req, Context& ctx, const std::string& kind) {
     }
   }
   json params = {{"config", cfg.to_json()}};
-  for (const char* k : {"student", "deployment", "teacher", "profile"})
+  for (const char* k : {"student", "deployment", "teacher", "profile", "calibration"})
     if (req.args.contains(k)) params[k] = req.args[k];
   auto* bench = ctx.pipeline;
   const auto data_dir = ctx.data_dir;

@@ -13,6 +13,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "hilo/calibration/drift.hpp"
+#include "hilo/calibration/saved.hpp"
 #include "hilo/io/figures.hpp"
 #include "hilo/distill/model_io.hpp"
 #include "hilo/drivers/placed_slm.hpp"
@@ -252,7 +253,7 @@ void PipelineStages::deploy() {
   log("deploy: simulated accuracy of the deployed design " + pct(deploy_info_.at("simulated_acc").get<double>()) + " %");
 }
 
-json PipelineStages::bench(const std::string& name, int index, bool compensate) {
+json PipelineStages::bench(const std::string& name, int index, bool compensate, const fs::path& calibration) {
   const fs::path d = dir_ / "bench" / name, result = d / "result.json";
   if (fs::exists(result)) return read_json_file(result);
   fs::create_directories(d);
@@ -282,11 +283,25 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate) 
   calibration::Experiment ex(eb, *design_, deployment_, *deployed_, c_.measure_options(), ec, name);
 
   progress(stage, 0, 100);
-  auto cal = ex.calibrate(c_.calibration, rng);
-  if (!cal) throw_dev(cal.error());
+  // The calibration: run here and saved as bench/<name>/calibration/, or adopted from a saved one.
+  std::optional<calibration::BenchCalibrationResult> fresh;
+  json cal_summary;
+  if (calibration.empty()) {
+    auto cal = ex.calibrate(c_.calibration, rng);
+    if (!cal) throw_dev(cal.error());
+    fresh = std::move(cal.value());
+    cal_summary = fresh->summary;
+    calibration::save_calibration(d / "calibration", ex.saved_calibration(cal_summary));
+    written("bench/calibration");
+    log(stage + ": calibrated: " + cal_summary.dump());
+  } else {
+    const auto saved = calibration::load_calibration(calibration);
+    if (auto e = ex.adopt(saved)) throw_dev(*e);
+    cal_summary = saved.summary;
+    log(stage + ": calibration adopted from " + calibration.string() + "; drift check: " + ex.drift_checks().back().dump());
+  }
   std::optional<sim::Pose> truth_at_calibration;
   if (b_.simulator) truth_at_calibration = b_.simulator->true_pose(ex.calibrated_at_s());
-  log(stage + ": calibrated: " + cal.value().summary.dump());
 
   std::vector<int> idx;
   distill::Dataset sub;
@@ -382,7 +397,8 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate) 
     io::write_json_atomic(d / "nested_subsets.json", {{"strategy", calibration::to_string(c_.strategy)}, {"fractions", nested}});
   acc["fractions"] = rows;
   json res = {{"profile", name},
-              {"calibration", cal.value().summary},
+              {"calibration", cal_summary},
+              {"calibration_source", calibration.empty() ? json("calibration (this stage)") : json(calibration.string())},
               {"test_images", test_x_.rows()},
               {"subset", compensate ? json{{"strategy", calibration::to_string(c_.strategy)}, {"fraction", fmax}, {"count", sub.size()}, {"indices", idx}}
                                     : json(nullptr)},
@@ -405,11 +421,13 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate) 
     res["ground_truth_at_end"] = pose_json(b_.simulator->true_pose(now()));
   }
   // Figures.
-  const auto& tl = cal.value().tiles;
-  ImageOptions po;
-  po.scale = 3;
-  write_png(d / "psf_designed_vs_measured.png",
-            render_grid({to_cv(tl.predicted), to_cv(tl.registered)}, 2, {"designed (probe spot through the design PSF)", "measured (registered, dark-corrected)"}, po));
+  if (fresh) {  // an adopted calibration's PSF figure is in the run that calibrated
+    const auto& tl = fresh->tiles;
+    ImageOptions po;
+    po.scale = 3;
+    write_png(d / "psf_designed_vs_measured.png",
+              render_grid({to_cv(tl.predicted), to_cv(tl.registered)}, 2, {"designed (probe spot through the design PSF)", "measured (registered, dark-corrected)"}, po));
+  }
   ImageOptions fo;
   fo.scale = 2;
   fo.colorbar = false;

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <unistd.h>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -351,4 +353,105 @@ TEST(Guard, KeepsTheDeployedBackendUnlessTheRefitValidatesBetter) {
   EXPECT_DOUBLE_EQ(better.test_accuracy, 0.5);
   EXPECT_DOUBLE_EQ(better.refit_test_accuracy, 0.5);
   EXPECT_TRUE(better.test_logits.isApprox(refit));
+}
+
+// A calibration saved as a named object (saved.hpp) reads back bit-exactly, and an Experiment that
+// adopts it on a fresh bench of the same build measures what the calibrating Experiment measures
+// (within the bench's noise and the drift between the two), with one drift check made at adoption.
+// Broken saves and a calibration that does not fit the camera are refused with the reason.
+TEST(SavedCalibration, RoundTripsExactlyAndAnAdoptedOneMeasuresLikeTheOriginal) {
+  Deployed dep;
+  std::mt19937_64 xr(9);
+  const distill::Mat<float> x = random_images(12, xr);
+  MeasureOptions mo;
+  mo.drift_every = 100;
+  mo.drift.frames = 2;
+  const fs::path dir = fs::temp_directory_path() / ("hilo_saved_cal_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+
+  SimRig rig(dep.opts);
+  ExperimentBench b = bench_of(rig);
+  Experiment ex(b, dep.design, dep.deployment, dep.student, mo, {}, "moderate");
+  EXPECT_THROW((void)ex.saved_calibration({}), std::logic_error);
+  std::mt19937_64 rng(5);
+  auto cal = ex.calibrate(quick_calibration(), rng);
+  ASSERT_TRUE(cal) << cal.error().message;
+  const SavedCalibration saved = ex.saved_calibration({{"note", "test"}});
+  save_calibration(dir, saved);
+  const SavedCalibration back = load_calibration(dir);
+  const auto& c0 = saved.calibration;
+  const auto& c1 = back.calibration;
+  EXPECT_TRUE((c1.dark.dark == c0.dark.dark).all());
+  EXPECT_TRUE((c1.dark.hot == c0.dark.hot).all());
+  EXPECT_EQ(c1.dark.temporal_noise, c0.dark.temporal_noise);
+  EXPECT_EQ(c1.flat.flat.size(), c0.flat.flat.size());
+  EXPECT_EQ(c1.pose.shift_x_px, c0.pose.shift_x_px);
+  EXPECT_EQ(c1.pose.rotation_deg, c0.pose.rotation_deg);
+  EXPECT_EQ(c1.pose.scale, c0.pose.scale);
+  EXPECT_EQ(c1.gain, c0.gain);
+  EXPECT_EQ(c1.layout.offset, c0.layout.offset);
+  EXPECT_EQ(c1.layout.object_row, c0.layout.object_row);
+  ASSERT_EQ(c1.tiles.size(), c0.tiles.size());
+  for (std::size_t k = 0; k < c0.tiles.size(); ++k) EXPECT_EQ(c1.tiles[k].shift, c0.tiles[k].shift);
+  EXPECT_EQ(back.blur_px, saved.blur_px);
+  EXPECT_EQ(back.calibrated_at_s, saved.calibrated_at_s);
+  EXPECT_EQ(back.summary["note"], "test");
+  ASSERT_EQ(back.drift_reference.frames.size(), saved.drift_reference.frames.size());
+  for (std::size_t k = 0; k < saved.drift_reference.frames.size(); ++k) {
+    EXPECT_TRUE((back.drift_reference.frames[k] == saved.drift_reference.frames[k]).all());
+    EXPECT_TRUE((back.drift_reference.probes[k] == saved.drift_reference.probes[k]).all());
+  }
+  auto original = ex.measure(x);
+  ASSERT_TRUE(original) << original.error().message;
+  auto repeat = ex.measure(x);  // the same Experiment again: the bench's own noise and drift
+  ASSERT_TRUE(repeat);
+
+  SimRig rig2(dep.opts);
+  ExperimentBench b2 = bench_of(rig2);
+  Experiment adopted(b2, dep.design, dep.deployment, dep.student, mo, {}, "moderate");
+  ASSERT_FALSE(adopted.adopt(back));
+  EXPECT_EQ(adopted.drift_checks().size(), 1u) << "adoption starts with a drift check against the saved reference";
+  EXPECT_EQ(adopted.frame_integrity()["content_check"]["active"], true);
+  auto again = adopted.measure(x);
+  ASSERT_TRUE(again) << again.error().message;
+  const distill::MatD& a = original.value();
+  const double noise = std::sqrt((repeat.value() - a).array().square().mean());
+  const double diff = std::sqrt((again.value() - a).array().square().mean());
+  std::printf("rms difference: repeated %.5f, adopted %.5f\n", noise, diff);
+  EXPECT_LT(diff, 2.0 * noise) << "the adopted calibration measures differently from the original";
+  // Control: the same bench measured with an identity pose (no registration) differs far more.
+  SavedCalibration unregistered = back;
+  unregistered.calibration.pose = sim::Pose{};
+  unregistered.calibration.pose.gain = back.calibration.pose.gain;
+  SimRig rig3(dep.opts);
+  ExperimentBench b3 = bench_of(rig3);
+  MeasureOptions report = mo;
+  report.drift_action = "report";
+  Experiment wrong(b3, dep.design, dep.deployment, dep.student, report, {}, "moderate");
+  ASSERT_FALSE(wrong.adopt(unregistered));
+  auto off = wrong.measure(x);
+  ASSERT_TRUE(off);
+  const double control = std::sqrt((off.value() - a).array().square().mean());
+  std::printf("rms difference with an identity pose: %.5f\n", control);
+  EXPECT_GT(control, 2.0 * diff) << "the control does not show the registration";
+
+  // Refusals.
+  SavedCalibration misfit = back;
+  misfit.calibration.layout.object_row = 100000;
+  EXPECT_THROW((void)adopted.adopt(misfit), std::invalid_argument);
+  sim::write_npy(dir / "hot.npy", sim::from_rarray(sim::RArray::Zero(3, 3)));
+  try {
+    (void)load_calibration(dir);
+    ADD_FAILURE() << "a hot-pixel map of the wrong shape was accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("shapes disagree"), std::string::npos) << e.what();
+  }
+  fs::remove(dir / "calibration.json");
+  try {
+    (void)load_calibration(dir);
+    ADD_FAILURE() << "a directory without calibration.json was accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("calibration.json missing"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
 }

@@ -88,6 +88,23 @@ class StageJobs(unittest.TestCase):
                     # for its test set before any re-fit.
                     self.assertEqual(evaluation["accuracy"]["none"], result["accuracy"]["none"])
                     self.assertLess(evaluation["accuracy"]["none"], sim_acc + 1e-9)
+                    self.assertEqual(evaluation["calibration_source"], "calibration (this stage)")
+
+                    # Evaluate with the calibration the calibrate job saved, instead of calibrating.
+                    saved = f"{cal['run_id']}/bench/moderate/calibration"
+                    self.assertTrue(os.path.exists(os.path.join(data, saved, "calibration.json")))
+                    ev2, rec = run("evaluate", {"deployment": dep["run_id"], "profile": "moderate", "calibration": saved})
+                    res_e2 = os.path.join(data, ev2["run_id"], "bench", "moderate")
+                    with open(os.path.join(res_e2, "result.json")) as f:
+                        adopted = json.load(f)
+                    self.assertEqual(adopted["calibration_source"], os.path.join(data, saved))
+                    self.assertEqual(adopted["calibration"], result["calibration"])
+                    self.assertFalse(os.path.exists(os.path.join(res_e2, "calibration")), "an adopted calibration is not saved again")
+                    first = adopted["drift"]["checks"][0]
+                    self.assertEqual(first["measured_images"], 0, "adoption starts with a drift check")
+                    # The same bench measured with the saved calibration: accuracy within the noise of 100
+                    # test images (a few points; the frames are new exposures).
+                    self.assertLess(abs(adopted["accuracy"]["none"] - result["accuracy"]["none"]), 0.06)
 
                     for kind, args, code in (
                         ("deploy", {"student": "../x.hilo"}, "forbidden_path"),
@@ -102,6 +119,10 @@ class StageJobs(unittest.TestCase):
                          "bad_argument"),
                         ("evaluate", {"deployment": dep["run_id"], "profile": "moderate", "teacher": teacher},
                          "bad_argument"),
+                        ("evaluate", {"deployment": dep["run_id"], "profile": "moderate", "calibration": dep["run_id"]},
+                         "not_found"),
+                        ("evaluate", {"deployment": dep["run_id"], "profile": "moderate", "calibration": "../x"},
+                         "forbidden_path"),
                     ):
                         with self.assertRaises(HiloError, msg=(kind, args)) as e:
                             c.call(kind, args)

@@ -23,6 +23,7 @@
 #include "hilo/calibration/compensation.hpp"
 #include "hilo/calibration/content_gate.hpp"
 #include "hilo/calibration/drift.hpp"
+#include "hilo/calibration/saved.hpp"
 #include "hilo/calibration/hil.hpp"
 #include "hilo/calibration/subset.hpp"
 #include "hilo/distill/data.hpp"
@@ -91,6 +92,17 @@ class Experiment {
   // MeasureOptions) and takes the drift reference right after it.
   drivers::DeviceResult<BenchCalibrationResult> calibrate(BenchCalibrationOptions options, std::mt19937_64& rng);
 
+  // Instead of calibrate(): measures with a calibration saved earlier (saved.hpp). Installs the deployed
+  // element (fixed mask: installs it; element SLM: shows the deployed phase), takes `saved` as the
+  // calibration, turns the calibrated content check on and runs a drift check against the saved drift
+  // reference at once, so a bench that moved since the calibration is updated (drift_action "update")
+  // or reported before any image is measured. Throws std::invalid_argument when the saved calibration
+  // does not fit this camera.
+  drivers::DeviceStatus adopt(const SavedCalibration& saved);
+  // The live calibration as a saved object (after calibrate() or adopt(); the calibration as calibrated,
+  // not as drift updates left it). `summary` goes into it unchanged. Throws std::logic_error before.
+  SavedCalibration saved_calibration(nlohmann::json summary) const;
+
   // Features of each row of x (N × H·W in [0, 1]) measured through the bench with the live calibration,
   // in chunks of drift_every with a drift check after each. calibrate() first. A true stop() ends it
   // early with fewer rows than x.
@@ -138,6 +150,7 @@ class Experiment {
   nlohmann::json drift_checks_ = nlohmann::json::array();
   std::int64_t measured_ = 0;
   double calibrated_at_s_ = 0.0;
+  double blur_px_ = 0.0;  // the registration's fitted blur
 };
 
 // Measured features on disk: a 2-D float64 .npy, one row per image (what the pipeline stores and the

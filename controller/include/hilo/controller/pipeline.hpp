@@ -10,8 +10,9 @@
 //                                                             kernels replaced by the realised ones and its
 //                                                             backend re-fitted on design-model features
 //                                                             (simulation only); simulated accuracy
-//   bench/<p>/   result.json, figures                         per as-built profile p (simulator) or the
-//                                                             bench as it is: calibration, measured test
+//   bench/<p>/   result.json, calibration/, figures         per as-built profile p (simulator) or the
+//                                                             bench as it is: calibration (saved in
+//                                                             calibration/, saved.hpp), measured test
 //                                                             set, f-subsets measured, backends re-fitted
 //                                                             (none / task / NTKD), accuracies, confusions
 //   report.json, accuracy_table.png, …                        the table over profiles × f × mode

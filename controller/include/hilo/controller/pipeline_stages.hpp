@@ -58,7 +58,12 @@ class PipelineStages {
   // it; with `compensate` also the validation split and the largest measured subset, and the backend
   // re-fits (task, NTKD) on the nested subsets (needs the teacher). `index` seeds the stage (the
   // profile's position in config.profiles). Simulator: installs the named profile first.
-  nlohmann::json bench(const std::string& name, int index, bool compensate = true);
+  // The calibration is saved as bench/<name>/calibration/ (calibration/saved.hpp); with `calibration`
+  // (a directory holding a saved one) it is adopted instead of run: the stage then starts with a drift
+  // check against the saved reference (Experiment::adopt). A saved calibration that cannot be read or
+  // does not fit the bench throws std::runtime_error / std::invalid_argument.
+  nlohmann::json bench(const std::string& name, int index, bool compensate = true,
+                       const std::filesystem::path& calibration = {});
   // report.json and its figures over the profiles' results (after every stage above).
   nlohmann::json report(const nlohmann::json& profiles);
 
