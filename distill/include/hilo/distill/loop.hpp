@@ -136,7 +136,8 @@ struct LoopOptions {
   std::vector<double> lr_scale;     // per parameter (model's, then the losses'), in [0, 1]; empty: all 1
   EarlyStop early_stop{};           // the convergence rule (train.hpp); epochs is then the cap
   // Called after each epoch's validation, before the record is closed: adds report-only entries to the
-  // epoch's extra (e.g. the test accuracy of TrainOptions::log_test_acc). May be empty.
+  // epoch's extra (e.g. the test accuracy of TrainOptions::log_test_acc); its time is left out of
+  // EpochRecord::seconds (which holds the epoch's training steps and validation). May be empty.
   std::function<void(nlohmann::json& extra)> epoch_extra;
 };
 
