@@ -97,14 +97,12 @@ while IFS='|' read -r name js; do
 done <<'GRID' | run_all
 kd_T4_a05|{"method": "kd", "temperature": 4, "kd_alpha": 0.5}
 kd_T4_a02|{"method": "kd", "temperature": 4, "kd_alpha": 0.2}
-kd_T10_a05|{"method": "kd", "temperature": 10, "kd_alpha": 0.5}
 gd_l09|{"method": "gd", "temperature": 4, "gd_lambda": 0.9, "gd_input_noise": 0.1}
 gd_l05|{"method": "gd", "temperature": 4, "gd_lambda": 0.5, "gd_input_noise": 0.1}
 shared_w05_m1|{"method": "shared", "shared_weight": 0.5, "shared_feature_weight": 1.0}
 shared_w1_m01|{"method": "shared", "shared_weight": 1.0, "shared_feature_weight": 0.1}
 ntkd_align_backend_b10|{"method": "ntkd", "ntk_distance": "alignment", "ntk_param_set": "backend", "ntk_beta": 10.0, "ntk_subbatch": 32, "ntk_every": 2}
 ntkd_cka_backend_b10|{"method": "ntkd", "ntk_distance": "cka", "ntk_param_set": "backend", "ntk_beta": 10.0, "ntk_subbatch": 32, "ntk_every": 2}
-ntkd_align_all_b10|{"method": "ntkd", "ntk_distance": "alignment", "ntk_param_set": "all", "ntk_beta": 10.0, "ntk_subbatch": 32, "ntk_every": 2}
 GRID
 combo=$(python3 "$here/distill_table.py" combo "$work" "$first")
 student_cfg ntkdkd "$first" "$combo" "$regime" | run_all
