@@ -86,7 +86,7 @@ REGIME
 regime=$(python3 - "$work/$(best none)_s$first.json" <<'PY'
 import json, sys
 t = json.load(open(sys.argv[1]))["train"]
-print(json.dumps({k: t[k] for k in ("optimizer", "batch_size", "schedule")}))
+print(json.dumps({k: t[k] for k in ("optimizer", "batch_size", "schedule") if k in t}))
 PY
 )
 echo "regime (best none on validation): $regime"
