@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the results-table scripts (sourced; needs $bin, the hilo-train binary, and $JOBS).
 # run_one <command> <config>: runs one hilo-train job into its out_dir, logging to <out_dir>.log; a job
 # whose history.json exists is skipped (what makes the scripts resumable).
