@@ -30,13 +30,7 @@ SEEDS=${SEEDS:-"1 2 3"}
 mkdir -p "$work"
 export OMP_NUM_THREADS=1
 
-run_one() {  # <command> <config>
-  local dir; dir=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["out_dir"])' "$2")
-  [ -f "$dir/history.json" ] && return 0
-  "$bin" "$1" "$2" > "$dir.log" 2>&1 || echo "FAILED: $2 (see $dir.log)" >&2
-}
-export -f run_one
-export bin
+. "$here/distill_common.sh"
 
 # ---- stage 1: teachers
 for s in $SEEDS; do
@@ -46,7 +40,7 @@ for s in $SEEDS; do
  "out_dir": "$work/teacher_s$s"}
 JSON
 done
-for s in $SEEDS; do echo "train-teacher $work/teacher_s$s.json"; done | xargs -P "$JOBS" -L 1 bash -c 'run_one "$0" "$1"'
+for s in $SEEDS; do echo "train-teacher $work/teacher_s$s.json"; done | run_all
 
 # ---- student configs
 student_cfg() {  # <name> <seed> <distill-json>
@@ -109,21 +103,12 @@ GRID
 
 # ---- stage 2: tuning on validation (first seed)
 first=$(echo $SEEDS | cut -d' ' -f1)
-grid | while IFS='|' read -r name js; do student_cfg "$name" "$first" "$js"; done | xargs -P "$JOBS" -L 1 bash -c 'run_one "$0" "$1"'
+grid | while IFS='|' read -r name js; do student_cfg "$name" "$first" "$js"; done | run_all
 
 # NTKD + KD: the best NTKD setting with the best KD setting (by validation accuracy).
 best() { python3 "$here/distill_table.py" best "$work" "$first" "$1"; }
-ntkd_best=$(best ntkd); kd_best=$(best kd)
-combo=$(python3 - "$work" "$first" "$ntkd_best" "$kd_best" <<'PY'
-import json, sys
-w, s, n, k = sys.argv[1:]
-d = json.load(open(f"{w}/{n}_s{s}.json"))["distill"]
-kd = json.load(open(f"{w}/{k}_s{s}.json"))["distill"]
-d.update({"ntk_with_kd": True, "temperature": kd["temperature"], "kd_alpha": kd["kd_alpha"]})
-print(json.dumps(d))
-PY
-)
-student_cfg ntkdkd "$first" "$combo" | xargs -P "$JOBS" -L 1 bash -c 'run_one "$0" "$1"'
+combo=$(python3 "$here/distill_table.py" combo "$work" "$first")
+student_cfg ntkdkd "$first" "$combo" | run_all
 
 # ---- stage 3: best setting of each method with the remaining seeds
 for m in none kd gd shared ntkd ntkdkd; do
@@ -133,7 +118,7 @@ for m in none kd gd shared ntkd ntkdkd; do
     [ "$s" = "$first" ] && continue
     student_cfg "$b" "$s" "$js"
   done
-done | xargs -P "$JOBS" -L 1 bash -c 'run_one "$0" "$1"'
+done | run_all
 
 # ---- stage 4: table
 python3 "$here/distill_table.py" table "$work" "$SEEDS"

@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Selection and tabulation for scripts/distill_results.sh.
 
-  distill_table.py best <work> <seed> <method>   print the run name with the highest final validation
-                                                 accuracy among runs named <method> or <method>_*
+  distill_table.py best <work> <seed> <method>   print the run name with the highest validation accuracy
+                                                 of the kept model (the best epoch under the convergence
+                                                 rule, else the final one) among runs named <method> or <method>_*
+  distill_table.py combo <work> <seed>           print the distill section of NTKD + KD: the best NTKD
+                                                 setting with the best KD setting's temperature and α
   distill_table.py table <work> "<seeds>"        write <work>/results.md and <work>/results.json
 
 The table gives, per method, the test accuracy of its best setting (mean ± sample std over the seeds),
@@ -33,6 +36,12 @@ def method_of(name):
     return None
 
 
+def kept(h):
+    """The epoch record of the model a run kept: the best epoch under the convergence rule, else the last."""
+    stop = h.get("stop")
+    return h["epochs"][stop["best_epoch"] - 1] if stop and stop.get("best_epoch") else h["epochs"][-1]
+
+
 def runs(work, seed, method):
     out = []
     for p in glob.glob(os.path.join(work, f"*_s{seed}", "history.json")):
@@ -40,7 +49,7 @@ def runs(work, seed, method):
         if method_of(name) == method and name != "teacher":  # method None: diagnostics
             h = json.load(open(p))
             if h.get("epochs"):
-                out.append((h["epochs"][-1]["val_acc"], name, h))
+                out.append((kept(h)["val_acc"], name, h))
     return sorted(out, key=lambda r: (-r[0], r[1]))
 
 
@@ -49,6 +58,13 @@ def best(work, seed, method):
     if not r:
         sys.exit(f"no finished runs for method {method} (seed {seed}) in {work}")
     return r[0][1]
+
+
+def combo(work, seed):
+    cfg = lambda m: json.load(open(os.path.join(work, f"{best(work, seed, m)}_s{seed}.json")))["distill"]
+    d, kd = cfg("ntkd"), cfg("kd")
+    d.update({"ntk_with_kd": True, "temperature": kd["temperature"], "kd_alpha": kd["kd_alpha"]})
+    return json.dumps(d)
 
 
 def pm(xs, scale=100.0, digits=2):
@@ -71,8 +87,65 @@ def signed(xs):
 
 
 def last(h, key):
-    e = h["epochs"][-1]
+    e = kept(h)
     return e.get(key) if key in e else e.get("extra", {}).get(key)
+
+
+def test_at(h, pick):
+    """Test accuracy logged (train.log_test_acc) after the epoch pick(h) (1-based), or None."""
+    e = pick(h)
+    if e is None or e < 1 or e > len(h["epochs"]):
+        return None
+    return h["epochs"][e - 1].get("extra", {}).get("test_acc")
+
+
+def converged(per_seed, seeds, js):
+    """Lines on runs stopped by the convergence rule: where each stopped, and every method compared at
+    the same epoch count and at the same training time (seconds of training steps and validation, from
+    the history), both from the test accuracy each epoch's weights logged."""
+    stopped = {m: hs for m, hs in per_seed.items() if all("stop" in h for h in hs.values()) and hs}
+    if not stopped:
+        return []
+    out = ["", "Convergence (the rule: stop after `patience` epochs without a validation gain above "
+           "`min_delta`, at most the cap; the best epoch's parameters are kept):", "",
+           "| method | stopped after epoch (per seed) | kept epoch (per seed) | training s to the stop (mean) | "
+           "test % of the kept model |", "|---|---|---|---|---|"]
+    secs = lambda h: [sum(e["seconds"] for e in h["epochs"][:i + 1]) for i in range(len(h["epochs"]))]
+    total = {}
+    for m, hs in stopped.items():
+        ss = [s for s in seeds if s in hs]
+        total[m] = statistics.mean(secs(hs[s])[-1] for s in ss)
+        out.append(f"| {m} | {' / '.join(str(hs[s]['stop']['stopped_epoch']) for s in ss)} | "
+                   f"{' / '.join(str(hs[s]['stop']['best_epoch']) for s in ss)} | {total[m]:.0f} | "
+                   f"{pm([hs[s]['test_acc'] for s in ss])} |")
+    E = min(h["stop"]["stopped_epoch"] for hs in stopped.values() for h in hs.values())
+    T = min(total.values())
+
+    def at_time(h):
+        c = secs(h)
+        within = [i + 1 for i, x in enumerate(c) if x <= T]
+        return within[-1] if within else None
+
+    def compare(title, pick, detail):
+        rows = ["", title, "", "| method | test % (mean ± std) | paired Δ vs none (points) | per seed |", "|---|---|---|---|"]
+        vals = {m: {s: test_at(h, pick) for s, h in hs.items()} for m, hs in stopped.items()}
+        for m, v in vals.items():
+            ss = [s for s in seeds if v.get(s) is not None]
+            base = vals.get("none", {})
+            d = [v[s] - base[s] for s in ss if base.get(s) is not None]
+            cell = "reference" if m == "none" else (f"{signed(d)} ({sum(x > 0 for x in d)}/{len(d)} seeds > 0)" if d else "—")
+            rows.append(f"| {m} | {pm([v[s] for s in ss])} | {cell} | "
+                        + " / ".join(f"{v[s]*100:.2f}{detail(stopped[m][s])}" for s in ss) + " |")
+            js.setdefault("compare", []).append({"title": title, "method": m, "seeds": ss, "test_acc": [v[s] for s in ss]})
+        return rows
+
+    out += compare(f"At equal epochs: the weights after epoch {E} (the earliest stop of any run), every method",
+                   lambda h: E, lambda h: "")
+    out += compare(f"At equal training time: the weights of the last epoch finished within {T:.0f} s "
+                   "(the shortest mean time to the stop of any method); epochs in brackets",
+                   at_time, lambda h: f" ({at_time(h)})")
+    js["convergence"] = {"equal_epochs": E, "equal_seconds": T, "total_seconds": total}
+    return out
 
 
 def table(work, seeds):
@@ -123,7 +196,7 @@ def table(work, seeds):
             row = row[:3] + (cell,) + row[4:]
         out.append(row)
     lines = [f"| method | setting (best on validation, seed {first}) | test % (mean ± std) | paired Δ vs none "
-             "(points) | train % | val % | NTK distance (last epoch) | test % per seed | seeds |",
+             "(points) | train % | val % | NTK distance (kept epoch) | test % per seed | seeds |",
              "|---|---|---|---|---|---|---|---|---|"]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in out]
     lines += ["", f"Paired differences of test accuracy (points; mean ± std over seeds {', '.join(seeds)}; "
@@ -136,8 +209,9 @@ def table(work, seeds):
         js["paired"].append({"a": a, "b": b, "seeds": common, "diff": d})
         lines.append(f"* {a} − {b}: {signed(d)} [" + ", ".join(f"s{s} {x*100:+.2f}" for s, x in zip(common, d))
                      + f"], > 0 in {wins(d)} seeds")
-    lines += ["", f"Tuning runs (seed {first}): final-epoch validation accuracy", "",
-              "| method | setting | val % | test % | train % | last-epoch NTK distance | s/epoch (median) |",
+    lines += converged(per_seed, seeds, js)
+    lines += ["", f"Tuning runs (seed {first}): validation accuracy of the kept model", "",
+              "| method | setting | val % | test % | train % | kept-epoch NTK distance | s/epoch (median) |",
               "|---|---|---|---|---|---|---|"]
     for t in js["tuning"]:
         d = t["ntk_distance"]
@@ -177,6 +251,8 @@ def table(work, seeds):
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "best":
         print(best(sys.argv[2], sys.argv[3], sys.argv[4]))
+    elif len(sys.argv) == 4 and sys.argv[1] == "combo":
+        print(combo(sys.argv[2], sys.argv[3]))
     elif len(sys.argv) == 4 and sys.argv[1] == "table":
         table(sys.argv[2], sys.argv[3])
     else:

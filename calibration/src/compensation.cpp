@@ -47,8 +47,8 @@ std::string CompensationOptions::validate() const {
       return "compensation.ntk_subbatch must be in [2, 1024], got " + std::to_string(ntk_subbatch);
     if (!(alpha >= 0) || !std::isfinite(alpha)) return "compensation.alpha must be finite and >= 0";
     if (!(beta >= 0) || !std::isfinite(beta)) return "compensation.beta must be finite and >= 0";
-    if (distance.kind != "alignment" && distance.kind != "trace_mse")
-      return "compensation.distance must be \"alignment\" or \"trace_mse\" (plain \"mse\" diverges), got \"" +
+    if (distance.kind != "alignment" && distance.kind != "trace_mse" && distance.kind != "cka")
+      return "compensation.distance must be \"alignment\", \"cka\" or \"trace_mse\" (plain \"mse\" diverges), got \"" +
              distance.kind + "\"";
   }
   return {};

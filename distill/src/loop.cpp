@@ -4,6 +4,8 @@
 #include <numeric>
 #include <stdexcept>
 
+#include "hilo/io/options_json.hpp"
+
 namespace hilo::distill {
 
 template <typename T>
@@ -22,6 +24,7 @@ LoopOptions loop_options(const TrainOptions& o, std::string job) {
   l.batch_size = o.batch_size;
   l.optimizer = o.optimizer;
   l.schedule = o.schedule;
+  l.early_stop = o.early_stop;
   return l;
 }
 
@@ -31,6 +34,11 @@ History train_loop(TrainModel<T>& model, const Losses<T>& losses, const std::vec
   if (o.epochs < 0) throw std::invalid_argument(o.job + ": epochs must be >= 0, got " + std::to_string(o.epochs));
   if (o.batch_size < 1) throw std::invalid_argument(o.job + ": batch size must be >= 1, got " + std::to_string(o.batch_size));
   if (losses.empty()) throw std::invalid_argument(o.job + ": the objective has no loss");
+  io::require_valid(o.early_stop.validate());
+  const bool stop_rule = o.early_stop.enabled();
+  if (stop_rule && !validate)
+    throw std::invalid_argument(o.job + ": train.early_stop.patience > 0 needs a validation split (it stops on "
+                                "validation accuracy), and there is none");
   std::vector<Param<T>> params = model.params();
   for (const auto& l : losses)
     for (auto& p : l->params()) params.push_back(p);
@@ -41,13 +49,22 @@ History train_loop(TrainModel<T>& model, const Losses<T>& losses, const std::vec
   std::iota(order.begin(), order.end(), 0);
   History h;
   std::size_t t = 0;
+  // The convergence rule's bookkeeping: the best validation accuracy, its epoch and a copy of the state.
+  double best = 0;
+  int since_best = 0;
+  std::vector<Mat<T>> best_state;
+  const std::vector<Mat<T>*> state = stop_rule ? model.state() : std::vector<Mat<T>*>{};
   for (int ep = 1; ep <= o.epochs; ++ep) {
-    const auto t0 = std::chrono::steady_clock::now();
+    auto t0 = std::chrono::steady_clock::now();
     std::shuffle(order.begin(), order.end(), rng);
     double loss_sum = 0, acc_sum = 0;
     for (std::size_t s = 0; s < steps; ++s, ++t) {
       if (ctl.cancelled()) {
         h.cancelled = true;
+        if (stop_rule) {
+          h.stop_reason = "cancelled";
+          h.stopped_epoch = ep - 1;
+        }
         return h;
       }
       const auto rows = std::span<const int>(order).subspan(s * B, std::min(B, N - s * B));
@@ -69,7 +86,29 @@ History train_loop(TrainModel<T>& model, const Losses<T>& losses, const std::vec
     }
     nlohmann::json extra = nlohmann::json::object();
     for (const auto& l : losses) l->close_epoch(extra);
-    close_epoch(h, ctl, ep, loss_sum, acc_sum, steps, t0, validate ? validate() : 0.0, opt.lr(), std::move(extra));
+    const double val = validate ? validate() : 0.0;
+    if (o.epoch_extra) {  // report-only work, left out of the epoch's seconds
+      const auto e0 = std::chrono::steady_clock::now();
+      o.epoch_extra(extra);
+      t0 += std::chrono::steady_clock::now() - e0;
+    }
+    close_epoch(h, ctl, ep, loss_sum, acc_sum, steps, t0, val, opt.lr(), std::move(extra));
+    if (!stop_rule) continue;
+    if (h.best_epoch == 0 || val > best + o.early_stop.min_delta) {
+      best = val;
+      h.best_epoch = ep;
+      since_best = 0;
+      best_state.clear();
+      for (const Mat<T>* m : state) best_state.push_back(*m);
+    } else if (++since_best >= o.early_stop.patience) {
+      h.stop_reason = "patience";
+      break;
+    }
+  }
+  if (stop_rule) {
+    if (h.stop_reason.empty()) h.stop_reason = "cap";
+    h.stopped_epoch = static_cast<int>(h.epochs.size());
+    for (std::size_t i = 0; i < state.size() && !best_state.empty(); ++i) *state[i] = best_state[i];
   }
   return h;
 }

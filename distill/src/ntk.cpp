@@ -84,10 +84,30 @@ MatD ntk_probe(Sequential<T>& net, const Mat<T>& x, int probes, std::mt19937_64&
 }
 
 std::string KernelDistance::validate() const {
-  if (kind != "mse" && kind != "trace_mse" && kind != "alignment")
-    return "ntkd.distance must be \"mse\", \"trace_mse\" or \"alignment\", got \"" + kind + "\"";
+  if (kind != "mse" && kind != "trace_mse" && kind != "alignment" && kind != "cka")
+    return "ntkd.distance must be \"mse\", \"trace_mse\", \"alignment\" or \"cka\", got \"" + kind + "\"";
   return {};
 }
+
+namespace {
+// H K H with H = I − 11ᵀ/B: K minus its row means, its column means, plus its grand mean.
+MatD centred(const MatD& k) {
+  const Eigen::RowVectorXd col = k.colwise().mean();
+  const Eigen::VectorXd row = k.rowwise().mean();
+  MatD c = k;
+  c.rowwise() -= col;
+  c.colwise() -= row;
+  c.array() += k.mean();
+  return c;
+}
+
+// 1 − cos(t, s) in the Frobenius inner product, and its gradient w.r.t. s.
+double alignment_value(const MatD& t, const MatD& s) { return 1.0 - t.cwiseProduct(s).sum() / (t.norm() * s.norm()); }
+MatD alignment_grad(const MatD& t, const MatD& s) {
+  const double nt = t.norm(), ns = s.norm(), ip = t.cwiseProduct(s).sum();
+  return -t / (nt * ns) + (ip / (nt * ns * ns * ns)) * s;
+}
+}  // namespace
 
 double KernelDistance::value(const MatD& t, const MatD& s) const {
   io::require_valid(validate());
@@ -97,8 +117,8 @@ double KernelDistance::value(const MatD& t, const MatD& s) const {
     const double ts = s.trace() / B, tt = t.trace() / B;
     return (s / ts - t / tt).squaredNorm() / (B * B);
   }
-  const double nt = t.norm(), ns = s.norm();
-  return 1.0 - (t.cwiseProduct(s).sum()) / (nt * ns);
+  if (kind == "cka") return alignment_value(centred(t), centred(s));
+  return alignment_value(t, s);
 }
 
 MatD KernelDistance::grad(const MatD& t, const MatD& s) const {
@@ -112,8 +132,8 @@ MatD KernelDistance::grad(const MatD& t, const MatD& s) const {
     g.diagonal().array() -= R.cwiseProduct(s).sum() / (ts * ts * B);
     return g;
   }
-  const double nt = t.norm(), ns = s.norm(), ip = t.cwiseProduct(s).sum();
-  return -t / (nt * ns) + (ip / (nt * ns * ns * ns)) * s;
+  if (kind == "cka") return centred(alignment_grad(centred(t), centred(s)));
+  return alignment_grad(t, s);
 }
 
 template MatD ntk_exact<float>(Sequential<float>&, const Mat<float>&);

@@ -188,9 +188,14 @@ History train_student(OpticalStudent& student, Sequential<float>& teacher, const
         }));
   }
   StudentModel model(student, data.train, d.method == "gd" ? d.gd_input_noise : 0.0);
-  History h = train_loop<double>(model, losses, data.train.y, loop_options(o, "distill"), rng, [&] {
-    return data.val.size() ? accuracy(predict(student, data.val.x), data.val.y) : 0.0;
-  }, ctl);
+  LoopOptions lo = loop_options(o, "distill");
+  if (o.log_test_acc && data.test.size())
+    lo.epoch_extra = [&](nlohmann::json& extra) {
+      extra["test_acc"] = accuracy(predict(student, data.test.x), data.test.y);
+    };
+  std::function<double()> validate;
+  if (data.val.size()) validate = [&] { return accuracy(predict(student, data.val.x), data.val.y); };
+  History h = train_loop<double>(model, losses, data.train.y, lo, rng, validate, ctl);
   if (h.cancelled) return h;
   // Standardisation of the trained front-end's features, the backend's function unchanged.
   student.fit_feature_norm(student_features(student, data.train.x, kFeatureNormSamples), true);

@@ -29,6 +29,13 @@ Sequential<float> make_teacher(const TeacherArch& a, Shape in, int classes) {
   return net;
 }
 
+std::string EarlyStop::validate() const {
+  if (patience < 0) return "train.early_stop.patience must be >= 0 (0: off), got " + std::to_string(patience);
+  if (!(min_delta >= 0 && min_delta < 1))
+    return "train.early_stop.min_delta must be in [0, 1) (an accuracy fraction), got " + std::to_string(min_delta);
+  return {};
+}
+
 std::string TrainOptions::validate() const {
   if (epochs < 1) return "train.epochs must be >= 1, got " + std::to_string(epochs);
   if (batch_size < 2) return "train.batch_size must be >= 2 (batch norm), got " + std::to_string(batch_size);
@@ -36,6 +43,7 @@ std::string TrainOptions::validate() const {
     return "train.schedule must be \"cosine\" or \"constant\", got \"" + schedule + "\"";
   if (threads < 1) return "train.threads must be >= 1";
   if (auto e = optimizer.validate(); !e.empty()) return e;
+  if (auto e = early_stop.validate(); !e.empty()) return e;
   return {};
 }
 
@@ -66,6 +74,8 @@ nlohmann::json History::to_json() const {
                  {"lr", r.lr}, {"seconds", r.seconds}, {"extra", r.extra}});
   nlohmann::json j = {{"epochs", e}, {"best_val_acc", best_val_acc}, {"cancelled", cancelled}};
   j["test_acc"] = std::isnan(test_acc) ? nlohmann::json(nullptr) : nlohmann::json(test_acc);
+  if (!stop_reason.empty())
+    j["stop"] = {{"reason", stop_reason}, {"stopped_epoch", stopped_epoch}, {"best_epoch", best_epoch}};
   return j;
 }
 
@@ -91,6 +101,13 @@ class ClassifierModel final : public TrainModel<float> {
     return net_.forward(take(train_, rows).x, true);
   }
   void backward(const StepTerms<float>& t) override { net_.backward(t.dlogits); }
+  std::vector<Mat<float>*> state() override {
+    std::vector<Mat<float>*> s;
+    for (auto& p : net_.params()) s.push_back(p.value);
+    for (const auto& l : net_.layers())
+      for (auto& b : l->buffers()) s.push_back(b.value);
+    return s;
+  }
 
  private:
   Sequential<float>& net_;
@@ -105,9 +122,12 @@ History train_classifier(Sequential<float>& net, const Splits& data, const Train
   ClassifierModel model(net, data.train);
   Losses<float> losses;
   losses.push_back(std::make_unique<TaskLoss<float>>());
-  History h = train_loop<float>(model, losses, data.train.y, loop_options(o, "train-teacher"), rng, [&] {
-    return data.val.size() ? accuracy(predict(net, data.val.x), data.val.y) : 0.0;
-  }, ctl);
+  LoopOptions lo = loop_options(o, "train-teacher");
+  if (o.log_test_acc && data.test.size())
+    lo.epoch_extra = [&](nlohmann::json& extra) { extra["test_acc"] = accuracy(predict(net, data.test.x), data.test.y); };
+  std::function<double()> validate;
+  if (data.val.size()) validate = [&] { return accuracy(predict(net, data.val.x), data.val.y); };
+  History h = train_loop<float>(model, losses, data.train.y, lo, rng, validate, ctl);
   if (!h.cancelled && data.test.size()) h.test_acc = accuracy(predict(net, data.test.x), data.test.y);
   return h;
 }

@@ -236,6 +236,48 @@ Splits toy(int n, std::mt19937_64& rng) {
 }
 }  // namespace
 
+// The convergence rule read from a job's train section, and a teacher stopped by it keeping its best
+// epoch whole: its validation accuracy afterwards is the best one, which needs the batch-norm running
+// statistics restored with the weights.
+TEST(Training, ConvergenceRuleReadsFromJsonAndTheTeacherKeepsItsBestEpoch) {
+  const DistillJob d = DistillJob::from_json({{"train", {{"early_stop", {{"patience", 3}, {"min_delta", 0.002}}},
+                                                         {"log_test_acc", true}}}});
+  EXPECT_EQ(d.train.early_stop.patience, 3);
+  EXPECT_EQ(d.train.early_stop.min_delta, 0.002);
+  EXPECT_EQ(msg([] { DistillJob::from_json({{"train", {{"early_stop", {{"patiense", 3}}}}}}); }),
+            "distill job.train.early_stop: unknown key 'patiense'; did you mean 'patience'?");
+  EXPECT_NE(msg([] { DistillJob::from_json({{"train", {{"early_stop", {{"patience", -1}}}}}}); })
+                .find("train.early_stop.patience must be >= 0"),
+            std::string::npos);
+  std::mt19937_64 rng(5);
+  Splits s = toy(256, rng);
+  Sequential<float> net = make_teacher(TeacherArch{{4}, 8}, s.train.shape, 2);
+  TrainOptions o;
+  o.epochs = 12;
+  o.batch_size = 32;
+  o.optimizer.lr = 3e-2;
+  o.schedule = "constant";
+  o.early_stop = {.patience = 2, .min_delta = 0.0};
+  o.log_test_acc = true;
+  std::vector<Mat<float>> logits;  // the validation logits after every epoch
+  JobControl ctl;
+  ctl.on_epoch = [&](const EpochRecord&) { logits.push_back(predict(net, s.val.x)); };
+  const History h = train_classifier(net, s, o, ctl);
+  ASSERT_FALSE(h.stop_reason.empty());
+  EXPECT_EQ(h.stopped_epoch, static_cast<int>(h.epochs.size()));
+  ASSERT_GE(h.best_epoch, 1);
+  EXPECT_EQ(h.epochs[static_cast<std::size_t>(h.best_epoch - 1)].val_acc, h.best_val_acc);
+  EXPECT_EQ(accuracy(predict(net, s.val.x), s.val.y), h.best_val_acc);
+  EXPECT_TRUE(predict(net, s.val.x) == logits[static_cast<std::size_t>(h.best_epoch - 1)])
+      << "the kept network (weights and batch-norm statistics) is the best epoch's";
+  if (h.best_epoch < h.stopped_epoch) EXPECT_FALSE(predict(net, s.val.x) == logits.back());
+  for (const auto& r : h.epochs) EXPECT_TRUE(r.extra.contains("test_acc")) << "log_test_acc: every epoch";
+  EXPECT_EQ(h.test_acc, h.epochs[static_cast<std::size_t>(h.best_epoch - 1)].extra.at("test_acc").get<double>());
+  s.val = {};
+  Sequential<float> net2 = make_teacher(TeacherArch{{4}, 8}, s.train.shape, 2);
+  EXPECT_NE(msg([&] { train_classifier(net2, s, o, {}); }).find("needs a validation split"), std::string::npos);
+}
+
 TEST(Training, ReportsProgressAndLearnsAToyProblem) {
   std::mt19937_64 rng(5);
   const Splits s = toy(256, rng);

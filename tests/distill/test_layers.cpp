@@ -178,7 +178,7 @@ TEST(KernelDistance, GradientsMatchFiniteDifferences) {
   const MatD a = randn(5, 5, rng), b = randn(5, 5, rng);
   const MatD T = a * a.transpose() * 100.0;
   MatD S = b * b.transpose();
-  for (std::string kind : {"mse", "trace_mse", "alignment"}) {
+  for (std::string kind : {"mse", "trace_mse", "alignment", "cka"}) {
     KernelDistance d{kind};
     const MatD g = d.grad(T, S);
     EXPECT_LT(rel_err(g, numeric_grad(S, [&] { return d.value(T, S); })), 1e-6) << kind;
@@ -188,4 +188,25 @@ TEST(KernelDistance, GradientsMatchFiniteDifferences) {
   KernelDistance tm{"trace_mse"};
   EXPECT_NEAR(tm.value(T, 0.01 * T), 0.0, 1e-12);
   EXPECT_NE(KernelDistance{"l1"}.validate(), "");
+}
+
+// CKA against its definition with H built as a matrix, its gradient on several batch sizes, and what
+// centring buys: a constant added to every entry of Θ_S moves the plain alignment, not CKA.
+TEST(KernelDistance, CenteredAlignmentIsBlindToAConstantOffsetAndHasTheRightGradient) {
+  std::mt19937_64 rng(12);
+  const KernelDistance cka{"cka"}, al{"alignment"};
+  for (int B : {3, 6, 11}) {
+    const MatD a = randn(B, B, rng), b = randn(B, B, rng);
+    const MatD T = a * a.transpose() * 50.0, S = b * b.transpose();
+    const MatD H = MatD::Identity(B, B) - MatD::Constant(B, B, 1.0 / B);
+    const MatD Tc = H * T * H, Sc = H * S * H;
+    EXPECT_NEAR(cka.value(T, S), 1.0 - Tc.cwiseProduct(Sc).sum() / (Tc.norm() * Sc.norm()), 1e-12) << B;
+    MatD Sv = S;
+    EXPECT_LT(rel_err(cka.grad(T, S), numeric_grad(Sv, [&] { return cka.value(T, Sv); })), 1e-6) << B;
+    const MatD offset = S + MatD::Constant(B, B, 10.0 * S.norm());
+    EXPECT_NEAR(cka.value(T, offset), cka.value(T, S), 1e-9) << B;
+    EXPECT_GT(std::abs(al.value(T, offset) - al.value(T, S)), 1e-3) << B;
+    EXPECT_NEAR(cka.value(T, 0.01 * T + MatD::Constant(B, B, 3.0)), 0.0, 1e-12) << B;
+    EXPECT_NEAR(cka.grad(T, S).rowwise().sum().norm(), 0.0, 1e-12) << "the gradient lies in the centred space";
+  }
 }

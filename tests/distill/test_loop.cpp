@@ -258,3 +258,106 @@ TEST(TrainLoop, RefusesOptionsItCannotRun) {
   o.lr_scale = {1.0, 1.5};
   EXPECT_THROW((void)train_loop<double>(m, task, y, o, rng, {}, {}), std::invalid_argument);
 }
+
+namespace {
+// Trains a LinearModel on blobs for `epochs` with a scripted validation sequence; `after` holds w after
+// every epoch (from on_epoch), so the kept weights can be compared with those of any epoch.
+struct ScriptedRun {
+  History h;
+  MatD w;
+  std::vector<MatD> after;
+  std::vector<double> losses;
+};
+ScriptedRun scripted_run(const std::vector<double>& val, EarlyStop rule) {
+  std::mt19937_64 data_rng(11);
+  auto [x, y] = blobs(48, data_rng);
+  LinearModel m(x, 2);
+  const Losses<double> losses = task_only();
+  LoopOptions o;
+  o.epochs = static_cast<int>(val.size());
+  o.batch_size = 8;
+  o.optimizer.lr = 0.05;
+  o.early_stop = rule;
+  std::mt19937_64 rng(3);
+  ScriptedRun r;
+  std::size_t e = 0;
+  JobControl ctl;
+  ctl.on_epoch = [&](const EpochRecord& rec) {
+    r.after.push_back(m.w_);
+    r.losses.push_back(rec.loss);
+  };
+  r.h = train_loop<double>(m, losses, y, o, rng, [&] { return val[e++]; }, ctl);
+  r.w = m.w_;
+  return r;
+}
+}  // namespace
+
+// The convergence rule on a scripted validation sequence: improvement means v > best + min_delta, the
+// stop comes after `patience` epochs in a row without one, and the weights kept are the best epoch's.
+TEST(TrainLoop, ConvergenceRuleStopsAfterPatienceEpochsWithoutImprovementAndKeepsTheBest) {
+  const std::vector<double> val{0.50, 0.60, 0.60, 0.65, 0.64, 0.655, 0.90, 0.95};
+  // min_delta 0.01: epochs 1, 2, 4 improve; 3 does not (equal), 5 and 6 do not (0.655 < 0.65 + 0.01).
+  const ScriptedRun a = scripted_run(val, {.patience = 2, .min_delta = 0.01});
+  EXPECT_EQ(a.h.epochs.size(), 6u) << "stopped after epoch 6, never ran 7 and 8";
+  EXPECT_EQ(a.h.stop_reason, "patience");
+  EXPECT_EQ(a.h.stopped_epoch, 6);
+  EXPECT_EQ(a.h.best_epoch, 4);
+  ASSERT_EQ(a.after.size(), 6u);
+  EXPECT_TRUE(a.w == a.after[3]) << "the weights of epoch 4 are kept";
+  EXPECT_FALSE(a.w == a.after[5]) << "not those of the last epoch";
+  const nlohmann::json j = a.h.to_json();
+  EXPECT_EQ(j.at("stop"), (nlohmann::json{{"reason", "patience"}, {"stopped_epoch", 6}, {"best_epoch", 4}}));
+  // min_delta 0: 0.655 > 0.65 improves at epoch 6, then 7 and 8 improve: the cap ends it, last = best.
+  const ScriptedRun b = scripted_run(val, {.patience = 2, .min_delta = 0.0});
+  EXPECT_EQ(b.h.stop_reason, "cap");
+  EXPECT_EQ(b.h.stopped_epoch, 8);
+  EXPECT_EQ(b.h.best_epoch, 8);
+  EXPECT_TRUE(b.w == b.after.back());
+  // patience 1 stops at the first epoch without improvement (epoch 3, equal to epoch 2).
+  const ScriptedRun c = scripted_run(val, {.patience = 1, .min_delta = 0.0});
+  EXPECT_EQ(c.h.stopped_epoch, 3);
+  EXPECT_EQ(c.h.best_epoch, 2);
+  EXPECT_TRUE(c.w == c.after[1]);
+}
+
+// Off by default: every epoch runs, the last weights stay, the history has no "stop" entry, and the
+// rule itself never perturbs training (an on-rule that never fires gives bit-identical losses and weights).
+TEST(TrainLoop, ConvergenceRuleIsOffByDefaultAndDoesNotPerturbTraining) {
+  EXPECT_FALSE(EarlyStop{}.enabled());
+  EXPECT_FALSE(LoopOptions{}.early_stop.enabled());
+  EXPECT_FALSE(TrainOptions{}.early_stop.enabled());
+  const std::vector<double> falling{0.9, 0.8, 0.7, 0.6, 0.5};
+  const ScriptedRun off = scripted_run(falling, {});
+  EXPECT_EQ(off.h.epochs.size(), 5u);
+  EXPECT_TRUE(off.h.stop_reason.empty());
+  EXPECT_FALSE(off.h.to_json().contains("stop"));
+  EXPECT_TRUE(off.w == off.after.back()) << "off: the last epoch's weights, not the best";
+  const ScriptedRun on = scripted_run(falling, {.patience = 10, .min_delta = 0.0});
+  EXPECT_EQ(on.h.stop_reason, "cap");
+  EXPECT_EQ(on.losses, off.losses);
+  EXPECT_TRUE(on.after.back() == off.after.back());
+  EXPECT_TRUE(on.w == on.after.front()) << "on: the best (first) epoch's weights";
+}
+
+TEST(TrainLoop, ConvergenceRuleRefusesBadSettingsAndAMissingValidation) {
+  EXPECT_EQ((EarlyStop{.patience = -1}).validate(), "train.early_stop.patience must be >= 0 (0: off), got -1");
+  EXPECT_EQ((EarlyStop{.patience = 3, .min_delta = 1.5}).validate(),
+            "train.early_stop.min_delta must be in [0, 1) (an accuracy fraction), got 1.500000");
+  EXPECT_EQ((EarlyStop{.patience = 3, .min_delta = 0.001}).validate(), "");
+  TrainOptions t;
+  t.early_stop.min_delta = -0.1;
+  EXPECT_NE(t.validate().find("train.early_stop.min_delta"), std::string::npos);
+  std::mt19937_64 rng(1);
+  auto [x, y] = blobs(8, rng);
+  LinearModel m(x, 2);
+  LoopOptions o;
+  o.early_stop.patience = 2;
+  try {
+    (void)train_loop<double>(m, task_only(), y, o, rng, {}, {});
+    ADD_FAILURE() << "accepted early_stop without validation";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("needs a validation split"), std::string::npos) << e.what();
+  }
+  o.early_stop.patience = -2;
+  EXPECT_THROW((void)train_loop<double>(m, task_only(), y, o, rng, [] { return 0.5; }, {}), std::invalid_argument);
+}

@@ -13,8 +13,8 @@
 //            S = diag(‖W2[:,k]‖²)
 //          (OpticalStudent::ntk_at_features: the student's own closed form with the front-end replaced
 //          by the measurement, so the measured features carry no gradient; A is standardised by the
-//          student's μ, σ). d is a distill::KernelDistance; use "alignment" or
-//          "trace_mse": the plain "mse" compares kernels of different scales and diverges.
+//          student's μ, σ). d is a distill::KernelDistance; use "alignment", "cka"
+//          or "trace_mse": the plain "mse" compares kernels of different scales and diverges.
 // Standardisation: in task and ntkd modes with refit_feature_norm, the student's feature offset and
 // scale (OpticalStudent::fit_feature_norm) are first re-estimated from the measured features, which
 // maps a gain or dark-offset error of the bench back onto the feature statistics the backend was
@@ -69,7 +69,7 @@ struct CompensationOptions {
   int ntk_subbatch = 16;     // ntkd: samples per NTK group, [2, 1024]
   double alpha = 1.0;        // ntkd: CE weight
   double beta = 1.0;         // ntkd: NTK distance weight
-  distill::KernelDistance distance{};  // ntkd: "alignment" (default) or "trace_mse"
+  distill::KernelDistance distance{};  // ntkd: "alignment" (default), "cka" or "trace_mse"
   bool refit_feature_norm = true;      // task, ntkd: re-estimate the feature standardisation first
   std::string refit_norm = "feature";  // "feature" | "map" (see above)
   double refit_norm_prior = 0.0;       // "feature": shrinkage pseudo-count n₀ >= 0 (samples)

@@ -116,6 +116,14 @@ class TrainModel {
   // Backward of the last forward: accumulates parameter gradients from t.dlogits (and t.dhidden when
   // not empty).
   virtual void backward(const StepTerms<T>& t) = 0;
+  // Everything the trained function depends on that training changes: what the convergence rule copies at
+  // the best epoch and restores at the end. Default: the parameters' values; a model with other state
+  // that training moves (batch-norm running statistics) adds it.
+  virtual std::vector<Mat<T>*> state() {
+    std::vector<Mat<T>*> s;
+    for (auto& p : params()) s.push_back(p.value);
+    return s;
+  }
 };
 
 struct LoopOptions {
@@ -126,15 +134,24 @@ struct LoopOptions {
   OptimizerOptions optimizer{};     // its lr is the base rate of the schedule
   std::string schedule = "cosine";  // as TrainOptions::schedule
   std::vector<double> lr_scale;     // per parameter (model's, then the losses'), in [0, 1]; empty: all 1
+  EarlyStop early_stop{};           // the convergence rule (train.hpp); epochs is then the cap
+  // Called after each epoch's validation, before the record is closed: adds report-only entries to the
+  // epoch's extra (e.g. the test accuracy of TrainOptions::log_test_acc); its time is left out of
+  // EpochRecord::seconds (which holds the epoch's training steps and validation). May be empty.
+  std::function<void(nlohmann::json& extra)> epoch_extra;
 };
 
-// The loop options of TrainOptions (epochs, batch, optimiser, schedule) under the stage name `job`.
+// The loop options of TrainOptions (epochs, batch, optimiser, schedule, convergence rule) under the stage
+// name `job`.
 LoopOptions loop_options(const TrainOptions& o, std::string job);
 
 // Trains `model` on the objective Σ losses over the training rows 0..labels.size()−1 (labels[i] the
 // label of row i). `validate` (may be empty: 0) gives the validation accuracy after each epoch.
-// Returns the History (test_acc left NaN). Throws std::invalid_argument for epochs < 0, batch < 1, an
-// lr_scale of the wrong length or outside [0, 1], or no losses.
+// With o.early_stop on, stops by that rule and leaves model.state() as it was after the best epoch
+// (History::stop_reason, stopped_epoch, best_epoch say what happened; a cancelled loop keeps the
+// current state). Returns the History (test_acc left NaN). Throws std::invalid_argument for epochs < 0,
+// batch < 1, an lr_scale of the wrong length or outside [0, 1], no losses, an invalid early_stop, or
+// early_stop on without `validate`.
 template <typename T>
 History train_loop(TrainModel<T>& model, const Losses<T>& losses, const std::vector<int>& labels, const LoopOptions& o,
                    std::mt19937_64& rng, const std::function<double()>& validate, const JobControl& ctl);

@@ -40,6 +40,11 @@ MatD ntk_probe(Sequential<T>& net, const Mat<T>& x, int probes, std::mt19937_64&
 //   "mse":        d = (1/B²) Σ (Θ_S − Θ_T)²                            (as published)
 //   "trace_mse":  d = (1/B²) Σ (Θ_S/τ_S − Θ_T/τ_T)²,  τ = tr Θ / B       (scale-free)
 //   "alignment":  d = 1 − ⟨Θ_T, Θ_S⟩_F / (‖Θ_T‖_F ‖Θ_S‖_F)              (scale-free, in [0, 2])
+//   "cka":        the alignment of the centred kernels K̃ = H K H, H = I − 11ᵀ/B (centred kernel
+//                 alignment, Cortes et al. 2012): blind to a constant added to every entry (an output
+//                 offset common to all samples), which dominates the plain alignment of two NTKs whose
+//                 entries are all positive; scale-free, in [0, 2]; ∂d/∂Θ_S = H (∂alignment/∂K̃_S) H.
+//                 Undefined (NaN) when a centred kernel is 0, e.g. for B = 1.
 struct KernelDistance {
   std::string kind = "alignment";
   [[nodiscard]] std::string validate() const;  // "" when valid, else the violated rule

@@ -29,6 +29,22 @@ struct TeacherArch {
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TeacherArch, channels, hidden)
 Sequential<float> make_teacher(const TeacherArch& a, Shape in, int classes);
 
+// The convergence rule: stop when the validation accuracy stops improving. After epoch e with validation
+// accuracy v_e, the epoch improves when v_e > best + min_delta (best: v of the last improving epoch; the
+// first epoch always improves); training stops after `patience` epochs in a row without improvement, or at
+// TrainOptions::epochs (then the cap), whichever comes first. The model keeps the parameters (and the
+// batch-norm statistics) of the last improving epoch (the best one), not those of the last epoch. The learning-rate schedule still runs
+// over the cap, so a stop at epoch e < epochs leaves the cosine schedule unfinished. patience 0 (the
+// default) is off: every epoch runs and the last epoch's parameters are kept, as before the rule.
+// Accuracies are fractions (min_delta 0.001 = 0.1 point). Needs a validation split when on.
+struct EarlyStop {
+  int patience = 0;       // epochs without improvement before stopping, >= 0; 0: off
+  double min_delta = 0;   // in [0, 1)
+  [[nodiscard]] bool enabled() const { return patience > 0; }
+  [[nodiscard]] std::string validate() const;  // "" when valid, else the violated rule
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(EarlyStop, patience, min_delta)
+
 struct TrainOptions {
   int epochs = 6;
   int batch_size = 128;
@@ -36,9 +52,15 @@ struct TrainOptions {
   std::string schedule = "cosine";  // "cosine" (lr·½(1+cos(π·t/T)) per step) | "constant"
   std::uint64_t seed = 1;           // init and batch order
   int threads = 1;                  // Eigen / OpenMP threads, applied by the thread's owner (threads.hpp), not here
+  EarlyStop early_stop{};           // the convergence rule (off by default); `epochs` is then the cap
+  // Also evaluate the test split after every epoch, into EpochRecord::extra["test_acc"] (the weights of
+  // that epoch): for comparisons at equal epochs or equal training time from one run. Reported only,
+  // never used to select or stop; costs one test-set pass per epoch.
+  bool log_test_acc = false;
   [[nodiscard]] std::string validate() const;  // "" when valid, else the violated rule
 };
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TrainOptions, epochs, batch_size, optimizer, schedule, seed, threads)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TrainOptions, epochs, batch_size, optimizer, schedule, seed, threads,
+                                                early_stop, log_test_acc)
 
 struct EpochRecord {
   int epoch = 0;
@@ -51,6 +73,12 @@ struct History {
   double test_acc = std::numeric_limits<double>::quiet_NaN();
   double best_val_acc = 0;
   bool cancelled = false;
+  // Set only when the convergence rule (EarlyStop) was on: why training ended ("patience": that many
+  // epochs without improvement; "cap": the epoch limit came first; "cancelled"), after which epoch, and
+  // the best epoch whose parameters the model keeps. to_json writes them as "stop" only then, so the
+  // history of a run without the rule is what it was before the rule existed.
+  std::string stop_reason;
+  int stopped_epoch = 0, best_epoch = 0;
   nlohmann::json to_json() const;
 };
 
