@@ -4,6 +4,7 @@
 #include <cmath>
 #include <fstream>
 #include <numeric>
+#include <sstream>
 #include <stdexcept>
 
 #include "hilo/distill/train.hpp"
@@ -23,6 +24,8 @@ std::string MeasureOptions::validate() const {
   if (drift_action != "update" && drift_action != "report")
     return "drift_action must be \"update\" or \"report\", got \"" + drift_action + "\"";
   if (auto e = drift.validate(); !e.empty()) return "drift: " + e;
+  if (!(max_unproven_fraction >= 0 && max_unproven_fraction <= 1))
+    return "content_check.max_unproven_fraction must be in [0, 1], got " + std::to_string(max_unproven_fraction);
   return content.validate();
 }
 
@@ -91,7 +94,18 @@ void Experiment::start_content_check(double blur_px) {
   content_.emplace(std::move(calibrated), rig_.input_rows(), rig_.input_cols(), rig_.camera_rows(), rig_.camera_cols(),
                    counts_per_electron, gate);
   content_->set_reference(calibrated_.dark.dark, calibrated_.dark.temporal_noise);
-  rig_.set_judge([this](const RArray& frame, const RArray& input) { return content_->judge(frame, input, content_counters_); });
+  rig_.set_judge([this](const RArray& frame, const RArray& input) {
+    const auto unproven_before = content_counters_.content_undecidable;
+    drivers::Judgement j = content_->judge(frame, input, content_counters_);
+    if (!set_ || !set_->counting || content_counters_.content_undecidable == unproven_before) return j;
+    const auto limit = std::int64_t(std::floor(opt_.max_unproven_fraction * double(set_->frames)));
+    if (++set_->unproven <= limit) return j;
+    std::ostringstream msg;
+    msg << set_->unproven << " of the set's " << set_->frames << " frames stored unproven, more than "
+        << "content_check.max_unproven_fraction " << opt_.max_unproven_fraction << " allows (" << limit
+        << "): the frames do not show their inputs (a stuck or much too slow SLM?)";
+    return drivers::Judgement{drivers::Judged::fail, msg.str()};
+  });
   content_status_ = {{"active", true},
                      {"model", "design (calibrated: pose, blur, gain)"},
                      {"options", opt_.content},
@@ -131,6 +145,11 @@ drivers::DeviceResult<MatD> Experiment::measure(const distill::Mat<float>& x) {
   if (!reference_) throw std::logic_error("Experiment::measure before calibrate");
   const ExtractOptions extract;
   MatD out(x.rows(), deployed_.feature_dim());
+  set_ = SetCount{std::int64_t(x.rows()) * opt_.frames};
+  struct EndOfSet {
+    std::optional<SetCount>& set;
+    ~EndOfSet() { set.reset(); }
+  } end_of_set{set_};
   for (Eigen::Index s0 = 0; s0 < x.rows(); s0 += opt_.drift_every) {
     const Eigen::Index m = std::min<Eigen::Index>(opt_.drift_every, x.rows() - s0);
     const distill::Mat<float> part = x.middleRows(s0, m);
@@ -140,9 +159,11 @@ drivers::DeviceResult<MatD> Experiment::measure(const distill::Mat<float>& x) {
                                   ctl_.work.report(before + n, set_end, stage);
                                 },
                                 ctl_.work.stop};
+    set_->counting = true;  // the set's images only, not the drift probes between its chunks
     auto r = locked([&] {
       return measure_features(rig_, live_, extract, deployment_, deployed_, part, opt_.frames, chunk);
     });
+    set_->counting = false;
     if (!r) return r.error();
     if (ctl_.work.stop_requested()) return MatD(out.topRows(s0));
     out.middleRows(s0, m) = r.value();

@@ -52,8 +52,10 @@ struct ExperimentBench {
 // live gain (drift updates included), so the frame's change from the last accepted frame of another
 // input must follow that model's predicted change. The chain starts from the calibration's mean dark
 // frame (prediction 0) and its temporal noise. A stale frame is counted (content_rejects) and re-grabbed
-// after a full settle more; after content.max_regrabs stale frames of one input in a row the
-// measurement fails naming the correlation. Rule before calibration: the check is OFF — the
+// after a full settle more; after content.max_regrabs stale frames of one input in a row the last one
+// is stored unproven (content_undecidable; content.accept_unproven, the default here) or the
+// measurement fails naming the correlation (accept_unproven false), and a set with more than
+// max_unproven_fraction of its frames unproven fails. Rule before calibration: the check is OFF — the
 // calibration's own probes (dark, registration, linearity, tiles) are gated by frame counter and
 // timestamp only, because the pose, blur and gain the check needs are what they measure (the design
 // model before registration is the capture's uncalibrated check, which the probes' flat/deployed
@@ -66,6 +68,12 @@ struct MeasureOptions {
   // The content check after calibration (enabled by default; a frame still judged stale after
   // max_regrabs longer settles is stored unproven and counted, not a failed job).
   ContentGateOptions content{.accept_unproven = true};
+  // The most frames of one measured set (its images × frames, drift probes not counted) that may be
+  // stored unproven (content_undecidable), as a share in [0, 1]: the frame that makes the set's count
+  // exceed floor(max_unproven_fraction × frames) fails the set (a GrabFailure, code corrupt_frame,
+  // naming the share and the last verdict), so a stuck SLM (every frame unproven) stops the pipeline.
+  // 1 turns the limit off. The main job's severe stage stored 27 frames unproven in all (README).
+  double max_unproven_fraction = 0.1;
 
   [[nodiscard]] std::string validate() const;  // empty when valid, else the violated rule
 };
@@ -133,6 +141,12 @@ class Experiment {
   BenchCalibration calibrated_, live_;  // as calibrated; as drift updates leave it
   std::optional<ContentGate> content_;  // the calibrated content check; empty before calibration or off
   ContentCounters content_counters_;
+  // The set measure() is taking: its frames, and how many of them were stored unproven so far.
+  struct SetCount {
+    std::int64_t frames = 0, unproven = 0;
+    bool counting = false;  // inside measure_features (its drift probes are not the set's frames)
+  };
+  std::optional<SetCount> set_;
   nlohmann::json content_status_;
   std::optional<DriftReference> reference_;
   nlohmann::json drift_checks_ = nlohmann::json::array();
