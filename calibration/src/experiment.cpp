@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "hilo/distill/train.hpp"
+#include "hilo/drivers/emulator.hpp"
 #include "hilo/io/options_json.hpp"
 #include "hilo/sim/npy.hpp"
 #include "hilo/sim/slm_model.hpp"
@@ -42,6 +43,10 @@ Experiment::Experiment(ExperimentBench& bench, DesignModel& design, const Deploy
       rig_(bench.input, bench.camera),
       content_status_{{"active", false}, {"reason", "the bench is not calibrated yet"}} {
   if (auto e = opt_.validate(); !e.empty()) throw std::invalid_argument("measure options: " + e);
+  rig_.set_frame_log([this](const drivers::Frame& f, const RArray& intensity, const cv::Mat& levels) {
+    frame_log_.push_back({f.sequence, drivers::pattern_crc32(f.image), drivers::pattern_crc32(levels)});
+    last_kept_ = Kept{f.image.clone(), intensity};
+  });
 }
 
 template <typename F>
@@ -68,6 +73,7 @@ drivers::DeviceResult<BenchCalibrationResult> Experiment::calibrate(BenchCalibra
   if (!cal) return cal;
   calibrated_ = live_ = cal.value().calibration;
   calibrated_at_s_ = bench_.now_s ? bench_.now_s() : 0.0;
+  calibration_frames_ = frame_log_.size();
   start_content_check(cal.value().registration.fit.blur_px);
   auto ref = locked([&] {
     return capture_drift_reference(rig_, calibrated_.dark, calibrated_.pose, calibrated_at_s_, opt_.drift, rng);
@@ -94,6 +100,10 @@ void Experiment::start_content_check(double blur_px) {
   content_.emplace(std::move(calibrated), rig_.input_rows(), rig_.input_cols(), rig_.camera_rows(), rig_.camera_cols(),
                    counts_per_electron, gate);
   content_->set_reference(calibrated_.dark.dark, calibrated_.dark.temporal_noise);
+  // The first checked frame follows the calibration's last probe, not the dark input: a slow first frame
+  // still shows that probe, which judged against dark passes for any bright input (the emulated lab
+  // filed such a drift-reference frame under its probe), so the chain continues from that probe's frame.
+  if (last_kept_) content_->continue_from(to_array(last_kept_->image), last_kept_->intensity);
   rig_.set_judge([this](const RArray& frame, const RArray& input) {
     const auto unproven_before = content_counters_.content_undecidable;
     drivers::Judgement j = content_->judge(frame, input, content_counters_);
@@ -116,6 +126,8 @@ json Experiment::frame_integrity() const {
   json j = rig_.counters().to_json();
   content_counters_.add_to(j);
   j["content_check"] = content_status_;
+  j["frames_kept"] = frame_log_.size();
+  j["calibration_frames"] = calibration_frames_;
   return j;
 }
 
@@ -244,6 +256,13 @@ json read_json(const fs::path& p) {
 }
 
 }  // namespace
+
+void write_frame_log(const fs::path& p, const std::vector<Experiment::FrameRecord>& log) {
+  std::vector<double> v;
+  v.reserve(3 * log.size());
+  for (const auto& r : log) v.insert(v.end(), {double(r.sequence), double(r.frame_crc32), double(r.input_crc32)});
+  sim::write_npy(p, sim::make_npy<double>(std::span<const double>(v), {log.size(), 3}));
+}
 
 void write_features(const fs::path& p, const MatD& m) {
   sim::write_npy(p, sim::make_npy<double>(std::span<const double>(m.data(), std::size_t(m.size())),

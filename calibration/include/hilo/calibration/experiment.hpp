@@ -51,7 +51,8 @@ struct ExperimentBench {
 // holds, its image blurred by the registration's fitted blur, warped by the live pose and scaled by the
 // live gain (drift updates included), so the frame's change from the last accepted frame of another
 // input must follow that model's predicted change. The chain starts from the calibration's mean dark
-// frame (prediction 0) and its temporal noise. A stale frame is counted (content_rejects) and re-grabbed
+// frame (prediction 0) and its temporal noise and continues from the calibration's last kept probe
+// frame (what the input showed last, which a slow first frame still shows). A stale frame is counted (content_rejects) and re-grabbed
 // after a full settle more; after content.max_regrabs stale frames of one input in a row the last one
 // is stored unproven (content_undecidable; content.accept_unproven, the default here) or the
 // measurement fails naming the correlation (accept_unproven false), and a set with more than
@@ -118,11 +119,23 @@ class Experiment {
   const ContentCounters& content_counters() const { return content_counters_; }
   // frame_counters() and content_counters() as one JSON object (GrabCounters::to_json plus
   // content_rejects and content_undecidable) and "content_check": {"active": true, "model",
-  // "options", "dark_noise_counts"} or {"active": false, "reason"} — the report's
-  // profiles[].frame_integrity.
+  // "options", "dark_noise_counts"} or {"active": false, "reason"}, "frames_kept" and
+  // "calibration_frames" (frame_log()) — the report's profiles[].frame_integrity.
   nlohmann::json frame_integrity() const;
   // The devices' time when calibrate_bench ended (before the drift reference), seconds.
   double calibrated_at_s() const { return calibrated_at_s_; }
+
+  // Every frame this Experiment kept, in order: the camera's frame sequence number, the CRC-32 (zlib,
+  // drivers::pattern_crc32) of the frame's bytes and of the input levels it is filed under (design
+  // input rows × cols, row-major). The first calibration_frames() are the calibration's probes (not
+  // content-checked); the rest came after it (drift probes, measured sets, captures). A lab or a test
+  // joins them with a camera's own record (the emulator's frame log has the same three keys).
+  struct FrameRecord {
+    std::uint64_t sequence = 0;
+    std::uint32_t frame_crc32 = 0, input_crc32 = 0;
+  };
+  const std::vector<FrameRecord>& frame_log() const { return frame_log_; }
+  std::size_t calibration_frames() const { return calibration_frames_; }
 
  private:
   template <typename F>
@@ -152,7 +165,18 @@ class Experiment {
   nlohmann::json drift_checks_ = nlohmann::json::array();
   std::int64_t measured_ = 0;
   double calibrated_at_s_ = 0.0;
+  std::vector<FrameRecord> frame_log_;
+  std::size_t calibration_frames_ = 0;
+  struct Kept {
+    cv::Mat image;
+    RArray intensity;
+  };
+  std::optional<Kept> last_kept_;  // the last frame the rig kept and what it was filed under
 };
+
+// Experiment::frame_log() on disk: an N × 3 float64 .npy, columns sequence, frame_crc32, input_crc32
+// (integers below 2^53, exact in float64).
+void write_frame_log(const std::filesystem::path& file, const std::vector<Experiment::FrameRecord>& log);
 
 // Measured features on disk: a 2-D float64 .npy, one row per image (what the pipeline stores and the
 // sweep reads back). read_features throws std::runtime_error naming the file for another shape.

@@ -10,7 +10,7 @@
 //                                                             kernels replaced by the realised ones and its
 //                                                             backend re-fitted on design-model features
 //                                                             (simulation only); simulated accuracy
-//   bench/<p>/   result.json, figures                         per as-built profile p (simulator) or the
+//   bench/<p>/   result.json, figures, frame_log.npy          per as-built profile p (simulator) or the
 //                                                             bench as it is: calibration, measured test
 //                                                             set, f-subsets measured, backends re-fitted
 //                                                             (none / task / NTKD), accuracies, confusions
