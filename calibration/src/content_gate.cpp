@@ -156,6 +156,16 @@ void ContentGate::set_reference(const RArray& dark_counts, double dark_noise_cou
   stale_in_a_row_ = 0;
 }
 
+void ContentGate::continue_from(const RArray& frame_counts, const RArray& input_intensity) {
+  if (!have_previous_) throw std::logic_error("content gate: continue_from before set_reference");
+  if (frame_counts.rows() != frame_rows_ || frame_counts.cols() != frame_cols_)
+    throw std::invalid_argument("content gate: the frame is " + shape(int(frame_counts.rows()), int(frame_counts.cols())) +
+                                ", the camera gives " + shape(frame_rows_, frame_cols_));
+  if (auto e = unfit_input(int(input_intensity.rows()), int(input_intensity.cols())); !e.empty())
+    throw std::invalid_argument("content gate: " + e);
+  join_chain(frame_counts, prediction(input_intensity), input_intensity);
+}
+
 ContentCheck ContentGate::check(const cv::Mat& frame, const cv::Mat& input) { return check(counts(frame), intensity(input)); }
 
 ContentCheck ContentGate::check(const RArray& f, const RArray& input) {

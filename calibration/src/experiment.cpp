@@ -4,9 +4,11 @@
 #include <cmath>
 #include <fstream>
 #include <numeric>
+#include <sstream>
 #include <stdexcept>
 
 #include "hilo/distill/train.hpp"
+#include "hilo/drivers/emulator.hpp"
 #include "hilo/io/options_json.hpp"
 #include "hilo/sim/npy.hpp"
 #include "hilo/sim/slm_model.hpp"
@@ -23,6 +25,8 @@ std::string MeasureOptions::validate() const {
   if (drift_action != "update" && drift_action != "report")
     return "drift_action must be \"update\" or \"report\", got \"" + drift_action + "\"";
   if (auto e = drift.validate(); !e.empty()) return "drift: " + e;
+  if (!(max_unproven_fraction >= 0 && max_unproven_fraction <= 1))
+    return "content_check.max_unproven_fraction must be in [0, 1], got " + std::to_string(max_unproven_fraction);
   return content.validate();
 }
 
@@ -39,6 +43,10 @@ Experiment::Experiment(ExperimentBench& bench, DesignModel& design, const Deploy
       rig_(bench.input, bench.camera),
       content_status_{{"active", false}, {"reason", "the bench is not calibrated yet"}} {
   if (auto e = opt_.validate(); !e.empty()) throw std::invalid_argument("measure options: " + e);
+  rig_.set_frame_log([this](const drivers::Frame& f, const RArray& intensity, const cv::Mat& levels) {
+    frame_log_.push_back({f.sequence, drivers::pattern_crc32(f.image), drivers::pattern_crc32(levels)});
+    last_kept_ = Kept{f.image.clone(), intensity};
+  });
 }
 
 template <typename F>
@@ -66,6 +74,7 @@ drivers::DeviceResult<BenchCalibrationResult> Experiment::calibrate(BenchCalibra
   calibrated_ = live_ = cal.value().calibration;
   calibrated_at_s_ = bench_.now_s ? bench_.now_s() : 0.0;
   blur_px_ = cal.value().registration.fit.blur_px;
+  calibration_frames_ = frame_log_.size();
   start_content_check(blur_px_);
   auto ref = locked([&] {
     return capture_drift_reference(rig_, calibrated_.dark, calibrated_.pose, calibrated_at_s_, opt_.drift, rng);
@@ -93,6 +102,11 @@ drivers::DeviceStatus Experiment::adopt(const SavedCalibration& saved) {
   reference_ = saved.drift_reference;
   rig_.set_judge({});
   content_.reset();
+  // The content check continues from a known picture: one frame of a dark input, judged by frame
+  // counter and timestamp only (as the calibration probes are), whatever an earlier job left shown.
+  auto blank = locked([&] { return rig_.capture(RArray::Zero(rig_.input_rows(), rig_.input_cols()), 1); });
+  if (!blank) return blank.error();
+  calibration_frames_ = frame_log_.size();
   start_content_check(blur_px_);
   return check_drift_now();
 }
@@ -119,7 +133,22 @@ void Experiment::start_content_check(double blur_px) {
   content_.emplace(std::move(calibrated), rig_.input_rows(), rig_.input_cols(), rig_.camera_rows(), rig_.camera_cols(),
                    counts_per_electron, gate);
   content_->set_reference(calibrated_.dark.dark, calibrated_.dark.temporal_noise);
-  rig_.set_judge([this](const RArray& frame, const RArray& input) { return content_->judge(frame, input, content_counters_); });
+  // The first checked frame follows the calibration's last probe, not the dark input: a slow first frame
+  // still shows that probe, which judged against dark passes for any bright input (the emulated lab
+  // filed such a drift-reference frame under its probe), so the chain continues from that probe's frame.
+  if (last_kept_) content_->continue_from(to_array(last_kept_->image), last_kept_->intensity);
+  rig_.set_judge([this](const RArray& frame, const RArray& input) {
+    const auto unproven_before = content_counters_.content_undecidable;
+    drivers::Judgement j = content_->judge(frame, input, content_counters_);
+    if (!set_ || !set_->counting || content_counters_.content_undecidable == unproven_before) return j;
+    const auto limit = std::int64_t(std::floor(opt_.max_unproven_fraction * double(set_->frames)));
+    if (++set_->unproven <= limit) return j;
+    std::ostringstream msg;
+    msg << set_->unproven << " of the set's " << set_->frames << " frames stored unproven, more than "
+        << "content_check.max_unproven_fraction " << opt_.max_unproven_fraction << " allows (" << limit
+        << "): the frames do not show their inputs (a stuck or much too slow SLM?)";
+    return drivers::Judgement{drivers::Judged::fail, msg.str()};
+  });
   content_status_ = {{"active", true},
                      {"model", "design (calibrated: pose, blur, gain)"},
                      {"options", opt_.content},
@@ -130,6 +159,8 @@ json Experiment::frame_integrity() const {
   json j = rig_.counters().to_json();
   content_counters_.add_to(j);
   j["content_check"] = content_status_;
+  j["frames_kept"] = frame_log_.size();
+  j["calibration_frames"] = calibration_frames_;
   return j;
 }
 
@@ -159,6 +190,11 @@ drivers::DeviceResult<MatD> Experiment::measure(const distill::Mat<float>& x) {
   if (!reference_) throw std::logic_error("Experiment::measure before calibrate");
   const ExtractOptions extract;
   MatD out(x.rows(), deployed_.feature_dim());
+  set_ = SetCount{std::int64_t(x.rows()) * opt_.frames};
+  struct EndOfSet {
+    std::optional<SetCount>& set;
+    ~EndOfSet() { set.reset(); }
+  } end_of_set{set_};
   for (Eigen::Index s0 = 0; s0 < x.rows(); s0 += opt_.drift_every) {
     const Eigen::Index m = std::min<Eigen::Index>(opt_.drift_every, x.rows() - s0);
     const distill::Mat<float> part = x.middleRows(s0, m);
@@ -168,9 +204,11 @@ drivers::DeviceResult<MatD> Experiment::measure(const distill::Mat<float>& x) {
                                   ctl_.work.report(before + n, set_end, stage);
                                 },
                                 ctl_.work.stop};
+    set_->counting = true;  // the set's images only, not the drift probes between its chunks
     auto r = locked([&] {
       return measure_features(rig_, live_, extract, deployment_, deployed_, part, opt_.frames, chunk);
     });
+    set_->counting = false;
     if (!r) return r.error();
     if (ctl_.work.stop_requested()) return MatD(out.topRows(s0));
     out.middleRows(s0, m) = r.value();
@@ -251,6 +289,13 @@ json read_json(const fs::path& p) {
 }
 
 }  // namespace
+
+void write_frame_log(const fs::path& p, const std::vector<Experiment::FrameRecord>& log) {
+  std::vector<double> v;
+  v.reserve(3 * log.size());
+  for (const auto& r : log) v.insert(v.end(), {double(r.sequence), double(r.frame_crc32), double(r.input_crc32)});
+  sim::write_npy(p, sim::make_npy<double>(std::span<const double>(v), {log.size(), 3}));
+}
 
 void write_features(const fs::path& p, const MatD& m) {
   sim::write_npy(p, sim::make_npy<double>(std::span<const double>(m.data(), std::size_t(m.size())),

@@ -18,11 +18,6 @@ const ProbeOptions& validated(const ProbeOptions& o) {
   return o;
 }
 
-drivers::DeviceResult<RArray> frame_array(std::variant<drivers::GatedFrame, drivers::GrabFailure> r) {
-  if (auto* f = std::get_if<drivers::GrabFailure>(&r)) return f->error;
-  return to_array(std::get<drivers::GatedFrame>(r).frame.image);
-}
-
 }  // namespace
 
 ProbeRig::ProbeRig(drivers::Slm& input, drivers::Camera& camera, ProbeOptions options)
@@ -37,9 +32,16 @@ cv::Mat ProbeRig::levels_of(const RArray& intensity) const {
 }
 
 drivers::DeviceStatus ProbeRig::show(const RArray& intensity) {
-  cv::Mat levels = levels_of(intensity);
+  shown_levels_ = levels_of(intensity);
   shown_ = intensity;
-  return grabber_.show(levels);
+  return grabber_.show(shown_levels_);
+}
+
+drivers::DeviceResult<RArray> ProbeRig::kept(std::variant<drivers::GatedFrame, drivers::GrabFailure> r) {
+  if (auto* f = std::get_if<drivers::GrabFailure>(&r)) return f->error;
+  const drivers::Frame& frame = std::get<drivers::GatedFrame>(r).frame;
+  if (frame_log_) frame_log_(frame, shown_, shown_levels_);
+  return to_array(frame.image);
 }
 
 drivers::GrabControl ProbeRig::control() {
@@ -51,7 +53,7 @@ drivers::DeviceResult<RArray> ProbeRig::mean_of(drivers::DeviceResult<RArray> fi
   if (!first) return first;
   RArray sum = std::move(first.value());
   for (int i = 1; i < frames; ++i) {
-    auto a = frame_array(grabber_.grab(control()));
+    auto a = kept(grabber_.grab(control()));
     if (!a) return a;
     sum += a.value();
   }
@@ -60,14 +62,14 @@ drivers::DeviceResult<RArray> ProbeRig::mean_of(drivers::DeviceResult<RArray> fi
 
 drivers::DeviceResult<RArray> ProbeRig::grab_mean(int frames) {
   if (frames < 1) throw std::invalid_argument("grab_mean: frames must be >= 1, got " + std::to_string(frames));
-  return mean_of(frame_array(grabber_.grab(control())), frames);
+  return mean_of(kept(grabber_.grab(control())), frames);
 }
 
 drivers::DeviceResult<RArray> ProbeRig::capture(const RArray& intensity, int frames) {
   if (frames < 1) throw std::invalid_argument("capture: frames must be >= 1, got " + std::to_string(frames));
-  cv::Mat levels = levels_of(intensity);
+  shown_levels_ = levels_of(intensity);
   shown_ = intensity;
-  return mean_of(frame_array(grabber_.show_and_grab(levels, control())), frames);
+  return mean_of(kept(grabber_.show_and_grab(shown_levels_, control())), frames);
 }
 
 RArray to_array(const cv::Mat& m) {

@@ -45,6 +45,8 @@ void for_each_field(C& c, F&& f) {
   f("/bench/drift_action", c.drift_action);
   f("/bench/drift_shift_px", c.drift.shift_threshold_px);
   f("/bench/drift_gain", c.drift.gain_threshold);
+  f("/bench/content_check", c.content_check, Flat{});
+  f("/bench/content_check/max_unproven_fraction", c.max_unproven_fraction);
   f("/measure/fractions", c.fractions);
   f("/measure/strategy", c.strategy);
   f("/compensation/task", c.task);
@@ -207,6 +209,8 @@ calibration::MeasureOptions PipelineConfig::measure_options() const {
   m.drift_every = drift_every;
   m.drift = drift;
   m.drift_action = drift_action;
+  m.content = content_check;
+  m.max_unproven_fraction = max_unproven_fraction;
   return m;
 }
 

@@ -408,6 +408,7 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
               {"frame_integrity", ex.frame_integrity()},
               {"drift", {{"checks", ex.drift_checks()}, {"action", c_.drift_action},
                          {"shift_threshold_px", c_.drift.shift_threshold_px}, {"gain_threshold", c_.drift.gain_threshold}}}};
+  calibration::write_frame_log(d / "frame_log.npy", ex.frame_log());
   if (ex.frame_counters().regrabs > 0)
     log(stage + ": frame integrity (rejected frames re-grabbed): " + ex.frame_integrity().dump());
   if (truth_at_calibration) {

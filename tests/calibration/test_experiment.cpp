@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <stop_token>
 
@@ -186,18 +187,17 @@ TEST(Experiment, StopEndsTheSetAfterAChunkAndDeviceErrorsAreValues) {
 struct SlowRun {
   distill::MatD features;
   json integrity;
+  std::optional<drivers::DeviceError> error;  // of the measurement
 };
 
 // Calibrates the moderate bench, then measures x with the shows in `swallow` (numbered from the first
 // measured image's) swallowed by a slow input SLM (tests/drivers/slow_slm.hpp).
-SlowRun measure_with_slow_input(const Deployed& dep, const distill::Mat<float>& x, bool content_check,
+SlowRun measure_with_slow_input(const Deployed& dep, const distill::Mat<float>& x, MeasureOptions mo,
                                 std::set<int> swallow) {
   SimRig rig(dep.opts);
   drivers::testing::SlowSlm slow(rig.input);
   ExperimentBench b{slow, rig.element.get(), rig.camera};
   b.now_s = [&rig] { return rig.t_s(); };
-  MeasureOptions mo;
-  mo.content.enabled = content_check;
   DesignModel design(dep.opts);  // calibrate() sets its element; each run starts from the same design
   Experiment ex(b, design, dep.deployment, dep.student, mo, {}, "moderate");
   std::mt19937_64 rng(5);
@@ -205,8 +205,17 @@ SlowRun measure_with_slow_input(const Deployed& dep, const distill::Mat<float>& 
   EXPECT_TRUE(cal) << cal.error().message;
   slow.arm(std::move(swallow));
   auto m = ex.measure(x);
-  EXPECT_TRUE(m) << m.error().message;
-  return {m ? m.value() : distill::MatD(), ex.frame_integrity()};
+  if (!m) return {distill::MatD(), ex.frame_integrity(), m.error()};
+  return {m.value(), ex.frame_integrity(), std::nullopt};
+}
+
+SlowRun measure_with_slow_input(const Deployed& dep, const distill::Mat<float>& x, bool content_check,
+                                std::set<int> swallow) {
+  MeasureOptions mo;
+  mo.content.enabled = content_check;
+  SlowRun r = measure_with_slow_input(dep, x, mo, std::move(swallow));
+  EXPECT_FALSE(r.error) << r.error->message;
+  return r;
 }
 
 // The pipeline's measurement through a slow input SLM on the simulated moderate bench: the calibrated
@@ -251,6 +260,49 @@ TEST(ExperimentContent, RejectsExactlyTheSlowFramesAndFilesNoneUnderTheWrongInpu
   EXPECT_EQ(nearest(control.features, 6), 5);
   EXPECT_EQ(nearest(control.features, 7), 5);
   EXPECT_EQ(nearest(control.features, 13), 12);
+}
+
+// A stuck input SLM (every show after the calibration lost): each frame is judged stale on every
+// re-grab and stored unproven, so without a limit the whole set is filed under inputs it does not show
+// (and the drift probes after it too); with max_unproven_fraction 0.1 the set of 12 frames fails at its
+// second unproven frame (floor(1.2) = 1 allowed), naming the share.
+TEST(ExperimentContent, AStuckSlmFailsTheSetOnceTooManyFramesAreUnproven) {
+  Deployed dep;
+  std::mt19937_64 xr(9);
+  const distill::Mat<float> x = random_images(12, xr);
+  std::set<int> every_show;
+  for (int i = 1; i <= 200; ++i) every_show.insert(i);
+  MeasureOptions unlimited;
+  unlimited.max_unproven_fraction = 1.0;
+  const SlowRun control = measure_with_slow_input(dep, x, unlimited, every_show);
+  ASSERT_FALSE(control.error) << control.error->message;
+  EXPECT_EQ(control.features.rows(), 12);
+  EXPECT_GE(control.integrity["content_undecidable"].get<int>(), 12) << control.integrity.dump();
+
+  MeasureOptions limited;
+  limited.max_unproven_fraction = 0.1;
+  const SlowRun stopped = measure_with_slow_input(dep, x, limited, every_show);
+  ASSERT_TRUE(stopped.error) << "a stuck SLM measured a whole set: " << stopped.integrity.dump();
+  EXPECT_EQ(stopped.error->code, drivers::DeviceErrc::corrupt_frame);
+  EXPECT_NE(stopped.error->message.find("2 of the set's 12 frames stored unproven, more than "
+                                        "content_check.max_unproven_fraction 0.1 allows (1)"),
+            std::string::npos)
+      << stopped.error->message;
+  EXPECT_EQ(stopped.integrity["content_undecidable"], 2) << stopped.integrity.dump();
+
+  // The first image's five shows lost, then the SLM recovers: that image is stored unproven, and the
+  // next one too (its change is judged from the unproven frame, which shows the earlier pattern, and
+  // its re-grab shows the same picture): 2 unproven frames of 12, a set the same limit stops and a
+  // limit of 0.25 (3 allowed) lets through.
+  const SlowRun once = measure_with_slow_input(dep, x, limited, {1, 2, 3, 4, 5});
+  ASSERT_TRUE(once.error);
+  EXPECT_NE(once.error->message.find("2 of the set's 12 frames"), std::string::npos) << once.error->message;
+  MeasureOptions quarter;
+  quarter.max_unproven_fraction = 0.25;
+  const SlowRun passed = measure_with_slow_input(dep, x, quarter, {1, 2, 3, 4, 5});
+  EXPECT_FALSE(passed.error) << passed.error->message;
+  EXPECT_EQ(passed.features.rows(), 12);
+  EXPECT_EQ(passed.integrity["content_undecidable"], 2) << passed.integrity.dump();
 }
 
 TEST(NestedSubset, SmallerFractionsAreDrawnInsideTheLargest) {

@@ -199,5 +199,36 @@ TEST(ContentGate, AfterMaxRegrabsTheFrameFailsOrIsStoredUnproven) {
   }
 }
 
+// A stream whose device showed another pattern before its first checked frame (the pipeline's, after the
+// calibration's last probe): judged against the dark reference, a slow first frame that still shows that
+// pattern passes for the new input (the change from dark is all positive, so the mean alone correlates);
+// continued from the last pattern's frame, the same frame is rejected and the fresh one accepted.
+TEST(ContentGate, AStreamContinuedFromTheLastPatternRejectsASlowFirstFrame) {
+  std::mt19937_64 rng(12);
+  std::bernoulli_distribution on(0.9);  // mostly lit, like a blurred probe: the change from dark is the mean
+  auto input = [&] { return RArray::NullaryExpr(16, 16, [&] { return on(rng) ? 1.0 : 0.0; }); };
+  ContentGateOptions o;
+  o.blur_px = 1.0;
+  const Predictor optics = [](const RArray& x) { return toy_optics(x); };
+  const RArray last = input(), x = input();
+  ContentGate from_dark(optics, 16, 16, 32, 32, 1e-6, o);
+  from_dark.set_reference(RArray::Zero(32, 32), 1.0);
+  ContentCounters n;
+  EXPECT_EQ(from_dark.judge(noisy(toy_optics(last), rng), x, n).action, drivers::Judged::accept)
+      << "the control: against dark the stale frame passes";
+
+  ContentGate continued(optics, 16, 16, 32, 32, 1e-6, o);
+  EXPECT_THROW(continued.continue_from(toy_optics(last), last), std::logic_error);
+  continued.set_reference(RArray::Zero(32, 32), 1.0);
+  EXPECT_THROW(continued.continue_from(RArray::Zero(30, 32), last), std::invalid_argument);
+  EXPECT_THROW(continued.continue_from(toy_optics(last), RArray::Zero(8, 8)), std::invalid_argument);
+  continued.continue_from(noisy(toy_optics(last), rng), last);
+  ContentCounters m;
+  EXPECT_EQ(continued.judge(noisy(toy_optics(last), rng), x, m).action, drivers::Judged::regrab);
+  EXPECT_EQ(continued.judge(noisy(toy_optics(x), rng), x, m).action, drivers::Judged::accept);
+  EXPECT_EQ(m.content_rejects, 1u);
+  EXPECT_EQ(m.content_undecidable, 0u);
+}
+
 }  // namespace
 }  // namespace hilo::calibration

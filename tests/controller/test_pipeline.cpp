@@ -59,6 +59,23 @@ TEST(PipelineConfig, DefaultsAreValidAndBadValuesNameTheRule) {
   j = small_config();
   j["measure"]["fractions"] = {0.1, 1.5};
   EXPECT_NE(PipelineConfig::from_json(j).validate().find("measure.fractions"), std::string::npos);
+  // The content check's keys, validated with the rule and the full key.
+  j = small_config();
+  j["bench"]["content_check"] = {{"min_correlation", 2.0}};
+  EXPECT_EQ(PipelineConfig::from_json(j).validate(), "bench.content_check.min_correlation must be in (0, 1), got 2.000000");
+  j["bench"]["content_check"] = {{"max_regrabs", -1}};
+  EXPECT_EQ(PipelineConfig::from_json(j).validate(), "bench.content_check.max_regrabs must be in [0, 100], got -1");
+  j["bench"]["content_check"] = {{"max_unproven_fraction", 1.5}};
+  EXPECT_EQ(PipelineConfig::from_json(j).validate(),
+            "bench.content_check.max_unproven_fraction must be in [0, 1], got 1.500000");
+  j["bench"]["content_check"] = {{"max_unproven", 0.2}};
+  EXPECT_THROW((void)PipelineConfig::from_json(j), std::invalid_argument) << "unknown content_check key accepted";
+  j["bench"]["content_check"] = {{"enabled", false}, {"max_unproven_fraction", 0.25}};
+  const auto cc = PipelineConfig::from_json(j);
+  EXPECT_EQ(cc.validate(), "");
+  EXPECT_FALSE(cc.measure_options().content.enabled);
+  EXPECT_TRUE(cc.measure_options().content.accept_unproven) << "the pipeline's default kept for the keys left out";
+  EXPECT_EQ(cc.measure_options().max_unproven_fraction, 0.25);
   j = small_config();
   j["bench"]["profiles"] = {"../etc"};
   EXPECT_NE(PipelineConfig::from_json(j).validate().find("bench.profiles"), std::string::npos);
@@ -169,6 +186,9 @@ TEST(PipelineConfig, EveryFieldSurvivesStoreResumeAndSweep) {
     EXPECT_TRUE(!flat_submitted.contains(key) || flat_submitted[key] != value) << key << " kept its default";
   }
   EXPECT_GE(flat_defaults.size(), 60u) << "fewer fields than the config has";
+  for (const char* k : {"enabled", "min_correlation", "blur_px", "min_snr", "max_regrabs", "accept_unproven",
+                        "max_unproven_fraction"})
+    EXPECT_TRUE(flat_defaults.contains(std::string("/bench/content_check/") + k)) << k << " is not a job key";
   const json stored = PipelineConfig::from_json(submitted).to_json();
   EXPECT_EQ(stored, submitted) << "fields lost or changed on the way to the catalog: "
                                << json::diff(submitted, stored).dump();

@@ -1,19 +1,39 @@
 """The pipeline through the emulated lab, against the simulator-mode run of the same profile and seeds.
 
-usage: test_emulated_pipeline.py HILOD HILO_EMULATOR REPO_ROOT
+usage: test_emulated_pipeline.py HILOD HILO_EMULATOR REPO_ROOT   (hilo-pipeline is taken from HILOD's folder)
 
 Runs the pipeline job with the --quick settings (configs/pipeline-quick.yaml) twice, both through hilod:
   1. on configs/emulated-lab.yaml: Xvfb with the two monitors, hilo-emulator rendering the moderate
      as-built profile, the display SLMs and the GenICam driver (bench.profiles: [], one stage "bench");
   2. on configs/sim.yaml with --virtual-time, bench.profiles: [moderate] (the same design optics, the
      same as-built profile, the same job seed).
-Teacher, student and deployed element are computed from the same seeds on both, so they are the same;
-the bench stages differ only in what the two benches do (sensor noise draws, real against virtual
-time for the drift, display quantisation). The accuracy table of (1) — no compensation, task and NTKD
-compensation at each fraction, on 500 test images — must be within 1.5 points of (2), row by row.
+Teacher, student, deployed element, measured subset (indices) and re-fit seeds are the same on both; the
+bench stages differ only in what the two benches do (sensor-noise draws, real against virtual time for
+the drift, the display path). Compared, on 2000 test images, within 1.5 points (the issue's bound):
+  - "none" (the deployed backend on the measured test features), from the two tables;
+  - each compensated cell (task, NTKD) as the mean of 8 re-fits on each bench's stored measurements
+    (hilo-pipeline sweep with the run's own options: the pipeline's own seeds, shown to reproduce the
+    table's re-fits exactly, and seeds 1..6), not the table's single re-fit.
+Why the mean: a re-fit of the quick job's backend on 200 measured images depends on its seed more than
+on the bench. On one simulator run's features the 8 seeds give NTKD 79.85-82.90 % and task 78.50-82.30 %,
+and the same seed on the two benches' features (equal within noise) goes its own way: the single-seed
+difference is a difference of two random re-fits. Measured (3 emulated runs, emulator noise seeds 1, 2,
+3, against one simulator run, which the virtual clock makes deterministic; quick job, 2000 test images):
+  - the features: rms(emulated - simulator) 0.01232 on the test set, the same as between two emulator
+    noise draws (0.01228; feature spread 0.077): no difference beyond the noise. The subset, measured
+    last, is 0.5 % dimmer on the emulator (real-time gain drift, -0.74 % against -0.19 % on the virtual
+    clock, below the 2 % drift threshold); dividing it out moves the re-fits by 0.02-0.03 points. The
+    NTKD offset seen with earlier learning settings (NTKD 0.4-1.4 points lower) did not recur.
+  - the tables' single re-fits, emulated - simulator: none +0.55/+0.70/+0.05, task +0.30/-0.85/-1.00,
+    NTKD +1.10/-0.55/+0.45 points. Over the 24 pairs (3 runs x 8 seeds) of same-seed re-fits: task mean
+    -0.38, sd 0.76 (1 of 24 beyond 1.5 points: -1.70), NTKD mean -0.28, sd 0.60 (none beyond); about one
+    test run in ten would fail the single-cell comparison by chance, as about one in six did.
+  - the 8-seed means, emulated - simulator: task -0.19/-0.61/-0.34, NTKD +0.01/-0.74/-0.11 points: the
+    largest is half the bound (three runs do not pin down the tail).
 """
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,9 +46,11 @@ sys.argv = sys.argv[:4]  # test_emulated_lab reads the same positions
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_emulated_lab import CONFIG, Client, Daemon, Lab  # noqa: E402
 
+PIPELINE_TOOL = os.path.join(os.path.dirname(HILOD), "hilo-pipeline")  # built next to hilod
 SIM_CONFIG = os.path.join(ROOT, "configs", "sim.yaml")
 QUICK = os.path.join(ROOT, "configs", "pipeline-quick.yaml")
 TOLERANCE = 0.015
+REFIT_SEEDS = 8  # re-fits per compensated cell, the pipeline's own seeds among them
 TEST_IMAGES = 2000  # see the module comment
 VAL_IMAGES = 200
 PIPELINE_TIMEOUT_S = 600  # one pipeline run; the emulated one took 171-461 s on the loaded shared machine
@@ -68,6 +90,51 @@ def run_pipeline(config, hilod_args, data, job, env=None):
         return rec, json.load(f), elapsed
 
 
+def stage_seed(seed, stage):
+    """controller/pipeline.hpp's stage_seed."""
+    return (seed * 1000003 + stage * 7919 + 17) % 2**64
+
+
+def run_seed(run_dir):
+    with open(os.path.join(run_dir, "config.json")) as f:
+        return json.load(f)["seed"]
+
+
+def refit_seeds(run_dir, report):
+    """The seeds the pipeline's one bench stage re-fitted with (task, then NTKD, per fraction, largest
+    first), then small ones up to REFIT_SEEDS in all."""
+    n = len(report["profiles"][0]["accuracy"]["fractions"])
+    own = [stage_seed(run_seed(run_dir), 300 + step) for step in range(2 * n)]
+    return own + [s for s in range(1, REFIT_SEEDS + 1)][: max(0, REFIT_SEEDS - len(own))]
+
+
+def refit_means(run_dir, profile, seeds):
+    """{(fraction, mode): {"mean", "at_pipeline_seed"}} of the run's task and NTKD re-fits on its stored
+    measurements, one per seed (hilo-pipeline sweep: the run's own compensation options, no devices),
+    without the held-out guard; "at_pipeline_seed" is the re-fit with the seed the pipeline used."""
+    with open(os.path.join(run_dir, "config.json")) as f:
+        comp = json.load(f)["compensation"]
+    grid = os.path.join(run_dir, "refit_grid.json")
+    with open(grid, "w") as f:
+        json.dump({"task": comp["task"], "ntkd": comp["ntkd"]}, f)
+    out = subprocess.run([PIPELINE_TOOL, "--out", run_dir, "sweep", "--profile", profile, "--grid", grid,
+                          "--seeds", *map(str, seeds)], capture_output=True, text=True, timeout=300)
+    if out.returncode != 0:
+        raise AssertionError(f"hilo-pipeline sweep failed: {out.stderr[-2000:]}")
+    rows = json.loads(out.stdout)["rows"]
+    fractions = sorted({r["fraction"] for r in rows}, reverse=True)
+    res = {}
+    for r in rows:
+        k = (r["fraction"], r["name"])
+        res.setdefault(k, {"all": []})["all"].append(r["accuracy"])
+        step = 2 * fractions.index(r["fraction"]) + (r["name"] == "ntkd")
+        if r["seed"] == stage_seed(run_seed(run_dir), 300 + step):
+            res[k]["at_pipeline_seed"] = r["accuracy"]
+    for v in res.values():
+        v["mean"] = sum(v["all"]) / len(v["all"])
+    return res
+
+
 def table(report):
     """{(fraction, column): accuracy} of the report's one bench stage."""
     (p,) = report["profiles"]
@@ -92,8 +159,12 @@ class PipelineThroughTheEmulatedLab(unittest.TestCase):
                 lab.stop()
             sim_dir = os.path.join(tmp, "sim")
             os.makedirs(sim_dir)
-            _, sim_report, sim_s = run_pipeline(SIM_CONFIG, ["--virtual-time"], sim_dir,
-                                                quick_job(profiles=["moderate"], test_images=TEST_IMAGES))
+            rec_sim, sim_report, sim_s = run_pipeline(SIM_CONFIG, ["--virtual-time"], sim_dir,
+                                                      quick_job(profiles=["moderate"], test_images=TEST_IMAGES))
+            lab_run, sim_run = (os.path.join(d, "data", r["run_id"]) for d, r in ((lab_dir, rec_lab), (sim_dir, rec_sim)))
+            seeds = refit_seeds(lab_run, lab_report)
+            lab_refits = refit_means(lab_run, "bench", seeds)
+            sim_refits = refit_means(sim_run, "moderate", seeds)
 
         # The hardware run went through the emulator's camera, frame by frame, on the real clock.
         self.assertEqual([p["profile"] for p in lab_report["profiles"]], ["bench"])
@@ -114,10 +185,22 @@ class PipelineThroughTheEmulatedLab(unittest.TestCase):
         print(f"emulated lab {lab_s:.0f} s ({rendered} frames rendered), simulator {sim_s:.0f} s")
         print(f"  frame integrity on the emulated lab: {integrity}")
         for k in lab_t:
-            print(f"  {k[0]!s:>5} {k[1]:>5}: emulated {100 * lab_t[k]:6.2f} %, simulator {100 * sim_t[k]:6.2f} %, "
+            print(f"  table {k[0]!s:>5} {k[1]:>5}: emulated {100 * lab_t[k]:6.2f} %, simulator {100 * sim_t[k]:6.2f} %, "
                   f"difference {100 * (lab_t[k] - sim_t[k]):+.2f} points")
-        for k in lab_t:
-            self.assertLessEqual(abs(lab_t[k] - sim_t[k]), TOLERANCE, f"{k}: emulated {lab_t[k]}, simulator {sim_t[k]}")
+        # The sweep re-fits what the pipeline re-fitted: at the pipeline's own seed it gives the table's
+        # re-fit accuracy (before the held-out guard) exactly, on both benches.
+        for report, refits in ((lab_report, lab_refits), (sim_report, sim_refits)):
+            for row in report["profiles"][0]["accuracy"]["fractions"]:
+                for mode in ("task", "ntkd"):
+                    self.assertEqual(refits[(row["fraction"], mode)]["at_pipeline_seed"], row[mode + "_refit"],
+                                     f"{report['profiles'][0]['profile']} {mode}: the sweep is not the pipeline's re-fit")
+        compared = {("-", "none"): (lab_t[("-", "none")], sim_t[("-", "none")])}
+        for k in lab_refits:
+            compared[k] = (lab_refits[k]["mean"], sim_refits[k]["mean"])
+            print(f"  mean of {len(seeds)} re-fits {k[0]!s:>5} {k[1]:>5}: emulated {100 * compared[k][0]:6.2f} %, "
+                  f"simulator {100 * compared[k][1]:6.2f} %, difference {100 * (compared[k][0] - compared[k][1]):+.2f} points")
+        for k, (lab_v, sim_v) in compared.items():
+            self.assertLessEqual(abs(lab_v - sim_v), TOLERANCE, f"{k}: emulated {lab_v}, simulator {sim_v}")
         self.assertEqual(rec_lab["state"], "done")
 
 

@@ -21,7 +21,8 @@
 // and grabs three reference frames; their pixelwise median is the predecessor (prediction 0: a dark
 // input images nothing above dark), so one reference frame that still shows an earlier pattern does not
 // spoil it. The smallest rms difference of two reference frames, / √2, is the dark noise σ_d. The
-// pipeline starts the chain from the calibration's mean dark frame and its temporal noise instead. A
+// pipeline starts the chain from the calibration's mean dark frame and its temporal noise instead, and
+// continues it from the calibration's last probe frame (continue_from). A
 // frame's noise is σ² = σ_d² + mean(prediction)·counts_per_electron (shot noise of the predicted signal;
 // counts_per_electron = 10^(gain_db/20) / gain_e_per_count). Then each frame F of input x is checked
 // against the last accepted frame F_prev of the last input x_prev ≠ x; a frame that matches or is
@@ -100,6 +101,12 @@ class ContentGate {
   // for another shape.
   void set_reference(const RArray& dark_counts, double dark_noise_counts);
   bool has_reference() const { return have_previous_; }
+  // After set_reference: makes `frame_counts` (the frames' shape), a frame the device is known to have
+  // shown last for `input_intensity` (input rows × cols, [0, 1]), the chain's last link, with the dark
+  // reference before it. For a stream that does not start from the dark input: the pipeline's checked
+  // frames follow the calibration's last probe, which a slow first frame still shows. Throws
+  // std::logic_error without a reference, std::invalid_argument on shapes.
+  void continue_from(const RArray& frame_counts, const RArray& input_intensity);
 
   // Judges `frame` (CV_8UC1/CV_16UC1) as the image of `input` (CV_8UC1 levels, design input size)
   // against the chain (see the file comment). matches/undecidable: the frame joins the chain. Throws

@@ -52,9 +52,12 @@ struct ExperimentBench {
 // holds, its image blurred by the registration's fitted blur, warped by the live pose and scaled by the
 // live gain (drift updates included), so the frame's change from the last accepted frame of another
 // input must follow that model's predicted change. The chain starts from the calibration's mean dark
-// frame (prediction 0) and its temporal noise. A stale frame is counted (content_rejects) and re-grabbed
-// after a full settle more; after content.max_regrabs stale frames of one input in a row the
-// measurement fails naming the correlation. Rule before calibration: the check is OFF — the
+// frame (prediction 0) and its temporal noise and continues from the calibration's last kept probe
+// frame (what the input showed last, which a slow first frame still shows). A stale frame is counted (content_rejects) and re-grabbed
+// after a full settle more; after content.max_regrabs stale frames of one input in a row the last one
+// is stored unproven (content_undecidable; content.accept_unproven, the default here) or the
+// measurement fails naming the correlation (accept_unproven false), and a set with more than
+// max_unproven_fraction of its frames unproven fails. Rule before calibration: the check is OFF — the
 // calibration's own probes (dark, registration, linearity, tiles) are gated by frame counter and
 // timestamp only, because the pose, blur and gain the check needs are what they measure (the design
 // model before registration is the capture's uncalibrated check, which the probes' flat/deployed
@@ -67,6 +70,12 @@ struct MeasureOptions {
   // The content check after calibration (enabled by default; a frame still judged stale after
   // max_regrabs longer settles is stored unproven and counted, not a failed job).
   ContentGateOptions content{.accept_unproven = true};
+  // The most frames of one measured set (its images × frames, drift probes not counted) that may be
+  // stored unproven (content_undecidable), as a share in [0, 1]: the frame that makes the set's count
+  // exceed floor(max_unproven_fraction × frames) fails the set (a GrabFailure, code corrupt_frame,
+  // naming the share and the last verdict), so a stuck SLM (every frame unproven) stops the pipeline.
+  // 1 turns the limit off. The main job's severe stage stored 27 frames unproven in all (README).
+  double max_unproven_fraction = 0.1;
 
   [[nodiscard]] std::string validate() const;  // empty when valid, else the violated rule
 };
@@ -94,7 +103,8 @@ class Experiment {
 
   // Instead of calibrate(): measures with a calibration saved earlier (saved.hpp). Installs the deployed
   // element (fixed mask: installs it; element SLM: shows the deployed phase), takes `saved` as the
-  // calibration, turns the calibrated content check on and runs a drift check against the saved drift
+  // calibration, grabs one frame of a dark input (the content check's starting picture; it counts as a
+  // calibration frame), turns the calibrated content check on and runs a drift check against the saved drift
   // reference at once, so a bench that moved since the calibration is updated (drift_action "update")
   // or reported before any image is measured. Throws std::invalid_argument when the saved calibration
   // does not fit this camera.
@@ -122,11 +132,23 @@ class Experiment {
   const ContentCounters& content_counters() const { return content_counters_; }
   // frame_counters() and content_counters() as one JSON object (GrabCounters::to_json plus
   // content_rejects and content_undecidable) and "content_check": {"active": true, "model",
-  // "options", "dark_noise_counts"} or {"active": false, "reason"} — the report's
-  // profiles[].frame_integrity.
+  // "options", "dark_noise_counts"} or {"active": false, "reason"}, "frames_kept" and
+  // "calibration_frames" (frame_log()) — the report's profiles[].frame_integrity.
   nlohmann::json frame_integrity() const;
   // The devices' time when calibrate_bench ended (before the drift reference), seconds.
   double calibrated_at_s() const { return calibrated_at_s_; }
+
+  // Every frame this Experiment kept, in order: the camera's frame sequence number, the CRC-32 (zlib,
+  // drivers::pattern_crc32) of the frame's bytes and of the input levels it is filed under (design
+  // input rows × cols, row-major). The first calibration_frames() are the calibration's probes (not
+  // content-checked); the rest came after it (drift probes, measured sets, captures). A lab or a test
+  // joins them with a camera's own record (the emulator's frame log has the same three keys).
+  struct FrameRecord {
+    std::uint64_t sequence = 0;
+    std::uint32_t frame_crc32 = 0, input_crc32 = 0;
+  };
+  const std::vector<FrameRecord>& frame_log() const { return frame_log_; }
+  std::size_t calibration_frames() const { return calibration_frames_; }
 
  private:
   template <typename F>
@@ -145,13 +167,30 @@ class Experiment {
   BenchCalibration calibrated_, live_;  // as calibrated; as drift updates leave it
   std::optional<ContentGate> content_;  // the calibrated content check; empty before calibration or off
   ContentCounters content_counters_;
+  // The set measure() is taking: its frames, and how many of them were stored unproven so far.
+  struct SetCount {
+    std::int64_t frames = 0, unproven = 0;
+    bool counting = false;  // inside measure_features (its drift probes are not the set's frames)
+  };
+  std::optional<SetCount> set_;
   nlohmann::json content_status_;
   std::optional<DriftReference> reference_;
   nlohmann::json drift_checks_ = nlohmann::json::array();
   std::int64_t measured_ = 0;
   double calibrated_at_s_ = 0.0;
   double blur_px_ = 0.0;  // the registration's fitted blur
+  std::vector<FrameRecord> frame_log_;
+  std::size_t calibration_frames_ = 0;
+  struct Kept {
+    cv::Mat image;
+    RArray intensity;
+  };
+  std::optional<Kept> last_kept_;  // the last frame the rig kept and what it was filed under
 };
+
+// Experiment::frame_log() on disk: an N × 3 float64 .npy, columns sequence, frame_crc32, input_crc32
+// (integers below 2^53, exact in float64).
+void write_frame_log(const std::filesystem::path& file, const std::vector<Experiment::FrameRecord>& log);
 
 // Measured features on disk: a 2-D float64 .npy, one row per image (what the pipeline stores and the
 // sweep reads back). read_features throws std::runtime_error naming the file for another shape.

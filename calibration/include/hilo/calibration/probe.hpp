@@ -17,6 +17,7 @@
 // (wrong shape, values outside [0, 1]) throws std::invalid_argument.
 #include <chrono>
 #include <functional>
+#include <variant>
 #include <random>
 #include <string>
 
@@ -62,6 +63,11 @@ class ProbeRig {
   // sets the calibrated content check here once the bench is calibrated (Experiment::calibrate).
   using Judge = std::function<drivers::Judgement(const RArray& frame_counts, const RArray& input_intensity)>;
   void set_judge(Judge judge) { judge_ = std::move(judge); }
+  // Called with every frame the rig keeps (accepted by the gate and the judge), the intensity it is
+  // filed under and that intensity's levels (the input device's rows × cols, CV_8UC1 or CV_16UC1): which
+  // frame was taken for which pattern. Empty: none.
+  using FrameLog = std::function<void(const drivers::Frame& frame, const RArray& intensity, const cv::Mat& levels)>;
+  void set_frame_log(FrameLog log) { frame_log_ = std::move(log); }
 
   // Shows `intensity` and waits for the device to settle (the driver's show() does).
   drivers::DeviceStatus show(const RArray& intensity);
@@ -80,7 +86,11 @@ class ProbeRig {
   ProbeOptions opt_;
   drivers::GatedGrabber grabber_;
   Judge judge_;
-  RArray shown_;  // the intensity shown last (what the judge judges frames against)
+  FrameLog frame_log_;
+  RArray shown_;          // the intensity shown last (what the judge judges frames against)
+  cv::Mat shown_levels_;  // its levels
+
+  drivers::DeviceResult<RArray> kept(std::variant<drivers::GatedFrame, drivers::GrabFailure> r);
 
   drivers::GrabControl control();
   cv::Mat levels_of(const RArray& intensity) const;  // throws std::invalid_argument for another shape

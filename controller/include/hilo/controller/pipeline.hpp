@@ -10,8 +10,8 @@
 //                                                             kernels replaced by the realised ones and its
 //                                                             backend re-fitted on design-model features
 //                                                             (simulation only); simulated accuracy
-//   bench/<p>/   result.json, calibration/, figures         per as-built profile p (simulator) or the
-//                                                             bench as it is: calibration (saved in
+//   bench/<p>/   result.json, calibration/, frame_log.npy,   per as-built profile p (simulator) or the
+//                figures                                      bench as it is: calibration (saved in
 //                                                             calibration/, saved.hpp), measured test
 //                                                             set, f-subsets measured, backends re-fitted
 //                                                             (none / task / NTKD), accuracies, confusions
@@ -80,6 +80,13 @@ struct PipelineConfig {
   int drift_every = 500;
   calibration::DriftOptions drift;
   std::string drift_action = "update";
+  // The content check of every frame measured after the calibration (calibration/experiment.hpp,
+  // MeasureOptions): job keys bench.content_check.{enabled, min_correlation, blur_px, min_snr,
+  // max_regrabs, accept_unproven, max_unproven_fraction}; the pipeline stores a frame still stale after
+  // max_regrabs re-grabs unproven (accept_unproven true) and fails a set with more than
+  // max_unproven_fraction of its frames unproven.
+  calibration::ContentGateOptions content_check = calibration::MeasureOptions{}.content;
+  double max_unproven_fraction = calibration::MeasureOptions{}.max_unproven_fraction;
   // measure + compensate
   std::vector<double> fractions{0.10, 0.05, 0.02};
   calibration::SubsetStrategy strategy = calibration::SubsetStrategy::class_balanced;
@@ -93,7 +100,7 @@ struct PipelineConfig {
   static PipelineConfig from_json(const nlohmann::json& j);
   nlohmann::json to_json() const;
   [[nodiscard]] std::string validate() const;  // empty when valid, else the violated rule
-  calibration::MeasureOptions measure_options() const;  // frames, drift_every, drift, drift_action
+  calibration::MeasureOptions measure_options() const;  // frames, drift_every, drift, drift_action, content_check
 };
 
 // What the pipeline drives. The devices are borrowed and must be open; hold `mutex` (when set) around
