@@ -43,8 +43,10 @@ for m in $METHODS; do
   case "$m" in none|kd|gd|shared|ntkd|ntkdkd) ;; *) echo "METHODS: unknown method $m" >&2; exit 2 ;; esac
 done
 case " $METHODS " in *" ntkdkd "*)
-  case " $METHODS " in *" ntkd "*" kd "*|*" kd "*" ntkd "*) ;;
-    *) echo "METHODS: ntkdkd combines the best ntkd and kd settings, so it needs both" >&2; exit 2 ;; esac ;;
+  for m in ntkd kd; do
+    case " $METHODS " in *" $m "*) ;;
+      *) echo "METHODS: ntkdkd combines the best ntkd and kd settings, so it needs both" >&2; exit 2 ;; esac
+  done ;;
 esac
 case "$DATA" in
   mnist) TEACHER_BATCH=64 ;;
