@@ -59,12 +59,14 @@ first=$(echo $SEEDS | cut -d' ' -f1)
 
 . "$here/distill_common.sh"
 
-# ---- stage 1: teachers
+# ---- stage 1: teachers (linked from TEACHERS when given, else trained)
 for s in $SEEDS; do
   if [ -n "$TEACHERS" ] && [ ! -e "$work/teacher_s$s" ]; then
     [ -f "$TEACHERS/teacher_s$s/history.json" ] || { echo "TEACHERS: no finished teacher_s$s in $TEACHERS" >&2; exit 2; }
     ln -s "$(cd "$TEACHERS/teacher_s$s" && pwd)" "$work/teacher_s$s"
   fi
+done
+for s in $SEEDS; do
   cat > "$work/teacher_s$s.json" <<JSON
 {"command": "train-teacher", "data": {"name": "$DATA"}, "arch": {"channels": [16, 32], "hidden": 128},
  "train": {"epochs": $TEACHER_EPOCHS, "batch_size": $TEACHER_BATCH, "seed": $s, "optimizer": {"kind": "adam", "lr": 0.002}},
