@@ -12,7 +12,10 @@
 # Environment: DATA (mnist, the default: the 7,000 / 1,000 / 2,000 split; or fashion-mnist: 55,000 /
 # 5,000 / 10,000), TRAIN_LIMIT (0 = the whole training split), CAP (default 30), PATIENCE (5),
 # MIN_DELTA (0), SEEDS ("1 2 3"), TEACHER_EPOCHS (10), NOISE (camera noise while training, false),
-# JOBS (parallel runs, 1).
+# JOBS (parallel runs, 1), METHODS (the students to compare, "none kd gd shared ntkd ntkdkd"; none is
+# always run: it chooses the regime and is the reference), TEACHERS (a work dir of an earlier run with
+# teacher_s<seed>/ inside, e.g. the full table's: its teachers are linked instead of trained; they must
+# be of the same DATA; teachers always train on the whole split, TRAIN_LIMIT limits students only).
 # Stage 1: one teacher per seed. Stage 2: on the first seed, the training regime (learning rate, weight
 # decay) is chosen on validation with method none (REGIME grid below); then each method's small grid
 # runs in that regime (METHOD grid, starting from the Fashion-MNIST table's winners), and NTKD + KD
@@ -33,6 +36,18 @@ SEEDS=${SEEDS:-"1 2 3"}
 TEACHER_EPOCHS=${TEACHER_EPOCHS:-10}
 NOISE=${NOISE:-false}
 JOBS=${JOBS:-1}
+METHODS=${METHODS:-"none kd gd shared ntkd ntkdkd"}
+TEACHERS=${TEACHERS:-}
+case " $METHODS " in *" none "*) ;; *) METHODS="none $METHODS" ;; esac
+for m in $METHODS; do
+  case "$m" in none|kd|gd|shared|ntkd|ntkdkd) ;; *) echo "METHODS: unknown method $m" >&2; exit 2 ;; esac
+done
+case " $METHODS " in *" ntkdkd "*)
+  for m in ntkd kd; do
+    case " $METHODS " in *" $m "*) ;;
+      *) echo "METHODS: ntkdkd combines the best ntkd and kd settings, so it needs both" >&2; exit 2 ;; esac
+  done ;;
+esac
 case "$DATA" in
   mnist) TEACHER_BATCH=64 ;;
   fashion-mnist) TEACHER_BATCH=128 ;;
@@ -44,7 +59,13 @@ first=$(echo $SEEDS | cut -d' ' -f1)
 
 . "$here/distill_common.sh"
 
-# ---- stage 1: teachers
+# ---- stage 1: teachers (linked from TEACHERS when given, else trained)
+for s in $SEEDS; do
+  if [ -n "$TEACHERS" ] && [ ! -e "$work/teacher_s$s" ]; then
+    [ -f "$TEACHERS/teacher_s$s/history.json" ] || { echo "TEACHERS: no finished teacher_s$s in $TEACHERS" >&2; exit 2; }
+    ln -s "$(cd "$TEACHERS/teacher_s$s" && pwd)" "$work/teacher_s$s"
+  fi
+done
 for s in $SEEDS; do
   cat > "$work/teacher_s$s.json" <<JSON
 {"command": "train-teacher", "data": {"name": "$DATA"}, "arch": {"channels": [16, 32], "hidden": 128},
@@ -91,8 +112,9 @@ PY
 )
 echo "regime (best none on validation): $regime"
 
-# ---- stage 2b: each method's grid in that regime
+# ---- stage 2b: each method's grid in that regime (the methods of METHODS only)
 while IFS='|' read -r name js; do
+  case " $METHODS " in *" $(python3 "$here/distill_table.py" method "$name") "*) ;; *) continue ;; esac
   student_cfg "$name" "$first" "$js" "$regime"
 done <<'GRID' | run_all
 kd_T4_a05|{"method": "kd", "temperature": 4, "kd_alpha": 0.5}
@@ -104,11 +126,13 @@ shared_w1_m01|{"method": "shared", "shared_weight": 1.0, "shared_feature_weight"
 ntkd_align_backend_b10|{"method": "ntkd", "ntk_distance": "alignment", "ntk_param_set": "backend", "ntk_beta": 10.0, "ntk_subbatch": 32, "ntk_every": 2}
 ntkd_cka_backend_b10|{"method": "ntkd", "ntk_distance": "cka", "ntk_param_set": "backend", "ntk_beta": 10.0, "ntk_subbatch": 32, "ntk_every": 2}
 GRID
-combo=$(python3 "$here/distill_table.py" combo "$work" "$first")
-student_cfg ntkdkd "$first" "$combo" "$regime" | run_all
+case " $METHODS " in *" ntkdkd "*)
+  combo=$(python3 "$here/distill_table.py" combo "$work" "$first")
+  student_cfg ntkdkd "$first" "$combo" "$regime" | run_all ;;
+esac
 
 # ---- stage 3: each method's best setting with the other seeds
-for m in none kd gd shared ntkd ntkdkd; do
+for m in $METHODS; do
   b=$(best "$m")
   for s in $SEEDS; do
     [ "$s" = "$first" ] && continue
@@ -117,4 +141,4 @@ for m in none kd gd shared ntkd ntkdkd; do
 done | run_all
 
 # ---- stage 4: table
-python3 "$here/distill_table.py" table "$work" "$SEEDS"
+python3 "$here/distill_table.py" table "$work" "$SEEDS" "$METHODS"

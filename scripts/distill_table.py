@@ -6,7 +6,10 @@
                                                  rule, else the final one) among runs named <method> or <method>_*
   distill_table.py combo <work> <seed>           print the distill section of NTKD + KD: the best NTKD
                                                  setting with the best KD setting's temperature and α
-  distill_table.py table <work> "<seeds>"        write <work>/results.md and <work>/results.json
+  distill_table.py table <work> "<seeds>" ["<methods>"]
+                                                 write <work>/results.md and <work>/results.json, with
+                                                 the rows of <methods> only (default: all of METHODS)
+  distill_table.py method <run name>             print the method a run name belongs to ("" for none)
 
 The table gives, per method, the test accuracy of its best setting (mean ± sample std over the seeds),
 and the paired difference to "none": for each seed s, acc_method(s) − acc_none(s), then mean ± std of
@@ -148,8 +151,9 @@ def converged(per_seed, seeds, js):
     return out
 
 
-def table(work, seeds):
+def table(work, seeds, methods=None):
     seeds = seeds.split()
+    methods = [m for m in METHODS if methods is None or m in methods.split()]
     first = seeds[0]
     js = {"seeds": seeds, "rows": [], "paired": [], "tuning": [], "diagnostics": []}
     t = {s: h["test_acc"] for s in seeds if (h := history(work, "teacher", s)) and h.get("test_acc") is not None}
@@ -157,7 +161,7 @@ def table(work, seeds):
     rows = [("teacher (digital CNN)", "channels [16, 32], hidden 128", pm(list(t.values())), "", "", "", "",
              " / ".join(f"{t[s]*100:.2f}" for s in seeds if s in t), len(t))]
     per_seed = {}  # method -> {seed: history}
-    for m in METHODS:
+    for m in methods:
         r = runs(work, first, m)
         if not r:
             rows.append((m, "(not run)", "—", "—", "", "", "", "", 0))
@@ -253,7 +257,9 @@ if __name__ == "__main__":
         print(best(sys.argv[2], sys.argv[3], sys.argv[4]))
     elif len(sys.argv) == 4 and sys.argv[1] == "combo":
         print(combo(sys.argv[2], sys.argv[3]))
-    elif len(sys.argv) == 4 and sys.argv[1] == "table":
-        table(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) in (4, 5) and sys.argv[1] == "table":
+        table(*sys.argv[2:])
+    elif len(sys.argv) == 3 and sys.argv[1] == "method":
+        print(method_of(sys.argv[2]) or "")
     else:
         sys.exit(__doc__)
