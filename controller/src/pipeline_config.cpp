@@ -68,23 +68,25 @@ constexpr StageOwned kStageOwned[] = {{"/teacher/train/seed", "teacher", kTeache
                                       {"/student/train/seed", "student", kStudentStage, true},
                                       {"/student/train/threads", "student", kStudentStage, false}};
 
+// The rule a stage-owned key breaks: "<stage>.train.<seed|threads> is not used in a pipeline, got <got>: …",
+// shared by from_json (a key given at all) and validate() (a config built in code).
+std::string stage_owned_rule(const char* stage, std::uint64_t n, bool is_seed, const std::string& got,
+                             std::uint64_t seed, int threads) {
+  const std::string head = std::string(stage) + ".train." + (is_seed ? "seed" : "threads") + " is not used in a pipeline, got " + got;
+  return is_seed ? head + ": every stage's seed derives from the pipeline's seed (" + std::to_string(seed) + "); the " + stage +
+                       " trains with seed " + std::to_string(stage_seed(seed, n)) + ", so set the pipeline's seed instead"
+                 : head + ": set the pipeline's threads (" + std::to_string(threads) + "), which every stage trains with";
+}
+
 void refuse_stage_owned(const json& given) {
   if (!given.is_object()) return;
   for (const auto& o : kStageOwned) {
     const json::json_pointer ptr(o.key);
     if (!given.contains(ptr)) continue;
-    const std::string key = std::string(o.stage) + ".train." + (o.seed ? "seed" : "threads");
-    const std::string got = given.at(ptr).dump();
     const std::uint64_t seed = given.contains("seed") && given["seed"].is_number_integer() && given["seed"].get<std::int64_t>() >= 0
                                   ? given["seed"].get<std::uint64_t>() : 1;
     const int threads = given.contains("threads") && given["threads"].is_number_integer() ? given["threads"].get<int>() : 1;
-    throw std::invalid_argument(
-        o.seed ? "pipeline." + key + " is not used in a pipeline, got " + got +
-                     ": every stage's seed derives from the pipeline's seed (" + std::to_string(seed) + "); the " +
-                     o.stage + " trains with seed " + std::to_string(stage_seed(seed, o.n)) +
-                     ", so set the pipeline's seed instead"
-               : "pipeline." + key + " is not used in a pipeline, got " + got +
-                     ": set the pipeline's threads (" + std::to_string(threads) + "), which every stage trains with");
+    throw std::invalid_argument("pipeline." + stage_owned_rule(o.stage, o.n, o.seed, given.at(ptr).dump(), seed, threads));
   }
 }
 }  // namespace
@@ -173,14 +175,9 @@ std::string PipelineConfig::validate() const {
   const distill::TrainOptions unset;
   for (const auto& [stage, t, n] : {std::tuple{"teacher", &teacher_train, kTeacherStage},
                                     std::tuple{"student", &student_train, kStudentStage}}) {
-    const std::string key = std::string(stage) + ".train.";
-    if (t->threads != unset.threads)
-      return key + "threads is not used in a pipeline, got " + std::to_string(t->threads) +
-             ": set the pipeline's threads (" + std::to_string(threads) + "), which every stage trains with";
+    if (t->threads != unset.threads) return stage_owned_rule(stage, n, false, std::to_string(t->threads), seed, threads);
     if (t->seed != unset.seed && t->seed != stage_seed(seed, n))
-      return key + "seed is not used in a pipeline, got " + std::to_string(t->seed) +
-             ": every stage's seed derives from the pipeline's seed (" + std::to_string(seed) + "); the " + stage +
-             " trains with seed " + std::to_string(stage_seed(seed, n)) + ", so set the pipeline's seed instead";
+      return stage_owned_rule(stage, n, true, std::to_string(t->seed), seed, threads);
   }
   if (design_refit_epochs < 0) return "deploy.design_refit_epochs must be >= 0";
   if (test_images < 0) return "bench.test_images must be >= 0 (0 = all)";
