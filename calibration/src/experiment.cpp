@@ -149,9 +149,11 @@ void Experiment::start_content_check(double blur_px) {
         << "): the frames do not show their inputs (a stuck or much too slow SLM?)";
     return drivers::Judgement{drivers::Judged::fail, msg.str()};
   });
+  json options = opt_.content;  // the job's bench.content_check keys, all of them
+  options["max_unproven_fraction"] = opt_.max_unproven_fraction;
   content_status_ = {{"active", true},
                      {"model", "design (calibrated: pose, blur, gain)"},
-                     {"options", opt_.content},
+                     {"options", options},
                      {"dark_noise_counts", content_->dark_noise_counts()}};
 }
 

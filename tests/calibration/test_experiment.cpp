@@ -239,6 +239,7 @@ TEST(ExperimentContent, RejectsExactlyTheSlowFramesAndFilesNoneUnderTheWrongInpu
 
   EXPECT_EQ(clean.integrity["content_check"]["active"], true) << clean.integrity.dump();
   EXPECT_EQ(clean.integrity["content_check"]["model"], "design (calibrated: pose, blur, gain)");
+  EXPECT_EQ(clean.integrity["content_check"]["options"]["max_unproven_fraction"], 0.1) << clean.integrity.dump();
   EXPECT_EQ(clean.integrity["content_rejects"], 0) << clean.integrity.dump();
   EXPECT_EQ(clean.integrity["regrabs"], 0) << clean.integrity.dump();
   EXPECT_EQ(checked.integrity["content_rejects"], 4) << checked.integrity.dump();
