@@ -313,19 +313,33 @@ MatD read_features(const fs::path& p) {
   return m;
 }
 
+StoredMeasurements read_stored_measurements(const fs::path& d, const distill::Splits& data) {
+  StoredMeasurements m;
+  m.result = read_json(d / "result.json");
+  m.test = read_features(d / "test_features.npy");
+  m.subset = read_features(d / "subset_features.npy");
+  m.val = read_features(d / "val_features.npy");
+  if (std::size_t(m.test.rows()) > data.test.size() || std::size_t(m.val.rows()) != data.val.size())
+    throw std::runtime_error(d.string() + ": the stored measurements do not match the run's dataset");
+  m.test_samples = distill::head(data.test, std::size_t(m.test.rows()));
+  const std::vector<int> idx = m.result.at("subset").at("indices").get<std::vector<int>>();
+  m.subset_samples = distill::take(data.train, idx);
+  if (std::size_t(m.subset.rows()) != m.subset_samples.size())
+    throw std::runtime_error(d.string() + ": subset_features.npy has " + std::to_string(m.subset.rows()) +
+                             " rows for " + std::to_string(m.subset_samples.size()) + " subset indices");
+  m.fmax = m.result.at("subset").at("fraction").get<double>();
+  return m;
+}
+
 json sweep_compensation(const fs::path& profile_dir, const std::string& profile, const SweepInputs& in,
                         const std::vector<SweepEntry>& grid, const std::vector<std::uint64_t>& seeds,
                         const std::vector<double>& fractions, const std::function<void(const std::string&)>& log) {
   const fs::path& d = profile_dir;
-  const json res = read_json(d / "result.json");
-  const MatD A_test = read_features(d / "test_features.npy"), A_sub = read_features(d / "subset_features.npy");
-  const MatD A_val = read_features(d / "val_features.npy");
-  if (std::size_t(A_test.rows()) > in.data.test.size() || std::size_t(A_val.rows()) != in.data.val.size())
-    throw std::runtime_error(d.string() + ": the stored measurements do not match the run's dataset");
-  const auto test = distill::head(in.data.test, std::size_t(A_test.rows()));
-  const std::vector<int> idx = res.at("subset").at("indices").get<std::vector<int>>();
-  const distill::Dataset sub = distill::take(in.data.train, idx);
-  const double fmax = res.at("subset").at("fraction").get<double>();
+  const StoredMeasurements st = read_stored_measurements(d, in.data);
+  const json& res = st.result;
+  const MatD &A_test = st.test, &A_sub = st.subset, &A_val = st.val;
+  const distill::Dataset &test = st.test_samples, &sub = st.subset_samples;
+  const double fmax = st.fmax;
   json nested = json::object();
   if (fs::exists(d / "nested_subsets.json")) nested = read_json(d / "nested_subsets.json");
   json rows = json::array();

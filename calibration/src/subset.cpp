@@ -13,14 +13,15 @@ std::string to_string(SubsetStrategy s) {
     case SubsetStrategy::random: return "random";
     case SubsetStrategy::class_balanced: return "class_balanced";
     case SubsetStrategy::coverage: return "coverage";
+    case SubsetStrategy::uncertainty: return "uncertainty";
   }
   return "?";
 }
 
 SubsetStrategy parse_subset_strategy(const std::string& name) {
-  for (auto s : {SubsetStrategy::random, SubsetStrategy::class_balanced, SubsetStrategy::coverage})
+  for (auto s : {SubsetStrategy::random, SubsetStrategy::class_balanced, SubsetStrategy::coverage, SubsetStrategy::uncertainty})
     if (to_string(s) == name) return s;
-  throw std::invalid_argument("subset.strategy must be one of random, class_balanced, coverage, got '" + name + "'");
+  throw std::invalid_argument("subset.strategy must be one of random, class_balanced, coverage, uncertainty, got '" + name + "'");
 }
 
 std::string SubsetOptions::validate() const {
@@ -125,6 +126,39 @@ std::vector<std::size_t> select_k_center(const Eigen::Ref<const Eigen::MatrixXd>
   return chosen;
 }
 
+std::vector<std::size_t> select_uncertain(const std::vector<int>& labels, const Eigen::Ref<const Eigen::MatrixXd>& logits,
+                                          std::size_t m, std::mt19937_64& rng) {
+  const std::vector<std::size_t> quota = class_quotas(labels, m);
+  if (std::size_t(logits.rows()) != labels.size() || logits.cols() < 2)
+    throw std::invalid_argument("subset: uncertainty needs one row of at least 2 teacher outputs per sample (" +
+                                std::to_string(labels.size()) + "), got " + std::to_string(logits.rows()) + " x " +
+                                std::to_string(logits.cols()));
+  if (!logits.allFinite()) throw std::invalid_argument("subset: features must be finite");
+  const double floor = 0.05 * std::log(double(logits.cols()));
+  std::vector<std::vector<std::pair<double, std::size_t>>> keyed(quota.size());
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  for (std::size_t i = 0; i < labels.size(); ++i) {
+    const Eigen::RowVectorXd z = logits.row(Eigen::Index(i)).array() - logits.row(Eigen::Index(i)).maxCoeff();
+    const Eigen::RowVectorXd p = z.array().exp() / z.array().exp().sum();
+    double h = 0;
+    for (Eigen::Index c = 0; c < p.size(); ++c)
+      if (p[c] > 0) h -= p[c] * std::log(p[c]);
+    // log of the Efraimidis–Spirakis key u^(1/w): larger is chosen first.
+    const double key = std::log(std::max(u(rng), 1e-300)) / (h + floor);
+    keyed[std::size_t(labels[i])].push_back({key, i});
+  }
+  std::vector<std::size_t> out;
+  out.reserve(m);
+  for (std::size_t c = 0; c < quota.size(); ++c) {
+    auto& k = keyed[c];
+    std::partial_sort(k.begin(), k.begin() + std::ptrdiff_t(quota[c]), k.end(),
+                      [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+    for (std::size_t j = 0; j < quota[c]; ++j) out.push_back(k[j].second);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 double covering_radius(const Eigen::Ref<const Eigen::MatrixXd>& features, const std::vector<std::size_t>& chosen) {
   if (chosen.empty()) throw std::invalid_argument("covering_radius: no centres");
   Eigen::VectorXd d2 = Eigen::VectorXd::Constant(features.rows(), std::numeric_limits<double>::infinity());
@@ -149,6 +183,7 @@ std::vector<std::size_t> select_subset(const SubsetOptions& options, const std::
         throw std::invalid_argument("subset: coverage needs one feature row per sample (" + std::to_string(n) +
                                     "), got " + std::to_string(features.rows()));
       return select_k_center(features, m, rng);
+    case SubsetStrategy::uncertainty: return select_uncertain(labels, features, m, rng);
   }
   throw std::invalid_argument("subset: unknown strategy");
 }

@@ -27,7 +27,39 @@ int main(int argc, char** argv) {
   sweep->add_option("--seeds", sweep_seeds, "re-fit seeds");
   std::vector<double> sweep_fractions;
   sweep->add_option("--fractions", sweep_fractions, "fractions of the run to sweep (default: all)");
+  std::string select_profile, select_grid, select_png;
+  std::vector<std::string> select_strategies{"class_balanced", "random", "coverage", "uncertainty"};
+  std::vector<double> select_fractions{0.02};
+  std::vector<std::uint64_t> select_seeds{1, 2, 3, 4, 5};
+  auto* select = app.add_subcommand(
+      "select", "which training images to measure: subset strategies compared by the re-fit they give, inside a finished "
+                "run's stored measured subset (no devices); JSON on stdout");
+  select->add_option("--profile", select_profile, "profile stage (bench/<profile>)")->required();
+  select->add_option("--grid", select_grid, "YAML/JSON mapping: name -> compensation options, as for sweep")->required();
+  select->add_option("--strategies", select_strategies, "strategies; the first is the paired differences' reference");
+  select->add_option("--fractions", select_fractions, "shares of the training set, each below the run's largest");
+  select->add_option("--seeds", select_seeds, "seeds (each draws the subset and seeds the re-fit)");
+  select->add_option("--png", select_png, "also write the figure (accuracy against the measured share per strategy)");
   CLI11_PARSE(app, argc, argv);
+  if (*select) {
+    try {
+      hilo::distill::set_compute_threads(
+          hilo::controller::PipelineConfig::from_json(hilo::distill::load_config_file(out + "/config.json")).threads);
+      std::vector<hilo::controller::SweepEntry> grid;
+      for (const auto& [name, j] : hilo::distill::load_config_file(select_grid).items())
+        grid.push_back(hilo::controller::sweep_entry_from_json(name, j));
+      std::vector<hilo::calibration::SubsetStrategy> strategies;
+      for (const auto& s : select_strategies) strategies.push_back(hilo::calibration::parse_subset_strategy(s));
+      const auto r = hilo::controller::compare_selection(out, select_profile, grid, strategies, select_fractions, select_seeds,
+                                                         [](const std::string& s) { std::cerr << s << "\n"; });
+      if (!select_png.empty()) hilo::controller::write_selection_figure(r, select_png);
+      std::cout << r.dump(2) << "\n";
+      return 0;
+    } catch (const std::exception& e) {
+      std::cerr << "hilo-pipeline select: " << e.what() << "\n";
+      return 2;
+    }
+  }
   if (*sweep) {
     try {
       // The sweep re-fits with the run's own thread count.

@@ -2,9 +2,13 @@
 // compensation sweep over a finished run.
 #include "hilo/controller/pipeline.hpp"
 
+#include <algorithm>
 #include <fstream>
+#include <map>
 #include <stdexcept>
 
+#include "hilo/calibration/selection_study.hpp"
+#include "hilo/io/figures.hpp"
 #include "hilo/controller/pipeline_stages.hpp"
 #include "hilo/distill/model_io.hpp"
 #include "hilo/sim/config.hpp"
@@ -14,15 +18,66 @@ namespace hilo::controller {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
+namespace {
+
+// What a finished run's re-fits need: its dataset, teacher and deployed student.
+struct FinishedRun {
+  distill::Splits data;
+  distill::Sequential<float> teacher;
+  distill::OpticalStudent deployed;
+  explicit FinishedRun(const fs::path& run_dir)
+      : data(distill::load_splits(PipelineConfig::from_json(read_json_file(run_dir / "config.json")).data)),
+        teacher(distill::sequential_from_model<float>(distill::read_model(run_dir / "teacher" / "teacher.hilo"))),
+        deployed(distill::OpticalStudent::from_model(distill::read_model(run_dir / "deploy" / "student.hilo"))) {}
+  calibration::SweepInputs inputs() { return {data, teacher, deployed}; }
+};
+
+}  // namespace
+
 json sweep_compensation(const fs::path& run_dir, const std::string& profile, const std::vector<SweepEntry>& grid,
                         const std::vector<std::uint64_t>& seeds, const std::vector<double>& fractions,
                         const std::function<void(const std::string&)>& log) {
-  const PipelineConfig c = PipelineConfig::from_json(read_json_file(run_dir / "config.json"));
-  const distill::Splits data = distill::load_splits(c.data);
-  auto teacher = distill::sequential_from_model<float>(distill::read_model(run_dir / "teacher" / "teacher.hilo"));
-  const auto deployed = distill::OpticalStudent::from_model(distill::read_model(run_dir / "deploy" / "student.hilo"));
-  return calibration::sweep_compensation(run_dir / "bench" / profile, profile, {data, teacher, deployed}, grid, seeds,
-                                         fractions, log);
+  FinishedRun run(run_dir);
+  return calibration::sweep_compensation(run_dir / "bench" / profile, profile, run.inputs(), grid, seeds, fractions, log);
+}
+
+json compare_selection(const fs::path& run_dir, const std::string& profile, const std::vector<SweepEntry>& grid,
+                       const std::vector<calibration::SubsetStrategy>& strategies, const std::vector<double>& fractions,
+                       const std::vector<std::uint64_t>& seeds, const std::function<void(const std::string&)>& log) {
+  FinishedRun run(run_dir);
+  return calibration::compare_selection(run_dir / "bench" / profile, profile, run.inputs(), grid, strategies, fractions,
+                                        seeds, log);
+}
+
+void write_selection_figure(const json& study, const fs::path& png) {
+  std::map<std::string, std::map<std::string, io::Series>> by_entry;  // name → strategy → series
+  std::vector<double> fractions;
+  for (const auto& c : study.at("summary")) {
+    auto& s = by_entry[c.at("name").get<std::string>()][c.at("strategy").get<std::string>()];
+    s.label = c.at("strategy").get<std::string>();
+    const double f = 100.0 * c.at("fraction").get<double>();
+    s.x.push_back(f);
+    s.y.push_back(100.0 * c.at("refit_mean").get<double>());
+    fractions.push_back(f);
+  }
+  if (by_entry.empty()) throw std::invalid_argument("write_selection_figure: the study has no rows");
+  const auto [lo, hi] = std::minmax_element(fractions.begin(), fractions.end());
+  std::vector<cv::Mat> panels;
+  for (auto& [name, series] : by_entry) {
+    std::vector<io::Series> all;
+    for (auto& [strategy, s] : series) all.push_back(std::move(s));
+    const double none = 100.0 * study.at("none").get<double>();
+    all.push_back({"none", {*lo, *hi}, {none, none}});
+    io::LinePlotOptions o;
+    o.title = study.at("profile").get<std::string>() + ", " + name + ": re-fit by measured subset, mean of " +
+              std::to_string(study.at("summary")[0].at("seeds").get<int>()) + " seeds";
+    o.x_label = "measured share of the training set (%)";
+    o.y_label = "test accuracy (%)";
+    panels.push_back(io::render_line_plot(all, o));
+  }
+  cv::Mat out;
+  cv::vconcat(panels, out);
+  io::write_png(png, out);
 }
 
 PipelineBench pipeline_bench(drivers::OpenBench& bench, const drivers::BenchConfig& config, const fs::path& config_path) {

@@ -45,7 +45,7 @@ TEST(SubsetSize, RejectsFractionsOutsideTheUnitIntervalAndEmptySets) {
 }
 
 TEST(SubsetStrategyName, RoundTripsAndRejectsUnknownNames) {
-  for (auto s : {SubsetStrategy::random, SubsetStrategy::class_balanced, SubsetStrategy::coverage})
+  for (auto s : {SubsetStrategy::random, SubsetStrategy::class_balanced, SubsetStrategy::coverage, SubsetStrategy::uncertainty})
     EXPECT_EQ(parse_subset_strategy(to_string(s)), s);
   EXPECT_THROW(parse_subset_strategy("balanced"), std::invalid_argument);
 }
@@ -176,20 +176,56 @@ TEST(KCenterSubset, IsDeterministicPerSeedAndStartsFromTheSeededDraw) {
   EXPECT_THROW(select_k_center(bad, 5, a), std::invalid_argument);
 }
 
+// The teacher's uncertain samples are drawn far more often than its confident ones, every class keeps its
+// exact quota (even a class whose samples are all confident), and a seed names one subset.
+TEST(UncertainSubset, FavoursHighEntropySamplesWithinExactClassQuotas) {
+  const int n = 400, classes = 4;
+  std::vector<int> labels;
+  Eigen::MatrixXd logits = Eigen::MatrixXd::Zero(n, classes);  // uniform: entropy ln 4
+  for (int i = 0; i < n; ++i) {
+    labels.push_back((i / 2) % classes);  // each class holds even and odd i
+    // Every other sample of classes 0-2 and every sample of class 3 confident: logit 20 on its class.
+    if (i % 2 == 1 || labels.back() == 3) logits(i, labels.back()) = 20.0;
+  }
+  std::size_t uncertain = 0, picked = 0;
+  for (std::uint64_t seed = 1; seed <= 20; ++seed) {
+    std::mt19937_64 rng(seed);
+    const auto chosen = select_uncertain(labels, logits, 40, rng);
+    expect_valid_subset(chosen, n, 40);
+    EXPECT_EQ(per_class(labels, chosen, classes), (std::vector<std::size_t>{10, 10, 10, 10}));
+    for (std::size_t i : chosen)
+      if (labels[i] != 3) {
+        ++picked;
+        uncertain += (i % 2 == 0);
+      }
+  }
+  // Weights ln 4 + 0.05 ln 4 against 0.05 ln 4 (21:1), 50 of each kind per class, 10 picked: about 95 % of
+  // the picks of classes 0-2 are uncertain samples (a uniform draw: 50 %).
+  EXPECT_GT(double(uncertain) / double(picked), 0.9) << uncertain << " of " << picked;
+  std::mt19937_64 a(7), b(7), c(8);
+  EXPECT_EQ(select_uncertain(labels, logits, 40, a), select_uncertain(labels, logits, 40, b));
+  EXPECT_NE(select_uncertain(labels, logits, 40, b), select_uncertain(labels, logits, 40, c));
+  Eigen::MatrixXd bad = logits;
+  bad(3, 1) = std::nan("");
+  EXPECT_THROW(select_uncertain(labels, bad, 40, a), std::invalid_argument);
+}
+
 TEST(SelectSubset, DispatchesOnTheStrategyAndChecksTheFeatureRows) {
   std::vector<int> labels;
   for (int i = 0; i < 200; ++i) labels.push_back(i % 4);
   std::mt19937_64 gen(3);
   const Eigen::MatrixXd x = random_points(200, 6, gen);
-  for (auto s : {SubsetStrategy::random, SubsetStrategy::class_balanced, SubsetStrategy::coverage}) {
+  for (auto s : {SubsetStrategy::random, SubsetStrategy::class_balanced, SubsetStrategy::coverage, SubsetStrategy::uncertainty}) {
     std::mt19937_64 rng(1);
     const auto chosen = select_subset({s, 0.1}, labels, x, rng);
     expect_valid_subset(chosen, 200, 20);
-    if (s == SubsetStrategy::class_balanced)
+    if (s == SubsetStrategy::class_balanced || s == SubsetStrategy::uncertainty)
       EXPECT_EQ(per_class(labels, chosen, 4), (std::vector<std::size_t>{5, 5, 5, 5}));
   }
   std::mt19937_64 rng(1);
   EXPECT_THROW(select_subset({SubsetStrategy::coverage, 0.1}, labels, x.topRows(199), rng), std::invalid_argument);
+  EXPECT_THROW(select_subset({SubsetStrategy::uncertainty, 0.1}, labels, x.topRows(199), rng), std::invalid_argument);
+  EXPECT_THROW(select_subset({SubsetStrategy::uncertainty, 0.1}, labels, x.leftCols(1), rng), std::invalid_argument);
   EXPECT_NO_THROW(select_subset({SubsetStrategy::random, 0.1}, labels, Eigen::MatrixXd(), rng));
   EXPECT_THROW(select_subset({SubsetStrategy::random, 1.01}, labels, x, rng), std::invalid_argument);
 }

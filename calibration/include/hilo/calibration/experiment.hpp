@@ -236,6 +236,19 @@ CompensationTrial compensate(const distill::OpticalStudent& deployed, const Meas
 void guard_against_none(CompensationTrial& t, double none_val_accuracy, const distill::MatD& none_test_logits,
                         const std::vector<int>& test_labels);
 
+// A finished profile stage's stored measurements (directory with result.json, test_features.npy,
+// val_features.npy, subset_features.npy): the measured test rows with their samples (the first rows of
+// data.test), the validation split's rows, the measured training subset with its samples, and fmax, the
+// fraction that subset is of the training split. Throws std::runtime_error for missing files or stored
+// rows that do not match the dataset.
+struct StoredMeasurements {
+  nlohmann::json result;  // result.json
+  distill::MatD test, val, subset;
+  distill::Dataset test_samples, subset_samples;
+  double fmax = 0;
+};
+StoredMeasurements read_stored_measurements(const std::filesystem::path& profile_dir, const distill::Splits& data);
+
 // Compensation sweep on a finished profile stage's stored measurements (directory `profile_dir` with
 // result.json, test_features.npy, val_features.npy, subset_features.npy and, from runs that wrote it,
 // nested_subsets.json): for each fraction of the run (all, or those in `fractions`) the nested subset

@@ -17,6 +17,14 @@
 //                   centres chosen so far, ties to the lowest index. Its covering radius
 //                   max_i min_c ‖x_i − x_c‖ is at most 2× the optimum for m centres. Cost O(n · m · D)
 //                   time, O(n) extra memory.
+//   uncertainty     the teacher's uncertain samples, class by class: the per-class quotas of
+//                   class_balanced, and within a class a seeded draw without replacement with weight
+//                   w_i = H_i + 0.05·ln C, H_i the entropy (nats) of softmax(features row i) — the teacher's
+//                   outputs (logits) — and C the number of columns (Efraimidis–Spirakis keys u_i^(1/w_i),
+//                   the m_c largest). Confident samples (H ≈ 0) keep a small weight, so a class with few
+//                   uncertain samples still fills its quota. Active learning's classic signal: does
+//                   measuring the images the teacher finds hard calibrate the bench better than a
+//                   balanced random draw? (Measured: docs/calibration.md, "Which images to measure".)
 // Results are sorted ascending (the order in which a capture job would walk the dataset).
 // Invalid arguments (f outside (0, 1], negative labels, a feature matrix whose row count is not n,
 // non-finite features, an empty set) throw std::invalid_argument naming the rule.
@@ -30,9 +38,9 @@
 
 namespace hilo::calibration {
 
-enum class SubsetStrategy { random, class_balanced, coverage };
+enum class SubsetStrategy { random, class_balanced, coverage, uncertainty };
 
-// "random", "class_balanced", "coverage"; parse throws std::invalid_argument for another name.
+// "random", "class_balanced", "coverage", "uncertainty"; parse throws std::invalid_argument for another name.
 std::string to_string(SubsetStrategy s);
 SubsetStrategy parse_subset_strategy(const std::string& name);
 // JSON form: the strategy's name ("class_balanced").
@@ -58,11 +66,14 @@ std::vector<std::size_t> select_class_balanced(const std::vector<int>& labels, s
 // features: n × D, one sample per row.
 std::vector<std::size_t> select_k_center(const Eigen::Ref<const Eigen::MatrixXd>& features, std::size_t m,
                                          std::mt19937_64& rng);
+// logits: n × C, one sample per row (the teacher's outputs), C >= 2.
+std::vector<std::size_t> select_uncertain(const std::vector<int>& labels, const Eigen::Ref<const Eigen::MatrixXd>& logits,
+                                          std::size_t m, std::mt19937_64& rng);
 // max over rows of the distance to the nearest chosen row; throws for an empty or out-of-range choice.
 double covering_radius(const Eigen::Ref<const Eigen::MatrixXd>& features, const std::vector<std::size_t>& chosen);
 
 // The strategy of `options` over a training set of labels.size() samples. `features` is needed by
-// coverage only (n × D; may be empty otherwise).
+// coverage and uncertainty only (n × D, the teacher's outputs; may be empty otherwise).
 std::vector<std::size_t> select_subset(const SubsetOptions& options, const std::vector<int>& labels,
                                        const Eigen::Ref<const Eigen::MatrixXd>& features, std::mt19937_64& rng);
 

@@ -165,6 +165,19 @@ nlohmann::json sweep_compensation(const std::filesystem::path& run_dir, const st
                                   const std::vector<double>& fractions = {},
                                   const std::function<void(const std::string&)>& log = {});
 
+// Which training images to measure (calibration::compare_selection on bench/<profile>/ of a finished
+// run, with the run's dataset, teacher and deployed student as above): every strategy draws each fraction
+// inside the stored measured subset and is re-fitted with every grid entry and seed. No device is touched.
+nlohmann::json compare_selection(const std::filesystem::path& run_dir, const std::string& profile,
+                                 const std::vector<SweepEntry>& grid, const std::vector<calibration::SubsetStrategy>& strategies,
+                                 const std::vector<double>& fractions, const std::vector<std::uint64_t>& seeds,
+                                 const std::function<void(const std::string&)>& log = {});
+
+// compare_selection's result as a figure: per grid entry, the re-fit's mean test accuracy (%) over the
+// seeds against the measured fraction (%), one line per strategy, "none" as a flat line; written
+// atomically as PNG. Throws nlohmann::json::exception for another document.
+void write_selection_figure(const nlohmann::json& study, const std::filesystem::path& png);
+
 // The accuracy table of a report.json (its "deploy" and "profiles"): a header row, then one row per
 // profile and measured fraction, accuracies in percent with two decimals. The report's
 // accuracy_table.png and the live view show these rows. Throws nlohmann::json::exception on a report
