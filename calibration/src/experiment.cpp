@@ -259,7 +259,10 @@ CompensationTrial compensate(const distill::OpticalStudent& deployed, const Meas
   t.report = refit_backend(s, subset.features, subset.samples.y, &teacher, &subset.samples.x, options, rng, work);
   t.test_logits = s.backend_forward(test_features);
   t.test_accuracy = distill::accuracy(t.test_logits, test_labels);
-  if (val_features && val_labels) t.val_accuracy = distill::accuracy(s.backend_forward(*val_features), *val_labels);
+  if (val_features && val_labels) {
+    t.val_logits = s.backend_forward(*val_features);
+    t.val_accuracy = distill::accuracy(t.val_logits, *val_labels);
+  }
   return t;
 }
 

@@ -23,6 +23,7 @@
 #include "hilo/sim/config.hpp"
 #include "hilo/sim/npy.hpp"
 #include "hilo/sim/slm_model.hpp"
+#include "pipeline_deferral.hpp"
 
 namespace hilo::controller {
 
@@ -359,7 +360,10 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
   int step = 0;
   const int steps = int(fr.size()) * 2;
   // The guard's reference: the deployed backend on the measured validation split.
-  const double val_none = compensate ? distill::accuracy(none.backend_forward(A_val), data_.val.y) : 0.0;
+  const MatD val_logits_none = compensate ? none.backend_forward(A_val) : MatD();
+  const double val_none = compensate ? distill::accuracy(val_logits_none, data_.val.y) : 0.0;
+  std::optional<DeferralModel> best_refit;  // the mode that validates best at fmax (deferral study)
+  double best_val = 0.0;
   acc["none_val"] = val_none;
   const MatD sub_space = compensate ? MatD(distill::predict(*teacher_, sub.x).cast<double>()) : MatD();
   for (double f : fr) {
@@ -381,6 +385,9 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
       row[mode + "_val"] = t.val_accuracy;
       row[mode + "_kept_none"] = t.kept_uncompensated;
       if (f >= fmax) {
+        if (!best_refit || t.val_accuracy > best_val)
+          best_refit = DeferralModel{mode + " f = " + pct(f) + " %", t.test_logits, t.kept_uncompensated ? val_logits_none : t.val_logits};
+        best_val = std::max(best_val, t.val_accuracy);
         conf[mode] = mat_json(confusion(t.test_logits, test_y_, C));
         json c = json::array();
         for (const auto& e : t.report.epochs) c.push_back({{"epoch", e.epoch}, {"loss", e.loss}, {"ntk_distance", e.ntk_distance}, {"train_acc", e.accuracy}});
@@ -408,6 +415,12 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
               {"frame_integrity", ex.frame_integrity()},
               {"drift", {{"checks", ex.drift_checks()}, {"action", c_.drift_action},
                          {"shift_threshold_px", c_.drift.shift_threshold_px}, {"gain_threshold", c_.drift.gain_threshold}}}};
+  if (teacher_) {  // deferral to the teacher (pipeline_deferral.hpp)
+    std::vector<DeferralModel> dm{{"none", logits_none, val_logits_none}};
+    if (best_refit) dm.push_back(*best_refit);
+    const MatD teacher_test = distill::predict(*teacher_, test_x_).cast<double>();
+    res["deferral"] = deferral_study(dm, teacher_test, test_y_, d / "deferral.png", name + ": deferral to the teacher");
+  }
   calibration::write_frame_log(d / "frame_log.npy", ex.frame_log());
   if (ex.frame_counters().regrabs > 0)
     log(stage + ": frame integrity (rejected frames re-grabbed): " + ex.frame_integrity().dump());

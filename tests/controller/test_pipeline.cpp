@@ -268,6 +268,19 @@ TEST(Pipeline, RunsEveryStageAndResumesToTheSameResult) {
     }
   }
   EXPECT_LT(none, sim_acc) << "the moderate profile's hardware errors cost nothing?";
+  // Deferral to the teacher: "none" and the best re-fit at fmax, rates 0–30 % with thresholds from the
+  // measured validation split; at rate 0 the curve is the model alone, and handing the least confident
+  // third to the teacher does not make "none" worse.
+  EXPECT_TRUE(fs::exists(a / "bench/moderate/deferral.png"));
+  const auto& def = p["deferral"];
+  ASSERT_EQ(def["models"].size(), 2u) << def.dump();
+  const auto& none_curve = def["models"][0];
+  EXPECT_EQ(none_curve["name"], "none");
+  EXPECT_EQ(none_curve["threshold_source"], "measured validation split");
+  EXPECT_EQ(none_curve["points"][0]["accuracy"].get<double>(), none);
+  EXPECT_EQ(none_curve["points"][0]["rate"].get<double>(), 0.0);
+  EXPECT_GE(none_curve["points"].back()["accuracy"].get<double>(), none);
+  EXPECT_GT(none_curve["points"].back()["rate"].get<double>(), 0.2);
   // Drift checked on its schedule: after every 200 measured images and at the end of each set.
   EXPECT_GE(p["drift"]["checks"].size(), 4u);
   // Calibration against the simulator's ground truth.

@@ -218,6 +218,7 @@ struct CompensationTrial {
   distill::MatD test_logits;
   double test_accuracy = 0;
   double val_accuracy = 0;  // when validation features were given, else 0
+  distill::MatD val_logits;  // when validation features were given (the re-fit's, also after the guard)
   bool kept_uncompensated = false;  // guard_against_none replaced the re-fit by the deployed backend
   double refit_test_accuracy = 0;   // guard_against_none: the re-fit's own test accuracy
 };
