@@ -46,7 +46,8 @@ int main(int argc, char** argv) {
       hilo::distill::set_compute_threads(
           hilo::controller::PipelineConfig::from_json(hilo::distill::load_config_file(out + "/config.json")).threads);
       std::vector<hilo::controller::SweepEntry> grid;
-      for (const auto& [name, j] : hilo::distill::load_config_file(select_grid).items())
+      const auto grid_json = hilo::distill::load_config_file(select_grid);
+      for (const auto& [name, j] : grid_json.items())
         grid.push_back(hilo::controller::sweep_entry_from_json(name, j));
       std::vector<hilo::calibration::SubsetStrategy> strategies;
       for (const auto& s : select_strategies) strategies.push_back(hilo::calibration::parse_subset_strategy(s));
