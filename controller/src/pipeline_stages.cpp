@@ -409,6 +409,9 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
               {"drift", {{"checks", ex.drift_checks()}, {"action", c_.drift_action},
                          {"shift_threshold_px", c_.drift.shift_threshold_px}, {"gain_threshold", c_.drift.gain_threshold}}}};
   calibration::write_frame_log(d / "frame_log.npy", ex.frame_log());
+  // ---- element re-optimised (pipeline_reopt.cpp): after everything above, so those cells are unchanged
+  if (fresh) res["element_reoptimised"] = reoptimised_element(name, index, eb, *fresh, compensate ? &sub : nullptr, nested, rng);
+  // ----
   if (ex.frame_counters().regrabs > 0)
     log(stage + ": frame integrity (rejected frames re-grabbed): " + ex.frame_integrity().dump());
   if (truth_at_calibration) {
