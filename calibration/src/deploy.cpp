@@ -62,8 +62,11 @@ PsfComparison compare_psfs(const RArray& reference, const RArray& other, const T
 }
 
 PhaseDesign retrieve_phase(const std::vector<RArray>& kernels, const TileLayout& l, const RArray& A, int pad,
-                           const PhaseRetrievalOptions& options, std::mt19937_64& rng) {
+                           const PhaseRetrievalOptions& options, std::mt19937_64& rng, const RArray& aberration) {
   if (const auto e = options.validate(); !e.empty()) throw std::invalid_argument(e);
+  if (aberration.size() > 0 && (aberration.rows() != A.rows() || aberration.cols() != A.cols()))
+    throw std::invalid_argument("retrieve_phase: the aberration differs in shape from the pupil");
+  const RArray a = aberration.size() > 0 ? aberration : RArray(RArray::Zero(A.rows(), A.cols()));
   if (pad < 1) throw std::invalid_argument("retrieve_phase: pad must be >= 1");
   if ((A < 0).any() || A.square().sum() <= 0) throw std::invalid_argument("retrieve_phase: the pupil is dark");
   const Eigen::Index R = A.rows(), C = A.cols(), PR = pad * R, PC = pad * C;
@@ -85,7 +88,7 @@ PhaseDesign retrieve_phase(const std::vector<RArray>& kernels, const TileLayout&
   for (int it = 0; it < options.gs_iterations; ++it) {
     CArray E = CArray::Zero(PR, PC);
     for (Eigen::Index r = 0; r < R; ++r)
-      for (Eigen::Index c = 0; c < C; ++c) E(r, c) = A(r, c) * std::polar(1.0, phi(r, c));
+      for (Eigen::Index c = 0; c < C; ++c) E(r, c) = A(r, c) * std::polar(1.0, phi(r, c) + a(r, c));
     fft.forward(E);
     CArray F = shift_half(E, false);
     for (Eigen::Index i = 0; i < F.size(); ++i) {
@@ -95,16 +98,16 @@ PhaseDesign retrieve_phase(const std::vector<RArray>& kernels, const TileLayout&
     E = shift_half(F, true);
     fft.inverse(E);
     for (Eigen::Index r = 0; r < R; ++r)
-      for (Eigen::Index c = 0; c < C; ++c) phi(r, c) = std::arg(E(r, c));
+      for (Eigen::Index c = 0; c < C; ++c) phi(r, c) = std::arg(E(r, c)) - a(r, c);
   }
 
   // Adam on L(φ) = ‖P‖² − ⟨P,T⟩²/‖T‖².
   const sim::PupilPsf engine(R, C, pad);
   auto loss_grad = [&](const RArray& ph, RArray* grad) {
-    const RArray P = engine.psf(ph, A);
+    const RArray P = engine.psf(ph + a, A);
     const double PT = (P * T).sum();
     const double L = P.square().sum() - PT * PT / TT;
-    if (grad) *grad = engine.vjp(ph, A, 2.0 * P - (2.0 * PT / TT) * T);
+    if (grad) *grad = engine.vjp(ph + a, A, 2.0 * P - (2.0 * PT / TT) * T);
     return L;
   };
   RArray m1 = RArray::Zero(R, C), m2 = RArray::Zero(R, C), g;
@@ -122,7 +125,7 @@ PhaseDesign retrieve_phase(const std::vector<RArray>& kernels, const TileLayout&
     phi.data()[i] = v < 0 ? v + kTwoPi : v;
   }
   d.phase = phi;
-  d.psf = engine.psf(phi, A);
+  d.psf = engine.psf(phi + a, A);
   d.loss = loss_grad(phi, nullptr);
   d.fidelity = compare_psfs(T, d.psf, l);
   std::ostringstream rep;

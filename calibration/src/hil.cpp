@@ -33,13 +33,27 @@ DesignModel::DesignModel(sim::BenchOptions bench) : twin_(designed(std::move(ben
   set_flat_element();
 }
 
-void DesignModel::set_element_phase(const RArray& phase_rad) { twin_.set_element_phase(phase_rad); }
+void DesignModel::set_element_phase(const RArray& phase_rad) {
+  twin_.set_element_phase(aberration_.size() > 0 ? RArray(phase_rad + aberration_) : phase_rad);
+}
 
-void DesignModel::set_element_levels(const sim::Levels& levels) { twin_.set_element_levels(levels); }
+void DesignModel::set_element_levels(const sim::Levels& levels) {
+  if (aberration_.size() > 0) throw std::logic_error("design model: element levels cannot carry the pupil aberration; set a phase");
+  twin_.set_element_levels(levels);
+}
+
+void DesignModel::set_pupil_aberration(const RArray& phase_rad) {
+  const auto& s = options().element.slm;
+  if (phase_rad.size() > 0 && (phase_rad.rows() != s.rows || phase_rad.cols() != s.cols))
+    throw std::invalid_argument("design model: the pupil aberration must be " + std::to_string(s.rows) + " x " +
+                                std::to_string(s.cols) + ", got " + std::to_string(phase_rad.rows()) + " x " +
+                                std::to_string(phase_rad.cols()));
+  aberration_ = phase_rad;
+}
 
 void DesignModel::set_flat_element() {
   const auto& s = options().element.slm;
-  twin_.set_element_phase(RArray::Zero(s.rows, s.cols));
+  set_element_phase(RArray::Zero(s.rows, s.cols));
 }
 
 double DesignModel::counts_per_psf_unit() const {
@@ -74,6 +88,19 @@ TileLayout DesignModel::layout(const distill::StudentOptions& student) const {
   return l;
 }
 
+std::vector<RArray> psf_tiles(const distill::OpticalStudent& student) {
+  const int K = student.options().kernels, k = student.options().kernel_size;
+  const distill::MatD kappa = student.kernels();
+  // Student kernels are cross-correlation weights; the PSF tile is the convolution kernel: rot180.
+  std::vector<RArray> tiles(K);
+  for (int j = 0; j < K; ++j) {
+    tiles[j].resize(k, k);
+    for (int ky = 0; ky < k; ++ky)
+      for (int kx = 0; kx < k; ++kx) tiles[j](k - 1 - ky, k - 1 - kx) = kappa(j, ky * k + kx);
+  }
+  return tiles;
+}
+
 Deployment design_deployment(const distill::OpticalStudent& student, DesignModel& design,
                              const PhaseRetrievalOptions& options, std::mt19937_64& rng) {
   const auto& so = student.options();
@@ -85,14 +112,8 @@ Deployment design_deployment(const distill::OpticalStudent& student, DesignModel
   d.layout = design.layout(so);
   const int K = so.kernels, k = so.kernel_size;
   const distill::MatD kappa = student.kernels();
-  // Student kernels are cross-correlation weights; the PSF tile is the convolution kernel: rot180.
-  std::vector<RArray> tiles(K);
-  for (int j = 0; j < K; ++j) {
-    tiles[j].resize(k, k);
-    for (int ky = 0; ky < k; ++ky)
-      for (int kx = 0; kx < k; ++kx) tiles[j](k - 1 - ky, k - 1 - kx) = kappa(j, ky * k + kx);
-  }
-  d.design = retrieve_phase(tiles, d.layout, design.pupil_amplitude(), design.psf_pad(), options, rng);
+  d.design = retrieve_phase(psf_tiles(student), d.layout, design.pupil_amplitude(), design.psf_pad(), options, rng,
+                            design.pupil_aberration());
   design.set_element_phase(d.design.phase);
   // The realised tiles are those of the design model's PSF (for an SLM: after LUT quantisation).
   const std::vector<RArray> got = cut_kernels(design.psf(), d.layout);

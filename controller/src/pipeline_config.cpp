@@ -47,6 +47,7 @@ void for_each_field(C& c, F&& f) {
   f("/bench/drift_gain", c.drift.gain_threshold);
   f("/bench/content_check", c.content_check, Flat{});
   f("/bench/content_check/max_unproven_fraction", c.max_unproven_fraction);
+  f("/bench/reoptimise_element", c.reoptimise_element);
   f("/measure/fractions", c.fractions);
   f("/measure/strategy", c.strategy);
   f("/compensation/task", c.task);
@@ -182,6 +183,7 @@ std::string PipelineConfig::validate() const {
   if (design_refit_epochs < 0) return "deploy.design_refit_epochs must be >= 0";
   if (test_images < 0) return "bench.test_images must be >= 0 (0 = all)";
   if (auto e = measure_options().validate(); !e.empty()) return "bench." + e;
+  if (auto e = reoptimise_element.validate(); !e.empty()) return "bench." + e;
   if (fractions.empty()) return "measure.fractions must not be empty";
   for (double f : fractions)
     if (!(f > 0 && f <= 1)) return "measure.fractions must be in (0, 1], got " + std::to_string(f);

@@ -1,4 +1,5 @@
 // The pipeline's report: report.json, the accuracy table (rows and image) and the learning curves.
+#include <cmath>
 #include <fstream>
 #include <numeric>
 
@@ -52,6 +53,28 @@ std::string pct(double v) {
   return b;
 }
 
+namespace {
+// The element re-optimised columns (pipeline_reopt.cpp): its uncompensated bench accuracy, its NTKD
+// re-fit at this fraction and the bench frames it took; "—" where the stage did not run it. A null
+// profile appends the header cells.
+void append_reoptimised_cells(std::vector<std::string>& row, const json& profile, double fraction) {
+  if (profile.is_null()) {
+    row.insert(row.end(), {"re-opt. none %", "re-opt. NTKD %", "re-opt. frames"});
+    return;
+  }
+  const json* e = profile.contains("element_reoptimised") ? &profile["element_reoptimised"] : nullptr;
+  if (!e || !e->contains("accuracy")) {
+    row.insert(row.end(), {"—", "—", "—"});
+    return;
+  }
+  std::string ntkd = "—";
+  for (const auto& f : e->at("accuracy").at("fractions"))
+    if (std::abs(f.at("fraction").get<double>() - fraction) < 1e-12) ntkd = pct(f.at("ntkd").get<double>());
+  row.insert(row.end(), {pct(e->at("accuracy").at("none").get<double>()), ntkd,
+                         std::to_string(e->at("bench_frames").at("total").get<std::size_t>())});
+}
+}  // namespace
+
 std::vector<std::vector<std::string>> report_accuracy_rows(const json& report) {
   const double sim_acc = report.at("deploy").at("simulated_acc").get<double>();
   std::vector<std::vector<std::string>> rows{{"profile", "f %", "measured", "simulated %", "bench: none %", "task %", "NTKD %", "recovered (NTKD)"}};
@@ -62,8 +85,10 @@ std::vector<std::vector<std::string>> report_accuracy_rows(const json& report) {
       const double rec = sim_acc - none > 1e-9 ? (nt - none) / (sim_acc - none) : 0.0;
       rows.push_back({p.at("profile").get<std::string>(), pct(r.at("fraction").get<double>()), std::to_string(r.at("measured").get<int>()),
                       pct(sim_acc), pct(none), pct(r.at("task").get<double>()), pct(nt), pct(rec) + " %"});
+      append_reoptimised_cells(rows.back(), p, r.at("fraction").get<double>());
     }
   }
+  append_reoptimised_cells(rows.front(), nullptr, 0.0);
   return rows;
 }
 

@@ -422,6 +422,9 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
     res["deferral"] = deferral_study(dm, teacher_test, test_y_, d / "deferral.png", name + ": deferral to the teacher");
   }
   calibration::write_frame_log(d / "frame_log.npy", ex.frame_log());
+  // ---- element re-optimised (pipeline_reopt.cpp): after everything above, so those cells are unchanged
+  if (fresh) res["element_reoptimised"] = reoptimised_element(name, index, eb, *fresh, compensate ? &sub : nullptr, nested, rng);
+  // ----
   if (ex.frame_counters().regrabs > 0)
     log(stage + ": frame integrity (rejected frames re-grabbed): " + ex.frame_integrity().dump());
   if (truth_at_calibration) {

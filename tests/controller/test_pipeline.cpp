@@ -27,7 +27,8 @@ json small_config() {
     "student": {"train": {"epochs": 2, "batch_size": 64, "optimizer": {"kind": "adam", "lr": 0.003}},
                 "distill": {"method": "ntkd", "ntk_distance": "alignment", "ntk_beta": 10, "ntk_subbatch": 16, "ntk_every": 4}},
     "deploy": {"gs_iterations": 20, "adam_iterations": 60, "design_refit_epochs": 2},
-    "bench": {"profiles": ["moderate"], "test_images": 300, "drift_every": 200},
+    "bench": {"profiles": ["moderate"], "test_images": 300, "drift_every": 200,
+              "reoptimise_element": {"compensate": false}},
     "measure": {"fractions": [0.2, 0.1]},
     "compensation": {"task": {"epochs": 4}, "ntkd": {"epochs": 4, "ntk_subbatch": 8}}
   })");
@@ -76,6 +77,18 @@ TEST(PipelineConfig, DefaultsAreValidAndBadValuesNameTheRule) {
   EXPECT_FALSE(cc.measure_options().content.enabled);
   EXPECT_TRUE(cc.measure_options().content.accept_unproven) << "the pipeline's default kept for the keys left out";
   EXPECT_EQ(cc.measure_options().max_unproven_fraction, 0.25);
+  // The element re-optimisation's keys.
+  j = small_config();
+  j["bench"]["reoptimise_element"] = {{"fit", {{"noll", {4, 1}}}}};
+  EXPECT_EQ(PipelineConfig::from_json(j).validate(),
+            "bench.reoptimise_element.pupil_fit.noll entries must be in [2, 37], got 1");
+  j["bench"]["reoptimise_element"] = {{"fit", {{"iterations", 0}}}};
+  EXPECT_EQ(PipelineConfig::from_json(j).validate(),
+            "bench.reoptimise_element.pupil_fit.iterations must be in [1, 100000], got 0");
+  j["bench"]["reoptimise_element"] = {{"enable", false}};
+  EXPECT_THROW((void)PipelineConfig::from_json(j), std::invalid_argument) << "unknown reoptimise_element key accepted";
+  j["bench"]["reoptimise_element"] = {{"enabled", false}};
+  EXPECT_FALSE(PipelineConfig::from_json(j).reoptimise_element.enabled);
   j = small_config();
   j["bench"]["profiles"] = {"../etc"};
   EXPECT_NE(PipelineConfig::from_json(j).validate().find("bench.profiles"), std::string::npos);
@@ -169,6 +182,7 @@ json perturbed(const json& j, const std::string& path = "") {
   if (path == "/bench/profiles") return json{"severe", "mild"};
   if (path == "/measure/fractions") return json{0.3, 0.15};
   if (path == "/teacher/arch/channels") return json{8, 24, 48};
+  if (path == "/bench/reoptimise_element/fit/noll") return json{5, 6, 7};
   ADD_FAILURE() << "no non-default value for the list " << path;
   return j;
 }
@@ -288,6 +302,19 @@ TEST(Pipeline, RunsEveryStageAndResumesToTheSameResult) {
   const auto& truth = p["ground_truth"];
   EXPECT_NEAR(reg["shift_x_px"].get<double>(), truth["shift_x_px"].get<double>(), 0.2);
   EXPECT_NEAR(reg["shift_y_px"].get<double>(), truth["shift_y_px"].get<double>(), 0.2);
+  // The element re-optimised (on by default for an SLM element): the fitted defocus near the profile's,
+  // the measured kernels closer to the trained ones, its accuracy and the frames it took reported.
+  const auto& re = p["element_reoptimised"];
+  ASSERT_TRUE(re.contains("accuracy")) << re.dump();
+  EXPECT_NEAR(re["pupil_fit"]["zernike_waves"]["4"].get<double>(), re["ground_truth"]["zernike_waves"]["4"].get<double>(), 0.01);
+  EXPECT_GT(re["kernel_correlation"]["measured_after"]["mean"].get<double>(),
+            re["kernel_correlation"]["measured_before"]["mean"].get<double>());
+  EXPECT_EQ(re["accuracy"]["fractions"].size(), 0u) << "compensate is off in this job (the main job runs it)";
+  EXPECT_GT(re["accuracy"]["none"].get<double>(), none) << "the re-optimised element should beat the deployed one";
+  EXPECT_GE(re["bench_frames"]["total"].get<int>(), re["bench_frames"]["calibration"].get<int>() + 300)
+      << "the new element's calibration and at least its 300 test images";
+  EXPECT_TRUE(fs::exists(a / "bench/moderate/element_reoptimised/psf_designed_before_after.png"));
+  EXPECT_TRUE(fs::exists(a / "bench/moderate/element_reoptimised/phase.npy"));
 
   // Interrupted in the middle of the bench stage, then resumed in a new process-like setting (fresh
   // devices, the same run directory).
@@ -379,6 +406,7 @@ TEST(Pipeline, DriftPastTheThresholdIsReportedAndApplied) {
   j["bench"]["drift_shift_px"] = 1e-4;  // any measurable drift exceeds it
   j["bench"]["drift_every"] = 100;
   j["measure"]["fractions"] = {0.05};
+  j["bench"]["reoptimise_element"]["enabled"] = false;  // not what this test is about
   const auto cfg = PipelineConfig::from_json(j);
   const fs::path d = fresh_dir("drift");
   SimBench sb;
@@ -391,6 +419,7 @@ TEST(Pipeline, DriftPastTheThresholdIsReportedAndApplied) {
   EXPECT_EQ(events[0]["profile"], "moderate");
   EXPECT_EQ(events[0]["action"], "update");
   EXPECT_GT(events[0]["displacement_px"].get<double>(), 1e-4);
+  EXPECT_EQ(r.report["profiles"][0]["element_reoptimised"]["skipped"], "bench.reoptimise_element.enabled is false");
   fs::remove_all(d);
 }
 

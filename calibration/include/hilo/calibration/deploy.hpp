@@ -10,6 +10,9 @@
 //     sim::psf_from_phase_vjp. A phase-only pupil cannot put all its light into the tiles, so the design
 //     reports its efficiency (PSF energy inside the kernel windows) next to the fidelity (correlation
 //     of each achieved kernel with its target).
+//     A known pupil aberration a (rad, pupil grid; e.g. fitted on the bench, pupil_fit.hpp) makes the
+//     retrieval pre-compensate it: P(φ) = psf_from_phase(φ + a, A, pad), Gerchberg–Saxton keeps
+//     arg(E) − a, and PhaseDesign::psf is the PSF the aberrated bench forms of φ.
 // (b) Phase → element. An SLM gets levels through its LUT (sim::SlmModel::quantize: the nearest level
 //     on the circle), shown through drivers::Slm. A fixed mask is fabricated from the phase (in
 //     simulator mode SimulatedBench kind fabricated applies the profile's fabrication error).
@@ -56,9 +59,11 @@ struct PhaseDesign {
   std::string report;
 };
 
-// Throws std::invalid_argument for kernels that do not fit the layout or the PSF grid, or a dark pupil.
+// Throws std::invalid_argument for kernels that do not fit the layout or the PSF grid, a dark pupil, or
+// an aberration (empty = none) of another shape than the pupil.
 PhaseDesign retrieve_phase(const std::vector<RArray>& kernels, const TileLayout& layout, const RArray& pupil_amplitude,
-                           int pad, const PhaseRetrievalOptions& options, std::mt19937_64& rng);
+                           int pad, const PhaseRetrievalOptions& options, std::mt19937_64& rng,
+                           const RArray& aberration = {});
 
 // Levels for an SLM of the given model (rows × cols, LUT), as a CV_8UC1 (bit depth ≤ 8) or CV_16UC1 image.
 cv::Mat phase_to_levels(const RArray& phase, const sim::SlmModel& slm);

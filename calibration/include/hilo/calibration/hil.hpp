@@ -46,6 +46,14 @@ class DesignModel {
   void set_element_levels(const sim::Levels& levels);
   const RArray& psf() { return twin_.design_psf(); }  // unit sum
 
+  // A known pupil aberration (rad, element rows × cols; empty = none), e.g. fitted on the bench
+  // (pupil_fit.hpp): from now on the model forms every element phase φ as φ + aberration (an SLM: the
+  // sum quantised through the LUT, within half a level of LUT(φ) + aberration), the flat element
+  // included, and deploy pre-compensates it. Set it before the element. set_element_levels then throws
+  // std::logic_error (levels carry no room for it). Throws std::invalid_argument for a wrong shape.
+  void set_pupil_aberration(const RArray& phase_rad);
+  const RArray& pupil_aberration() const { return aberration_; }
+
   // Camera counts above dark of the designed bench (brightness 1, no misalignment, no noise).
   RArray predict(const RArray& input_intensity);
   Predictor predictor();
@@ -60,6 +68,7 @@ class DesignModel {
 
  private:
   sim::SimulatedBench twin_;
+  RArray aberration_;
 };
 
 struct Deployment {
@@ -70,7 +79,12 @@ struct Deployment {
   TileLayout layout;
 };
 
-// Designs the element for the student's kernels (phase retrieval on the design model's pupil), sets
+// The student's K kernels as PSF tiles (convolution orientation: each cross-correlation kernel rot180),
+// k × k each.
+std::vector<RArray> psf_tiles(const distill::OpticalStudent& student);
+
+// Designs the element for the student's kernels (phase retrieval on the design model's pupil, through
+// its pupil aberration when one is set), sets
 // the design model's element to it, and returns what the student must use from now on. Intensity
 // parameterisation only (a phase-mask student is deployed by its own phase; not supported here yet).
 Deployment design_deployment(const distill::OpticalStudent& student, DesignModel& design,

@@ -31,6 +31,7 @@
 
 #include "hilo/calibration/compensation.hpp"
 #include "hilo/calibration/drift.hpp"
+#include "hilo/calibration/element_reopt.hpp"
 #include "hilo/calibration/experiment.hpp"
 #include "hilo/calibration/hil.hpp"
 #include "hilo/calibration/subset.hpp"
@@ -87,6 +88,11 @@ struct PipelineConfig {
   // max_unproven_fraction of its frames unproven.
   calibration::ContentGateOptions content_check = calibration::MeasureOptions{}.content;
   double max_unproven_fraction = calibration::MeasureOptions{}.max_unproven_fraction;
+  // The element re-optimised on the bench after each profile's calibration (SLM elements; a fixed mask
+  // is skipped): pupil aberration fitted to the tile probe, phase retrieval through it, the new element
+  // calibrated and measured (calibration/element_reopt.hpp; job keys bench.reoptimise_element.{enabled,
+  // fit, compensate}).
+  calibration::ElementReoptOptions reoptimise_element;
   // measure + compensate
   std::vector<double> fractions{0.10, 0.05, 0.02};
   calibration::SubsetStrategy strategy = calibration::SubsetStrategy::class_balanced;

@@ -71,6 +71,12 @@ class PipelineStages {
 
  private:
   distill::JobControl train_control(const std::string& stage);
+  // bench(): the element re-optimised after the stage's calibration `before` (pipeline_reopt.cpp;
+  // bench.reoptimise_element). `sub`: the measured subset (null without compensation), `nested` the
+  // stage's nested subsets ({"fraction", "indices"}). The result's "element_reoptimised" entry.
+  nlohmann::json reoptimised_element(const std::string& name, int index, calibration::ExperimentBench& eb,
+                                     const calibration::BenchCalibrationResult& before, const distill::Dataset* sub,
+                                     const nlohmann::json& nested, std::mt19937_64& rng);
   void written(std::string_view where) const {
     if (ctl_.after_write) ctl_.after_write(where);
   }

@@ -1,0 +1,150 @@
+// The bench stage's "element re-optimised" part (pipeline.hpp, bench.reoptimise_element): the pupil
+// aberration fitted to the tile probe of the stage's calibration, the element re-designed through it
+// and shown on the element SLM, the backend re-fitted on design-model features of the new element (as
+// deploy does, simulation only), the bench calibrated again for it and the test set (and, with
+// `compensate`, the validation split and the largest subset for the task / NTKD re-fits) measured
+// through it. Writes bench/<p>/element_reoptimised/ (phase.npy, test_features.npy, the PSF figure).
+#include <opencv2/core.hpp>
+
+#include "hilo/calibration/element_reopt.hpp"
+#include "hilo/controller/pipeline_stages.hpp"
+#include "hilo/io/figures.hpp"
+#include "hilo/sim/npy.hpp"
+
+namespace hilo::controller {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using distill::MatD;
+
+namespace {
+cv::Mat as_mat(const sim::RArray& a) {
+  cv::Mat m(int(a.rows()), int(a.cols()), CV_64F);
+  for (int r = 0; r < m.rows; ++r)
+    for (int c = 0; c < m.cols; ++c) m.at<double>(r, c) = a(r, c);
+  return m;
+}
+json fidelity_json(const calibration::PsfComparison& c) {
+  return {{"mean", c.mean_correlation}, {"min", c.min_correlation}, {"efficiency", c.efficiency}};
+}
+}  // namespace
+
+json PipelineStages::reoptimised_element(const std::string& name, int index, calibration::ExperimentBench& eb,
+                                         const calibration::BenchCalibrationResult& before, const distill::Dataset* sub,
+                                         const json& nested, std::mt19937_64& rng) {
+  const auto& o = c_.reoptimise_element;
+  if (!o.enabled) return {{"skipped", "bench.reoptimise_element.enabled is false"}};
+  if (b_.design.element.kind != sim::ElementKind::slm || !b_.element)
+    return {{"skipped", "the element is a fixed mask: it cannot be rewritten on the bench"}};
+  const std::string stage = "bench " + name + ": element re-optimised";
+  const fs::path d = dir_ / "bench" / name / "element_reoptimised";
+  fs::create_directories(d);
+  auto fail = [&](const drivers::DeviceError& e) -> void { throw std::runtime_error(stage + ": " + e.message); };
+  const auto& slm = b_.design.element.slm;
+  const Eigen::Index PR = slm.rows * b_.design.element.psf_pad, PC = slm.cols * b_.design.element.psf_pad;
+  const std::vector<sim::RArray> target = calibration::psf_tiles(*student_);
+  const sim::RArray target_psf = calibration::compose_psf(target, deployment_.layout, PR, PC);
+  json truth = json::object();
+  if (b_.simulator) truth["before"] = fidelity_json(calibration::compare_psfs(target_psf, b_.simulator->as_built_psf(), deployment_.layout));
+
+  // Fit, re-design, and the backend re-fitted on the new element's design-model features.
+  calibration::DesignModel design(b_.design);
+  const auto re = calibration::reoptimise_element(*student_, design, deployment_, before.tiles, o, c_.retrieval, rng);
+  log(stage + ": " + re.fit.report + "; " + re.deployment.design.report);
+  sim::write_npy(d / "phase.npy", sim::from_rarray(re.deployment.design.phase));
+  distill::OpticalStudent s = distill::OpticalStudent::from_model(deployed_->to_model({}));
+  s.set_kernels(re.deployment.kernels);
+  const io::WorkControl quiet{{}, ctl_.work.stop};
+  const MatD a_train = calibration::design_features(design, re.deployment, s, data_.train.x, quiet);
+  const MatD a_test = calibration::design_features(design, re.deployment, s, test_x_, quiet);
+  if (stop()) throw StageStopped{};
+  if (c_.design_refit_epochs > 0) {
+    calibration::CompensationOptions r;
+    r.mode = calibration::CompensationMode::task;
+    r.epochs = c_.design_refit_epochs;
+    r.batch = 64;
+    if (calibration::refit_backend(s, a_train, data_.train.y, nullptr, nullptr, r, rng, quiet).stopped) throw StageStopped{};
+  }
+  const double simulated = distill::accuracy(s.backend_forward(a_test), test_y_);
+
+  // The new element on the bench: calibrated again (its registration sees the fitted aberration in the
+  // flat element's PSF), then measured.
+  calibration::ExperimentControl ec;
+  ec.work = {{}, ctl_.work.stop};
+  ec.log = [&](const std::string& line) { log(stage + ": " + line); };
+  ec.on_drift = ctl_.on_drift;
+  calibration::Experiment ex(eb, design, re.deployment, s, c_.measure_options(), ec, name + "/element_reoptimised");
+  auto cal = ex.calibrate(c_.calibration, rng);
+  if (!cal) fail(cal.error());
+  if (b_.simulator) truth["after"] = fidelity_json(calibration::compare_psfs(target_psf, b_.simulator->as_built_psf(), re.deployment.layout));
+  auto measure = [&](const distill::Mat<float>& x) {
+    auto m = ex.measure(x);
+    if (!m) fail(m.error());
+    if (stop()) throw StageStopped{};
+    return m.value();
+  };
+  const MatD A_test = measure(test_x_);
+  calibration::write_features(d / "test_features.npy", A_test);
+  distill::OpticalStudent none = distill::OpticalStudent::from_model(s.to_model({}));
+  const MatD logits_none = none.backend_forward(A_test);
+  json acc = {{"none", distill::accuracy(logits_none, test_y_)}};
+  json rows = json::array();
+  if (o.compensate && sub && teacher_) {
+    const MatD A_val = measure(data_.val.x), A_sub = measure(sub->x);
+    const double val_none = distill::accuracy(none.backend_forward(A_val), data_.val.y);
+    int step = 0;
+    for (const auto& n : nested) {
+      const auto pick = n.at("indices").get<std::vector<std::size_t>>();
+      const auto part = calibration::take_rows(A_sub, *sub, pick);
+      json row = {{"fraction", n.at("fraction")}, {"measured", pick.size()}};
+      for (const auto* m : {&c_.task, &c_.ntkd}) {
+        std::mt19937_64 r2(stage_seed(c_.seed, 500 + std::uint64_t(index) * 10 + std::uint64_t(step++)));
+        auto t = calibration::compensate(s, part, *teacher_, *m, r2, A_test, test_y_, &A_val, &data_.val.y, quiet);
+        if (t.report.stopped) throw StageStopped{};
+        calibration::guard_against_none(t, val_none, logits_none, test_y_);
+        row[calibration::to_string(m->mode)] = t.test_accuracy;
+        row[calibration::to_string(m->mode) + "_kept_none"] = t.kept_uncompensated;
+      }
+      rows.push_back(row);
+    }
+  }
+  acc["fractions"] = rows;
+
+  // Kernel fidelity to the trained kernels: design model, tile probe measured before and after.
+  const auto measured_before = calibration::measured_kernel_fidelity(before.tiles, target, deployment_.layout, PR, PC);
+  const auto measured_after = calibration::measured_kernel_fidelity(cal.value().tiles, target, re.deployment.layout, PR, PC);
+  const sim::RArray target_probe = sim::incoherent_image(calibration::probe_object(before.tiles, deployment_.layout), target_psf);
+  io::ImageOptions po;
+  po.scale = 3;
+  io::write_png(d / "psf_designed_before_after.png",
+                io::render_grid({as_mat(calibration::probe_window(target_probe, before.tiles, deployment_.layout, PR, PC)),
+                                 as_mat(calibration::probe_window(before.tiles.registered, before.tiles, deployment_.layout, PR, PC)),
+                                 as_mat(calibration::probe_window(cal.value().tiles.registered, cal.value().tiles, re.deployment.layout, PR, PC))},
+                                3, {"designed (trained kernels)", "measured, deployed element", "measured, re-optimised element"}, po));
+  json res = {{"pupil_fit", re.fit.to_json()},
+              {"kernel_correlation",
+               {{"design_before", fidelity_json(deployment_.design.fidelity)},
+                {"design_after", fidelity_json(re.deployment.design.fidelity)},
+                {"measured_before", fidelity_json(measured_before)},
+                {"measured_after", fidelity_json(measured_after)}}},
+              {"simulated_acc", simulated},
+              {"accuracy", acc},
+              {"calibration", cal.value().summary},
+              {"bench_frames", {{"calibration", ex.calibration_frames()}, {"total", ex.frame_log().size()},
+                                {"extra_for_fit", 0}}},
+              {"frame_integrity", ex.frame_integrity()},
+              {"figure", "element_reoptimised/psf_designed_before_after.png"}};
+  if (b_.simulator) {
+    const auto& ab = b_.simulator->as_built().profile().aberrations;
+    json w = json::object();
+    for (const auto& [j, c] : ab.zernike_waves) w[std::to_string(j)] = c;
+    w["4"] = (w.contains("4") ? w["4"].get<double>() : 0.0) + ab.defocus_waves;
+    truth["zernike_waves"] = w;
+    res["ground_truth"] = truth;
+  }
+  log(stage + ": none " + pct(acc["none"].get<double>()) + " %, measured kernel correlation " +
+      std::to_string(measured_before.mean_correlation) + " -> " + std::to_string(measured_after.mean_correlation));
+  return res;
+}
+
+}  // namespace hilo::controller
