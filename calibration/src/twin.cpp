@@ -61,6 +61,20 @@ distill::MatD Twin::row_features(const distill::Mat<float>& x, std::mt19937_64* 
 
 distill::MatD Twin::features(const distill::Mat<float>& x) const { return row_features(x, nullptr); }
 
+distill::MatD Twin::features(const distill::Mat<float>& x, const distill::MatD& design_rows) const {
+  const auto in = student_.in_shape();
+  if (design_rows.rows() != x.rows() || design_rows.cols() != student_.feature_dim())
+    throw std::invalid_argument("twin: design features of " + std::to_string(design_rows.rows()) + " rows for " + std::to_string(x.rows()) + " images");
+  distill::MatD a = design_rows;
+  RArray im(in.h, in.w);
+  for (Eigen::Index i = 0; i < x.rows(); ++i) {
+    for (int r = 0; r < in.h; ++r)
+      for (int c = 0; c < in.w; ++c) im(r, c) = std::clamp(double(x(i, r * in.w + c)), 0.0, 1.0);
+    a.row(i) += maps_to_features(kernel_maps(kernels_, im, true), student_, 1.0);
+  }
+  return a;
+}
+
 distill::MatD Twin::sample_features(const distill::Mat<float>& x, std::mt19937_64& rng) const { return row_features(x, &rng); }
 
 double relative_rms(const distill::MatD& model, const distill::MatD& measured) {

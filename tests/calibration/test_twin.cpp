@@ -34,8 +34,11 @@ Residuals residuals(DeployedRig& d) {
   const distill::Mat<float> x = sparse_images(24, rng);
   auto m = measure_features(*d.probe, d.calibration, ExtractOptions{}, d.deployment, d.student, x, 1);
   if (!m) throw std::runtime_error(m.error().message);
-  r.twin_error = relative_rms(r.twin->features(x), m.value());
-  r.design_error = relative_rms(design_features(d.design, d.deployment, d.student, x), m.value());
+  const distill::MatD design = design_features(d.design, d.deployment, d.student, x), twin = r.twin->features(x);
+  r.twin_error = relative_rms(twin, m.value());
+  r.design_error = relative_rms(design, m.value());
+  EXPECT_LT((r.twin->features(x, design) - twin).cwiseAbs().maxCoeff(), 1e-9 * twin.cwiseAbs().maxCoeff())
+      << "the twin from given design features differs from the twin's own";
   return r;
 }
 

@@ -59,6 +59,9 @@ class Twin {
   std::vector<RArray> maps(const RArray& input) const;          // expected maps, student units
   distill::MatD features(const distill::Mat<float>& x) const;  // N × feature_dim, noise-free
   distill::MatD sample_features(const distill::Mat<float>& x, std::mt19937_64& rng) const;  // with the noise model
+  // features(x) from the design model's features of the same rows (design_features), which it would
+  // otherwise compute again: signing and pooling are linear, so the twin adds the measured change's.
+  distill::MatD features(const distill::Mat<float>& x, const distill::MatD& design_rows) const;
 
  private:
   MeasuredKernels kernels_;
