@@ -3,8 +3,14 @@
 
 usage: pipeline_table.py REPORT.json
 Columns: profile, f, images measured, simulated accuracy of the deployed design, bench accuracy with
-no compensation, with task-loss and with NTKD compensation, and the share of the hardware loss that
-each compensation recovered ((comp - none) / (sim - none)).
+no compensation, with task-loss and with NTKD compensation (backend re-fit on the measured fraction),
+with the twin-calibrated re-fits (twin task, twin NTKD: twin features of the whole training split plus
+the measured fraction), the guarded choice (the best of all on the measured validation split) and which
+mode it chose, the share of the hardware loss the guarded choice recovered ((guarded - none) / (sim -
+none)), and the bench frames each mode used (measured subset, + kernel probes for the twin modes; the
+guard's validation frames separately). Reports without twin columns print "-" there.
+Then per profile: the measured kernels' correlation with the design and the twin's residual on the
+measured validation split beside the design model's.
 Then, for profiles whose stage re-optimised the element (bench.reoptimise_element): the fitted defocus,
 the measured kernel correlation with the trained kernels before -> after, the simulated accuracy of
 the new element, its bench accuracy with no compensation and with the task / NTKD re-fits, the share
@@ -20,15 +26,29 @@ def main(path):
     sim = r["deploy"]["simulated_acc"]
     print(f"teacher {100 * r['teacher']['test_acc']:.2f} %, student (own model) {100 * r['student']['test_acc']:.2f} %, "
           f"deployed design (simulated) {100 * sim:.2f} %, kernel correlation {r['deploy']['kernel_correlation_mean']:.3f}")
-    print("| profile | f | measured | simulated % | bench none % | task % | NTKD % | recovered task | recovered NTKD |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| profile | f | measured | simulated % | bench none % | task % | NTKD % | twin task % | twin NTKD % "
+          "| guarded % | chosen | recovered (guarded) | frames task/NTKD | frames twin | frames guard |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    pc = lambda row, k: f"{100 * row[k]:.2f}" if k in row else "-"
     for p in r["profiles"]:
         none = p["accuracy"]["none"]
         for row in p["accuracy"]["fractions"]:
             gap = sim - none
-            rec = lambda v: f"{100 * (v - none) / gap:.0f} %" if gap > 1e-9 else "—"
+            g = row.get("guarded", row["ntkd"])
+            rec = f"{100 * (g - none) / gap:.0f} %" if gap > 1e-9 else "—"
+            fr = row.get("frames", {})
             print(f"| {p['profile']} | {100 * row['fraction']:g} % | {row['measured']} | {100 * sim:.2f} | {100 * none:.2f} | "
-                  f"{100 * row['task']:.2f} | {100 * row['ntkd']:.2f} | {rec(row['task'])} | {rec(row['ntkd'])} |")
+                  f"{pc(row, 'task')} | {pc(row, 'ntkd')} | {pc(row, 'twin_task')} | {pc(row, 'twin_ntkd')} | "
+                  f"{pc(row, 'guarded')} | {row.get('guarded_mode', '-')} | {rec} | {fr.get('task', '-')} | "
+                  f"{fr.get('twin_task', '-')} | {fr.get('guard', '-')} |")
+    for p in r["profiles"]:
+        t = p.get("twin")
+        if not t:
+            continue
+        k, res = t["kernels"], t.get("residual", {})
+        print(f"{p['profile']}: measured kernels (support {k['support']}, {k['frames']} probe frames) correlate "
+              f"{k['mean_correlation']:.3f} with the design; on {res.get('images', 0)} measured validation images the twin's "
+              f"relative rms error is {res.get('twin', float('nan')):.4f}, the design model's {res.get('design', float('nan')):.4f}")
     reoptimised(r, sim)
 
 

@@ -7,6 +7,7 @@
 
 #include "hilo/sim/fft.hpp"
 #include "hilo/sim/imaging.hpp"
+#include "stats.hpp"
 
 namespace hilo::calibration {
 
@@ -14,12 +15,7 @@ using sim::CArray;
 
 namespace {
 constexpr double kTwoPi = 2.0 * std::numbers::pi;
-
-double pearson(const RArray& a, const RArray& b) {
-  const RArray x = a - a.mean(), y = b - b.mean();
-  const double d = std::sqrt(x.square().sum() * y.square().sum());
-  return d > 0 ? (x * y).sum() / d : 0.0;
-}
+using detail::pearson;
 
 double window_energy(const RArray& psf, const TileLayout& l) {
   double s = 0;

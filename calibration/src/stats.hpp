@@ -4,6 +4,8 @@
 #include <cmath>
 #include <vector>
 
+#include "hilo/sim/field.hpp"
+
 namespace hilo::calibration::detail {
 
 inline double median(std::vector<double> v) {
@@ -21,6 +23,13 @@ inline double robust_sigma(const std::vector<double>& v, double centre) {
   std::vector<double> d(v.size());
   for (std::size_t i = 0; i < v.size(); ++i) d[i] = std::abs(v[i] - centre);
   return 1.4826 * median(std::move(d));
+}
+
+// Pearson correlation of two arrays of the same shape (0 when either is constant).
+inline double pearson(const sim::RArray& a, const sim::RArray& b) {
+  const sim::RArray x = a - a.mean(), y = b - b.mean();
+  const double d = std::sqrt(x.square().sum() * y.square().sum());
+  return d > 0 ? (x * y).sum() / d : 0.0;
 }
 
 }  // namespace hilo::calibration::detail

@@ -52,6 +52,10 @@ void for_each_field(C& c, F&& f) {
   f("/measure/strategy", c.strategy);
   f("/compensation/task", c.task);
   f("/compensation/ntkd", c.ntkd);
+  f("/bench/kernels", c.kernels);
+  f("/compensation/twin", c.twin);
+  f("/compensation/twin_task", c.twin_task);
+  f("/compensation/twin_ntkd", c.twin_ntkd);
 }
 
 // Keys of the stages' train sections that the pipeline owns: every stage trains with the pipeline's
@@ -125,6 +129,12 @@ PipelineConfig PipelineConfig::defaults() {
   c.ntkd.beta = 10.0;
   c.ntkd.ntk_subbatch = 16;
   c.ntkd.lr = 3e-3;
+  // Twin modes: the same settings over the whole training split (twin rows + measured rows), fewer
+  // epochs since each epoch holds the whole split.
+  c.twin_task = c.task;
+  c.twin_task.epochs = 4;
+  c.twin_ntkd = c.ntkd;
+  c.twin_ntkd.epochs = 4;
   return c;
 }
 
@@ -144,6 +154,8 @@ PipelineConfig PipelineConfig::from_json(const json& j) {
   // The modes are fixed by the section; everything else of each is the user's.
   c.task = compensation_from_json(merged["compensation"]["task"], defaults().task, "pipeline.compensation.task");
   c.ntkd = compensation_from_json(merged["compensation"]["ntkd"], defaults().ntkd, "pipeline.compensation.ntkd");
+  c.twin_task = compensation_from_json(merged["compensation"]["twin_task"], defaults().twin_task, "pipeline.compensation.twin_task");
+  c.twin_ntkd = compensation_from_json(merged["compensation"]["twin_ntkd"], defaults().twin_ntkd, "pipeline.compensation.twin_ntkd");
   return c;
 }
 
@@ -193,10 +205,13 @@ std::string PipelineConfig::validate() const {
       return "bench.profiles: '" + p + "' is not a profile name";
     if (!seen.insert(p).second) return "bench.profiles: '" + p + "' is listed twice";
   }
-  for (const auto* o : {&task, &ntkd})
+  for (const auto* o : {&task, &ntkd, &twin_task, &twin_ntkd})
     if (auto e = o->validate(); !e.empty()) return "compensation: " + e;
-  if (ntkd.mode != calibration::CompensationMode::ntkd || task.mode != calibration::CompensationMode::task)
-    return "compensation modes are fixed: task and ntkd";
+  if (ntkd.mode != calibration::CompensationMode::ntkd || task.mode != calibration::CompensationMode::task ||
+      twin_ntkd.mode != calibration::CompensationMode::ntkd || twin_task.mode != calibration::CompensationMode::task)
+    return "compensation modes are fixed: task and ntkd (twin_task: task, twin_ntkd: ntkd)";
+  if (auto e = kernels.validate(); !e.empty()) return e;
+  if (auto e = twin.validate(); !e.empty()) return e;
   if (auto e = retrieval.validate(); !e.empty()) return "deploy: " + e;
   if (auto e = calibration.validate(); !e.empty()) return "calibration: " + e;
   return {};

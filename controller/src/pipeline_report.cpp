@@ -77,14 +77,18 @@ void append_reoptimised_cells(std::vector<std::string>& row, const json& profile
 
 std::vector<std::vector<std::string>> report_accuracy_rows(const json& report) {
   const double sim_acc = report.at("deploy").at("simulated_acc").get<double>();
-  std::vector<std::vector<std::string>> rows{{"profile", "f %", "measured", "simulated %", "bench: none %", "task %", "NTKD %", "recovered (NTKD)"}};
+  // Twin columns and the guarded choice appear for reports that have them (runs with bench.kernels on).
+  auto cell = [](const json& r, const char* key) { return r.contains(key) ? pct(r.at(key).get<double>()) : std::string("-"); };
+  std::vector<std::vector<std::string>> rows{{"profile", "f %", "measured", "simulated %", "bench: none %", "task %", "NTKD %",
+                                              "twin task %", "twin NTKD %", "guarded %", "chosen", "recovered (guarded)"}};
   for (const auto& p : report.at("profiles")) {
     const double none = p.at("accuracy").at("none").get<double>();
     for (const auto& r : p.at("accuracy").at("fractions")) {
-      const double nt = r.at("ntkd").get<double>();
-      const double rec = sim_acc - none > 1e-9 ? (nt - none) / (sim_acc - none) : 0.0;
+      const double g = r.contains("guarded") ? r.at("guarded").get<double>() : r.at("ntkd").get<double>();
+      const double rec = sim_acc - none > 1e-9 ? (g - none) / (sim_acc - none) : 0.0;
       rows.push_back({p.at("profile").get<std::string>(), pct(r.at("fraction").get<double>()), std::to_string(r.at("measured").get<int>()),
-                      pct(sim_acc), pct(none), pct(r.at("task").get<double>()), pct(nt), pct(rec) + " %"});
+                      pct(sim_acc), pct(none), pct(r.at("task").get<double>()), pct(r.at("ntkd").get<double>()), cell(r, "twin_task"),
+                      cell(r, "twin_ntkd"), cell(r, "guarded"), r.value("guarded_mode", std::string("-")), pct(rec) + " %"});
       append_reoptimised_cells(rows.back(), p, r.at("fraction").get<double>());
     }
   }

@@ -24,6 +24,7 @@
 #include "hilo/sim/npy.hpp"
 #include "hilo/sim/slm_model.hpp"
 #include "pipeline_deferral.hpp"
+#include "pipeline_twin.hpp"
 
 namespace hilo::controller {
 
@@ -303,6 +304,15 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
   }
   std::optional<sim::Pose> truth_at_calibration;
   if (b_.simulator) truth_at_calibration = b_.simulator->true_pose(ex.calibrated_at_s());
+  // --- twin hook (pipeline_twin.cpp): measured kernels right after the calibration, on a generator of
+  // its own so the stage's other draws are those of a run without it.
+  std::optional<TwinState> twin;
+  std::mt19937_64 twin_rng(stage_seed(c_.seed, 400 + std::uint64_t(index)));
+  if (compensate && c_.kernels.enabled) {
+    twin.emplace(measure_twin(ex, ex.saved_calibration({}).calibration, *design_, deployment_, *deployed_, c_, twin_rng, d, stage));
+    log(stage + ": measured kernels: " + twin->summary["kernels"].dump());
+  }
+  // --- end twin hook
 
   std::vector<int> idx;
   distill::Dataset sub;
@@ -330,6 +340,10 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
     A_sub = measure(sub.x);
     calibration::write_features(d / "val_features.npy", A_val);
     calibration::write_features(d / "subset_features.npy", A_sub);
+    if (twin) {  // twin hook: its error on the measured validation split, then the training split's twin features
+      check_and_extend_twin(*twin, *design_, deployment_, *deployed_, data_, A_val, c_, twin_rng);
+      log(stage + ": twin: " + twin->summary["residual"].dump());
+    }
   }
   // Sample frames.
   std::vector<cv::Mat> frames;
@@ -396,7 +410,18 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
       ++step;
       progress(stage + ": compensate", step, steps);
     }
-    log(stage + ": f = " + pct(f) + " %: task " + pct(row["task"].get<double>()) + " %, ntkd " + pct(row["ntkd"].get<double>()) + " %");
+    if (twin) {  // twin hook: the twin-calibrated re-fits of this fraction
+      std::vector<std::size_t> train_rows;
+      for (auto p : pick) train_rows.push_back(std::size_t(idx[p]));
+      twin_modes(*twin, c_, {*deployed_, *teacher_, data_, A_test, test_y_, A_val}, part.features, train_rows,
+                 stage_seed(c_.seed, 500 + std::uint64_t(index) * 10 + std::uint64_t(step)), row, {{}, ctl_.work.stop});
+      if (stop()) throw StageStopped{};
+    }
+    guard_row(row, val_none, acc["none"].get<double>(), std::int64_t(pick.size()) * c_.frames, twin ? twin->probe_frames : 0,
+              std::int64_t(A_val.rows()) * c_.frames);
+    log(stage + ": f = " + pct(f) + " %: task " + pct(row["task"].get<double>()) + " %, ntkd " + pct(row["ntkd"].get<double>()) +
+        " %" + (twin ? ", twin task " + pct(row["twin_task"].get<double>()) + " %, twin ntkd " + pct(row["twin_ntkd"].get<double>()) + " %" : "") +
+        "; guarded: " + row["guarded_mode"].get<std::string>() + " " + pct(row["guarded"].get<double>()) + " %");
     rows.push_back(row);
   }
   // The sweep re-fits on exactly these subsets.
@@ -413,6 +438,7 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
               {"confusion", conf},
               {"compensation_curves", curves},
               {"frame_integrity", ex.frame_integrity()},
+              {"twin", twin ? twin->summary : json(nullptr)},
               {"drift", {{"checks", ex.drift_checks()}, {"action", c_.drift_action},
                          {"shift_threshold_px", c_.drift.shift_threshold_px}, {"gain_threshold", c_.drift.gain_threshold}}}};
   if (teacher_) {  // deferral to the teacher (pipeline_deferral.hpp)

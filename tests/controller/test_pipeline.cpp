@@ -30,7 +30,8 @@ json small_config() {
     "bench": {"profiles": ["moderate"], "test_images": 300, "drift_every": 200,
               "reoptimise_element": {"compensate": false}},
     "measure": {"fractions": [0.2, 0.1]},
-    "compensation": {"task": {"epochs": 4}, "ntkd": {"epochs": 4, "ntk_subbatch": 8}}
+    "compensation": {"task": {"epochs": 4}, "ntkd": {"epochs": 4, "ntk_subbatch": 8}, "twin_task": {"epochs": 1},
+                     "twin_ntkd": {"epochs": 1, "ntk_subbatch": 8}}
   })");
 }
 
@@ -164,7 +165,10 @@ json perturbed(const json& j, const std::string& path = "") {
       {"/measure/strategy", "coverage"}, {"/compensation/task/distance", "trace_mse"},
       {"/compensation/ntkd/distance", "trace_mse"}, {"/compensation/task/mode", "task"},
       {"/compensation/ntkd/mode", "ntkd"}, {"/compensation/task/refit_norm", "map"},
-      {"/compensation/ntkd/refit_norm", "map"}};
+      {"/compensation/ntkd/refit_norm", "map"}, {"/compensation/twin_task/distance", "trace_mse"},
+      {"/compensation/twin_ntkd/distance", "trace_mse"}, {"/compensation/twin_task/refit_norm", "map"},
+      {"/compensation/twin_task/mode", "task"}, {"/compensation/twin_ntkd/mode", "ntkd"},
+      {"/compensation/twin_ntkd/refit_norm", "map"}};
   if (j.is_object()) {
     json out = json::object();
     for (const auto& [k, v] : j.items()) out[k] = perturbed(v, path + "/" + k);
@@ -266,7 +270,7 @@ TEST(Pipeline, RunsEveryStageAndResumesToTheSameResult) {
                         "deploy/phase.npy", "bench/moderate/result.json", "bench/moderate/frames.png",
                         "bench/moderate/psf_designed_vs_measured.png", "bench/moderate/confusion_none.png",
                         "bench/moderate/confusion_task.png", "bench/moderate/confusion_ntkd.png",
-                        "bench/moderate/test_features.npy"})
+                        "bench/moderate/test_features.npy", "bench/moderate/kernels_designed_vs_measured.png"})
     EXPECT_TRUE(fs::exists(a / f)) << f;
   const auto& p = report_a["profiles"][0];
   EXPECT_EQ(p["profile"], "moderate");
@@ -275,12 +279,19 @@ TEST(Pipeline, RunsEveryStageAndResumesToTheSameResult) {
   const double none = p["accuracy"]["none"].get<double>();
   ASSERT_EQ(p["accuracy"]["fractions"].size(), 2u);
   for (const auto& row : p["accuracy"]["fractions"]) {
-    for (const char* m : {"task", "ntkd"}) {
+    for (const char* m : {"task", "ntkd", "twin_task", "twin_ntkd", "guarded"}) {
       const double v = row[m].get<double>();
       EXPECT_GE(v, 0.0);
       EXPECT_LE(v, 1.0);
     }
+    // The guard never picks a mode that validated worse than none, and counts every mode's frames.
+    EXPECT_GE(row["guarded_val"].get<double>(), p["accuracy"]["none_val"].get<double>());
+    const auto& fr = row["frames"];
+    EXPECT_EQ(fr["task"], row["measured"]);
+    EXPECT_EQ(fr["twin_task"].get<int>(), row["measured"].get<int>() + p["twin"]["kernels"]["frames"].get<int>());
   }
+  // The twin predicts the measured validation split better than the design model.
+  EXPECT_LT(p["twin"]["residual"]["twin"].get<double>(), p["twin"]["residual"]["design"].get<double>());
   EXPECT_LT(none, sim_acc) << "the moderate profile's hardware errors cost nothing?";
   // Deferral to the teacher: "none" and the best re-fit at fmax, rates 0–30 % with thresholds from the
   // measured validation split; at rate 0 the curve is the model alone, and handing the least confident

@@ -34,7 +34,9 @@
 #include "hilo/calibration/element_reopt.hpp"
 #include "hilo/calibration/experiment.hpp"
 #include "hilo/calibration/hil.hpp"
+#include "hilo/calibration/measured_kernels.hpp"
 #include "hilo/calibration/subset.hpp"
+#include "hilo/calibration/twin.hpp"
 #include "hilo/distill/jobs.hpp"
 #include "hilo/distill/student_jobs.hpp"
 #include "hilo/drivers/bench_config.hpp"
@@ -98,6 +100,14 @@ struct PipelineConfig {
   calibration::SubsetStrategy strategy = calibration::SubsetStrategy::class_balanced;
   calibration::CompensationOptions task;
   calibration::CompensationOptions ntkd;
+  // Measured kernels and the digital twin (bench.kernels; enabled by default), and the twin-calibrated
+  // re-fits (compensation.twin_task / twin_ntkd on compensation.twin's mix of twin and measured rows;
+  // calibration/twin.hpp). The guard picks per f the best of none and every re-fit on the measured
+  // validation split (docs/pipeline.md).
+  calibration::KernelProbeOptions kernels;
+  calibration::TwinMix twin;
+  calibration::CompensationOptions twin_task;
+  calibration::CompensationOptions twin_ntkd;
 
   static PipelineConfig defaults();              // the README main job's settings
   // from_json: absent keys take defaults(); unknown keys, and the stage-owned keys teacher.train.seed /

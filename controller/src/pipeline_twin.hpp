@@ -1,0 +1,65 @@
+#pragma once
+// The bench stage's twin hook (internal to the pipeline stages): measured kernels, the digital twin, the
+// twin-calibrated re-fits and the guard over every mode (calibration/measured_kernels.hpp, twin.hpp).
+// What each function leaves in the row / result JSON is listed with it; docs/pipeline.md explains it.
+#include <filesystem>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "hilo/calibration/experiment.hpp"
+#include "hilo/calibration/twin.hpp"
+#include "hilo/controller/pipeline.hpp"
+
+namespace hilo::controller {
+
+struct TwinState {
+  std::optional<calibration::Twin> twin;
+  distill::MatD train;          // twin features of the whole training split (noise drawn with TwinMix::noise)
+  nlohmann::json summary;       // {"kernels": MeasuredKernels::summary(), "residual": {...}}
+  int probe_frames = 0;         // bench frames the kernel probes took
+};
+
+// Right after the calibration: shows the kernel probes through `ex` (Experiment::capture), fits the
+// measured kernels, builds the twin (noise model from `cal`, the design's camera and c.frames) and
+// writes kernels_designed_vs_measured.png into `dir`. Draws only from `rng`. Device errors throw
+// std::runtime_error naming `stage`.
+TwinState measure_twin(calibration::Experiment& ex, const calibration::BenchCalibration& cal,
+                       calibration::DesignModel& design, const calibration::Deployment& deployment,
+                       const distill::OpticalStudent& deployed, const PipelineConfig& c, std::mt19937_64& rng,
+                       const std::filesystem::path& dir, const std::string& stage);
+
+// After the measured validation split: the twin's prediction error on it (images it never saw) beside
+// the design model's: summary["residual"] = {"images", "twin", "design"} (relative_rms of features),
+// then the twin features of the training split.
+void check_and_extend_twin(TwinState& t, calibration::DesignModel& design, const calibration::Deployment& deployment,
+                           const distill::OpticalStudent& deployed, const distill::Splits& data,
+                           const distill::MatD& val_measured, const PipelineConfig& c, std::mt19937_64& rng);
+
+// The twin modes for one fraction: row["twin_task"], row["twin_ntkd"] (test accuracy), "<mode>_val".
+// measured: the fraction's measured rows; train_rows: their indices into the training split.
+struct TwinRefitInputs {
+  const distill::OpticalStudent& deployed;
+  distill::Sequential<float>& teacher;
+  const distill::Splits& data;
+  const distill::MatD& test_features;
+  const std::vector<int>& test_labels;
+  const distill::MatD& val_features;
+};
+void twin_modes(const TwinState& t, const PipelineConfig& c, const TwinRefitInputs& in, const distill::MatD& measured,
+                const std::vector<std::size_t>& train_rows, std::uint64_t seed, nlohmann::json& row,
+                const io::WorkControl& work);
+
+// The guard over every mode of a row: the highest accuracy on the measured validation split among none
+// (none_val) and each re-fit present ("<mode>_val"; ties keep the earlier of none, task, ntkd, twin_task,
+// twin_ntkd), so the guarded cell is never chosen against "none" without evidence. Sets
+// row["guarded"] (its test accuracy: none_test for none, "<mode>_refit" or "<mode>" for the others),
+// row["guarded_mode"] and row["frames"] = bench frames each mode used: {"<mode>": measured images ×
+// frames (+ kernel probes for the twin modes)}, and "guard": validation images × frames.
+void guard_row(nlohmann::json& row, double none_val, double none_test, std::int64_t measured_frames,
+               std::int64_t probe_frames, std::int64_t guard_frames);
+
+}  // namespace hilo::controller
