@@ -1,6 +1,7 @@
 // The pipeline job (run_pipeline over PipelineStages), the bench it drives (pipeline_bench) and the
 // compensation sweep over a finished run.
 #include "hilo/controller/pipeline.hpp"
+#include "hilo/controller/dataset.hpp"
 
 #include <fstream>
 #include <stdexcept>
@@ -18,7 +19,7 @@ json sweep_compensation(const fs::path& run_dir, const std::string& profile, con
                         const std::vector<std::uint64_t>& seeds, const std::vector<double>& fractions,
                         const std::function<void(const std::string&)>& log) {
   const PipelineConfig c = PipelineConfig::from_json(read_json_file(run_dir / "config.json"));
-  const distill::Splits data = distill::load_splits(c.data);
+  const distill::Splits data = distill::load_splits(c.data, image_decoder());
   auto teacher = distill::sequential_from_model<float>(distill::read_model(run_dir / "teacher" / "teacher.hilo"));
   const auto deployed = distill::OpticalStudent::from_model(distill::read_model(run_dir / "deploy" / "student.hilo"));
   return calibration::sweep_compensation(run_dir / "bench" / profile, profile, {data, teacher, deployed}, grid, seeds,
