@@ -87,13 +87,20 @@ cv::Mat input_mat(const CaptureInputs& in, std::size_t k) {
                  const_cast<std::uint8_t*>(image_of(in, k)));
 }
 
+// A dataset parameter for people: a built-in name, or a file source with its file or folder.
+std::string dataset_label(const json& d) {
+  if (d.is_string()) return d.get<std::string>();
+  const std::string where = d.value("dir", std::string());
+  return d.value("name", std::string("files")) + ":" + (where.empty() ? d.value("images", std::string()) : where);
+}
+
 // run.descriptor's data_keys: per-record dtype, shape, units and source of each stored array.
 json data_keys(const CaptureInputs& in, const json& manifest, const Devices& devices, const std::string& frame_dtype_str,
                int frame_rows, int frame_cols) {
   const auto& set = *in.set;
   const json& p = manifest["params"];
   const std::string inputs_from =
-      p.contains("dataset") ? "dataset:" + p["dataset"].get<std::string>() + "/" + p.value("split", std::string("train"))
+      p.contains("dataset") ? "dataset:" + dataset_label(p["dataset"]) + "/" + p.value("split", std::string("train"))
                             : std::string("request");
   json k = {{"frames", {{"dtype", frame_dtype_str}, {"shape", {frame_rows, frame_cols}}, {"units", "counts"},
                         {"source", "camera:" + devices.camera.name()}}},

@@ -22,7 +22,7 @@ CaptureInputs rebuild_inputs(const JobRecord& rec, DatasetLibrary& datasets, con
   const json& p = rec.params;
   CaptureInputs in;
   if (p.contains("dataset")) {
-    const auto name = p["dataset"].get<std::string>();
+    const auto name = datasets.key_of(p["dataset"]);
     const auto split = p.value("split", std::string("train"));
     const auto start = p["start"].get<std::int64_t>(), count = p["count"].get<std::int64_t>();
     if (!datasets.knows(name)) throw DatasetError("dataset '" + name + "' is no longer known to the daemon");

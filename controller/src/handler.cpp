@@ -312,7 +312,16 @@ Reply cmd_capture(const Request& req, Context& ctx) {
     params["inputs_shape"] = v.shape;
   } else {
     if (auto r = expect_parts(req, 0)) return *r;
-    auto ds = get_string(req, "dataset");
+    // A built-in dataset by name, or a lab's own files: {"name": "npy", "images": ..., "labels": ...}.
+    std::variant<std::string, ProtocolError> ds = std::string();
+    if (req.args["dataset"].is_object()) {
+      auto o = capture_dataset_options(req.args["dataset"], ctx.data_dir);
+      if (auto* r = std::get_if<Refusal>(&o)) return error_reply(req.id, r->code, r->message);
+      params["dataset"] = std::get<distill::DataOptions>(o);  // resolved paths: a resume reads the same files
+      ds = ctx.datasets.add_files(std::get<distill::DataOptions>(o));
+    } else {
+      ds = get_string(req, "dataset");
+    }
     if (auto* e = err_of(ds)) return error_reply(*e);
     auto split = get_string(req, "split", std::string("train"));
     if (auto* e = err_of(split)) return error_reply(*e);

@@ -5,6 +5,7 @@
 #include <variant>
 
 #include "hilo/controller/handler.hpp"
+#include "hilo/distill/data.hpp"
 
 namespace hilo::controller::handler_detail {
 
@@ -18,6 +19,24 @@ template <typename T>
 const ProtocolError* err_of(const std::variant<T, ProtocolError>& v) {
   return std::get_if<ProtocolError>(&v);
 }
+
+// Why a job's arguments are refused: the protocol's code and the message (a command answers it; a
+// resume at start fails the job with "cannot resume: " + message).
+struct Refusal {
+  ErrorCode code;
+  std::string message;
+};
+
+// A lab's dataset in a job (handler_datasets.cpp): the file paths of its options (images, labels,
+// test_images, test_labels, dir) confined to the data directory (confine_path: relative, no '..', no
+// symbolic link out) and replaced by the resolved paths, each present. `where` names the options in the
+// messages ("args.dataset", "config.data"): forbidden_path or not_found. Built-in sources pass unchanged.
+std::optional<Refusal> confine_dataset_paths(distill::DataOptions& o, const std::filesystem::path& data_dir,
+                                             const std::string& where);
+// A capture's object-form `dataset` argument: read strictly, a file source, valid, luminance, paths
+// confined. bad_argument / forbidden_path / not_found.
+std::variant<distill::DataOptions, Refusal> capture_dataset_options(const nlohmann::json& spec,
+                                                                    const std::filesystem::path& data_dir);
 
 // The catalog family (handler_runs.cpp).
 Reply cmd_jobs_list(const Request& req, Context& ctx);

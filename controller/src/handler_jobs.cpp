@@ -73,6 +73,7 @@ Reply handler_detail::cmd_pipeline(const Request& req, Context& ctx) {
     return error_reply(req.id, ErrorCode::bad_argument, std::string("config: ") + e.what());
   }
   if (auto e = cfg.validate(); !e.empty()) return error_reply(req.id, ErrorCode::bad_argument, "config: " + e);
+  if (auto r = confine_dataset_paths(cfg.data, ctx.data_dir, "config.data")) return error_reply(req.id, r->code, r->message);
   if (!cfg.profiles.empty() && !ctx.pipeline->reset_simulator) {
     return error_reply(req.id, ErrorCode::bad_argument,
                        "config: bench.profiles needs simulated devices; on hardware leave it empty");
@@ -97,13 +98,6 @@ Reply handler_detail::cmd_pipeline(const Request& req, Context& ctx) {
 // job's run directory (a config's out_dir is refused); distill's teacher path is confined to data_dir.
 namespace {
 
-// Why a job's arguments are refused: the protocol's code and the message (a command answers it; a
-// resume at start fails the job with "cannot resume: " + message).
-struct Refusal {
-  ErrorCode code;
-  std::string message;
-};
-
 // The hilo-train job config of a train-teacher / distill job from its `config` argument: out_dir refused
 // (the daemon sets it), distill's teacher confined to the data directory and resolved, then the whole
 // job read as hilo-train reads it (out_dir a placeholder until the run directory exists).
@@ -120,6 +114,16 @@ std::variant<json, Refusal> train_job_config(const std::string& kind, const json
     const auto& tp = std::get<fs::path>(p);
     if (!fs::exists(tp)) return Refusal{ErrorCode::not_found, "config.teacher: no file " + tp.string()};
     cfg["teacher"] = tp.string();
+  }
+  if (cfg.contains("data")) {
+    distill::DataOptions data;
+    try {
+      data = distill::data_options_from_json(cfg["data"]);
+    } catch (const std::exception& e) {
+      return Refusal{ErrorCode::bad_argument, std::string("config: ") + e.what()};
+    }
+    if (auto r = confine_dataset_paths(data, data_dir, "config.data")) return *r;
+    cfg["data"] = data;
   }
   cfg["out_dir"] = "-";
   try {
@@ -342,6 +346,9 @@ Reply cmd_stage(const Request& req, Context& ctx, const std::string& kind) {
     return error_reply(req.id, ErrorCode::bad_argument, std::string("config: ") + e.what());
   }
   if (auto e = cfg.validate(); !e.empty()) return error_reply(req.id, ErrorCode::bad_argument, "config: " + e);
+  if (deploy) {
+    if (auto r = confine_dataset_paths(cfg.data, ctx.data_dir, "config.data")) return error_reply(req.id, r->code, r->message);
+  }
   if (!deploy) {
     const bool simulated = bool(ctx.pipeline->reset_simulator);
     if (req.args.contains("profile") != simulated)

@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "hilo/calibration/selection_study.hpp"
+#include "hilo/controller/dataset.hpp"
 #include "hilo/io/figures.hpp"
 #include "hilo/controller/pipeline_stages.hpp"
 #include "hilo/distill/model_io.hpp"
@@ -26,7 +27,7 @@ struct FinishedRun {
   distill::Sequential<float> teacher;
   distill::OpticalStudent deployed;
   explicit FinishedRun(const fs::path& run_dir)
-      : data(distill::load_splits(PipelineConfig::from_json(read_json_file(run_dir / "config.json")).data)),
+      : data(distill::load_splits(PipelineConfig::from_json(read_json_file(run_dir / "config.json")).data, image_decoder())),
         teacher(distill::sequential_from_model<float>(distill::read_model(run_dir / "teacher" / "teacher.hilo"))),
         deployed(distill::OpticalStudent::from_model(distill::read_model(run_dir / "deploy" / "student.hilo"))) {}
   calibration::SweepInputs inputs() { return {data, teacher, deployed}; }

@@ -181,6 +181,8 @@ std::string PipelineConfig::validate() const {
       !e.empty())
     return e;
   if (student.parameterization != "intensity") return "student.options.parameterization must be \"intensity\" (deployed by phase retrieval)";
+  if (data.color != "luminance")
+    return "data.color must be \"luminance\" in a pipeline: the input SLM shows one intensity channel, which is what the optical student sees";
   if (threads < 1 || threads > 64) return "threads must be in [1, 64], got " + std::to_string(threads);
   // Every stage trains on the pipeline's thread with the pipeline's thread count, and with a seed derived
   // from the pipeline's; a stage's own count or seed would be silently replaced, so only the default

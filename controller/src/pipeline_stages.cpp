@@ -1,4 +1,5 @@
 #include "hilo/controller/pipeline_stages.hpp"
+#include "hilo/controller/dataset.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -114,7 +115,12 @@ PipelineStages::PipelineStages(const PipelineConfig& c, PipelineBench& b, fs::pa
 void PipelineStages::load_data() {
   fs::create_directories(dir_);
   progress("data", 0, 1);
-  data_ = distill::load_splits(c_.data);
+  data_ = distill::load_splits(c_.data, image_decoder());
+  const auto& in = b_.design.input;
+  if (data_.train.shape.h != in.rows || data_.train.shape.w != in.cols)
+    throw distill::DatasetError("data: the images are " + std::to_string(data_.train.shape.h) + "x" + std::to_string(data_.train.shape.w) +
+                                ", the bench's design input is " + std::to_string(in.rows) + "x" + std::to_string(in.cols) +
+                                " (design.input rows/cols of the bench config must match the dataset)");
   const auto nt = c_.test_images > 0 ? std::min<std::size_t>(std::size_t(c_.test_images), data_.test.size()) : data_.test.size();
   const auto th = distill::head(data_.test, nt);
   test_x_ = th.x;

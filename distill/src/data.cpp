@@ -1,5 +1,6 @@
 #include "hilo/distill/data.hpp"
 #include "hilo/io/options_json.hpp"
+#include "data_files.hpp"
 
 #include <zlib.h>
 
@@ -13,9 +14,26 @@ namespace hilo::distill {
 namespace fs = std::filesystem;
 
 std::string DataOptions::validate() const {
-  if (name != "fashion-mnist" && name != "mnist")
-    return "data.name must be \"fashion-mnist\" or \"mnist\", got \"" + name + "\"";
+  if (name != "fashion-mnist" && name != "mnist" && !file_backed())
+    return "data.name must be \"fashion-mnist\", \"mnist\", \"npy\", \"cifar10-bin\" or \"png-folder\", got \"" + name + "\"";
   if (val_size < -1) return "data.val_size must be >= 0 (or -1 for the default)";
+  if (color != "luminance" && color != "rgb") return "data.color must be \"luminance\" or \"rgb\", got \"" + color + "\"";
+  if (classes < 0) return "data.classes must be >= 0 (0: largest label + 1)";
+  if (test_size < -1) return "data.test_size must be >= 0 (or -1 for 20 %)";
+  if (name == "npy" && (images.empty() || labels.empty())) return "data.images and data.labels (.npy files) are required for data.name \"npy\"";
+  if (name == "npy" && test_images.empty() != test_labels.empty())
+    return "data.test_images and data.test_labels go together (both or neither)";
+  if ((name == "cifar10-bin" || name == "png-folder") && dir.empty())
+    return "data.dir (the dataset folder) is required for data.name \"" + name + "\"";
+  if (file_backed()) {
+    if (name != "npy" && !(images.empty() && labels.empty() && test_images.empty() && test_labels.empty()))
+      return "data.images/labels/test_images/test_labels apply to data.name \"npy\" only";
+    if (name == "npy" && !dir.empty()) return "data.dir applies to data.name \"cifar10-bin\" and \"png-folder\" only";
+    if (train_limit < 0) return "data.train_limit must be >= 0";
+    return {};
+  }
+  if (!(images.empty() && labels.empty() && test_images.empty() && test_labels.empty() && dir.empty()))
+    return "data.images/labels/test_images/test_labels/dir apply to the file sources (npy, cifar10-bin, png-folder) only";
   if (mnist_test_size < 1 || mnist_test_size + resolved_val_size() >= 10000)
     return "data.mnist_test_size must be >= 1 and leave training images (mnist_test_size + val_size < 10000)";
   if (train_limit < 0) return "data.train_limit must be >= 0";
@@ -112,6 +130,7 @@ Dataset take(const Dataset& d, std::span<const int> idx) {
   Dataset o;
   o.shape = d.shape;
   o.num_classes = d.num_classes;
+  o.class_names = d.class_names;
   o.x.resize(static_cast<Eigen::Index>(idx.size()), d.x.cols());
   o.y.resize(idx.size());
   for (std::size_t i = 0; i < idx.size(); ++i) {
@@ -127,8 +146,9 @@ Dataset head(const Dataset& d, std::size_t n) {
   return take(d, idx);
 }
 
-Splits load_splits(const DataOptions& o) {
+Splits load_splits(const DataOptions& o, const ImageDecoder& decode) {
   io::require_valid(o.validate());
+  if (o.file_backed()) return load_file_splits(o, decode);
   std::mt19937_64 rng(o.split_seed);
   Splits s;
   if (o.name == "fashion-mnist") {

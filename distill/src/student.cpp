@@ -68,13 +68,17 @@ sim::KernelTiling tiling_of(const StudentOptions& o, Shape in) {
 
 OpticalStudent::OpticalStudent(const StudentOptions& o, Shape in, int classes) : o_(o), in_(in), classes_(classes) {
   io::require_valid(o_.validate());
-  if (in.c != 1) throw std::invalid_argument("student: the optical layer takes single-channel intensity images");
+  if (in.c < 1) throw std::invalid_argument("student: the input needs at least one channel");
+  if (in.c > 1 && o_.augment.enabled)
+    throw std::invalid_argument("student.augment (front-end jitter) needs single-channel input; the input has " +
+                                std::to_string(in.c) + " channels");
   if (in.h % o_.pool != 0 || in.w % o_.pool != 0)
     throw std::invalid_argument("student.pool must divide the image size " + std::to_string(in.h) + "x" + std::to_string(in.w));
-  Kp_ = o_.signing == "pairs" ? o_.kernels / 2 : o_.kernels;
+  M_ = in.c * o_.kernels;
+  Kp_ = o_.signing == "pairs" ? M_ / 2 : M_;
   D_ = Kp_ * (in.h / o_.pool) * (in.w / o_.pool);
   const int k2 = o_.kernel_size * o_.kernel_size;
-  conv_ = std::make_unique<Conv2d<double>>(in, o_.kernels, o_.kernel_size, o_.kernel_size / 2);
+  conv_ = std::make_unique<Conv2d<double>>(in, M_, o_.kernel_size, o_.kernel_size / 2);
   if (o_.parameterization == "intensity") {
     rho_ = MatD::Zero(o_.kernels, k2);
   } else {
@@ -190,8 +194,24 @@ void OpticalStudent::refresh_kernels() {
         for (int kx = 0; kx < k; ++kx) kappa_(j, ky * k + kx) = o_.psf_gain * psf(r0 + k - 1 - ky, c0 + k - 1 - kx);
     }
   }
-  conv_->weight() = kappa_;
+  conv_->weight() = expand_kernels(kappa_);
   conv_->bias().setZero();
+}
+
+MatD OpticalStudent::expand_kernels(const MatD& kappa) const {
+  if (in_.c == 1) return kappa;
+  const int K = o_.kernels, k2 = o_.kernel_size * o_.kernel_size;
+  MatD w = MatD::Zero(static_cast<Eigen::Index>(M_), static_cast<Eigen::Index>(in_.c) * k2);
+  for (int c = 0; c < in_.c; ++c) w.block(c * K, c * k2, K, k2) = kappa.topRows(K);
+  return w;
+}
+
+MatD OpticalStudent::reduce_kernel_grad(const MatD& gw) const {
+  if (in_.c == 1) return gw;
+  const int K = o_.kernels, k2 = o_.kernel_size * o_.kernel_size;
+  MatD g = MatD::Zero(K, k2);
+  for (int c = 0; c < in_.c; ++c) g += gw.block(c * K, c * k2, K, k2);
+  return g;
 }
 
 MatD OpticalStudent::kernels() const { return kappa_; }
@@ -245,7 +265,7 @@ MatD OpticalStudent::pool_sign(const MatD& y) const {
   MatD a = MatD::Zero(y.rows(), D_);
   const double inv = 1.0 / (p * p);
   for (Eigen::Index n = 0; n < y.rows(); ++n)
-    for (int k = 0; k < o_.kernels; ++k) {
+    for (int k = 0; k < M_; ++k) {
       const int j = pairs ? k / 2 : k;
       const double sgn = (pairs && k % 2 == 1) ? -inv : inv;
       const double* src = y.row(n).data() + k * H * W;
@@ -259,10 +279,10 @@ MatD OpticalStudent::pool_sign(const MatD& y) const {
 MatD OpticalStudent::pool_sign_t(const MatD& da) const {
   const int H = in_.h, W = in_.w, p = o_.pool, Ho = H / p, Wo = W / p;
   const bool pairs = o_.signing == "pairs";
-  MatD y(da.rows(), o_.kernels * H * W);
+  MatD y(da.rows(), static_cast<Eigen::Index>(M_) * H * W);
   const double inv = 1.0 / (p * p);
   for (Eigen::Index n = 0; n < da.rows(); ++n)
-    for (int k = 0; k < o_.kernels; ++k) {
+    for (int k = 0; k < M_; ++k) {
       const int j = pairs ? k / 2 : k;
       const double sgn = (pairs && k % 2 == 1) ? -inv : inv;
       const double* src = da.row(n).data() + j * Ho * Wo;
@@ -342,7 +362,7 @@ void OpticalStudent::backward(const MatD& dl, const MatD* dh_extra) {
   if (jittered_) dy = jitter_->apply_t(dy);
   conv_->grad_weight().setZero();
   conv_->backward_params(dy);
-  grho_ += kernel_grad_to_raw(conv_->grad_weight());
+  grho_ += kernel_grad_to_raw(reduce_kernel_grad(conv_->grad_weight()));
 }
 
 std::vector<Param<double>> OpticalStudent::params(ParamSet s) {

@@ -27,10 +27,14 @@ MatD OpticalStudent::ntk(const MatD& x, ParamSet s, bool kernel_space) {
     const MatD& cols = conv_->columns();
     ntk_u_.resize(B, static_cast<Eigen::Index>(C) * P);
     for (Eigen::Index i = 0; i < B; ++i) {
-      // Rows (c, k) of the sample's output gradient times its im2col columns: (C·K) × k².
-      Eigen::Map<const MatD> dyi(dy.row(i * C).data(), static_cast<Eigen::Index>(C) * o_.kernels, HW);
+      // Rows (c, m) of the sample's output gradient times its im2col columns, (C·M) × (Cin·k²), reduced per
+      // class to the K × k² kernels (the channels' blocks summed; the identity for one channel).
+      Eigen::Map<const MatD> dyi(dy.row(i * C).data(), static_cast<Eigen::Index>(C) * M_, HW);
       const MatD ui = dyi * cols.middleCols(i * HW, HW).transpose();
-      ntk_u_.row(i) = Eigen::Map<const Eigen::RowVectorXd>(ui.data(), ui.size());
+      for (int c = 0; c < C; ++c) {
+        const MatD uc = reduce_kernel_grad(ui.middleRows(static_cast<Eigen::Index>(c) * M_, M_));
+        ntk_u_.row(i).segment(static_cast<Eigen::Index>(c) * P, P) = Eigen::Map<const Eigen::RowVectorXd>(uc.data(), P);
+      }
     }
     Eigen::RowVectorXd d = Eigen::RowVectorXd::Ones(static_cast<Eigen::Index>(C) * P);
     if (!kernel_space) {
@@ -91,13 +95,14 @@ void OpticalStudent::ntk_backward(const MatD& Gin) {
     // ū = 2 G U diag(d): B × (C·P); then ∂L/∂v_ic = G_i ū_ic (the front-end applied with kernel ū_ic).
     const MatD ubar = 2.0 * (G * ntk_u_) * d.asDiagonal();
     const MatD& cols = conv_->columns();
-    MatD ybar(B * C, static_cast<Eigen::Index>(o_.kernels) * HW);
+    MatD ybar(B * C, static_cast<Eigen::Index>(M_) * HW);
     for (Eigen::Index i = 0; i < B; ++i) {
       Eigen::Map<const MatD> ui(ubar.row(i).data(), static_cast<Eigen::Index>(C) * o_.kernels, k2);
-      const MatD yi = ui * cols.middleCols(i * HW, HW);  // (C·K) × HW
-      for (int c = 0; c < C; ++c)
-        ybar.row(i * C + c) = Eigen::Map<const Eigen::RowVectorXd>(yi.data() + static_cast<Eigen::Index>(c) * o_.kernels * HW,
-                                                                   static_cast<Eigen::Index>(o_.kernels) * HW);
+      for (int c = 0; c < C; ++c) {
+        const MatD yc = expand_kernels(ui.middleRows(static_cast<Eigen::Index>(c) * o_.kernels, o_.kernels)) *
+                        cols.middleCols(i * HW, HW);  // M × HW
+        ybar.row(i * C + c) = Eigen::Map<const Eigen::RowVectorXd>(yc.data(), yc.size());
+      }
     }
     MatD dv = pool_sign(ybar);  // (B·C) × D: ∂/∂(σ⁻¹ ⊙ v), so ∂/∂v = dv ⊙ σ⁻¹
     dv.array().rowwise() *= inv_sd_.row(0).array();
@@ -119,7 +124,7 @@ void OpticalStudent::ntk_backward(const MatD& Gin) {
   const MatD dy = pool_sign_t(dA);
   conv_->grad_weight().setZero();
   conv_->backward_params(dy);
-  grho_ += kernel_grad_to_raw(conv_->grad_weight());
+  grho_ += kernel_grad_to_raw(reduce_kernel_grad(conv_->grad_weight()));
 }
 
 }  // namespace hilo::distill

@@ -379,4 +379,21 @@ void write_png(const std::filesystem::path& path, const cv::Mat& image) {
   }
 }
 
+cv::Mat read_image8(const std::filesystem::path& path) {
+  if (!std::filesystem::is_regular_file(path)) throw FigureError(path.string() + ": image file not found");
+  cv::Mat im = cv::imread(path.string(), cv::IMREAD_UNCHANGED);
+  if (im.empty()) throw FigureError(path.string() + ": cannot decode the image");
+  if (im.depth() == CV_16U) im.convertTo(im, CV_8U, 1.0 / 257.0);
+  if (im.depth() != CV_8U) throw FigureError(path.string() + ": images must have 8- or 16-bit samples");
+  cv::Mat out;
+  switch (im.channels()) {
+    case 1: out = im; break;
+    case 2: cv::extractChannel(im, out, 0); break;  // grey + alpha
+    case 3: cv::cvtColor(im, out, cv::COLOR_BGR2RGB); break;
+    case 4: cv::cvtColor(im, out, cv::COLOR_BGRA2RGB); break;
+    default: throw FigureError(path.string() + ": unsupported channel count " + std::to_string(im.channels()));
+  }
+  return out;
+}
+
 }  // namespace hilo::io

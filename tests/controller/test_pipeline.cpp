@@ -155,6 +155,8 @@ namespace {
 json perturbed(const json& j, const std::string& path = "") {
   static const std::map<std::string, json> strings = {
       {"/data/name", "fashion-mnist"}, {"/data/fashion_dir", "fmnist"}, {"/data/mnist_dir", "digits"},
+      {"/data/images", "x.npy"}, {"/data/labels", "y.npy"}, {"/data/test_images", "xt.npy"},
+      {"/data/test_labels", "yt.npy"}, {"/data/dir", "own"}, {"/data/color", "rgb"},
       {"/teacher/train/schedule", "constant"}, {"/teacher/train/optimizer/kind", "sgd"},
       {"/student/train/schedule", "constant"}, {"/student/train/optimizer/kind", "sgd"},
       {"/student/options/parameterization", "phase"}, {"/student/options/nonneg", "square"},

@@ -3,6 +3,10 @@
 #include <cmath>
 #include <functional>
 #include <random>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
 
 #include "hilo/distill/layers.hpp"
 
@@ -33,6 +37,16 @@ inline MatD numeric_grad(MatD& m, const std::function<double()>& f, double h = 1
     g.data()[i] = (fp - fm) / (2 * h);
   }
   return g;
+}
+
+// Each parameter's analytic gradient (already in *p.grad) against central differences of f; relative
+// error below tol, failures labelled with `label` and the parameter's name.
+inline void expect_grads_match_fd(const std::vector<Param<double>>& params, const std::function<double()>& f,
+                                  const std::string& label, double tol = 1e-4) {
+  for (const auto& p : params) {
+    const MatD g = *p.grad;
+    EXPECT_LT(rel_err(g, numeric_grad(*p.value, f)), tol) << label << " " << p.name;
+  }
 }
 
 }  // namespace hilo::distill::testing

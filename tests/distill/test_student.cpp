@@ -6,6 +6,7 @@
 #include <random>
 
 #include "gradcheck.hpp"
+#include "student_fixture.hpp"
 #include "hilo/distill/kernel_regression.hpp"
 #include "hilo/distill/student.hpp"
 #include "hilo/distill/student_jobs.hpp"
@@ -13,20 +14,11 @@
 using namespace hilo::distill;
 using hilo::distill::testing::numeric_grad;
 using hilo::distill::testing::rel_err;
+using hilo::distill::testing::expect_grads_match_fd;
 
 namespace {
 StudentOptions tiny(const std::string& param, const std::string& nonneg, const std::string& signing) {
-  StudentOptions o;
-  o.kernels = 4;
-  o.kernel_size = 3;
-  o.parameterization = param;
-  o.nonneg = nonneg;
-  o.signing = signing;
-  o.pool = 2;
-  o.hidden = 6;
-  o.tile_columns = 2;
-  o.tile_gap = 1;
-  return o;
+  return hilo::distill::testing::tiny_student(param, nonneg, signing);
 }
 
 struct Case {
@@ -63,16 +55,7 @@ TEST(OpticalStudent, BackwardMatchesFiniteDifferences) {
     std::mt19937_64 rng(11);
     OpticalStudent s = make(c, rng);
     const MatD x = images(3, rng);
-    const std::vector<int> y{0, 2, 1};
-    auto loss = [&] { return softmax_cross_entropy<double>(s.forward(x, false), y, nullptr); };
-    s.zero_grad();
-    MatD dl;
-    softmax_cross_entropy(s.forward(x, false), y, &dl);
-    s.backward(dl);
-    for (auto& p : s.params()) {
-      const MatD g = *p.grad;
-      EXPECT_LT(rel_err(g, numeric_grad(*p.value, loss)), 1e-4) << name(c) << " " << p.name;
-    }
+    hilo::distill::testing::expect_backward_matches_fd(s, x, {0, 2, 1}, name(c));
   }
 }
 
@@ -93,10 +76,7 @@ void expect_training_backward_matches_fd(OpticalStudent& s, const MatD& x, const
   softmax_cross_entropy(logits, y, &dl);
   s.backward(dl);
   EXPECT_GT((logits - s.forward(x, false)).norm(), min_change) << label;
-  for (auto& p : s.params()) {
-    const MatD g = *p.grad;
-    EXPECT_LT(rel_err(g, numeric_grad(*p.value, loss)), 1e-4) << label << " " << p.name;
-  }
+  expect_grads_match_fd(s.params(), loss, label);
 }
 }  // namespace
 
@@ -356,11 +336,8 @@ TEST(OpticalStudent, NtkParameterGradientMatchesFiniteDifferences) {
         s.zero_grad();
         s.ntk(x, set, ks);
         s.ntk_backward(G);
-        for (auto& p : s.params()) {
-          const MatD g = *p.grad;
-          EXPECT_LT(rel_err(g, numeric_grad(*p.value, objective)), 1e-4)
-              << name(c) << " set=" << to_string(set) << " kernel_space=" << ks << " " << p.name;
-        }
+        expect_grads_match_fd(s.params(), objective,
+                              name(c) + " set=" + to_string(set) + " kernel_space=" + std::to_string(ks));
       }
 }
 
@@ -380,10 +357,7 @@ TEST(OpticalStudent, NtkAtFeaturesMatchesNtkAndFiniteDifferences) {
     s.zero_grad();
     s.ntk_at_features(a);
     s.ntk_backward(G);
-    for (auto& p : s.params()) {
-      const MatD g = *p.grad;
-      EXPECT_LT(rel_err(g, numeric_grad(*p.value, objective)), 1e-4) << name(c) << " " << p.name;
-    }
+    expect_grads_match_fd(s.params(), objective, name(c));
   }
 }
 

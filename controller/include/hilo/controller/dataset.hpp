@@ -6,6 +6,12 @@
 // Reading is the learning core's loader (hilo::distill::load_idx_gz: magic numbers, counts, payload sizes
 // and labels 0..9 checked); violations throw DatasetError (= hilo::distill::DatasetError) naming the file.
 // The controller keeps the images as the 8-bit levels the files hold, for placement on the SLM.
+//
+// A lab's own datasets (distill::DataOptions of a file source: npy, cifar10-bin, png-folder) are
+// registered at run time under a key (add_files) and read through distill::load_splits with the PNG
+// decoder below; "train" is the training split as the pipeline sees it (after the seeded validation
+// cut), "test" the test split. The input SLM shows one intensity channel, so RGB images arrive as their
+// luminance (data.color "luminance"; "rgb" is refused) and are rounded to 8-bit levels.
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -31,6 +37,12 @@ struct ImageSet {
 // Reads a whole split. split: "train" or "test".
 ImageSet read_idx_split(const std::filesystem::path& dir, const std::string& split);
 
+// The PNG decoder the learning core's png-folder reader needs (hilo::io::read_image8 underneath).
+distill::ImageDecoder image_decoder();
+
+// Reads a split ("train" or "test") of a file-backed dataset as 8-bit levels. Throws DatasetError.
+ImageSet read_file_split(const distill::DataOptions& o, const std::string& split);
+
 // Reads one split of the dataset in `dir` (read_idx_split; tests inject slow or failing readers).
 using SplitReader = std::function<ImageSet(const std::filesystem::path& dir, const std::string& split)>;
 
@@ -42,7 +54,13 @@ class DatasetLibrary {
  public:
   explicit DatasetLibrary(SplitReader reader = read_idx_split) : reader_(std::move(reader)) {}
   void add(std::string name, std::filesystem::path dir) { dirs_[std::move(name)] = std::move(dir); }
-  bool knows(const std::string& name) const { return dirs_.count(name) != 0; }
+  bool knows(const std::string& name) const;
+  // Registers a file-backed dataset (paths already resolved) and returns its key, "files:" + the
+  // options as JSON; the same options give the same key. Thread-safe, at any time.
+  std::string add_files(const distill::DataOptions& o);
+  // The key of a capture job's stored `dataset` parameter: a built-in name as it is, a file dataset's
+  // options (an object, paths resolved) registered through add_files. Throws DatasetError for bad options.
+  std::string key_of(const nlohmann::json& dataset);
   std::vector<std::string> names() const;
   // Loads the split on first use (one load at a time; a second caller of the same split waits for it).
   // Throws DatasetError (unknown name, unreadable or malformed files).
@@ -53,8 +71,9 @@ class DatasetLibrary {
  private:
   SplitReader reader_;
   std::map<std::string, std::filesystem::path> dirs_;
+  std::map<std::string, distill::DataOptions> files_;  // guarded by cache_mu_
   std::mutex load_mu_;           // held for a whole load
-  mutable std::mutex cache_mu_;  // held only to read or insert into cache_
+  mutable std::mutex cache_mu_;  // held only to read or insert into cache_ (and files_)
   std::map<std::string, std::shared_ptr<const ImageSet>> cache_;
 };
 

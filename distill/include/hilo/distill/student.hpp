@@ -1,15 +1,20 @@
 #pragma once
 // The hybrid optical-digital student (double precision throughout; it is small).
 //
-//   x (B × H·W, intensity image in [0,1])
-//   └─ optical layer: Y_k = x ⋆ κ_k  (incoherent PSF convolution written as a cross-correlation,
-//        "same" size, zero outside the image), K non-negative kernels κ_k of k×k
+//   x (B × Cin·H·W, intensity image in [0,1]; Cin channel planes, e.g. R, G, B)
+//   └─ optical layer: Y_{c,k} = x_c ⋆ κ_k  (incoherent PSF convolution written as a cross-correlation,
+//        "same" size, zero outside the image), K non-negative kernels κ_k of k×k. Per-channel optics:
+//        each input channel is imaged on its own through the same element (three exposures, one per
+//        colour, on a monochrome camera), giving M = Cin·K maps in channel-major order m = c·K + k;
+//        for Cin = 1 this is the plain layer. The conv weight is κ placed block-diagonally
+//        (expand_kernels), its gradient the sum of the channels' blocks (reduce_kernel_grad).
 //   └─ front-end jitter (training only, optional; augment.hpp): per sample a random blur, pose (shift,
 //        rotation, scale about the frame centre), gain and per-map dark offset of the maps
 //   └─ camera noise (training only, optional): Y + √(max(Y,0)/s)·ε₁ + r·ε₂,  ε ~ N(0,1)
 //        s = photons per unit signal (shot noise, Gaussian approximation of Poisson), r = read noise
-//   └─ signing: "pairs": S_j = Y_{2j} − Y_{2j+1} (K/2 signed maps, subtracted digitally);
-//               "bias":  S = Y (K non-negative maps; the first linear layer's bias supplies the offset)
+//   └─ signing: "pairs": S_j = Y_{2j} − Y_{2j+1} (M/2 signed maps, subtracted digitally; K even, so a
+//                        pair never mixes channels); "bias": S = Y (M non-negative maps; the first linear
+//                        layer's bias supplies the offset)
 //   └─ average pooling p×p → a (B × D), D = K'·(H/p)·(W/p)   [the "measured features"]
 //   └─ standardisation: â = (a − μ) ⊙ σ⁻¹, a fixed offset μ and scale σ⁻¹ (1 × D each) estimated
 //        from training features once before the backend trains (fit_feature_norm), not trained
@@ -127,7 +132,7 @@ class OpticalStudent {
   // the trained kernels by the ones the element actually realises. Throws std::invalid_argument for the
   // phase parameterisation, a wrong shape or a negative value.
   void set_kernels(const MatD& kappa);
-  // Feature maps Y (n × K·H·W, kernel-major, as the optical layer produces them) → features a
+  // Feature maps Y (n × M·H·W, map-major, as the optical layer produces them) → features a
   // (n × D): the signing and pooling steps alone. Bench measurements enter the student here.
   MatD features_from_maps(const MatD& y) const { return pool_sign(y); }
 
@@ -169,6 +174,9 @@ class OpticalStudent {
   // Kernel from raw parameters, and its chain rule: dρ from dκ.
   void refresh_kernels();
   MatD kernel_grad_to_raw(const MatD& dkappa) const;
+  // κ (K × k²) → the conv weight (M × Cin·k², block-diagonal over channels) and its adjoint.
+  MatD expand_kernels(const MatD& kappa) const;
+  MatD reduce_kernel_grad(const MatD& gw) const;
   MatD kernel_deriv_sq() const;   // (∂κ/∂ρ)² elementwise (intensity only)
   MatD kernel_deriv_sq_grad() const;  // d/dρ of (∂κ/∂ρ)²
   // Linear map Y (n × K·H·W) → a (n × D) and its transpose.
@@ -182,7 +190,7 @@ class OpticalStudent {
 
   StudentOptions o_;
   Shape in_;
-  int classes_, Kp_ = 0, D_ = 0;
+  int classes_, M_ = 0, Kp_ = 0, D_ = 0;  // M_: maps (Cin·K)
   MatD rho_, grho_;   // optical parameters and gradient
   MatD kappa_;        // K × k²
   MatD w1_, b1_, w2_, b2_, gw1_, gb1_, gw2_, gb2_;

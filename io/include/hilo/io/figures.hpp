@@ -79,4 +79,10 @@ cv::Mat render_grid(const std::vector<cv::Mat>& images, int cols, const std::vec
 // Writes a CV_8UC1/CV_8UC3 image as PNG atomically. Throws FigureError if encoding or writing fails.
 void write_png(const std::filesystem::path& path, const cv::Mat& image);
 
+// Reads an image file (PNG, or any format OpenCV decodes) as 8-bit levels: CV_8UC1 for a grey file
+// (grey + alpha too), CV_8UC3 in R, G, B channel order for a colour one (alpha dropped); 16-bit files
+// are scaled by 1/257 and rounded. For datasets of a lab's own images. Throws FigureError naming the
+// file when it is missing or cannot be decoded.
+cv::Mat read_image8(const std::filesystem::path& path);
+
 }  // namespace hilo::io
