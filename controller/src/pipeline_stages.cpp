@@ -310,15 +310,11 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
   }
   std::optional<sim::Pose> truth_at_calibration;
   if (b_.simulator) truth_at_calibration = b_.simulator->true_pose(ex.calibrated_at_s());
-  // --- twin hook (pipeline_twin.cpp): measured kernels right after the calibration, on a generator of
-  // its own so the stage's other draws are those of a run without it.
+  // Twin hook (pipeline_twin.cpp): the measured kernels are taken right after the test set, on a
+  // generator of their own, so the stage's other draws and its test features (the frames before them)
+  // are those of a run without them — the evaluate job measures the test set exactly as this stage does.
   std::optional<TwinState> twin;
   std::mt19937_64 twin_rng(stage_seed(c_.seed, 400 + std::uint64_t(index)));
-  if (compensate && c_.kernels.enabled) {
-    twin.emplace(measure_twin(ex, ex.saved_calibration({}).calibration, *design_, deployment_, *deployed_, c_, twin_rng, d, stage));
-    log(stage + ": measured kernels: " + twin->summary["kernels"].dump());
-  }
-  // --- end twin hook
 
   std::vector<int> idx;
   distill::Dataset sub;
@@ -341,6 +337,10 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
   const MatD A_test = measure(test_x_);
   calibration::write_features(d / "test_features.npy", A_test);
   MatD A_val, A_sub;
+  if (compensate && c_.kernels.enabled) {
+    twin.emplace(measure_twin(ex, ex.saved_calibration({}).calibration, *design_, deployment_, *deployed_, c_, twin_rng, d, stage));
+    log(stage + ": measured kernels: " + twin->summary["kernels"].dump());
+  }
   if (compensate) {
     A_val = measure(data_.val.x);
     A_sub = measure(sub.x);

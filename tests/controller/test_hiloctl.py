@@ -138,8 +138,8 @@ class Hiloctl(unittest.TestCase):
     def test_train_teacher_follows_progress_with_rate_and_eta(self):
         cfg = self.file("teacher.json")
         with open(cfg, "w") as f:
-            json.dump({"data": {"train_limit": 1200, "val_size": 200}, "arch": {"channels": [2], "hidden": 8},
-                       "train": {"epochs": 2, "batch_size": 20, "threads": 1}}, f)
+            json.dump({"data": {"train_limit": 3000, "val_size": 200}, "arch": {"channels": [4], "hidden": 16},
+                       "train": {"epochs": 4, "batch_size": 20, "threads": 1}}, f)
         p = self.ctl("train-teacher", "--config", cfg)
         job = json.loads(p.stdout)["job"]
         self.assertEqual(job["state"], "done")
