@@ -105,7 +105,7 @@ class StageJobs(unittest.TestCase):
                     # The same bench measured with the saved calibration: accuracy within the noise of 100
                     # test images (the frames are new exposures; at an accuracy near 0.5 one run's binomial
                     # standard error is 0.05, and 0.07 was seen on a student trained on another CPU, so the
-                    # bound is 0.1 — a wrong calibration costs tens of points here).
+                    # bound is 0.1).
                     self.assertLess(abs(adopted["accuracy"]["none"] - result["accuracy"]["none"]), 0.1)
 
                     for kind, args, code in (
