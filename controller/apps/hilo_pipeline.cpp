@@ -41,14 +41,21 @@ int main(int argc, char** argv) {
   select->add_option("--seeds", select_seeds, "seeds (each draws the subset and seeds the re-fit)");
   select->add_option("--png", select_png, "also write the figure (accuracy against the measured share per strategy)");
   CLI11_PARSE(app, argc, argv);
+  // sweep and select re-fit with the run's own thread count, on a grid file: name -> compensation options.
+  auto use_run_threads = [&] {
+    hilo::distill::set_compute_threads(
+        hilo::controller::PipelineConfig::from_json(hilo::distill::load_config_file(out + "/config.json")).threads);
+  };
+  auto read_grid = [](const std::string& file) {
+    std::vector<hilo::controller::SweepEntry> grid;
+    const auto grid_json = hilo::distill::load_config_file(file);
+    for (const auto& [name, j] : grid_json.items()) grid.push_back(hilo::controller::sweep_entry_from_json(name, j));
+    return grid;
+  };
   if (*select) {
     try {
-      hilo::distill::set_compute_threads(
-          hilo::controller::PipelineConfig::from_json(hilo::distill::load_config_file(out + "/config.json")).threads);
-      std::vector<hilo::controller::SweepEntry> grid;
-      const auto grid_json = hilo::distill::load_config_file(select_grid);
-      for (const auto& [name, j] : grid_json.items())
-        grid.push_back(hilo::controller::sweep_entry_from_json(name, j));
+      use_run_threads();
+      const auto grid = read_grid(select_grid);
       std::vector<hilo::calibration::SubsetStrategy> strategies;
       for (const auto& s : select_strategies) strategies.push_back(hilo::calibration::parse_subset_strategy(s));
       const auto r = hilo::controller::compare_selection(out, select_profile, grid, strategies, select_fractions, select_seeds,
@@ -63,13 +70,8 @@ int main(int argc, char** argv) {
   }
   if (*sweep) {
     try {
-      // The sweep re-fits with the run's own thread count.
-      hilo::distill::set_compute_threads(
-          hilo::controller::PipelineConfig::from_json(hilo::distill::load_config_file(out + "/config.json")).threads);
-      std::vector<hilo::controller::SweepEntry> grid;
-      const auto grid_json = hilo::distill::load_config_file(sweep_grid);
-      for (const auto& [name, j] : grid_json.items())
-        grid.push_back(hilo::controller::sweep_entry_from_json(name, j));
+      use_run_threads();
+      const auto grid = read_grid(sweep_grid);
       const auto r = hilo::controller::sweep_compensation(out, sweep_profile, grid, sweep_seeds, sweep_fractions,
                                                           [](const std::string& s) { std::cerr << s << "\n"; });
       std::cout << r.dump(2) << "\n";
