@@ -93,11 +93,12 @@ namespace {
 // (x + σ_in·N(0,1), clipped at 0; σ_in = 0: none) and the camera noise, in that order, from the loop's rng.
 class StudentModel final : public TrainModel<double> {
  public:
-  StudentModel(OpticalStudent& s, const Dataset& train, double input_noise)
-      : s_(s), train_(train), input_noise_(input_noise) {}
+  StudentModel(OpticalStudent& s, const Dataset& train, double input_noise, const InputAugment& augment)
+      : s_(s), train_(train), input_noise_(input_noise), augment_(augment) {}
   std::vector<Param<double>> params() override { return s_.params(); }
   MatD forward(std::span<const int> rows, std::mt19937_64& rng) override {
     MatD x = take(train_, rows).x.cast<double>();
+    augment_inputs(x, train_.shape, augment_, rng);
     if (input_noise_ > 0) x = x.unaryExpr([&](double v) { return std::max(0.0, v + input_noise_ * gauss_(rng)); });
     return s_.forward(x, true, &rng);
   }
@@ -109,6 +110,7 @@ class StudentModel final : public TrainModel<double> {
   OpticalStudent& s_;
   const Dataset& train_;
   double input_noise_;
+  InputAugment augment_;
   std::normal_distribution<double> gauss_{0.0, 1.0};
 };
 }  // namespace
@@ -187,7 +189,7 @@ History train_student(OpticalStudent& student, Sequential<float>& teacher, const
           return true;
         }));
   }
-  StudentModel model(student, data.train, d.method == "gd" ? d.gd_input_noise : 0.0);
+  StudentModel model(student, data.train, d.method == "gd" ? d.gd_input_noise : 0.0, o.augment);
   LoopOptions lo = loop_options(o, "distill");
   if (o.log_test_acc && data.test.size())
     lo.epoch_extra = [&](nlohmann::json& extra) {

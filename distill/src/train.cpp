@@ -3,6 +3,7 @@
 #include "hilo/io/options_json.hpp"
 
 #include <Eigen/Core>
+#include <cassert>
 #include <chrono>
 #include <cmath>
 #include <numeric>
@@ -44,8 +45,38 @@ std::string TrainOptions::validate() const {
   if (threads < 1) return "train.threads must be >= 1";
   if (auto e = optimizer.validate(); !e.empty()) return e;
   if (auto e = early_stop.validate(); !e.empty()) return e;
+  if (auto e = augment.validate(); !e.empty()) return e;
   return {};
 }
+
+std::string InputAugment::validate() const {
+  if (shift_px < 0 || shift_px > 8) return "train.augment.shift_px must be in [0, 8], got " + std::to_string(shift_px);
+  return {};
+}
+
+template <typename T>
+void augment_inputs(Mat<T>& x, Shape shape, const InputAugment& a, std::mt19937_64& rng) {
+  assert(x.cols() == shape.size() && "rows must be images of the given shape");
+  if (!a.enabled()) return;
+  std::uniform_int_distribution<int> shift(-a.shift_px, a.shift_px);
+  std::bernoulli_distribution flip(0.5);
+  std::vector<T> img(static_cast<std::size_t>(shape.size()));
+  const int H = shape.h, W = shape.w;
+  for (Eigen::Index r = 0; r < x.rows(); ++r) {
+    const int dx = a.shift_px ? shift(rng) : 0, dy = a.shift_px ? shift(rng) : 0;
+    const bool mirror = a.hflip && flip(rng);
+    for (int i = 0; i < shape.size(); ++i) img[static_cast<std::size_t>(i)] = x(r, i);
+    for (int c = 0; c < shape.c; ++c)
+      for (int y = 0; y < H; ++y)
+        for (int u = 0; u < W; ++u) {
+          const int sy = y - dy, su0 = u - dx, su = mirror ? W - 1 - su0 : su0;
+          const bool in = sy >= 0 && sy < H && su0 >= 0 && su0 < W;
+          x(r, (c * H + y) * W + u) = in ? img[static_cast<std::size_t>((c * H + sy) * W + su)] : T(0);
+        }
+  }
+}
+template void augment_inputs<float>(Mat<float>&, Shape, const InputAugment&, std::mt19937_64&);
+template void augment_inputs<double>(Mat<double>&, Shape, const InputAugment&, std::mt19937_64&);
 
 double scheduled_lr(const std::string& schedule, double lr, std::size_t t, std::size_t total) {
   if (schedule == "constant" || total == 0) return lr;
@@ -95,10 +126,13 @@ namespace {
 // The teacher as a loop's model: rows of the training split through the network in training mode.
 class ClassifierModel final : public TrainModel<float> {
  public:
-  ClassifierModel(Sequential<float>& net, const Dataset& train) : net_(net), train_(train) {}
+  ClassifierModel(Sequential<float>& net, const Dataset& train, const InputAugment& augment)
+      : net_(net), train_(train), augment_(augment) {}
   std::vector<Param<float>> params() override { return net_.params(); }
-  Mat<float> forward(std::span<const int> rows, std::mt19937_64&) override {
-    return net_.forward(take(train_, rows).x, true);
+  Mat<float> forward(std::span<const int> rows, std::mt19937_64& rng) override {
+    Mat<float> x = take(train_, rows).x;
+    augment_inputs(x, train_.shape, augment_, rng);
+    return net_.forward(x, true);
   }
   void backward(const StepTerms<float>& t) override { net_.backward(t.dlogits); }
   std::vector<Mat<float>*> state() override {
@@ -112,6 +146,7 @@ class ClassifierModel final : public TrainModel<float> {
  private:
   Sequential<float>& net_;
   const Dataset& train_;
+  InputAugment augment_;
 };
 }  // namespace
 
@@ -119,7 +154,7 @@ History train_classifier(Sequential<float>& net, const Splits& data, const Train
   io::require_valid(o.validate());
   std::mt19937_64 rng(o.seed);
   init_he(net, rng);
-  ClassifierModel model(net, data.train);
+  ClassifierModel model(net, data.train, o.augment);
   Losses<float> losses;
   losses.push_back(std::make_unique<TaskLoss<float>>());
   LoopOptions lo = loop_options(o, "train-teacher");

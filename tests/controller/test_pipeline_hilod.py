@@ -27,7 +27,9 @@ SMALL = {
                 "distill": {"method": "ntkd", "ntk_distance": "alignment", "ntk_beta": 10, "ntk_subbatch": 16,
                             "ntk_every": 4}},
     "deploy": {"gs_iterations": 20, "adam_iterations": 60, "design_refit_epochs": 2},
-    "bench": {"profiles": ["moderate"], "test_images": 300, "drift_every": 200},
+    "bench": {"profiles": ["moderate"], "test_images": 300, "drift_every": 200,
+              # the twin and the element re-optimisation are tested in test_pipeline; off here (time)
+              "kernels": {"enabled": False}, "reoptimise_element": {"enabled": False}},
     "measure": {"fractions": [0.2, 0.1]},
     "compensation": {"task": {"epochs": 4}, "ntkd": {"epochs": 4, "ntk_subbatch": 8}},
 }

@@ -25,7 +25,9 @@ TRAIN = {"epochs": 1, "batch_size": 64, "optimizer": {"kind": "adam", "lr": 0.00
 PIPELINE = {
     "data": DATA,
     "deploy": {"gs_iterations": 20, "adam_iterations": 60, "design_refit_epochs": 3},
-    "bench": {"profiles": ["moderate"], "test_images": 100, "drift_every": 100},
+    "bench": {"profiles": ["moderate"], "test_images": 100, "drift_every": 100,
+              # the twin and the element re-optimisation are tested in test_pipeline; off here (time)
+              "kernels": {"enabled": False}, "reoptimise_element": {"enabled": False}},
     "measure": {"fractions": [0.2, 0.1]},
     "compensation": {"task": {"epochs": 2}, "ntkd": {"epochs": 2, "ntk_subbatch": 8}},
 }

@@ -361,3 +361,47 @@ TEST(TrainLoop, ConvergenceRuleRefusesBadSettingsAndAMissingValidation) {
   o.early_stop.patience = -2;
   EXPECT_THROW((void)train_loop<double>(m, task_only(), y, o, rng, [] { return 0.5; }, {}), std::invalid_argument);
 }
+
+// Input augmentation (train.hpp, InputAugment): every output pixel is the input pixel at the drawn
+// shift (mirrored when flipped) or zero where the shift uncovers the border; off draws nothing.
+TEST(InputAugment, MovesEachImageByItsDrawAndDrawsNothingWhenOff) {
+  const Shape s{2, 5, 6};
+  std::mt19937_64 g(3);
+  const MatD x0 = MatD::NullaryExpr(40, s.size(), [&] { return std::uniform_real_distribution<double>(0.1, 1.0)(g); });
+  MatD x = x0;
+  std::mt19937_64 rng(5), before(5);
+  augment_inputs(x, s, InputAugment{}, rng);
+  EXPECT_EQ(x, x0);
+  EXPECT_EQ(rng(), before());  // no draw: a run without augmentation keeps its batch order
+  for (const bool hflip : {false, true}) {
+    const InputAugment a{2, hflip};
+    x = x0;
+    std::mt19937_64 r1(7), r2(7);
+    augment_inputs(x, s, a, r1);
+    // Replay the draws and check every pixel against the rule.
+    std::uniform_int_distribution<int> shift(-2, 2);
+    std::bernoulli_distribution flip(0.5);
+    int moved = 0, mirrored = 0;
+    for (Eigen::Index r = 0; r < x.rows(); ++r) {
+      const int dx = shift(r2), dy = shift(r2);
+      const bool m = hflip && flip(r2);
+      moved += dx != 0 || dy != 0;
+      mirrored += m;
+      for (int c = 0; c < s.c; ++c)
+        for (int y = 0; y < s.h; ++y)
+          for (int u = 0; u < s.w; ++u) {
+            const int sy = y - dy, su = u - dx;
+            const double want = sy >= 0 && sy < s.h && su >= 0 && su < s.w
+                                    ? x0(r, (c * s.h + sy) * s.w + (m ? s.w - 1 - su : su))
+                                    : 0.0;
+            ASSERT_EQ(x(r, (c * s.h + y) * s.w + u), want) << "row " << r << " c " << c << " y " << y << " x " << u;
+          }
+    }
+    EXPECT_GT(moved, 20);
+    if (hflip) EXPECT_GT(mirrored, 5);
+  }
+  EXPECT_EQ(InputAugment({9, false}).validate(), "train.augment.shift_px must be in [0, 8], got 9");
+  TrainOptions o;
+  o.augment.shift_px = -1;
+  EXPECT_EQ(o.validate(), "train.augment.shift_px must be in [0, 8], got -1");
+}

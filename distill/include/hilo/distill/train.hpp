@@ -6,6 +6,7 @@
 #include <chrono>
 #include <functional>
 #include <limits>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,24 @@ struct EarlyStop {
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(EarlyStop, patience, min_delta)
 
+// Input augmentation while training: each training image of a batch, independently, is translated by an
+// integer number of pixels (dx, dy each uniform in [−shift_px, shift_px], the uncovered border zero) and,
+// with hflip, mirrored left–right with probability ½ (for classes that are symmetric under it, e.g.
+// Fashion-MNIST's garments, not digits). Drawn from the loop's generator only when on, so a run without it
+// keeps its batch order and history. Teacher outputs that distillation reads are of the clean images
+// (cached once), so KD/GD/shared then match the teacher's view of the unshifted image — the privileged
+// input of generalized distillation. Validation, test and every feature pass see the images unchanged.
+struct InputAugment {
+  int shift_px = 0;    // in [0, 8]
+  bool hflip = false;
+  [[nodiscard]] bool enabled() const { return shift_px > 0 || hflip; }
+  [[nodiscard]] std::string validate() const;  // "" when valid, else the violated rule
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(InputAugment, shift_px, hflip)
+// Applies `a` to the rows of x (N × c·h·w, channel-major images of `shape`) in place, drawing from rng.
+template <typename T>
+void augment_inputs(Mat<T>& x, Shape shape, const InputAugment& a, std::mt19937_64& rng);
+
 struct TrainOptions {
   int epochs = 6;
   int batch_size = 128;
@@ -57,10 +76,11 @@ struct TrainOptions {
   // that epoch): for comparisons at equal epochs or equal training time from one run. Reported only,
   // never used to select or stop; costs one test-set pass per epoch.
   bool log_test_acc = false;
+  InputAugment augment{};           // training images only (off by default)
   [[nodiscard]] std::string validate() const;  // "" when valid, else the violated rule
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TrainOptions, epochs, batch_size, optimizer, schedule, seed, threads,
-                                                early_stop, log_test_acc)
+                                                early_stop, log_test_acc, augment)
 
 struct EpochRecord {
   int epoch = 0;
