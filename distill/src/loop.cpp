@@ -50,8 +50,8 @@ History train_loop(TrainModel<T>& model, const Losses<T>& losses, const std::vec
   History h;
   std::size_t t = 0;
   // The convergence rule's bookkeeping: the best validation accuracy, its epoch and a copy of the state.
-  double best = 0;
-  int since_best = 0;
+  double best = 0, rate = o.optimizer.lr;  // rate: the base rate, dropped by the plateau schedule
+  int since_best = 0, drops_left = o.schedule == "plateau" ? o.early_stop.drops : 0;
   std::vector<Mat<T>> best_state;
   const std::vector<Mat<T>*> state = stop_rule ? model.state() : std::vector<Mat<T>*>{};
   for (int ep = 1; ep <= o.epochs; ++ep) {
@@ -70,7 +70,7 @@ History train_loop(TrainModel<T>& model, const Losses<T>& losses, const std::vec
       const auto rows = std::span<const int>(order).subspan(s * B, std::min(B, N - s * B));
       std::vector<int> y(rows.size());
       for (std::size_t i = 0; i < rows.size(); ++i) y[i] = labels[static_cast<std::size_t>(rows[i])];
-      opt.set_lr(scheduled_lr(o.schedule, o.optimizer.lr, t, steps * static_cast<std::size_t>(o.epochs)));
+      opt.set_lr(scheduled_lr(o.schedule, rate, t, steps * static_cast<std::size_t>(o.epochs)));
       opt.zero_grad();
       const Mat<T> logits = model.forward(rows, rng);
       const Batch<T> b{rows, y, logits, t, rng};
@@ -101,8 +101,13 @@ History train_loop(TrainModel<T>& model, const Losses<T>& losses, const std::vec
       best_state.clear();
       for (const Mat<T>* m : state) best_state.push_back(*m);
     } else if (++since_best >= o.early_stop.patience) {
-      h.stop_reason = "patience";
-      break;
+      if (drops_left == 0) {
+        h.stop_reason = "patience";
+        break;
+      }
+      --drops_left;
+      rate *= o.early_stop.factor;
+      since_best = 0;
     }
   }
   if (stop_rule) {

@@ -34,14 +34,19 @@ std::string EarlyStop::validate() const {
   if (patience < 0) return "train.early_stop.patience must be >= 0 (0: off), got " + std::to_string(patience);
   if (!(min_delta >= 0 && min_delta < 1))
     return "train.early_stop.min_delta must be in [0, 1) (an accuracy fraction), got " + std::to_string(min_delta);
+  if (drops < 0 || drops > 10) return "train.early_stop.drops must be in [0, 10], got " + std::to_string(drops);
+  if (!(factor > 0 && factor < 1)) return "train.early_stop.factor must be in (0, 1), got " + std::to_string(factor);
   return {};
 }
 
 std::string TrainOptions::validate() const {
   if (epochs < 1) return "train.epochs must be >= 1, got " + std::to_string(epochs);
   if (batch_size < 2) return "train.batch_size must be >= 2 (batch norm), got " + std::to_string(batch_size);
-  if (schedule != "cosine" && schedule != "constant")
-    return "train.schedule must be \"cosine\" or \"constant\", got \"" + schedule + "\"";
+  if (schedule != "cosine" && schedule != "constant" && schedule != "plateau")
+    return "train.schedule must be \"cosine\", \"constant\" or \"plateau\", got \"" + schedule + "\"";
+  if (schedule == "plateau" && !early_stop.enabled())
+    return "train.schedule \"plateau\" drops the rate when validation stops improving, so it needs "
+           "train.early_stop.patience > 0";
   if (threads < 1) return "train.threads must be >= 1";
   if (auto e = optimizer.validate(); !e.empty()) return e;
   if (auto e = early_stop.validate(); !e.empty()) return e;
@@ -79,7 +84,7 @@ template void augment_inputs<float>(Mat<float>&, Shape, const InputAugment&, std
 template void augment_inputs<double>(Mat<double>&, Shape, const InputAugment&, std::mt19937_64&);
 
 double scheduled_lr(const std::string& schedule, double lr, std::size_t t, std::size_t total) {
-  if (schedule == "constant" || total == 0) return lr;
+  if (schedule == "constant" || schedule == "plateau" || total == 0) return lr;
   return lr * 0.5 * (1.0 + std::cos(M_PI * static_cast<double>(t) / static_cast<double>(total)));
 }
 

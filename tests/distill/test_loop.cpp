@@ -266,9 +266,9 @@ struct ScriptedRun {
   History h;
   MatD w;
   std::vector<MatD> after;
-  std::vector<double> losses;
+  std::vector<double> losses, lrs;
 };
-ScriptedRun scripted_run(const std::vector<double>& val, EarlyStop rule) {
+ScriptedRun scripted_run(const std::vector<double>& val, EarlyStop rule, const std::string& schedule = "cosine") {
   std::mt19937_64 data_rng(11);
   auto [x, y] = blobs(48, data_rng);
   LinearModel m(x, 2);
@@ -278,6 +278,7 @@ ScriptedRun scripted_run(const std::vector<double>& val, EarlyStop rule) {
   o.batch_size = 8;
   o.optimizer.lr = 0.05;
   o.early_stop = rule;
+  o.schedule = schedule;
   std::mt19937_64 rng(3);
   ScriptedRun r;
   std::size_t e = 0;
@@ -285,6 +286,7 @@ ScriptedRun scripted_run(const std::vector<double>& val, EarlyStop rule) {
   ctl.on_epoch = [&](const EpochRecord& rec) {
     r.after.push_back(m.w_);
     r.losses.push_back(rec.loss);
+    r.lrs.push_back(rec.lr);
   };
   r.h = train_loop<double>(m, losses, y, o, rng, [&] { return val[e++]; }, ctl);
   r.w = m.w_;
@@ -322,6 +324,38 @@ TEST(TrainLoop, ConvergenceRuleStopsAfterPatienceEpochsWithoutImprovementAndKeep
 
 // Off by default: every epoch runs, the last weights stay, the history has no "stop" entry, and the
 // rule itself never perturbs training (an on-rule that never fires gives bit-identical losses and weights).
+// The plateau schedule: the rate stays at lr until the rule would stop, then drops by `factor` and
+// training goes on; the stop comes when patience runs out with no drop left, and the best epoch is kept.
+TEST(TrainLoop, PlateauScheduleDropsTheRateWhereTheRuleWouldStopThenStops) {
+  // patience 2, min_delta 0: epochs 1, 2 improve; 3, 4 do not → drop 1 (epoch 5 at lr·0.1); 5 improves;
+  // 6, 7 do not → drop 2 (lr·0.01 from epoch 8); 8, 9 do not → no drop left: stop after epoch 9.
+  const std::vector<double> val{0.5, 0.6, 0.6, 0.55, 0.7, 0.7, 0.69, 0.7, 0.6, 0.99, 0.99};
+  const ScriptedRun p = scripted_run(val, {.patience = 2, .min_delta = 0.0, .drops = 2, .factor = 0.1}, "plateau");
+  ASSERT_EQ(p.lrs.size(), 9u);
+  EXPECT_EQ(p.h.stop_reason, "patience");
+  EXPECT_EQ(p.h.best_epoch, 5);
+  EXPECT_TRUE(p.w == p.after[4]);
+  for (int e = 0; e < 9; ++e) {
+    const double want = e < 4 ? 0.05 : e < 7 ? 0.005 : 0.0005;
+    EXPECT_NEAR(p.lrs[static_cast<std::size_t>(e)], want, 1e-15) << "epoch " << e + 1;
+  }
+  // drops 0: the rule as without the schedule, at a constant rate.
+  const ScriptedRun q = scripted_run(val, {.patience = 2, .min_delta = 0.0, .drops = 0}, "plateau");
+  EXPECT_EQ(q.h.stopped_epoch, 4);
+  EXPECT_DOUBLE_EQ(q.lrs.back(), 0.05);
+  TrainOptions t;
+  t.schedule = "plateau";
+  EXPECT_EQ(t.validate(), "train.schedule \"plateau\" drops the rate when validation stops improving, so it needs "
+                          "train.early_stop.patience > 0");
+  t.early_stop.patience = 3;
+  EXPECT_EQ(t.validate(), "");
+  t.early_stop.factor = 1.0;
+  EXPECT_EQ(t.validate(), "train.early_stop.factor must be in (0, 1), got 1.000000");
+  t.early_stop.factor = 0.1;
+  t.early_stop.drops = 11;
+  EXPECT_EQ(t.validate(), "train.early_stop.drops must be in [0, 10], got 11");
+}
+
 TEST(TrainLoop, ConvergenceRuleIsOffByDefaultAndDoesNotPerturbTraining) {
   EXPECT_FALSE(EarlyStop{}.enabled());
   EXPECT_FALSE(LoopOptions{}.early_stop.enabled());

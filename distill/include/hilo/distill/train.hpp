@@ -38,13 +38,21 @@ Sequential<float> make_teacher(const TeacherArch& a, Shape in, int classes);
 // over the cap, so a stop at epoch e < epochs leaves the cosine schedule unfinished. patience 0 (the
 // default) is off: every epoch runs and the last epoch's parameters are kept, as before the rule.
 // Accuracies are fractions (min_delta 0.001 = 0.1 point). Needs a validation split when on.
+//
+// With TrainOptions::schedule "plateau" the rate is not annealed over the cap: it stays at lr·factor^k, and
+// where the rule above would stop, the rate drops instead (k → k+1, the count of epochs without improvement
+// restarts, training continues from the current parameters) until `drops` drops are spent; the next time
+// patience runs out training stops ("patience"). So training ends where the validation accuracy has stopped
+// improving at the smallest rate, independent of the cap (which then only bounds the cost).
 struct EarlyStop {
   int patience = 0;       // epochs without improvement before stopping, >= 0; 0: off
   double min_delta = 0;   // in [0, 1)
+  int drops = 2;          // schedule "plateau" only: rate drops before the stop, in [0, 10]
+  double factor = 0.1;    // schedule "plateau" only: the rate's factor at each drop, in (0, 1)
   [[nodiscard]] bool enabled() const { return patience > 0; }
   [[nodiscard]] std::string validate() const;  // "" when valid, else the violated rule
 };
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(EarlyStop, patience, min_delta)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(EarlyStop, patience, min_delta, drops, factor)
 
 // Input augmentation while training: each training image of a batch, independently, is translated by an
 // integer number of pixels (dx, dy each uniform in [−shift_px, shift_px], the uncovered border zero) and,
@@ -68,7 +76,9 @@ struct TrainOptions {
   int epochs = 6;
   int batch_size = 128;
   OptimizerOptions optimizer{};
-  std::string schedule = "cosine";  // "cosine" (lr·½(1+cos(π·t/T)) per step) | "constant"
+  // "cosine" (lr·½(1+cos(π·t/T)) per step, T the steps of `epochs`) | "constant" | "plateau" (lr, dropped
+  // by early_stop.factor when validation stops improving; needs early_stop.patience > 0, see EarlyStop)
+  std::string schedule = "cosine";
   std::uint64_t seed = 1;           // init and batch order
   int threads = 1;                  // Eigen / OpenMP threads, applied by the thread's owner (threads.hpp), not here
   EarlyStop early_stop{};           // the convergence rule (off by default); `epochs` is then the cap
