@@ -93,12 +93,16 @@ namespace {
 // (x + σ_in·N(0,1), clipped at 0; σ_in = 0: none) and the camera noise, in that order, from the loop's rng.
 class StudentModel final : public TrainModel<double> {
  public:
-  StudentModel(OpticalStudent& s, const Dataset& train, double input_noise, const InputAugment& augment)
-      : s_(s), train_(train), input_noise_(input_noise), augment_(augment) {}
+  // on_augmented (may be empty) sees each batch's rows and augmented images before any noise is added.
+  using AugmentedHook = std::function<void(std::span<const int> rows, const MatD& x)>;
+  StudentModel(OpticalStudent& s, const Dataset& train, double input_noise, const InputAugment& augment,
+               AugmentedHook on_augmented)
+      : s_(s), train_(train), input_noise_(input_noise), augment_(augment), on_augmented_(std::move(on_augmented)) {}
   std::vector<Param<double>> params() override { return s_.params(); }
   MatD forward(std::span<const int> rows, std::mt19937_64& rng) override {
     MatD x = take(train_, rows).x.cast<double>();
     augment_inputs(x, train_.shape, augment_, rng);
+    if (on_augmented_) on_augmented_(rows, x);
     if (input_noise_ > 0) x = x.unaryExpr([&](double v) { return std::max(0.0, v + input_noise_ * gauss_(rng)); });
     return s_.forward(x, true, &rng);
   }
@@ -111,6 +115,7 @@ class StudentModel final : public TrainModel<double> {
   const Dataset& train_;
   double input_noise_;
   InputAugment augment_;
+  AugmentedHook on_augmented_;
   std::normal_distribution<double> gauss_{0.0, 1.0};
 };
 }  // namespace
@@ -139,6 +144,19 @@ History train_student(OpticalStudent& student, Sequential<float>& teacher, const
       if (need_logits) t_logits.middleRows(i, n) = teacher.forward_range(f, head, teacher.size(), false).cast<double>();
     }
   }
+  // With input augmentation and distill.teacher_on_augmented, the teacher's outputs for a batch's rows are
+  // recomputed on the same augmented images the student sees (function matching), before the losses read them.
+  StudentModel::AugmentedHook on_augmented;
+  if ((need_logits || need_feat) && o.augment.enabled() && d.teacher_on_augmented)
+    on_augmented = [&](std::span<const int> rows, const MatD& x) {
+      const Mat<float> f = teacher.forward_range(x.cast<float>(), 0, head, false);
+      const Mat<float> z = need_logits ? teacher.forward_range(f, head, teacher.size(), false) : Mat<float>();
+      for (std::size_t i = 0; i < rows.size(); ++i) {
+        const auto r = static_cast<Eigen::Index>(i);
+        if (need_feat) t_feat.row(rows[i]) = f.row(r).cast<double>();
+        if (need_logits) t_logits.row(rows[i]) = z.row(r).cast<double>();
+      }
+    };
   // The objective (student_jobs.hpp): NTKD scales its task or KD term by α.
   const double task_weight = d.method == "ntkd" ? d.ntk_alpha : 1.0;
   Losses<double> losses;
@@ -189,7 +207,7 @@ History train_student(OpticalStudent& student, Sequential<float>& teacher, const
           return true;
         }));
   }
-  StudentModel model(student, data.train, d.method == "gd" ? d.gd_input_noise : 0.0, o.augment);
+  StudentModel model(student, data.train, d.method == "gd" ? d.gd_input_noise : 0.0, o.augment, on_augmented);
   LoopOptions lo = loop_options(o, "distill");
   if (o.log_test_acc && data.test.size())
     lo.epoch_extra = [&](nlohmann::json& extra) {

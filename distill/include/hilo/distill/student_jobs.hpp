@@ -50,12 +50,17 @@ struct DistillOptions {
   bool ntk_with_kd = false;
   std::string ntk_teacher = "exact";  // "exact" | "probe" (ntk_probe with ntk_probes probes, for large teachers)
   int ntk_probes = 64;
+  // With train.augment on: true, the teacher outputs KD, GD and the shared classifier read are those of
+  // the augmented image the student sees in that step (computed per batch, "function matching"); false,
+  // those of the clean image, computed once. No effect without augmentation.
+  bool teacher_on_augmented = true;
   [[nodiscard]] std::string validate() const;  // "" when valid, else the violated rule
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DistillOptions, method, temperature, kd_alpha, gd_lambda, gd_input_noise,
                                                 shared_weight, shared_feature_weight, ntk_alpha, ntk_beta, ntk_distance,
                                                 ntk_param_set, ntk_kernel_space, ntk_subbatch, ntk_every,
-                                                ntk_cache_batches, ntk_with_kd, ntk_teacher, ntk_probes)
+                                                ntk_cache_batches, ntk_with_kd, ntk_teacher, ntk_probes,
+                                                teacher_on_augmented)
 DistillOptions distill_options_from_json(const nlohmann::json& j);
 
 // The student's training defaults (a distill job's "train" section is read on top of these): Adam,
