@@ -282,6 +282,40 @@ int main(int argc, char** argv) {
   }, 10);
   std::printf("  student + NTKD (sub-batch %d, every step) %9.1f images/s  (%.2fx of plain)\n", nb, ntkd_rate,
               ntkd_rate / student_rate);
+  {
+    // NTKD as the distill jobs run it (scripts/distill_converged.sh, the pipeline): cka distance, Θ_S over
+    // the backend, sub-batch 32, the term on every 2nd step, Θ_T of the step's sub-batch computed there
+    // (ntk_cache_batches 0) — and with Θ_T taken from a cache (ntk_cache_batches > 0). Per-call costs of
+    // the three parts of the term, best of 3 rounds, are printed beside it.
+    const KernelDistance cka{"cka"};
+    const Mat<float> xs = s.x.topRows(nb);
+    const MatD xsd = s.xd.topRows(nb);
+    const MatD tt_cached = ntk_exact(s.teacher, xs);
+    long step = 0;
+    auto job_step = [&](bool cached) {
+      sopt.zero_grad();
+      MatD dl;
+      softmax_cross_entropy(s.student.forward(s.xd, true, &s.rng), s.y, &dl);
+      s.student.backward(dl);
+      if (step++ % 2 == 0) {
+        const MatD tt = cached ? tt_cached : ntk_exact(s.teacher, xs);
+        const MatD ts = s.student.ntk(xsd, ParamSet::backend);
+        s.student.ntk_backward(10.0 * cka.grad(tt, ts));
+      }
+      sopt.step();
+    };
+    const double job_rate = rate([&] { job_step(false); }, 20), cached_rate = rate([&] { job_step(true); }, 20);
+    std::printf("  student + NTKD as the jobs run it (cka, backend, sub-batch %d, every 2nd step): %9.1f images/s "
+                "(%.2fx of plain); Θ_T cached %9.1f images/s (%.2fx)\n",
+                nb, job_rate, job_rate / student_rate, cached_rate, cached_rate / student_rate);
+    MatD ts;
+    auto ms = [&](const std::function<void()>& f, int steps) { return 1e3 * B / rate(f, steps); };  // per call
+    const double per_t = ms([&] { (void)ntk_exact(s.teacher, xs); }, 5),
+                 per_s = ms([&] { ts = s.student.ntk(xsd, ParamSet::backend); }, 20),
+                 per_b = ms([&] { s.student.ntk_backward(cka.grad(tt_cached, ts)); }, 20);
+    std::printf("    per call: plain step %.2f ms, teacher Θ_T %.2f ms, student Θ_S %.2f ms, its backward %.2f ms\n",
+                1e3 * B / student_rate, per_t, per_s, per_b);
+  }
 
   const int ne = 2000;
   std::uniform_real_distribution<float> u(0.0f, 1.0f);
