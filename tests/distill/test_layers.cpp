@@ -162,8 +162,8 @@ TEST(Ntk, ExactMatchesFullJacobianProduct) {
   EXPECT_GT(exact.diagonal().minCoeff(), 0.0);
 }
 
-// The per-class formula ntk_exact used before classes were stacked: one full backward per class c with
-// dy = e_c on every row, each layer's Gram product added on the way down.
+// The formula ntk_exact used before the input-only backward: one full backward (parameter gradients
+// included) per class c with dy = e_c on every row, each layer's Gram product added on the way down.
 MatD ntk_per_class(Sequential<double>& net, const MatD& x) {
   const MatD out = net.forward(x, false);
   MatD theta = MatD::Zero(x.rows(), x.rows());
@@ -179,15 +179,14 @@ MatD ntk_per_class(Sequential<double>& net, const MatD& x) {
   return theta;
 }
 
-TEST(Ntk, StackedClassesMatchThePerClassFormula) {
+TEST(Ntk, InputOnlyBackwardMatchesThePerClassFormulaWithFullBackward) {
   std::mt19937_64 rng(10);
   Sequential<double> net = small_teacher(rng);
-  // 5 rows: all 3 classes in one pass; 50 rows: ⌊128/50⌋ = 2 classes, then 1.
   for (int B : {5, 50}) {
     const MatD x = randn(B, 36, rng);
-    const MatD stacked = ntk_exact(net, x), old = ntk_per_class(net, x);
-    EXPECT_LT(rel_err(stacked, old), 1e-12) << "batch " << B;
-    EXPECT_LT(rel_err(stacked, ntk_naive(net, x)), 1e-10) << "batch " << B;
+    const MatD exact = ntk_exact(net, x), old = ntk_per_class(net, x);
+    EXPECT_LT(rel_err(exact, old), 1e-12) << "batch " << B;
+    EXPECT_LT(rel_err(exact, ntk_naive(net, x)), 1e-10) << "batch " << B;
     for (auto& p : net.params()) EXPECT_EQ(p.grad->squaredNorm(), 0.0) << p.name;
   }
 }
@@ -212,6 +211,12 @@ TEST(Layers, BackwardInputIsTheInputGradientOfEachStackAndTouchesNoParameter) {
       const MatD one = layer.backward(dy.middleRows(s * B, B));
       EXPECT_LT(rel_err(stacked.middleRows(s * B, B), one), 1e-14) << layer.type() << " stack " << s;
     }
+    // ntk_accumulate of the stacked cotangent: the sum of each stack's Gram products.
+    MatD both = MatD::Zero(B, B), each = MatD::Zero(B, B);
+    layer.forward(hin, false);
+    layer.ntk_accumulate(dy, both);
+    for (int s = 0; s < 2; ++s) layer.ntk_accumulate(dy.middleRows(s * B, B), each);
+    EXPECT_LT((both - each).norm(), 1e-12 * (1 + each.norm())) << layer.type();
     EXPECT_THROW(layer.backward_input(randn(B + 1, h.cols(), rng)), std::logic_error) << layer.type();
   }
 }

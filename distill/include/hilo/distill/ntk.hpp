@@ -16,12 +16,10 @@
 
 namespace hilo::distill {
 
-// Exact Θ by per-layer Gram products: an input-gradient-only backward (Layer::backward_input) of the
-// cotangents dy = e_c on every row, m = max(1, ⌊kNtkStackRows / B⌋) classes stacked per pass;
-// linear layers add Σ_c (δ_c δ_cᵀ) ⊙ (A Aᵀ + 1), conv and batch-norm layers Σ_c G_c G_cᵀ of their
-// per-sample gradients (m·B × P_l, formed one layer at a time). Memory O(m·B·max_l P_l + B²), never
-// B·C·P. Leaves the network's parameter gradients zeroed.
-inline constexpr Eigen::Index kNtkStackRows = 128;
+// Exact Θ by per-layer Gram products: per class c, an input-gradient-only backward
+// (Layer::backward_input) of dy = e_c on every row; linear layers add (δ δᵀ) ⊙ (A Aᵀ) + δ δᵀ, conv and
+// batch-norm layers G Gᵀ of their per-sample gradients (B × P_l, formed one layer at a time). Memory
+// O(B·max_l P_l + B²), never B·C·P. Leaves the network's parameter gradients zeroed.
 template <typename T>
 MatD ntk_exact(Sequential<T>& net, const Mat<T>& x);
 
