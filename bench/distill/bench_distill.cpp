@@ -1,6 +1,8 @@
 // Learning-core benchmarks, each against a reference measured in the same run:
 //   1. training throughput (images/s, best of 3 rounds) of the teacher (float) and the optical student
-//      (double), plain and with the NTKD term; the student's convolution backward with the input gradient
+//      (double, and float: distill.precision "float32"), plain and with the NTKD term — every step, and as
+//      the distill jobs run it (cka, backend, sub-batch 32, every 2nd step; Θ_T per NTK step or cached),
+//      with the per-call cost of the term's parts; the student's convolution backward with the input gradient
 //      (what the student step used to compute) against the parameter-only backward it now uses, and the
 //      step with each; evaluation throughput (forward only) at the batch given, at predict()'s default
 //      chunk (kEvalBatch) and at 500 (the old default, above the page-fault cliff);
@@ -26,6 +28,7 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "hilo/distill/ntk.hpp"
@@ -241,6 +244,18 @@ int main(int argc, char** argv) {
     sopt.step();
   }, 20);
   std::printf("  student  (%zu params, double, noise) %9.1f images/s\n", s.student.num_params(), student_rate);
+  // The float32 path (distill.precision "float32"): the same student converted, the same step.
+  BasicOpticalStudent<float> student32 = s.student.as<float>();
+  Optimizer<float> sopt32(student32.params(), OptimizerOptions{});
+  const double student32_rate = rate([&] {
+    sopt32.zero_grad();
+    Mat<float> dl;
+    softmax_cross_entropy(student32.forward(s.x, true, &s.rng), s.y, &dl);
+    student32.backward(dl);
+    sopt32.step();
+  }, 20);
+  std::printf("  student  (%zu params, float,  noise) %9.1f images/s  (%.2fx of double)\n", student32.num_params(),
+              student32_rate, student32_rate / student_rate);
   {
     // The student's optical layer alone: backward with the input gradient (49 × B·784 temporary and a
     // col2im pass; what the student step computed before) against the parameter-only backward.
@@ -282,6 +297,46 @@ int main(int argc, char** argv) {
   }, 10);
   std::printf("  student + NTKD (sub-batch %d, every step) %9.1f images/s  (%.2fx of plain)\n", nb, ntkd_rate,
               ntkd_rate / student_rate);
+  {
+    // NTKD as the distill jobs run it (scripts/distill_converged.sh, the pipeline): cka distance, Θ_S over
+    // the backend, sub-batch 32, the term on every 2nd step, Θ_T of the step's sub-batch computed there
+    // (ntk_cache_batches 0) — and with Θ_T taken from a cache (ntk_cache_batches > 0); for the double and
+    // the float student. Per-call costs of the parts of the term, best of 3 rounds, are printed beside it.
+    const KernelDistance cka{"cka"};
+    const Mat<float> xs = s.x.topRows(nb);
+    const MatD tt_cached = ntk_exact(s.teacher, xs);
+    auto ntkd_job = [&](auto& st, auto& opt, const auto& xin, const char* name, double plain) {
+      using M = std::decay_t<decltype(xin)>;
+      const M xsub = xin.topRows(nb);
+      long step = 0;
+      auto job_step = [&](bool cached) {
+        opt.zero_grad();
+        M dl;
+        softmax_cross_entropy(st.forward(xin, true, &s.rng), s.y, &dl);
+        st.backward(dl);
+        if (step++ % 2 == 0) {
+          const MatD tt = cached ? tt_cached : ntk_exact(s.teacher, xs);
+          const MatD ts = st.ntk(xsub, ParamSet::backend);
+          st.ntk_backward(10.0 * cka.grad(tt, ts));
+        }
+        opt.step();
+      };
+      const double job_rate = rate([&] { job_step(false); }, 20), cached_rate = rate([&] { job_step(true); }, 20);
+      std::printf("  student (%s) + NTKD as the jobs run it (cka, backend, sub-batch %d, every 2nd step): %9.1f images/s "
+                  "(%.2fx of plain); Θ_T cached %9.1f images/s (%.2fx)\n",
+                  name, nb, job_rate, job_rate / plain, cached_rate, cached_rate / plain);
+      MatD ts;
+      auto ms = [&](const std::function<void()>& f, int steps) { return 1e3 * B / rate(f, steps); };  // per call
+      const double per_s = ms([&] { ts = st.ntk(xsub, ParamSet::backend); }, 20),
+                   per_b = ms([&] { st.ntk_backward(cka.grad(tt_cached, ts)); }, 20);
+      std::printf("    per call: plain step %.2f ms, student Θ_S %.2f ms, its backward %.2f ms\n", 1e3 * B / plain, per_s,
+                  per_b);
+    };
+    ntkd_job(s.student, sopt, s.xd, "double", student_rate);
+    ntkd_job(student32, sopt32, s.x, "float", student32_rate);
+    const double per_t = 1e3 * B / rate([&] { (void)ntk_exact(s.teacher, xs); }, 5);
+    std::printf("    teacher Θ_T of the sub-batch (exact, float): %.2f ms per call\n", per_t);
+  }
 
   const int ne = 2000;
   std::uniform_real_distribution<float> u(0.0f, 1.0f);
@@ -325,8 +380,9 @@ int main(int argc, char** argv) {
     } else {
       std::printf("PyTorch training throughput (same networks, batch %d, %d thread(s)):\n", B, threads);
       std::printf("  teacher float32 %9.1f images/s; hilo teacher (float) %.2fx of it\n", tt, teacher_rate / tt);
-      std::printf("  student float32 %9.1f images/s, float64 %9.1f images/s; hilo student (double) %.2fx / %.2fx of them\n",
-                  ts32, ts64, student_rate / ts32, student_rate / ts64);
+      std::printf("  student float32 %9.1f images/s, float64 %9.1f images/s; hilo student float %.2fx of torch float32, "
+                  "hilo student double %.2fx / %.2fx of torch float32 / float64\n",
+                  ts32, ts64, student32_rate / ts32, student_rate / ts32, student_rate / ts64);
     }
   }
 

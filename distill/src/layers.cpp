@@ -62,6 +62,13 @@ Mat<T> conv_dout(const Mat<T>& dy, int B, int cout, int HW) {
       dout.row(co).segment(static_cast<Eigen::Index>(b) * HW, HW) = dy.row(b).segment(co * HW, HW);
   return dout;
 }
+// Rows of a stacked cotangent (layers.hpp, backward_input): a multiple of the forward's batch.
+int stacked_rows(Eigen::Index rows, int batch, const char* layer) {
+  if (batch < 1 || rows % batch != 0)
+    throw std::logic_error(std::string(layer) + ".backward_input: " + std::to_string(rows) +
+                           " rows are not a multiple of the forward's batch " + std::to_string(batch));
+  return static_cast<int>(rows);
+}
 }  // namespace
 
 template <typename T>
@@ -74,15 +81,18 @@ void Conv2d<T>::backward_params(const Mat<T>& dy) {
 
 template <typename T>
 Mat<T> Conv2d<T>::backward(const Mat<T>& dy) {
+  backward_params(dy);
+  return backward_input(dy);
+}
+
+template <typename T>
+Mat<T> Conv2d<T>::backward_input(const Mat<T>& dy) {
   const Shape o = out_shape();
-  const int B = batch_, HW = o.h * o.w, H = in_.h, W = in_.w;
-  const Mat<T> dout = conv_dout(dy, B, cout_, HW);
-  gw_.noalias() += dout * cols_.transpose();
-  gb_ += dout.rowwise().sum().transpose();
-  Mat<T> dcols = w_.transpose() * dout;
-  Mat<T> dx = Mat<T>::Zero(B, in_.size());
+  const int R = stacked_rows(dy.rows(), batch_, "conv2d"), HW = o.h * o.w, H = in_.h, W = in_.w;
+  const Mat<T> dcols = w_.transpose() * conv_dout(dy, R, cout_, HW);
+  Mat<T> dx = Mat<T>::Zero(R, in_.size());
 #pragma omp parallel for schedule(static)
-  for (int b = 0; b < B; ++b) {
+  for (int b = 0; b < R; ++b) {
     for (int c = 0; c < in_.c; ++c)
       for (int ky = 0; ky < k_; ++ky)
         for (int kx = 0; kx < k_; ++kx) {
@@ -99,27 +109,6 @@ Mat<T> Conv2d<T>::backward(const Mat<T>& dy) {
         }
   }
   return dx;
-}
-
-template <typename T>
-Mat<T> Conv2d<T>::per_sample_grads(const Mat<T>& dy) {
-  const Shape o = out_shape();
-  const int B = static_cast<int>(dy.rows()), HW = o.h * o.w, P = static_cast<int>(w_.size());
-  Mat<T> g(B, P + cout_);
-#pragma omp parallel for schedule(static)
-  for (int b = 0; b < B; ++b) {
-    Eigen::Map<const Mat<T>> db(dy.row(b).data(), cout_, HW);
-    Mat<T> gw = db * cols_.middleCols(static_cast<Eigen::Index>(b) * HW, HW).transpose();
-    g.row(b).head(P) = Eigen::Map<const Vec<T>>(gw.data(), P).transpose();
-    g.row(b).tail(cout_) = db.rowwise().sum().transpose();
-  }
-  return g;
-}
-
-template <typename T>
-void Conv2d<T>::ntk_accumulate(const Mat<T>& dy, MatD& theta) {
-  const Mat<T> g = per_sample_grads(dy);
-  theta.noalias() += (g * g.transpose()).template cast<double>();
 }
 
 // ---------------------------------------------------------------- Linear
@@ -142,25 +131,12 @@ template <typename T>
 Mat<T> Linear<T>::backward(const Mat<T>& dy) {
   gw_.noalias() += dy.transpose() * x_;
   gb_ += dy.colwise().sum();
+  return backward_input(dy);
+}
+template <typename T>
+Mat<T> Linear<T>::backward_input(const Mat<T>& dy) {
+  stacked_rows(dy.rows(), static_cast<int>(x_.rows()), "linear");
   return dy * w_;
-}
-
-template <typename T>
-void Linear<T>::ntk_accumulate(const Mat<T>& dy, MatD& theta) {
-  const MatD d = dy.template cast<double>(), a = x_.template cast<double>();
-  const MatD dd = d * d.transpose();
-  theta.array() += dd.array() * (a * a.transpose()).array() + dd.array();
-}
-
-template <typename T>
-Mat<T> Linear<T>::per_sample_grads(const Mat<T>& dy) {
-  const int B = static_cast<int>(dy.rows());
-  Mat<T> g(B, out_ * in_ + out_);
-  for (int b = 0; b < B; ++b) {
-    for (int o = 0; o < out_; ++o) g.row(b).segment(o * in_, in_) = dy(b, o) * x_.row(b);
-    g.row(b).tail(out_) = dy.row(b);
-  }
-  return g;
 }
 
 // ---------------------------------------------------------------- ReLU
@@ -171,7 +147,13 @@ Mat<T> ReLU<T>::forward(const Mat<T>& x, bool) {
 }
 template <typename T>
 Mat<T> ReLU<T>::backward(const Mat<T>& dy) {
-  return dy.cwiseProduct(mask_);
+  return backward_input(dy);
+}
+template <typename T>
+Mat<T> ReLU<T>::backward_input(const Mat<T>& dy) {
+  const int R = stacked_rows(dy.rows(), static_cast<int>(mask_.rows()), "relu");
+  if (R == mask_.rows()) return dy.cwiseProduct(mask_);
+  return dy.cwiseProduct(mask_.replicate(R / mask_.rows(), 1));
 }
 
 // ---------------------------------------------------------------- Pool2d
@@ -223,16 +205,22 @@ Mat<T> Pool2d<T>::forward(const Mat<T>& x, bool) {
 
 template <typename T>
 Mat<T> Pool2d<T>::backward(const Mat<T>& dy) {
+  return backward_input(dy);
+}
+
+template <typename T>
+Mat<T> Pool2d<T>::backward_input(const Mat<T>& dy) {
   const Shape o = out_shape();
-  Mat<T> dx = Mat<T>::Zero(batch_, in_.size());
+  const int R = stacked_rows(dy.rows(), batch_, kind_ == Kind::max ? "maxpool2d" : "avgpool2d");
+  Mat<T> dx = Mat<T>::Zero(R, in_.size());
   const T inv = T(1) / T(k_ * k_);
-  for (int b = 0; b < batch_; ++b)
+  for (int b = 0; b < R; ++b)
     for (int c = 0; c < in_.c; ++c)
       for (int oy = 0; oy < o.h; ++oy)
         for (int ox = 0; ox < o.w; ++ox) {
           const int oi = (c * o.h + oy) * o.w + ox;
           if (kind_ == Kind::max) {
-            dx(b, argmax_[static_cast<std::size_t>(b) * o.size() + oi]) += dy(b, oi);
+            dx(b, argmax_[static_cast<std::size_t>(b % batch_) * o.size() + oi]) += dy(b, oi);
           } else {
             for (int ky = 0; ky < k_; ++ky)
               for (int kx = 0; kx < k_; ++kx)
@@ -319,21 +307,14 @@ Mat<T> BatchNorm<T>::backward(const Mat<T>& dy) {
 }
 
 template <typename T>
-Mat<T> BatchNorm<T>::per_sample_grads(const Mat<T>& dy) {
-  const int B = static_cast<int>(dy.rows()), HW = s_.h * s_.w;
-  Mat<T> g(B, 2 * s_.c);
-  for (int b = 0; b < B; ++b)
-    for (int c = 0; c < s_.c; ++c) {
-      g(b, c) = dy.row(b).segment(c * HW, HW).dot(xhat_.row(b).segment(c * HW, HW));
-      g(b, s_.c + c) = dy.row(b).segment(c * HW, HW).sum();
-    }
-  return g;
-}
-
-template <typename T>
-void BatchNorm<T>::ntk_accumulate(const Mat<T>& dy, MatD& theta) {
-  const Mat<T> g = per_sample_grads(dy);
-  theta.noalias() += (g * g.transpose()).template cast<double>();
+Mat<T> BatchNorm<T>::backward_input(const Mat<T>& dy) {
+  if (last_train_) throw std::logic_error("batchnorm.backward_input: needs an evaluation-mode forward (samples are coupled in training mode)");
+  stacked_rows(dy.rows(), static_cast<int>(xhat_.rows()), "batchnorm");
+  const int HW = s_.h * s_.w;
+  Mat<T> dx(dy.rows(), s_.size());
+  for (int c = 0; c < s_.c; ++c)
+    dx.middleCols(c * HW, HW) = dy.middleCols(c * HW, HW) * (gamma_(0, c) * inv_std_(c));
+  return dx;
 }
 
 // ---------------------------------------------------------------- Sequential

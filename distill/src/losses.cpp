@@ -81,7 +81,8 @@ void SharedClassifierLoss::add_output_terms(const Batch<double>& b, StepTerms<do
   else t.dhidden += dh;
 }
 
-void NtkLoss::add_parameter_terms(const Batch<double>& b, StepTerms<double>& t) {
+template <typename T>
+void BasicNtkLoss<T>::add_parameter_terms(const Batch<T>& b, StepTerms<T>& t) {
   MatD theta_t, theta_s;
   if (!kernels_(b, theta_t, theta_s)) return;
   const double dist = d_.value(theta_t, theta_s);
@@ -91,11 +92,15 @@ void NtkLoss::add_parameter_terms(const Batch<double>& b, StepTerms<double>& t) 
   ++n_;
 }
 
-void NtkLoss::close_epoch(nlohmann::json& extra) {
+template <typename T>
+void BasicNtkLoss<T>::close_epoch(nlohmann::json& extra) {
   if (n_) extra["ntk_distance"] = sum_ / n_;
   sum_ = 0;
   n_ = 0;
 }
+
+template class BasicNtkLoss<double>;
+template class BasicNtkLoss<float>;
 
 AnchorLoss::AnchorLoss(std::vector<Param<double>> params, double weight) : p_(std::move(params)), w_(weight) {
   for (const auto& p : p_) theta0_.push_back(*p.value);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
+#include <type_traits>
 
 #include "hilo/io/options_json.hpp"
 #include "hilo/sim/imaging.hpp"
@@ -53,6 +54,19 @@ namespace {
 double softplus(double r) { return r > 30 ? r : std::log1p(std::exp(r)); }
 double sigmoid(double r) { return 1.0 / (1.0 + std::exp(-r)); }
 
+// A matrix in double (a reference, no copy, when it is double already) and back to T: the sim/ physics,
+// the front-end jitter and the statistics of fit_feature_norm work in double for both arithmetics.
+template <typename T>
+decltype(auto) as_double(const Mat<T>& m) {
+  if constexpr (std::is_same_v<T, double>) return (m);
+  else return MatD(m.template cast<double>());
+}
+template <typename T>
+Mat<T> from_double(MatD m) {
+  if constexpr (std::is_same_v<T, double>) return m;
+  else return m.template cast<T>();
+}
+
 sim::KernelTiling tiling_of(const StudentOptions& o, Shape in) {
   sim::KernelTiling t;
   t.count = o.kernels;
@@ -66,7 +80,8 @@ sim::KernelTiling tiling_of(const StudentOptions& o, Shape in) {
 }
 }  // namespace
 
-OpticalStudent::OpticalStudent(const StudentOptions& o, Shape in, int classes) : o_(o), in_(in), classes_(classes) {
+template <typename T>
+BasicOpticalStudent<T>::BasicOpticalStudent(const StudentOptions& o, Shape in, int classes) : o_(o), in_(in), classes_(classes) {
   io::require_valid(o_.validate());
   if (in.c < 1) throw std::invalid_argument("student: the input needs at least one channel");
   if (in.c > 1 && o_.augment.enabled)
@@ -78,35 +93,36 @@ OpticalStudent::OpticalStudent(const StudentOptions& o, Shape in, int classes) :
   Kp_ = o_.signing == "pairs" ? M_ / 2 : M_;
   D_ = Kp_ * (in.h / o_.pool) * (in.w / o_.pool);
   const int k2 = o_.kernel_size * o_.kernel_size;
-  conv_ = std::make_unique<Conv2d<double>>(in, M_, o_.kernel_size, o_.kernel_size / 2);
+  conv_ = std::make_unique<Conv2d<T>>(in, M_, o_.kernel_size, o_.kernel_size / 2);
   if (o_.parameterization == "intensity") {
-    rho_ = MatD::Zero(o_.kernels, k2);
+    rho_ = Mat<T>::Zero(o_.kernels, k2);
   } else {
     const auto t = tiling_of(o_, in);
     if (t.canvas_rows() % o_.psf_pad != 0 || t.canvas_cols() % o_.psf_pad != 0)
       throw std::invalid_argument("student.psf_pad must divide the PSF canvas " + std::to_string(t.canvas_rows()) + "x" +
                                   std::to_string(t.canvas_cols()));
-    rho_ = MatD::Zero(t.canvas_rows() / o_.psf_pad, t.canvas_cols() / o_.psf_pad);
+    rho_ = Mat<T>::Zero(t.canvas_rows() / o_.psf_pad, t.canvas_cols() / o_.psf_pad);
     pupil_ = MatD::Ones(rho_.rows(), rho_.cols());
     if (o_.psf_gain == 0) o_.psf_gain = static_cast<double>(t.canvas_rows() * t.canvas_cols()) / k2;
   }
-  grho_ = MatD::Zero(rho_.rows(), rho_.cols());
-  w1_ = MatD::Zero(o_.hidden, D_);
-  b1_ = MatD::Zero(1, o_.hidden);
-  w2_ = MatD::Zero(classes, o_.hidden);
-  b2_ = MatD::Zero(1, classes);
+  grho_ = Mat<T>::Zero(rho_.rows(), rho_.cols());
+  w1_ = Mat<T>::Zero(o_.hidden, D_);
+  b1_ = Mat<T>::Zero(1, o_.hidden);
+  w2_ = Mat<T>::Zero(classes, o_.hidden);
+  b2_ = Mat<T>::Zero(1, classes);
   gw1_ = w1_;
   gb1_ = b1_;
   gw2_ = w2_;
   gb2_ = b2_;
-  mu_ = MatD::Zero(1, D_);
-  inv_sd_ = MatD::Ones(1, D_);
+  mu_ = Mat<T>::Zero(1, D_);
+  inv_sd_ = Mat<T>::Ones(1, D_);
   if (o_.augment.enabled) jitter_.emplace(o_.augment, tiling_of(o_, in_));
   refresh_kernels();
 }
 
-void OpticalStudent::fit_feature_norm(const MatD& a, bool keep_function) {
-  const MatD mu0 = mu_, s0 = inv_sd_;
+template <typename T>
+void BasicOpticalStudent<T>::fit_feature_norm(const Mat<T>& a, bool keep_function) {
+  const Mat<T> mu0 = mu_, s0 = inv_sd_;
   fit_feature_norm_stats(a);
   if (!keep_function) return;
   // â_old = (a − μ0)⊙s0 = â_new⊙(s0/s1) + (μ1 − μ0)⊙s0, so W1' = W1·diag(s0/s1), b1' = b1 + ((μ1 − μ0)⊙s0)W1ᵀ.
@@ -114,20 +130,22 @@ void OpticalStudent::fit_feature_norm(const MatD& a, bool keep_function) {
   w1_.array().rowwise() *= (s0.array() / inv_sd_.array()).row(0);
 }
 
-void OpticalStudent::fit_feature_norm_stats(const MatD& a) {
+template <typename T>
+void BasicOpticalStudent<T>::fit_feature_norm_stats(const Mat<T>& a) {
   if (a.cols() != D_)
     throw std::invalid_argument("student.fit_feature_norm: features must have " + std::to_string(D_) + " columns, got " +
                                 std::to_string(a.cols()));
   if (a.rows() < 2) throw std::invalid_argument("student.fit_feature_norm: needs at least 2 samples");
   if (!a.allFinite()) throw std::invalid_argument("student.fit_feature_norm: features must be finite");
   if (o_.feature_norm == "none") {
-    mu_ = MatD::Zero(1, D_);
-    inv_sd_ = MatD::Ones(1, D_);
+    mu_ = Mat<T>::Zero(1, D_);
+    inv_sd_ = Mat<T>::Ones(1, D_);
     return;
   }
+  const auto& ad = as_double(a);
   const double n = static_cast<double>(a.rows());
-  MatD mean = a.colwise().mean();
-  MatD var = (a.rowwise() - mean.row(0)).colwise().squaredNorm() / n;
+  MatD mean = ad.colwise().mean();
+  MatD var = (ad.rowwise() - mean.row(0)).colwise().squaredNorm() / n;
   if (o_.feature_norm == "map") {
     const Eigen::Index per = D_ / Kp_;
     for (int j = 0; j < Kp_; ++j) {
@@ -139,16 +157,17 @@ void OpticalStudent::fit_feature_norm_stats(const MatD& a) {
     }
   }
   const double rms = std::sqrt(var.mean());
-  mu_ = mean;
+  mu_ = from_double<T>(mean);
   if (!(rms > 0)) {
-    inv_sd_ = MatD::Ones(1, D_);
+    inv_sd_ = Mat<T>::Ones(1, D_);
     return;
   }
   const double floor = 1e-3 * rms;
-  inv_sd_ = var.unaryExpr([&](double v) { return 1.0 / std::max(std::sqrt(v), floor); });
+  inv_sd_ = from_double<T>(var.unaryExpr([&](double v) { return 1.0 / std::max(std::sqrt(v), floor); }));
 }
 
-void OpticalStudent::set_feature_norm(const MatD& offset, const MatD& scale) {
+template <typename T>
+void BasicOpticalStudent<T>::set_feature_norm(const Mat<T>& offset, const Mat<T>& scale) {
   if (offset.rows() != 1 || offset.cols() != D_ || scale.rows() != 1 || scale.cols() != D_)
     throw std::invalid_argument("student.set_feature_norm: offset and scale must be 1 x " + std::to_string(D_));
   if (!offset.allFinite() || !scale.allFinite() || (scale.array() <= 0).any())
@@ -157,7 +176,8 @@ void OpticalStudent::set_feature_norm(const MatD& offset, const MatD& scale) {
   inv_sd_ = scale;
 }
 
-void OpticalStudent::init(std::mt19937_64& rng) {
+template <typename T>
+void BasicOpticalStudent<T>::init(std::mt19937_64& rng) {
   std::normal_distribution<double> n(0.0, 1.0);
   if (o_.parameterization == "intensity") {
     // Kernels of mean ≈ 1/k² (an image-preserving blur in total power), 50 % random variation.
@@ -180,43 +200,49 @@ void OpticalStudent::init(std::mt19937_64& rng) {
   b2_.setZero();
 }
 
-void OpticalStudent::refresh_kernels() {
+template <typename T>
+void BasicOpticalStudent<T>::refresh_kernels() {
   const int K = o_.kernels, k = o_.kernel_size;
   if (o_.parameterization == "intensity") {
-    kappa_ = rho_.unaryExpr([&](double r) { return o_.nonneg == "square" ? r * r : softplus(r); });
+    kappa_ = rho_.unaryExpr([&](T r) { return static_cast<T>(o_.nonneg == "square" ? r * r : softplus(r)); });
   } else {
     const auto t = tiling_of(o_, in_);
-    const sim::RArray psf = sim::psf_from_phase(rho_.array(), pupil_.array(), o_.psf_pad);
+    const sim::RArray psf = sim::psf_from_phase(as_double(rho_).array(), pupil_.array(), o_.psf_pad);
     kappa_.resize(K, k * k);
     for (int j = 0; j < K; ++j) {
       const auto [r0, c0] = t.kernel_origin(j);
       for (int ky = 0; ky < k; ++ky)
-        for (int kx = 0; kx < k; ++kx) kappa_(j, ky * k + kx) = o_.psf_gain * psf(r0 + k - 1 - ky, c0 + k - 1 - kx);
+        for (int kx = 0; kx < k; ++kx)
+          kappa_(j, ky * k + kx) = static_cast<T>(o_.psf_gain * psf(r0 + k - 1 - ky, c0 + k - 1 - kx));
     }
   }
   conv_->weight() = expand_kernels(kappa_);
   conv_->bias().setZero();
 }
 
-MatD OpticalStudent::expand_kernels(const MatD& kappa) const {
+template <typename T>
+Mat<T> BasicOpticalStudent<T>::expand_kernels(const Mat<T>& kappa) const {
   if (in_.c == 1) return kappa;
   const int K = o_.kernels, k2 = o_.kernel_size * o_.kernel_size;
-  MatD w = MatD::Zero(static_cast<Eigen::Index>(M_), static_cast<Eigen::Index>(in_.c) * k2);
+  Mat<T> w = Mat<T>::Zero(static_cast<Eigen::Index>(M_), static_cast<Eigen::Index>(in_.c) * k2);
   for (int c = 0; c < in_.c; ++c) w.block(c * K, c * k2, K, k2) = kappa.topRows(K);
   return w;
 }
 
-MatD OpticalStudent::reduce_kernel_grad(const MatD& gw) const {
+template <typename T>
+Mat<T> BasicOpticalStudent<T>::reduce_kernel_grad(const Mat<T>& gw) const {
   if (in_.c == 1) return gw;
   const int K = o_.kernels, k2 = o_.kernel_size * o_.kernel_size;
-  MatD g = MatD::Zero(K, k2);
+  Mat<T> g = Mat<T>::Zero(K, k2);
   for (int c = 0; c < in_.c; ++c) g += gw.block(c * K, c * k2, K, k2);
   return g;
 }
 
-MatD OpticalStudent::kernels() const { return kappa_; }
+template <typename T>
+Mat<T> BasicOpticalStudent<T>::kernels() const { return kappa_; }
 
-void OpticalStudent::set_kernels(const MatD& kappa) {
+template <typename T>
+void BasicOpticalStudent<T>::set_kernels(const Mat<T>& kappa) {
   if (o_.parameterization != "intensity")
     throw std::invalid_argument("student.set_kernels: only the intensity parameterisation stores kernels directly");
   if (kappa.rows() != rho_.rows() || kappa.cols() != rho_.cols())
@@ -225,16 +251,18 @@ void OpticalStudent::set_kernels(const MatD& kappa) {
   if ((kappa.array() < 0).any() || !kappa.allFinite())
     throw std::invalid_argument("student.set_kernels: kernels must be finite and >= 0");
   for (Eigen::Index i = 0; i < kappa.size(); ++i) {
-    const double kv = std::max(kappa.data()[i], 1e-12);
-    rho_.data()[i] = o_.nonneg == "square" ? std::sqrt(kv) : (kv > 30 ? kv + std::log1p(-std::exp(-kv)) : std::log(std::expm1(kv)));
+    const double kv = std::max<double>(kappa.data()[i], 1e-12);
+    rho_.data()[i] = static_cast<T>(o_.nonneg == "square" ? std::sqrt(kv)
+                                                          : (kv > 30 ? kv + std::log1p(-std::exp(-kv)) : std::log(std::expm1(kv))));
   }
   refresh_kernels();
 }
 
-MatD OpticalStudent::kernel_grad_to_raw(const MatD& dk) const {
+template <typename T>
+Mat<T> BasicOpticalStudent<T>::kernel_grad_to_raw(const Mat<T>& dk) const {
   if (o_.parameterization == "intensity") {
-    if (o_.nonneg == "square") return (2.0 * rho_.array() * dk.array()).matrix();
-    return (rho_.unaryExpr([](double r) { return sigmoid(r); }).array() * dk.array()).matrix();
+    if (o_.nonneg == "square") return (T(2) * rho_.array() * dk.array()).matrix();
+    return (rho_.unaryExpr([](T r) { return static_cast<T>(sigmoid(r)); }).array() * dk.array()).matrix();
   }
   const auto t = tiling_of(o_, in_);
   const int K = o_.kernels, k = o_.kernel_size;
@@ -244,87 +272,95 @@ MatD OpticalStudent::kernel_grad_to_raw(const MatD& dk) const {
     for (int ky = 0; ky < k; ++ky)
       for (int kx = 0; kx < k; ++kx) dpsf(r0 + k - 1 - ky, c0 + k - 1 - kx) += o_.psf_gain * dk(j, ky * k + kx);
   }
-  return sim::psf_from_phase_vjp(rho_.array(), pupil_.array(), dpsf, o_.psf_pad).matrix();
+  return from_double<T>(sim::psf_from_phase_vjp(as_double(rho_).array(), pupil_.array(), dpsf, o_.psf_pad).matrix());
 }
 
-MatD OpticalStudent::kernel_deriv_sq() const {
-  if (o_.nonneg == "square") return (4.0 * rho_.array().square()).matrix();
-  return rho_.unaryExpr([](double r) { return sigmoid(r) * sigmoid(r); });
+template <typename T>
+Mat<T> BasicOpticalStudent<T>::kernel_deriv_sq() const {
+  if (o_.nonneg == "square") return (T(4) * rho_.array().square()).matrix();
+  return rho_.unaryExpr([](T r) { return static_cast<T>(sigmoid(r) * sigmoid(r)); });
 }
-MatD OpticalStudent::kernel_deriv_sq_grad() const {
-  if (o_.nonneg == "square") return (8.0 * rho_.array()).matrix();
-  return rho_.unaryExpr([](double r) {
+template <typename T>
+Mat<T> BasicOpticalStudent<T>::kernel_deriv_sq_grad() const {
+  if (o_.nonneg == "square") return (T(8) * rho_.array()).matrix();
+  return rho_.unaryExpr([](T r) {
     const double s = sigmoid(r);
-    return 2.0 * s * s * (1.0 - s);
+    return static_cast<T>(2.0 * s * s * (1.0 - s));
   });
 }
 
-MatD OpticalStudent::pool_sign(const MatD& y) const {
+template <typename T>
+Mat<T> BasicOpticalStudent<T>::pool_sign(const Mat<T>& y) const {
   const int H = in_.h, W = in_.w, p = o_.pool, Ho = H / p, Wo = W / p;
   const bool pairs = o_.signing == "pairs";
-  MatD a = MatD::Zero(y.rows(), D_);
-  const double inv = 1.0 / (p * p);
+  Mat<T> a = Mat<T>::Zero(y.rows(), D_);
+  const T inv = T(1) / static_cast<T>(p * p);
   for (Eigen::Index n = 0; n < y.rows(); ++n)
     for (int k = 0; k < M_; ++k) {
       const int j = pairs ? k / 2 : k;
-      const double sgn = (pairs && k % 2 == 1) ? -inv : inv;
-      const double* src = y.row(n).data() + k * H * W;
-      double* dst = a.row(n).data() + j * Ho * Wo;
+      const T sgn = (pairs && k % 2 == 1) ? -inv : inv;
+      const T* src = y.row(n).data() + k * H * W;
+      T* dst = a.row(n).data() + j * Ho * Wo;
       for (int r = 0; r < H; ++r)
         for (int c = 0; c < W; ++c) dst[(r / p) * Wo + c / p] += sgn * src[r * W + c];
     }
   return a;
 }
 
-MatD OpticalStudent::pool_sign_t(const MatD& da) const {
+template <typename T>
+Mat<T> BasicOpticalStudent<T>::pool_sign_t(const Mat<T>& da) const {
   const int H = in_.h, W = in_.w, p = o_.pool, Ho = H / p, Wo = W / p;
   const bool pairs = o_.signing == "pairs";
-  MatD y(da.rows(), static_cast<Eigen::Index>(M_) * H * W);
-  const double inv = 1.0 / (p * p);
+  Mat<T> y(da.rows(), static_cast<Eigen::Index>(M_) * H * W);
+  const T inv = T(1) / static_cast<T>(p * p);
   for (Eigen::Index n = 0; n < da.rows(); ++n)
     for (int k = 0; k < M_; ++k) {
       const int j = pairs ? k / 2 : k;
-      const double sgn = (pairs && k % 2 == 1) ? -inv : inv;
-      const double* src = da.row(n).data() + j * Ho * Wo;
-      double* dst = y.row(n).data() + k * H * W;
+      const T sgn = (pairs && k % 2 == 1) ? -inv : inv;
+      const T* src = da.row(n).data() + j * Ho * Wo;
+      T* dst = y.row(n).data() + k * H * W;
       for (int r = 0; r < H; ++r)
         for (int c = 0; c < W; ++c) dst[r * W + c] = sgn * src[(r / p) * Wo + c / p];
     }
   return y;
 }
 
-void OpticalStudent::front_forward(const MatD& x) {
+template <typename T>
+void BasicOpticalStudent<T>::front_forward(const Mat<T>& x) {
   refresh_kernels();
   y_ = conv_->forward(x, false);
 }
 
-MatD OpticalStudent::features(const MatD& x) {
+template <typename T>
+Mat<T> BasicOpticalStudent<T>::features(const Mat<T>& x) {
   front_forward(x);
   noisy_ = jittered_ = false;
   return pool_sign(y_);
 }
 
-MatD OpticalStudent::backend_forward(const MatD& a) {
+template <typename T>
+Mat<T> BasicOpticalStudent<T>::backend_forward(const Mat<T>& a) {
   if (a.cols() != D_) throw std::invalid_argument("student backend: features must have " + std::to_string(D_) + " columns");
   a_ = (a.rowwise() - mu_.row(0)).array().rowwise() * inv_sd_.row(0).array();
   z_ = a_ * w1_.transpose();
   z_.rowwise() += b1_.row(0);
-  h_ = z_.cwiseMax(0.0);
-  MatD logits = h_ * w2_.transpose();
+  h_ = z_.cwiseMax(T(0));
+  Mat<T> logits = h_ * w2_.transpose();
   logits.rowwise() += b2_.row(0);
   return logits;
 }
 
-MatD OpticalStudent::forward(const MatD& x, bool train, std::mt19937_64* rng) {
+template <typename T>
+Mat<T> BasicOpticalStudent<T>::forward(const Mat<T>& x, bool train, std::mt19937_64* rng) {
   front_forward(x);
   noisy_ = train && o_.noise.enabled;
   jittered_ = train && jitter_.has_value();
   if ((noisy_ || jittered_) && !rng)
     throw std::invalid_argument("student.forward: camera noise and augmentation need a random generator");
-  MatD y = y_;
+  Mat<T> y = y_;
   if (jittered_) {
     jitter_->draw(y.rows(), *rng);
-    y = jitter_->apply(y);
+    y = from_double<T>(jitter_->apply(as_double(y)));
   }
   if (noisy_) {
     std::normal_distribution<double> n(0.0, 1.0);
@@ -333,40 +369,43 @@ MatD OpticalStudent::forward(const MatD& x, bool train, std::mt19937_64* rng) {
     for (Eigen::Index i = 0; i < y.size(); ++i) {
       const double v = y.data()[i], e1 = n(*rng), e2 = n(*rng);
       const double vc = std::max(v, floor);
-      y.data()[i] = v + std::sqrt(vc / s) * e1 + r * e2;
-      noise_deriv_.data()[i] = 1.0 + (v > floor ? e1 / (2.0 * std::sqrt(vc * s)) : 0.0);
+      y.data()[i] = static_cast<T>(v + std::sqrt(vc / s) * e1 + r * e2);
+      noise_deriv_.data()[i] = static_cast<T>(1.0 + (v > floor ? e1 / (2.0 * std::sqrt(vc * s)) : 0.0));
     }
   }
   return backend_forward(pool_sign(y));
 }
 
-void OpticalStudent::backend_backward(const MatD& dl, const MatD* dh_extra) {
+template <typename T>
+void BasicOpticalStudent<T>::backend_backward(const Mat<T>& dl, const Mat<T>* dh_extra) {
   gw2_.noalias() += dl.transpose() * h_;
   gb2_ += dl.colwise().sum();
-  MatD dh = dl * w2_;
+  Mat<T> dh = dl * w2_;
   if (dh_extra) dh += *dh_extra;
-  const MatD dz = dh.cwiseProduct((z_.array() > 0).cast<double>().matrix());
+  const Mat<T> dz = dh.cwiseProduct((z_.array() > T(0)).template cast<T>().matrix());
   gw1_.noalias() += dz.transpose() * a_;
   gb1_ += dz.colwise().sum();
 }
 
-void OpticalStudent::backward(const MatD& dl, const MatD* dh_extra) {
+template <typename T>
+void BasicOpticalStudent<T>::backward(const Mat<T>& dl, const Mat<T>* dh_extra) {
   backend_backward(dl, dh_extra);
-  MatD dh = dl * w2_;
+  Mat<T> dh = dl * w2_;
   if (dh_extra) dh += *dh_extra;
-  const MatD dz = dh.cwiseProduct((z_.array() > 0).cast<double>().matrix());
-  MatD da = dz * w1_;
+  const Mat<T> dz = dh.cwiseProduct((z_.array() > T(0)).template cast<T>().matrix());
+  Mat<T> da = dz * w1_;
   da.array().rowwise() *= inv_sd_.row(0).array();
-  MatD dy = pool_sign_t(da);
+  Mat<T> dy = pool_sign_t(da);
   if (noisy_) dy.array() *= noise_deriv_.array();
-  if (jittered_) dy = jitter_->apply_t(dy);
+  if (jittered_) dy = from_double<T>(jitter_->apply_t(as_double(dy)));
   conv_->grad_weight().setZero();
   conv_->backward_params(dy);
   grho_ += kernel_grad_to_raw(reduce_kernel_grad(conv_->grad_weight()));
 }
 
-std::vector<Param<double>> OpticalStudent::params(ParamSet s) {
-  std::vector<Param<double>> p;
+template <typename T>
+std::vector<Param<T>> BasicOpticalStudent<T>::params(ParamSet s) {
+  std::vector<Param<T>> p;
   if (s != ParamSet::backend) p.push_back({o_.parameterization == "phase" ? "optical.phase" : "optical.rho", &rho_, &grho_});
   if (s != ParamSet::optical) {
     p.push_back({"backend.w1", &w1_, &gw1_});
@@ -377,57 +416,67 @@ std::vector<Param<double>> OpticalStudent::params(ParamSet s) {
   return p;
 }
 
-void OpticalStudent::zero_grad() {
+template <typename T>
+void BasicOpticalStudent<T>::zero_grad() {
   for (auto& p : params()) p.grad->setZero();
 }
 
-std::size_t OpticalStudent::num_params(ParamSet s) {
+template <typename T>
+std::size_t BasicOpticalStudent<T>::num_params(ParamSet s) {
   std::size_t n = 0;
   for (auto& p : params(s)) n += static_cast<std::size_t>(p.value->size());
   return n;
 }
 
 // ------------------------------------------------------------------ model files
-nlohmann::json OpticalStudent::options_json() const { return o_; }
+template <typename T>
+nlohmann::json BasicOpticalStudent<T>::options_json() const { return o_; }
 
-StudentOptions OpticalStudent::options_from_json(const nlohmann::json& j) {
+template <typename T>
+StudentOptions BasicOpticalStudent<T>::options_from_json(const nlohmann::json& j) {
   StudentOptions o = io::read_valid_options<StudentOptions>(j, "student");
   return o;
 }
 
-ModelFile OpticalStudent::to_model(const nlohmann::json& extra) const {
+template <typename T>
+ModelFile BasicOpticalStudent<T>::to_model(const nlohmann::json& extra) const {
   ModelFile m;
   m.kind = "student";
   m.meta = extra;
   m.meta["student"] = options_json();
   m.meta["in"] = {in_.c, in_.h, in_.w};
   m.meta["classes"] = classes_;
-  m.arrays.push_back(to_array(o_.parameterization == "phase" ? "optical.phase" : "optical.rho", rho_));
-  m.arrays.push_back(to_array("optical.kernels", kappa_));
-  m.arrays.push_back(to_array("backend.w1", w1_));
-  m.arrays.push_back(to_array("backend.b1", b1_));
-  m.arrays.push_back(to_array("backend.w2", w2_));
-  m.arrays.push_back(to_array("backend.b2", b2_));
-  m.arrays.push_back(to_array("backend.feature_offset", mu_));
-  m.arrays.push_back(to_array("backend.feature_scale", inv_sd_));
+  auto f64 = [](const std::string& name, const Mat<T>& v) { return to_array(name, as_double(v)); };
+  m.arrays.push_back(f64(o_.parameterization == "phase" ? "optical.phase" : "optical.rho", rho_));
+  m.arrays.push_back(f64("optical.kernels", kappa_));
+  m.arrays.push_back(f64("backend.w1", w1_));
+  m.arrays.push_back(f64("backend.b1", b1_));
+  m.arrays.push_back(f64("backend.w2", w2_));
+  m.arrays.push_back(f64("backend.b2", b2_));
+  m.arrays.push_back(f64("backend.feature_offset", mu_));
+  m.arrays.push_back(f64("backend.feature_scale", inv_sd_));
   for (auto& a : m.arrays) a.f64 = true;
   return m;
 }
 
-OpticalStudent OpticalStudent::from_model(const ModelFile& m) {
+template <typename T>
+BasicOpticalStudent<T> BasicOpticalStudent<T>::from_model(const ModelFile& m) {
   if (m.kind != "student") throw ModelFileError("model file kind is '" + m.kind + "', expected 'student'");
   const auto in = m.meta.at("in");
-  OpticalStudent s(options_from_json(m.meta.at("student")), Shape{in.at(0), in.at(1), in.at(2)}, m.meta.at("classes"));
-  s.rho_ = from_array<double>(m.at(s.o_.parameterization == "phase" ? "optical.phase" : "optical.rho"), s.rho_.rows(), s.rho_.cols());
-  s.w1_ = from_array<double>(m.at("backend.w1"), s.w1_.rows(), s.w1_.cols());
-  s.b1_ = from_array<double>(m.at("backend.b1"), 1, s.b1_.cols());
-  s.w2_ = from_array<double>(m.at("backend.w2"), s.w2_.rows(), s.w2_.cols());
-  s.b2_ = from_array<double>(m.at("backend.b2"), 1, s.b2_.cols());
+  BasicOpticalStudent s(options_from_json(m.meta.at("student")), Shape{in.at(0), in.at(1), in.at(2)}, m.meta.at("classes"));
+  s.rho_ = from_array<T>(m.at(s.o_.parameterization == "phase" ? "optical.phase" : "optical.rho"), s.rho_.rows(), s.rho_.cols());
+  s.w1_ = from_array<T>(m.at("backend.w1"), s.w1_.rows(), s.w1_.cols());
+  s.b1_ = from_array<T>(m.at("backend.b1"), 1, s.b1_.cols());
+  s.w2_ = from_array<T>(m.at("backend.w2"), s.w2_.rows(), s.w2_.cols());
+  s.b2_ = from_array<T>(m.at("backend.b2"), 1, s.b2_.cols());
   if (m.has("backend.feature_offset") || m.has("backend.feature_scale"))  // older files: identity
-    s.set_feature_norm(from_array<double>(m.at("backend.feature_offset"), 1, s.D_),
-                       from_array<double>(m.at("backend.feature_scale"), 1, s.D_));
+    s.set_feature_norm(from_array<T>(m.at("backend.feature_offset"), 1, s.D_),
+                       from_array<T>(m.at("backend.feature_scale"), 1, s.D_));
   s.refresh_kernels();
   return s;
 }
+
+template class BasicOpticalStudent<double>;
+template class BasicOpticalStudent<float>;
 
 }  // namespace hilo::distill

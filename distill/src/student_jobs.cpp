@@ -6,6 +6,7 @@
 #include <numeric>
 #include <random>
 #include <set>
+#include <type_traits>
 
 #include "hilo/distill/kernel_regression.hpp"
 #include "hilo/distill/losses.hpp"
@@ -35,6 +36,11 @@ std::string DistillOptions::validate() const {
   if (ntk_param_set != "all" && ntk_param_set != "optical" && ntk_param_set != "backend")
     return "distill.ntk_param_set must be \"all\", \"optical\" or \"backend\", got \"" + ntk_param_set + "\"";
   if (auto e = ntk_distance.validate(); !e.empty()) return e;
+  if (precision != "float64" && precision != "float32")
+    return "distill.precision must be \"float64\" or \"float32\", got \"" + precision + "\"";
+  if (precision == "float32" && ((method != "none" && method != "ntkd") || ntk_with_kd))
+    return "distill.precision \"float32\" runs methods none and ntkd (without ntk_with_kd); got method \"" + method +
+           "\"" + (ntk_with_kd && method == "ntkd" ? " with ntk_with_kd" : "");
   return {};
 }
 
@@ -72,14 +78,17 @@ std::string DistillJob::validate() const {
   return {};
 }
 
-MatD predict(OpticalStudent& s, const Mat<float>& x, int batch) {
+template <typename T>
+MatD predict(BasicOpticalStudent<T>& s, const Mat<float>& x, int batch) {
   MatD out(x.rows(), s.classes());
   for (Eigen::Index i = 0; i < x.rows(); i += batch) {
     const Eigen::Index n = std::min<Eigen::Index>(batch, x.rows() - i);
-    out.middleRows(i, n) = s.forward(x.middleRows(i, n).cast<double>(), false);
+    out.middleRows(i, n) = s.forward(x.middleRows(i, n).template cast<T>(), false).template cast<double>();
   }
   return out;
 }
+template MatD predict<double>(BasicOpticalStudent<double>&, const Mat<float>&, int);
+template MatD predict<float>(BasicOpticalStudent<float>&, const Mat<float>&, int);
 
 MatD student_features(OpticalStudent& s, const Mat<float>& x, Eigen::Index limit, int batch) {
   const Eigen::Index n = limit > 0 ? std::min(limit, x.rows()) : x.rows();
@@ -92,44 +101,45 @@ MatD student_features(OpticalStudent& s, const Mat<float>& x, Eigen::Index limit
 }
 
 namespace {
+using AugmentedHook = std::function<void(std::span<const int> rows, const MatD& x)>;
+
 // The student as a loop's model: rows of the training split, the generalized-distillation input noise
 // (x + σ_in·N(0,1), clipped at 0; σ_in = 0: none) and the camera noise, in that order, from the loop's rng.
-class StudentModel final : public TrainModel<double> {
+// The input is prepared in double and handed to the student in its arithmetic T.
+template <typename T>
+class StudentModel final : public TrainModel<T> {
  public:
   // on_augmented (may be empty) sees each batch's rows and augmented images before any noise is added.
-  using AugmentedHook = std::function<void(std::span<const int> rows, const MatD& x)>;
-  StudentModel(OpticalStudent& s, const Dataset& train, double input_noise, const InputAugment& augment,
+  StudentModel(BasicOpticalStudent<T>& s, const Dataset& train, double input_noise, const InputAugment& augment,
                AugmentedHook on_augmented)
       : s_(s), train_(train), input_noise_(input_noise), augment_(augment), on_augmented_(std::move(on_augmented)) {}
-  std::vector<Param<double>> params() override { return s_.params(); }
-  MatD forward(std::span<const int> rows, std::mt19937_64& rng) override {
+  std::vector<Param<T>> params() override { return s_.params(); }
+  Mat<T> forward(std::span<const int> rows, std::mt19937_64& rng) override {
     MatD x = take(train_, rows).x.cast<double>();
     augment_inputs(x, train_.shape, augment_, rng);
     if (on_augmented_) on_augmented_(rows, x);
     if (input_noise_ > 0) x = x.unaryExpr([&](double v) { return std::max(0.0, v + input_noise_ * gauss_(rng)); });
-    return s_.forward(x, true, &rng);
+    return s_.forward(x.template cast<T>(), true, &rng);
   }
-  void backward(const StepTerms<double>& t) override {
+  void backward(const StepTerms<T>& t) override {
     s_.backward(t.dlogits, t.dhidden.size() ? &t.dhidden : nullptr);
   }
 
  private:
-  OpticalStudent& s_;
+  BasicOpticalStudent<T>& s_;
   const Dataset& train_;
   double input_noise_;
   InputAugment augment_;
   AugmentedHook on_augmented_;
   std::normal_distribution<double> gauss_{0.0, 1.0};
 };
-}  // namespace
 
-History train_student(OpticalStudent& student, Sequential<float>& teacher, const Splits& data, const DistillOptions& d,
-                      const TrainOptions& o, const JobControl& ctl) {
-  io::require_valid(d.validate());
-  io::require_valid(o.validate());
-  std::mt19937_64 rng(o.seed);
-  student.init(rng);
-  student.fit_feature_norm(student_features(student, data.train.x, kFeatureNormSamples));
+// train_student's loop in the student's arithmetic T, from the initialised and standardised student:
+// teacher outputs, the method's losses, train_loop. Only double runs kd, gd and shared
+// (DistillOptions::validate).
+template <typename T>
+History fit_student(BasicOpticalStudent<T>& student, Sequential<float>& teacher, const Splits& data,
+                    const DistillOptions& d, const TrainOptions& o, const JobControl& ctl, std::mt19937_64& rng) {
   const int C = student.classes();
   const std::size_t N = data.train.size();
   const bool use_kd = d.method == "kd" || (d.method == "ntkd" && d.ntk_with_kd);
@@ -149,7 +159,7 @@ History train_student(OpticalStudent& student, Sequential<float>& teacher, const
   }
   // With input augmentation and distill.teacher_on_augmented, the teacher's outputs for a batch's rows are
   // recomputed on the same augmented images the student sees (function matching), before the losses read them.
-  StudentModel::AugmentedHook on_augmented;
+  AugmentedHook on_augmented;
   if ((need_logits || need_feat) && o.augment.enabled() && d.teacher_on_augmented)
     on_augmented = [&](std::span<const int> rows, const MatD& x) {
       const Mat<float> f = teacher.forward_range(x.cast<float>(), 0, head, false);
@@ -162,15 +172,19 @@ History train_student(OpticalStudent& student, Sequential<float>& teacher, const
     };
   // The objective (student_jobs.hpp): NTKD scales its task or KD term by α.
   const double task_weight = d.method == "ntkd" ? d.ntk_alpha : 1.0;
-  Losses<double> losses;
-  if (use_kd) losses.push_back(std::make_unique<KdLoss>(t_logits, d.temperature, d.kd_alpha, task_weight));
-  else if (d.method == "gd") losses.push_back(std::make_unique<GdLoss>(t_logits, d.temperature, d.gd_lambda));
-  else losses.push_back(std::make_unique<TaskLoss<double>>(task_weight));
-  if (d.method == "shared") {
-    auto hp = teacher.layer(head).params();
-    losses.push_back(std::make_unique<SharedClassifierLoss>(student, t_feat, hp[0].value->cast<double>(),
-                                                            hp[1].value->cast<double>(), d.shared_weight,
-                                                            d.shared_feature_weight, rng));
+  Losses<T> losses;
+  if constexpr (std::is_same_v<T, double>) {
+    if (use_kd) losses.push_back(std::make_unique<KdLoss>(t_logits, d.temperature, d.kd_alpha, task_weight));
+    else if (d.method == "gd") losses.push_back(std::make_unique<GdLoss>(t_logits, d.temperature, d.gd_lambda));
+    else losses.push_back(std::make_unique<TaskLoss<double>>(task_weight));
+    if (d.method == "shared") {
+      auto hp = teacher.layer(head).params();
+      losses.push_back(std::make_unique<SharedClassifierLoss>(student, t_feat, hp[0].value->cast<double>(),
+                                                              hp[1].value->cast<double>(), d.shared_weight,
+                                                              d.shared_feature_weight, rng));
+    }
+  } else {
+    losses.push_back(std::make_unique<TaskLoss<T>>(task_weight));
   }
   // NTK term: Θ_T on cached sub-batches (drawn and computed once) or on the head of the current batch.
   auto teacher_ntk = [&](const Mat<float>& xs) {
@@ -192,25 +206,25 @@ History train_student(OpticalStudent& student, Sequential<float>& teacher, const
   }
   if (d.method == "ntkd" && d.ntk_beta > 0) {
     const auto every = static_cast<std::size_t>(d.ntk_every);
-    losses.push_back(std::make_unique<NtkLoss>(
-        student, d.ntk_distance, d.ntk_beta, [&, every](const Batch<double>& b, MatD& theta_t, MatD& theta_s) {
+    losses.push_back(std::make_unique<BasicNtkLoss<T>>(
+        student, d.ntk_distance, d.ntk_beta, [&, every](const Batch<T>& b, MatD& theta_t, MatD& theta_s) {
           if (b.step % every != 0) return false;
-          MatD xs;
+          Mat<T> xs;
           if (!ntk_batches.empty()) {
             const std::size_t k = b.step / every % ntk_batches.size();
-            xs = take(data.train, ntk_batches[k]).x.cast<double>();
+            xs = take(data.train, ntk_batches[k]).x.template cast<T>();
             theta_t = ntk_teacher[k];
           } else {
             const std::size_t nb = std::min<std::size_t>(static_cast<std::size_t>(d.ntk_subbatch), b.rows.size());
             const Dataset sb = take(data.train, b.rows.first(nb));
-            xs = sb.x.cast<double>();
+            xs = sb.x.template cast<T>();
             theta_t = teacher_ntk(sb.x);
           }
           theta_s = student.ntk(xs, pset, d.ntk_kernel_space);
           return true;
         }));
   }
-  StudentModel model(student, data.train, d.method == "gd" ? d.gd_input_noise : 0.0, o.augment, on_augmented);
+  StudentModel<T> model(student, data.train, d.method == "gd" ? d.gd_input_noise : 0.0, o.augment, on_augmented);
   LoopOptions lo = loop_options(o, "distill");
   if (o.log_test_acc && data.test.size())
     lo.epoch_extra = [&](nlohmann::json& extra) {
@@ -218,7 +232,27 @@ History train_student(OpticalStudent& student, Sequential<float>& teacher, const
     };
   std::function<double()> validate;
   if (data.val.size()) validate = [&] { return accuracy(predict(student, data.val.x), data.val.y); };
-  History h = train_loop<double>(model, losses, data.train.y, lo, rng, validate, ctl);
+  return train_loop<T>(model, losses, data.train.y, lo, rng, validate, ctl);
+}
+}  // namespace
+
+History train_student(OpticalStudent& student, Sequential<float>& teacher, const Splits& data, const DistillOptions& d,
+                      const TrainOptions& o, const JobControl& ctl) {
+  io::require_valid(d.validate());
+  io::require_valid(o.validate());
+  std::mt19937_64 rng(o.seed);
+  student.init(rng);
+  student.fit_feature_norm(student_features(student, data.train.x, kFeatureNormSamples));
+  History h;
+  if (d.precision == "float32") {
+    // Trained in float from the double initialisation; the model returns to double (model files, the
+    // final standardisation and the test pass below).
+    BasicOpticalStudent<float> sf = student.as<float>();
+    h = fit_student(sf, teacher, data, d, o, ctl, rng);
+    student = sf.as<double>();
+  } else {
+    h = fit_student(student, teacher, data, d, o, ctl, rng);
+  }
   if (h.cancelled) return h;
   // Standardisation of the trained front-end's features, the backend's function unchanged.
   student.fit_feature_norm(student_features(student, data.train.x, kFeatureNormSamples), true);

@@ -9,6 +9,7 @@
 #include <random>
 #include <thread>
 
+#include "student_fixture.hpp"
 #include "hilo/distill/data.hpp"
 #include "hilo/distill/jobs.hpp"
 #include "hilo/distill/model_io.hpp"
@@ -217,23 +218,7 @@ TEST(JobConfig, UnknownKeysAndBadValuesAreRejectedWithTheirName) {
 }
 
 namespace {
-// Two linearly separable blobs of 8×8 "images": bright top half vs bright bottom half.
-Splits toy(int n, std::mt19937_64& rng) {
-  std::uniform_real_distribution<float> u(0.0f, 0.5f);
-  auto make = [&](int m) {
-    Dataset d;
-    d.shape = {1, 8, 8};
-    d.num_classes = 2;
-    d.x.resize(m, 64);
-    for (int i = 0; i < m; ++i) {
-      const int y = i % 2;
-      d.y.push_back(y);
-      for (int k = 0; k < 64; ++k) d.x(i, k) = u(rng) + ((k < 32) == (y == 0) ? 0.5f : 0.0f);
-    }
-    return d;
-  };
-  return {make(n), make(n / 4), make(n / 4)};
-}
+Splits toy(int n, std::mt19937_64& rng) { return hilo::distill::testing::toy_splits(n, rng); }
 }  // namespace
 
 // The convergence rule read from a job's train section, and a teacher stopped by it keeping its best

@@ -162,6 +162,74 @@ TEST(Ntk, ExactMatchesFullJacobianProduct) {
   EXPECT_GT(exact.diagonal().minCoeff(), 0.0);
 }
 
+// The formula ntk_exact used before the input-only backward: one full backward (parameter gradients
+// included) per class c with dy = e_c on every row, each layer's Gram product added on the way down.
+MatD ntk_per_class(Sequential<double>& net, const MatD& x) {
+  const MatD out = net.forward(x, false);
+  MatD theta = MatD::Zero(x.rows(), x.rows());
+  for (Eigen::Index c = 0; c < out.cols(); ++c) {
+    MatD g = MatD::Zero(x.rows(), out.cols());
+    g.col(c).setOnes();
+    for (std::size_t l = net.size(); l-- > 0;) {
+      net.layer(l).ntk_accumulate(g, theta);
+      if (l > 0) g = net.layer(l).backward(g);
+    }
+  }
+  net.zero_grad();
+  return theta;
+}
+
+TEST(Ntk, InputOnlyBackwardMatchesThePerClassFormulaWithFullBackward) {
+  std::mt19937_64 rng(10);
+  Sequential<double> net = small_teacher(rng);
+  for (int B : {5, 50}) {
+    const MatD x = randn(B, 36, rng);
+    const MatD exact = ntk_exact(net, x), old = ntk_per_class(net, x);
+    EXPECT_LT(rel_err(exact, old), 1e-12) << "batch " << B;
+    EXPECT_LT(rel_err(exact, ntk_naive(net, x)), 1e-10) << "batch " << B;
+    for (auto& p : net.params()) EXPECT_EQ(p.grad->squaredNorm(), 0.0) << p.name;
+  }
+}
+
+TEST(Layers, BackwardInputIsTheInputGradientOfEachStackAndTouchesNoParameter) {
+  std::mt19937_64 rng(11);
+  Sequential<double> net = small_teacher(rng);
+  const int B = 3;
+  const MatD x = randn(B, 36, rng);
+  MatD h = x;
+  for (std::size_t l = 0; l < net.size(); ++l) {
+    Layer<double>& layer = net.layer(l);
+    const MatD hin = h;
+    h = layer.forward(hin, false);
+    const MatD dy = randn(2 * B, h.cols(), rng);
+    net.zero_grad();
+    const MatD stacked = layer.backward_input(dy);
+    for (auto& p : layer.params()) EXPECT_EQ(p.grad->squaredNorm(), 0.0) << layer.type() << " " << p.name;
+    ASSERT_EQ(stacked.rows(), 2 * B);
+    for (int s = 0; s < 2; ++s) {
+      layer.forward(hin, false);
+      const MatD one = layer.backward(dy.middleRows(s * B, B));
+      EXPECT_LT(rel_err(stacked.middleRows(s * B, B), one), 1e-14) << layer.type() << " stack " << s;
+    }
+    // ntk_accumulate of the stacked cotangent: the sum of each stack's Gram products.
+    MatD both = MatD::Zero(B, B), each = MatD::Zero(B, B);
+    layer.forward(hin, false);
+    layer.ntk_accumulate(dy, both);
+    for (int s = 0; s < 2; ++s) layer.ntk_accumulate(dy.middleRows(s * B, B), each);
+    EXPECT_LT((both - each).norm(), 1e-12 * (1 + each.norm())) << layer.type();
+    EXPECT_THROW(layer.backward_input(randn(B + 1, h.cols(), rng)), std::logic_error) << layer.type();
+  }
+}
+
+TEST(BatchNorm, BackwardInputRefusesATrainingModeForward) {
+  std::mt19937_64 rng(12);
+  BatchNorm<double> bn(Shape{2, 3, 3});
+  bn.forward(randn(4, 18, rng), true);
+  EXPECT_THROW(bn.backward_input(randn(4, 18, rng)), std::logic_error);
+  bn.forward(randn(4, 18, rng), false);
+  EXPECT_NO_THROW(bn.backward_input(randn(8, 18, rng)));
+}
+
 TEST(Ntk, ProbeEstimatorConvergesToExact) {
   std::mt19937_64 rng(9);
   Sequential<double> net = small_teacher(rng);

@@ -52,12 +52,18 @@ class Layer {
   // Non-trainable state saved in model files (batch-norm running statistics).
   virtual std::vector<Param<T>> buffers() { return {}; }
   virtual nlohmann::json config() const = 0;
-  // Per-sample parameter gradients for the dy of the last backward-compatible forward (evaluation
-  // mode): adds Σ_p g_i,p g_j,p over this layer's parameters to theta (B×B), where g_i = ∂(Σ_k dy_ik
-  // y_ik)/∂θ for sample i alone. Layers without parameters add nothing.
+  // The exact NTK's pass (layers_ntk.cpp), after a forward of B samples in evaluation mode. dy may stack
+  // m cotangents of that batch: R = m·B rows, row r belonging to sample r mod B (one stack per output
+  // class in ntk_exact).
+  // backward_input: dL/dx for every row of dy (R rows), the input gradient alone: no parameter
+  // gradient is touched. Throws std::logic_error after a training-mode forward of batch norm (samples
+  // are coupled there) or when R is not a multiple of B.
+  virtual Mat<T> backward_input(const Mat<T>& dy) = 0;
+  // Adds Σ_s Σ_p g_si,p g_sj,p to theta (B × B) over the m stacks s and this layer's parameters p, where
+  // g_si = ∂(Σ_k dy_(sB+i),k y_ik)/∂θ for sample i alone. Layers without parameters add nothing.
   virtual void ntk_accumulate(const Mat<T>& /*dy*/, MatD& /*theta*/) {}
-  // Same per-sample gradients, flattened: B × (number of this layer's parameters). For tests and the
-  // naive reference; memory is B·P.
+  // The per-sample gradients of every row of dy, flattened: R × (number of this layer's parameters).
+  // For ntk_accumulate, tests and the naive reference; memory is R·P.
   virtual Mat<T> per_sample_grads(const Mat<T>& dy) { return Mat<T>(dy.rows(), 0); }
 };
 
@@ -72,6 +78,7 @@ class Conv2d : public Layer<T> {
   Shape out_shape() const override { return {cout_, in_.h + 2 * pad_ - k_ + 1, in_.w + 2 * pad_ - k_ + 1}; }
   Mat<T> forward(const Mat<T>& x, bool train) override;
   Mat<T> backward(const Mat<T>& dy) override;
+  Mat<T> backward_input(const Mat<T>& dy) override;
   // The parameter half of backward: accumulates the weight and bias gradients for dy, computes no
   // input gradient (for a first layer, whose input carries no parameters: it saves the
   // (Cin·k·k) × (B·Ho·Wo) temporary and the col2im pass).
@@ -103,6 +110,7 @@ class Linear : public Layer<T> {
   Shape out_shape() const override { return {out_, 1, 1}; }
   Mat<T> forward(const Mat<T>& x, bool train) override;
   Mat<T> backward(const Mat<T>& dy) override;
+  Mat<T> backward_input(const Mat<T>& dy) override;
   std::vector<Param<T>> params() override { return {{"weight", &w_, &gw_}, {"bias", &b_, &gb_}}; }
   nlohmann::json config() const override { return {{"in", in_}, {"out", out_}}; }
   // Θ_l = (dy dyᵀ) ⊙ (x xᵀ) + dy dyᵀ: exact, without per-sample gradients.
@@ -125,6 +133,7 @@ class ReLU : public Layer<T> {
   Shape out_shape() const override { return s_; }
   Mat<T> forward(const Mat<T>& x, bool train) override;
   Mat<T> backward(const Mat<T>& dy) override;
+  Mat<T> backward_input(const Mat<T>& dy) override;
   nlohmann::json config() const override { return {{"c", s_.c}, {"h", s_.h}, {"w", s_.w}}; }
 
  private:
@@ -143,6 +152,7 @@ class Pool2d : public Layer<T> {
   Shape out_shape() const override { return {in_.c, in_.h / k_, in_.w / k_}; }
   Mat<T> forward(const Mat<T>& x, bool train) override;
   Mat<T> backward(const Mat<T>& dy) override;
+  Mat<T> backward_input(const Mat<T>& dy) override;
   nlohmann::json config() const override;
 
  private:
@@ -164,6 +174,7 @@ class BatchNorm : public Layer<T> {
   Shape out_shape() const override { return s_; }
   Mat<T> forward(const Mat<T>& x, bool train) override;
   Mat<T> backward(const Mat<T>& dy) override;
+  Mat<T> backward_input(const Mat<T>& dy) override;
   std::vector<Param<T>> params() override { return {{"gamma", &gamma_, &ggamma_}, {"beta", &beta_, &gbeta_}}; }
   std::vector<Param<T>> buffers() override { return {{"running_mean", &rmean_, nullptr}, {"running_var", &rvar_, nullptr}}; }
   nlohmann::json config() const override;

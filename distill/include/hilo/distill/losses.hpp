@@ -68,27 +68,30 @@ class SharedClassifierLoss final : public Loss<double> {
 };
 
 // NTK matching (Xiang et al.): L = d(Θ_T, Θ_S) for the step's pair of kernels; ∂/∂θ through
-// OpticalStudent::ntk_backward. `kernels(b, Θ_T, Θ_S)` supplies the pair for step b, or returns false
-// for a step without the term; it must compute Θ_S last, with the student's ntk() or ntk_at_features(),
-// whose caches ntk_backward reads. Per epoch: extra["ntk_distance"] = mean d over the steps with the term.
-class NtkLoss final : public Loss<double> {
+// BasicOpticalStudent<T>::ntk_backward. `kernels(b, Θ_T, Θ_S)` supplies the pair for step b, or returns
+// false for a step without the term; it must compute Θ_S last, with the student's ntk() or
+// ntk_at_features(), whose caches ntk_backward reads. Θ and d are double for either T.
+// Per epoch: extra["ntk_distance"] = mean d over the steps with the term.
+template <typename T>
+class BasicNtkLoss final : public Loss<T> {
  public:
-  using Kernels = std::function<bool(const Batch<double>& b, MatD& theta_t, MatD& theta_s)>;
-  NtkLoss(OpticalStudent& student, KernelDistance distance, double weight, Kernels kernels)
+  using Kernels = std::function<bool(const Batch<T>& b, MatD& theta_t, MatD& theta_s)>;
+  BasicNtkLoss(BasicOpticalStudent<T>& student, KernelDistance distance, double weight, Kernels kernels)
       : s_(student), d_(std::move(distance)), w_(weight), kernels_(std::move(kernels)) {}
   std::string name() const override { return "ntk"; }
   double weight() const override { return w_; }
-  void add_parameter_terms(const Batch<double>& b, StepTerms<double>& t) override;
+  void add_parameter_terms(const Batch<T>& b, StepTerms<T>& t) override;
   void close_epoch(nlohmann::json& extra) override;
 
  private:
-  OpticalStudent& s_;
+  BasicOpticalStudent<T>& s_;
   KernelDistance d_;
   double w_;
   Kernels kernels_;
   double sum_ = 0;
   int n_ = 0;
 };
+using NtkLoss = BasicNtkLoss<double>;
 
 // L2-SP anchor: L = ½·‖θ − θ₀‖² over `params`, θ₀ their values at construction; ∂/∂θ = θ − θ₀.
 class AnchorLoss final : public Loss<double> {

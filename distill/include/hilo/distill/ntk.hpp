@@ -16,10 +16,10 @@
 
 namespace hilo::distill {
 
-// Exact Θ by per-layer Gram products: one batched backward per class c (dy = e_c on every row);
-// linear layers add (δ δᵀ) ⊙ (A Aᵀ) + δ δᵀ, conv and batch-norm layers add G Gᵀ of their per-sample
-// gradients (B × P_l, formed one layer at a time). Memory O(B·max_l P_l + B²), never B·C·P.
-// Leaves the network's parameter gradients zeroed.
+// Exact Θ by per-layer Gram products: per class c, an input-gradient-only backward
+// (Layer::backward_input) of dy = e_c on every row; linear layers add (δ δᵀ) ⊙ (A Aᵀ) + δ δᵀ, conv and
+// batch-norm layers G Gᵀ of their per-sample gradients (B × P_l, formed one layer at a time). Memory
+// O(B·max_l P_l + B²), never B·C·P. Leaves the network's parameter gradients zeroed.
 template <typename T>
 MatD ntk_exact(Sequential<T>& net, const Mat<T>& x);
 

@@ -1,5 +1,8 @@
 #pragma once
-// The hybrid optical-digital student (double precision throughout; it is small).
+// The hybrid optical-digital student, templated on its arithmetic T: BasicOpticalStudent<double>
+// (OpticalStudent, the default and the one the gradient checks use) and BasicOpticalStudent<float> (the
+// float32 training path, distill.precision; as() converts between them). Parameters are stored in T;
+// model files always hold them as float64. The NTK Θ_S and the G of ntk_backward are double in both.
 //
 //   x (B × Cin·H·W, intensity image in [0,1]; Cin channel planes, e.g. R, G, B)
 //   └─ optical layer: Y_{c,k} = x_c ⋆ κ_k  (incoherent PSF convolution written as a cross-correlation,
@@ -80,9 +83,10 @@ enum class ParamSet { all, optical, backend };
 ParamSet param_set_from_string(const std::string& s);  // "all" | "optical" | "backend"
 std::string to_string(ParamSet p);
 
-class OpticalStudent {
+template <typename T>
+class BasicOpticalStudent {
  public:
-  OpticalStudent(const StudentOptions& o, Shape in, int classes);
+  BasicOpticalStudent(const StudentOptions& o, Shape in, int classes);
   const StudentOptions& options() const { return o_; }
   Shape in_shape() const { return in_; }
   int classes() const { return classes_; }
@@ -96,19 +100,19 @@ class OpticalStudent {
 
   // Logits. train && augment.enabled jitters the maps, then train && noise.enabled adds camera noise,
   // both drawn from *rng (must be non-null then; the jitter draws first, per sample).
-  MatD forward(const MatD& x, bool train, std::mt19937_64* rng = nullptr);
+  Mat<T> forward(const Mat<T>& x, bool train, std::mt19937_64* rng = nullptr);
   // Backward of the last forward: accumulates parameter gradients for dL/dlogits, plus optional
   // dL/dh (B × hidden) injected at the hidden layer (used by feature-space losses). Returns nothing:
   // the input image carries no parameters.
-  void backward(const MatD& dlogits, const MatD* dhidden = nullptr);
+  void backward(const Mat<T>& dlogits, const Mat<T>* dhidden = nullptr);
 
   // Optical front-end alone (no noise): pooled features a (B × D). Calibration replaces this with
   // features measured on the bench and re-fits the backend alone (backend_forward / backend_backward).
-  MatD features(const MatD& x);
+  Mat<T> features(const Mat<T>& x);
   // backend_forward standardises a itself (â above); a are raw features, as features() returns them.
-  MatD backend_forward(const MatD& a);  // caches for backend_backward; accumulates backend grads only
-  void backend_backward(const MatD& dlogits, const MatD* dhidden = nullptr);
-  const MatD& hidden() const { return h_; }
+  Mat<T> backend_forward(const Mat<T>& a);  // caches for backend_backward; accumulates backend grads only
+  void backend_backward(const Mat<T>& dlogits, const Mat<T>* dhidden = nullptr);
+  const Mat<T>& hidden() const { return h_; }
 
   // Feature standardisation. fit_feature_norm sets μ and σ⁻¹ from features a (n × D, n ≥ 2) by the
   // options' feature_norm: μ = mean, σ = sample standard deviation (population form), floored at
@@ -119,24 +123,24 @@ class OpticalStudent {
   // the end of training, so that the stored μ, σ describe the trained front-end's features and a later
   // re-estimate from measured features maps them back onto what the backend learned). Throws
   // std::invalid_argument for a wrong column count, fewer than 2 rows, or non-finite features.
-  void fit_feature_norm(const MatD& a, bool keep_function = false);
-  const MatD& feature_offset() const { return mu_; }      // μ, 1 × D
-  const MatD& feature_scale() const { return inv_sd_; }   // σ⁻¹, 1 × D
+  void fit_feature_norm(const Mat<T>& a, bool keep_function = false);
+  const Mat<T>& feature_offset() const { return mu_; }      // μ, 1 × D
+  const Mat<T>& feature_scale() const { return inv_sd_; }   // σ⁻¹, 1 × D
   // Sets μ and σ⁻¹ directly (1 × D each, finite, σ⁻¹ > 0); throws std::invalid_argument otherwise.
-  void set_feature_norm(const MatD& offset, const MatD& scale);
+  void set_feature_norm(const Mat<T>& offset, const Mat<T>& scale);
 
   // The effective non-negative kernels κ (K × k²); row k in (ky, kx) order, cross-correlation weights.
-  MatD kernels() const;
+  Mat<T> kernels() const;
   // Intensity parameterisation only: sets ρ so that the kernels become `kappa` (K × k², every value
   // > 0; values below 1e-12 are raised to it, softplus⁻¹ diverges at 0). Used by deploy, which replaces
   // the trained kernels by the ones the element actually realises. Throws std::invalid_argument for the
   // phase parameterisation, a wrong shape or a negative value.
-  void set_kernels(const MatD& kappa);
+  void set_kernels(const Mat<T>& kappa);
   // Feature maps Y (n × M·H·W, map-major, as the optical layer produces them) → features a
   // (n × D): the signing and pooling steps alone. Bench measurements enter the student here.
-  MatD features_from_maps(const MatD& y) const { return pool_sign(y); }
+  Mat<T> features_from_maps(const Mat<T>& y) const { return pool_sign(y); }
 
-  std::vector<Param<double>> params(ParamSet s = ParamSet::all);
+  std::vector<Param<T>> params(ParamSet s = ParamSet::all);
   void zero_grad();
   std::size_t num_params(ParamSet s = ParamSet::all);
 
@@ -147,7 +151,7 @@ class OpticalStudent {
   //            intensity parameterisation ("raw" space) and d = 1 in "kernel" space (always for phase:
   //            the NTK is then taken w.r.t. the kernel values the mask realises).
   // Caches what ntk_backward needs; a later forward() invalidates it.
-  MatD ntk(const MatD& x, ParamSet s, bool kernel_space = false);
+  MatD ntk(const Mat<T>& x, ParamSet s, bool kernel_space = false);
   // Adds ∂/∂θ Σ_ij G_ij Θ_S(i,j) to the parameter gradients, for the batch of the last ntk() call,
   // treating ReLU masks as locally constant (exact almost everywhere). G is symmetrised first.
   void ntk_backward(const MatD& G);
@@ -155,59 +159,78 @@ class OpticalStudent {
   // Backend NTK at given raw features a (B × D) instead of the front-end's output (the measured
   // features of calibration): the backend part of ntk() above with â from a. Caches for
   // ntk_backward, which then adds gradients to the backend parameters only (a carries none).
-  MatD ntk_at_features(const MatD& a);
+  MatD ntk_at_features(const Mat<T>& a);
 
   // Model file (kind "student"): meta holds the options, arrays the parameters and
   // "backend.feature_offset" / "backend.feature_scale" (μ, σ⁻¹; files without them load as identity).
   ModelFile to_model(const nlohmann::json& extra_meta) const;
-  static OpticalStudent from_model(const ModelFile& m);
+  static BasicOpticalStudent from_model(const ModelFile& m);
   nlohmann::json options_json() const;
   static StudentOptions options_from_json(const nlohmann::json& j);
 
-  MatD& w1() { return w1_; }
-  MatD& b1() { return b1_; }
-  MatD& w2() { return w2_; }
-  MatD& b2() { return b2_; }
-  MatD& raw_optical() { return rho_; }  // ρ (intensity) or φ (phase), the optical parameters
+  Mat<T>& w1() { return w1_; }
+  Mat<T>& b1() { return b1_; }
+  Mat<T>& w2() { return w2_; }
+  Mat<T>& b2() { return b2_; }
+  Mat<T>& raw_optical() { return rho_; }  // ρ (intensity) or φ (phase), the optical parameters
+
+  // The same student in arithmetic U: options, shapes, parameters and standardisation (rounded to U when
+  // U is narrower); caches and gradients are not carried over.
+  template <typename U>
+  BasicOpticalStudent<U> as() const {
+    BasicOpticalStudent<U> s(o_, in_, classes_);
+    s.rho_ = rho_.template cast<U>();
+    s.w1_ = w1_.template cast<U>();
+    s.b1_ = b1_.template cast<U>();
+    s.w2_ = w2_.template cast<U>();
+    s.b2_ = b2_.template cast<U>();
+    s.mu_ = mu_.template cast<U>();
+    s.inv_sd_ = inv_sd_.template cast<U>();
+    s.refresh_kernels();
+    return s;
+  }
 
  private:
+  template <typename U>
+  friend class BasicOpticalStudent;
   // Kernel from raw parameters, and its chain rule: dρ from dκ.
   void refresh_kernels();
-  MatD kernel_grad_to_raw(const MatD& dkappa) const;
+  Mat<T> kernel_grad_to_raw(const Mat<T>& dkappa) const;
   // κ (K × k²) → the conv weight (M × Cin·k², block-diagonal over channels) and its adjoint.
-  MatD expand_kernels(const MatD& kappa) const;
-  MatD reduce_kernel_grad(const MatD& gw) const;
-  MatD kernel_deriv_sq() const;   // (∂κ/∂ρ)² elementwise (intensity only)
-  MatD kernel_deriv_sq_grad() const;  // d/dρ of (∂κ/∂ρ)²
+  Mat<T> expand_kernels(const Mat<T>& kappa) const;
+  Mat<T> reduce_kernel_grad(const Mat<T>& gw) const;
+  Mat<T> kernel_deriv_sq() const;   // (∂κ/∂ρ)² elementwise (intensity only)
+  Mat<T> kernel_deriv_sq_grad() const;  // d/dρ of (∂κ/∂ρ)²
   // Linear map Y (n × K·H·W) → a (n × D) and its transpose.
-  MatD pool_sign(const MatD& y) const;
-  MatD pool_sign_t(const MatD& da) const;
+  Mat<T> pool_sign(const Mat<T>& y) const;
+  Mat<T> pool_sign_t(const Mat<T>& da) const;
   // Front-end forward into caches (cols_, y_), no noise.
-  void front_forward(const MatD& x);
+  void front_forward(const Mat<T>& x);
   // Backend part of Θ_S from the caches of the last backend_forward.
-  MatD backend_ntk_term() const;
-  void fit_feature_norm_stats(const MatD& a);
+  Mat<T> backend_ntk_term() const;
+  void fit_feature_norm_stats(const Mat<T>& a);
 
   StudentOptions o_;
   Shape in_;
   int classes_, M_ = 0, Kp_ = 0, D_ = 0;  // M_: maps (Cin·K)
-  MatD rho_, grho_;   // optical parameters and gradient
-  MatD kappa_;        // K × k²
-  MatD w1_, b1_, w2_, b2_, gw1_, gb1_, gw2_, gb2_;
-  MatD mu_, inv_sd_;  // feature standardisation, 1 × D
-  std::unique_ptr<Conv2d<double>> conv_;
+  Mat<T> rho_, grho_;   // optical parameters and gradient
+  Mat<T> kappa_;        // K × k²
+  Mat<T> w1_, b1_, w2_, b2_, gw1_, gb1_, gw2_, gb2_;
+  Mat<T> mu_, inv_sd_;  // feature standardisation, 1 × D
+  std::unique_ptr<Conv2d<T>> conv_;
   // phase parameterisation
-  MatD pupil_;
-  std::vector<MatD> phase_cache_;
+  MatD pupil_;  // the phase parameterisation's pupil, double for sim/
   // caches of the last forward
-  MatD y_, a_, z_, h_, noise_deriv_;
+  Mat<T> y_, a_, z_, h_, noise_deriv_;
   bool noisy_ = false, jittered_ = false;
   std::optional<FrontEndJitter> jitter_;  // set when augment.enabled
   // NTK caches
   ParamSet ntk_set_ = ParamSet::all;
   bool ntk_kernel_space_ = false;
   bool ntk_measured_ = false;  // last NTK taken at given features (ntk_at_features): no front-end
-  MatD ntk_u_;  // B × (C·K·k²)
+  Mat<T> ntk_u_;  // B × (C·K·k²)
 };
+
+using OpticalStudent = BasicOpticalStudent<double>;
 
 }  // namespace hilo::distill

@@ -54,13 +54,19 @@ struct DistillOptions {
   // the augmented image the student sees in that step (computed per batch, "function matching"); false,
   // those of the clean image, computed once. No effect without augmentation.
   bool teacher_on_augmented = true;
+  // The student's arithmetic while it trains: "float64" (BasicOpticalStudent<double>, the default) or
+  // "float32" (BasicOpticalStudent<float>: forward, backward, Θ_S and its gradient, the optimiser; Θ_T,
+  // the kernel distance and the input preparation stay double). float32 starts from the same double
+  // initialisation and returns to double after training (the model file, the final standardisation and
+  // the test accuracy are double). It runs methods none and ntkd without ntk_with_kd.
+  std::string precision = "float64";
   [[nodiscard]] std::string validate() const;  // "" when valid, else the violated rule
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DistillOptions, method, temperature, kd_alpha, gd_lambda, gd_input_noise,
                                                 shared_weight, shared_feature_weight, ntk_alpha, ntk_beta, ntk_distance,
                                                 ntk_param_set, ntk_kernel_space, ntk_subbatch, ntk_every,
                                                 ntk_cache_batches, ntk_with_kd, ntk_teacher, ntk_probes,
-                                                teacher_on_augmented)
+                                                teacher_on_augmented, precision)
 DistillOptions distill_options_from_json(const nlohmann::json& j);
 
 // The student's training defaults (a distill job's "train" section is read on top of these): Adam,
@@ -85,8 +91,9 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DistillJob, teacher, data, stude
 // Training images whose features set the student's standardisation before training.
 inline constexpr Eigen::Index kFeatureNormSamples = 5000;
 
-// Student logits in evaluation mode, in chunks.
-MatD predict(OpticalStudent& s, const Mat<float>& x, int batch = kEvalBatch);
+// Student logits in evaluation mode, in chunks (in the student's arithmetic T; returned as double).
+template <typename T>
+MatD predict(BasicOpticalStudent<T>& s, const Mat<float>& x, int batch = kEvalBatch);
 // Front-end features a (n × D, no noise) of the first `limit` rows of x (all when limit ≤ 0), in chunks.
 MatD student_features(OpticalStudent& s, const Mat<float>& x, Eigen::Index limit = 0, int batch = kEvalBatch);
 
