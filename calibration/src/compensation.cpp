@@ -126,9 +126,33 @@ void estimate_feature_norm(const distill::OpticalStudent& student, const MatD& a
   scale = sigma.unaryExpr([floor = 1e-3 * rms](double v) { return 1.0 / std::max(v, floor); });
 }
 
+NtkGroups teacher_ntk_groups(distill::Sequential<float>& teacher, const distill::Mat<float>& clean, int group_size,
+                             std::mt19937_64& rng, const io::WorkControl& work, bool* stopped) {
+  if (group_size < 2) throw std::invalid_argument("teacher_ntk_groups: groups of at least 2 rows, got " + std::to_string(group_size));
+  if (stopped) *stopped = false;
+  NtkGroups out;
+  std::vector<int> g(static_cast<std::size_t>(clean.rows()));
+  std::iota(g.begin(), g.end(), 0);
+  std::shuffle(g.begin(), g.end(), rng);
+  const std::size_t b = static_cast<std::size_t>(std::min<Eigen::Index>(group_size, clean.rows()));
+  for (std::size_t s0 = 0; s0 + 2 <= g.size(); s0 += b) {
+    std::vector<int> grp(g.begin() + static_cast<std::ptrdiff_t>(s0),
+                         g.begin() + static_cast<std::ptrdiff_t>(std::min(g.size(), s0 + b)));
+    if (grp.size() < 2) break;
+    if (work.stop_requested()) {
+      if (stopped) *stopped = true;
+      return out;
+    }
+    out.teacher.push_back(distill::ntk_exact(teacher, distill::take_rows(clean, grp)));
+    out.rows.push_back(std::move(grp));
+  }
+  return out;
+}
+
 CompensationReport refit_backend(distill::OpticalStudent& student, const MatD& a, const std::vector<int>& y,
                                  distill::Sequential<float>* teacher, const distill::Mat<float>* clean,
-                                 const CompensationOptions& o, std::mt19937_64& rng, const io::WorkControl& work) {
+                                 const CompensationOptions& o, std::mt19937_64& rng, const io::WorkControl& work,
+                                 const NtkGroups* given) {
   if (const std::string e = o.validate(); !e.empty()) throw std::invalid_argument(e);
   const Eigen::Index n = a.rows();
   if (n == 0) throw std::invalid_argument("compensation: the measured set is empty");
@@ -148,6 +172,23 @@ CompensationReport refit_backend(distill::OpticalStudent& student, const MatD& a
     if (clean->rows() != n)
       throw std::invalid_argument("compensation: " + std::to_string(clean->rows()) + " clean images for " +
                                   std::to_string(n) + " measured samples");
+    if (given) {
+      if (given->rows.size() != given->teacher.size())
+        throw std::invalid_argument("compensation: " + std::to_string(given->teacher.size()) + " teacher NTKs for " +
+                                    std::to_string(given->rows.size()) + " NTK groups");
+      for (std::size_t k = 0; k < given->rows.size(); ++k) {
+        const auto& g = given->rows[k];
+        const auto m = static_cast<Eigen::Index>(g.size());
+        if (m < 2) throw std::invalid_argument("compensation: NTK group " + std::to_string(k) + " has fewer than 2 rows");
+        if (given->teacher[k].rows() != m || given->teacher[k].cols() != m)
+          throw std::invalid_argument("compensation: the teacher NTK of group " + std::to_string(k) + " is not " +
+                                      std::to_string(m) + " x " + std::to_string(m));
+        for (int r : g)
+          if (r < 0 || r >= n)
+            throw std::invalid_argument("compensation: NTK group " + std::to_string(k) + " names row " + std::to_string(r) +
+                                        " of a set of " + std::to_string(n));
+      }
+    }
   }
 
   const MatD optical_before = student.raw_optical();
@@ -172,26 +213,17 @@ CompensationReport refit_backend(distill::OpticalStudent& student, const MatD& a
     distill::Losses<double> losses;
     losses.push_back(std::make_unique<distill::TaskLoss<double>>(ntkd ? o.alpha : 1.0));
     // NTK groups: the measured set split once (seeded) into groups of ntk_subbatch samples, the teacher's
-    // Θ_T of each computed once; step t uses group t mod G. Θ_T depends only on the clean images, so this
-    // is exact, and it removes the teacher's C backward passes from every step.
-    std::vector<std::vector<int>> groups;
-    std::vector<MatD> theta_t;
+    // Θ_T of each computed once (or given); step t uses group t mod G. Θ_T depends only on the clean
+    // images, so this is exact, and it removes the teacher's C backward passes from every step.
+    NtkGroups own;
+    if (ntkd && !given) {
+      own = teacher_ntk_groups(*teacher, *clean, o.ntk_subbatch, rng, work, &rep.stopped);
+      if (rep.stopped) return rep;
+    }
+    const NtkGroups& ng = given ? *given : own;
+    const auto& groups = ng.rows;
+    const auto& theta_t = ng.teacher;
     if (ntkd) {
-      std::vector<int> g(static_cast<std::size_t>(n));
-      std::iota(g.begin(), g.end(), 0);
-      std::shuffle(g.begin(), g.end(), rng);
-      const std::size_t b = static_cast<std::size_t>(std::min<Eigen::Index>(o.ntk_subbatch, n));
-      for (std::size_t s0 = 0; s0 + 2 <= g.size(); s0 += b) {
-        std::vector<int> grp(g.begin() + static_cast<std::ptrdiff_t>(s0),
-                             g.begin() + static_cast<std::ptrdiff_t>(std::min(g.size(), s0 + b)));
-        if (grp.size() < 2) break;
-        if (work.stop_requested()) {
-          rep.stopped = true;
-          return rep;
-        }
-        theta_t.push_back(distill::ntk_exact(*teacher, distill::take_rows(*clean, grp)));
-        groups.push_back(std::move(grp));
-      }
       losses.push_back(std::make_unique<distill::NtkLoss>(
           student, o.distance, o.beta, [&](const distill::Batch<double>& b, MatD& tt, MatD& ts) {
             if (groups.empty()) return false;

@@ -253,10 +253,10 @@ std::vector<std::size_t> nested_subset(SubsetStrategy strategy, double f, double
 CompensationTrial compensate(const distill::OpticalStudent& deployed, const MeasuredSubset& subset,
                              distill::Sequential<float>& teacher, const CompensationOptions& options, std::mt19937_64& rng,
                              const MatD& test_features, const std::vector<int>& test_labels, const MatD* val_features,
-                             const std::vector<int>* val_labels, const io::WorkControl& work) {
+                             const std::vector<int>* val_labels, const io::WorkControl& work, const NtkGroups* ntk_groups) {
   distill::OpticalStudent s = distill::OpticalStudent::from_model(deployed.to_model({}));
   CompensationTrial t;
-  t.report = refit_backend(s, subset.features, subset.samples.y, &teacher, &subset.samples.x, options, rng, work);
+  t.report = refit_backend(s, subset.features, subset.samples.y, &teacher, &subset.samples.x, options, rng, work, ntk_groups);
   t.test_logits = s.backend_forward(test_features);
   t.test_accuracy = distill::accuracy(t.test_logits, test_labels);
   if (val_features && val_labels) {

@@ -153,24 +153,34 @@ RArray image_of(const distill::Mat<float>& x, Eigen::Index i, int rows, int cols
 }
 }  // namespace
 
-distill::MatD design_features(DesignModel& design, const Deployment& deployment, const distill::OpticalStudent& student,
-                              const distill::Mat<float>& x, const io::WorkControl& work) {
+distill::MatD design_maps(DesignModel& design, const Deployment& deployment, const distill::OpticalStudent& student,
+                          const distill::Mat<float>& x, const io::WorkControl& work) {
   const auto in = student.in_shape();
-  distill::MatD a(x.rows(), student.feature_dim());
+  const int K = deployment.layout.count();
+  if (K != student.options().kernels)
+    throw std::invalid_argument("design_maps: " + std::to_string(K) + " layout windows for " + std::to_string(student.options().kernels) + " kernels");
+  if (!(deployment.counts_per_unit > 0)) throw std::invalid_argument("design_maps: counts_per_unit must be > 0");
+  const Eigen::Index HW = Eigen::Index(in.h) * in.w;
+  distill::MatD y(x.rows(), K * HW);
   Eigen::Index n = 0;
   for (; n < x.rows(); ++n) {
     if (work.stop_requested()) break;
     const RArray img = design.predict(image_of(x, n, in.h, in.w));
-    std::vector<RArray> maps;
-    for (int j = 0; j < deployment.layout.count(); ++j) {
+    double* row = y.row(n).data();
+    for (int j = 0; j < K; ++j) {
       const auto o = deployment.layout.map_origin(j);
-      maps.push_back(img.block(o.x(), o.y(), in.h, in.w));
+      for (int r = 0; r < in.h; ++r)
+        for (int c = 0; c < in.w; ++c) row[j * HW + r * in.w + c] = img(o.x() + r, o.y() + c) / deployment.counts_per_unit;
     }
-    a.row(n) = maps_to_features(maps, student, deployment.counts_per_unit);
     if ((n + 1) % 100 == 0 || n + 1 == x.rows()) work.report(n + 1, x.rows(), "design features");
   }
-  a.conservativeResize(n, Eigen::NoChange);
-  return a;
+  y.conservativeResize(n, Eigen::NoChange);
+  return y;
+}
+
+distill::MatD design_features(DesignModel& design, const Deployment& deployment, const distill::OpticalStudent& student,
+                              const distill::Mat<float>& x, const io::WorkControl& work) {
+  return student.features_from_maps(design_maps(design, deployment, student, x, work));
 }
 
 drivers::DeviceResult<distill::MatD> measure_features(ProbeRig& rig, const BenchCalibration& calibration,

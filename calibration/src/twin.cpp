@@ -36,9 +36,14 @@ std::vector<RArray> Twin::maps(const RArray& input) const {
   return m;
 }
 
-distill::MatD Twin::row_features(const distill::Mat<float>& x, std::mt19937_64* rng) const {
+distill::MatD Twin::row_features(const distill::Mat<float>& x, std::mt19937_64* rng, const distill::MatD* design_maps) const {
   const auto in = student_.in_shape();
   if (x.cols() != in.h * in.w) throw std::invalid_argument("twin: images of " + std::to_string(x.cols()) + " pixels, the student takes " + std::to_string(in.h * in.w));
+  const Eigen::Index HW = Eigen::Index(in.h) * in.w;
+  if (design_maps && (design_maps->rows() != x.rows() || design_maps->cols() != kernels_.kernels.rows() * HW))
+    throw std::invalid_argument("twin: design maps of " + std::to_string(design_maps->rows()) + " x " + std::to_string(design_maps->cols()) +
+                                " for " + std::to_string(x.rows()) + " images of " + std::to_string(kernels_.kernels.rows()) + " maps of " +
+                                std::to_string(HW) + " pixels");
   const double scale = noise_.gain * deployment_.counts_per_unit;
   std::normal_distribution<double> gauss(0.0, 1.0);
   distill::MatD a(x.rows(), student_.feature_dim());
@@ -46,7 +51,14 @@ distill::MatD Twin::row_features(const distill::Mat<float>& x, std::mt19937_64* 
   for (Eigen::Index i = 0; i < x.rows(); ++i) {
     for (int r = 0; r < in.h; ++r)
       for (int c = 0; c < in.w; ++c) im(r, c) = std::clamp(double(x(i, r * in.w + c)), 0.0, 1.0);
-    auto m = maps(im);
+    std::vector<RArray> m;
+    if (design_maps) {
+      m = kernel_maps(kernels_, im, true);
+      for (std::size_t j = 0; j < m.size(); ++j)
+        m[j] += Eigen::Map<const RArray>(design_maps->row(i).data() + Eigen::Index(j) * HW, in.h, in.w);
+    } else {
+      m = maps(im);
+    }
     if (rng)
       for (auto& mj : m)
         for (Eigen::Index p = 0; p < mj.size(); ++p) {
@@ -59,7 +71,7 @@ distill::MatD Twin::row_features(const distill::Mat<float>& x, std::mt19937_64* 
   return a;
 }
 
-distill::MatD Twin::features(const distill::Mat<float>& x) const { return row_features(x, nullptr); }
+distill::MatD Twin::features(const distill::Mat<float>& x) const { return row_features(x, nullptr, nullptr); }
 
 distill::MatD Twin::features(const distill::Mat<float>& x, const distill::MatD& design_rows) const {
   const auto in = student_.in_shape();
@@ -75,7 +87,12 @@ distill::MatD Twin::features(const distill::Mat<float>& x, const distill::MatD& 
   return a;
 }
 
-distill::MatD Twin::sample_features(const distill::Mat<float>& x, std::mt19937_64& rng) const { return row_features(x, &rng); }
+distill::MatD Twin::sample_features(const distill::Mat<float>& x, std::mt19937_64& rng) const { return row_features(x, &rng, nullptr); }
+
+distill::MatD Twin::features_from_design_maps(const distill::Mat<float>& x, const distill::MatD& design_maps,
+                                              std::mt19937_64* rng) const {
+  return row_features(x, rng, &design_maps);
+}
 
 double relative_rms(const distill::MatD& model, const distill::MatD& measured) {
   if (model.rows() != measured.rows() || model.cols() != measured.cols())
@@ -93,7 +110,7 @@ std::string TwinMix::validate() const {
 }
 
 MeasuredSubset twin_training_set(const distill::MatD& twin_train, const distill::Dataset& train, const distill::MatD& measured,
-                                 const std::vector<std::size_t>& rows, const TwinMix& mix) {
+                                 const std::vector<std::size_t>& rows, const TwinMix& mix, std::vector<int>* sample_rows) {
   if (auto e = mix.validate(); !e.empty()) throw std::invalid_argument(e);
   const auto N = Eigen::Index(train.size());
   if (twin_train.rows() != N) throw std::invalid_argument("twin_training_set: " + std::to_string(twin_train.rows()) + " twin rows for " + std::to_string(N) + " samples");
@@ -117,9 +134,11 @@ MeasuredSubset twin_training_set(const distill::MatD& twin_train, const distill:
   out.samples.num_classes = train.num_classes;
   out.samples.x.resize(total, train.x.cols());
   out.samples.y.resize(std::size_t(total));
+  if (sample_rows) sample_rows->assign(std::size_t(N), -1);
   Eigen::Index k = 0;
   for (Eigen::Index i = 0; i < N; ++i) {
     if (is_measured[std::size_t(i)]) continue;
+    if (sample_rows) (*sample_rows)[std::size_t(i)] = int(k);
     out.features.row(k) = twin_train.row(i) + shift;
     out.samples.x.row(k) = train.x.row(i);
     out.samples.y[std::size_t(k)] = train.y[std::size_t(i)];
@@ -127,10 +146,32 @@ MeasuredSubset twin_training_set(const distill::MatD& twin_train, const distill:
   }
   for (int w = 0; w < mix.measured_weight; ++w)
     for (std::size_t i = 0; i < rows.size(); ++i, ++k) {
+      if (sample_rows && (*sample_rows)[rows[i]] < 0) (*sample_rows)[rows[i]] = int(k);
       out.features.row(k) = measured.row(Eigen::Index(i));
       out.samples.x.row(k) = train.x.row(Eigen::Index(rows[i]));
       out.samples.y[std::size_t(k)] = train.y[rows[i]];
     }
+  return out;
+}
+
+}  // namespace hilo::calibration
+
+namespace hilo::calibration {
+
+NtkGroups map_ntk_groups(const NtkGroups& groups, const std::vector<int>& sample_rows) {
+  NtkGroups out;
+  out.teacher = groups.teacher;
+  out.rows.reserve(groups.rows.size());
+  for (const auto& g : groups.rows) {
+    std::vector<int> r;
+    r.reserve(g.size());
+    for (int i : g) {
+      if (i < 0 || std::size_t(i) >= sample_rows.size() || sample_rows[std::size_t(i)] < 0)
+        throw std::invalid_argument("map_ntk_groups: sample " + std::to_string(i) + " has no row in the set");
+      r.push_back(sample_rows[std::size_t(i)]);
+    }
+    out.rows.push_back(std::move(r));
+  }
   return out;
 }
 

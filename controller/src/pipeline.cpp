@@ -13,6 +13,7 @@
 #include "hilo/controller/pipeline_stages.hpp"
 #include "hilo/distill/model_io.hpp"
 #include "hilo/sim/config.hpp"
+#include "pipeline_timing.hpp"
 
 namespace hilo::controller {
 
@@ -108,18 +109,25 @@ PipelineResult run_pipeline(const PipelineConfig& config, PipelineBench& bench, 
     throw std::invalid_argument("pipeline: bench.profiles needs the simulator (this bench is hardware; leave profiles empty)");
   PipelineResult out;
   try {
+    json& stages = st.timings()["stages"];
+    std::optional<PartTimer> lap(std::in_place, stages, "data");
     st.load_data();
+    lap.emplace(stages, "teacher");
     st.teacher();
     if (st.stop()) throw StageStopped{};
+    lap.emplace(stages, "student");
     st.student();
     if (st.stop()) throw StageStopped{};
+    lap.emplace(stages, "deploy");
     st.deploy();
     json profiles = json::array();
     const std::vector<std::string> names = config.profiles.empty() ? std::vector<std::string>{"bench"} : config.profiles;
     for (std::size_t i = 0; i < names.size(); ++i) {
       if (st.stop()) throw StageStopped{};
+      lap.emplace(stages, "bench " + names[i]);
       profiles.push_back(st.bench(names[i], int(i)));
     }
+    lap.reset();
     out.report = st.report(profiles);
     out.completed = true;
   } catch (const StageStopped&) {

@@ -10,6 +10,7 @@
 #include "hilo/controller/pipeline_stages.hpp"
 #include "hilo/io/figures.hpp"
 #include "hilo/sim/npy.hpp"
+#include "pipeline_timing.hpp"
 
 namespace hilo::controller {
 
@@ -31,7 +32,7 @@ json fidelity_json(const calibration::PsfComparison& c) {
 
 json PipelineStages::reoptimised_element(const std::string& name, int index, calibration::ExperimentBench& eb,
                                          const calibration::BenchCalibrationResult& before, const distill::Dataset* sub,
-                                         const json& nested, std::mt19937_64& rng) {
+                                         const json& nested, std::mt19937_64& rng, json& timings) {
   const auto& o = c_.reoptimise_element;
   if (!o.enabled) return {{"skipped", "bench.reoptimise_element.enabled is false"}};
   if (b_.design.element.kind != sim::ElementKind::slm || !b_.element)
@@ -48,6 +49,7 @@ json PipelineStages::reoptimised_element(const std::string& name, int index, cal
   if (b_.simulator) truth["before"] = fidelity_json(calibration::compare_psfs(target_psf, b_.simulator->as_built_psf(), deployment_.layout));
 
   // Fit, re-design, and the backend re-fitted on the new element's design-model features.
+  std::optional<PartTimer> lap(std::in_place, timings, "reopt: pupil fit and phase retrieval");
   calibration::DesignModel design(b_.design);
   const auto re = calibration::reoptimise_element(*student_, design, deployment_, before.tiles, o, c_.retrieval, rng);
   log(stage + ": " + re.fit.report + "; " + re.deployment.design.report);
@@ -55,9 +57,11 @@ json PipelineStages::reoptimised_element(const std::string& name, int index, cal
   distill::OpticalStudent s = distill::OpticalStudent::from_model(deployed_->to_model({}));
   s.set_kernels(re.deployment.kernels);
   const io::WorkControl quiet{{}, ctl_.work.stop};
+  lap.emplace(timings, "reopt: design features");
   const MatD a_train = calibration::design_features(design, re.deployment, s, data_.train.x, quiet);
   const MatD a_test = calibration::design_features(design, re.deployment, s, test_x_, quiet);
   if (stop()) throw StageStopped{};
+  lap.emplace(timings, "reopt: design re-fit");
   if (c_.design_refit_epochs > 0) {
     calibration::CompensationOptions r;
     r.mode = calibration::CompensationMode::task;
@@ -73,6 +77,7 @@ json PipelineStages::reoptimised_element(const std::string& name, int index, cal
   ec.work = {{}, ctl_.work.stop};
   ec.log = [&](const std::string& line) { log(stage + ": " + line); };
   ec.on_drift = ctl_.on_drift;
+  lap.emplace(timings, "reopt: calibrate");
   calibration::Experiment ex(eb, design, re.deployment, s, c_.measure_options(), ec, name + "/element_reoptimised");
   auto cal = ex.calibrate(c_.calibration, rng);
   if (!cal) fail(cal.error());
@@ -83,6 +88,7 @@ json PipelineStages::reoptimised_element(const std::string& name, int index, cal
     if (stop()) throw StageStopped{};
     return m.value();
   };
+  lap.emplace(timings, "reopt: measure test");
   const MatD A_test = measure(test_x_);
   calibration::write_features(d / "test_features.npy", A_test);
   distill::OpticalStudent none = distill::OpticalStudent::from_model(s.to_model({}));
@@ -90,9 +96,11 @@ json PipelineStages::reoptimised_element(const std::string& name, int index, cal
   json acc = {{"none", distill::accuracy(logits_none, test_y_)}};
   json rows = json::array();
   if (o.compensate && sub && teacher_) {
+    lap.emplace(timings, "reopt: measure val and subset");
     const MatD A_val = measure(data_.val.x), A_sub = measure(sub->x);
     const double val_none = distill::accuracy(none.backend_forward(A_val), data_.val.y);
     int step = 0;
+    lap.emplace(timings, "reopt: re-fits");
     for (const auto& n : nested) {
       const auto pick = n.at("indices").get<std::vector<std::size_t>>();
       const auto part = calibration::take_rows(A_sub, *sub, pick);
@@ -109,6 +117,7 @@ json PipelineStages::reoptimised_element(const std::string& name, int index, cal
     }
   }
   acc["fractions"] = rows;
+  lap.emplace(timings, "reopt: fidelity and figure");
 
   // Kernel fidelity to the trained kernels: design model, tile probe measured before and after.
   const auto measured_before = calibration::measured_kernel_fidelity(before.tiles, target, deployment_.layout, PR, PC);
@@ -142,6 +151,7 @@ json PipelineStages::reoptimised_element(const std::string& name, int index, cal
     truth["zernike_waves"] = w;
     res["ground_truth"] = truth;
   }
+  lap.reset();
   log(stage + ": none " + pct(acc["none"].get<double>()) + " %, measured kernel correlation " +
       std::to_string(measured_before.mean_correlation) + " -> " + std::to_string(measured_after.mean_correlation));
   return res;

@@ -25,6 +25,7 @@
 #include "hilo/sim/npy.hpp"
 #include "hilo/sim/slm_model.hpp"
 #include "pipeline_deferral.hpp"
+#include "pipeline_timing.hpp"
 #include "pipeline_twin.hpp"
 
 namespace hilo::controller {
@@ -110,6 +111,37 @@ distill::JobControl PipelineStages::train_control(const std::string& stage) {
 PipelineStages::PipelineStages(const PipelineConfig& c, PipelineBench& b, fs::path dir, const PipelineControl& ctl)
     : c_(c), b_(b), dir_(std::move(dir)), ctl_(ctl) {
   if (auto e = c_.validate(); !e.empty()) throw std::invalid_argument("pipeline: " + e);
+}
+
+const MatD& PipelineStages::teacher_train_logits() {
+  if (!teacher_train_logits_) teacher_train_logits_ = distill::predict(*teacher_, data_.train.x).cast<double>();
+  return *teacher_train_logits_;
+}
+
+const MatD& PipelineStages::teacher_test_logits() {
+  if (!teacher_test_logits_) teacher_test_logits_ = distill::predict(*teacher_, test_x_).cast<double>();
+  return *teacher_test_logits_;
+}
+
+const MatD& PipelineStages::design_train_maps() {
+  if (!design_train_maps_) design_train_maps_ = calibration::design_maps(*design_, deployment_, *deployed_, data_.train.x);
+  return *design_train_maps_;
+}
+
+const MatD& PipelineStages::design_val_maps() {
+  if (!design_val_maps_) design_val_maps_ = calibration::design_maps(*design_, deployment_, *deployed_, data_.val.x);
+  return *design_val_maps_;
+}
+
+const calibration::NtkGroups& PipelineStages::train_ntk_groups() {
+  if (!train_ntk_groups_) {
+    std::mt19937_64 rng(stage_seed(c_.seed, 600));
+    bool stopped = false;
+    auto g = calibration::teacher_ntk_groups(*teacher_, data_.train.x, c_.twin_ntkd.ntk_subbatch, rng, {{}, ctl_.work.stop}, &stopped);
+    if (stopped) throw StageStopped{};
+    train_ntk_groups_ = std::move(g);
+  }
+  return *train_ntk_groups_;
 }
 
 void PipelineStages::load_data() {
@@ -203,8 +235,10 @@ void PipelineStages::deploy() {
                                      progress("deploy: design features", n, t);
                                    },
                                    ctl_.work.stop};
-    const MatD a_train = calibration::design_features(*design_, deployment_, s, data_.train.x, features);
+    MatD maps = calibration::design_maps(*design_, deployment_, s, data_.train.x, features);
     if (stop()) throw StageStopped{};
+    const MatD a_train = s.features_from_maps(maps);
+    design_train_maps_ = std::move(maps);
     const MatD a_test = calibration::design_features(*design_, deployment_, s, test_x_, {{}, ctl_.work.stop});
     if (stop()) throw StageStopped{};
     const double before = distill::accuracy(s.backend_forward(a_test), test_y_);
@@ -266,6 +300,8 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
   if (fs::exists(result)) return read_json_file(result);
   fs::create_directories(d);
   const std::string stage = "bench " + name;
+  json& tm = timings_["bench"][name];  // this stage's parts (pipeline_timing.hpp), also in timings.json
+  tm = json::object();
   if (b_.reset_simulator) {
     const auto profile = b_.load_profile(name);
     b_.reset_simulator(profile, stage_seed(c_.seed, 100 + std::uint64_t(index)));
@@ -294,6 +330,7 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
   // The calibration: run here and saved as bench/<name>/calibration/, or adopted from a saved one.
   std::optional<calibration::BenchCalibrationResult> fresh;
   json cal_summary;
+  std::optional<PartTimer> lap(std::in_place, tm, "calibrate");
   if (calibration.empty()) {
     auto cal = ex.calibrate(c_.calibration, rng);
     if (!cal) throw_dev(cal.error());
@@ -318,10 +355,10 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
 
   std::vector<int> idx;
   distill::Dataset sub;
+  lap.emplace(tm, "select subset");
   if (compensate) {
     if (!teacher_) throw std::logic_error("PipelineStages::bench: compensation needs the teacher");
-    const MatD teacher_space = distill::predict(*teacher_, data_.train.x).cast<double>();
-    const auto chosen = calibration::select_subset(so, data_.train.y, teacher_space, rng);
+    const auto chosen = calibration::select_subset(so, data_.train.y, teacher_train_logits(), rng);
     idx.assign(chosen.begin(), chosen.end());
     sub = distill::take(data_.train, idx);
   }
@@ -334,23 +371,28 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
   };
   // The test set (evaluation), the validation split (held out from every fit; the compensation sweep
   // selects its settings on it, docs/pipeline.md), and the measured training subset.
+  lap.emplace(tm, "measure test");
   const MatD A_test = measure(test_x_);
   calibration::write_features(d / "test_features.npy", A_test);
   MatD A_val, A_sub;
   if (compensate && c_.kernels.enabled) {
+    lap.emplace(tm, "twin: kernel probes and fit");
     twin.emplace(measure_twin(ex, ex.saved_calibration({}).calibration, *design_, deployment_, *deployed_, c_, twin_rng, d, stage));
     log(stage + ": measured kernels: " + twin->summary["kernels"].dump());
   }
   if (compensate) {
+    lap.emplace(tm, "measure val and subset");
     A_val = measure(data_.val.x);
     A_sub = measure(sub.x);
     calibration::write_features(d / "val_features.npy", A_val);
     calibration::write_features(d / "subset_features.npy", A_sub);
     if (twin) {  // twin hook: its error on the measured validation split, then the training split's twin features
-      check_and_extend_twin(*twin, *design_, deployment_, *deployed_, data_, A_val, c_, twin_rng);
+      lap.emplace(tm, "twin: residual and training features");
+      check_and_extend_twin(*twin, *deployed_, data_, design_val_maps(), design_train_maps(), A_val, c_, twin_rng);
       log(stage + ": twin: " + twin->summary["residual"].dump());
     }
   }
+  lap.emplace(tm, "sample frames");
   // Sample frames.
   std::vector<cv::Mat> frames;
   std::vector<std::string> frame_labels;
@@ -367,6 +409,7 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
     frame_labels.push_back("camera frame " + std::to_string(i));
   }
 
+  lap.reset();
   // Compensation.
   const int C = data_.train.num_classes;
   json acc = json::object(), conf = json::object(), curves = json::object();
@@ -395,6 +438,7 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
     for (const auto* o : {&c_.task, &c_.ntkd}) {
       if (stop()) throw StageStopped{};
       std::mt19937_64 r2(stage_seed(c_.seed, 300 + std::uint64_t(index) * 10 + std::uint64_t(step)));
+      PartTimer refit(tm, "refit " + calibration::to_string(o->mode));
       auto t = calibration::compensate(*deployed_, part, *teacher_, *o, r2, A_test, test_y_, &A_val, &data_.val.y,
                                        {{}, ctl_.work.stop});
       if (t.report.stopped) throw StageStopped{};
@@ -419,8 +463,13 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
     if (twin) {  // twin hook: the twin-calibrated re-fits of this fraction
       std::vector<std::size_t> train_rows;
       for (auto p : pick) train_rows.push_back(std::size_t(idx[p]));
-      twin_modes(*twin, c_, {*deployed_, *teacher_, data_, A_test, test_y_, A_val}, part.features, train_rows,
-                 stage_seed(c_.seed, 500 + std::uint64_t(index) * 10 + std::uint64_t(step)), row, {{}, ctl_.work.stop});
+      const calibration::NtkGroups* groups = nullptr;
+      if (c_.twin.shared_ntk_groups) {
+        PartTimer t(tm, "twin: teacher NTK groups");
+        groups = &train_ntk_groups();
+      }
+      twin_modes(*twin, c_, {*deployed_, *teacher_, data_, A_test, test_y_, A_val, groups}, part.features, train_rows,
+                 stage_seed(c_.seed, 500 + std::uint64_t(index) * 10 + std::uint64_t(step)), row, {{}, ctl_.work.stop}, tm);
       if (stop()) throw StageStopped{};
     }
     guard_row(row, val_none, acc["none"].get<double>(), std::int64_t(pick.size()) * c_.frames, twin ? twin->probe_frames : 0,
@@ -447,15 +496,16 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
               {"twin", twin ? twin->summary : json(nullptr)},
               {"drift", {{"checks", ex.drift_checks()}, {"action", c_.drift_action},
                          {"shift_threshold_px", c_.drift.shift_threshold_px}, {"gain_threshold", c_.drift.gain_threshold}}}};
+  lap.emplace(tm, "deferral");
   if (teacher_) {  // deferral to the teacher (pipeline_deferral.hpp)
     std::vector<DeferralModel> dm{{"none", logits_none, val_logits_none}};
     if (best_refit) dm.push_back(*best_refit);
-    const MatD teacher_test = distill::predict(*teacher_, test_x_).cast<double>();
-    res["deferral"] = deferral_study(dm, teacher_test, test_y_, d / "deferral.png", name + ": deferral to the teacher");
+    res["deferral"] = deferral_study(dm, teacher_test_logits(), test_y_, d / "deferral.png", name + ": deferral to the teacher");
   }
   calibration::write_frame_log(d / "frame_log.npy", ex.frame_log());
   // ---- element re-optimised (pipeline_reopt.cpp): after everything above, so those cells are unchanged
-  if (fresh) res["element_reoptimised"] = reoptimised_element(name, index, eb, *fresh, compensate ? &sub : nullptr, nested, rng);
+  lap.reset();
+  if (fresh) res["element_reoptimised"] = reoptimised_element(name, index, eb, *fresh, compensate ? &sub : nullptr, nested, rng, tm);
   // ----
   if (ex.frame_counters().regrabs > 0)
     log(stage + ": frame integrity (rejected frames re-grabbed): " + ex.frame_integrity().dump());
@@ -469,6 +519,7 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
     res["ground_truth"] = pose_json(*truth_at_calibration);
     res["ground_truth_at_end"] = pose_json(b_.simulator->true_pose(now()));
   }
+  lap.emplace(tm, "figures");
   // Figures.
   if (fresh) {  // an adopted calibration's PSF figure is in the run that calibrated
     const auto& tl = fresh->tiles;
@@ -489,6 +540,8 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
     write_png(d / (std::string("confusion_") + m + ".png"),
               render_confusion_matrix(cm, {}, name + ": " + m + (std::string(m) == "none" ? "" : " (f = " + pct(fmax) + " %)"), 36));
   }
+  lap.reset();
+  io::write_json_atomic(d / "timings.json", tm);
   io::write_json_atomic(result, res);
   progress(stage, total, total);
   return res;

@@ -6,6 +6,7 @@
 #include <opencv2/core.hpp>
 
 #include "hilo/io/figures.hpp"
+#include "pipeline_timing.hpp"
 
 namespace hilo::controller {
 
@@ -52,27 +53,34 @@ TwinState measure_twin(calibration::Experiment& ex, const calibration::BenchCali
   return t;
 }
 
-void check_and_extend_twin(TwinState& t, calibration::DesignModel& design, const calibration::Deployment& deployment,
-                           const distill::OpticalStudent& deployed, const distill::Splits& data,
-                           const MatD& val_measured, const PipelineConfig& c, std::mt19937_64& rng) {
-  const MatD design_val = calibration::design_features(design, deployment, deployed, data.val.x);
+void check_and_extend_twin(TwinState& t, const distill::OpticalStudent& deployed, const distill::Splits& data,
+                           const MatD& design_val_maps, const MatD& design_train_maps, const MatD& val_measured,
+                           const PipelineConfig& c, std::mt19937_64& rng) {
+  const MatD design_val = deployed.features_from_maps(design_val_maps);
   const MatD twin_val = t.twin->features(data.val.x, design_val);
   t.summary["residual"] = {{"images", val_measured.rows()},
                            {"split", "val"},
                            {"twin", calibration::relative_rms(twin_val, val_measured)},
                            {"design", calibration::relative_rms(design_val, val_measured)}};
-  t.train = c.twin.noise ? t.twin->sample_features(data.train.x, rng) : t.twin->features(data.train.x);
+  t.train = t.twin->features_from_design_maps(data.train.x, design_train_maps, c.twin.noise ? &rng : nullptr);
 }
 
 void twin_modes(const TwinState& t, const PipelineConfig& c, const TwinRefitInputs& in, const MatD& measured,
-                const std::vector<std::size_t>& train_rows, std::uint64_t seed, json& row, const io::WorkControl& work) {
-  const calibration::MeasuredSubset set = calibration::twin_training_set(t.train, in.data.train, measured, train_rows, c.twin);
+                const std::vector<std::size_t>& train_rows, std::uint64_t seed, json& row, const io::WorkControl& work,
+                json& timings) {
+  std::vector<int> sample_rows;
+  const calibration::MeasuredSubset set =
+      calibration::twin_training_set(t.train, in.data.train, measured, train_rows, c.twin, &sample_rows);
+  std::optional<calibration::NtkGroups> groups;
+  if (in.train_ntk_groups) groups = calibration::map_ntk_groups(*in.train_ntk_groups, sample_rows);
   std::uint64_t n = 0;
   for (const auto& [name, o] : {std::pair<std::string, const calibration::CompensationOptions*>{"twin_task", &c.twin_task},
                                 {"twin_ntkd", &c.twin_ntkd}}) {
     std::mt19937_64 r(seed + n++);
+    PartTimer part(timings, name);
     const auto trial = calibration::compensate(in.deployed, set, in.teacher, *o, r, in.test_features, in.test_labels,
-                                               &in.val_features, &in.data.val.y, work);
+                                               &in.val_features, &in.data.val.y, work,
+                                               groups && o->mode == calibration::CompensationMode::ntkd ? &*groups : nullptr);
     if (trial.report.stopped) return;
     row[name] = trial.test_accuracy;
     row[name + "_val"] = trial.val_accuracy;

@@ -34,13 +34,15 @@ TwinState measure_twin(calibration::Experiment& ex, const calibration::BenchCali
 
 // After the measured validation split: the twin's prediction error on it (images it never saw) beside
 // the design model's: summary["residual"] = {"images", "twin", "design"} (relative_rms of features),
-// then the twin features of the training split.
-void check_and_extend_twin(TwinState& t, calibration::DesignModel& design, const calibration::Deployment& deployment,
-                           const distill::OpticalStudent& deployed, const distill::Splits& data,
+// then the twin features of the training split. design_val / design_train: the design model's maps of
+// the validation and training splits for the deployed element (calibration::design_maps).
+void check_and_extend_twin(TwinState& t, const distill::OpticalStudent& deployed, const distill::Splits& data,
+                           const distill::MatD& design_val, const distill::MatD& design_train,
                            const distill::MatD& val_measured, const PipelineConfig& c, std::mt19937_64& rng);
 
 // The twin modes for one fraction: row["twin_task"], row["twin_ntkd"] (test accuracy), "<mode>_val".
-// measured: the fraction's measured rows; train_rows: their indices into the training split.
+// measured: the fraction's measured rows; train_rows: their indices into the training split. Each re-fit's
+// time is added to timings["twin_task"] / ["twin_ntkd"] (pipeline_timing.hpp).
 struct TwinRefitInputs {
   const distill::OpticalStudent& deployed;
   distill::Sequential<float>& teacher;
@@ -48,10 +50,13 @@ struct TwinRefitInputs {
   const distill::MatD& test_features;
   const std::vector<int>& test_labels;
   const distill::MatD& val_features;
+  // twin_ntkd's NTK groups over the training split (compensation.twin.shared_ntk_groups), null: drawn
+  // per re-fit.
+  const calibration::NtkGroups* train_ntk_groups = nullptr;
 };
 void twin_modes(const TwinState& t, const PipelineConfig& c, const TwinRefitInputs& in, const distill::MatD& measured,
                 const std::vector<std::size_t>& train_rows, std::uint64_t seed, nlohmann::json& row,
-                const io::WorkControl& work);
+                const io::WorkControl& work, nlohmann::json& timings);
 
 // The guard over every mode of a row: the highest accuracy on the measured validation split among none
 // (none_val) and each re-fit present ("<mode>_val"; ties keep the earlier of none, task, ntkd, twin_task,

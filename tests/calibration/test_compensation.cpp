@@ -157,6 +157,52 @@ TEST(Compensation, AStopRequestEndsTheRefitEarly) {
   }
 }
 
+// NTKD with the teacher's NTK groups computed ahead (teacher_ntk_groups, as the pipeline's twin modes
+// keep them for every re-fit) gives the backend a re-fit drawing its own gives, bit for bit, when the
+// groups come from the same generator; a group naming a row outside the set, or a Θ_T of the wrong size,
+// is refused.
+TEST(Compensation, GivenTeacherNtkGroupsEqualTheRefitsOwn) {
+  std::mt19937_64 rng(11);
+  OpticalStudent s = small_student(rng);
+  Sequential<float> teacher = make_teacher(TeacherArch{{4}, 8}, Shape{1, 8, 8}, 3);
+  init_he(teacher, rng);
+  const Eigen::Index n = 30;
+  const MatD a = random_mat(n, s.feature_dim(), rng);
+  const Mat<float> clean = random_mat(n, 64, rng).cwiseAbs().cast<float>();
+  std::vector<int> y(static_cast<std::size_t>(n));
+  for (Eigen::Index i = 0; i < n; ++i) y[static_cast<std::size_t>(i)] = int(i % 3);
+  CompensationOptions o;
+  o.mode = CompensationMode::ntkd;
+  o.epochs = 3;
+  o.batch = 8;
+  o.ntk_subbatch = 8;
+  o.beta = 10;
+  const auto snapshot = s.to_model({});
+  OpticalStudent own = OpticalStudent::from_model(snapshot), given = OpticalStudent::from_model(snapshot);
+  std::mt19937_64 r1(4), r2(4);
+  const auto rep_own = refit_backend(own, a, y, &teacher, &clean, o, r1);
+  const hilo::calibration::NtkGroups groups = hilo::calibration::teacher_ntk_groups(teacher, clean, o.ntk_subbatch, r2);
+  ASSERT_EQ(groups.rows.size(), 4u) << "30 rows in groups of 8: 8, 8, 8, 6";
+  EXPECT_EQ(groups.rows.back().size(), 6u);
+  const auto rep_given = refit_backend(given, a, y, &teacher, &clean, o, r2, {}, &groups);
+  ASSERT_EQ(rep_own.epochs.size(), rep_given.epochs.size());
+  for (std::size_t e = 0; e < rep_own.epochs.size(); ++e) {
+    EXPECT_EQ(rep_own.epochs[e].loss, rep_given.epochs[e].loss);
+    EXPECT_EQ(rep_own.epochs[e].ntk_distance, rep_given.epochs[e].ntk_distance);
+  }
+  EXPECT_GT(rep_own.epochs.back().ntk_distance, 0.0);
+  EXPECT_TRUE(own.backend_forward(a) == given.backend_forward(a));
+  auto bad = groups;
+  bad.rows[0][0] = int(n);
+  EXPECT_THROW(refit_backend(given, a, y, &teacher, &clean, o, r2, {}, &bad), std::invalid_argument);
+  bad = groups;
+  bad.teacher[1] = MatD::Zero(3, 3);
+  EXPECT_THROW(refit_backend(given, a, y, &teacher, &clean, o, r2, {}, &bad), std::invalid_argument);
+  bad = groups;
+  bad.teacher.pop_back();
+  EXPECT_THROW(refit_backend(given, a, y, &teacher, &clean, o, r2, {}, &bad), std::invalid_argument);
+}
+
 // Re-estimating the standardisation from measured features undoes a bench gain and dark offset on the
 // features exactly (before any fitting: epochs = 0); without it, or in mode none, the offset stays.
 TEST(Compensation, FeatureNormAbsorbsGainAndDarkOffset) {

@@ -78,6 +78,29 @@ TEST(Twin, NoiseModelMatchesTheBenchsRepeatability) {
   EXPECT_NEAR(r.twin->noise().shot_slope, 1.0 / d.opts.camera.gain_e_per_count, 0.05) << "shot noise: 1 count per e⁻/count";
 }
 
+// The pipeline keeps the design model's maps of the training split once for every profile
+// (design_maps); the twin's features from them are its own, bit for bit, with the same noise draws.
+TEST(Twin, FeaturesFromKeptDesignMapsEqualItsOwnBitForBit) {
+  DeployedRig d("moderate");
+  std::mt19937_64 rng(7);
+  auto mk = measure_kernels(d.capture(), d.calibration, d.design, d.deployment, KernelProbeOptions{}, rng);
+  ASSERT_TRUE(mk) << mk.error().message;
+  const TwinNoise noise = twin_noise(mk.value(), d.calibration, 1);
+  const Twin twin(std::move(mk.value()), d.design, d.deployment, noise, d.student);
+  const distill::Mat<float> x = sparse_images(12, rng);
+  const distill::MatD maps = design_maps(d.design, d.deployment, d.student, x);
+  ASSERT_EQ(maps.rows(), 12);
+  EXPECT_TRUE(design_features(d.design, d.deployment, d.student, x) == d.student.features_from_maps(maps));
+  std::mt19937_64 r1(3), r2(3);
+  const distill::MatD own = twin.sample_features(x, r1), kept = twin.features_from_design_maps(x, maps, &r2);
+  EXPECT_TRUE(own == kept) << "max difference " << (own - kept).cwiseAbs().maxCoeff();
+  EXPECT_EQ(r1(), r2()) << "the same number of draws";
+  EXPECT_TRUE(twin.features(x) == twin.features_from_design_maps(x, maps, nullptr));
+  EXPECT_FALSE(own == twin.features(x)) << "the noise model drew nothing";
+  EXPECT_THROW(twin.features_from_design_maps(x, maps.topRows(11), nullptr), std::invalid_argument);
+  EXPECT_THROW(twin.features_from_design_maps(x, maps.leftCols(maps.cols() - 1), nullptr), std::invalid_argument);
+}
+
 TEST(TwinTrainingSet, MeasuredRowsRepeatedAndTwinRowsShiftedByTheMeanResidual) {
   distill::Dataset train;
   train.x = distill::Mat<float>::Zero(5, 784);
@@ -110,4 +133,29 @@ TEST(TwinTrainingSet, MeasuredRowsRepeatedAndTwinRowsShiftedByTheMeanResidual) {
   EXPECT_THROW(twin_training_set(twin, train, measured, {1, 3}, mix), std::invalid_argument);
   EXPECT_THROW(relative_rms(distill::MatD::Zero(2, 2), distill::MatD::Zero(2, 2)), std::invalid_argument);
   EXPECT_THROW(relative_rms(distill::MatD::Zero(2, 2), distill::MatD::Ones(3, 2)), std::invalid_argument);
+}
+
+// The twin NTKD's groups over training images (shared by every re-fit): each training sample's row in a
+// twin set (a measured one: its first copy) holds that sample's image, so the teacher's Θ_T of a group
+// of images is Θ_T of the mapped rows.
+TEST(TwinTrainingSet, SampleRowsNameEachSamplesRowAndMapTheNtkGroups) {
+  distill::Dataset train;
+  train.x = distill::Mat<float>::Zero(5, 784);
+  for (int i = 0; i < 5; ++i) train.x(i, 0) = float(i);
+  train.y = {0, 1, 2, 3, 4};
+  const distill::MatD twin = distill::MatD::Zero(5, 2), measured = distill::MatD::Ones(2, 2);
+  TwinMix mix;
+  mix.measured_weight = 3;
+  std::vector<int> rows;
+  const auto set = twin_training_set(twin, train, measured, {3, 1}, mix, &rows);
+  ASSERT_EQ(rows, (std::vector<int>{0, 4, 1, 3, 2})) << "twin rows first in order, then the measured copies (3, 1, 3, 1, ...)";
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(set.samples.x(rows[std::size_t(i)], 0), float(i));
+  NtkGroups g;
+  g.rows = {{0, 3}, {4, 1, 2}};
+  g.teacher = {distill::MatD::Identity(2, 2), 2 * distill::MatD::Identity(3, 3)};
+  const NtkGroups m = map_ntk_groups(g, rows);
+  EXPECT_EQ(m.rows, (std::vector<std::vector<int>>{{0, 3}, {2, 4, 1}}));
+  EXPECT_TRUE(m.teacher[1] == g.teacher[1]);
+  g.rows[0][1] = 5;
+  EXPECT_THROW(map_ntk_groups(g, rows), std::invalid_argument);
 }

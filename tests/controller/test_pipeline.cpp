@@ -8,6 +8,7 @@
 #include <map>
 
 #include "hilo/controller/pipeline.hpp"
+#include "hilo/controller/pipeline_stages.hpp"
 #include "hilo/distill/jobs.hpp"
 #include "hilo/io/file_io.hpp"
 
@@ -328,6 +329,20 @@ TEST(Pipeline, RunsEveryStageAndResumesToTheSameResult) {
       << "the new element's calibration and at least its 300 test images";
   EXPECT_TRUE(fs::exists(a / "bench/moderate/element_reoptimised/psf_designed_before_after.png"));
   EXPECT_TRUE(fs::exists(a / "bench/moderate/element_reoptimised/phase.npy"));
+  // Where the time went: every stage, and the bench stage's parts (also in its timings.json), each with
+  // wall and CPU seconds; a part timed once per fraction counts each.
+  const auto& tm = report_a["timings"];
+  for (const char* st : {"teacher", "student", "deploy", "bench moderate"})
+    EXPECT_TRUE(tm["stages"].contains(st)) << st << " not timed: " << tm.dump();
+  const auto& parts = tm["bench"]["moderate"];
+  for (const char* part : {"calibrate", "measure test", "twin: teacher NTK groups", "twin_ntkd", "reopt: design features"}) {
+    ASSERT_TRUE(parts.contains(part)) << part << " not timed: " << parts.dump();
+    EXPECT_GE(parts[part]["wall_s"].get<double>(), 0.0);
+    EXPECT_GE(parts[part]["cpu_s"].get<double>(), 0.0);
+  }
+  EXPECT_EQ(parts["twin_ntkd"]["count"], 2) << "one twin NTKD re-fit per fraction";
+  EXPECT_GT(parts["measure test"]["cpu_s"].get<double>(), 0.0) << "300 frames took no CPU time?";
+  EXPECT_EQ(read_json_file(a / "bench/moderate/timings.json"), parts);
 
   // Interrupted in the middle of the bench stage, then resumed in a new process-like setting (fresh
   // devices, the same run directory).

@@ -109,9 +109,29 @@ struct CompensationReport {
 void estimate_feature_norm(const distill::OpticalStudent& student, const distill::MatD& a,
                            const CompensationOptions& options, distill::MatD& offset, distill::MatD& scale);
 
+// NTKD's teacher side, computed ahead: groups of rows of a set and the teacher's NTK Θ_T of each group's
+// clean images (distill::ntk_exact, |g| × |g|). Step t of an NTKD re-fit matches the student's NTK on
+// group t mod G to Θ_T of that group.
+struct NtkGroups {
+  std::vector<std::vector<int>> rows;  // row indices into the set, >= 2 per group
+  std::vector<distill::MatD> teacher;  // Θ_T of each group, same order
+};
+// The set's rows (clean: n × H·W) shuffled with rng and cut into groups of group_size (a last group of
+// fewer than 2 rows is dropped), with Θ_T of each. A stop request (polled before each group) returns
+// the groups done so far with `stopped` set. This is what refit_backend computes for itself when it is
+// given no groups; a job that re-fits many sets over the same images (the pipeline's twin modes: the
+// whole training split for every fraction and profile) computes it once over the images and maps the
+// groups to each set's rows, instead of computing Θ_T again per re-fit.
+NtkGroups teacher_ntk_groups(distill::Sequential<float>& teacher, const distill::Mat<float>& clean, int group_size,
+                             std::mt19937_64& rng, const io::WorkControl& work = {}, bool* stopped = nullptr);
+
+// ntk_groups (ntkd only; null: refit_backend draws teacher_ntk_groups(teacher, clean_images,
+// ntk_subbatch, rng) itself): groups over the rows of measured_features with their Θ_T; throws
+// std::invalid_argument for a row outside the set, a group of fewer than 2 rows or a Θ_T of the wrong size.
 CompensationReport refit_backend(distill::OpticalStudent& student, const distill::MatD& measured_features,
                                  const std::vector<int>& labels, distill::Sequential<float>* teacher,
                                  const distill::Mat<float>* clean_images, const CompensationOptions& options,
-                                 std::mt19937_64& rng, const io::WorkControl& work = {});
+                                 std::mt19937_64& rng, const io::WorkControl& work = {},
+                                 const NtkGroups* ntk_groups = nullptr);
 
 }  // namespace hilo::calibration

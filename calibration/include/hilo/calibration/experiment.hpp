@@ -212,7 +212,7 @@ std::vector<std::size_t> nested_subset(SubsetStrategy strategy, double f, double
                                        const Eigen::Ref<const Eigen::MatrixXd>& features, std::mt19937_64& rng);
 
 // One compensation: a copy of the deployed student with its backend re-fitted on the subset
-// (refit_backend), scored on measured test features.
+// (refit_backend, with ntk_groups when given), scored on measured test features.
 struct CompensationTrial {
   CompensationReport report;
   distill::MatD test_logits;
@@ -226,7 +226,7 @@ CompensationTrial compensate(const distill::OpticalStudent& deployed, const Meas
                              distill::Sequential<float>& teacher, const CompensationOptions& options, std::mt19937_64& rng,
                              const distill::MatD& test_features, const std::vector<int>& test_labels,
                              const distill::MatD* val_features = nullptr, const std::vector<int>* val_labels = nullptr,
-                             const io::WorkControl& work = {});
+                             const io::WorkControl& work = {}, const NtkGroups* ntk_groups = nullptr);
 
 // Held-out guard (DESIGN §6: compensation never makes the bench worse): keeps the re-fitted backend only
 // when its accuracy on the measured validation split (t.val_accuracy: compensate() was given validation

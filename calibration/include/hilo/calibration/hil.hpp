@@ -94,9 +94,19 @@ Deployment design_deployment(const distill::OpticalStudent& student, DesignModel
 distill::MatD maps_to_features(const std::vector<RArray>& maps, const distill::OpticalStudent& student,
                                double counts_per_unit);
 
-// Features of the deployed design in simulation: design model image of each row of x (N × H·W in
-// [0, 1]), cut at the layout windows, → maps_to_features. work.report(rows done, rows, "design features")
-// every 100 rows; a stop request (polled before each row) ends early with the rows done so far.
+// The design model's K maps of each row of x (N × H·W in [0, 1]): its image cut at the layout windows,
+// / counts_per_unit (student units), one row per image in OpticalStudent::features_from_maps' layout
+// (N × K·H·W, map-major). design_features(x) = student.features_from_maps(design_maps(x)), bit for bit;
+// the maps depend only on the element the design model holds, so a caller that needs the design model
+// of the same images again for the same element (the twin of every profile) keeps them instead of
+// predicting again. 8·K·H·W bytes per image (50 kB for 8 maps of 28 × 28). work.report(rows done, rows,
+// "design features") every 100 rows; a stop request (polled before each row) ends early with the rows
+// done so far.
+distill::MatD design_maps(DesignModel& design, const Deployment& deployment, const distill::OpticalStudent& student,
+                          const distill::Mat<float>& x, const io::WorkControl& work = {});
+
+// Features of the deployed design in simulation: design_maps → maps_to_features (signing, pooling).
+// Work and stop as design_maps.
 distill::MatD design_features(DesignModel& design, const Deployment& deployment, const distill::OpticalStudent& student,
                               const distill::Mat<float>& x, const io::WorkControl& work = {});
 

@@ -62,6 +62,12 @@ class Twin {
   // features(x) from the design model's features of the same rows (design_features), which it would
   // otherwise compute again: signing and pooling are linear, so the twin adds the measured change's.
   distill::MatD features(const distill::Mat<float>& x, const distill::MatD& design_rows) const;
+  // sample_features(x, *rng), or features(x) when rng is null, from the design model's maps of the same
+  // rows (design_maps(x) for the element the twin's design model holds), which it would otherwise predict
+  // again: the same numbers bit for bit and the same draws from rng. Throws std::invalid_argument when
+  // design_maps is not N × K·H·W.
+  distill::MatD features_from_design_maps(const distill::Mat<float>& x, const distill::MatD& design_maps,
+                                          std::mt19937_64* rng) const;
 
  private:
   MeasuredKernels kernels_;
@@ -69,7 +75,7 @@ class Twin {
   const Deployment& deployment_;
   TwinNoise noise_;
   const distill::OpticalStudent& student_;
-  distill::MatD row_features(const distill::Mat<float>& x, std::mt19937_64* rng) const;
+  distill::MatD row_features(const distill::Mat<float>& x, std::mt19937_64* rng, const distill::MatD* design_maps) const;
 };
 
 // ‖model − measured‖_F / ‖measured‖_F (relative RMS over all rows and features). Throws
@@ -80,16 +86,26 @@ struct TwinMix {
   int measured_weight = 10;         // [1, 1000]
   bool residual_correction = true;
   bool noise = true;                // twin rows drawn with the noise model (else expected features)
+  // twin NTKD: the NTK groups are groups of training images, drawn once per job with the teacher's Θ_T
+  // of each, and every twin NTKD re-fit (each fraction, each profile) uses them at its rows of those
+  // images (a measured image: its first measured row). false: each re-fit draws groups over its own
+  // rows (the measured ones repeated) and computes Θ_T for them again (NtkGroups, compensation.hpp).
+  bool shared_ntk_groups = true;
 
   [[nodiscard]] std::string validate() const;  // "" when valid, else the violated rule (compensation.twin.<key>)
 };
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TwinMix, measured_weight, residual_correction, noise)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TwinMix, measured_weight, residual_correction, noise, shared_ntk_groups)
 
 // The twin modes' training set (see above). twin_train: twin features of every row of `train`;
 // measured: rows measured for train samples `measured_rows` (same order). Throws std::invalid_argument for
-// mismatched sizes or an index outside `train`.
+// mismatched sizes or an index outside `train`. sample_rows (optional): for each sample of `train`, its
+// row in the set (a measured sample: its first copy).
 MeasuredSubset twin_training_set(const distill::MatD& twin_train, const distill::Dataset& train,
                                  const distill::MatD& measured, const std::vector<std::size_t>& measured_rows,
-                                 const TwinMix& mix);
+                                 const TwinMix& mix, std::vector<int>* sample_rows = nullptr);
+
+// groups (over the rows of `train`, e.g. teacher_ntk_groups of its images) mapped to the rows of a set
+// by sample_rows (twin_training_set); Θ_T is kept, since each row holds the same clean image.
+NtkGroups map_ntk_groups(const NtkGroups& groups, const std::vector<int>& sample_rows);
 
 }  // namespace hilo::calibration

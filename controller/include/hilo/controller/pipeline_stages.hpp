@@ -68,6 +68,10 @@ class PipelineStages {
   nlohmann::json report(const nlohmann::json& profiles);
 
   const nlohmann::json& deploy_info() const { return deploy_info_; }
+  // Wall and CPU seconds of what this object ran (controller/src/pipeline_timing.hpp): the job adds its
+  // stages under "stages"; bench() puts its parts under "bench"/<name> (and in bench/<name>/timings.json);
+  // report() writes the whole as report.json "timings". A stage loaded from its files is not timed.
+  nlohmann::json& timings() { return timings_; }
 
  private:
   distill::JobControl train_control(const std::string& stage);
@@ -76,7 +80,7 @@ class PipelineStages {
   // stage's nested subsets ({"fraction", "indices"}). The result's "element_reoptimised" entry.
   nlohmann::json reoptimised_element(const std::string& name, int index, calibration::ExperimentBench& eb,
                                      const calibration::BenchCalibrationResult& before, const distill::Dataset* sub,
-                                     const nlohmann::json& nested, std::mt19937_64& rng);
+                                     const nlohmann::json& nested, std::mt19937_64& rng, nlohmann::json& timings);
   void written(std::string_view where) const {
     if (ctl_.after_write) ctl_.after_write(where);
   }
@@ -92,7 +96,22 @@ class PipelineStages {
   std::optional<distill::OpticalStudent> student_, deployed_;
   std::optional<calibration::DesignModel> design_;
   calibration::Deployment deployment_;
-  nlohmann::json teacher_info_, student_info_, deploy_info_;
+  nlohmann::json teacher_info_, student_info_, deploy_info_, timings_ = nlohmann::json::object();
+  // Computed once per job and reused by every bench stage, which would otherwise compute them again with
+  // the same inputs: the teacher's logits of the training split (subset choice) and of the test images
+  // (deferral), and the design model's maps (calibration::design_maps) of the training and validation
+  // splits for the deployed element (deploy's design re-fit, the twin's features and its residual);
+  // design_ holds that element from deploy() on. The training maps take 8·K·H·W bytes per image
+  // (350 MB for 7,000 MNIST images and 8 kernels).
+  std::optional<distill::MatD> teacher_train_logits_, teacher_test_logits_, design_train_maps_, design_val_maps_;
+  const distill::MatD& teacher_train_logits();
+  const distill::MatD& teacher_test_logits();
+  const distill::MatD& design_train_maps();
+  const distill::MatD& design_val_maps();
+  // The twin NTKD's NTK groups over the training split with the teacher's Θ_T of each, drawn once per job
+  // (compensation.twin.shared_ntk_groups; calibration::teacher_ntk_groups). Throws StageStopped on a stop.
+  std::optional<calibration::NtkGroups> train_ntk_groups_;
+  const calibration::NtkGroups& train_ntk_groups();
 };
 
 }  // namespace hilo::controller
