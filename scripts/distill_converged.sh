@@ -12,6 +12,9 @@
 # Environment: DATA (mnist, the default: the 7,000 / 1,000 / 2,000 split; or fashion-mnist: 55,000 /
 # 5,000 / 10,000), TRAIN_LIMIT (0 = the whole training split), CAP (default 30), PATIENCE (5),
 # MIN_DELTA (0), SEEDS ("1 2 3"), TEACHER_EPOCHS (10), NOISE (camera noise while training, false),
+# AUGMENT (the students' train.augment as JSON, merged onto hilo-train's student defaults, which shift
+# the inputs by ±2 px; the default '{"shift_px": 0, "hflip": false}' is none, the protocol of the tables
+# documented so far),
 # JOBS (parallel runs, 1), METHODS (the students to compare, "none kd gd shared ntkd ntkdkd"; none is
 # always run: it chooses the regime and is the reference), TEACHERS (a work dir of an earlier run with
 # teacher_s<seed>/ inside, e.g. the full table's: its teachers are linked instead of trained; they must
@@ -35,6 +38,7 @@ MIN_DELTA=${MIN_DELTA:-0}
 SEEDS=${SEEDS:-"1 2 3"}
 TEACHER_EPOCHS=${TEACHER_EPOCHS:-10}
 NOISE=${NOISE:-false}
+AUGMENT=${AUGMENT:-'{"shift_px": 0, "hflip": false}'}
 JOBS=${JOBS:-1}
 METHODS=${METHODS:-"none kd gd shared ntkd ntkdkd"}
 TEACHERS=${TEACHERS:-}
@@ -77,11 +81,11 @@ done | run_all
 
 # ---- student configs: <name> <seed> <distill-json> <train-json (regime, without seed and stop rule)>
 student_cfg() {
-  python3 - "$work" "$1" "$2" "$3" "$4" "$DATA" "$TRAIN_LIMIT" "$NOISE" "$CAP" "$PATIENCE" "$MIN_DELTA" <<'PY'
+  python3 - "$work" "$1" "$2" "$3" "$4" "$DATA" "$TRAIN_LIMIT" "$NOISE" "$CAP" "$PATIENCE" "$MIN_DELTA" "$AUGMENT" <<'PY'
 import json, sys
-work, name, seed, distill, train, data, limit, noise, cap, patience, min_delta = sys.argv[1:]
+work, name, seed, distill, train, data, limit, noise, cap, patience, min_delta, augment = sys.argv[1:]
 t = json.loads(train)
-t.update({"epochs": int(cap), "seed": int(seed), "log_test_acc": True,
+t.update({"epochs": int(cap), "seed": int(seed), "log_test_acc": True, "augment": json.loads(augment),
           "early_stop": {"patience": int(patience), "min_delta": float(min_delta)}})
 cfg = {"command": "distill", "teacher": f"{work}/teacher_s{seed}/teacher.hilo",
        "data": {"name": data, "train_limit": int(limit)},
