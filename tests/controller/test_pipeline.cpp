@@ -165,6 +165,9 @@ json perturbed(const json& j, const std::string& path = "") {
       {"/student/distill/method", "kd"},
       {"/student/distill/ntk_distance", "trace_mse"}, {"/student/distill/ntk_param_set", "backend"},
       {"/student/distill/ntk_teacher", "probe"}, {"/bench/drift_action", "report"},
+      // precision's only other value, float32, refuses ntk_with_kd (perturbed to true here): it stays
+      // float64 in this table and is checked on its own below.
+      {"/student/distill/precision", "float64"},
       {"/measure/strategy", "coverage"}, {"/compensation/task/distance", "trace_mse"},
       {"/compensation/ntkd/distance", "trace_mse"}, {"/compensation/task/mode", "task"},
       {"/compensation/ntkd/mode", "ntkd"}, {"/compensation/task/refit_norm", "map"},
@@ -204,6 +207,7 @@ TEST(PipelineConfig, EveryFieldSurvivesStoreResumeAndSweep) {
   const json flat_defaults = defaults.flatten(), flat_submitted = submitted.flatten();
   for (const auto& [key, value] : flat_defaults.items()) {
     if (key.size() >= 5 && key.compare(key.size() - 5, 5, "/mode") == 0) continue;
+    if (key == "/student/distill/precision") continue;
     EXPECT_TRUE(!flat_submitted.contains(key) || flat_submitted[key] != value) << key << " kept its default";
   }
   EXPECT_GE(flat_defaults.size(), 60u) << "fewer fields than the config has";
@@ -221,6 +225,9 @@ TEST(PipelineConfig, EveryFieldSurvivesStoreResumeAndSweep) {
   const json swept = PipelineConfig::from_json(json::parse(in)).to_json();
   EXPECT_EQ(swept, submitted) << json::diff(submitted, swept).dump();
   fs::remove(f);
+  json f32 = defaults;
+  f32["student"]["distill"]["precision"] = "float32";
+  EXPECT_EQ(PipelineConfig::from_json(PipelineConfig::from_json(f32).to_json()).to_json(), f32);
   // Partial sections keep the pipeline's defaults for the keys they leave out.
   const auto partial = PipelineConfig::from_json({{"student", {{"distill", {{"ntk_beta", 3.0}}}}}});
   EXPECT_EQ(partial.distill.ntk_beta, 3.0);
