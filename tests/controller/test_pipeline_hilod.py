@@ -30,7 +30,7 @@ SMALL = {
     "bench": {"profiles": ["moderate"], "test_images": 300, "drift_every": 200,
               # the twin and the element re-optimisation are tested in test_pipeline; off here (time)
               "kernels": {"enabled": False}, "reoptimise_element": {"enabled": False}},
-    "measure": {"fractions": [0.2, 0.1]},
+    "measure": {"fractions": [0.2]},
     "compensation": {"task": {"epochs": 4}, "ntkd": {"epochs": 4, "ntk_subbatch": 8}},
 }
 
