@@ -144,12 +144,14 @@ History fit_student(BasicOpticalStudent<T>& student, Sequential<float>& teacher,
   const std::size_t N = data.train.size();
   const bool use_kd = d.method == "kd" || (d.method == "ntkd" && d.ntk_with_kd);
   const bool need_logits = use_kd || d.method == "gd", need_feat = d.method == "shared";
-  // Teacher outputs on the clean training images, once, and only those the method reads.
+  // Teacher outputs on the clean training images, once, and only those the method reads — unless every
+  // step recomputes its rows on the augmented images (on_augmented below) before any loss reads them.
+  const bool per_step = (need_logits || need_feat) && o.augment.enabled() && d.teacher_on_augmented;
   MatD t_logits, t_feat;
   const std::size_t head = teacher.size() - 1;
-  if (need_logits || need_feat) {
-    if (need_logits) t_logits.resize(static_cast<Eigen::Index>(N), C);
-    if (need_feat) t_feat.resize(static_cast<Eigen::Index>(N), teacher.layer(head).params()[0].value->cols());
+  if (need_logits) t_logits.resize(static_cast<Eigen::Index>(N), C);
+  if (need_feat) t_feat.resize(static_cast<Eigen::Index>(N), teacher.layer(head).params()[0].value->cols());
+  if ((need_logits || need_feat) && !per_step) {
     for (Eigen::Index i = 0; i < static_cast<Eigen::Index>(N); i += kEvalBatch) {
       const Eigen::Index n = std::min<Eigen::Index>(kEvalBatch, static_cast<Eigen::Index>(N) - i);
       const Mat<float> f = teacher.forward_range(data.train.x.middleRows(i, n), 0, head, false);
@@ -160,7 +162,7 @@ History fit_student(BasicOpticalStudent<T>& student, Sequential<float>& teacher,
   // With input augmentation and distill.teacher_on_augmented, the teacher's outputs for a batch's rows are
   // recomputed on the same augmented images the student sees (function matching), before the losses read them.
   AugmentedHook on_augmented;
-  if ((need_logits || need_feat) && o.augment.enabled() && d.teacher_on_augmented)
+  if (per_step)
     on_augmented = [&](std::span<const int> rows, const MatD& x) {
       const Mat<float> f = teacher.forward_range(x.cast<float>(), 0, head, false);
       const Mat<float> z = need_logits ? teacher.forward_range(f, head, teacher.size(), false) : Mat<float>();
