@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 namespace hilo::distill {
 
@@ -20,14 +21,18 @@ double kd_term(const MatD& s, const MatD& t, double T, double alpha, MatD& ds) {
 }
 }  // namespace
 
-void KdLoss::add_output_terms(const Batch<double>& b, StepTerms<double>& t) {
+template <typename T>
+void BasicKdLoss<T>::add_output_terms(const Batch<T>& b, StepTerms<T>& t) {
   const MatD tl = take_rows(t_, b.rows);
-  MatD dl;
-  double loss = softmax_cross_entropy(b.logits, b.labels, &dl);
+  MatD s, dl;
+  if constexpr (std::is_same_v<T, double>) s = b.logits;
+  else s = b.logits.template cast<double>();
+  double loss = softmax_cross_entropy(s, b.labels, &dl);
   dl *= (1.0 - alpha_);
-  loss = (1.0 - alpha_) * loss + kd_term(b.logits, tl, T_, alpha_, dl);
+  loss = (1.0 - alpha_) * loss + kd_term(s, tl, T_, alpha_, dl);
   dl *= w_;
-  t.add_dlogits(dl);
+  if constexpr (std::is_same_v<T, double>) t.add_dlogits(dl);
+  else t.add_dlogits(dl.cast<T>());
   t.loss += w_ * loss;
 }
 
@@ -99,6 +104,8 @@ void BasicNtkLoss<T>::close_epoch(nlohmann::json& extra) {
   n_ = 0;
 }
 
+template class BasicKdLoss<double>;
+template class BasicKdLoss<float>;
 template class BasicNtkLoss<double>;
 template class BasicNtkLoss<float>;
 

@@ -38,9 +38,8 @@ std::string DistillOptions::validate() const {
   if (auto e = ntk_distance.validate(); !e.empty()) return e;
   if (precision != "float64" && precision != "float32")
     return "distill.precision must be \"float64\" or \"float32\", got \"" + precision + "\"";
-  if (precision == "float32" && ((method != "none" && method != "ntkd") || ntk_with_kd))
-    return "distill.precision \"float32\" runs methods none and ntkd (without ntk_with_kd); got method \"" + method +
-           "\"" + (ntk_with_kd && method == "ntkd" ? " with ntk_with_kd" : "");
+  if (precision == "float32" && method != "none" && method != "kd" && method != "ntkd")
+    return "distill.precision \"float32\" runs methods none, kd and ntkd; got method \"" + method + "\"";
   return {};
 }
 
@@ -186,7 +185,8 @@ History fit_student(BasicOpticalStudent<T>& student, Sequential<float>& teacher,
                                                               d.shared_feature_weight, rng));
     }
   } else {
-    losses.push_back(std::make_unique<TaskLoss<T>>(task_weight));
+    if (use_kd) losses.push_back(std::make_unique<BasicKdLoss<T>>(t_logits, d.temperature, d.kd_alpha, task_weight));
+    else losses.push_back(std::make_unique<TaskLoss<T>>(task_weight));
   }
   // NTK term: Θ_T on cached sub-batches (drawn and computed once) or on the head of the current batch.
   auto teacher_ntk = [&](const Mat<float>& xs) {

@@ -165,9 +165,7 @@ json perturbed(const json& j, const std::string& path = "") {
       {"/student/distill/method", "kd"},
       {"/student/distill/ntk_distance", "trace_mse"}, {"/student/distill/ntk_param_set", "backend"},
       {"/student/distill/ntk_teacher", "probe"}, {"/bench/drift_action", "report"},
-      // precision's only other value, float32, refuses ntk_with_kd (perturbed to true here): it stays
-      // float64 in this table and is checked on its own below.
-      {"/student/distill/precision", "float64"},
+      {"/student/distill/precision", "float32"},
       {"/measure/strategy", "coverage"}, {"/compensation/task/distance", "trace_mse"},
       {"/compensation/ntkd/distance", "trace_mse"}, {"/compensation/task/mode", "task"},
       {"/compensation/ntkd/mode", "ntkd"}, {"/compensation/task/refit_norm", "map"},

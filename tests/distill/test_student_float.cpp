@@ -7,6 +7,7 @@
 
 #include "gradcheck.hpp"
 #include "student_fixture.hpp"
+#include "hilo/distill/losses.hpp"
 #include "hilo/distill/student.hpp"
 #include "hilo/distill/student_jobs.hpp"
 
@@ -113,16 +114,20 @@ TEST(FloatStudent, TrainsThroughTrainStudentLikeTheDoublePathAndReturnsADoubleMo
   t.epochs = 3;
   t.batch_size = 32;
   t.optimizer.lr = 1e-2;
-  for (const std::string method : {"none", "ntkd"}) {
+  for (const std::string method : {"none", "kd", "ntkd"}) {
     DistillOptions d;
     d.method = method;
+    d.ntk_with_kd = method == "ntkd";
     d.ntk_subbatch = 8;
     d.ntk_every = 2;
     OpticalStudent s64(so, s.train.shape, 2), s32(so, s.train.shape, 2);
     const History h64 = train_student(s64, teacher, s, d, t, {});
     d.precision = "float32";
     const History h32 = train_student(s32, teacher, s, d, t, {});
-    EXPECT_GT(h32.test_acc, 0.9) << method;
+    // The teacher is untrained (random logits): its soft labels pull KD students away from the labels,
+    // so the absolute bound holds for the students that learn from labels alone.
+    if (method == "none") EXPECT_GT(h32.test_acc, 0.9) << method;
+    else EXPECT_GT(h32.test_acc, 0.8) << method;
     EXPECT_NEAR(h32.test_acc, h64.test_acc, 0.05) << method;
     // Same initialisation and draws: the two runs differ by float rounding only, so the losses stay close.
     EXPECT_NEAR(h32.epochs.back().loss, h64.epochs.back().loss, 0.05 * h64.epochs.back().loss + 1e-3) << method;
@@ -137,14 +142,16 @@ TEST(FloatStudent, PrecisionOptionRefusesUnknownValuesAndMethodsItDoesNotRun) {
   EXPECT_NE(d.validate().find("distill.precision must be \"float64\" or \"float32\", got \"float16\""), std::string::npos);
   d.precision = "float32";
   EXPECT_EQ(d.validate(), "");
-  for (const std::string m : {"kd", "gd", "shared"}) {
+  for (const std::string m : {"gd", "shared"}) {
     d.method = m;
-    EXPECT_NE(d.validate().find("distill.precision \"float32\" runs methods none and ntkd"), std::string::npos) << m;
+    EXPECT_NE(d.validate().find("distill.precision \"float32\" runs methods none, kd and ntkd; got method \"" + m),
+              std::string::npos) << m;
   }
-  d.method = "ntkd";
-  EXPECT_EQ(d.validate(), "");
-  d.ntk_with_kd = true;
-  EXPECT_NE(d.validate().find("with ntk_with_kd"), std::string::npos);
+  for (const std::string m : {"none", "kd", "ntkd"}) {
+    d.method = m;
+    d.ntk_with_kd = m == "ntkd";
+    EXPECT_EQ(d.validate(), "") << m;
+  }
   // The job reader names the key.
   const nlohmann::json j = {{"command", "distill"}, {"data", {{"name", "mnist"}}}, {"distill", {{"precision", "half"}}}};
   try {
@@ -153,4 +160,23 @@ TEST(FloatStudent, PrecisionOptionRefusesUnknownValuesAndMethodsItDoesNotRun) {
   } catch (const std::exception& e) {
     EXPECT_NE(std::string(e.what()).find("distill.precision"), std::string::npos) << e.what();
   }
+}
+
+TEST(FloatStudent, KdLossOnFloatLogitsEqualsTheDoubleLossToFloatRounding) {
+  std::mt19937_64 rng(31);
+  MatD teacher_logits(8, 4), logits(5, 4);
+  std::normal_distribution<double> n(0.0, 2.0);
+  for (Eigen::Index i = 0; i < teacher_logits.size(); ++i) teacher_logits.data()[i] = n(rng);
+  for (Eigen::Index i = 0; i < logits.size(); ++i) logits.data()[i] = n(rng);
+  const std::vector<int> rows{3, 0, 7, 5, 1}, y{2, 0, 3, 1, 1};
+  const Mat<float> logits_f = logits.cast<float>();
+  KdLoss kd64(teacher_logits, 3.0, 0.3, 0.6);
+  BasicKdLoss<float> kd32(teacher_logits, 3.0, 0.3, 0.6);
+  StepTerms<double> t64;
+  StepTerms<float> t32;
+  kd64.add_output_terms(Batch<double>{rows, y, logits, 0, rng}, t64);
+  kd32.add_output_terms(Batch<float>{rows, y, logits_f, 0, rng}, t32);
+  EXPECT_NEAR(t32.loss, t64.loss, 1e-6 * std::abs(t64.loss));
+  ASSERT_EQ(t32.dlogits.rows(), 5);
+  EXPECT_LT((t32.dlogits.cast<double>() - t64.dlogits).cwiseAbs().maxCoeff(), 1e-6 * t64.dlogits.cwiseAbs().maxCoeff());
 }

@@ -16,19 +16,22 @@
 namespace hilo::distill {
 
 // Soft-label KD (Hinton): L = (1−α)·CE(s, y) + α·T²·KL(p_t^T ‖ p_s^T) (KL summed over classes, mean over
-// rows); ∂/∂s = (1−α)·∂CE/∂s + α·T·(p_s^T − p_t^T)/B. teacher_logits: N × C, alive for the loop.
-class KdLoss final : public Loss<double> {
+// rows); ∂/∂s = (1−α)·∂CE/∂s + α·T·(p_s^T − p_t^T)/B. teacher_logits: N × C, alive for the loop. The float
+// student's logits (B × C) are taken to double for the loss and its gradient returned in float.
+template <typename T>
+class BasicKdLoss final : public Loss<T> {
  public:
-  KdLoss(const MatD& teacher_logits, double temperature, double alpha, double weight = 1.0)
+  BasicKdLoss(const MatD& teacher_logits, double temperature, double alpha, double weight = 1.0)
       : t_(teacher_logits), T_(temperature), alpha_(alpha), w_(weight) {}
   std::string name() const override { return "kd"; }
   double weight() const override { return w_; }
-  void add_output_terms(const Batch<double>& b, StepTerms<double>& t) override;
+  void add_output_terms(const Batch<T>& b, StepTerms<T>& t) override;
 
  private:
   const MatD& t_;
   double T_, alpha_, w_;
 };
+using KdLoss = BasicKdLoss<double>;
 
 // Generalized distillation (Lopez-Paz): L = (1−λ)·CE(s, y) + λ·CE(p_t^T, p_s), the teacher's soft labels
 // from the clean images; ∂/∂s = (1−λ)·∂CE/∂s + λ·(p_s − p_t^T)/B. (The student's degraded input is the
