@@ -9,7 +9,8 @@
 //             the student sees x = x* + σ_in·N(0,1) (clipped at 0) and its camera noise   (Lopez-Paz)
 //   "shared": L = CE(s) + w·CE(head_T(P h + b_P)) + μ·mean((P h + b_P − φ_T)²): a projector P maps the
 //             student's hidden features h into the teacher's penultimate space φ_T and feeds the
-//             teacher's frozen last layer head_T; P is trained with the student          (Jang et al.)
+//             teacher's last layer head_T; P is trained with the student, head_T frozen unless
+//             shared_adapt (then + κ·CE(head_T(φ_T)) and head_T trained: adaptive teaching)  (Jang et al.)
 //   "ntkd":   L = α·[CE(s) or the KD loss if ntkd.with_kd] + β·d(Θ_T, Θ_S) on an NTK sub-batch
 //             (see ntk.hpp for d; Θ_S w.r.t. ntkd.param_set)                              (Xiang et al.)
 // Teacher logits and penultimate features are computed once for the whole training set (evaluation mode).
