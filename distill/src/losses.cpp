@@ -52,18 +52,50 @@ void GdLoss::add_output_terms(const Batch<double>& b, StepTerms<double>& t) {
 }
 
 SharedClassifierLoss::SharedClassifierLoss(const OpticalStudent& student, const MatD& teacher_features, MatD head_w,
-                                           MatD head_b, double w, double mu, std::mt19937_64& rng)
-    : s_(student), tf_(teacher_features), head_w_(std::move(head_w)), head_b_(std::move(head_b)), w_(w), mu_(mu) {
+                                           MatD head_b, double w, double mu, std::mt19937_64& rng, bool adapt_head,
+                                           double keep_weight)
+    : s_(student),
+      tf_(teacher_features),
+      head_w_(std::move(head_w)),
+      head_b_(std::move(head_b)),
+      w_(w),
+      mu_(mu),
+      adapt_(adapt_head),
+      keep_(keep_weight) {
   const Eigen::Index F = head_w_.cols();
   std::normal_distribution<double> n(0.0, std::sqrt(1.0 / student.options().hidden));
   pw_ = MatD::NullaryExpr(F, student.options().hidden, [&] { return n(rng); });
   pb_ = MatD::Zero(1, F);
   gpw_ = MatD::Zero(pw_.rows(), pw_.cols());
   gpb_ = MatD::Zero(1, F);
+  ghw_ = MatD::Zero(head_w_.rows(), head_w_.cols());
+  ghb_ = MatD::Zero(1, head_b_.cols());
 }
 
 std::vector<Param<double>> SharedClassifierLoss::params() {
-  return {{"projector.w", &pw_, &gpw_}, {"projector.b", &pb_, &gpb_}};
+  std::vector<Param<double>> p{{"projector.w", &pw_, &gpw_}, {"projector.b", &pb_, &gpb_}};
+  if (adapt_) {
+    p.push_back({"shared_head.w", &head_w_, &ghw_});
+    p.push_back({"shared_head.b", &head_b_, &ghb_});
+  }
+  return p;
+}
+
+MatD SharedClassifierLoss::student_logits(const MatD& h) const {
+  MatD phi = h * pw_.transpose();
+  phi.rowwise() += pb_.row(0);
+  return teacher_logits(phi);
+}
+
+MatD SharedClassifierLoss::teacher_logits(const MatD& f) const {
+  MatD l = f * head_w_.transpose();
+  l.rowwise() += head_b_.row(0);
+  return l;
+}
+
+std::pair<MatD, MatD> SharedClassifierLoss::folded() const {
+  MatD b = pb_ * head_w_.transpose() + head_b_;
+  return {head_w_ * pw_, std::move(b)};
 }
 
 void SharedClassifierLoss::add_output_terms(const Batch<double>& b, StepTerms<double>& t) {
@@ -79,11 +111,27 @@ void SharedClassifierLoss::add_output_terms(const Batch<double>& b, StepTerms<do
   const MatD diff = phi - tf;
   t.loss += w_ * ce + mu_ * diff.squaredNorm() / (B * F);
   const MatD dphi = w_ * dlsc * head_w_ + (2.0 * mu_ / (B * F)) * diff;
+  if (adapt_) {
+    // ∂/∂W and ∂/∂b of w·CE(φ Wᵀ + b) and of the keep term κ·CE(φ_T Wᵀ + b), before W moves.
+    MatD dlt;
+    const double keep_ce = softmax_cross_entropy(teacher_logits(tf), b.labels, &dlt);
+    t.loss += keep_ * keep_ce;
+    ghw_.noalias() += w_ * dlsc.transpose() * phi + keep_ * dlt.transpose() * tf;
+    ghb_ += w_ * dlsc.colwise().sum() + keep_ * dlt.colwise().sum();
+    keep_sum_ += keep_ce;
+    ++keep_n_;
+  }
   gpw_.noalias() += dphi.transpose() * hs;
   gpb_ += dphi.colwise().sum();
   const MatD dh = dphi * pw_;
   if (t.dhidden.size() == 0) t.dhidden = dh;
   else t.dhidden += dh;
+}
+
+void SharedClassifierLoss::close_epoch(nlohmann::json& extra) {
+  if (keep_n_) extra["teacher_keep_ce"] = keep_sum_ / keep_n_;
+  keep_sum_ = 0;
+  keep_n_ = 0;
 }
 
 template <typename T>

@@ -17,6 +17,13 @@
 namespace hilo::distill {
 namespace fs = std::filesystem;
 
+std::string SharedAdaptOptions::validate() const {
+  if (!(lr_scale >= 0 && lr_scale <= 1))
+    return "distill.shared_adapt.lr_scale must be in [0, 1], got " + std::to_string(lr_scale);
+  if (!(keep_weight >= 0)) return "distill.shared_adapt.keep_weight must be >= 0, got " + std::to_string(keep_weight);
+  return {};
+}
+
 std::string DistillOptions::validate() const {
   static const std::set<std::string> methods{"none", "kd", "gd", "shared", "ntkd"};
   if (!methods.count(method))
@@ -26,6 +33,16 @@ std::string DistillOptions::validate() const {
   if (gd_lambda < 0 || gd_lambda > 1) return "distill.gd_lambda must be in [0, 1]";
   if (gd_input_noise < 0) return "distill.gd_input_noise must be >= 0";
   if (shared_weight < 0 || shared_feature_weight < 0) return "distill.shared_* weights must be >= 0";
+  if (shared_test_head != "own" && shared_test_head != "shared")
+    return "distill.shared_test_head must be \"own\" or \"shared\", got \"" + shared_test_head + "\"";
+  if (shared_test_head == "shared" && method != "shared")
+    return "distill.shared_test_head \"shared\" requires distill.method \"shared\", got \"" + method + "\"";
+  if (auto e = shared_adapt.validate(); !e.empty()) return e;
+  if (shared_adapt.enabled && method != "shared")
+    return "distill.shared_adapt.enabled requires distill.method \"shared\", got \"" + method + "\"";
+  if (shared_adapt.enabled && shared_test_head != "shared")
+    return "distill.shared_adapt.enabled requires distill.shared_test_head \"shared\" (the adapted head is the one "
+           "the student predicts with), got \"" + shared_test_head + "\"";
   if (ntk_alpha < 0 || ntk_beta < 0) return "distill.ntk_alpha and ntk_beta must be >= 0";
   if (ntk_subbatch < 2) return "distill.ntk_subbatch must be >= 2";
   if (ntk_every < 1) return "distill.ntk_every must be >= 1";
@@ -133,6 +150,57 @@ class StudentModel final : public TrainModel<T> {
   std::normal_distribution<double> gauss_{0.0, 1.0};
 };
 
+// Student logits through the shared path: the student's hidden features (evaluation forward), then the
+// projector and the teacher's (current) head.
+MatD predict_shared(OpticalStudent& s, const SharedClassifierLoss& shared, const Mat<float>& x) {
+  MatD out(x.rows(), s.classes());
+  for (Eigen::Index i = 0; i < x.rows(); i += kEvalBatch) {
+    const Eigen::Index n = std::min<Eigen::Index>(kEvalBatch, x.rows() - i);
+    (void)s.forward(x.middleRows(i, n).cast<double>(), false);
+    out.middleRows(i, n) = shared.student_logits(s.hidden());
+  }
+  return out;
+}
+
+// The teacher's own accuracy through its head as the shared classifier holds it (adapted or not): the
+// penultimate features of the validation and test splits are computed once (the body never changes).
+class SharedAdaptReport {
+ public:
+  SharedAdaptReport() = default;
+  SharedAdaptReport(Sequential<float>& teacher, const Splits& data, std::size_t head, const SharedClassifierLoss& l)
+      : val_(features(teacher, data.val, head)), test_(features(teacher, data.test, head)) {
+    val0_ = acc(l, val_);
+    test0_ = acc(l, test_);
+  }
+  double teacher_test_acc(const SharedClassifierLoss& l) const { return acc(l, test_); }
+  // summary: teacher_{val,test}_acc_{before,after} (NaN for an empty split).
+  void summarise(const SharedClassifierLoss& l, nlohmann::json& summary) const {
+    summary["teacher_val_acc_before"] = val0_;
+    summary["teacher_val_acc_after"] = acc(l, val_);
+    summary["teacher_test_acc_before"] = test0_;
+    summary["teacher_test_acc_after"] = acc(l, test_);
+  }
+
+ private:
+  struct Features {
+    MatD f;
+    std::vector<int> y;
+  };
+  static Features features(Sequential<float>& teacher, const Dataset& d, std::size_t head) {
+    Features out{MatD(d.x.rows(), teacher.layer(head).params()[0].value->cols()), d.y};
+    for (Eigen::Index i = 0; i < d.x.rows(); i += kEvalBatch) {
+      const Eigen::Index n = std::min<Eigen::Index>(kEvalBatch, d.x.rows() - i);
+      out.f.middleRows(i, n) = teacher.forward_range(d.x.middleRows(i, n), 0, head, false).cast<double>();
+    }
+    return out;
+  }
+  static double acc(const SharedClassifierLoss& l, const Features& s) {
+    return s.y.empty() ? std::nan("") : accuracy(l.teacher_logits(s.f), s.y);
+  }
+  Features val_, test_;
+  double val0_ = 0, test0_ = 0;
+};
+
 // train_student's loop in the student's arithmetic T, from the initialised and standardised student:
 // teacher outputs, the method's losses, train_loop. Only double runs kd, gd and shared
 // (DistillOptions::validate).
@@ -174,15 +242,19 @@ History fit_student(BasicOpticalStudent<T>& student, Sequential<float>& teacher,
   // The objective (student_jobs.hpp): NTKD scales its task or KD term by α.
   const double task_weight = d.method == "ntkd" ? d.ntk_alpha : 1.0;
   Losses<T> losses;
+  SharedClassifierLoss* shared = nullptr;  // the shared-classifier term, when the method has one
   if constexpr (std::is_same_v<T, double>) {
     if (use_kd) losses.push_back(std::make_unique<KdLoss>(t_logits, d.temperature, d.kd_alpha, task_weight));
     else if (d.method == "gd") losses.push_back(std::make_unique<GdLoss>(t_logits, d.temperature, d.gd_lambda));
     else losses.push_back(std::make_unique<TaskLoss<double>>(task_weight));
     if (d.method == "shared") {
       auto hp = teacher.layer(head).params();
-      losses.push_back(std::make_unique<SharedClassifierLoss>(student, t_feat, hp[0].value->cast<double>(),
-                                                              hp[1].value->cast<double>(), d.shared_weight,
-                                                              d.shared_feature_weight, rng));
+      auto sl = std::make_unique<SharedClassifierLoss>(student, t_feat, hp[0].value->cast<double>(),
+                                                       hp[1].value->cast<double>(), d.shared_weight,
+                                                       d.shared_feature_weight, rng, d.shared_adapt.enabled,
+                                                       d.shared_adapt.keep_weight);
+      shared = sl.get();
+      losses.push_back(std::move(sl));
     }
   } else {
     if (use_kd) losses.push_back(std::make_unique<BasicKdLoss<T>>(t_logits, d.temperature, d.kd_alpha, task_weight));
@@ -228,13 +300,37 @@ History fit_student(BasicOpticalStudent<T>& student, Sequential<float>& teacher,
   }
   StudentModel<T> model(student, data.train, d.method == "gd" ? d.gd_input_noise : 0.0, o.augment, on_augmented);
   LoopOptions lo = loop_options(o, "distill");
+  // The logits the student is judged by: its own head, or with shared_test_head "shared" the shared path.
+  std::function<MatD(const Mat<float>&)> judged = [&](const Mat<float>& x) { return predict(student, x); };
+  SharedAdaptReport adapt;
+  if constexpr (std::is_same_v<T, double>) {
+    if (shared && d.shared_test_head == "shared") {
+      judged = [&student, shared](const Mat<float>& x) { return predict_shared(student, *shared, x); };
+      adapt = SharedAdaptReport(teacher, data, head, *shared);
+    }
+    if (shared && d.shared_adapt.enabled) {
+      lo.lr_scale.assign(student.params().size() + 2, 1.0);  // the student's parameters, the projector
+      lo.lr_scale.insert(lo.lr_scale.end(), 2, d.shared_adapt.lr_scale);  // the teacher's head
+    }
+  }
   if (o.log_test_acc && data.test.size())
     lo.epoch_extra = [&](nlohmann::json& extra) {
-      extra["test_acc"] = accuracy(predict(student, data.test.x), data.test.y);
+      extra["test_acc"] = accuracy(judged(data.test.x), data.test.y);
+      if (shared && d.shared_adapt.enabled) extra["teacher_test_acc"] = adapt.teacher_test_acc(*shared);
     };
   std::function<double()> validate;
-  if (data.val.size()) validate = [&] { return accuracy(predict(student, data.val.x), data.val.y); };
-  return train_loop<T>(model, losses, data.train.y, lo, rng, validate, ctl);
+  if (data.val.size()) validate = [&] { return accuracy(judged(data.val.x), data.val.y); };
+  History h = train_loop<T>(model, losses, data.train.y, lo, rng, validate, ctl);
+  if constexpr (std::is_same_v<T, double>) {
+    if (shared && d.shared_test_head == "shared" && !h.cancelled) {
+      if (data.test.size()) h.summary["own_head_test_acc"] = accuracy(predict(student, data.test.x), data.test.y);
+      adapt.summarise(*shared, h.summary);
+      auto [w2, b2] = shared->folded();
+      student.w2() = w2;
+      student.b2() = b2;
+    }
+  }
+  return h;
 }
 }  // namespace
 
@@ -259,6 +355,7 @@ History train_student(OpticalStudent& student, Sequential<float>& teacher, const
   // Standardisation of the trained front-end's features, the backend's function unchanged.
   student.fit_feature_norm(student_features(student, data.train.x, kFeatureNormSamples), true);
   if (data.test.size()) h.test_acc = accuracy(predict(student, data.test.x), data.test.y);
+  if (h.summary.contains("own_head_test_acc")) h.summary["shared_head_test_acc"] = h.test_acc;
   return h;
 }
 
@@ -277,6 +374,9 @@ JobResult run_distill(const DistillJob& job, const JobControl& ctl) {
   r.history_path = fs::path(job.out_dir) / "history.json";
   nlohmann::json meta = {{"data", job.data.name}, {"method", job.distill.method}, {"test_acc", r.history.test_acc},
                          {"teacher", job.teacher}};
+  // backend.w2 / b2 are then the shared path folded (the projector and the teacher's head, adapted or not).
+  if (job.distill.shared_test_head == "shared")
+    meta.update({{"shared_test_head", "shared"}, {"shared_adapt", job.distill.shared_adapt}});
   if (!r.history.cancelled) write_model(r.model_path, student.to_model(meta));
   nlohmann::json hj = r.history.to_json();
   hj["command"] = "distill";

@@ -112,6 +112,7 @@ nlohmann::json History::to_json() const {
   j["test_acc"] = std::isnan(test_acc) ? nlohmann::json(nullptr) : nlohmann::json(test_acc);
   if (!stop_reason.empty())
     j["stop"] = {{"reason", stop_reason}, {"stopped_epoch", stopped_epoch}, {"best_epoch", best_epoch}};
+  if (!summary.empty()) j["summary"] = summary;
   return j;
 }
 

@@ -166,6 +166,9 @@ json perturbed(const json& j, const std::string& path = "") {
       {"/student/distill/ntk_distance", "trace_mse"}, {"/student/distill/ntk_param_set", "backend"},
       {"/student/distill/ntk_teacher", "probe"}, {"/bench/drift_action", "report"},
       {"/student/distill/precision", "float32"},
+      // shared_test_head "shared" and shared_adapt.enabled need method shared (perturbed to kd here):
+      // they keep their defaults in this table and are checked on their own below.
+      {"/student/distill/shared_test_head", "own"},
       {"/measure/strategy", "coverage"}, {"/compensation/task/distance", "trace_mse"},
       {"/compensation/ntkd/distance", "trace_mse"}, {"/compensation/task/mode", "task"},
       {"/compensation/ntkd/mode", "ntkd"}, {"/compensation/task/refit_norm", "map"},
@@ -178,6 +181,7 @@ json perturbed(const json& j, const std::string& path = "") {
     for (const auto& [k, v] : j.items()) out[k] = perturbed(v, path + "/" + k);
     return out;
   }
+  if (path == "/student/distill/shared_adapt/enabled") return j;
   if (j.is_boolean()) return !j.get<bool>();
   if (j.is_number_unsigned()) return j.get<std::uint64_t>() + 7;
   if (j.is_number_integer()) return j.get<std::int64_t>() + 3;
@@ -205,7 +209,8 @@ TEST(PipelineConfig, EveryFieldSurvivesStoreResumeAndSweep) {
   const json flat_defaults = defaults.flatten(), flat_submitted = submitted.flatten();
   for (const auto& [key, value] : flat_defaults.items()) {
     if (key.size() >= 5 && key.compare(key.size() - 5, 5, "/mode") == 0) continue;
-    if (key == "/student/distill/precision") continue;
+    if (key == "/student/distill/shared_test_head" || key == "/student/distill/shared_adapt/enabled")
+      continue;
     EXPECT_TRUE(!flat_submitted.contains(key) || flat_submitted[key] != value) << key << " kept its default";
   }
   EXPECT_GE(flat_defaults.size(), 60u) << "fewer fields than the config has";
@@ -226,6 +231,10 @@ TEST(PipelineConfig, EveryFieldSurvivesStoreResumeAndSweep) {
   json f32 = defaults;
   f32["student"]["distill"]["precision"] = "float32";
   EXPECT_EQ(PipelineConfig::from_json(PipelineConfig::from_json(f32).to_json()).to_json(), f32);
+  json adapt = defaults;
+  adapt["student"]["distill"].update({{"method", "shared"}, {"shared_test_head", "shared"}});
+  adapt["student"]["distill"]["shared_adapt"]["enabled"] = true;
+  EXPECT_EQ(PipelineConfig::from_json(PipelineConfig::from_json(adapt).to_json()).to_json(), adapt);
   // Partial sections keep the pipeline's defaults for the keys they leave out.
   const auto partial = PipelineConfig::from_json({{"student", {{"distill", {{"ntk_beta", 3.0}}}}}});
   EXPECT_EQ(partial.distill.ntk_beta, 3.0);

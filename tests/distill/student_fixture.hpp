@@ -8,6 +8,7 @@
 #include "hilo/distill/data.hpp"
 #include "hilo/distill/losses.hpp"
 #include "hilo/distill/student.hpp"
+#include "hilo/distill/train.hpp"
 
 namespace hilo::distill::testing {
 
@@ -53,6 +54,13 @@ inline Splits toy_splits(int n, std::mt19937_64& rng) {
     return d;
   };
   return {make(n), make(n / 4), make(n / 4)};
+}
+
+// A small He-initialised (untrained) teacher for the toy splits: one conv of 4 channels, 8 hidden units.
+inline Sequential<float> toy_teacher(const Splits& s, std::mt19937_64& rng) {
+  Sequential<float> teacher = make_teacher(TeacherArch{{4}, 8}, s.train.shape, s.train.num_classes);
+  init_he(teacher, rng);
+  return teacher;
 }
 
 }  // namespace hilo::distill::testing

@@ -104,8 +104,7 @@ TEST(FloatStudent, ConversionKeepsEveryParameterWithinFloatRounding) {
 TEST(FloatStudent, TrainsThroughTrainStudentLikeTheDoublePathAndReturnsADoubleModel) {
   std::mt19937_64 rng(24);
   const Splits s = hilo::distill::testing::toy_splits(256, rng);
-  Sequential<float> teacher = make_teacher(TeacherArch{{4}, 8}, s.train.shape, 2);
-  init_he(teacher, rng);
+  Sequential<float> teacher = hilo::distill::testing::toy_teacher(s, rng);
   StudentOptions so;
   so.kernels = 4;
   so.kernel_size = 3;

@@ -7,6 +7,7 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "hilo/distill/loop.hpp"
@@ -51,23 +52,40 @@ class GdLoss final : public Loss<double> {
 
 // Shared classifier (Jang et al.): L = w·CE(head_T(P h + b_P), y) + μ·mean((P h + b_P − φ_T)²), h = the
 // student's hidden features of the batch (student.hidden() after its training forward), φ_T the
-// teacher's penultimate features (N × F), head_T the teacher's last linear layer (W: C × F, b: 1 × C),
-// frozen. The projector (P: F × hidden, N(0, 1/hidden) from rng at construction; b_P = 0) is the loss's
-// own parameters; ∂/∂h goes to the student's hidden layer (StepTerms::dhidden). weight() is w.
+// teacher's penultimate features (N × F), head_T the teacher's last linear layer (W: C × F, b: 1 × C).
+// The projector (P: F × hidden, N(0, 1/hidden) from rng at construction; b_P = 0) is the loss's own
+// parameters; ∂/∂h goes to the student's hidden layer (StepTerms::dhidden). weight() is w.
+// Head frozen (adapt_head false): params() is the projector alone. Adaptive teaching (adapt_head true):
+// W and b are trained too, by the student's term through the shared head plus the teacher's own task
+// loss on the same batch, κ·CE(head_T(φ_T), y) (κ = keep_weight, the constraint that keeps the teacher's
+// accuracy); params() appends "shared_head.w" and "shared_head.b", and per epoch
+// extra["teacher_keep_ce"] is the mean of CE(head_T(φ_T), y) over the steps.
 class SharedClassifierLoss final : public Loss<double> {
  public:
   SharedClassifierLoss(const OpticalStudent& student, const MatD& teacher_features, MatD head_w, MatD head_b,
-                       double w, double mu, std::mt19937_64& rng);
+                       double w, double mu, std::mt19937_64& rng, bool adapt_head = false, double keep_weight = 0.0);
   std::string name() const override { return "shared"; }
   double weight() const override { return w_; }
   void add_output_terms(const Batch<double>& b, StepTerms<double>& t) override;
   std::vector<Param<double>> params() override;
+  void close_epoch(nlohmann::json& extra) override;
+  // The shared path's logits of student hidden features h (n × hidden): head_T(P h + b_P).
+  MatD student_logits(const MatD& h) const;
+  // The (current) teacher head's logits of teacher penultimate features f (n × F): f Wᵀ + b.
+  MatD teacher_logits(const MatD& f) const;
+  // The shared path as one linear layer of the student's hidden features (it is linear in h):
+  // W' = W P (C × hidden), b' = b_P Wᵀ + b (1 × C).
+  std::pair<MatD, MatD> folded() const;
 
  private:
   const OpticalStudent& s_;
   const MatD& tf_;
-  MatD head_w_, head_b_, pw_, pb_, gpw_, gpb_;
+  MatD head_w_, head_b_, pw_, pb_, gpw_, gpb_, ghw_, ghb_;
   double w_, mu_;
+  bool adapt_;
+  double keep_;
+  double keep_sum_ = 0;
+  int keep_n_ = 0;
 };
 
 // NTK matching (Xiang et al.): L = d(Θ_T, Θ_S) for the step's pair of kernels; ∂/∂θ through

@@ -9,7 +9,8 @@
 //             the student sees x = x* + σ_in·N(0,1) (clipped at 0) and its camera noise   (Lopez-Paz)
 //   "shared": L = CE(s) + w·CE(head_T(P h + b_P)) + μ·mean((P h + b_P − φ_T)²): a projector P maps the
 //             student's hidden features h into the teacher's penultimate space φ_T and feeds the
-//             teacher's frozen last layer head_T; P is trained with the student          (Jang et al.)
+//             teacher's last layer head_T; P is trained with the student, head_T frozen unless
+//             shared_adapt (then + κ·CE(head_T(φ_T)) and head_T trained: adaptive teaching)  (Jang et al.)
 //   "ntkd":   L = α·[CE(s) or the KD loss if ntkd.with_kd] + β·d(Θ_T, Θ_S) on an NTK sub-batch
 //             (see ntk.hpp for d; Θ_S w.r.t. ntkd.param_set)                              (Xiang et al.)
 // Teacher logits and penultimate features are computed once for the whole training set (evaluation mode).
@@ -31,6 +32,19 @@
 
 namespace hilo::distill {
 
+// Adaptive teaching in the shared-classifier mode (Jang et al. 2024): the teacher's head (its last linear
+// layer, W and b) is trained during distillation, by the gradient of the student's term through the shared
+// head plus the constraint κ·CE(head_T(φ_T), y), the teacher's own task loss on the same batch (κ =
+// keep_weight). The teacher's body stays frozen: the student's path never passes it (the projector maps
+// into the space after the teacher's last hidden block), so only the constraint would move it.
+struct SharedAdaptOptions {
+  bool enabled = false;
+  double lr_scale = 1.0;     // the head's learning rate over the student's, in [0, 1] (0: frozen, for checks)
+  double keep_weight = 1.0;  // κ >= 0
+  [[nodiscard]] std::string validate() const;  // "" when valid, else the violated rule
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SharedAdaptOptions, enabled, lr_scale, keep_weight)
+
 struct DistillOptions {
   std::string method = "none";  // none | kd | gd | shared | ntkd
   double temperature = 4.0;     // kd, gd, and ntkd.with_kd
@@ -39,6 +53,12 @@ struct DistillOptions {
   double gd_input_noise = 0.1;  // σ_in of the student's degraded input (gd only)
   double shared_weight = 1.0;   // w
   double shared_feature_weight = 0.1;  // μ
+  // Which head the shared-classifier student predicts with after training: "own" (its backend's last
+  // layer, trained by CE; the default) or "shared" (the projector and the teacher's head, folded into the
+  // backend's last layer at the end: W2 = W P, b2 = b_P Wᵀ + b, exact since both are linear; validation and
+  // log_test_acc then read the shared path every epoch).
+  std::string shared_test_head = "own";
+  SharedAdaptOptions shared_adapt{};  // requires method "shared" and shared_test_head "shared"
   double ntk_alpha = 1.0;
   double ntk_beta = 1.0;
   KernelDistance ntk_distance{};
@@ -63,7 +83,8 @@ struct DistillOptions {
   [[nodiscard]] std::string validate() const;  // "" when valid, else the violated rule
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DistillOptions, method, temperature, kd_alpha, gd_lambda, gd_input_noise,
-                                                shared_weight, shared_feature_weight, ntk_alpha, ntk_beta, ntk_distance,
+                                                shared_weight, shared_feature_weight, shared_test_head,
+                                                shared_adapt, ntk_alpha, ntk_beta, ntk_distance,
                                                 ntk_param_set, ntk_kernel_space, ntk_subbatch, ntk_every,
                                                 ntk_cache_batches, ntk_with_kd, ntk_teacher, ntk_probes,
                                                 teacher_on_augmented, precision)

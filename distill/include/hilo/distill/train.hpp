@@ -109,6 +109,9 @@ struct History {
   // history of a run without the rule is what it was before the rule existed.
   std::string stop_reason;
   int stopped_epoch = 0, best_epoch = 0;
+  // Method-specific results of the whole run (e.g. the shared classifier's teacher accuracy before and
+  // after adaptive teaching); to_json writes them as "summary" only when there are any.
+  nlohmann::json summary = nlohmann::json::object();
   nlohmann::json to_json() const;
 };
 
