@@ -21,7 +21,7 @@ from hilo.testing import Daemon  # noqa: E402
 
 CONFIG = os.path.join(ROOT, "configs", "sim.yaml")
 SMALL = {
-    "data": {"name": "mnist", "train_limit": 1500},
+    "data": {"name": "mnist", "train_limit": 1500, "val_size": 300},
     "teacher": {"train": {"epochs": 1, "batch_size": 64, "optimizer": {"kind": "adam", "lr": 0.002}}},
     "student": {"train": {"epochs": 2, "batch_size": 64, "optimizer": {"kind": "adam", "lr": 0.003}},
                 "distill": {"method": "ntkd", "ntk_distance": "alignment", "ntk_beta": 10, "ntk_subbatch": 16,
