@@ -3,6 +3,7 @@
 #include <array>
 #include <chrono>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include <zmq_addon.hpp>
@@ -97,6 +98,24 @@ std::variant<fs::path, std::string> confine_path(const fs::path& root, std::stri
     }
   }
   return (root / p).lexically_normal();
+}
+
+std::variant<fs::path, std::string> confine_stored_path(const fs::path& root, std::string_view path) {
+  const fs::path p(path);
+  if (!p.is_absolute()) return confine_path(root, path);
+  const auto under = [&p](const fs::path& base) -> std::optional<fs::path> {
+    const fs::path rel = p.lexically_normal().lexically_relative(base.lexically_normal());
+    if (rel.empty() || rel == "." || *rel.begin() == "..") return std::nullopt;
+    return rel;
+  };
+  std::error_code ec;
+  auto rel = under(root);
+  if (!rel) {
+    const fs::path base = fs::canonical(root, ec);
+    if (!ec) rel = under(base);
+  }
+  if (!rel) return "path '" + std::string(path) + "' is outside the data directory " + root.string();
+  return confine_path(root, rel->string());
 }
 
 std::variant<fs::path, ProtocolError> get_path(const Request& req, std::string_view key, const fs::path& data_dir) {

@@ -317,6 +317,26 @@ TEST(Paths, ConfinedToTheDataDirectory) {
   fs::remove_all(outside);
 }
 
+TEST(Paths, StoredAbsolutePathsAreAcceptedOnlyInsideTheDataDirectory) {
+  Harness h("stored_paths");
+  fs::create_directories(h.dir / "sub");
+  const fs::path outside = h.dir.parent_path() / ("hilo_outside_stored_" + std::to_string(::getpid()));
+  fs::create_directories(outside);
+  fs::create_directory_symlink(outside, h.dir / "escape");
+  auto bad = [&](const fs::path& p) { return std::holds_alternative<std::string>(confine_stored_path(h.dir, p.string())); };
+  EXPECT_FALSE(bad(h.dir / "sub" / "x.npy"));
+  EXPECT_FALSE(bad("sub/x.npy"));
+  EXPECT_EQ(std::get<fs::path>(confine_stored_path(h.dir, (h.dir / "sub" / "x.npy").string())), h.dir / "sub" / "x.npy");
+  EXPECT_TRUE(bad(outside / "x.npy"));
+  EXPECT_TRUE(bad(h.dir / "escape" / "x.npy"));       // under the directory by name, out through a link
+  EXPECT_TRUE(bad(h.dir / "sub" / ".." / ".." / "x.npy"));  // out by '..'
+  EXPECT_TRUE(bad(h.dir));                              // the data directory itself is no file
+  EXPECT_TRUE(bad("../x.npy"));
+  const auto why = std::get<std::string>(confine_stored_path(h.dir, (outside / "x.npy").string()));
+  EXPECT_NE(why.find("outside the data directory"), std::string::npos) << why;
+  fs::remove_all(outside);
+}
+
 struct NpyCapture : ::testing::Test {
   Harness h{"npy"};
   fs::path outside = h.dir.parent_path() / ("hilo_outside_npy_" + std::to_string(::getpid()));
