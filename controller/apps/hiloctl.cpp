@@ -318,15 +318,22 @@ int main(int argc, char** argv) {
   }
 
   bool no_wait = false;
-  auto* cap = app.add_subcommand("capture", "capture a Fashion-MNIST slice or a .npy of inputs through the bench (capture)");
+  auto* cap = app.add_subcommand("capture", "capture a dataset slice (Fashion-MNIST or a lab's own files) or a .npy of "
+                                             "inputs through the bench (capture)");
   std::optional<std::int64_t> start, count, scale, chunk_records;
-  std::optional<std::string> inputs_npy;
+  std::optional<std::string> inputs_npy, dataset_file;
   std::string split = "train";
   auto* o_start = cap->add_option("--start", start, "first dataset index");
   auto* o_count = cap->add_option("--count", count, "number of dataset inputs");
   o_start->needs(o_count);
   o_count->needs(o_start);
   cap->add_option("--split", split, "train or test")->capture_default_str();
+  cap->add_option("--dataset-file", dataset_file,
+                  "a lab's own dataset for the slice: YAML or JSON holding the dataset object of docs/distill.md "
+                  "(name npy | cifar10-bin | png-folder, its paths relative to hilod's data directory); "
+                  "default Fashion-MNIST")
+      ->check(CLI::ExistingFile)
+      ->needs(o_start);
   cap->add_option("--inputs-npy", inputs_npy, "uint8 [n, h, w] .npy inside the data directory (path relative to it)")
       ->excludes(o_start)
       ->excludes(o_count);
@@ -446,7 +453,8 @@ int main(int argc, char** argv) {
       if (inputs_npy) {
         args = {{"inputs_npy", *inputs_npy}};
       } else if (start && count) {
-        args = {{"dataset", "fashion-mnist"}, {"split", split}, {"start", *start}, {"count", *count}};
+        const json dataset = dataset_file ? hilo::distill::load_config_file(*dataset_file) : json("fashion-mnist");
+        args = {{"dataset", dataset}, {"split", split}, {"start", *start}, {"count", *count}};
       } else {
         throw CLI::RequiredError("capture needs --start and --count (a dataset slice) or --inputs-npy");
       }

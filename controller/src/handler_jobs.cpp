@@ -6,6 +6,7 @@
 #include <variant>
 
 #include "handler_detail.hpp"
+#include "hilo/controller/dataset.hpp"
 #include "hilo/controller/pipeline_stages.hpp"
 #include "hilo/controller/run_documents.hpp"
 #include "hilo/distill/jobs.hpp"
@@ -171,11 +172,11 @@ JobManager::Work train_work(const std::string& kind, json cfg, const fs::path& r
         if (kind == "train-teacher") {
           const auto job = distill::TeacherJob::from_json(cfg);
           distill::set_compute_threads(job.train.threads);
-          r = distill::run_train_teacher(job, jc);
+          r = distill::run_train_teacher(job, jc, image_decoder());
         } else {
           const auto job = distill::DistillJob::from_json(cfg);
           distill::set_compute_threads(job.train.threads);
-          r = distill::run_distill(job, jc);
+          r = distill::run_distill(job, jc, image_decoder());
         }
         if (r.history.cancelled) return JobOutcome{JobState::cancelled, "stopped"};
         ctl.set_stats({{"test_acc", r.history.test_acc}, {"model", r.model_path.string()}});
