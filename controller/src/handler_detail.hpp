@@ -52,6 +52,9 @@ Reply cmd_runs_list(const Request& req, Context& ctx);
 Reply cmd_runs_get(const Request& req, Context& ctx);
 Reply cmd_runs_export(const Request& req, Context& ctx);
 
+// Inference with deferral to the teacher (handler_defer.cpp).
+Reply cmd_defer(const Request& req, Context& ctx);
+
 // The job family (handler_jobs.cpp).
 Reply cmd_pipeline(const Request& req, Context& ctx);
 Reply cmd_train_teacher(const Request& req, Context& ctx);
