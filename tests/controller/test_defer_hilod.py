@@ -1,9 +1,9 @@
 """The `defer` command through the real daemon (ZeroMQ, binary parts): a teacher and a student trained
 by hilo-train on a small generated dataset in hilod's data directory; feature rows and clean inputs go
 in, per-input decisions come out, the least confident share marked deferred with the teacher's class;
-a bad request is refused and the daemon keeps serving.
+a bad request is refused and the daemon keeps serving; `hiloctl defer` sends .npy files as the parts.
 
-usage: test_defer_hilod.py HILOD HILO_TRAIN REPO_ROOT
+usage: test_defer_hilod.py HILOD HILO_TRAIN HILOCTL REPO_ROOT
 """
 import json
 import os
@@ -15,7 +15,7 @@ import unittest
 
 import numpy as np
 
-HILOD, HILO_TRAIN, ROOT = sys.argv[1:4]
+HILOD, HILO_TRAIN, HILOCTL, ROOT = sys.argv[1:5]
 sys.path.insert(0, os.path.join(ROOT, "scripts", "python"))
 from hilo import Client, HiloError  # noqa: E402
 from hilo.testing import Daemon  # noqa: E402
@@ -79,6 +79,17 @@ class Defer(unittest.TestCase):
                         c.call("defer", {"student": "../student.hilo", "rate": 0.1}, arrays={"features": features})
                     self.assertEqual(e.exception.code, "forbidden_path")
                     self.assertTrue(c.ping()["pong"])
+                np.save(os.path.join(tmp, "f.npy"), features)
+                np.save(os.path.join(tmp, "x.npy"), x[:20])
+                ctl = [HILOCTL, "--endpoint", d.commands, "defer", "--student", "models/student.hilo",
+                       "--features", os.path.join(tmp, "f.npy")]
+                p = subprocess.run(ctl + ["--teacher", "models/teacher.hilo", "--inputs", os.path.join(tmp, "x.npy"),
+                                          "--rate", "0.25"], capture_output=True, text=True, timeout=60)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                self.assertEqual(json.loads(p.stdout)["deferred"], 5)
+                p = subprocess.run(ctl + ["--threshold", "1.5"], capture_output=True, text=True, timeout=60)
+                self.assertEqual(p.returncode, 1, p.stderr)
+                self.assertIn("error bad_argument: args.threshold must be in [0, 1]", p.stderr)
             finally:
                 self.assertEqual(d.stop(60), 0)
 
