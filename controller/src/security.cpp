@@ -101,21 +101,25 @@ std::variant<fs::path, std::string> confine_path(const fs::path& root, std::stri
 }
 
 std::variant<fs::path, std::string> confine_stored_path(const fs::path& root, std::string_view path) {
-  const fs::path p(path);
-  if (!p.is_absolute()) return confine_path(root, path);
+  // What the daemon stores is (root / relative).lexically_normal(): absolute, or relative to the working
+  // directory when root is. Its part below root is checked as a request path would be.
+  const fs::path p = fs::path(path).lexically_normal();
   const auto under = [&p](const fs::path& base) -> std::optional<fs::path> {
-    const fs::path rel = p.lexically_normal().lexically_relative(base.lexically_normal());
+    const fs::path b = base.lexically_normal();
+    if (p.is_absolute() != b.is_absolute()) return std::nullopt;
+    const fs::path rel = p.lexically_relative(b);
     if (rel.empty() || rel == "." || *rel.begin() == "..") return std::nullopt;
     return rel;
   };
-  std::error_code ec;
   auto rel = under(root);
-  if (!rel) {
+  if (!rel && p.is_absolute()) {
+    std::error_code ec;
     const fs::path base = fs::canonical(root, ec);
     if (!ec) rel = under(base);
   }
-  if (!rel) return "path '" + std::string(path) + "' is outside the data directory " + root.string();
-  return confine_path(root, rel->string());
+  if (rel) return confine_path(root, rel->string());
+  if (p.is_absolute()) return "path '" + std::string(path) + "' is outside the data directory " + root.string();
+  return confine_path(root, path);  // relative to the data directory, as in a request
 }
 
 std::variant<fs::path, ProtocolError> get_path(const Request& req, std::string_view key, const fs::path& data_dir) {

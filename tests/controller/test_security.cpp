@@ -334,6 +334,14 @@ TEST(Paths, StoredAbsolutePathsAreAcceptedOnlyInsideTheDataDirectory) {
   EXPECT_TRUE(bad("../x.npy"));
   const auto why = std::get<std::string>(confine_stored_path(h.dir, (outside / "x.npy").string()));
   EXPECT_NE(why.find("outside the data directory"), std::string::npos) << why;
+  // A data directory given relative to the working directory (hilod --data-dir runs/data) stores
+  // relative paths that start with it.
+  const fs::path rel_root = fs::relative(h.dir);
+  const fs::path stored = (rel_root / "sub" / "x.npy").lexically_normal();
+  ASSERT_TRUE(stored.is_relative());
+  EXPECT_EQ(std::get<fs::path>(confine_stored_path(rel_root, stored.string())), stored);
+  EXPECT_TRUE(std::holds_alternative<std::string>(confine_stored_path(rel_root, (rel_root / "escape" / "x.npy").string())));
+  EXPECT_TRUE(std::holds_alternative<std::string>(confine_stored_path(rel_root, (outside / "x.npy").string())));
   fs::remove_all(outside);
 }
 
