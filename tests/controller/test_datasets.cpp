@@ -207,6 +207,24 @@ TEST(DatasetArgs, CalibrateConfinesTheDataPathsOfTheDeploymentsStoredConfig) {
   fs::remove_all(outside);
 }
 
+TEST(DatasetArgs, ATrainTeacherJobReadsAPngFolderThroughTheDecoder) {
+  Harness h("ds_png_job");
+  for (int i = 0; i < 30; ++i) {
+    const fs::path d = h.dir / "imgs" / (i % 2 ? "light" : "dark");
+    fs::create_directories(d);
+    io::write_png(d / (std::to_string(i) + ".png"), cv::Mat(8, 8, CV_8UC1, cv::Scalar(i % 2 ? 200 : 20 + i)));
+  }
+  const json cfg = {{"data", {{"name", "png-folder"}, {"dir", "imgs"}}},
+                    {"arch", {{"channels", {2}}, {"hidden", 8}}},
+                    {"train", {{"epochs", 1}, {"batch_size", 8}, {"threads", 1}}}};
+  const auto r = handle(Request{4, "train-teacher", {{"config", cfg}}, {}}, *h.ctx);
+  ASSERT_EQ(code(r), "ok") << r.body.dump();
+  h.jobs->wait_idle();
+  const auto rec = h.jobs->get(r.body["result"]["job_id"].get<std::int64_t>());
+  EXPECT_EQ(to_string(rec->state), std::string("done")) << rec->error;
+  EXPECT_TRUE(fs::exists(h.dir / rec->run_id / "teacher.hilo"));
+}
+
 TEST(DatasetFiles, PngFolderIsDecodedWithOpenCvAsRgbAndCapturedAsLuminance) {
   const fs::path d = testing::fresh_dir("ds_png");
   for (const char* cls : {"cat", "dog"}) fs::create_directories(d / cls);
