@@ -19,6 +19,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "hiloctl_client.hpp"
 #include "hilo/controller/hdf5_run.hpp"
 #include "hilo/controller/protocol.hpp"
 #include "hilo/controller/storage.hpp"
@@ -28,71 +29,9 @@
 using nlohmann::json;
 namespace fs = std::filesystem;
 
+using namespace hiloctl;
+
 namespace {
-
-struct Client {
-  zmq::context_t ctx{1};
-  zmq::socket_t sock{ctx, zmq::socket_type::dealer};
-  int timeout_ms;
-  int next_id = 1;
-
-  Client(const std::string& ep, int timeout) : timeout_ms(timeout) {
-    sock.set(zmq::sockopt::linger, 0);
-    sock.set(zmq::sockopt::rcvtimeo, timeout);
-    sock.connect(ep);
-  }
-
-  // Returns the reply frames (JSON first, then the binary parts); throws on timeout.
-  std::vector<zmq::message_t> call(const std::string& cmd, const json& args, std::vector<std::string> parts = {}) {
-    const json req = {{"id", next_id++}, {"cmd", cmd}, {"args", args}, {"v", hilo::controller::kProtocolVersion}};
-    std::vector<zmq::message_t> out;
-    out.emplace_back();
-    out.emplace_back(req.dump());
-    for (auto& p : parts) out.emplace_back(p.data(), p.size());
-    zmq::send_multipart(sock, out);
-    std::vector<zmq::message_t> in;
-    if (!zmq::recv_multipart(sock, std::back_inserter(in))) {
-      throw std::runtime_error("no reply within " + std::to_string(timeout_ms) + " ms (is hilod running?)");
-    }
-    if (in.size() < 2) throw std::runtime_error("malformed reply");
-    in.erase(in.begin());  // delimiter
-    return in;
-  }
-};
-
-json body_of(const std::vector<zmq::message_t>& r) { return json::parse(r[0].to_string()); }
-
-// Prints the result (or the error, exit code 1) as JSON.
-int show(const std::vector<zmq::message_t>& r) {
-  const json j = body_of(r);
-  if (j["ok"] != true) {
-    std::cerr << "error " << j["error"]["code"].get<std::string>() << ": " << j["error"]["message"].get<std::string>() << "\n";
-    return 1;
-  }
-  std::cout << j["result"].dump(2) << "\n";
-  return 0;
-}
-
-std::optional<hilo::sim::Dtype> dtype_of(const std::string& descr) {
-  using D = hilo::sim::Dtype;
-  for (D d : {D::f4, D::f8, D::c8, D::c16, D::u1, D::u2, D::u4, D::i4, D::i8}) {
-    if (hilo::sim::dtype_descr(d) == descr) return d;
-  }
-  return std::nullopt;
-}
-
-// The array a reply descriptor {"dtype", "shape", "part"} points at.
-hilo::sim::NpyArray array_of(const std::vector<zmq::message_t>& r, const json& desc) {
-  const auto d = dtype_of(desc.at("dtype").get<std::string>());
-  if (!d) throw std::runtime_error("reply carries dtype " + desc["dtype"].dump() + ", which hiloctl cannot store");
-  const auto& part = r.at(desc.at("part").get<std::size_t>());
-  hilo::sim::NpyArray a;
-  a.dtype = *d;
-  a.shape = desc.at("shape").get<std::vector<std::size_t>>();
-  a.bytes.resize(part.size());
-  std::memcpy(a.bytes.data(), part.data(), part.size());
-  return a;
-}
 
 // Shows a job's progress as a bar with rate and ETA. Rate and ETA are measured from the first update of
 // the current stage (a pipeline's stages count different things), so the first update of a stage shows
@@ -318,15 +257,22 @@ int main(int argc, char** argv) {
   }
 
   bool no_wait = false;
-  auto* cap = app.add_subcommand("capture", "capture a Fashion-MNIST slice or a .npy of inputs through the bench (capture)");
+  auto* cap = app.add_subcommand("capture", "capture a dataset slice (Fashion-MNIST or a lab's own files) or a .npy of "
+                                             "inputs through the bench (capture)");
   std::optional<std::int64_t> start, count, scale, chunk_records;
-  std::optional<std::string> inputs_npy;
+  std::optional<std::string> inputs_npy, dataset_file;
   std::string split = "train";
   auto* o_start = cap->add_option("--start", start, "first dataset index");
   auto* o_count = cap->add_option("--count", count, "number of dataset inputs");
   o_start->needs(o_count);
   o_count->needs(o_start);
   cap->add_option("--split", split, "train or test")->capture_default_str();
+  cap->add_option("--dataset-file", dataset_file,
+                  "a lab's own dataset for the slice: YAML or JSON holding the dataset object of docs/distill.md "
+                  "(name npy | cifar10-bin | png-folder, its paths relative to hilod's data directory); "
+                  "default Fashion-MNIST")
+      ->check(CLI::ExistingFile)
+      ->needs(o_start);
   cap->add_option("--inputs-npy", inputs_npy, "uint8 [n, h, w] .npy inside the data directory (path relative to it)")
       ->excludes(o_start)
       ->excludes(o_count);
@@ -397,6 +343,16 @@ int main(int argc, char** argv) {
   daemon->require_subcommand(1);
   daemon->add_subcommand("stats", "every counter hilod keeps: requests, overloads, dropped replies, ZAP, jobs, devices (daemon.stats)");
 
+  auto* defer = app.add_subcommand("defer", "classify measured feature rows with a deployed student, deferring the least "
+                                            "confident to the teacher (defer)");
+  std::string defer_student, defer_teacher, features_npy, clean_npy;
+  std::optional<double> defer_rate, defer_threshold;
+  defer->add_option("--student", defer_student, "student model file, relative to the data directory")->required();
+  defer->add_option("--features", features_npy, "[n, D] float .npy of feature rows (local file)")->required()->check(CLI::ExistingFile);
+  auto* o_teacher = defer->add_option("--teacher", defer_teacher, "teacher model file, relative to the data directory");
+  defer->add_option("--inputs", clean_npy, "the clean inputs for the teacher, one per row (local .npy)")->needs(o_teacher)->check(CLI::ExistingFile);
+  auto* o_rate = defer->add_option("--rate", defer_rate, "share of these rows to defer, in [0, 1]");
+  defer->add_option("--threshold", defer_threshold, "defer rows whose confidence is below this")->excludes(o_rate);
   app.add_subcommand("shutdown", "stop hilod (the running job ends interrupted) (shutdown)");
   CLI11_PARSE(app, argc, argv);
 
@@ -429,12 +385,24 @@ int main(int argc, char** argv) {
       return show(c.call("devices.list", json::object()));
     }
     if (sub == "slm") {
-      const auto a = hilo::sim::read_npy(pattern_npy);
-      const std::string descr = hilo::sim::dtype_descr(a.dtype);
-      std::string bytes(reinterpret_cast<const char*>(a.bytes.data()), a.bytes.size());
-      return show(c.call("slm.show", {{"pattern", {{"dtype", descr}, {"shape", a.shape}, {"part", 1}}}}, {std::move(bytes)}));
+      auto [desc, bytes] = npy_part(pattern_npy, 1);
+      return show(c.call("slm.show", {{"pattern", desc}}, {std::move(bytes)}));
     }
     if (sub == "camera" || sub == "grab") return grab(c, out, grab_timeout_ms);
+    if (sub == "defer") {
+      json args = {{"student", defer_student}};
+      std::vector<std::string> parts;
+      for (const auto& [key, file] : {std::pair<std::string, std::string>{"features", features_npy}, {"inputs", clean_npy}}) {
+        if (file.empty()) continue;
+        auto [desc, bytes] = npy_part(file, int(parts.size()) + 1);
+        args[key] = desc;
+        parts.push_back(std::move(bytes));
+      }
+      if (!defer_teacher.empty()) args["teacher"] = defer_teacher;
+      if (defer_rate) args["rate"] = *defer_rate;
+      if (defer_threshold) args["threshold"] = *defer_threshold;
+      return show(c.call("defer", args, std::move(parts)));
+    }
     if (sub == "jobs" && leaf == "status") return show(c.call("jobs.status", {{"job_id", job_id}}));
     if ((sub == "jobs" && leaf == "cancel") || sub == "cancel") return show(c.call("jobs.cancel", {{"job_id", job_id}}));
     if (sub == "jobs") return show(c.call("jobs.list", {{"limit", limit}}));
@@ -446,7 +414,8 @@ int main(int argc, char** argv) {
       if (inputs_npy) {
         args = {{"inputs_npy", *inputs_npy}};
       } else if (start && count) {
-        args = {{"dataset", "fashion-mnist"}, {"split", split}, {"start", *start}, {"count", *count}};
+        const json dataset = dataset_file ? hilo::distill::load_config_file(*dataset_file) : json("fashion-mnist");
+        args = {{"dataset", dataset}, {"split", split}, {"start", *start}, {"count", *count}};
       } else {
         throw CLI::RequiredError("capture needs --start and --count (a dataset slice) or --inputs-npy");
       }

@@ -27,20 +27,7 @@ ImageSet to_levels(const distill::Dataset& d) {
 }
 }  // namespace
 
-distill::ImageDecoder image_decoder() {
-  return [](const std::filesystem::path& p) {
-    const cv::Mat m = io::read_image8(p);
-    distill::DecodedImage im;
-    im.rows = m.rows;
-    im.cols = m.cols;
-    im.channels = m.channels();
-    im.pixels.resize(static_cast<std::size_t>(m.rows) * m.cols * m.channels());
-    for (int r = 0; r < m.rows; ++r)
-      std::copy_n(m.ptr<std::uint8_t>(r), static_cast<std::size_t>(m.cols) * m.channels(),
-                  im.pixels.begin() + static_cast<std::ptrdiff_t>(r) * m.cols * m.channels());
-    return im;
-  };
-}
+distill::ImageDecoder image_decoder() { return &io::read_image8_pixels; }
 
 ImageSet read_file_split(const distill::DataOptions& o, const std::string& split) {
   if (split != "train" && split != "test") throw DatasetError("dataset split must be 'train' or 'test', got '" + split + "'");

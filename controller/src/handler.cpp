@@ -410,7 +410,8 @@ const std::map<std::string_view, Handler>& table() {
       {"deploy", cmd_deploy},       {"calibrate", cmd_calibrate},       {"evaluate", cmd_evaluate},
       {"jobs.list", cmd_jobs_list}, {"jobs.status", cmd_jobs_status},   {"jobs.cancel", cmd_jobs_cancel},
       {"runs.list", cmd_runs_list}, {"runs.get", cmd_runs_get},
-      {"runs.export", cmd_runs_export},         {"daemon.stats", cmd_daemon_stats}, {"shutdown", cmd_shutdown}};
+      {"runs.export", cmd_runs_export},         {"daemon.stats", cmd_daemon_stats}, {"shutdown", cmd_shutdown},
+      {"defer", cmd_defer}};
   return t;
 }
 

@@ -7,20 +7,24 @@
 namespace hilo::controller::handler_detail {
 namespace fs = std::filesystem;
 
-std::optional<Refusal> confine_dataset_paths(distill::DataOptions& o, const fs::path& data_dir, const std::string& where) {
-  if (!o.file_backed()) return std::nullopt;
-  const std::pair<const char*, std::string*> fields[] = {{"images", &o.images},           {"labels", &o.labels},
-                                                         {"test_images", &o.test_images}, {"test_labels", &o.test_labels},
-                                                         {"dir", &o.dir}};
+std::optional<Refusal> confine_dataset_paths(distill::DataOptions& o, const fs::path& data_dir, const std::string& where,
+                                             PathOrigin origin) {
+  // Every path the options can carry, whichever source they name: a key the source does not read is
+  // confined too, so no config can point the daemon at a file outside its data directory.
+  const std::pair<const char*, std::string*> fields[] = {
+      {"images", &o.images}, {"labels", &o.labels}, {"test_images", &o.test_images}, {"test_labels", &o.test_labels},
+      {"dir", &o.dir},       {"fashion_dir", &o.fashion_dir}, {"mnist_dir", &o.mnist_dir}};
   for (const auto& [key, value] : fields) {
     if (value->empty()) continue;
-    auto p = confine_path(data_dir, *value);
+    auto p = origin == PathOrigin::request ? confine_path(data_dir, *value) : confine_stored_path(data_dir, *value);
     if (auto* why = std::get_if<std::string>(&p)) return Refusal{ErrorCode::forbidden_path, where + "." + key + ": " + *why};
     const auto& path = std::get<fs::path>(p);
+    const std::string k(key);
+    const bool folder = k == "dir" || k == "fashion_dir" || k == "mnist_dir";
     std::error_code ec;
     if (!fs::exists(path, ec))
-      return Refusal{ErrorCode::not_found, where + "." + key + ": no " + (std::string(key) == "dir" ? "folder" : "file") + " '" +
-                                               *value + "' in the data directory"};
+      return Refusal{ErrorCode::not_found,
+                     where + "." + key + ": no " + (folder ? "folder" : "file") + " '" + *value + "' in the data directory"};
     *value = path.string();
   }
   return std::nullopt;

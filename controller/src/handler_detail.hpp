@@ -27,12 +27,18 @@ struct Refusal {
   std::string message;
 };
 
-// A lab's dataset in a job (handler_datasets.cpp): the file paths of its options (images, labels,
-// test_images, test_labels, dir) confined to the data directory (confine_path: relative, no '..', no
-// symbolic link out) and replaced by the resolved paths, each present. `where` names the options in the
-// messages ("args.dataset", "config.data"): forbidden_path or not_found. Built-in sources pass unchanged.
+// Where a path comes from: a client's request (relative to the data directory only) or the daemon's
+// own stored parameters (resolved paths, absolute under the data directory; security.hpp
+// confine_stored_path).
+enum class PathOrigin { request, stored };
+
+// A dataset in a job (handler_datasets.cpp): every file path of its options (images, labels,
+// test_images, test_labels, dir, fashion_dir, mnist_dir; for any source) confined to the data directory
+// (relative, no '..', no symbolic link out) and replaced by the resolved path, each present. `where`
+// names the options in the messages ("args.dataset", "config.data"): forbidden_path or not_found. An
+// empty fashion_dir / mnist_dir keeps the daemon's own default (its --fashion-mnist-dir, environment).
 std::optional<Refusal> confine_dataset_paths(distill::DataOptions& o, const std::filesystem::path& data_dir,
-                                             const std::string& where);
+                                             const std::string& where, PathOrigin origin = PathOrigin::request);
 // A capture's object-form `dataset` argument: read strictly, a file source, valid, luminance, paths
 // confined. bad_argument / forbidden_path / not_found.
 std::variant<distill::DataOptions, Refusal> capture_dataset_options(const nlohmann::json& spec,
@@ -45,6 +51,9 @@ Reply cmd_jobs_cancel(const Request& req, Context& ctx);
 Reply cmd_runs_list(const Request& req, Context& ctx);
 Reply cmd_runs_get(const Request& req, Context& ctx);
 Reply cmd_runs_export(const Request& req, Context& ctx);
+
+// Inference with deferral to the teacher (handler_defer.cpp).
+Reply cmd_defer(const Request& req, Context& ctx);
 
 // The job family (handler_jobs.cpp).
 Reply cmd_pipeline(const Request& req, Context& ctx);

@@ -6,6 +6,7 @@
 #include <variant>
 
 #include "handler_detail.hpp"
+#include "hilo/controller/dataset.hpp"
 #include "hilo/controller/pipeline_stages.hpp"
 #include "hilo/controller/run_documents.hpp"
 #include "hilo/distill/jobs.hpp"
@@ -171,11 +172,11 @@ JobManager::Work train_work(const std::string& kind, json cfg, const fs::path& r
         if (kind == "train-teacher") {
           const auto job = distill::TeacherJob::from_json(cfg);
           distill::set_compute_threads(job.train.threads);
-          r = distill::run_train_teacher(job, jc);
+          r = distill::run_train_teacher(job, jc, image_decoder());
         } else {
           const auto job = distill::DistillJob::from_json(cfg);
           distill::set_compute_threads(job.train.threads);
-          r = distill::run_distill(job, jc);
+          r = distill::run_distill(job, jc, image_decoder());
         }
         if (r.history.cancelled) return JobOutcome{JobState::cancelled, "stopped"};
         ctl.set_stats({{"test_acc", r.history.test_acc}, {"model", r.model_path.string()}});
@@ -346,9 +347,10 @@ Reply cmd_stage(const Request& req, Context& ctx, const std::string& kind) {
     return error_reply(req.id, ErrorCode::bad_argument, std::string("config: ") + e.what());
   }
   if (auto e = cfg.validate(); !e.empty()) return error_reply(req.id, ErrorCode::bad_argument, "config: " + e);
-  if (deploy) {
-    if (auto r = confine_dataset_paths(cfg.data, ctx.data_dir, "config.data")) return error_reply(req.id, r->code, r->message);
-  }
+  // deploy's data come from the request; calibrate's and evaluate's from the deployment's config.json,
+  // which holds the resolved paths of its deploy job, and which is confined again all the same.
+  if (auto r = confine_dataset_paths(cfg.data, ctx.data_dir, "config.data", deploy ? PathOrigin::request : PathOrigin::stored))
+    return error_reply(req.id, r->code, r->message);
   if (!deploy) {
     const bool simulated = bool(ctx.pipeline->reset_simulator);
     if (req.args.contains("profile") != simulated)
@@ -427,9 +429,11 @@ int resume_interrupted_jobs(JobManager& jobs, Catalog& catalog, PipelineBench* b
       } else if (!bench) {
         why = "this daemon's bench config has no design section, which a " + rec.kind + " job needs";
       } else {
-        const PipelineConfig cfg = PipelineConfig::from_json(p.at("config"));
+        PipelineConfig cfg = PipelineConfig::from_json(p.at("config"));
         if (auto e = cfg.validate(); !e.empty()) throw std::invalid_argument(e);
-        if (rec.kind == "pipeline") {
+        if (auto r = confine_dataset_paths(cfg.data, data_dir, "config.data", PathOrigin::stored)) {
+          why = r->message;
+        } else if (rec.kind == "pipeline") {
           work = pipeline_work(cfg, *bench, run_dir);
         } else {
           auto in = stage_inputs(rec.kind, p, data_dir);

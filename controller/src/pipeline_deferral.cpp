@@ -10,8 +10,8 @@ using nlohmann::json;
 json deferral_study(const std::vector<DeferralModel>& models, const distill::MatD& teacher, const std::vector<int>& labels,
                     const std::filesystem::path& png, const std::string& title) {
   const std::vector<double> rates{0.0, 0.05, 0.10, 0.15, 0.20, 0.25, 0.30};
-  json out = {{"rule", "defer when the deployed model's largest softmax probability is below the threshold; the "
-                       "threshold defers the target share of the measured validation split"},
+  json out = {{"rule", std::string(distill::deferral_rule()) +
+                           "; the threshold defers the target share of the measured validation split"},
               {"rates", rates},
               {"teacher_accuracy", distill::accuracy(teacher, labels)},
               {"models", json::array()}};

@@ -3,6 +3,7 @@
 #include <array>
 #include <chrono>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include <zmq_addon.hpp>
@@ -97,6 +98,28 @@ std::variant<fs::path, std::string> confine_path(const fs::path& root, std::stri
     }
   }
   return (root / p).lexically_normal();
+}
+
+std::variant<fs::path, std::string> confine_stored_path(const fs::path& root, std::string_view path) {
+  // What the daemon stores is (root / relative).lexically_normal(): absolute, or relative to the working
+  // directory when root is. Its part below root is checked as a request path would be.
+  const fs::path p = fs::path(path).lexically_normal();
+  const auto under = [&p](const fs::path& base) -> std::optional<fs::path> {
+    const fs::path b = base.lexically_normal();
+    if (p.is_absolute() != b.is_absolute()) return std::nullopt;
+    const fs::path rel = p.lexically_relative(b);
+    if (rel.empty() || rel == "." || *rel.begin() == "..") return std::nullopt;
+    return rel;
+  };
+  auto rel = under(root);
+  if (!rel && p.is_absolute()) {
+    std::error_code ec;
+    const fs::path base = fs::canonical(root, ec);
+    if (!ec) rel = under(base);
+  }
+  if (rel) return confine_path(root, rel->string());
+  if (p.is_absolute()) return "path '" + std::string(path) + "' is outside the data directory " + root.string();
+  return confine_path(root, path);  // relative to the data directory, as in a request
 }
 
 std::variant<fs::path, ProtocolError> get_path(const Request& req, std::string_view key, const fs::path& data_dir) {

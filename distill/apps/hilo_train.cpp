@@ -74,7 +74,7 @@ int main(int argc, char** argv) {
         return 1;
       }
       set_compute_threads(job.train.threads);
-      r = run_train_teacher(job, ctl);
+      r = run_train_teacher(job, ctl, hilo::io::read_image8_pixels);
     } else if (cmd == "distill") {
       DistillJob job;
       try {
@@ -84,9 +84,9 @@ int main(int argc, char** argv) {
         return 1;
       }
       set_compute_threads(job.train.threads);
-      r = run_distill(job, ctl);
+      r = run_distill(job, ctl, hilo::io::read_image8_pixels);
     } else if (cmd == "estimate") {
-      std::printf("%s\n", run_estimate(EstimateJob::from_json(cfg)).dump().c_str());
+      std::printf("%s\n", run_estimate(EstimateJob::from_json(cfg), hilo::io::read_image8_pixels).dump().c_str());
       return 0;
     } else {
       std::cerr << "hilo-train: unknown command '" << cmd << "'\n";

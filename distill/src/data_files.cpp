@@ -159,7 +159,7 @@ std::vector<fs::path> cifar10_train_files(const fs::path& dir) {
 
 Dataset load_image_folder(const fs::path& dir, const ImageDecoder& decode) {
   if (!decode)
-    throw DatasetError("data.name \"png-folder\" needs an image decoder, which this program does not provide (hilo-pipeline and hilod do)");
+    throw DatasetError("data.name \"png-folder\" needs an image decoder, which this program does not provide (hilod, hilo-pipeline and hilo-train do)");
   if (!fs::is_directory(dir)) throw DatasetError("image folder not found: " + dir.string());
   std::vector<std::string> classes;
   for (const auto& e : fs::directory_iterator(dir))

@@ -50,15 +50,39 @@ std::vector<double> deferral_thresholds(const MatD& heldout, const std::vector<d
 }
 
 std::vector<bool> deferred(const MatD& logits, double threshold) {
-  const std::vector<double> c = confidence(logits);
-  std::vector<bool> d(c.size());
-  for (std::size_t i = 0; i < c.size(); ++i) d[i] = c[i] < threshold;
+  std::vector<bool> d;
+  for (const auto& x : decide(logits, nullptr, threshold)) d.push_back(x.deferred);
   return d;
+}
+
+std::string_view deferral_rule() {
+  return "defer when the deployed model's largest softmax probability max_k softmax(z)_k is below the threshold; "
+         "a deferred input takes the teacher's class on the clean input";
+}
+
+std::vector<DeferralDecision> decide(const MatD& model, const MatD* teacher, double threshold) {
+  if (!(threshold >= 0.0 && std::isfinite(threshold)))
+    throw std::invalid_argument("deferral: threshold must be finite and >= 0, got " + std::to_string(threshold));
+  const std::vector<double> c = confidence(model);
+  if (teacher) {
+    check_logits(*teacher, "deferral (teacher)");
+    if (teacher->rows() != model.rows() || teacher->cols() != model.cols())
+      throw std::invalid_argument("deferral: model logits " + std::to_string(model.rows()) + " x " + std::to_string(model.cols()) +
+                                  " and teacher logits " + std::to_string(teacher->rows()) + " x " +
+                                  std::to_string(teacher->cols()) + " must agree");
+  }
+  std::vector<DeferralDecision> out(c.size());
+  for (std::size_t i = 0; i < c.size(); ++i) {
+    const auto r = Eigen::Index(i);
+    out[i] = {argmax(model, r), c[i], c[i] < threshold, teacher ? argmax(*teacher, r) : -1};
+  }
+  return out;
 }
 
 std::vector<DeferralPoint> deferral_curve(const MatD& model, const MatD& teacher, const std::vector<int>& labels,
                                           const std::vector<double>& rates, const std::vector<double>& thresholds) {
   check_logits(teacher, "deferral (teacher)");
+  check_logits(model, "deferral (model)");
   if (model.rows() != teacher.rows() || model.cols() != teacher.cols() || std::size_t(model.rows()) != labels.size())
     throw std::invalid_argument("deferral: model logits " + std::to_string(model.rows()) + " x " + std::to_string(model.cols()) +
                                 ", teacher logits " + std::to_string(teacher.rows()) + " x " + std::to_string(teacher.cols()) +
@@ -69,11 +93,11 @@ std::vector<DeferralPoint> deferral_curve(const MatD& model, const MatD& teacher
   std::vector<DeferralPoint> out;
   for (std::size_t j = 0; j < rates.size(); ++j) {
     check_rate(rates[j]);
-    const std::vector<bool> d = deferred(model, thresholds[j]);
+    const std::vector<DeferralDecision> d = decide(model, &teacher, thresholds[j]);
     std::size_t n_def = 0, ok = 0, ok_model = 0, ok_teacher = 0;
-    for (Eigen::Index i = 0; i < model.rows(); ++i) {
-      const bool to_teacher = d[std::size_t(i)];
-      const bool right = (to_teacher ? argmax(teacher, i) : argmax(model, i)) == labels[std::size_t(i)];
+    for (std::size_t i = 0; i < d.size(); ++i) {
+      const bool to_teacher = d[i].deferred;
+      const bool right = d[i].decision() == labels[i];
       ok += right;
       if (to_teacher) {
         ++n_def;

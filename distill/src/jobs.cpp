@@ -67,9 +67,9 @@ std::string TeacherJob::validate() const {
   return {};
 }
 
-JobResult run_train_teacher(const TeacherJob& job, const JobControl& ctl) {
+JobResult run_train_teacher(const TeacherJob& job, const JobControl& ctl, const ImageDecoder& decode) {
   io::require_valid(job.validate());
-  const Splits s = load_splits(job.data);
+  const Splits s = load_splits(job.data, decode);
   Sequential<float> net = make_teacher(job.arch, s.train.shape, s.train.num_classes);
   JobResult r;
   r.history = train_classifier(net, s, job.train, ctl);

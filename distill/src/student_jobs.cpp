@@ -359,9 +359,9 @@ History train_student(OpticalStudent& student, Sequential<float>& teacher, const
   return h;
 }
 
-JobResult run_distill(const DistillJob& job, const JobControl& ctl) {
+JobResult run_distill(const DistillJob& job, const JobControl& ctl, const ImageDecoder& decode) {
   io::require_valid(job.validate());
-  const Splits s = load_splits(job.data);
+  const Splits s = load_splits(job.data, decode);
   // Method none never reads the teacher: an empty network stands in when no file is given.
   Sequential<float> teacher = job.teacher.empty() ? Sequential<float>(s.train.shape)
                                                        : sequential_from_model<float>(read_model(job.teacher));
@@ -398,9 +398,9 @@ std::string EstimateJob::validate() const {
   return io::first_broken({data.validate(), student.validate(), regression.validate()});
 }
 
-nlohmann::json run_estimate(const EstimateJob& job) {
+nlohmann::json run_estimate(const EstimateJob& job, const ImageDecoder& decode) {
   io::require_valid(job.validate());
-  const Splits s = load_splits(job.data);
+  const Splits s = load_splits(job.data, decode);
   std::mt19937_64 rng(job.seed);
   const bool trained = !job.student_model.empty();
   OpticalStudent st = trained ? OpticalStudent::from_model(read_model(job.student_model))

@@ -396,4 +396,16 @@ cv::Mat read_image8(const std::filesystem::path& path) {
   return out;
 }
 
+Image8 read_image8_pixels(const std::filesystem::path& path) {
+  const cv::Mat m = read_image8(path);
+  Image8 im;
+  im.rows = m.rows;
+  im.cols = m.cols;
+  im.channels = m.channels();
+  const std::size_t row_bytes = std::size_t(m.cols) * std::size_t(m.channels());
+  im.pixels.resize(std::size_t(m.rows) * row_bytes);
+  for (int r = 0; r < m.rows; ++r) std::copy_n(m.ptr<std::uint8_t>(r), row_bytes, im.pixels.begin() + std::ptrdiff_t(r) * std::ptrdiff_t(row_bytes));
+  return im;
+}
+
 }  // namespace hilo::io

@@ -11,6 +11,7 @@
 #include "harness.hpp"
 #include "hilo/controller/dataset.hpp"
 #include "hilo/io/figures.hpp"
+#include "hilo/io/file_io.hpp"
 #include "hilo/sim/npy.hpp"
 
 namespace hilo::controller {
@@ -135,6 +136,93 @@ TEST(DatasetArgs, PipelineConfinesTheDataFilesAndChecksTheBenchInputSize) {
   EXPECT_EQ(rec->params["config"]["data"]["images"], (h.dir / "own" / "x.npy").string());
   EXPECT_EQ(to_string(rec->state), std::string("failed"));
   EXPECT_NE(rec->error.find("the images are 8x8, the bench's design input is 28x28"), std::string::npos) << rec->error;
+}
+
+TEST(DatasetArgs, TrainingJobsConfineTheBuiltInDatasetFoldersToo) {
+  Harness h("ds_folders");
+  write_npy_set(h.dir);
+  const fs::path outside = h.dir.parent_path() / ("hilo_outside_dirs_" + std::to_string(::getpid()));
+  fs::create_directories(outside / "digits");
+  fs::create_directory_symlink(outside, h.dir / "out_link");
+  fs::create_directories(h.dir / "mnist" / "digits");
+  auto teacher = [&](const json& data) {
+    return handle(Request{6, "train-teacher", {{"config", {{"data", data}, {"train", {{"epochs", 1}}}}}}, {}}, *h.ctx);
+  };
+  const std::string up = "../" + outside.filename().string();
+  for (const auto& [key, value] : std::vector<std::pair<std::string, std::string>>{
+           {"fashion_dir", up}, {"mnist_dir", outside.string()}, {"mnist_dir", "out_link/digits"}, {"fashion_dir", "mnist/../.."}}) {
+    const json data = {{"name", key == "mnist_dir" ? "mnist" : "fashion-mnist"}, {key, value}};
+    const auto r = teacher(data);
+    EXPECT_EQ(code(r), "forbidden_path") << data.dump() << " " << r.body.dump();
+    EXPECT_NE(message(r).find("config.data." + key), std::string::npos) << message(r);
+  }
+  // A folder the named source does not read is confined all the same.
+  auto r = teacher({{"name", "npy"}, {"images", "own/x.npy"}, {"labels", "own/y.npy"}, {"fashion_dir", outside.string()}});
+  EXPECT_EQ(code(r), "forbidden_path") << r.body.dump();
+  EXPECT_NE(message(r).find("config.data.fashion_dir"), std::string::npos) << message(r);
+  r = teacher({{"name", "mnist"}, {"mnist_dir", "mnist/none"}});
+  EXPECT_EQ(code(r), "not_found") << r.body.dump();
+  EXPECT_TRUE(h.jobs->list().empty());
+  // Inside: accepted, and the job reads that folder (empty here, so it fails naming it).
+  r = teacher({{"name", "mnist"}, {"mnist_dir", "mnist/digits"}});
+  ASSERT_EQ(code(r), "ok") << r.body.dump();
+  h.jobs->wait_idle();
+  const auto rec = h.jobs->get(r.body["result"]["job_id"].get<std::int64_t>());
+  EXPECT_EQ(to_string(rec->state), std::string("failed"));
+  EXPECT_NE(rec->error.find((h.dir / "mnist" / "digits").string()), std::string::npos) << rec->error;
+  fs::remove_all(outside);
+}
+
+TEST(DatasetArgs, CalibrateConfinesTheDataPathsOfTheDeploymentsStoredConfig) {
+  Harness h("ds_stored");
+  write_npy_set(h.dir);
+  PipelineBench pb{h.slm, nullptr, h.camera, sim::BenchOptions{}};
+  h.ctx->pipeline = &pb;
+  const fs::path outside = h.dir.parent_path() / ("hilo_outside_stored_ds_" + std::to_string(::getpid()));
+  fs::create_directories(outside);
+  fs::copy_file(h.dir / "own" / "x.npy", outside / "x.npy", fs::copy_options::overwrite_existing);
+  // A deployment directory a user placed in the data directory, its config naming a file outside.
+  const fs::path dep = h.dir / "handmade";
+  for (const char* f : {"student/student.hilo", "deploy/student.hilo", "teacher.hilo"}) {
+    fs::create_directories((dep / f).parent_path());
+    std::ofstream(dep / f) << "x";
+  }
+  auto calibrate_with = [&](const std::string& images) {
+    json cfg = PipelineConfig::defaults().to_json();
+    cfg["data"] = {{"name", "npy"}, {"images", images}, {"labels", (h.dir / "own" / "y.npy").string()}};
+    cfg["bench"]["profiles"] = json::array();
+    io::write_json_atomic(dep / "config.json", cfg);
+    return handle(Request{8, "calibrate", {{"deployment", "handmade"}, {"teacher", "handmade/teacher.hilo"}}, {}}, *h.ctx);
+  };
+  auto r = calibrate_with((outside / "x.npy").string());
+  EXPECT_EQ(code(r), "forbidden_path") << r.body.dump();
+  EXPECT_NE(message(r).find("config.data.images"), std::string::npos) << message(r);
+  r = calibrate_with((h.dir / "own" / ".." / ".." / outside.filename() / "x.npy").string());
+  EXPECT_EQ(code(r), "forbidden_path") << r.body.dump();
+  EXPECT_TRUE(h.jobs->list().empty());
+  // The resolved path a deploy job stores is accepted (the job then fails on the dummy model files).
+  r = calibrate_with((h.dir / "own" / "x.npy").string());
+  EXPECT_EQ(code(r), "ok") << r.body.dump();
+  h.jobs->wait_idle();
+  fs::remove_all(outside);
+}
+
+TEST(DatasetArgs, ATrainTeacherJobReadsAPngFolderThroughTheDecoder) {
+  Harness h("ds_png_job");
+  for (int i = 0; i < 30; ++i) {
+    const fs::path d = h.dir / "imgs" / (i % 2 ? "light" : "dark");
+    fs::create_directories(d);
+    io::write_png(d / (std::to_string(i) + ".png"), cv::Mat(8, 8, CV_8UC1, cv::Scalar(i % 2 ? 200 : 20 + i)));
+  }
+  const json cfg = {{"data", {{"name", "png-folder"}, {"dir", "imgs"}}},
+                    {"arch", {{"channels", {2}}, {"hidden", 8}}},
+                    {"train", {{"epochs", 1}, {"batch_size", 8}, {"threads", 1}}}};
+  const auto r = handle(Request{4, "train-teacher", {{"config", cfg}}, {}}, *h.ctx);
+  ASSERT_EQ(code(r), "ok") << r.body.dump();
+  h.jobs->wait_idle();
+  const auto rec = h.jobs->get(r.body["result"]["job_id"].get<std::int64_t>());
+  EXPECT_EQ(to_string(rec->state), std::string("done")) << rec->error;
+  EXPECT_TRUE(fs::exists(h.dir / rec->run_id / "teacher.hilo"));
 }
 
 TEST(DatasetFiles, PngFolderIsDecodedWithOpenCvAsRgbAndCapturedAsLuminance) {

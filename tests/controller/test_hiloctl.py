@@ -125,6 +125,30 @@ class Hiloctl(unittest.TestCase):
         self.assertIn("needs --start and --count", self.ctl("capture", rc=106).stderr)
         self.assertIn("requires --count", self.ctl("capture", "--start", "0", rc=107).stderr)
 
+    def test_capture_of_a_labs_own_dataset_file(self):
+        own = os.path.join(self.data, "own")
+        os.makedirs(own, exist_ok=True)
+        np.save(os.path.join(own, "x.npy"), np.full((10, 28, 28), 7, np.uint8))
+        np.save(os.path.join(own, "y.npy"), np.arange(10) % 2)
+        np.save(os.path.join(own, "y3.npy"), np.arange(3))
+        spec = self.file("own.json")
+        with open(spec, "w") as f:
+            json.dump({"name": "npy", "images": "own/x.npy", "labels": "own/y.npy", "test_size": 4}, f)
+        job = json.loads(self.ctl("capture", "--dataset-file", spec, "--split", "test", "--start", "0",
+                                  "--count", "4").stdout)["job"]
+        self.assertEqual((job["state"], job["done"]), ("done", 4), job)
+        self.assertEqual(job["params"]["dataset"]["images"], os.path.join(self.data, "own", "x.npy"))
+        # A broken dataset: 3 labels for 10 images; the job fails with the loader's message.
+        with open(spec, "w") as f:
+            json.dump({"name": "npy", "images": "own/x.npy", "labels": "own/y3.npy"}, f)
+        p = self.ctl("capture", "--dataset-file", spec, "--start", "0", "--count", "2", rc=1)
+        self.assertIn("3 labels for 10 images", p.stdout + p.stderr)
+        with open(spec, "w") as f:
+            json.dump({"name": "npy", "images": "../x.npy", "labels": "own/y.npy"}, f)
+        self.assertIn("args.dataset.images", self.error("forbidden_path", "capture", "--dataset-file", spec, "--start", "0",
+                                                        "--count", "2"))
+        self.assertIn("requires --start", self.ctl("capture", "--dataset-file", spec, rc=107).stderr)
+
     def test_job_commands_refuse_bad_configs(self):
         bad = self.file("bad.json")
         with open(bad, "w") as f:

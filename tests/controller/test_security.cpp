@@ -317,6 +317,34 @@ TEST(Paths, ConfinedToTheDataDirectory) {
   fs::remove_all(outside);
 }
 
+TEST(Paths, StoredAbsolutePathsAreAcceptedOnlyInsideTheDataDirectory) {
+  Harness h("stored_paths");
+  fs::create_directories(h.dir / "sub");
+  const fs::path outside = h.dir.parent_path() / ("hilo_outside_stored_" + std::to_string(::getpid()));
+  fs::create_directories(outside);
+  fs::create_directory_symlink(outside, h.dir / "escape");
+  auto bad = [&](const fs::path& p) { return std::holds_alternative<std::string>(confine_stored_path(h.dir, p.string())); };
+  EXPECT_FALSE(bad(h.dir / "sub" / "x.npy"));
+  EXPECT_FALSE(bad("sub/x.npy"));
+  EXPECT_EQ(std::get<fs::path>(confine_stored_path(h.dir, (h.dir / "sub" / "x.npy").string())), h.dir / "sub" / "x.npy");
+  EXPECT_TRUE(bad(outside / "x.npy"));
+  EXPECT_TRUE(bad(h.dir / "escape" / "x.npy"));       // under the directory by name, out through a link
+  EXPECT_TRUE(bad(h.dir / "sub" / ".." / ".." / "x.npy"));  // out by '..'
+  EXPECT_TRUE(bad(h.dir));                              // the data directory itself is no file
+  EXPECT_TRUE(bad("../x.npy"));
+  const auto why = std::get<std::string>(confine_stored_path(h.dir, (outside / "x.npy").string()));
+  EXPECT_NE(why.find("outside the data directory"), std::string::npos) << why;
+  // A data directory given relative to the working directory (hilod --data-dir runs/data) stores
+  // relative paths that start with it.
+  const fs::path rel_root = fs::relative(h.dir);
+  const fs::path stored = (rel_root / "sub" / "x.npy").lexically_normal();
+  ASSERT_TRUE(stored.is_relative());
+  EXPECT_EQ(std::get<fs::path>(confine_stored_path(rel_root, stored.string())), stored);
+  EXPECT_TRUE(std::holds_alternative<std::string>(confine_stored_path(rel_root, (rel_root / "escape" / "x.npy").string())));
+  EXPECT_TRUE(std::holds_alternative<std::string>(confine_stored_path(rel_root, (outside / "x.npy").string())));
+  fs::remove_all(outside);
+}
+
 struct NpyCapture : ::testing::Test {
   Harness h{"npy"};
   fs::path outside = h.dir.parent_path() / ("hilo_outside_npy_" + std::to_string(::getpid()));

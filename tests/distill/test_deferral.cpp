@@ -57,3 +57,38 @@ TEST(Deferral, ThresholdsDeferTheRatesShareOfTheHeldOutInputsAndTheCurveRunsFrom
   bad(0, 0) = std::nan("");
   EXPECT_THROW(confidence(bad), std::invalid_argument);
 }
+
+TEST(Deferral, DecideDefersBelowTheThresholdAndTakesTheTeachersClassThen) {
+  MatD model(4, 3), teacher = MatD::Zero(4, 3);
+  model << 5.0, 0.0, 0.0,   // confident, class 0
+      0.1, 0.0, 0.0,        // unsure, class 0
+      0.0, 0.0, 4.0,        // confident, class 2
+      0.0, 0.2, 0.1;        // unsure, class 1
+  for (int i = 0; i < 4; ++i) teacher(i, (i + 1) % 3) = 3.0;  // the teacher says (i + 1) mod 3
+  const auto c = confidence(model);
+  const double tau = 0.5;
+  const auto d = decide(model, &teacher, tau);
+  ASSERT_EQ(d.size(), 4u);
+  const int want_model[] = {0, 0, 2, 1};
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(d[i].model_class, want_model[i]);
+    EXPECT_DOUBLE_EQ(d[i].confidence, c[std::size_t(i)]);
+    EXPECT_EQ(d[i].deferred, c[std::size_t(i)] < tau);
+    EXPECT_EQ(d[i].teacher_class, (i + 1) % 3);
+    EXPECT_EQ(d[i].decision(), d[i].deferred ? (i + 1) % 3 : want_model[i]);
+  }
+  EXPECT_FALSE(d[0].deferred);
+  EXPECT_TRUE(d[1].deferred);
+  // Without the teacher's logits a deferred input has no class.
+  const auto blind = decide(model, nullptr, tau);
+  EXPECT_EQ(blind[1].teacher_class, -1);
+  EXPECT_EQ(blind[1].decision(), -1);
+  EXPECT_EQ(blind[0].decision(), 0);
+  // τ = 0 defers nothing; deferred() is the same rule.
+  for (const auto& x : decide(model, &teacher, 0.0)) EXPECT_FALSE(x.deferred);
+  const auto flags = deferred(model, tau);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(flags[std::size_t(i)], d[std::size_t(i)].deferred);
+  EXPECT_THROW(decide(model, &teacher, -0.1), std::invalid_argument);
+  const MatD narrow = teacher.leftCols(2);
+  EXPECT_THROW(decide(model, &narrow, tau), std::invalid_argument);
+}

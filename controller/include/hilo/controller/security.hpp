@@ -57,6 +57,12 @@ std::variant<std::vector<ClientKey>, std::string> load_client_keys(const std::fi
 // root / rel, lexically normalised, if rel stays inside root (see the header comment); else a message.
 // root must exist.
 std::variant<std::filesystem::path, std::string> confine_path(const std::filesystem::path& root, std::string_view rel);
+// A path the daemon stored itself (a job's resolved parameters, a deploy run's config.json): root /
+// relative, lexically normalised (absolute, or relative to the working directory when root is), accepted
+// only when it lies lexically under root (as given, or canonical for an absolute path) and its part below
+// root passes confine_path (no '..', no symbolic link out). A relative path not under root is read as
+// relative to root (confine_path's rules).
+std::variant<std::filesystem::path, std::string> confine_stored_path(const std::filesystem::path& root, std::string_view path);
 
 // Reads args[key] as a path confined to data_dir: missing_field, wrong_type, or forbidden_path.
 std::variant<std::filesystem::path, ProtocolError> get_path(const Request& req, std::string_view key,

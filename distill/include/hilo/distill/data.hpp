@@ -20,7 +20,7 @@
 //   "png-folder": DataOptions::dir/<class>/<image>.png, one sub-folder per class (class names sorted
 //     → labels 0.., kept in Dataset::class_names), all images of one size, grey or RGB (a mix is read as
 //     RGB); a seeded test split. PNG decoding needs OpenCV, which distill may not use: the caller passes
-//     an ImageDecoder (hilod and hilo-pipeline pass hilo::io::read_image8 of the figures library);
+//     an ImageDecoder (hilod, hilo-pipeline and hilo-train pass hilo::io::read_image8_pixels of the figures library);
 //     without one it is an error.
 //   RGB images stay RGB (c = 3) with color "rgb" (a teacher and the per-channel optical student take
 //   them); with color "luminance" (the default) load_splits converts them at load time to one channel,
@@ -38,6 +38,7 @@
 #include <nlohmann/json.hpp>
 
 #include "hilo/distill/layers.hpp"
+#include "hilo/io/image8.hpp"
 
 namespace hilo::distill {
 
@@ -81,12 +82,10 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DataOptions, name, fashion_dir, 
                                                 test_labels, dir, classes, color, split_seed, val_size, mnist_test_size,
                                                 test_size, train_limit)
 
-// An 8-bit image as decoded from a file: rows × cols × channels (1 grey, 3 RGB in R, G, B order),
-// interleaved, row-major. An ImageDecoder throws (any std::exception) for an unreadable file.
-struct DecodedImage {
-  int rows = 0, cols = 0, channels = 1;
-  std::vector<std::uint8_t> pixels;
-};
+// An 8-bit image as decoded from a file (io/image8.hpp). An ImageDecoder throws (any std::exception)
+// for an unreadable file; hilo::io::read_image8_pixels (the figures library) is the one applications
+// and jobs pass.
+using DecodedImage = io::Image8;
 using ImageDecoder = std::function<DecodedImage(const std::filesystem::path&)>;
 
 // Raw loaders.

@@ -11,6 +11,9 @@
 //
 // All functions are pure; logits are N × C (C >= 2), labels in [0, C). Mismatched sizes, C < 2,
 // non-finite logits or a rate outside [0, 1] throw std::invalid_argument naming the rule.
+// This file is the one home of the rule: the pipeline report's curve (deferral_curve) and the daemon's
+// `defer` command (decide) both take their decisions from decide().
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -41,5 +44,23 @@ std::vector<DeferralPoint> deferral_curve(const MatD& model_logits, const MatD& 
 
 // Which inputs a threshold defers (c < τ).
 std::vector<bool> deferred(const MatD& logits, double threshold);
+
+// The rule above in words, for reports and replies.
+std::string_view deferral_rule();
+
+// One input's outcome: the deployed model's class and confidence, whether it was deferred, and the
+// teacher's class when the teacher's logits were given (-1 otherwise). decision() is the combined one:
+// the teacher's class when deferred (-1 when deferred without teacher logits), else the model's.
+struct DeferralDecision {
+  int model_class = 0;
+  double confidence = 0;
+  bool deferred = false;
+  int teacher_class = -1;
+  int decision() const { return deferred ? teacher_class : model_class; }
+};
+
+// Per input, the rule at threshold τ (finite, >= 0; 0 defers nothing, > 1 everything). teacher_logits: null, or one row
+// per input with the model's class count (else std::invalid_argument).
+std::vector<DeferralDecision> decide(const MatD& model_logits, const MatD* teacher_logits, double threshold);
 
 }  // namespace hilo::distill

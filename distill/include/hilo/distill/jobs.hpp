@@ -44,7 +44,8 @@ struct JobResult {
   std::filesystem::path model_path, history_path;
 };
 
-// Trains the teacher; writes <out_dir>/teacher.hilo and <out_dir>/history.json.
-JobResult run_train_teacher(const TeacherJob& job, const JobControl& ctl);
+// Trains the teacher; writes <out_dir>/teacher.hilo and <out_dir>/history.json. `decode` reads a
+// png-folder dataset (load_splits); without one such a dataset is an error naming the rule.
+JobResult run_train_teacher(const TeacherJob& job, const JobControl& ctl, const ImageDecoder& decode = {});
 
 }  // namespace hilo::distill

@@ -125,8 +125,9 @@ MatD student_features(OpticalStudent& s, const Mat<float>& x, Eigen::Index limit
 History train_student(OpticalStudent& student, Sequential<float>& teacher, const Splits& data, const DistillOptions& d,
                       const TrainOptions& o, const JobControl& ctl);
 
-// Loads data and teacher, trains, writes <out_dir>/student.hilo and <out_dir>/history.json.
-JobResult run_distill(const DistillJob& job, const JobControl& ctl);
+// Loads data and teacher, trains, writes <out_dir>/student.hilo and <out_dir>/history.json. `decode`
+// as in run_train_teacher (png-folder datasets).
+JobResult run_distill(const DistillJob& job, const JobControl& ctl, const ImageDecoder& decode = {});
 
 // NTK kernel-regression estimate for a front-end design (see kernel_regression.hpp):
 // {"command": "estimate", "data": {...}, "student": {...} | "student_model": "<student.hilo>",
@@ -153,6 +154,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(EstimateJob, data, student, stud
 // images); a model file's front-end keeps its stored standardisation. Writes <out_dir>/estimate.json
 // when out_dir is set and returns its content: the chosen ratio and λ, validation accuracy per ratio,
 // test accuracy, an edge warning, and under "reference" the raw-pixel reference when asked for.
-nlohmann::json run_estimate(const EstimateJob& job);
+// `decode` as in run_train_teacher (png-folder datasets).
+nlohmann::json run_estimate(const EstimateJob& job, const ImageDecoder& decode = {});
 
 }  // namespace hilo::distill

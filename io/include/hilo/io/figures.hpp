@@ -14,6 +14,8 @@
 
 #include <opencv2/core/mat.hpp>
 
+#include "hilo/io/image8.hpp"
+
 namespace hilo::io {
 
 class FigureError : public std::runtime_error {
@@ -84,5 +86,7 @@ void write_png(const std::filesystem::path& path, const cv::Mat& image);
 // are scaled by 1/257 and rounded. For datasets of a lab's own images. Throws FigureError naming the
 // file when it is missing or cannot be decoded.
 cv::Mat read_image8(const std::filesystem::path& path);
+// read_image8 as plain data (image8.hpp): the decoder a dataset of image files is read with.
+Image8 read_image8_pixels(const std::filesystem::path& path);
 
 }  // namespace hilo::io

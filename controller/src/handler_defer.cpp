@@ -1,0 +1,167 @@
+// The `defer` command (docs/protocol.md): inference with deferral. The deployed student's backend
+// classifies measured feature rows; its least confident inputs are handed to the digital teacher,
+// which classifies the clean (privileged) input the request carries for each row. The rule is
+// distill/deferral.hpp's decide(), the same the pipeline report's deferral curve uses.
+#include <cmath>
+#include <cstring>
+
+#include "handler_detail.hpp"
+#include "hilo/controller/security.hpp"
+#include "hilo/distill/deferral.hpp"
+#include "hilo/distill/model_io.hpp"
+#include "hilo/distill/student.hpp"
+#include "hilo/distill/train.hpp"
+
+namespace hilo::controller::handler_detail {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::size_t kMaxInputs = 65536;  // per request: the reply holds one JSON object per input
+
+// A model file argument: a string path confined to the data directory, present.
+std::variant<fs::path, Refusal> model_path(const Request& req, const std::string& key, const fs::path& data_dir) {
+  if (!req.args[key].is_string())
+    return Refusal{ErrorCode::wrong_type, "args." + key + " must be a model file path (string) relative to the data directory"};
+  auto p = confine_path(data_dir, req.args[key].get_ref<const std::string&>());
+  if (auto* why = std::get_if<std::string>(&p)) return Refusal{ErrorCode::forbidden_path, "args." + key + ": " + *why};
+  const auto& path = std::get<fs::path>(p);
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec))
+    return Refusal{ErrorCode::not_found, "args." + key + ": no model file '" + req.args[key].get<std::string>() + "' in the data directory"};
+  return path;
+}
+
+// The rows of an array part as doubles (uint8 levels scaled by 1/255 when `levels`).
+distill::MatD rows_of(const ArrayView& v, std::size_t rows, std::size_t cols, bool levels) {
+  distill::MatD m(static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
+  const std::size_t n = rows * cols;
+  for (std::size_t i = 0; i < n; ++i) {
+    double x = 0;
+    if (v.dtype == "|u1" || v.dtype == "<u1") {
+      x = double(std::uint8_t(v.bytes[i])) / (levels ? 255.0 : 1.0);
+    } else if (v.dtype == "<f4") {
+      float f;
+      std::memcpy(&f, v.bytes.data() + 4 * i, 4);
+      x = f;
+    } else {
+      std::memcpy(&x, v.bytes.data() + 8 * i, 8);
+    }
+    m(static_cast<Eigen::Index>(i / cols), static_cast<Eigen::Index>(i % cols)) = x;
+  }
+  return m;
+}
+
+std::string shape_text(const std::vector<std::size_t>& s) {
+  std::string t = "[";
+  for (std::size_t i = 0; i < s.size(); ++i) t += (i ? ", " : "") + std::to_string(s[i]);
+  return t + "]";
+}
+
+}  // namespace
+
+// defer {"student", "features": <[n, D] f4/f8>, "rate" | "threshold", "teacher" + "inputs" (optional)}.
+Reply cmd_defer(const Request& req, Context& ctx) {
+  if (auto e = check_known_args(req, {"student", "teacher", "features", "inputs", "rate", "threshold"})) return error_reply(*e);
+  auto refuse = [&](ErrorCode c, const std::string& m) { return error_reply(req.id, c, m); };
+  if (!req.args.contains("student")) return refuse(ErrorCode::missing_field, "args.student (the deployed student model file) is required");
+  const bool has_rate = req.args.contains("rate"), has_threshold = req.args.contains("threshold");
+  if (has_rate == has_threshold)
+    return refuse(has_rate ? ErrorCode::bad_argument : ErrorCode::missing_field,
+                  "exactly one of args.rate (share of these inputs to defer) and args.threshold (confidence below which an "
+                  "input is deferred) is required");
+  const char* rule_key = has_rate ? "rate" : "threshold";
+  if (!req.args[rule_key].is_number()) return refuse(ErrorCode::wrong_type, std::string("args.") + rule_key + " must be a number");
+  const double value = req.args[rule_key].get<double>();
+  if (!(value >= 0.0 && value <= 1.0))
+    return refuse(ErrorCode::bad_argument, std::string("args.") + rule_key + " must be in [0, 1], got " + req.args[rule_key].dump());
+  if (req.args.contains("teacher") != req.args.contains("inputs"))
+    return refuse(ErrorCode::bad_argument, "args.teacher and args.inputs go together: the teacher classifies the clean inputs "
+                                           "of the deferred rows (without both, deferred rows carry no class)");
+  const bool with_teacher = req.args.contains("teacher");
+
+  static constexpr std::string_view kFeatureTypes[] = {"<f4", "<f8"};
+  auto fa = get_array(req, "features", kFeatureTypes, 2, 2);
+  if (auto* e = err_of(fa)) return error_reply(*e);
+  const ArrayView features = std::get<ArrayView>(fa);
+  const std::size_t n = features.shape[0];
+  if (n == 0) return refuse(ErrorCode::bad_argument, "args.features must hold at least one row");
+  if (n > kMaxInputs)
+    return refuse(ErrorCode::too_large, "args.features holds " + std::to_string(n) + " rows; at most " + std::to_string(kMaxInputs) +
+                                            " per request");
+  std::optional<ArrayView> inputs;
+  if (with_teacher) {
+    static constexpr std::string_view kInputTypes[] = {"|u1", "<u1", "<f4", "<f8"};
+    auto ia = get_array(req, "inputs", kInputTypes, 2, 4);
+    if (auto* e = err_of(ia)) return error_reply(*e);
+    inputs = std::get<ArrayView>(ia);
+    if (inputs->shape[0] != n)
+      return refuse(ErrorCode::bad_argument, "args.inputs has " + std::to_string(inputs->shape[0]) + " rows, args.features " +
+                                                 std::to_string(n) + ": one clean input per feature row");
+  }
+  if (auto r = expect_parts(req, with_teacher ? 2 : 1)) return *r;
+
+  auto sp = model_path(req, "student", ctx.data_dir);
+  if (auto* r = std::get_if<Refusal>(&sp)) return refuse(r->code, r->message);
+  std::optional<distill::OpticalStudent> student;
+  try {
+    student.emplace(distill::OpticalStudent::from_model(distill::read_model(std::get<fs::path>(sp))));
+  } catch (const std::exception& e) {
+    return refuse(ErrorCode::bad_argument, std::string("args.student is not a student model: ") + e.what());
+  }
+  if (features.shape[1] != std::size_t(student->feature_dim()))
+    return refuse(ErrorCode::bad_argument, "args.features is " + shape_text(features.shape) + "; the student's backend takes " +
+                                               std::to_string(student->feature_dim()) + " features per row");
+  distill::MatD a = rows_of(features, n, features.shape[1], false);
+  if (!a.allFinite()) return refuse(ErrorCode::bad_argument, "args.features must be finite");
+  const distill::MatD logits = student->backend_forward(a);
+
+  std::optional<distill::MatD> teacher_logits;
+  if (with_teacher) {
+    auto tp = model_path(req, "teacher", ctx.data_dir);
+    if (auto* r = std::get_if<Refusal>(&tp)) return refuse(r->code, r->message);
+    std::optional<distill::Sequential<float>> teacher;
+    try {
+      teacher.emplace(distill::sequential_from_model<float>(distill::read_model(std::get<fs::path>(tp))));
+    } catch (const std::exception& e) {
+      return refuse(ErrorCode::bad_argument, std::string("args.teacher is not a teacher model: ") + e.what());
+    }
+    const distill::Shape in = teacher->in_shape();
+    std::size_t per_row = 1;
+    for (std::size_t i = 1; i < inputs->shape.size(); ++i) per_row *= inputs->shape[i];
+    if (per_row != std::size_t(in.size()))
+      return refuse(ErrorCode::bad_argument, "args.inputs is " + shape_text(inputs->shape) + "; the teacher takes " +
+                                                 std::to_string(in.c) + " x " + std::to_string(in.h) + " x " + std::to_string(in.w) +
+                                                 " per input ([n, c, h, w], [n, h, w] for one channel, or [n, c*h*w] rows)");
+    if (int(teacher->out_shape().size()) != student->classes())
+      return refuse(ErrorCode::bad_argument, "the teacher has " + std::to_string(teacher->out_shape().size()) +
+                                                 " classes, the student " + std::to_string(student->classes()));
+    const distill::MatD x = rows_of(*inputs, n, per_row, true);
+    if (!x.allFinite() || x.minCoeff() < 0.0 || x.maxCoeff() > 1.0)
+      return refuse(ErrorCode::bad_argument, "args.inputs must be uint8 levels or floats in [0, 1]");
+    teacher_logits = distill::predict(*teacher, distill::Mat<float>(x.cast<float>())).cast<double>();
+  }
+
+  const double threshold = has_rate ? distill::deferral_thresholds(logits, {value})[0] : value;
+  const auto decisions = distill::decide(logits, teacher_logits ? &*teacher_logits : nullptr, threshold);
+  json rows = json::array();
+  std::size_t n_deferred = 0;
+  for (const auto& d : decisions) {
+    n_deferred += d.deferred;
+    json row = {{"class", d.decision() >= 0 ? json(d.decision()) : json(nullptr)}, {"confidence", d.confidence},
+                {"deferred", d.deferred}, {"model_class", d.model_class}};
+    rows.push_back(std::move(row));
+  }
+  return ok_reply(req.id, {{"rule", distill::deferral_rule()},
+                           {"threshold", threshold},
+                           {"threshold_source", has_rate ? "rate over this request's inputs" : "given"},
+                           {"count", n},
+                           {"deferred", n_deferred},
+                           {"rate", double(n_deferred) / double(n)},
+                           {"teacher", with_teacher},
+                           {"decisions", std::move(rows)}});
+}
+
+}  // namespace hilo::controller::handler_detail
