@@ -199,6 +199,12 @@ std::string PipelineConfig::validate() const {
   if (auto e = measure_options().validate(); !e.empty()) return "bench." + e;
   if (auto e = reoptimise_element.validate(); !e.empty()) return "bench." + e;
   if (fractions.empty()) return "measure.fractions must not be empty";
+  if (fractions.size() > std::size_t(kMaxFractions))
+    return "measure.fractions holds at most " + std::to_string(kMaxFractions) + " fractions (each profile's re-fits draw from a seed block of that size, pipeline_seeds.hpp), got " +
+           std::to_string(fractions.size());
+  if (profiles.size() > std::size_t(kMaxProfiles))
+    return "bench.profiles holds at most " + std::to_string(kMaxProfiles) + " profiles (each draws from seed blocks of that size, pipeline_seeds.hpp), got " +
+           std::to_string(profiles.size());
   for (double f : fractions)
     if (!(f > 0 && f <= 1)) return "measure.fractions must be in (0, 1], got " + std::to_string(f);
   std::set<std::string> seen;

@@ -108,6 +108,17 @@ distill::JobControl PipelineStages::train_control(const std::string& stage) {
   return jc;
 }
 
+std::uint64_t PipelineStages::seed_of(SeedStream s, int profile, int step, std::uint64_t offset) {
+  const std::uint64_t v = stage_seed(c_.seed, stream_stage(s, profile, step)) + offset;
+  seeds_.push_back({{"stream", seed_stream_info(s).name}, {"profile", profile}, {"step", step}, {"offset", offset}, {"seed", v}});
+  return v;
+}
+
+std::uint64_t PipelineStages::twin_seed(int profile, int step) {
+  (void)seed_of(SeedStream::twin_refit, profile, step, 1);  // twin_modes: twin_ntkd draws from seed + 1
+  return seed_of(SeedStream::twin_refit, profile, step);
+}
+
 PipelineStages::PipelineStages(const PipelineConfig& c, PipelineBench& b, fs::path dir, const PipelineControl& ctl)
     : c_(c), b_(b), dir_(std::move(dir)), ctl_(ctl) {
   if (auto e = c_.validate(); !e.empty()) throw std::invalid_argument("pipeline: " + e);
@@ -135,7 +146,7 @@ const MatD& PipelineStages::design_val_maps() {
 
 const calibration::NtkGroups& PipelineStages::train_ntk_groups() {
   if (!train_ntk_groups_) {
-    std::mt19937_64 rng(stage_seed(c_.seed, 600));
+    std::mt19937_64 rng(seed_of(SeedStream::ntk_groups));
     bool stopped = false;
     auto g = calibration::teacher_ntk_groups(*teacher_, data_.train.x, c_.twin_ntkd.ntk_subbatch, rng, {{}, ctl_.work.stop}, &stopped);
     if (stopped) throw StageStopped{};
@@ -181,7 +192,7 @@ void PipelineStages::teacher() {
   if (!fs::exists(model)) {
     log("teacher: training on " + std::to_string(data_.train.size()) + " images");
     distill::TrainOptions t = c_.teacher_train;
-    t.seed = stage_seed(c_.seed, kTeacherStage);
+    t.seed = seed_of(SeedStream::teacher);
     t.threads = c_.threads;
     auto net = distill::make_teacher(c_.teacher_arch, data_.train.shape, data_.train.num_classes);
     const auto h = distill::train_classifier(net, data_, t, train_control("teacher"));
@@ -201,7 +212,7 @@ void PipelineStages::student() {
   if (!fs::exists(model)) {
     log("student: " + c_.distill.method + " on " + std::to_string(data_.train.size()) + " images");
     distill::TrainOptions t = c_.student_train;
-    t.seed = stage_seed(c_.seed, kStudentStage);
+    t.seed = seed_of(SeedStream::student);
     t.threads = c_.threads;
     distill::OpticalStudent s(c_.student, data_.train.shape, data_.train.num_classes);
     const auto h = distill::train_student(s, *teacher_, data_, c_.distill, t, train_control("student"));
@@ -219,7 +230,7 @@ void PipelineStages::student() {
 void PipelineStages::deploy() {
   const fs::path d = dir_ / "deploy", model = d / "student.hilo", info = d / "deployment.json";
   design_.emplace(b_.design);
-  std::mt19937_64 rng(stage_seed(c_.seed, 3));
+  std::mt19937_64 rng(seed_of(SeedStream::deploy));
   progress("deploy", 0, 4);
   deployment_ = calibration::design_deployment(*student_, *design_, c_.retrieval, rng);
   log("deploy: element designed, kernel correlation " + std::to_string(deployment_.design.fidelity.mean_correlation) +
@@ -304,9 +315,9 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
   tm = json::object();
   if (b_.reset_simulator) {
     const auto profile = b_.load_profile(name);
-    b_.reset_simulator(profile, stage_seed(c_.seed, 100 + std::uint64_t(index)));
+    b_.reset_simulator(profile, seed_of(SeedStream::simulator, index));
   }
-  std::mt19937_64 rng(stage_seed(c_.seed, 200 + std::uint64_t(index)));
+  std::mt19937_64 rng(seed_of(SeedStream::bench, index));
   auto throw_dev = [&](const drivers::DeviceError& e) { throw std::runtime_error(stage + ": " + e.message); };
   auto now = [&] { return b_.now_s ? b_.now_s() : 0.0; };
 
@@ -351,7 +362,7 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
   // generator of their own, so the stage's other draws and its test features (the frames before them)
   // are those of a run without them — the evaluate job measures the test set exactly as this stage does.
   std::optional<TwinState> twin;
-  std::mt19937_64 twin_rng(stage_seed(c_.seed, 400 + std::uint64_t(index)));
+  std::mt19937_64 twin_rng(seed_of(SeedStream::twin, index));
 
   std::vector<int> idx;
   distill::Dataset sub;
@@ -437,7 +448,7 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
     json row = {{"fraction", f}, {"measured", pick.size()}};
     for (const auto* o : {&c_.task, &c_.ntkd}) {
       if (stop()) throw StageStopped{};
-      std::mt19937_64 r2(stage_seed(c_.seed, 300 + std::uint64_t(index) * 10 + std::uint64_t(step)));
+      std::mt19937_64 r2(seed_of(SeedStream::refit, index, step));
       PartTimer refit(tm, "refit " + calibration::to_string(o->mode));
       auto t = calibration::compensate(*deployed_, part, *teacher_, *o, r2, A_test, test_y_, &A_val, &data_.val.y,
                                        {{}, ctl_.work.stop});
@@ -469,7 +480,7 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
         groups = &train_ntk_groups();
       }
       twin_modes(*twin, c_, {*deployed_, *teacher_, data_, A_test, test_y_, A_val, groups}, part.features, train_rows,
-                 stage_seed(c_.seed, 500 + std::uint64_t(index) * 10 + std::uint64_t(step)), row, {{}, ctl_.work.stop}, tm);
+                 twin_seed(index, step), row, {{}, ctl_.work.stop}, tm);
       if (stop()) throw StageStopped{};
     }
     guard_row(row, val_none, acc["none"].get<double>(), std::int64_t(pick.size()) * c_.frames, twin ? twin->probe_frames : 0,

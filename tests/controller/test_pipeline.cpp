@@ -471,3 +471,41 @@ TEST(Pipeline, ProfilesNeedTheSimulator) {
   const auto cfg = PipelineConfig::from_json(small_config());
   EXPECT_THROW(run_pipeline(cfg, sb.pb, fresh_dir("c"), {}), std::invalid_argument);
 }
+
+// The seed streams (pipeline_seeds.hpp): every stage number of every stream, for every profile and step
+// a valid config allows, is distinct from every other stream's, and so is every generator seed
+// (stage_seed and the twin NTKD's seed + 1) for one pipeline seed. Regression: the element
+// re-optimisation's re-fits drew from the twin re-fits' block (500 + 10p + s).
+TEST(PipelineSeeds, StreamsOfOneRunNeverShareASeed) {
+  std::map<std::uint64_t, std::string> stage_owner;
+  std::map<std::pair<std::uint64_t, std::uint64_t>, std::string> seed_owner;  // (pipeline seed, generator seed)
+  for (const auto& info : kSeedStreams) {
+    const int profiles = info.per_profile == 0 ? 1 : kMaxProfiles;
+    for (int p = 0; p < profiles; ++p)
+      for (int s = 0; s < int(info.steps); ++s) {
+        const std::string who = std::string(info.name) + "[" + std::to_string(p) + "," + std::to_string(s) + "]";
+        const std::uint64_t stage = stream_stage(info.stream, p, s);
+        EXPECT_TRUE(stage_owner.emplace(stage, who).second) << who << " shares stage " << stage << " with " << stage_owner[stage];
+        for (std::uint64_t seed : {1ull, 12345ull})
+          for (std::uint64_t off = 0; off <= (info.stream == SeedStream::twin_refit ? 1u : 0u); ++off) {
+            const std::uint64_t v = stage_seed(seed, stage) + off;
+            EXPECT_TRUE(seed_owner.emplace(std::pair{seed, v}, who).second) << who << " shares generator seed " << v;
+          }
+      }
+  }
+  EXPECT_THROW(stream_stage(SeedStream::refit, 0, 2 * kMaxFractions), std::out_of_range);
+  EXPECT_THROW(stream_stage(SeedStream::bench, kMaxProfiles), std::out_of_range);
+  EXPECT_THROW(stream_stage(SeedStream::ntk_groups, 1), std::out_of_range);
+  // The numbers of the streams that existed before the table are unchanged (earlier reports reproduce).
+  EXPECT_EQ(stream_stage(SeedStream::refit, 2, 3), 323u);
+  EXPECT_EQ(stream_stage(SeedStream::twin_refit, 1, 4), 514u);
+  EXPECT_EQ(stream_stage(SeedStream::ntk_groups), 600u);
+  // A config whose profiles or fractions would run past a block is refused naming the key.
+  auto j = small_config();
+  j["measure"]["fractions"] = {0.5, 0.4, 0.3, 0.2, 0.1};
+  EXPECT_NE(PipelineConfig::from_json(j).validate().find("measure.fractions holds at most 4"), std::string::npos);
+  j = small_config();
+  j["bench"]["profiles"] = json::array();
+  for (int i = 0; i <= kMaxProfiles; ++i) j["bench"]["profiles"].push_back("p" + std::to_string(i));
+  EXPECT_NE(PipelineConfig::from_json(j).validate().find("bench.profiles holds at most 10"), std::string::npos);
+}

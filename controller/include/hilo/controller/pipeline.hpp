@@ -45,13 +45,15 @@
 #include "hilo/drivers/clock.hpp"
 #include "hilo/drivers/slm.hpp"
 #include "hilo/sim/bench_model.hpp"
+#include "hilo/controller/pipeline_seeds.hpp"
 
 namespace hilo::controller {
 
-// The seed of stage `stage` of a pipeline seeded with `seed` (seed·1000003 + stage·7919 + 17, mod 2⁶⁴):
-// 1 teacher, 2 student, 3 deploy, 100 + i / 200 + i the i-th bench stage's simulator / draws, 300 + …
-// its compensation re-fits. A stage's training seed is this, never its train section's own.
+// The seed of stage `stage` of a pipeline seeded with `seed` (seed·1000003 + stage·7919 + 17, mod 2⁶⁴).
+// Which consumer draws from which stage numbers: the seed streams (pipeline_seeds.hpp). A stage's
+// training seed is this, never its train section's own.
 inline constexpr std::uint64_t kTeacherStage = 1, kStudentStage = 2;
+static_assert(seed_stream_info(SeedStream::teacher).base == kTeacherStage && seed_stream_info(SeedStream::student).base == kStudentStage);
 inline std::uint64_t stage_seed(std::uint64_t seed, std::uint64_t stage) { return seed * 1000003ULL + stage * 7919ULL + 17; }
 
 struct PipelineConfig {

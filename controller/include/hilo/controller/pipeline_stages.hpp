@@ -64,6 +64,26 @@ class PipelineStages {
   // does not fit the bench throws std::runtime_error / std::invalid_argument.
   nlohmann::json bench(const std::string& name, int index, bool compensate = true,
                        const std::filesystem::path& calibration = {});
+  // The generator seed of `step` of stream s in the profile stage `profile` (pipeline_seeds.hpp), plus
+  // `offset`; every one is recorded in seeds(). Throws std::out_of_range outside the stream's block.
+  std::uint64_t seed_of(SeedStream s, int profile = 0, int step = 0, std::uint64_t offset = 0);
+  // Every generator seed this object drew, in order: [{"stream", "profile", "step", "offset", "seed"}]
+  // (report.json "seeds"; a stage loaded from its files draws none).
+  const nlohmann::json& seeds() const { return seeds_; }
+  // The generator seed of `step` of stream s in the profile stage `profile` (pipeline_seeds.hpp), plus
+  // `offset`; every one is recorded in seeds(). Throws std::out_of_range outside the stream's block.
+  std::uint64_t seed_of(SeedStream s, int profile = 0, int step = 0, std::uint64_t offset = 0);
+  // Every generator seed this object drew, in order: [{"stream", "profile", "step", "offset", "seed"}]
+  // (report.json "seeds"; a stage loaded from its files draws none).
+  const nlohmann::json& seeds() const { return seeds_; }
+  // The drift re-compensation of a finished run's profile stage (the daemon's recompensate job; needs
+  // load_data, the teacher and deploy() with the run's student): adopts the run's saved calibration of
+  // bench/<name>/ (its drift check against the saved reference is the trigger and the drift reported),
+  // then recompensate() below with the run's measured subset. Writes recompensation/<name>/ in this
+  // object's run directory (event.json, calibration/, student.hilo, frame_log.npy, the kernels figure).
+  // Throws std::invalid_argument when the run's stage has no twin (bench.kernels was off), and
+  // std::runtime_error for missing or inconsistent files or a device fault.
+  nlohmann::json recompensate_run(const std::filesystem::path& run, const std::string& name, int index);
   // report.json and its figures over the profiles' results (after every stage above).
   nlohmann::json report(const nlohmann::json& profiles);
 
@@ -85,6 +105,8 @@ class PipelineStages {
     if (ctl_.after_write) ctl_.after_write(where);
   }
 
+  std::uint64_t twin_seed(int profile, int step);  // the twin re-fits' seed (and its seed + 1, recorded)
+  nlohmann::json seeds_ = nlohmann::json::array();
   const PipelineConfig& c_;
   PipelineBench& b_;
   std::filesystem::path dir_;
