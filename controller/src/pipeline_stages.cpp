@@ -79,7 +79,10 @@ sim::RArray input_image(const distill::Mat<float>& x, Eigen::Index i, int rows, 
   return im;
 }
 
-// `input`: the bench's input as the design sees it (see stage_profile).
+distill::OpticalStudent clone(const distill::OpticalStudent& s) { return distill::OpticalStudent::from_model(s.to_model({})); }
+
+}  // namespace
+
 calibration::ExperimentBench experiment_bench(PipelineBench& b, drivers::Slm& input) {
   calibration::ExperimentBench eb{input, b.element, b.camera};
   if (b.simulator) eb.install_fixed_mask = [sim = b.simulator](const sim::RArray& phase) { sim->set_element_phase(phase); };
@@ -87,10 +90,6 @@ calibration::ExperimentBench experiment_bench(PipelineBench& b, drivers::Slm& in
   eb.mutex = b.mutex;
   return eb;
 }
-
-distill::OpticalStudent clone(const distill::OpticalStudent& s) { return distill::OpticalStudent::from_model(s.to_model({})); }
-
-}  // namespace
 
 json read_json_file(const fs::path& p) {
   std::ifstream in(p);
@@ -512,6 +511,21 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
     std::vector<DeferralModel> dm{{"none", logits_none, val_logits_none}};
     if (best_refit) dm.push_back(*best_refit);
     res["deferral"] = deferral_study(dm, teacher_test_logits(), test_y_, d / "deferral.png", name + ": deferral to the teacher");
+  }
+  // ---- drift re-compensation (pipeline_recomp.cpp): after every cell above, before the element re-optimisation
+  if (c_.recompensate.enabled && twin) {
+    lap.emplace(tm, "recompensate: drift check");
+    if (auto e = ex.check_drift()) throw_dev(*e);
+    const json checks = ex.drift_checks();
+    const auto hit = std::find_if(checks.begin(), checks.end(), [](const json& c) { return c.value("exceeded", false); });
+    lap.reset();
+    if (hit == checks.end()) {
+      res["recompensation"] = {{"triggered", false}, {"checks", checks.size()}, {"reason", "no drift check passed its thresholds"}};
+    } else {
+      res["recompensation"] = recompensate(name, index, eb, ex, {&A_sub, idx}, *hit, d / "recompensation", tm);
+      res["recompensation"]["triggered"] = true;
+    }
+    res["drift"]["checks"] = ex.drift_checks();
   }
   calibration::write_frame_log(d / "frame_log.npy", ex.frame_log());
   // ---- element re-optimised (pipeline_reopt.cpp): after everything above, so those cells are unchanged

@@ -56,6 +56,23 @@ inline constexpr std::uint64_t kTeacherStage = 1, kStudentStage = 2;
 static_assert(seed_stream_info(SeedStream::teacher).base == kTeacherStage && seed_stream_info(SeedStream::student).base == kStudentStage);
 inline std::uint64_t stage_seed(std::uint64_t seed, std::uint64_t stage) { return seed * 1000003ULL + stage * 7919ULL + 17; }
 
+// Drift re-compensation from the twin (job key bench.drift_recompensate; docs/pipeline.md, "Drift
+// re-compensation"): when a drift check of a profile stage passes its thresholds, the bench is calibrated
+// again (dark, registration, gain, tiles), the kernel probes rebuild the twin on the new calibration, and
+// the backend is re-fitted on twin features of the whole training split (with the measured subset's rows,
+// measured_rows "keep", or without them, "exclude") — the training fraction is not measured again. The
+// first holdout_images of the test set are measured before (the calibration in use) and after (the new
+// one) to score the deployed backend, the deployed backend on the new calibration, and the re-fit.
+struct RecompensationOptions {
+  bool enabled = false;                // off: drift is reported / applied as drift_action says, nothing more
+  int holdout_images = 200;            // [10, 100000]; at most the measured test set
+  std::string refit = "twin_task";     // "twin_task" or "twin_ntkd": which of the compensation sections
+  std::string measured_rows = "keep";  // "keep" or "exclude"
+
+  [[nodiscard]] std::string validate() const;  // "" when valid, else the rule (bench.drift_recompensate.<key>)
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(RecompensationOptions, enabled, holdout_images, refit, measured_rows)
+
 struct PipelineConfig {
   distill::DataOptions data = [] {
     distill::DataOptions d;
@@ -85,6 +102,7 @@ struct PipelineConfig {
   int drift_every = 500;
   calibration::DriftOptions drift;
   std::string drift_action = "update";
+  RecompensationOptions recompensate;  // bench.drift_recompensate
   // The content check of every frame measured after the calibration (calibration/experiment.hpp,
   // MeasureOptions): job keys bench.content_check.{enabled, min_correlation, blur_px, min_snr,
   // max_regrabs, accept_unproven, max_unproven_fraction}; the pipeline stores a frame still stale after
