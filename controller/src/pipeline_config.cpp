@@ -237,8 +237,8 @@ std::string RecompensationOptions::validate() const {
     return "bench.drift_recompensate.holdout_images must be in [10, 100000], got " + std::to_string(holdout_images);
   if (refit != "twin_task" && refit != "twin_ntkd")
     return "bench.drift_recompensate.refit must be \"twin_task\" or \"twin_ntkd\", got \"" + refit + "\"";
-  if (measured_rows != "keep" && measured_rows != "exclude")
-    return "bench.drift_recompensate.measured_rows must be \"keep\" or \"exclude\", got \"" + measured_rows + "\"";
+  if (measured_rows != "auto" && measured_rows != "keep" && measured_rows != "exclude")
+    return "bench.drift_recompensate.measured_rows must be \"auto\", \"keep\" or \"exclude\", got \"" + measured_rows + "\"";
   return {};
 }
 

@@ -76,7 +76,8 @@ json PipelineStages::recompensate(const std::string& name, int index, calibratio
   lap.emplace(timings, "recompensate: twin features");
   const MatD twin_train = twin.twin->features_from_design_maps(data_.train.x, design_train_maps(), c_.twin.noise ? &rng : nullptr);
   const double residual_hold = calibration::relative_rms(twin.twin->features(x_hold), A_hold);
-  const bool keep = o.measured_rows == "keep" && measured.features && measured.features->rows() > 0;
+  const bool wanted = o.measured_rows == "keep" || (o.measured_rows == "auto" && measured.drift_updated);
+  const bool keep = wanted && measured.features && measured.features->rows() > 0;
   calibration::MeasuredSubset set;
   std::vector<int> sample_rows;
   if (keep) {
@@ -158,7 +159,10 @@ json PipelineStages::recompensate_run(const fs::path& run, const std::string& na
   json trigger = stale.drift_checks().back();
   trigger["request"] = "recompensate job on " + pd.string();
   json timings = json::object();
-  MeasuredFraction m{&A_sub, idx};
+  // How the run measured its subset decides "auto", whatever this job's own drift_action.
+  const json run_config = read_json_file(run / "config.json");
+  const bool updated = run_config.value("/bench/drift_action"_json_pointer, std::string("update")) == "update";
+  MeasuredFraction m{&A_sub, idx, updated};
   json event = recompensate(name, index, eb, stale, m, trigger, dir_ / "recompensation" / name, timings);
   event["source_run"] = run.string();
   event["timings"] = timings;

@@ -439,7 +439,7 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
     if (hit == checks.end()) {
       res["recompensation"] = {{"triggered", false}, {"checks", checks.size()}, {"reason", "no drift check passed its thresholds"}};
     } else {
-      res["recompensation"] = recompensate(name, index, eb, ex, {&A_sub, idx}, *hit, d / "recompensation", tm);
+      res["recompensation"] = recompensate(name, index, eb, ex, {&A_sub, idx, c_.drift_action == "update"}, *hit, d / "recompensation", tm);
       res["recompensation"]["triggered"] = true;
     }
     res["drift"]["checks"] = ex.drift_checks();

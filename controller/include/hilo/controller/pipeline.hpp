@@ -60,14 +60,17 @@ inline std::uint64_t stage_seed(std::uint64_t seed, std::uint64_t stage) { retur
 // re-compensation"): when a drift check of a profile stage passes its thresholds, the bench is calibrated
 // again (dark, registration, gain, tiles), the kernel probes rebuild the twin on the new calibration, and
 // the backend is re-fitted on twin features of the whole training split (with the measured subset's rows,
-// measured_rows "keep", or without them, "exclude") — the training fraction is not measured again. The
+// measured_rows "keep", or without them, "exclude"; "auto": keep when the rows were measured with
+// drift_action "update", whose checks kept the calibration on the drifting bench, exclude with "report",
+// where they were measured through a calibration the bench was leaving; docs/pipeline.md has the paired
+// measurement) — the training fraction is not measured again. The
 // first holdout_images of the test set are measured before (the calibration in use) and after (the new
 // one) to score the deployed backend, the deployed backend on the new calibration, and the re-fit.
 struct RecompensationOptions {
   bool enabled = false;                // off: drift is reported / applied as drift_action says, nothing more
   int holdout_images = 200;            // [10, 100000]; at most the measured test set
   std::string refit = "twin_task";     // "twin_task" or "twin_ntkd": which of the compensation sections
-  std::string measured_rows = "keep";  // "keep" or "exclude"
+  std::string measured_rows = "auto";  // "auto", "keep" or "exclude"
 
   [[nodiscard]] std::string validate() const;  // "" when valid, else the rule (bench.drift_recompensate.<key>)
 };

@@ -105,6 +105,7 @@ class PipelineStages {
   struct MeasuredFraction {
     const distill::MatD* features = nullptr;  // null or empty: none measured
     std::vector<int> rows;
+    bool drift_updated = true;  // measured with drift_action "update" (measured_rows "auto" keeps them then)
   };
   nlohmann::json recompensate(const std::string& name, int index, calibration::ExperimentBench& eb,
                               calibration::Experiment& stale, const MeasuredFraction& measured, const nlohmann::json& trigger,
