@@ -141,11 +141,12 @@ void Experiment::start_content_check(double blur_px) {
     const auto unproven_before = content_counters_.content_undecidable;
     drivers::Judgement j = content_->judge(frame, input, content_counters_);
     if (!set_ || !set_->counting || content_counters_.content_undecidable == unproven_before) return j;
-    const auto limit = std::int64_t(std::floor(opt_.max_unproven_fraction * double(set_->frames)));
+    const double share = set_->max_unproven_fraction;
+    const auto limit = std::int64_t(std::floor(share * double(set_->frames)));
     if (++set_->unproven <= limit) return j;
     std::ostringstream msg;
     msg << set_->unproven << " of the set's " << set_->frames << " frames stored unproven, more than "
-        << "content_check.max_unproven_fraction " << opt_.max_unproven_fraction << " allows (" << limit
+        << "content_check.max_unproven_fraction " << share << " allows (" << limit
         << "): the frames do not show their inputs (a stuck or much too slow SLM?)";
     return drivers::Judgement{drivers::Judged::fail, msg.str()};
   });
@@ -166,9 +167,14 @@ json Experiment::frame_integrity() const {
   return j;
 }
 
+drivers::DeviceStatus Experiment::check_drift() {
+  if (!reference_) throw std::logic_error("Experiment::check_drift before calibrate or adopt");
+  return check_drift_now();
+}
+
 drivers::DeviceStatus Experiment::check_drift_now() {
   const double t = bench_.now_s ? bench_.now_s() : 0.0;
-  auto r = locked([&] { return check_drift(rig_, *reference_, live_.dark, t, opt_.drift); });
+  auto r = locked([&] { return calibration::check_drift(rig_, *reference_, live_.dark, t, opt_.drift); });
   if (!r) return r.error();
   const auto& dr = r.value();
   json j = {{"t_s", dr.t_s}, {"measured_images", measured_}, {"displacement_px", dr.displacement_px},
@@ -188,11 +194,12 @@ drivers::DeviceStatus Experiment::check_drift_now() {
   return std::nullopt;
 }
 
-drivers::DeviceResult<MatD> Experiment::measure(const distill::Mat<float>& x) {
+drivers::DeviceResult<MatD> Experiment::measure(const distill::Mat<float>& x, std::optional<double> max_unproven_fraction) {
   if (!reference_) throw std::logic_error("Experiment::measure before calibrate");
   const ExtractOptions extract;
   MatD out(x.rows(), deployed_.feature_dim());
   set_ = SetCount{std::int64_t(x.rows()) * opt_.frames};
+  set_->max_unproven_fraction = max_unproven_fraction.value_or(opt_.max_unproven_fraction);
   struct EndOfSet {
     std::optional<SetCount>& set;
     ~EndOfSet() { set.reset(); }

@@ -408,6 +408,7 @@ const std::map<std::string_view, Handler>& table() {
       {"slm.show", cmd_slm_show},   {"camera.grab", cmd_camera_grab},   {"capture", cmd_capture},
       {"pipeline", cmd_pipeline},   {"train-teacher", cmd_train_teacher}, {"distill", cmd_distill},
       {"deploy", cmd_deploy},       {"calibrate", cmd_calibrate},       {"evaluate", cmd_evaluate},
+      {"recompensate", cmd_recompensate},
       {"jobs.list", cmd_jobs_list}, {"jobs.status", cmd_jobs_status},   {"jobs.cancel", cmd_jobs_cancel},
       {"runs.list", cmd_runs_list}, {"runs.get", cmd_runs_get},
       {"runs.export", cmd_runs_export},         {"daemon.stats", cmd_daemon_stats}, {"shutdown", cmd_shutdown},

@@ -19,10 +19,8 @@ using nlohmann::json;
 using namespace handler_detail;
 namespace fs = std::filesystem;
 
-namespace {
-
 // Progress (stats.stage, stats.last), stop and drift events of a job that runs pipeline stages.
-PipelineControl stage_control(JobControl& ctl, std::string& current) {
+PipelineControl handler_detail::stage_control(JobControl& ctl, std::string& current) {
   PipelineControl pc;
   pc.work = ctl.work();
   pc.work.progress = [&ctl, &current](std::int64_t done, std::int64_t total, std::string_view stage) {
@@ -42,7 +40,7 @@ PipelineControl stage_control(JobControl& ctl, std::string& current) {
   return pc;
 }
 
-std::optional<Reply> refuse_new_job(const Request& req, Context& ctx) {
+std::optional<Reply> handler_detail::refuse_new_job(const Request& req, Context& ctx) {
   if (ctx.shutting_down || !ctx.jobs.accepting())
     return error_reply(req.id, ErrorCode::shutting_down, "the daemon is shutting down and accepts no new jobs");
   if (!ctx.pipeline)
@@ -51,8 +49,6 @@ std::optional<Reply> refuse_new_job(const Request& req, Context& ctx) {
                        "designed optics, which the pipeline and its stages need as their design model");
   return check_job_limit(req, ctx);
 }
-
-}  // namespace
 
 // pipeline {"config": {...}} (optional; PipelineConfig::from_json): queues the whole HIL pipeline.
 Reply handler_detail::cmd_pipeline(const Request& req, Context& ctx) {
@@ -136,10 +132,12 @@ std::variant<json, Refusal> train_job_config(const std::string& kind, const json
   return cfg;
 }
 
+}  // namespace
+
 // Run documents around a job's work (docs/protocol.md "Run documents"): run.start with the bench and the
 // job's config (resumed when the run directory already exists), run.stop with the job's outcome. The
 // products of these jobs are files, not records: no descriptor or events, records 0.
-JobManager::Work with_run_documents(JobManager::Work work, json bench, json config, fs::path run_dir) {
+JobManager::Work handler_detail::with_run_documents(JobManager::Work work, json bench, json config, fs::path run_dir) {
   return [work = std::move(work), bench = std::move(bench), config = std::move(config), run_dir](JobControl& ctl) {
     RunDocuments docs(ctl);
     std::error_code ec;
@@ -150,12 +148,14 @@ JobManager::Work with_run_documents(JobManager::Work work, json bench, json conf
   };
 }
 
-json pipeline_bench_json(const PipelineBench& bench) {
+json handler_detail::pipeline_bench_json(const PipelineBench& bench) {
   return {{"devices", {{"input_slm", bench.input.name()},
                        {"element_slm", bench.element ? json(bench.element->name()) : json(nullptr)},
                        {"camera", bench.camera.name()}}},
           {"simulator", bench.simulator != nullptr}};
 }
+
+namespace {
 
 // A training job (no device): from its first epoch again when resumed (training keeps no checkpoint).
 JobManager::Work train_work(const std::string& kind, json cfg, const fs::path& run_dir) {
@@ -219,8 +219,64 @@ struct StageInputs {
   fs::path calibration; // evaluate, optional: a saved calibration directory to adopt instead of calibrating
 };
 
+}  // namespace
+
+std::variant<std::string, Refusal> handler_detail::profile_argument(const json& args, bool simulated, const std::string& what) {
+  if (args.contains("profile") != simulated)
+    return Refusal{simulated ? ErrorCode::missing_field : ErrorCode::bad_argument,
+                   simulated ? "profile (" + what + ") is required"
+                             : std::string("profile needs simulated devices; on hardware the bench is measured as it is")};
+  if (!simulated) return std::string("bench");
+  if (!args["profile"].is_string()) return Refusal{ErrorCode::bad_argument, "profile must be a profile name"};
+  return args["profile"].get<std::string>();
+}
+
+std::variant<json, Refusal> handler_detail::merged_run_config(const fs::path& run, const json& given,
+                                                              const std::vector<std::string>& changeable, const std::string& owner) {
+  json stored;
+  try {
+    stored = read_json_file(run / "config.json");
+  } catch (const std::exception& e) {
+    return Refusal{ErrorCode::bad_argument, owner + ": " + e.what()};
+  }
+  std::string allowed;
+  for (std::size_t i = 0; i < changeable.size(); ++i)
+    allowed += (i == 0 ? "" : i + 1 == changeable.size() ? " and " : ", ") + changeable[i];
+  for (const auto& [k, v] : given.items()) {
+    if (std::find(changeable.begin(), changeable.end(), k) == changeable.end())
+      return Refusal{ErrorCode::bad_argument, "config." + k + " is the " + owner + "'s (its run's config.json); only " + allowed + " may change"};
+    stored[k].merge_patch(v);
+  }
+  return stored;
+}
+
+JobOutcome handler_detail::stage_outcome(const std::function<void()>& body) {
+  try {
+    body();
+    return JobOutcome{JobState::done, {}};
+  } catch (const StageStopped&) {
+    return JobOutcome{JobState::cancelled, "stopped"};
+  } catch (const std::exception& e) {
+    return JobOutcome{JobState::failed, e.what()};
+  }
+}
+
+int handler_detail::profile_index(const PipelineConfig& config, const std::string& profile) {
+  const auto it = std::find(config.profiles.begin(), config.profiles.end(), profile);
+  return it == config.profiles.end() ? 0 : int(it - config.profiles.begin());
+}
+
+void handler_detail::copy_deployment(const fs::path& from_run, const fs::path& run_dir) {
+  if (fs::exists(run_dir / "deploy" / "student.hilo")) return;
+  const fs::path tmp = run_dir / "deploy.partial";
+  fs::remove_all(tmp);
+  fs::copy(from_run / "deploy", tmp, fs::copy_options::recursive);
+  fs::remove_all(run_dir / "deploy");
+  fs::rename(tmp, run_dir / "deploy");
+}
+
 // A data-directory path argument (args[key]) that must name an existing file or directory.
-std::variant<fs::path, Refusal> input_path(const json& args, const fs::path& data_dir, const std::string& key,
+std::variant<fs::path, Refusal> handler_detail::input_path(const json& args, const fs::path& data_dir, const std::string& key,
                                            const std::string& what) {
   if (!args.contains(key) || !args[key].is_string())
     return Refusal{ErrorCode::missing_field, key + " (" + what + ", inside the data directory) is required"};
@@ -230,6 +286,8 @@ std::variant<fs::path, Refusal> input_path(const json& args, const fs::path& dat
   if (!fs::exists(path)) return Refusal{ErrorCode::not_found, key + ": no " + what + " at " + path.string()};
   return path;
 }
+
+namespace {
 
 // The input files of a stage job from its arguments (student for deploy; deployment, and the teacher for
 // calibrate), each confined to the data directory and present; the deployment a finished deploy run.
@@ -269,7 +327,7 @@ JobManager::Work stage_work(const std::string& kind, const PipelineConfig& confi
   return with_run_documents([kind, config, &bench, run_dir, in](JobControl& ctl) {
     std::string current;
     const PipelineControl pc = stage_control(ctl, current);
-    try {
+    return stage_outcome([&] {
       distill::set_compute_threads(config.threads);  // on the daemon's worker thread, for this job only
       PipelineStages st(config, bench, run_dir, pc);
       st.load_data();
@@ -277,32 +335,17 @@ JobManager::Work stage_work(const std::string& kind, const PipelineConfig& confi
         st.use_student(in.student);
         st.deploy();
         ctl.set_stats({{"stage", "done"}, {"deployment", st.deploy_info()}});
-        return JobOutcome{JobState::done, {}};
+        return;
       }
-      // The deployment's files, copied whole (a half-copied directory is never named deploy/).
-      if (!fs::exists(run_dir / "deploy" / "student.hilo")) {
-        const fs::path tmp = run_dir / "deploy.partial";
-        fs::remove_all(tmp);
-        fs::copy(in.deployment / "deploy", tmp, fs::copy_options::recursive);
-        fs::remove_all(run_dir / "deploy");
-        fs::rename(tmp, run_dir / "deploy");
-      }
+      copy_deployment(in.deployment, run_dir);
       st.use_student(in.deployment / "student" / "student.hilo");
       if (kind == "calibrate") st.use_teacher(in.teacher);
       st.deploy();
-      const auto& names = config.profiles;
-      const auto it = std::find(names.begin(), names.end(), in.profile);
-      const int index = it == names.end() ? 0 : int(it - names.begin());
-      const json res = st.bench(in.profile, index, kind == "calibrate", in.calibration);
+      const json res = st.bench(in.profile, profile_index(config, in.profile), kind == "calibrate", in.calibration);
       ctl.set_stats({{"stage", "done"}, {"result", (run_dir / "bench" / in.profile / "result.json").string()},
                      {"accuracy", res.at("accuracy")}});
       ctl.checkpoint(1);
-      return JobOutcome{JobState::done, {}};
-    } catch (const StageStopped&) {
-      return JobOutcome{JobState::cancelled, "stopped"};
-    } catch (const std::exception& e) {
-      return JobOutcome{JobState::failed, e.what()};
-    }
+    });
   }, pipeline_bench_json(bench), params, run_dir);
 }
 
@@ -328,17 +371,9 @@ Reply cmd_stage(const Request& req, Context& ctx, const std::string& kind) {
   StageInputs in = std::get<StageInputs>(inputs);
   json stored = given;
   if (!deploy) {
-    try {
-      stored = read_json_file(in.deployment / "config.json");
-    } catch (const std::exception& e) {
-      return error_reply(req.id, ErrorCode::bad_argument, std::string("deployment: ") + e.what());
-    }
-    for (const auto& [k, v] : given.items()) {
-      if (k != "bench" && k != "measure" && k != "compensation")
-        return error_reply(req.id, ErrorCode::bad_argument,
-                           "config." + k + " is the deployment's (its run's config.json); only bench, measure and compensation may change");
-      stored[k].merge_patch(v);
-    }
+    auto merged = merged_run_config(in.deployment, given, {"bench", "measure", "compensation"}, "deployment");
+    if (auto* r = std::get_if<Refusal>(&merged)) return error_reply(req.id, r->code, r->message);
+    stored = std::get<json>(merged);
   }
   PipelineConfig cfg;
   try {
@@ -353,14 +388,10 @@ Reply cmd_stage(const Request& req, Context& ctx, const std::string& kind) {
     return error_reply(req.id, r->code, r->message);
   if (!deploy) {
     const bool simulated = bool(ctx.pipeline->reset_simulator);
-    if (req.args.contains("profile") != simulated)
-      return error_reply(req.id, simulated ? ErrorCode::missing_field : ErrorCode::bad_argument,
-                         simulated ? "profile (the as-built profile the simulated bench takes) is required"
-                                   : "profile needs simulated devices; on hardware the bench is measured as it is");
-    in.profile = "bench";
+    auto prof = profile_argument(req.args, simulated, "the as-built profile the simulated bench takes");
+    if (auto* r = std::get_if<Refusal>(&prof)) return error_reply(req.id, r->code, r->message);
+    in.profile = std::get<std::string>(prof);
     if (simulated) {
-      if (!req.args["profile"].is_string()) return error_reply(req.id, ErrorCode::bad_argument, "profile must be a profile name");
-      in.profile = req.args["profile"].get<std::string>();
       PipelineConfig probe = cfg;
       probe.profiles = {in.profile};
       if (auto e = probe.validate(); !e.empty()) return error_reply(req.id, ErrorCode::bad_argument, e);
@@ -405,7 +436,7 @@ JobManager::Work pipeline_work(const PipelineConfig& config, PipelineBench& benc
 
 int resume_interrupted_jobs(JobManager& jobs, Catalog& catalog, PipelineBench* bench,
                             const std::filesystem::path& data_dir, std::size_t max_jobs) {
-  static const std::set<std::string> kinds = {"pipeline", "deploy", "calibrate", "evaluate", "train-teacher", "distill"};
+  static const std::set<std::string> kinds = {"pipeline", "deploy", "calibrate", "evaluate", "recompensate", "train-teacher", "distill"};
   int n = 0;
   for (JobRecord rec : catalog.jobs_in_state(JobState::interrupted)) {
     if (!kinds.count(rec.kind)) continue;
@@ -435,6 +466,10 @@ int resume_interrupted_jobs(JobManager& jobs, Catalog& catalog, PipelineBench* b
           why = r->message;
         } else if (rec.kind == "pipeline") {
           work = pipeline_work(cfg, *bench, run_dir);
+        } else if (rec.kind == "recompensate") {
+          auto src = input_path(p, data_dir, "run", "pipeline run directory");
+          if (auto* r = std::get_if<Refusal>(&src)) why = r->message;
+          else work = recompensate_work(cfg, *bench, run_dir, std::get<fs::path>(src), p.value("profile", std::string("bench")), p);
         } else {
           auto in = stage_inputs(rec.kind, p, data_dir);
           if (auto* r = std::get_if<Refusal>(&in)) {

@@ -45,6 +45,7 @@ void for_each_field(C& c, F&& f) {
   f("/bench/drift_action", c.drift_action);
   f("/bench/drift_shift_px", c.drift.shift_threshold_px);
   f("/bench/drift_gain", c.drift.gain_threshold);
+  f("/bench/drift_recompensate", c.recompensate);
   f("/bench/content_check", c.content_check, Flat{});
   f("/bench/content_check/max_unproven_fraction", c.max_unproven_fraction);
   f("/bench/reoptimise_element", c.reoptimise_element);
@@ -198,7 +199,19 @@ std::string PipelineConfig::validate() const {
   if (test_images < 0) return "bench.test_images must be >= 0 (0 = all)";
   if (auto e = measure_options().validate(); !e.empty()) return "bench." + e;
   if (auto e = reoptimise_element.validate(); !e.empty()) return "bench." + e;
+  if (auto e = recompensate.validate(); !e.empty()) return e;
+  if (recompensate.enabled && !kernels.enabled)
+    return "bench.drift_recompensate.enabled needs bench.kernels.enabled (the re-compensation rebuilds the twin from the kernel probes)";
+  if (recompensate.enabled && test_images > 0 && recompensate.holdout_images > test_images)
+    return "bench.drift_recompensate.holdout_images (" + std::to_string(recompensate.holdout_images) +
+           ") must be at most bench.test_images (" + std::to_string(test_images) + "): the holdout is the head of the measured test set";
   if (fractions.empty()) return "measure.fractions must not be empty";
+  if (fractions.size() > std::size_t(kMaxFractions))
+    return "measure.fractions holds at most " + std::to_string(kMaxFractions) + " fractions (each profile's re-fits draw from a seed block of that size, pipeline_seeds.hpp), got " +
+           std::to_string(fractions.size());
+  if (profiles.size() > std::size_t(kMaxProfiles))
+    return "bench.profiles holds at most " + std::to_string(kMaxProfiles) + " profiles (each draws from seed blocks of that size, pipeline_seeds.hpp), got " +
+           std::to_string(profiles.size());
   for (double f : fractions)
     if (!(f > 0 && f <= 1)) return "measure.fractions must be in (0, 1], got " + std::to_string(f);
   std::set<std::string> seen;
@@ -216,6 +229,16 @@ std::string PipelineConfig::validate() const {
   if (auto e = twin.validate(); !e.empty()) return e;
   if (auto e = retrieval.validate(); !e.empty()) return "deploy: " + e;
   if (auto e = calibration.validate(); !e.empty()) return "calibration: " + e;
+  return {};
+}
+
+std::string RecompensationOptions::validate() const {
+  if (holdout_images < 10 || holdout_images > 100000)
+    return "bench.drift_recompensate.holdout_images must be in [10, 100000], got " + std::to_string(holdout_images);
+  if (refit != "twin_task" && refit != "twin_ntkd")
+    return "bench.drift_recompensate.refit must be \"twin_task\" or \"twin_ntkd\", got \"" + refit + "\"";
+  if (measured_rows != "auto" && measured_rows != "keep" && measured_rows != "exclude")
+    return "bench.drift_recompensate.measured_rows must be \"auto\", \"keep\" or \"exclude\", got \"" + measured_rows + "\"";
   return {};
 }
 

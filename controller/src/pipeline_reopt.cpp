@@ -106,7 +106,7 @@ json PipelineStages::reoptimised_element(const std::string& name, int index, cal
       const auto part = calibration::take_rows(A_sub, *sub, pick);
       json row = {{"fraction", n.at("fraction")}, {"measured", pick.size()}};
       for (const auto* m : {&c_.task, &c_.ntkd}) {
-        std::mt19937_64 r2(stage_seed(c_.seed, 500 + std::uint64_t(index) * 10 + std::uint64_t(step++)));
+        std::mt19937_64 r2(seed_of(SeedStream::reopt_refit, index, step++));
         auto t = calibration::compensate(s, part, *teacher_, *m, r2, A_test, test_y_, &A_val, &data_.val.y, quiet);
         if (t.report.stopped) throw StageStopped{};
         calibration::guard_against_none(t, val_none, logits_none, test_y_);

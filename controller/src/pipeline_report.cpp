@@ -124,6 +124,7 @@ json PipelineStages::report(const json& profiles) {
               {"deploy", deploy_info_},
               {"profiles", profiles},
               {"timings", timings_},
+              {"seeds", seeds_},
               {"figures", {"accuracy_table.png", "learning_curves.png", "deploy/kernels.png", "deploy/design_psf.png"}}};
   io::write_json_atomic(dir_ / "report.json", rep);
   return rep;

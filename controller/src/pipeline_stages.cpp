@@ -1,5 +1,4 @@
 #include "hilo/controller/pipeline_stages.hpp"
-#include "hilo/controller/dataset.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -79,7 +78,10 @@ sim::RArray input_image(const distill::Mat<float>& x, Eigen::Index i, int rows, 
   return im;
 }
 
-// `input`: the bench's input as the design sees it (see stage_profile).
+distill::OpticalStudent clone(const distill::OpticalStudent& s) { return distill::OpticalStudent::from_model(s.to_model({})); }
+
+}  // namespace
+
 calibration::ExperimentBench experiment_bench(PipelineBench& b, drivers::Slm& input) {
   calibration::ExperimentBench eb{input, b.element, b.camera};
   if (b.simulator) eb.install_fixed_mask = [sim = b.simulator](const sim::RArray& phase) { sim->set_element_phase(phase); };
@@ -88,24 +90,21 @@ calibration::ExperimentBench experiment_bench(PipelineBench& b, drivers::Slm& in
   return eb;
 }
 
-distill::OpticalStudent clone(const distill::OpticalStudent& s) { return distill::OpticalStudent::from_model(s.to_model({})); }
-
-}  // namespace
-
 json read_json_file(const fs::path& p) {
   std::ifstream in(p);
   if (!in) throw std::runtime_error("cannot read " + p.string());
   return json::parse(in);
 }
 
-distill::JobControl PipelineStages::train_control(const std::string& stage) {
-  distill::JobControl jc;
-  jc.work.progress = [this, stage](std::int64_t d, std::int64_t t, std::string_view) { progress(stage, d, t); };
-  jc.work.stop = ctl_.work.stop;
-  jc.on_epoch = [this, stage](const distill::EpochRecord& e) {
-    log(stage + ": epoch " + std::to_string(e.epoch) + " val " + pct(e.val_acc) + " %");
-  };
-  return jc;
+std::uint64_t PipelineStages::seed_of(SeedStream s, int profile, int step, std::uint64_t offset) {
+  const std::uint64_t v = stage_seed(c_.seed, stream_stage(s, profile, step)) + offset;
+  seeds_.push_back({{"stream", seed_stream_info(s).name}, {"profile", profile}, {"step", step}, {"offset", offset}, {"seed", v}});
+  return v;
+}
+
+std::uint64_t PipelineStages::twin_seed(int profile, int step) {
+  (void)seed_of(SeedStream::twin_refit, profile, step, 1);  // twin_modes: twin_ntkd draws from seed + 1
+  return seed_of(SeedStream::twin_refit, profile, step);
 }
 
 PipelineStages::PipelineStages(const PipelineConfig& c, PipelineBench& b, fs::path dir, const PipelineControl& ctl)
@@ -135,7 +134,7 @@ const MatD& PipelineStages::design_val_maps() {
 
 const calibration::NtkGroups& PipelineStages::train_ntk_groups() {
   if (!train_ntk_groups_) {
-    std::mt19937_64 rng(stage_seed(c_.seed, 600));
+    std::mt19937_64 rng(seed_of(SeedStream::ntk_groups));
     bool stopped = false;
     auto g = calibration::teacher_ntk_groups(*teacher_, data_.train.x, c_.twin_ntkd.ntk_subbatch, rng, {{}, ctl_.work.stop}, &stopped);
     if (stopped) throw StageStopped{};
@@ -144,82 +143,10 @@ const calibration::NtkGroups& PipelineStages::train_ntk_groups() {
   return *train_ntk_groups_;
 }
 
-void PipelineStages::load_data() {
-  fs::create_directories(dir_);
-  progress("data", 0, 1);
-  data_ = distill::load_splits(c_.data, image_decoder());
-  const auto& in = b_.design.input;
-  if (data_.train.shape.h != in.rows || data_.train.shape.w != in.cols)
-    throw distill::DatasetError("data: the images are " + std::to_string(data_.train.shape.h) + "x" + std::to_string(data_.train.shape.w) +
-                                ", the bench's design input is " + std::to_string(in.rows) + "x" + std::to_string(in.cols) +
-                                " (design.input rows/cols of the bench config must match the dataset)");
-  const auto nt = c_.test_images > 0 ? std::min<std::size_t>(std::size_t(c_.test_images), data_.test.size()) : data_.test.size();
-  const auto th = distill::head(data_.test, nt);
-  test_x_ = th.x;
-  test_y_ = th.y;
-  io::write_json_atomic(dir_ / "config.json", c_.to_json());
-}
-
-void PipelineStages::use_teacher(const fs::path& model) {
-  teacher_ = distill::sequential_from_model<float>(distill::read_model(model));
-  teacher_info_ = {{"model", model.string()}};
-}
-
-void PipelineStages::use_student(const fs::path& model) {
-  const fs::path d = dir_ / "student", copy = d / "student.hilo";
-  auto s = distill::OpticalStudent::from_model(distill::read_model(model));
-  if (!fs::exists(copy)) {
-    fs::create_directories(d);
-    distill::write_model(copy, s.to_model({{"source", model.string()}}));
-  }
-  student_ = std::move(s);
-  student_info_ = {{"model", fs::relative(copy, dir_).string()}, {"source", model.string()}};
-}
-
-void PipelineStages::teacher() {
-  const fs::path d = dir_ / "teacher", model = d / "teacher.hilo";
-  if (!fs::exists(model)) {
-    log("teacher: training on " + std::to_string(data_.train.size()) + " images");
-    distill::TrainOptions t = c_.teacher_train;
-    t.seed = stage_seed(c_.seed, kTeacherStage);
-    t.threads = c_.threads;
-    auto net = distill::make_teacher(c_.teacher_arch, data_.train.shape, data_.train.num_classes);
-    const auto h = distill::train_classifier(net, data_, t, train_control("teacher"));
-    if (h.cancelled) throw StageStopped{};
-    fs::create_directories(d);
-    io::write_json_atomic(d / "history.json", h.to_json());
-    distill::write_model(model, distill::sequential_to_model(net, "teacher", {{"test_acc", h.test_acc}}));
-  }
-  teacher_ = distill::sequential_from_model<float>(distill::read_model(model));
-  const json h = read_json_file(d / "history.json");
-  teacher_info_ = {{"test_acc", h.at("test_acc")}, {"model", fs::relative(model, dir_).string()}};
-  log("teacher: test accuracy " + pct(h.at("test_acc").get<double>()) + " %");
-}
-
-void PipelineStages::student() {
-  const fs::path d = dir_ / "student", model = d / "student.hilo";
-  if (!fs::exists(model)) {
-    log("student: " + c_.distill.method + " on " + std::to_string(data_.train.size()) + " images");
-    distill::TrainOptions t = c_.student_train;
-    t.seed = stage_seed(c_.seed, kStudentStage);
-    t.threads = c_.threads;
-    distill::OpticalStudent s(c_.student, data_.train.shape, data_.train.num_classes);
-    const auto h = distill::train_student(s, *teacher_, data_, c_.distill, t, train_control("student"));
-    if (h.cancelled) throw StageStopped{};
-    fs::create_directories(d);
-    io::write_json_atomic(d / "history.json", h.to_json());
-    distill::write_model(model, s.to_model({{"test_acc", h.test_acc}, {"method", c_.distill.method}}));
-  }
-  student_ = distill::OpticalStudent::from_model(distill::read_model(model));
-  const json h = read_json_file(d / "history.json");
-  student_info_ = {{"test_acc", h.at("test_acc")}, {"method", c_.distill.method}, {"model", fs::relative(model, dir_).string()}};
-  log("student: test accuracy (its own optical model) " + pct(h.at("test_acc").get<double>()) + " %");
-}
-
 void PipelineStages::deploy() {
   const fs::path d = dir_ / "deploy", model = d / "student.hilo", info = d / "deployment.json";
   design_.emplace(b_.design);
-  std::mt19937_64 rng(stage_seed(c_.seed, 3));
+  std::mt19937_64 rng(seed_of(SeedStream::deploy));
   progress("deploy", 0, 4);
   deployment_ = calibration::design_deployment(*student_, *design_, c_.retrieval, rng);
   log("deploy: element designed, kernel correlation " + std::to_string(deployment_.design.fidelity.mean_correlation) +
@@ -304,9 +231,9 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
   tm = json::object();
   if (b_.reset_simulator) {
     const auto profile = b_.load_profile(name);
-    b_.reset_simulator(profile, stage_seed(c_.seed, 100 + std::uint64_t(index)));
+    b_.reset_simulator(profile, seed_of(SeedStream::simulator, index));
   }
-  std::mt19937_64 rng(stage_seed(c_.seed, 200 + std::uint64_t(index)));
+  std::mt19937_64 rng(seed_of(SeedStream::bench, index));
   auto throw_dev = [&](const drivers::DeviceError& e) { throw std::runtime_error(stage + ": " + e.message); };
   auto now = [&] { return b_.now_s ? b_.now_s() : 0.0; };
 
@@ -351,7 +278,7 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
   // generator of their own, so the stage's other draws and its test features (the frames before them)
   // are those of a run without them — the evaluate job measures the test set exactly as this stage does.
   std::optional<TwinState> twin;
-  std::mt19937_64 twin_rng(stage_seed(c_.seed, 400 + std::uint64_t(index)));
+  std::mt19937_64 twin_rng(seed_of(SeedStream::twin, index));
 
   std::vector<int> idx;
   distill::Dataset sub;
@@ -437,7 +364,7 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
     json row = {{"fraction", f}, {"measured", pick.size()}};
     for (const auto* o : {&c_.task, &c_.ntkd}) {
       if (stop()) throw StageStopped{};
-      std::mt19937_64 r2(stage_seed(c_.seed, 300 + std::uint64_t(index) * 10 + std::uint64_t(step)));
+      std::mt19937_64 r2(seed_of(SeedStream::refit, index, step));
       PartTimer refit(tm, "refit " + calibration::to_string(o->mode));
       auto t = calibration::compensate(*deployed_, part, *teacher_, *o, r2, A_test, test_y_, &A_val, &data_.val.y,
                                        {{}, ctl_.work.stop});
@@ -469,7 +396,7 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
         groups = &train_ntk_groups();
       }
       twin_modes(*twin, c_, {*deployed_, *teacher_, data_, A_test, test_y_, A_val, groups}, part.features, train_rows,
-                 stage_seed(c_.seed, 500 + std::uint64_t(index) * 10 + std::uint64_t(step)), row, {{}, ctl_.work.stop}, tm);
+                 twin_seed(index, step), row, {{}, ctl_.work.stop}, tm);
       if (stop()) throw StageStopped{};
     }
     guard_row(row, val_none, acc["none"].get<double>(), std::int64_t(pick.size()) * c_.frames, twin ? twin->probe_frames : 0,
@@ -501,6 +428,21 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
     std::vector<DeferralModel> dm{{"none", logits_none, val_logits_none}};
     if (best_refit) dm.push_back(*best_refit);
     res["deferral"] = deferral_study(dm, teacher_test_logits(), test_y_, d / "deferral.png", name + ": deferral to the teacher");
+  }
+  // ---- drift re-compensation (pipeline_recomp.cpp): after every cell above, before the element re-optimisation
+  if (c_.recompensate.enabled && twin) {
+    lap.emplace(tm, "recompensate: drift check");
+    if (auto e = ex.check_drift()) throw_dev(*e);
+    const json checks = ex.drift_checks();
+    const auto hit = std::find_if(checks.begin(), checks.end(), [](const json& c) { return c.value("exceeded", false); });
+    lap.reset();
+    if (hit == checks.end()) {
+      res["recompensation"] = {{"triggered", false}, {"checks", checks.size()}, {"reason", "no drift check passed its thresholds"}};
+    } else {
+      res["recompensation"] = recompensate(name, index, eb, ex, {&A_sub, idx, c_.drift_action == "update"}, *hit, d / "recompensation", tm);
+      res["recompensation"]["triggered"] = true;
+    }
+    res["drift"]["checks"] = ex.drift_checks();
   }
   calibration::write_frame_log(d / "frame_log.npy", ex.frame_log());
   // ---- element re-optimised (pipeline_reopt.cpp): after everything above, so those cells are unchanged

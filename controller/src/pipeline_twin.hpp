@@ -16,6 +16,10 @@
 
 namespace hilo::controller {
 
+// The experiment's view of the pipeline's bench, with `input` (the bench's input placed at the design's
+// input resolution, drivers::PlacedSlm) in place of the raw input SLM.
+calibration::ExperimentBench experiment_bench(PipelineBench& b, drivers::Slm& input);
+
 struct TwinState {
   std::optional<calibration::Twin> twin;
   distill::MatD train;          // twin features of the whole training split (noise drawn with TwinMix::noise)

@@ -115,8 +115,16 @@ class Experiment {
 
   // Features of each row of x (N × H·W in [0, 1]) measured through the bench with the live calibration,
   // in chunks of drift_every with a drift check after each. calibrate() first. A true stop() ends it
-  // early with fewer rows than x.
-  drivers::DeviceResult<distill::MatD> measure(const distill::Mat<float>& x);
+  // early with fewer rows than x. max_unproven_fraction: this set's limit instead of the options' (a set
+  // measured on purpose through a calibration the bench has drifted from, whose model predicts its frames
+  // wrongly, passes 1).
+  drivers::DeviceResult<distill::MatD> measure(const distill::Mat<float>& x,
+                                               std::optional<double> max_unproven_fraction = std::nullopt);
+
+  // A drift check now, outside measure()'s schedule (a drift re-compensation's trigger and the drift it
+  // reports): appended to drift_checks() and acted on as measure()'s checks are (drift_action,
+  // on_drift). calibrate() or adopt() first (std::logic_error before).
+  drivers::DeviceStatus check_drift();
 
   // One frame (counts) of an input image averaged over `frames`, with the bench lock held.
   drivers::DeviceResult<RArray> capture(const RArray& input, int frames);
@@ -171,6 +179,7 @@ class Experiment {
   struct SetCount {
     std::int64_t frames = 0, unproven = 0;
     bool counting = false;  // inside measure_features (its drift probes are not the set's frames)
+    double max_unproven_fraction = 0.1;  // this set's limit (MeasureOptions, or measure()'s override)
   };
   std::optional<SetCount> set_;
   nlohmann::json content_status_;

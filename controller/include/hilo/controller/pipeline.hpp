@@ -45,14 +45,36 @@
 #include "hilo/drivers/clock.hpp"
 #include "hilo/drivers/slm.hpp"
 #include "hilo/sim/bench_model.hpp"
+#include "hilo/controller/pipeline_seeds.hpp"
 
 namespace hilo::controller {
 
-// The seed of stage `stage` of a pipeline seeded with `seed` (seed·1000003 + stage·7919 + 17, mod 2⁶⁴):
-// 1 teacher, 2 student, 3 deploy, 100 + i / 200 + i the i-th bench stage's simulator / draws, 300 + …
-// its compensation re-fits. A stage's training seed is this, never its train section's own.
+// The seed of stage `stage` of a pipeline seeded with `seed` (seed·1000003 + stage·7919 + 17, mod 2⁶⁴).
+// Which consumer draws from which stage numbers: the seed streams (pipeline_seeds.hpp). A stage's
+// training seed is this, never its train section's own.
 inline constexpr std::uint64_t kTeacherStage = 1, kStudentStage = 2;
+static_assert(seed_stream_info(SeedStream::teacher).base == kTeacherStage && seed_stream_info(SeedStream::student).base == kStudentStage);
 inline std::uint64_t stage_seed(std::uint64_t seed, std::uint64_t stage) { return seed * 1000003ULL + stage * 7919ULL + 17; }
+
+// Drift re-compensation from the twin (job key bench.drift_recompensate; docs/pipeline.md, "Drift
+// re-compensation"): when a drift check of a profile stage passes its thresholds, the bench is calibrated
+// again (dark, registration, gain, tiles), the kernel probes rebuild the twin on the new calibration, and
+// the backend is re-fitted on twin features of the whole training split (with the measured subset's rows,
+// measured_rows "keep", or without them, "exclude"; "auto": keep when the rows were measured with
+// drift_action "update", whose checks kept the calibration on the drifting bench, exclude with "report",
+// where they were measured through a calibration the bench was leaving; docs/pipeline.md has the paired
+// measurement) — the training fraction is not measured again. The
+// first holdout_images of the test set are measured before (the calibration in use) and after (the new
+// one) to score the deployed backend, the deployed backend on the new calibration, and the re-fit.
+struct RecompensationOptions {
+  bool enabled = false;                // off: drift is reported / applied as drift_action says, nothing more
+  int holdout_images = 200;            // [10, 100000]; at most the measured test set
+  std::string refit = "twin_task";     // "twin_task" or "twin_ntkd": which of the compensation sections
+  std::string measured_rows = "auto";  // "auto", "keep" or "exclude"
+
+  [[nodiscard]] std::string validate() const;  // "" when valid, else the rule (bench.drift_recompensate.<key>)
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(RecompensationOptions, enabled, holdout_images, refit, measured_rows)
 
 struct PipelineConfig {
   distill::DataOptions data = [] {
@@ -83,6 +105,7 @@ struct PipelineConfig {
   int drift_every = 500;
   calibration::DriftOptions drift;
   std::string drift_action = "update";
+  RecompensationOptions recompensate;  // bench.drift_recompensate
   // The content check of every frame measured after the calibration (calibration/experiment.hpp,
   // MeasureOptions): job keys bench.content_check.{enabled, min_correlation, blur_px, min_snr,
   // max_regrabs, accept_unproven, max_unproven_fraction}; the pipeline stores a frame still stale after

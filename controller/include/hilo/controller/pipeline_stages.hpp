@@ -64,6 +64,20 @@ class PipelineStages {
   // does not fit the bench throws std::runtime_error / std::invalid_argument.
   nlohmann::json bench(const std::string& name, int index, bool compensate = true,
                        const std::filesystem::path& calibration = {});
+  // The generator seed of `step` of stream s in the profile stage `profile` (pipeline_seeds.hpp), plus
+  // `offset`; every one is recorded in seeds(). Throws std::out_of_range outside the stream's block.
+  std::uint64_t seed_of(SeedStream s, int profile = 0, int step = 0, std::uint64_t offset = 0);
+  // Every generator seed this object drew, in order: [{"stream", "profile", "step", "offset", "seed"}]
+  // (report.json "seeds"; a stage loaded from its files draws none).
+  const nlohmann::json& seeds() const { return seeds_; }
+  // The drift re-compensation of a finished run's profile stage (the daemon's recompensate job; needs
+  // load_data, the teacher and deploy() with the run's student): adopts the run's saved calibration of
+  // bench/<name>/ (its drift check against the saved reference is the trigger and the drift reported),
+  // then recompensate() below with the run's measured subset. Writes recompensation/<name>/ in this
+  // object's run directory (event.json, calibration/, student.hilo, frame_log.npy, the kernels figure).
+  // Throws std::invalid_argument when the run's stage has no twin (bench.kernels was off), and
+  // std::runtime_error for missing or inconsistent files or a device fault.
+  nlohmann::json recompensate_run(const std::filesystem::path& run, const std::string& name, int index);
   // report.json and its figures over the profiles' results (after every stage above).
   nlohmann::json report(const nlohmann::json& profiles);
 
@@ -81,10 +95,27 @@ class PipelineStages {
   nlohmann::json reoptimised_element(const std::string& name, int index, calibration::ExperimentBench& eb,
                                      const calibration::BenchCalibrationResult& before, const distill::Dataset* sub,
                                      const nlohmann::json& nested, std::mt19937_64& rng, nlohmann::json& timings);
+  // Drift re-compensation (pipeline_recomp.cpp, RecompensationOptions): the first holdout_images test
+  // images through `stale` (the calibration in use) and the deployed backend; a new calibration (a second
+  // Experiment on eb), kernel probes and the twin on it; the holdout again; the backend re-fitted on the
+  // twin's features of the training split with `measured`'s rows (their indices into the training split)
+  // unless bench.drift_recompensate.measured_rows is "exclude". Writes event.json (returned),
+  // calibration/, student.hilo (the re-fitted model), frame_log.npy and kernels_designed_vs_measured.png
+  // into `out`. `trigger`: what started it (a drift check past its thresholds, or a request).
+  struct MeasuredFraction {
+    const distill::MatD* features = nullptr;  // null or empty: none measured
+    std::vector<int> rows;
+    bool drift_updated = true;  // measured with drift_action "update" (measured_rows "auto" keeps them then)
+  };
+  nlohmann::json recompensate(const std::string& name, int index, calibration::ExperimentBench& eb,
+                              calibration::Experiment& stale, const MeasuredFraction& measured, const nlohmann::json& trigger,
+                              const std::filesystem::path& out, nlohmann::json& timings);
   void written(std::string_view where) const {
     if (ctl_.after_write) ctl_.after_write(where);
   }
 
+  std::uint64_t twin_seed(int profile, int step);  // the twin re-fits' seed (and its seed + 1, recorded)
+  nlohmann::json seeds_ = nlohmann::json::array();
   const PipelineConfig& c_;
   PipelineBench& b_;
   std::filesystem::path dir_;
