@@ -1,11 +1,12 @@
 #!/usr/bin/python3
 """PyTorch reference for bench_distill: the same teacher and optical student, trained on the same batch
-shape with the same thread count, timed the same way (best of 3 rounds after one warm-up step).
+shape with the same thread count, timed the same way (median of 7 rounds after one warm-up step).
 
 usage: bench_torch.py BATCH THREADS
 Prints one line per network, "torch <name> <images/s>", which bench_distill reads. Exits 3 when torch is
 not importable (bench_distill then prints a note and skips the comparison).
 """
+import statistics
 import sys
 import time
 
@@ -18,13 +19,13 @@ except ImportError:
 
 def rate(step, steps, batch):
     step()
-    best = 0.0
-    for _ in range(3):
+    rounds = []
+    for _ in range(7):
         t0 = time.perf_counter()
         for _ in range(steps):
             step()
-        best = max(best, steps * batch / (time.perf_counter() - t0))
-    return best
+        rounds.append(steps * batch / (time.perf_counter() - t0))
+    return statistics.median(rounds)
 
 
 def teacher_net():
