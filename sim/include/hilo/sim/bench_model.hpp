@@ -28,7 +28,7 @@
 //               fabrication errors do not apply (no pupil), warp, gain and sensor noise still do.
 //
 // Caching: the PSF and its transform are recomputed only when the element or profile changes; the ideal
-// image only when the input or element changes. A capture of a 28 × 28 input costs about a millisecond.
+// image only when the input or element changes. A capture of a 28 × 28 input costs 1–2 ms (hilo-bench-sim).
 // Not thread-safe: one bench per thread (captures mutate caches).
 #include <memory>
 #include <optional>
