@@ -49,6 +49,16 @@ class GenicamCameraTest : public ::testing::Test {
     return s;
   }
 
+  // One frame, for the tests that only need the stream running: a torn frame (an Aravis buffer completed
+  // with status "timeout" when UDP packets on the loopback are lost, as on a starved 2-core machine:
+  // corrupt_frame, seen once in a fresh clone's full suite) is what the driver must report, and a lab
+  // grabs again; every other error fails the test with its message.
+  static void grab_one(GenicamCamera& cam, milliseconds timeout) {
+    DeviceResult<Frame> f = cam.grab(timeout);
+    for (int i = 0; i < 3 && !f.ok() && f.error().code == DeviceErrc::corrupt_frame; ++i) f = cam.grab(timeout);
+    ASSERT_TRUE(f.ok()) << f.error().message;
+  }
+
   // Mismatching pixels between a Mono8 frame and the fake camera's definition.
   static int mismatches(const Frame& f, double exposure_us, double gain) {
     const double scale = 1.0 + gain + std::log10(exposure_us / 10000.0);
@@ -89,7 +99,7 @@ TEST_F(GenicamCameraTest, ExposureAndGainChangeTheImageAsDefined) {
   ASSERT_FALSE(cam.set_exposure_ms(100.0));  // 100 000 µs: scale 1 + log10(10) = 2
   EXPECT_EQ(cam.exposure_ms(), 100.0);
   // In free run the first frame after a change may have been exposed before it: take the second.
-  ASSERT_TRUE(cam.grab(milliseconds(2000)).ok());
+  ASSERT_NO_FATAL_FAILURE(grab_one(cam, milliseconds(2000)));
   auto f = cam.grab(milliseconds(2000));
   ASSERT_TRUE(f.ok()) << f.error().message;
   EXPECT_EQ(mismatches(f.value(), 100000.0, 0.0), 0);
@@ -97,7 +107,7 @@ TEST_F(GenicamCameraTest, ExposureAndGainChangeTheImageAsDefined) {
 
   ASSERT_FALSE(cam.set_exposure_ms(10.0));
   ASSERT_FALSE(cam.set_gain_db(1.0));
-  ASSERT_TRUE(cam.grab(milliseconds(2000)).ok());
+  ASSERT_NO_FATAL_FAILURE(grab_one(cam, milliseconds(2000)));
   f = cam.grab(milliseconds(2000));
   ASSERT_TRUE(f.ok()) << f.error().message;
   EXPECT_GT(mismatches(f.value(), 10000.0, 0.0), 100000) << "gain must change the image";
@@ -146,7 +156,7 @@ TEST_F(GenicamCameraTest, TimesOutWhenNoFrameComesInTime) {
   ASSERT_FALSE(open_when_up(cam));
   // Two frames synchronise with the 1 s frame clock (the first one may still come from the tick of
   // the fake camera's default frame rate).
-  ASSERT_TRUE(cam.grab(milliseconds(3000)).ok());
+  ASSERT_NO_FATAL_FAILURE(grab_one(cam, milliseconds(3000)));
   auto first = cam.grab(milliseconds(3000));
   ASSERT_TRUE(first.ok()) << first.error().message;
   auto late = cam.grab(milliseconds(200));  // the next frame is ~1 s away
@@ -159,7 +169,7 @@ TEST_F(GenicamCameraTest, TimesOutWhenNoFrameComesInTime) {
 TEST_F(GenicamCameraTest, KilledCameraIsDisconnectedNotAHang) {
   GenicamCamera cam(options());
   ASSERT_FALSE(open_when_up(cam));
-  ASSERT_TRUE(cam.grab(milliseconds(2000)).ok());
+  ASSERT_NO_FATAL_FAILURE(grab_one(cam, milliseconds(2000)));
   fake_->kill(SIGKILL);
   // Packets the camera sent just before it died may still complete one frame, or leave one torn
   // (an Aravis buffer completed with status 2, "timeout" → corrupt_frame; seen once in a fresh clone); after
