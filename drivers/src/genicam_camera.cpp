@@ -1,5 +1,6 @@
 #include "hilo/drivers/genicam_camera.hpp"
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <sstream>
@@ -295,7 +296,21 @@ DeviceResult<Frame> GenicamCamera::grab(std::chrono::milliseconds timeout) {
                    "software trigger failed: " + m);
     }
   }
-  ArvBuffer* buf = arv_stream_timeout_pop_buffer(arv_->stream, static_cast<guint64>(timeout.count()) * 1000u);
+  // A buffer with status "cleared" was never filled (Aravis hands such buffers out around a stream start;
+  // seen as "frame 0 ... status 1" right after a pixel-format change on a loaded machine): it holds no
+  // frame, so it goes back to the pool and the wait goes on until the timeout — it is neither a frame nor
+  // a torn one.
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  ArvBuffer* buf = nullptr;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - std::chrono::steady_clock::now());
+    buf = arv_stream_timeout_pop_buffer(arv_->stream, static_cast<guint64>(std::max<std::int64_t>(left.count(), 0)));
+    if (buf == nullptr || arv_buffer_get_status(buf) != ARV_BUFFER_STATUS_CLEARED) break;
+    arv_stream_push_buffer(arv_->stream, buf);
+    buf = nullptr;
+    ++skipped_;
+    if (std::chrono::steady_clock::now() >= deadline) break;
+  }
   if (buf == nullptr) {
     if (control_lost_ || !device_answers()) {
       control_lost_ = true;  // spares close() the commands a dead device cannot answer

@@ -73,7 +73,8 @@ class GenicamCamera final : public Camera {
   DeviceStatus set_trigger_mode(TriggerMode m) override;
   DeviceResult<Frame> grab(std::chrono::milliseconds timeout) override;
 
-  // Frames recycled unseen by grab() because they were queued before the call (diagnostic).
+  // Buffers recycled unseen by grab(): frames queued before the call, and buffers Aravis returned
+  // "cleared" (never filled) while grab() waited (diagnostic).
   std::uint64_t frames_skipped() const { return skipped_; }
 
  private:
