@@ -21,12 +21,10 @@ namespace {
 
 constexpr std::size_t kMaxInputs = 65536;  // per request: the reply holds one JSON object per input
 
-// A model file argument: a string path confined to the data directory, present.
+// A model file argument: a path confined to the data directory (security.hpp get_path), a file there.
 std::variant<fs::path, Refusal> model_path(const Request& req, const std::string& key, const fs::path& data_dir) {
-  if (!req.args[key].is_string())
-    return Refusal{ErrorCode::wrong_type, "args." + key + " must be a model file path (string) relative to the data directory"};
-  auto p = confine_path(data_dir, req.args[key].get_ref<const std::string&>());
-  if (auto* why = std::get_if<std::string>(&p)) return Refusal{ErrorCode::forbidden_path, "args." + key + ": " + *why};
+  auto p = get_path(req, key, data_dir);
+  if (auto* e = std::get_if<ProtocolError>(&p)) return Refusal{e->code, e->message};
   const auto& path = std::get<fs::path>(p);
   std::error_code ec;
   if (!fs::is_regular_file(path, ec))

@@ -296,12 +296,18 @@ TEST_F(CurveDaemon, EventsReachOnlyAllowListedSubscribers) {
 
 // ------------------------------------------------------------------------------------------- paths
 
-TEST(Paths, ConfinedToTheDataDirectory) {
-  Harness h("paths");
+// A data directory with a folder `sub` and a symbolic link `escape` to a folder outside it (returned).
+fs::path with_an_escape(const Harness& h, const std::string& tag) {
   fs::create_directories(h.dir / "sub");
-  const fs::path outside = h.dir.parent_path() / ("hilo_outside_" + std::to_string(::getpid()));
+  const fs::path outside = h.dir.parent_path() / ("hilo_outside_" + tag + std::to_string(::getpid()));
   fs::create_directories(outside);
   fs::create_directory_symlink(outside, h.dir / "escape");
+  return outside;
+}
+
+TEST(Paths, ConfinedToTheDataDirectory) {
+  Harness h("paths");
+  const fs::path outside = with_an_escape(h, "");
   fs::create_directory_symlink(h.dir / "sub", h.dir / "inside");
   auto bad = [&](std::string_view p) { return std::holds_alternative<std::string>(confine_path(h.dir, p)); };
   EXPECT_TRUE(bad("../x.npy"));
@@ -321,10 +327,7 @@ TEST(Paths, ConfinedToTheDataDirectory) {
 
 TEST(Paths, StoredAbsolutePathsAreAcceptedOnlyInsideTheDataDirectory) {
   Harness h("stored_paths");
-  fs::create_directories(h.dir / "sub");
-  const fs::path outside = h.dir.parent_path() / ("hilo_outside_stored_" + std::to_string(::getpid()));
-  fs::create_directories(outside);
-  fs::create_directory_symlink(outside, h.dir / "escape");
+  const fs::path outside = with_an_escape(h, "stored_");
   auto bad = [&](const fs::path& p) { return std::holds_alternative<std::string>(confine_stored_path(h.dir, p.string())); };
   EXPECT_FALSE(bad(h.dir / "sub" / "x.npy"));
   EXPECT_FALSE(bad("sub/x.npy"));
