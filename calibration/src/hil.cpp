@@ -1,7 +1,9 @@
 #include "hilo/calibration/hil.hpp"
 
+#include <atomic>
 #include <cmath>
 #include <stdexcept>
+#include <thread>
 
 #include "hilo/sim/optics.hpp"
 
@@ -35,11 +37,23 @@ DesignModel::DesignModel(sim::BenchOptions bench) : twin_(designed(std::move(ben
 
 void DesignModel::set_element_phase(const RArray& phase_rad) {
   twin_.set_element_phase(aberration_.size() > 0 ? RArray(phase_rad + aberration_) : phase_rad);
+  element_ = phase_rad;
 }
 
 void DesignModel::set_element_levels(const sim::Levels& levels) {
   if (aberration_.size() > 0) throw std::logic_error("design model: element levels cannot carry the pupil aberration; set a phase");
   twin_.set_element_levels(levels);
+  element_ = levels;
+}
+
+DesignModel DesignModel::clone() const {
+  DesignModel c(options());
+  c.aberration_ = aberration_;
+  if (const auto* phase = std::get_if<RArray>(&element_))
+    c.set_element_phase(*phase);
+  else
+    c.set_element_levels(std::get<sim::Levels>(element_));
+  return c;
 }
 
 void DesignModel::set_pupil_aberration(const RArray& phase_rad) {
@@ -154,33 +168,55 @@ RArray image_of(const distill::Mat<float>& x, Eigen::Index i, int rows, int cols
 }  // namespace
 
 distill::MatD design_maps(DesignModel& design, const Deployment& deployment, const distill::OpticalStudent& student,
-                          const distill::Mat<float>& x, const io::WorkControl& work) {
+                          const distill::Mat<float>& x, const io::WorkControl& work, int threads) {
   const auto in = student.in_shape();
   const int K = deployment.layout.count();
   if (K != student.options().kernels)
     throw std::invalid_argument("design_maps: " + std::to_string(K) + " layout windows for " + std::to_string(student.options().kernels) + " kernels");
   if (!(deployment.counts_per_unit > 0)) throw std::invalid_argument("design_maps: counts_per_unit must be > 0");
-  const Eigen::Index HW = Eigen::Index(in.h) * in.w;
-  distill::MatD y(x.rows(), K * HW);
-  Eigen::Index n = 0;
-  for (; n < x.rows(); ++n) {
-    if (work.stop_requested()) break;
-    const RArray img = design.predict(image_of(x, n, in.h, in.w));
-    double* row = y.row(n).data();
-    for (int j = 0; j < K; ++j) {
-      const auto o = deployment.layout.map_origin(j);
-      for (int r = 0; r < in.h; ++r)
-        for (int c = 0; c < in.w; ++c) row[j * HW + r * in.w + c] = img(o.x() + r, o.y() + c) / deployment.counts_per_unit;
+  if (threads < 1) throw std::invalid_argument("design_maps: threads must be >= 1, got " + std::to_string(threads));
+  const Eigen::Index HW = Eigen::Index(in.h) * in.w, N = x.rows();
+  distill::MatD y(N, K * HW);
+  // Rows are handed out one at a time; done[n] marks a finished row, so a stop keeps the unbroken prefix.
+  std::vector<char> done(std::size_t(N), 0);
+  std::atomic<Eigen::Index> next{0}, finished{0};
+  const auto run = [&](DesignModel& model, bool reporter) {
+    Eigen::Index reported = 0;
+    for (Eigen::Index n; (n = next++) < N;) {
+      if (work.stop_requested()) break;
+      const RArray img = model.predict(image_of(x, n, in.h, in.w));
+      double* row = y.row(n).data();
+      for (int j = 0; j < K; ++j) {
+        const auto o = deployment.layout.map_origin(j);
+        for (int r = 0; r < in.h; ++r)
+          for (int c = 0; c < in.w; ++c) row[j * HW + r * in.w + c] = img(o.x() + r, o.y() + c) / deployment.counts_per_unit;
+      }
+      done[std::size_t(n)] = 1;
+      const Eigen::Index f = ++finished;
+      if (reporter && f / 100 > reported / 100 && f < N) {
+        work.report(f, N, "design features");
+        reported = f;
+      }
     }
-    if ((n + 1) % 100 == 0 || n + 1 == x.rows()) work.report(n + 1, x.rows(), "design features");
-  }
+  };
+  {
+    std::vector<DesignModel> clones;
+    const int extra = int(std::min<Eigen::Index>(threads - 1, std::max<Eigen::Index>(N - 1, 0)));
+    for (int t = 0; t < extra; ++t) clones.push_back(design.clone());
+    std::vector<std::jthread> workers;
+    for (auto& c : clones) workers.emplace_back([&run, &c] { run(c, false); });
+    run(design, true);
+  }  // the workers join here
+  Eigen::Index n = 0;
+  while (n < N && done[std::size_t(n)]) ++n;
+  if (n > 0 && (n == N || n % 100 != 0)) work.report(n, N, "design features");
   y.conservativeResize(n, Eigen::NoChange);
   return y;
 }
 
 distill::MatD design_features(DesignModel& design, const Deployment& deployment, const distill::OpticalStudent& student,
-                              const distill::Mat<float>& x, const io::WorkControl& work) {
-  return student.features_from_maps(design_maps(design, deployment, student, x, work));
+                              const distill::Mat<float>& x, const io::WorkControl& work, int threads) {
+  return student.features_from_maps(design_maps(design, deployment, student, x, work, threads));
 }
 
 drivers::DeviceResult<distill::MatD> measure_features(ProbeRig& rig, const BenchCalibration& calibration,

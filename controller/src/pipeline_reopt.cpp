@@ -58,8 +58,8 @@ json PipelineStages::reoptimised_element(const std::string& name, int index, cal
   s.set_kernels(re.deployment.kernels);
   const io::WorkControl quiet{{}, ctl_.work.stop};
   lap.emplace(timings, "reopt: design features");
-  const MatD a_train = calibration::design_features(design, re.deployment, s, data_.train.x, quiet);
-  const MatD a_test = calibration::design_features(design, re.deployment, s, test_x_, quiet);
+  const MatD a_train = calibration::design_features(design, re.deployment, s, data_.train.x, quiet, c_.threads);
+  const MatD a_test = calibration::design_features(design, re.deployment, s, test_x_, quiet, c_.threads);
   if (stop()) throw StageStopped{};
   lap.emplace(timings, "reopt: design re-fit");
   if (c_.design_refit_epochs > 0) {

@@ -123,12 +123,12 @@ const MatD& PipelineStages::teacher_test_logits() {
 }
 
 const MatD& PipelineStages::design_train_maps() {
-  if (!design_train_maps_) design_train_maps_ = calibration::design_maps(*design_, deployment_, *deployed_, data_.train.x);
+  if (!design_train_maps_) design_train_maps_ = calibration::design_maps(*design_, deployment_, *deployed_, data_.train.x, {}, c_.threads);
   return *design_train_maps_;
 }
 
 const MatD& PipelineStages::design_val_maps() {
-  if (!design_val_maps_) design_val_maps_ = calibration::design_maps(*design_, deployment_, *deployed_, data_.val.x);
+  if (!design_val_maps_) design_val_maps_ = calibration::design_maps(*design_, deployment_, *deployed_, data_.val.x, {}, c_.threads);
   return *design_val_maps_;
 }
 
@@ -162,11 +162,11 @@ void PipelineStages::deploy() {
                                      progress("deploy: design features", n, t);
                                    },
                                    ctl_.work.stop};
-    MatD maps = calibration::design_maps(*design_, deployment_, s, data_.train.x, features);
+    MatD maps = calibration::design_maps(*design_, deployment_, s, data_.train.x, features, c_.threads);
     if (stop()) throw StageStopped{};
     const MatD a_train = s.features_from_maps(maps);
     design_train_maps_ = std::move(maps);
-    const MatD a_test = calibration::design_features(*design_, deployment_, s, test_x_, {{}, ctl_.work.stop});
+    const MatD a_test = calibration::design_features(*design_, deployment_, s, test_x_, {{}, ctl_.work.stop}, c_.threads);
     if (stop()) throw StageStopped{};
     const double before = distill::accuracy(s.backend_forward(a_test), test_y_);
     calibration::CompensationReport rep;

@@ -116,6 +116,37 @@ TEST(Hil, DeployRealisesSmoothKernelsAndDesignFeaturesTrackTheStudent) {
   EXPECT_GT(corr, 0.8);
 }
 
+// design_maps on several threads (the other threads predict with clones of the model) gives the maps of
+// one thread bit for bit, with the pupil aberration and the element the model holds; a stop requested
+// part-way keeps an unbroken prefix of rows that equals the full result's.
+TEST(Hil, DesignMapsOnThreadsEqualOneThreadAndAStopKeepsAPrefix) {
+  std::mt19937_64 rng(5);
+  auto s = trained_like_student(rng);
+  DesignModel design(bench_options("ideal"));
+  const Deployment d = design_deployment(s, design, PhaseRetrievalOptions{}, rng);
+  const auto& slm = design.options().element.slm;
+  design.set_pupil_aberration(0.3 * RArray::Random(slm.rows, slm.cols));
+  design.set_element_phase(d.design.phase);
+  s.set_kernels(d.kernels);
+  const distill::Mat<float> x = random_images(23, rng).cast<float>();
+  const distill::MatD one = design_maps(design, d, s, x);
+  for (int threads : {2, 3, 40}) EXPECT_TRUE(design_maps(design, d, s, x, {}, threads) == one) << threads << " threads";
+  DesignModel flat(bench_options("ideal"));
+  EXPECT_FALSE(design_maps(flat, d, s, x, {}, 2) == one) << "the comparison sees the element";
+  EXPECT_THROW(design_maps(design, d, s, x, {}, 0), std::invalid_argument);
+  // The first progress report (after about 100 rows) requests the stop.
+  std::stop_source stop;
+  io::WorkControl work;
+  work.stop = stop.get_token();
+  work.progress = [&](std::int64_t, std::int64_t, std::string_view) { stop.request_stop(); };
+  const distill::Mat<float> big = random_images(230, rng).cast<float>();
+  const distill::MatD all = design_maps(design, d, s, big, {}, 2);
+  const distill::MatD part = design_maps(design, d, s, big, work, 2);
+  EXPECT_GE(part.rows(), 100) << "rows finished before the stop are kept";
+  EXPECT_LT(part.rows(), big.rows());
+  EXPECT_TRUE(part == all.topRows(part.rows()));
+}
+
 // The calibration sequence of the pipeline on the moderate profile: registration within 0.2 px of the
 // truth over the feature field, gain within 2 %, and measured features closer to the design model's
 // than features cut without registration and gain correction (measured: 1.19 vs 1.40; most of what

@@ -18,6 +18,7 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "hilo/calibration/deploy.hpp"
@@ -54,6 +55,10 @@ class DesignModel {
   void set_pupil_aberration(const RArray& phase_rad);
   const RArray& pupil_aberration() const { return aberration_; }
 
+  // A second model of the same optics, aberration and element, with buffers and FFT plans of its own, so
+  // that two threads can predict at once (design_maps' workers). Its predictions equal this model's.
+  DesignModel clone() const;
+
   // Camera counts above dark of the designed bench (brightness 1, no misalignment, no noise).
   RArray predict(const RArray& input_intensity);
   Predictor predictor();
@@ -69,6 +74,7 @@ class DesignModel {
  private:
   sim::SimulatedBench twin_;
   RArray aberration_;
+  std::variant<RArray, sim::Levels> element_;  // what the last set_element_* gave (phase before aberration)
 };
 
 struct Deployment {
@@ -100,15 +106,16 @@ distill::MatD maps_to_features(const std::vector<RArray>& maps, const distill::O
 // the maps depend only on the element the design model holds, so a caller that needs the design model
 // of the same images again for the same element (the twin of every profile) keeps them instead of
 // predicting again. 8·K·H·W bytes per image (50 kB for 8 maps of 28 × 28). work.report(rows done, rows,
-// "design features") every 100 rows; a stop request (polled before each row) ends early with the rows
-// done so far.
+// "design features") every 100 rows, from the calling thread; a stop request (polled before each row)
+// ends early with the first rows done so far (an unbroken prefix of x). threads > 1 predicts rows on
+// that many threads, the others with design.clone(); the result is the same bit for bit.
 distill::MatD design_maps(DesignModel& design, const Deployment& deployment, const distill::OpticalStudent& student,
-                          const distill::Mat<float>& x, const io::WorkControl& work = {});
+                          const distill::Mat<float>& x, const io::WorkControl& work = {}, int threads = 1);
 
 // Features of the deployed design in simulation: design_maps → maps_to_features (signing, pooling).
 // Work and stop as design_maps.
 distill::MatD design_features(DesignModel& design, const Deployment& deployment, const distill::OpticalStudent& student,
-                              const distill::Mat<float>& x, const io::WorkControl& work = {});
+                              const distill::Mat<float>& x, const io::WorkControl& work = {}, int threads = 1);
 
 // Features measured on the bench: show each row of x, average `frames` frames, extract_features with the
 // calibration, → maps_to_features. A device error ends the measurement and is returned; work as above,
