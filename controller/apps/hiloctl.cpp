@@ -343,6 +343,14 @@ int main(int argc, char** argv) {
   daemon->require_subcommand(1);
   daemon->add_subcommand("stats", "every counter hilod keeps: requests, overloads, dropped replies, ZAP, jobs, devices (daemon.stats)");
 
+  auto* recomp_cmd = app.add_subcommand("recompensate", "re-calibrate a finished pipeline stage and re-fit its backend from the "
+                                                       "digital twin, without measuring the training fraction again (recompensate)");
+  std::string recomp_run;
+  recomp_cmd->add_option("--run", recomp_run, "run id of a finished pipeline (or calibrate job)")->required();
+  recomp_cmd->add_option("--profile", stage_profile, "as-built profile of the stage (simulated bench only)");
+  recomp_cmd->add_option("--config", stage_config, "YAML or JSON with a `bench` section replacing the run's (docs/protocol.md)");
+  recomp_cmd->add_flag("--no-wait", no_wait, "return after the job is queued");
+
   auto* defer = app.add_subcommand("defer", "classify measured feature rows with a deployed student, deferring the least "
                                             "confident to the teacher (defer)");
   std::string defer_student, defer_teacher, features_npy, clean_npy;
@@ -435,6 +443,12 @@ int main(int argc, char** argv) {
       if (sub == "calibrate") args["teacher"] = stage_teacher;
       if (!stage_profile.empty()) args["profile"] = stage_profile;
       if (!stage_calibration.empty()) args["calibration"] = stage_calibration;
+      return run_job(c, events, sub, args, {}, no_wait);
+    }
+    if (sub == "recompensate") {
+      json args = {{"run", recomp_run}};
+      if (!stage_profile.empty()) args["profile"] = stage_profile;
+      if (!stage_config.empty()) args["config"] = hilo::distill::load_config_file(stage_config);
       return run_job(c, events, sub, args, {}, no_wait);
     }
     if (sub == "train-teacher" || sub == "distill") {

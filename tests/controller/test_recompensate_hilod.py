@@ -3,8 +3,9 @@ pipeline on the simulated bench of configs/sim.yaml with a copy of the moderate 
 drift is fast (the as-built drift model), then the recompensate job on the finished run: it adopts the
 run's saved calibration (its drift check against the saved reference sees the drift since the pipeline
 calibrated), calibrates again, rebuilds the twin, re-fits the backend without measuring the training
-subset again, and scores the holdout before and after. Also: its progress events, a cancel while it
-runs, and the refusals (no twin, missing run, missing profile, a config key it may not change).
+subset again, and scores the holdout before and after; the full job runs through `hiloctl recompensate`.
+Also: its progress events, a cancel while it runs, and the refusals (no twin, missing run, missing
+profile, a config key it may not change).
 
 usage: test_recompensate_hilod.py HILOD REPO_ROOT
 """
@@ -13,12 +14,14 @@ import math
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 import unittest
 
 HILOD, ROOT = sys.argv[1:3]
+HILOCTL = os.path.join(os.path.dirname(HILOD), "hiloctl")
 sys.path.insert(0, os.path.join(ROOT, "scripts", "python"))
 from hilo import Client, HiloError  # noqa: E402
 from hilo.testing import Daemon  # noqa: E402
@@ -110,23 +113,25 @@ class Recompensate(unittest.TestCase):
                     c.cancel(job["job_id"])
                     self.assertEqual(c.wait(job["job_id"], timeout_s=120)["state"], "cancelled")
 
-                    # The job to its end, with its progress events.
-                    job = c.call("recompensate", {"run": run, "profile": "drifting"})
+                    # The job to its end through `hiloctl recompensate`, with its progress events.
+                    cli = subprocess.Popen([HILOCTL, "--endpoint", d.commands, "--events", d.events, "--timeout-ms", "60000",
+                                            "recompensate", "--run", run, "--profile", "drifting"],
+                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                     stages = []
                     deadline = time.monotonic() + 180
-                    final = None
-                    while time.monotonic() < deadline and final is None:
+                    while time.monotonic() < deadline and cli.poll() is None:
                         ev = c.next_event(timeout_ms=1000)
-                        if not ev or ev[1].get("job_id") != job["job_id"]:
-                            continue
-                        if ev[0] == "job.progress":
+                        if ev and ev[0] == "job.progress":
                             st = ev[1].get("stats", {}).get("stage")
                             if st and (not stages or stages[-1] != st):
                                 stages.append(st)
-                        if ev[0] == "job.state" and ev[1]["state"] in ("done", "failed", "cancelled"):
-                            final = c.job(job["job_id"])
-                    if final is None:
-                        final = c.wait(job["job_id"], timeout_s=60)
+                    out_text, err_text = cli.communicate(timeout=60)
+                    self.assertEqual(cli.returncode, 0, err_text)
+                    m = re.search(r"job (\d+) -> run (\S+)", err_text)
+                    self.assertIsNotNone(m, err_text)
+                    final = c.job(int(m.group(1)))
+                    self.assertEqual(json.loads(out_text)["job"]["job_id"], final["job_id"])
+                    job = {"job_id": final["job_id"], "run_id": m.group(2)}
                     self.assertEqual(final["state"], "done", final)
                     self.assertIn("bench drifting: recompensate", stages)
                     out = os.path.join(data, job["run_id"], "recompensation", "drifting")
