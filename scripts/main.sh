@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's main command: set up a fresh machine, build, and run the main job in simulator mode —
-# the hardware-in-the-loop pipeline (teacher → NTKD student → deploy → calibrate → measure a fraction
+# the hardware-in-the-loop pipeline (teacher → student → deploy → calibrate → measure a fraction
 # of the training set → compensate → evaluate, on the mild, moderate and severe as-built profiles),
 # through the daemon: hilod on the simulated bench (virtual clock), driven by `hiloctl pipeline`.
 # Output: ${HILO_OUT:-runs/main}: report.json, accuracy_table.png and the run's figures (a link to the

@@ -99,18 +99,24 @@ void refuse_stage_owned(const json& given) {
 
 PipelineConfig PipelineConfig::defaults() {
   PipelineConfig c;
-  c.teacher_train.epochs = 4;
+  // Teacher: the converged tables' recipe (docs/distill.md, "Results at convergence": 10 epochs, Adam 2e-3).
+  c.teacher_train.epochs = 10;
   c.teacher_train.batch_size = 64;
   c.teacher_train.optimizer.kind = "adam";
   c.teacher_train.optimizer.lr = 0.002;
   c.student.noise.enabled = true;
-  c.distill.method = "ntkd";
+  // Student: no distillation, 12 epochs of Adam 1e-2 annealed to zero. Chosen on validation over 3 seeds in
+  // the pipeline's own setting (camera noise, the pipeline's teacher): none, KD and NTKD at 12 epochs all
+  // reach the accuracy of the early-stopped converged run (about 96 %) within the seed spread, and an
+  // epoch of none costs half of one of NTKD (docs/pipeline.md, "The student's settings"). The NTKD
+  // settings below stay as tuned, for `student.distill.method: ntkd`.
+  c.distill.method = "none";
   c.distill.ntk_distance.kind = "alignment";
   c.distill.ntk_param_set = "all";
   c.distill.ntk_beta = 10.0;
   c.distill.ntk_subbatch = 32;
   c.distill.ntk_every = 2;
-  c.student_train.epochs = 8;
+  c.student_train.epochs = 12;
   c.student_train.batch_size = 64;
   c.student_train.optimizer.kind = "adam";
   c.student_train.optimizer.lr = distill::student_train_defaults().optimizer.lr;
