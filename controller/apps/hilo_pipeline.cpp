@@ -13,7 +13,7 @@
 #include "hilo/distill/threads.hpp"
 
 int main(int argc, char** argv) {
-  CLI::App app{"hilo-pipeline — teacher → NTKD student → deploy → calibrate → measure → compensate → evaluate"};
+  CLI::App app{"hilo-pipeline — teacher → student → deploy → calibrate → measure → compensate → evaluate"};
   std::string config = "configs/sim.yaml", job, out = "runs/pipeline";
   app.add_option("--config", config, "bench config (YAML with a design section, or a simulator section)");
   app.add_option("--job", job, "pipeline settings (YAML or JSON); default: the built-in defaults");
