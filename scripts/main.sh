@@ -23,6 +23,8 @@ for _ in $(seq 600); do [ -f "$ready" ] && break; kill -0 $hilod_pid 2>/dev/null
 endpoints=$(/usr/bin/python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["command_endpoint"], r["event_endpoint"])' "$ready")
 cmd_ep=${endpoints% *}; ev_ep=${endpoints#* }
 status=0
+# No arguments: the main job's settings (configs/main-job.yaml: the defaults on two threads).
+[ $# -eq 0 ] && set -- --job configs/main-job.yaml
 ./build/controller/hiloctl --endpoint "$cmd_ep" --events "$ev_ep" --timeout-ms 60000 pipeline "$@" > "$out/job.json" || status=$?
 run_id=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["job"]["run_id"])' "$out/job.json")
 ln -sfn "data/$run_id" "$out/run"

@@ -12,6 +12,7 @@
 #include "hilo/io/figures.hpp"
 #include "hilo/controller/pipeline_stages.hpp"
 #include "hilo/distill/model_io.hpp"
+#include "hilo/distill/threads.hpp"
 #include "hilo/sim/config.hpp"
 #include "pipeline_timing.hpp"
 
@@ -104,6 +105,9 @@ PipelineBench pipeline_bench(drivers::OpenBench& bench, const drivers::BenchConf
 
 PipelineResult run_pipeline(const PipelineConfig& config, PipelineBench& bench, const fs::path& run_dir,
                             const PipelineControl& control) {
+  // Every front end gets config.threads: hilod's pipeline job once ran its stages with OpenMP's default
+  // (every core) because only the stage jobs and hilo-pipeline set it.
+  distill::set_compute_threads(config.threads);
   PipelineStages st(config, bench, run_dir, control);
   if (!config.profiles.empty() && !bench.reset_simulator)
     throw std::invalid_argument("pipeline: bench.profiles needs the simulator (this bench is hardware; leave profiles empty)");

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "hilo/controller/pipeline.hpp"
+#include "hilo/distill/threads.hpp"
 #include "hilo/controller/pipeline_stages.hpp"
 #include "hilo/distill/jobs.hpp"
 #include "hilo/io/file_io.hpp"
@@ -471,8 +472,14 @@ TEST(Pipeline, DriftPastTheThresholdIsReportedAndApplied) {
 TEST(Pipeline, ProfilesNeedTheSimulator) {
   SimBench sb;
   sb.pb.reset_simulator = nullptr;  // as on hardware
-  const auto cfg = PipelineConfig::from_json(small_config());
+  auto cfg = PipelineConfig::from_json(small_config());
+  // Regression: hilod's pipeline job ran with OpenMP's default thread count, ignoring `threads`;
+  // run_pipeline now sets it for every front end, before anything can fail.
+  cfg.threads = 3;
+  distill::set_compute_threads(1);
   EXPECT_THROW(run_pipeline(cfg, sb.pb, fresh_dir("c"), {}), std::invalid_argument);
+  EXPECT_EQ(distill::compute_threads(), 3);
+  distill::set_compute_threads(1);
 }
 
 // The seed streams (pipeline_seeds.hpp): every stage number of every stream, for every profile and step

@@ -186,8 +186,8 @@ struct PipelineResult {
 PipelineBench pipeline_bench(drivers::OpenBench& bench, const drivers::BenchConfig& config,
                              const std::filesystem::path& config_path);
 
-// Runs (or resumes) the pipeline in run_dir on the calling thread, whose compute thread count
-// (distill::set_compute_threads(config.threads)) the caller sets. Throws std::runtime_error / std::invalid_argument for
+// Runs (or resumes) the pipeline in run_dir on the calling thread, with config.threads compute threads
+// (distill::set_compute_threads, first of all, so the calling thread keeps that count). Throws std::runtime_error / std::invalid_argument for
 // invalid config, missing data, or a device fault (with the device's message); stages completed before
 // the error stay on disk.
 PipelineResult run_pipeline(const PipelineConfig& config, PipelineBench& bench, const std::filesystem::path& run_dir,
