@@ -165,11 +165,11 @@ json perturbed(const json& j, const std::string& path = "") {
       {"/student/train/schedule", "constant"}, {"/student/train/optimizer/kind", "sgd"},
       {"/student/options/parameterization", "phase"}, {"/student/options/nonneg", "square"},
       {"/student/options/signing", "bias"}, {"/student/options/feature_norm", "map"},
-      {"/student/distill/method", "kd"},
+      {"/student/distill/method", "ntkd"},
       {"/student/distill/ntk_distance", "trace_mse"}, {"/student/distill/ntk_param_set", "backend"},
       {"/student/distill/ntk_teacher", "probe"}, {"/bench/drift_action", "report"},
       {"/student/distill/precision", "float32"},
-      // shared_test_head "shared" and shared_adapt.enabled need method shared (perturbed to kd here):
+      // shared_test_head "shared" and shared_adapt.enabled need method shared (perturbed to ntkd here):
       // they keep their defaults in this table and are checked on their own below.
       {"/student/distill/shared_test_head", "own"},
       {"/measure/strategy", "coverage"}, {"/compensation/task/distance", "trace_mse"},
