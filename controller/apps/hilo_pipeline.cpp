@@ -84,7 +84,6 @@ int main(int argc, char** argv) {
   try {
     const auto pc = job.empty() ? hilo::controller::PipelineConfig::defaults()
                                 : hilo::controller::PipelineConfig::from_json(hilo::distill::load_config_file(job));
-    hilo::distill::set_compute_threads(pc.threads);
     const auto bc = hilo::drivers::load_bench_config(config);
     hilo::drivers::OpenOptions oo;
     oo.virtual_time = !bc.has_hardware();

@@ -105,8 +105,8 @@ PipelineBench pipeline_bench(drivers::OpenBench& bench, const drivers::BenchConf
 
 PipelineResult run_pipeline(const PipelineConfig& config, PipelineBench& bench, const fs::path& run_dir,
                             const PipelineControl& control) {
-  // Every front end gets config.threads: hilod's pipeline job once ran its stages with OpenMP's default
-  // (every core) because only the stage jobs and hilo-pipeline set it.
+  // Every front end gets config.threads here: hilod's pipeline job once ran its stages with OpenMP's
+  // default (every core) because each caller was left to set it and that one did not.
   distill::set_compute_threads(config.threads);
   PipelineStages st(config, bench, run_dir, control);
   if (!config.profiles.empty() && !bench.reset_simulator)

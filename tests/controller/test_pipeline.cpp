@@ -10,9 +10,9 @@
 #include <set>
 
 #include "hilo/controller/pipeline.hpp"
-#include "hilo/distill/threads.hpp"
 #include "hilo/controller/pipeline_stages.hpp"
 #include "hilo/distill/jobs.hpp"
+#include "hilo/distill/threads.hpp"
 #include "hilo/io/file_io.hpp"
 
 using namespace hilo;
