@@ -2,6 +2,8 @@
 
 #include <atomic>
 #include <cmath>
+#include <exception>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 
@@ -176,27 +178,41 @@ distill::MatD design_maps(DesignModel& design, const Deployment& deployment, con
   if (!(deployment.counts_per_unit > 0)) throw std::invalid_argument("design_maps: counts_per_unit must be > 0");
   if (threads < 1) throw std::invalid_argument("design_maps: threads must be >= 1, got " + std::to_string(threads));
   const Eigen::Index HW = Eigen::Index(in.h) * in.w, N = x.rows();
+  if (x.cols() != HW)
+    throw std::invalid_argument("design_maps: images of " + std::to_string(x.cols()) + " pixels for a student input of " +
+                                std::to_string(in.h) + " x " + std::to_string(in.w));
   distill::MatD y(N, K * HW);
   // Rows are handed out one at a time; done[n] marks a finished row, so a stop keeps the unbroken prefix.
+  // The first exception of any thread (a prediction, a progress callback) stops the others and is
+  // rethrown here once they have joined.
   std::vector<char> done(std::size_t(N), 0);
   std::atomic<Eigen::Index> next{0}, finished{0};
-  const auto run = [&](DesignModel& model, bool reporter) {
-    Eigen::Index reported = 0;
-    for (Eigen::Index n; (n = next++) < N;) {
-      if (work.stop_requested()) break;
-      const RArray img = model.predict(image_of(x, n, in.h, in.w));
-      double* row = y.row(n).data();
-      for (int j = 0; j < K; ++j) {
-        const auto o = deployment.layout.map_origin(j);
-        for (int r = 0; r < in.h; ++r)
-          for (int c = 0; c < in.w; ++c) row[j * HW + r * in.w + c] = img(o.x() + r, o.y() + c) / deployment.counts_per_unit;
+  std::atomic<bool> failed{false};
+  std::exception_ptr error;
+  std::mutex error_mutex;
+  const auto run = [&](DesignModel& model, bool reporter) noexcept {
+    try {
+      Eigen::Index reported = 0;
+      for (Eigen::Index n; (n = next++) < N;) {
+        if (failed || work.stop_requested()) break;
+        const RArray img = model.predict(image_of(x, n, in.h, in.w));
+        double* row = y.row(n).data();
+        for (int j = 0; j < K; ++j) {
+          const auto o = deployment.layout.map_origin(j);
+          for (int r = 0; r < in.h; ++r)
+            for (int c = 0; c < in.w; ++c) row[j * HW + r * in.w + c] = img(o.x() + r, o.y() + c) / deployment.counts_per_unit;
+        }
+        done[std::size_t(n)] = 1;
+        const Eigen::Index f = ++finished;
+        if (reporter && f / 100 > reported / 100 && f < N) {
+          work.report(f, N, "design features");
+          reported = f;
+        }
       }
-      done[std::size_t(n)] = 1;
-      const Eigen::Index f = ++finished;
-      if (reporter && f / 100 > reported / 100 && f < N) {
-        work.report(f, N, "design features");
-        reported = f;
-      }
+    } catch (...) {
+      const std::lock_guard lock(error_mutex);
+      if (!error) error = std::current_exception();
+      failed = true;
     }
   };
   {
@@ -207,6 +223,7 @@ distill::MatD design_maps(DesignModel& design, const Deployment& deployment, con
     for (auto& c : clones) workers.emplace_back([&run, &c] { run(c, false); });
     run(design, true);
   }  // the workers join here
+  if (error) std::rethrow_exception(error);
   Eigen::Index n = 0;
   while (n < N && done[std::size_t(n)]) ++n;
   if (n > 0 && (n == N || n % 100 != 0)) work.report(n, N, "design features");

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <random>
 #include <stop_token>
 #include <vector>
@@ -134,6 +135,18 @@ TEST(Hil, DesignMapsOnThreadsEqualOneThreadAndAStopKeepsAPrefix) {
   DesignModel flat(bench_options("ideal"));
   EXPECT_FALSE(design_maps(flat, d, s, x, {}, 2) == one) << "the comparison sees the element";
   EXPECT_THROW(design_maps(design, d, s, x, {}, 0), std::invalid_argument);
+  const distill::Mat<float> wide = distill::Mat<float>::Zero(3, x.cols() + 1);
+  try {
+    (void)design_maps(design, d, s, wide, {}, 2);
+    ADD_FAILURE() << "images of the wrong size were accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("785 pixels for a student input of 28 x 28"), std::string::npos) << e.what();
+  }
+  // A worker's exception (the bench model refuses a non-finite pixel) reaches the caller once the threads
+  // have joined; it used to end the process (std::terminate).
+  distill::Mat<float> broken = x;
+  broken.bottomRows(x.rows() - 1).col(5).setConstant(std::numeric_limits<float>::quiet_NaN());
+  for (int threads : {1, 3}) EXPECT_THROW(design_maps(design, d, s, broken, {}, threads), std::invalid_argument) << threads;
   // The first progress report (after about 100 rows) requests the stop.
   std::stop_source stop;
   io::WorkControl work;

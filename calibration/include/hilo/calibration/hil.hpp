@@ -108,7 +108,9 @@ distill::MatD maps_to_features(const std::vector<RArray>& maps, const distill::O
 // predicting again. 8·K·H·W bytes per image (50 kB for 8 maps of 28 × 28). work.report(rows done, rows,
 // "design features") every 100 rows, from the calling thread; a stop request (polled before each row)
 // ends early with the first rows done so far (an unbroken prefix of x). threads > 1 predicts rows on
-// that many threads, the others with design.clone(); the result is the same bit for bit.
+// that many threads, the others with design.clone(); the result is the same bit for bit. The first
+// exception of any thread (a prediction, the progress callback) stops the others and is rethrown once they
+// have joined. Throws std::invalid_argument when x's columns are not the student's H·W pixels.
 distill::MatD design_maps(DesignModel& design, const Deployment& deployment, const distill::OpticalStudent& student,
                           const distill::Mat<float>& x, const io::WorkControl& work = {}, int threads = 1);
 
