@@ -1,5 +1,6 @@
 #include "hilo/distill/layers.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -98,13 +99,14 @@ Mat<T> Conv2d<T>::backward_input(const Mat<T>& dy) {
         for (int kx = 0; kx < k_; ++kx) {
           const T* src = dcols.row((c * k_ + ky) * k_ + kx).data() + static_cast<Eigen::Index>(b) * HW;
           T* dst = dx.row(b).data() + c * H * W;
+          // ix = ox + kx − pad within [0, W): one contiguous run per output row, which the compiler vectorises
+          const int ox0 = std::max(0, pad_ - kx), ox1 = std::min(o.w, W + pad_ - kx);
           for (int oy = 0; oy < o.h; ++oy) {
             const int iy = oy + ky - pad_;
             if (iy < 0 || iy >= H) continue;
-            for (int ox = 0; ox < o.w; ++ox) {
-              const int ix = ox + kx - pad_;
-              if (ix >= 0 && ix < W) dst[iy * W + ix] += src[oy * o.w + ox];
-            }
+            T* d = dst + iy * W + kx - pad_;
+            const T* s = src + oy * o.w;
+            for (int ox = ox0; ox < ox1; ++ox) d[ox] += s[ox];
           }
         }
   }
@@ -213,6 +215,16 @@ Mat<T> Pool2d<T>::backward_input(const Mat<T>& dy) {
   const Shape o = out_shape();
   const int R = stacked_rows(dy.rows(), batch_, kind_ == Kind::max ? "maxpool2d" : "avgpool2d");
   Mat<T> dx = Mat<T>::Zero(R, in_.size());
+  if (kind_ == Kind::max) {  // the same sums as the loop below, without its per-element index arithmetic
+    const auto n = static_cast<std::size_t>(o.size());
+    for (int b = 0; b < R; ++b) {
+      const int* from = argmax_.data() + static_cast<std::size_t>(b % batch_) * n;
+      const T* d = dy.row(b).data();
+      T* x = dx.row(b).data();
+      for (std::size_t i = 0; i < n; ++i) x[from[i]] += d[i];
+    }
+    return dx;
+  }
   const T inv = T(1) / T(k_ * k_);
   for (int b = 0; b < R; ++b)
     for (int c = 0; c < in_.c; ++c)
