@@ -270,6 +270,7 @@ CompensationTrial compensate(const distill::OpticalStudent& deployed, const Meas
     t.val_logits = s.backend_forward(*val_features);
     t.val_accuracy = distill::accuracy(t.val_logits, *val_labels);
   }
+  t.model = s.to_model({{"refit", to_string(options.mode)}});
   return t;
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <map>
 #include <numeric>
@@ -362,6 +363,7 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
     nested.push_back({{"fraction", f}, {"indices", pick}});
     const calibration::MeasuredSubset part = calibration::take_rows(A_sub, sub, pick);
     json row = {{"fraction", f}, {"measured", pick.size()}};
+    std::map<std::string, distill::ModelFile> models;  // each re-fit's student, for the guard's winner
     for (const auto* o : {&c_.task, &c_.ntkd}) {
       if (stop()) throw StageStopped{};
       std::mt19937_64 r2(seed_of(SeedStream::refit, index, step));
@@ -375,6 +377,7 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
       row[mode + "_refit"] = t.refit_test_accuracy;
       row[mode + "_val"] = t.val_accuracy;
       row[mode + "_kept_none"] = t.kept_uncompensated;
+      models[mode] = std::move(t.model);
       if (f >= fmax) {
         if (!best_refit || t.val_accuracy > best_val)
           best_refit = DeferralModel{mode + " f = " + pct(f) + " %", t.test_logits, t.kept_uncompensated ? val_logits_none : t.val_logits};
@@ -396,11 +399,22 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
         groups = &train_ntk_groups();
       }
       twin_modes(*twin, c_, {*deployed_, *teacher_, data_, A_test, test_y_, A_val, groups}, part.features, train_rows,
-                 twin_seed(index, step), row, {{}, ctl_.work.stop}, tm);
+                 twin_seed(index, step), row, {{}, ctl_.work.stop}, tm, &models);
       if (stop()) throw StageStopped{};
     }
     guard_row(row, val_none, acc["none"].get<double>(), std::int64_t(pick.size()) * c_.frames, twin ? twin->probe_frames : 0,
               std::int64_t(A_val.rows()) * c_.frames);
+    {  // The model the guard chose, ready to deploy (or to `defer`): the deployed student when it kept none.
+      const std::string chosen = row["guarded_mode"].get<std::string>();
+      distill::ModelFile m = chosen == "none" ? deployed_->to_model({}) : std::move(models.at(chosen));
+      m.meta["compensated"] = {{"profile", name}, {"fraction", f}, {"mode", chosen}, {"measured", pick.size()},
+                               {"guarded_val", row["guarded_val"]}, {"guarded_test", row["guarded"]}};
+      char file[48];
+      std::snprintf(file, sizeof file, "compensated/f%g.hilo", 100.0 * f);
+      fs::create_directories(d / "compensated");
+      distill::write_model(d / file, m);
+      row["guarded_model"] = file;
+    }
     log(stage + ": f = " + pct(f) + " %: task " + pct(row["task"].get<double>()) + " %, ntkd " + pct(row["ntkd"].get<double>()) +
         " %" + (twin ? ", twin task " + pct(row["twin_task"].get<double>()) + " %, twin ntkd " + pct(row["twin_ntkd"].get<double>()) + " %" : "") +
         "; guarded: " + row["guarded_mode"].get<std::string>() + " " + pct(row["guarded"].get<double>()) + " %");

@@ -67,7 +67,7 @@ void check_and_extend_twin(TwinState& t, const distill::OpticalStudent& deployed
 
 void twin_modes(const TwinState& t, const PipelineConfig& c, const TwinRefitInputs& in, const MatD& measured,
                 const std::vector<std::size_t>& train_rows, std::uint64_t seed, json& row, const io::WorkControl& work,
-                json& timings) {
+                json& timings, std::map<std::string, distill::ModelFile>* models) {
   std::vector<int> sample_rows;
   const calibration::MeasuredSubset set =
       calibration::twin_training_set(t.train, in.data.train, measured, train_rows, c.twin, &sample_rows);
@@ -78,12 +78,13 @@ void twin_modes(const TwinState& t, const PipelineConfig& c, const TwinRefitInpu
                                 {"twin_ntkd", &c.twin_ntkd}}) {
     std::mt19937_64 r(seed + n++);
     PartTimer part(timings, name);
-    const auto trial = calibration::compensate(in.deployed, set, in.teacher, *o, r, in.test_features, in.test_labels,
+    auto trial = calibration::compensate(in.deployed, set, in.teacher, *o, r, in.test_features, in.test_labels,
                                                &in.val_features, &in.data.val.y, work,
                                                groups && o->mode == calibration::CompensationMode::ntkd ? &*groups : nullptr);
     if (trial.report.stopped) return;
     row[name] = trial.test_accuracy;
     row[name + "_val"] = trial.val_accuracy;
+    if (models) (*models)[name] = std::move(trial.model);
   }
 }
 

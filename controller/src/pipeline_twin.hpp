@@ -3,6 +3,7 @@
 // twin-calibrated re-fits and the guard over every mode (calibration/measured_kernels.hpp, twin.hpp).
 // What each function leaves in the row / result JSON is listed with it; docs/pipeline.md explains it.
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <random>
 #include <string>
@@ -60,7 +61,8 @@ struct TwinRefitInputs {
 };
 void twin_modes(const TwinState& t, const PipelineConfig& c, const TwinRefitInputs& in, const distill::MatD& measured,
                 const std::vector<std::size_t>& train_rows, std::uint64_t seed, nlohmann::json& row,
-                const io::WorkControl& work, nlohmann::json& timings);
+                const io::WorkControl& work, nlohmann::json& timings,
+                std::map<std::string, distill::ModelFile>* models = nullptr);
 
 // The guard over every mode of a row: the highest accuracy on the measured validation split among none
 // (none_val) and each re-fit present ("<mode>_val"; ties keep the earlier of none, task, ntkd, twin_task,

@@ -9,9 +9,12 @@
 #include <map>
 #include <set>
 
+#include "hilo/calibration/experiment.hpp"
 #include "hilo/controller/pipeline.hpp"
 #include "hilo/controller/pipeline_stages.hpp"
 #include "hilo/distill/jobs.hpp"
+#include "hilo/distill/model_io.hpp"
+#include "hilo/distill/student.hpp"
 #include "hilo/distill/threads.hpp"
 #include "hilo/io/file_io.hpp"
 
@@ -310,6 +313,22 @@ TEST(Pipeline, RunsEveryStageAndResumesToTheSameResult) {
     const auto& fr = row["frames"];
     EXPECT_EQ(fr["task"], row["measured"]);
     EXPECT_EQ(fr["twin_task"].get<int>(), row["measured"].get<int>() + p["twin"]["kernels"]["frames"].get<int>());
+  }
+  // The guard's chosen model of every fraction is saved, and it is that model: on the stored measured
+  // test features it scores the guarded accuracy to the bit (none: the deployed student).
+  {
+    const distill::Splits data = distill::load_splits(cfg.data);
+    const distill::MatD test = calibration::read_features(a / "bench/moderate/test_features.npy");
+    const std::vector<int> y(data.test.y.begin(), data.test.y.begin() + test.rows());
+    for (const auto& row : p["accuracy"]["fractions"]) {
+      const fs::path file = a / "bench/moderate" / row["guarded_model"].get<std::string>();
+      ASSERT_TRUE(fs::exists(file)) << file;
+      const distill::ModelFile m = distill::read_model(file);
+      EXPECT_EQ(m.meta["compensated"]["mode"], row["guarded_mode"]);
+      EXPECT_EQ(m.meta["compensated"]["fraction"].get<double>(), row["fraction"].get<double>());
+      auto s = distill::OpticalStudent::from_model(m);
+      EXPECT_EQ(distill::accuracy(s.backend_forward(test), y), row["guarded"].get<double>()) << row.dump();
+    }
   }
   // The twin predicts the measured validation split better than the design model.
   EXPECT_LT(p["twin"]["residual"]["twin"].get<double>(), p["twin"]["residual"]["design"].get<double>());

@@ -27,6 +27,7 @@
 #include "hilo/calibration/hil.hpp"
 #include "hilo/calibration/subset.hpp"
 #include "hilo/distill/data.hpp"
+#include "hilo/distill/model_io.hpp"
 
 namespace hilo::calibration {
 
@@ -230,6 +231,8 @@ struct CompensationTrial {
   distill::MatD val_logits;  // when validation features were given (the re-fit's, also after the guard)
   bool kept_uncompensated = false;  // guard_against_none replaced the re-fit by the deployed backend
   double refit_test_accuracy = 0;   // guard_against_none: the re-fit's own test accuracy
+  distill::ModelFile model;         // the re-fitted student (OpticalStudent::to_model, meta "refit": the mode),
+                                    // kept whatever the guard decides
 };
 CompensationTrial compensate(const distill::OpticalStudent& deployed, const MeasuredSubset& subset,
                              distill::Sequential<float>& teacher, const CompensationOptions& options, std::mt19937_64& rng,
