@@ -215,7 +215,7 @@ Mat<T> Pool2d<T>::backward_input(const Mat<T>& dy) {
   const Shape o = out_shape();
   const int R = stacked_rows(dy.rows(), batch_, kind_ == Kind::max ? "maxpool2d" : "avgpool2d");
   Mat<T> dx = Mat<T>::Zero(R, in_.size());
-  if (kind_ == Kind::max) {  // the same sums as the loop below, without its per-element index arithmetic
+  if (kind_ == Kind::max) {  // each output's cotangent to the input position that won the forward's max
     const auto n = static_cast<std::size_t>(o.size());
     for (int b = 0; b < R; ++b) {
       const int* from = argmax_.data() + static_cast<std::size_t>(b % batch_) * n;
@@ -231,13 +231,9 @@ Mat<T> Pool2d<T>::backward_input(const Mat<T>& dy) {
       for (int oy = 0; oy < o.h; ++oy)
         for (int ox = 0; ox < o.w; ++ox) {
           const int oi = (c * o.h + oy) * o.w + ox;
-          if (kind_ == Kind::max) {
-            dx(b, argmax_[static_cast<std::size_t>(b % batch_) * o.size() + oi]) += dy(b, oi);
-          } else {
-            for (int ky = 0; ky < k_; ++ky)
-              for (int kx = 0; kx < k_; ++kx)
-                dx(b, (c * in_.h + oy * k_ + ky) * in_.w + ox * k_ + kx) += dy(b, oi) * inv;
-          }
+          for (int ky = 0; ky < k_; ++ky)
+            for (int kx = 0; kx < k_; ++kx)
+              dx(b, (c * in_.h + oy * k_ + ky) * in_.w + ox * k_ + kx) += dy(b, oi) * inv;
         }
   return dx;
 }
