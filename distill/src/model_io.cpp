@@ -1,8 +1,11 @@
 #include "hilo/distill/model_io.hpp"
 
+#include <cstddef>
 #include <cstring>
 #include <fstream>
 #include <numeric>
+
+#include "hilo/io/file_io.hpp"
 
 namespace hilo::distill {
 namespace fs = std::filesystem;
@@ -35,10 +38,16 @@ void write_model(const fs::path& path, const ModelFile& m) {
   nlohmann::json h = {{"format", "hilo-model"}, {"version", 1}, {"kind", m.kind}, {"meta", m.meta}, {"arrays", arrays}};
   std::string hs = h.dump();
   hs.append((64 - (16 + hs.size()) % 64) % 64, ' ');
-  std::vector<char> data(off, 0);
+  // magic, header length (u64, little-endian), header, then the arrays at their offsets
+  const std::size_t head = 16 + hs.size();
+  std::vector<std::byte> file(head + off, std::byte{0});
+  std::memcpy(file.data(), "HILOMDL1", 8);
+  const std::uint64_t n = hs.size();
+  for (int i = 0; i < 8; ++i) file[std::size_t(8 + i)] = static_cast<std::byte>(n >> (8 * i));
+  std::memcpy(file.data() + 16, hs.data(), hs.size());
   for (std::size_t k = 0; k < m.arrays.size(); ++k) {
     const auto& a = m.arrays[k];
-    char* dst = data.data() + offsets[k];
+    std::byte* dst = file.data() + head + offsets[k];
     for (std::size_t i = 0; i < a.data.size(); ++i) {
       if (a.f64) {
         std::memcpy(dst + 8 * i, &a.data[i], 8);
@@ -48,22 +57,13 @@ void write_model(const fs::path& path, const ModelFile& m) {
       }
     }
   }
-  const fs::path tmp = path.string() + ".tmp";
   if (path.has_parent_path()) fs::create_directories(path.parent_path());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw ModelFileError("cannot write " + tmp.string());
-    const std::uint64_t n = hs.size();
-    out.write("HILOMDL1", 8);
-    unsigned char nb[8];
-    for (int i = 0; i < 8; ++i) nb[i] = static_cast<unsigned char>(n >> (8 * i));
-    out.write(reinterpret_cast<const char*>(nb), 8);
-    out.write(hs.data(), static_cast<std::streamsize>(hs.size()));
-    out.write(data.data(), static_cast<std::streamsize>(data.size()));
-    out.flush();
-    if (!out) throw ModelFileError("write failed: " + tmp.string());
+  // The project's one durable writer (temporary file, fsync, rename, directory fsync).
+  try {
+    io::write_file_atomic(path, file);
+  } catch (const io::FileError& e) {
+    throw ModelFileError(e.what());
   }
-  fs::rename(tmp, path);
 }
 
 ModelFile read_model(const fs::path& path) {
