@@ -411,8 +411,7 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
                                {"guarded_val", row["guarded_val"]}, {"guarded_test", row["guarded"]}};
       char file[48];
       std::snprintf(file, sizeof file, "compensated/f%g.hilo", 100.0 * f);
-      fs::create_directories(d / "compensated");
-      distill::write_model(d / file, m);
+      distill::write_model(d / file, m);  // makes compensated/
       row["guarded_model"] = file;
     }
     log(stage + ": f = " + pct(f) + " %: task " + pct(row["task"].get<double>()) + " %, ntkd " + pct(row["ntkd"].get<double>()) +
