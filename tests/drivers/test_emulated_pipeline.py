@@ -36,6 +36,7 @@ difference is a difference of two random re-fits. Measured (3 emulated runs, emu
 """
 import json
 import os
+import struct
 import subprocess
 import sys
 import tempfile
@@ -92,6 +93,14 @@ def run_pipeline(config, hilod_args, data, job, env=None):
 def stage_seed(seed, stage):
     """controller/pipeline.hpp's stage_seed."""
     return (seed * 1000003 + stage * 7919 + 17) % 2**64
+
+
+def model_header(path):
+    """The JSON header of a hilo model file (docs/distill.md: magic, header length, header)."""
+    with open(path, "rb") as f:
+        assert f.read(8) == b"HILOMDL1", path
+        (n,) = struct.unpack("<Q", f.read(8))
+        return json.loads(f.read(n))
 
 
 def run_seed(run_dir):
@@ -198,6 +207,12 @@ class PipelineThroughTheEmulatedLab(unittest.TestCase):
                 finally:
                     lab.stop()
                 lab_run = os.path.join(lab_dir, "data", rec_lab["run_id"])
+                # The guard's chosen model of every fraction is saved on the hardware path too, readable,
+                # and says what it is.
+                for row in lab_report["profiles"][0]["accuracy"]["fractions"]:
+                    meta = model_header(os.path.join(lab_run, "bench", "bench", row["guarded_model"]))["meta"]
+                    self.assertEqual(meta["compensated"]["mode"], row["guarded_mode"], row)
+                    self.assertEqual(meta["compensated"]["fraction"], row["fraction"], row)
                 seeds = refit_seeds(lab_run, lab_report)
                 lab_refits = refit_means(lab_run, "bench", seeds)
             finally:  # the thread's daemon and sweep work in tmp: never leave it before they end
