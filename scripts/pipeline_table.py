@@ -5,10 +5,12 @@ usage: pipeline_table.py REPORT.json
 Columns: profile, f, images measured, simulated accuracy of the deployed design, bench accuracy with
 no compensation, with task-loss and with NTKD compensation (backend re-fit on the measured fraction),
 with the twin-calibrated re-fits (twin task, twin NTKD: twin features of the whole training split plus
-the measured fraction), the guarded choice (the best of all on the measured validation split) and which
-mode it chose, the share of the hardware loss the guarded choice recovered ((guarded - none) / (sim -
-none)), and the bench frames each mode used (measured subset, + kernel probes for the twin modes; the
-guard's validation frames separately). Reports without twin columns print "-" there.
+the measured fraction), the re-optimised element alone and with the same four re-fits on it (bench.reoptimise_element.compensate),
+the guarded choice (the best of all on the measured validation splits) and which mode it chose, the share
+of the hardware loss the guarded choice recovered ((guarded - none) / (sim - none)), and the bench frames
+the chosen mode used beyond the uncompensated bench (measured subset, + kernel probes for the twin modes,
++ the new element's calibration for the element modes; the guard's validation frames separately).
+Reports without a mode print "-" there.
 Then per profile: the measured kernels' correlation with the design and the twin's residual on the
 measured validation split beside the design model's.
 Then, for profiles whose stage re-optimised the element (bench.reoptimise_element): the fitted defocus,
@@ -26,9 +28,12 @@ def main(path):
     sim = r["deploy"]["simulated_acc"]
     print(f"teacher {100 * r['teacher']['test_acc']:.2f} %, student (own model) {100 * r['student']['test_acc']:.2f} %, "
           f"deployed design (simulated) {100 * sim:.2f} %, kernel correlation {r['deploy']['kernel_correlation_mean']:.3f}")
-    print("| profile | f | measured | simulated % | bench none % | task % | NTKD % | twin task % | twin NTKD % "
-          "| guarded % | chosen | recovered (guarded) | frames task/NTKD | frames twin | frames guard |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    modes = [("task", "task"), ("ntkd", "NTKD"), ("twin_task", "twin task"), ("twin_ntkd", "twin NTKD"),
+             ("element", "element"), ("element_task", "element task"), ("element_ntkd", "element NTKD"),
+             ("element_twin_task", "element twin task"), ("element_twin_ntkd", "element twin NTKD")]
+    print("| profile | f | measured | simulated % | bench none % | " + " | ".join(f"{h} %" for _, h in modes) +
+          " | guarded % | chosen | recovered (guarded) | frames (chosen) | frames guard |")
+    print("|---" * (len(modes) + 10) + "|")
     pc = lambda row, k: f"{100 * row[k]:.2f}" if k in row else "-"
     for p in r["profiles"]:
         none = p["accuracy"]["none"]
@@ -37,10 +42,10 @@ def main(path):
             g = row.get("guarded", row["ntkd"])
             rec = f"{100 * (g - none) / gap:.0f} %" if gap > 1e-9 else "—"
             fr = row.get("frames", {})
+            chosen = row.get("guarded_mode", "-")
             print(f"| {p['profile']} | {100 * row['fraction']:g} % | {row['measured']} | {100 * sim:.2f} | {100 * none:.2f} | "
-                  f"{pc(row, 'task')} | {pc(row, 'ntkd')} | {pc(row, 'twin_task')} | {pc(row, 'twin_ntkd')} | "
-                  f"{pc(row, 'guarded')} | {row.get('guarded_mode', '-')} | {rec} | {fr.get('task', '-')} | "
-                  f"{fr.get('twin_task', '-')} | {fr.get('guard', '-')} |")
+                  + " | ".join(pc(row, k) for k, _ in modes) +
+                  f" | {pc(row, 'guarded')} | {chosen} | {rec} | {fr.get(chosen, '-')} | {fr.get('guard', '-')} |")
     for p in r["profiles"]:
         t = p.get("twin")
         if not t:

@@ -11,6 +11,7 @@
 #include "hilo/io/figures.hpp"
 #include "hilo/sim/npy.hpp"
 #include "pipeline_timing.hpp"
+#include "pipeline_twin.hpp"
 
 namespace hilo::controller {
 
@@ -32,7 +33,8 @@ json fidelity_json(const calibration::PsfComparison& c) {
 
 json PipelineStages::reoptimised_element(const std::string& name, int index, calibration::ExperimentBench& eb,
                                          const calibration::BenchCalibrationResult& before, const distill::Dataset* sub,
-                                         const json& nested, std::mt19937_64& rng, json& timings) {
+                                         const std::vector<int>& sub_rows, const json& nested, std::mt19937_64& rng,
+                                         json& timings, std::vector<std::map<std::string, distill::ModelFile>>* models) {
   const auto& o = c_.reoptimise_element;
   if (!o.enabled) return {{"skipped", "bench.reoptimise_element.enabled is false"}};
   if (b_.design.element.kind != sim::ElementKind::slm || !b_.element)
@@ -58,7 +60,8 @@ json PipelineStages::reoptimised_element(const std::string& name, int index, cal
   s.set_kernels(re.deployment.kernels);
   const io::WorkControl quiet{{}, ctl_.work.stop};
   lap.emplace(timings, "reopt: design features");
-  const MatD a_train = calibration::design_features(design, re.deployment, s, data_.train.x, quiet, c_.threads);
+  const MatD maps_train = calibration::design_maps(design, re.deployment, s, data_.train.x, quiet, c_.threads);
+  const MatD a_train = s.features_from_maps(maps_train);
   const MatD a_test = calibration::design_features(design, re.deployment, s, test_x_, quiet, c_.threads);
   if (stop()) throw StageStopped{};
   lap.emplace(timings, "reopt: design re-fit");
@@ -95,26 +98,59 @@ json PipelineStages::reoptimised_element(const std::string& name, int index, cal
   const MatD logits_none = none.backend_forward(A_test);
   json acc = {{"none", distill::accuracy(logits_none, test_y_)}};
   json rows = json::array();
+  std::optional<TwinState> twin;
   if (o.compensate && sub && teacher_) {
+    // The guard's evidence for this element (its validation split), the measured subset for its re-fits
+    // and, with bench.kernels, its own measured kernels and twin (the new element realises other kernels).
+    std::mt19937_64 twin_rng(seed_of(SeedStream::reopt_twin, index));
+    if (c_.kernels.enabled) {
+      lap.emplace(timings, "reopt: kernel probes and twin");
+      twin.emplace(measure_twin(ex, ex.saved_calibration({}).calibration, design, re.deployment, s, c_, twin_rng, d, stage));
+    }
     lap.emplace(timings, "reopt: measure val and subset");
     const MatD A_val = measure(data_.val.x), A_sub = measure(sub->x);
-    const double val_none = distill::accuracy(none.backend_forward(A_val), data_.val.y);
-    int step = 0;
+    const MatD val_logits_none = none.backend_forward(A_val);
+    const double val_none = distill::accuracy(val_logits_none, data_.val.y);
+    acc["none_val"] = val_none;
+    if (twin) {
+      lap.emplace(timings, "reopt: twin residual and training features");
+      const MatD maps_val = calibration::design_maps(design, re.deployment, s, data_.val.x, quiet, c_.threads);
+      check_and_extend_twin(*twin, s, data_, maps_val, maps_train, A_val, c_, twin_rng);
+      log(stage + ": twin: " + twin->summary["residual"].dump());
+    }
+    int step = 0, k = 0;
+    json twin_parts = json::object();  // twin_modes' parts, filed as "reopt: twin_task" / "reopt: twin_ntkd"
     lap.emplace(timings, "reopt: re-fits");
     for (const auto& n : nested) {
       const auto pick = n.at("indices").get<std::vector<std::size_t>>();
       const auto part = calibration::take_rows(A_sub, *sub, pick);
       json row = {{"fraction", n.at("fraction")}, {"measured", pick.size()}};
+      std::map<std::string, distill::ModelFile> mine;
+      mine["none"] = s.to_model({});
       for (const auto* m : {&c_.task, &c_.ntkd}) {
         std::mt19937_64 r2(seed_of(SeedStream::reopt_refit, index, step++));
         auto t = calibration::compensate(s, part, *teacher_, *m, r2, A_test, test_y_, &A_val, &data_.val.y, quiet);
         if (t.report.stopped) throw StageStopped{};
         calibration::guard_against_none(t, val_none, logits_none, test_y_);
-        row[calibration::to_string(m->mode)] = t.test_accuracy;
-        row[calibration::to_string(m->mode) + "_kept_none"] = t.kept_uncompensated;
+        const std::string mode = calibration::to_string(m->mode);
+        refit_cells(row, mode, t);
+        mine[mode] = std::move(t.model);
       }
+      if (twin) {
+        std::vector<std::size_t> train_rows;
+        for (auto p : pick) train_rows.push_back(std::size_t(sub_rows.at(p)));
+        const calibration::NtkGroups* groups = c_.twin.shared_ntk_groups ? &train_ntk_groups() : nullptr;
+        const std::uint64_t seed = seed_of(SeedStream::reopt_twin_refit, index, 2 * k + 2);
+        (void)seed_of(SeedStream::reopt_twin_refit, index, 2 * k + 2, 1);  // twin_modes: twin_ntkd draws from seed + 1
+        twin_modes(*twin, c_, {s, *teacher_, data_, A_test, test_y_, A_val, groups}, part.features, train_rows, seed, row,
+                   quiet, twin_parts, &mine);
+        if (stop()) throw StageStopped{};
+      }
+      if (models) models->push_back(std::move(mine));
       rows.push_back(row);
+      ++k;
     }
+    for (const auto& [part, t] : twin_parts.items()) timings["reopt: " + part] = t;
   }
   acc["fractions"] = rows;
   lap.emplace(timings, "reopt: fidelity and figure");
@@ -140,7 +176,10 @@ json PipelineStages::reoptimised_element(const std::string& name, int index, cal
               {"accuracy", acc},
               {"calibration", cal.value().summary},
               {"bench_frames", {{"calibration", ex.calibration_frames()}, {"total", ex.frame_log().size()},
+                                {"kernel_probes", twin ? twin->probe_frames : 0},
+                                {"val", acc.contains("none_val") ? std::int64_t(data_.val.size()) * c_.frames : 0},
                                 {"extra_for_fit", 0}}},
+              {"twin", twin ? twin->summary : json(nullptr)},
               {"frame_integrity", ex.frame_integrity()},
               {"figure", "element_reoptimised/psf_designed_before_after.png"}};
   if (b_.simulator) {

@@ -53,46 +53,36 @@ std::string pct(double v) {
   return b;
 }
 
-namespace {
-// The element re-optimised columns (pipeline_reopt.cpp): its uncompensated bench accuracy, its NTKD
-// re-fit at this fraction and the bench frames it took; "—" where the stage did not run it. A null
-// profile appends the header cells.
-void append_reoptimised_cells(std::vector<std::string>& row, const json& profile, double fraction) {
-  if (profile.is_null()) {
-    row.insert(row.end(), {"re-opt. none %", "re-opt. NTKD %", "re-opt. frames"});
-    return;
-  }
-  const json* e = profile.contains("element_reoptimised") ? &profile["element_reoptimised"] : nullptr;
-  if (!e || !e->contains("accuracy")) {
-    row.insert(row.end(), {"—", "—", "—"});
-    return;
-  }
-  std::string ntkd = "—";
-  for (const auto& f : e->at("accuracy").at("fractions"))
-    if (std::abs(f.at("fraction").get<double>() - fraction) < 1e-12) ntkd = pct(f.at("ntkd").get<double>());
-  row.insert(row.end(), {pct(e->at("accuracy").at("none").get<double>()), ntkd,
-                         std::to_string(e->at("bench_frames").at("total").get<std::size_t>())});
-}
-}  // namespace
-
 std::vector<std::vector<std::string>> report_accuracy_rows(const json& report) {
   const double sim_acc = report.at("deploy").at("simulated_acc").get<double>();
-  // Twin columns and the guarded choice appear for reports that have them (runs with bench.kernels on).
-  auto cell = [](const json& r, const char* key) { return r.contains(key) ? pct(r.at(key).get<double>()) : std::string("-"); };
-  std::vector<std::vector<std::string>> rows{{"profile", "f %", "measured", "simulated %", "bench: none %", "task %", "NTKD %",
-                                              "twin task %", "twin NTKD %", "guarded %", "chosen", "recovered (guarded)"}};
+  // Every mode's column (the twin modes with bench.kernels on, the re-optimised element's with
+  // bench.reoptimise_element.compensate), the guarded choice among them on the measured validation
+  // split, the share of the hardware loss it recovered and the bench frames it used; "-" where the
+  // stage did not run a mode.
+  auto cell = [](const json& r, const std::string& key) { return r.contains(key) ? pct(r.at(key).get<double>()) : std::string("-"); };
+  const std::vector<std::pair<std::string, std::string>> modes = {
+      {"task", "task %"}, {"ntkd", "NTKD %"}, {"twin_task", "twin task %"}, {"twin_ntkd", "twin NTKD %"},
+      {"element", "element %"}, {"element_task", "element task %"}, {"element_ntkd", "element NTKD %"},
+      {"element_twin_task", "element twin task %"}, {"element_twin_ntkd", "element twin NTKD %"}};
+  std::vector<std::string> head{"profile", "f %", "measured", "simulated %", "bench: none %"};
+  for (const auto& m : modes) head.push_back(m.second);
+  head.insert(head.end(), {"guarded %", "chosen", "recovered (guarded)", "frames (chosen)"});
+  std::vector<std::vector<std::string>> rows{head};
   for (const auto& p : report.at("profiles")) {
     const double none = p.at("accuracy").at("none").get<double>();
     for (const auto& r : p.at("accuracy").at("fractions")) {
       const double g = r.contains("guarded") ? r.at("guarded").get<double>() : r.at("ntkd").get<double>();
       const double rec = sim_acc - none > 1e-9 ? (g - none) / (sim_acc - none) : 0.0;
-      rows.push_back({p.at("profile").get<std::string>(), pct(r.at("fraction").get<double>()), std::to_string(r.at("measured").get<int>()),
-                      pct(sim_acc), pct(none), pct(r.at("task").get<double>()), pct(r.at("ntkd").get<double>()), cell(r, "twin_task"),
-                      cell(r, "twin_ntkd"), cell(r, "guarded"), r.value("guarded_mode", std::string("-")), pct(rec) + " %"});
-      append_reoptimised_cells(rows.back(), p, r.at("fraction").get<double>());
+      std::vector<std::string> row{p.at("profile").get<std::string>(), pct(r.at("fraction").get<double>()),
+                                   std::to_string(r.at("measured").get<int>()), pct(sim_acc), pct(none)};
+      for (const auto& m : modes) row.push_back(cell(r, m.first));
+      const std::string chosen = r.value("guarded_mode", std::string("-"));
+      const json* fr = r.contains("frames") ? &r.at("frames") : nullptr;
+      row.insert(row.end(), {cell(r, "guarded"), chosen, pct(rec) + " %",
+                             fr && fr->contains(chosen) ? std::to_string(fr->at(chosen).get<std::int64_t>()) : std::string("-")});
+      rows.push_back(std::move(row));
     }
   }
-  append_reoptimised_cells(rows.front(), nullptr, 0.0);
   return rows;
 }
 

@@ -348,6 +348,7 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
   std::vector<double> fr = compensate ? c_.fractions : std::vector<double>{};
   std::sort(fr.begin(), fr.end(), std::greater<>());
   json rows = json::array(), nested = json::array();
+  std::vector<std::map<std::string, distill::ModelFile>> fraction_models;  // per row: each re-fit's student
   int step = 0;
   const int steps = int(fr.size()) * 2;
   // The guard's reference: the deployed backend on the measured validation split.
@@ -373,10 +374,7 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
       if (t.report.stopped) throw StageStopped{};
       calibration::guard_against_none(t, val_none, logits_none, test_y_);
       const std::string mode = calibration::to_string(o->mode);
-      row[mode] = t.test_accuracy;
-      row[mode + "_refit"] = t.refit_test_accuracy;
-      row[mode + "_val"] = t.val_accuracy;
-      row[mode + "_kept_none"] = t.kept_uncompensated;
+      refit_cells(row, mode, t);
       models[mode] = std::move(t.model);
       if (f >= fmax) {
         if (!best_refit || t.val_accuracy > best_val)
@@ -402,27 +400,12 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
                  twin_seed(index, step), row, {{}, ctl_.work.stop}, tm, &models);
       if (stop()) throw StageStopped{};
     }
-    guard_row(row, val_none, acc["none"].get<double>(), std::int64_t(pick.size()) * c_.frames, twin ? twin->probe_frames : 0,
-              std::int64_t(A_val.rows()) * c_.frames);
-    {  // The model the guard chose, ready to deploy (or to `defer`): the deployed student when it kept none.
-      const std::string chosen = row["guarded_mode"].get<std::string>();
-      distill::ModelFile m = chosen == "none" ? deployed_->to_model({}) : std::move(models.at(chosen));
-      m.meta["compensated"] = {{"profile", name}, {"fraction", f}, {"mode", chosen}, {"measured", pick.size()},
-                               {"guarded_val", row["guarded_val"]}, {"guarded_test", row["guarded"]}};
-      char file[48];
-      std::snprintf(file, sizeof file, "compensated/f%g.hilo", 100.0 * f);
-      distill::write_model(d / file, m);  // makes compensated/
-      row["guarded_model"] = file;
-    }
-    log(stage + ": f = " + pct(f) + " %: task " + pct(row["task"].get<double>()) + " %, ntkd " + pct(row["ntkd"].get<double>()) +
-        " %" + (twin ? ", twin task " + pct(row["twin_task"].get<double>()) + " %, twin ntkd " + pct(row["twin_ntkd"].get<double>()) + " %" : "") +
-        "; guarded: " + row["guarded_mode"].get<std::string>() + " " + pct(row["guarded"].get<double>()) + " %");
+    fraction_models.push_back(std::move(models));
     rows.push_back(row);
   }
   // The sweep re-fits on exactly these subsets.
   if (compensate)
     io::write_json_atomic(d / "nested_subsets.json", {{"strategy", calibration::to_string(c_.strategy)}, {"fractions", nested}});
-  acc["fractions"] = rows;
   json res = {{"profile", name},
               {"calibration", cal_summary},
               {"calibration_source", calibration.empty() ? json("calibration (this stage)") : json(calibration.string())},
@@ -460,7 +443,62 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
   calibration::write_frame_log(d / "frame_log.npy", ex.frame_log());
   // ---- element re-optimised (pipeline_reopt.cpp): after everything above, so those cells are unchanged
   lap.reset();
-  if (fresh) res["element_reoptimised"] = reoptimised_element(name, index, eb, *fresh, compensate ? &sub : nullptr, nested, rng, tm);
+  std::vector<std::map<std::string, distill::ModelFile>> element_models;
+  if (fresh)
+    res["element_reoptimised"] = reoptimised_element(name, index, eb, *fresh, compensate ? &sub : nullptr, idx, nested, rng,
+                                                     tm, &element_models);
+  // ---- the guard over every mode of both elements, and the model it chose per fraction
+  for (std::size_t k = 0; k < rows.size(); ++k) {
+    json& row = rows[k];
+    const double f = row["fraction"].get<double>();
+    const json* er = res.contains("element_reoptimised") ? &res["element_reoptimised"] : nullptr;
+    const bool element = er && k < element_models.size() && er->at("accuracy").contains("none_val");
+    std::map<std::string, std::int64_t> frames = {{"none", 0}};
+    const std::int64_t measured_frames = row["measured"].get<std::int64_t>() * c_.frames;
+    for (const char* m : {"task", "ntkd"}) frames[m] = measured_frames;
+    if (twin)
+      for (const char* m : {"twin_task", "twin_ntkd"}) frames[m] = measured_frames + twin->probe_frames;
+    std::int64_t guard_frames = std::int64_t(A_val.rows()) * c_.frames;
+    if (element) {
+      const json& ea = er->at("accuracy");
+      const json& eframes = er->at("bench_frames");
+      const json& erow = ea.at("fractions").at(k);
+      const std::int64_t cal_frames = eframes.at("calibration").get<std::int64_t>();
+      row["element"] = ea.at("none");
+      row["element_val"] = ea.at("none_val");
+      frames["element"] = cal_frames;
+      for (const std::string m : {"task", "ntkd", "twin_task", "twin_ntkd"}) {
+        if (!erow.contains(m + "_val")) continue;
+        row["element_" + m] = erow.contains(m + "_refit") ? erow[m + "_refit"] : erow[m];
+        row["element_" + m + "_val"] = erow[m + "_val"];
+        frames["element_" + m] = cal_frames + measured_frames +
+                                 (m.rfind("twin_", 0) == 0 ? eframes.at("kernel_probes").get<std::int64_t>() : 0);
+      }
+      guard_frames += eframes.at("val").get<std::int64_t>();
+    }
+    guard_row(row, val_none, acc["none"].get<double>(), frames, guard_frames);
+    {  // The model the guard chose, ready to deploy (or to `defer`): the deployed student when it kept none.
+      const std::string chosen = row["guarded_mode"].get<std::string>();
+      const bool on_element = chosen.rfind("element", 0) == 0;
+      distill::ModelFile m;
+      if (chosen == "none") m = deployed_->to_model({});
+      else if (on_element) m = std::move(element_models[k].at(chosen == "element" ? "none" : chosen.substr(8)));
+      else m = std::move(fraction_models[k].at(chosen));
+      m.meta["compensated"] = {{"profile", name}, {"fraction", f}, {"mode", chosen}, {"measured", row["measured"]},
+                               {"guarded_val", row["guarded_val"]}, {"guarded_test", row["guarded"]},
+                               {"element_phase", on_element ? "bench/" + name + "/element_reoptimised/phase.npy" : "deploy/phase.npy"}};
+      char file[48];
+      std::snprintf(file, sizeof file, "compensated/f%g.hilo", 100.0 * f);
+      distill::write_model(d / file, m);  // makes compensated/
+      row["guarded_model"] = file;
+    }
+    log(stage + ": f = " + pct(f) + " %: task " + pct(row["task"].get<double>()) + " %, ntkd " + pct(row["ntkd"].get<double>()) +
+        " %" + (twin ? ", twin task " + pct(row["twin_task"].get<double>()) + " %, twin ntkd " + pct(row["twin_ntkd"].get<double>()) + " %" : "") +
+        (element ? ", element " + pct(row["element"].get<double>()) + " %" : "") +
+        "; guarded: " + row["guarded_mode"].get<std::string>() + " " + pct(row["guarded"].get<double>()) + " %");
+  }
+  acc["fractions"] = rows;
+  res["accuracy"] = acc;
   // ----
   if (ex.frame_counters().regrabs > 0)
     log(stage + ": frame integrity (rejected frames re-grabbed): " + ex.frame_integrity().dump());

@@ -88,15 +88,22 @@ void twin_modes(const TwinState& t, const PipelineConfig& c, const TwinRefitInpu
   }
 }
 
-void guard_row(json& row, double none_val, double none_test, std::int64_t measured_frames, std::int64_t probe_frames,
+void refit_cells(json& row, const std::string& mode, const calibration::CompensationTrial& t) {
+  row[mode] = t.test_accuracy;
+  row[mode + "_refit"] = t.refit_test_accuracy;
+  row[mode + "_val"] = t.val_accuracy;
+  row[mode + "_kept_none"] = t.kept_uncompensated;
+}
+
+void guard_row(json& row, double none_val, double none_test, const std::map<std::string, std::int64_t>& frames,
                std::int64_t guard_frames) {
   std::string best = "none";
   double best_val = none_val, best_test = none_test;
-  json frames = {{"none", 0}, {"guard", guard_frames}};
-  for (const std::string m : {"task", "ntkd", "twin_task", "twin_ntkd"}) {
+  json used = {{"guard", guard_frames}};
+  for (const auto& [m, n] : frames) used[m] = n;
+  for (const std::string m : {"task", "ntkd", "twin_task", "twin_ntkd", "element", "element_task", "element_ntkd",
+                              "element_twin_task", "element_twin_ntkd"}) {
     if (!row.contains(m + "_val")) continue;
-    const bool twin = m.rfind("twin_", 0) == 0;
-    frames[m] = measured_frames + (twin ? probe_frames : 0);
     const double v = row[m + "_val"].get<double>();
     if (v > best_val) {
       best = m;
@@ -107,7 +114,7 @@ void guard_row(json& row, double none_val, double none_test, std::int64_t measur
   row["guarded"] = best_test;
   row["guarded_mode"] = best;
   row["guarded_val"] = best_val;
-  row["frames"] = frames;
+  row["frames"] = used;
 }
 
 }  // namespace hilo::controller

@@ -64,13 +64,20 @@ void twin_modes(const TwinState& t, const PipelineConfig& c, const TwinRefitInpu
                 const io::WorkControl& work, nlohmann::json& timings,
                 std::map<std::string, distill::ModelFile>* models = nullptr);
 
+// A backend re-fit's cells of a row (after calibration::guard_against_none): row[mode] (the guarded test
+// accuracy), "<mode>_refit" (the re-fit's own), "<mode>_val", "<mode>_kept_none".
+void refit_cells(nlohmann::json& row, const std::string& mode, const calibration::CompensationTrial& t);
+
 // The guard over every mode of a row: the highest accuracy on the measured validation split among none
-// (none_val) and each re-fit present ("<mode>_val"; ties keep the earlier of none, task, ntkd, twin_task,
-// twin_ntkd), so the guarded cell is never chosen against "none" without evidence. Sets
-// row["guarded"] (its test accuracy: none_test for none, "<mode>_refit" or "<mode>" for the others),
-// row["guarded_mode"] and row["frames"] = bench frames each mode used: {"<mode>": measured images ×
-// frames (+ kernel probes for the twin modes)}, and "guard": validation images × frames.
-void guard_row(nlohmann::json& row, double none_val, double none_test, std::int64_t measured_frames,
-               std::int64_t probe_frames, std::int64_t guard_frames);
+// (none_val) and each mode present ("<mode>_val"), in the order none, task, ntkd, twin_task, twin_ntkd,
+// element, element_task, element_ntkd, element_twin_task, element_twin_ntkd (ties keep the earlier), so
+// the guarded cell is never chosen against "none" without evidence. The element modes are the
+// re-optimised element (bench.reoptimise_element) alone and with its re-fits, validated on the split
+// measured through that element. Sets row["guarded"] (its test accuracy: none_test for none,
+// "<mode>_refit" or "<mode>" for the others), row["guarded_mode"], row["guarded_val"] and
+// row["frames"] = `frames` (bench frames each mode used beyond the uncompensated bench) with
+// "guard": the validation frames the choice used.
+void guard_row(nlohmann::json& row, double none_val, double none_test, const std::map<std::string, std::int64_t>& frames,
+               std::int64_t guard_frames);
 
 }  // namespace hilo::controller

@@ -58,6 +58,63 @@ fs::path fresh_dir(const std::string& name) {
   return d;
 }
 
+// The guard of a bench stage's rows (pipeline_twin.hpp guard_row) and the models it saved: with
+// `element` (bench.reoptimise_element.compensate), every row also holds the re-optimised element's cells
+// (alone and re-fitted, with the twin on its own measured kernels) with their validation accuracies and
+// bench frames. The guard took the best validation accuracy of all the modes, never below none; the
+// saved model is the chosen one: on the measured test features of the element it was chosen on it
+// scores the guarded accuracy to the bit, and its meta names that element's phase. Returns the modes
+// the guard chose.
+std::set<std::string> expect_guarded_models(const json& p, const fs::path& bd, const distill::Splits& data, bool element) {
+  std::set<std::string> chosen;
+  const auto& er = p["element_reoptimised"];
+  if (element) EXPECT_TRUE(er["accuracy"].contains("none_val")) << er.dump();
+  std::vector<std::string> modes = {"task", "ntkd", "twin_task", "twin_ntkd"};
+  if (element) modes.insert(modes.end(), {"element", "element_task", "element_ntkd", "element_twin_task", "element_twin_ntkd"});
+  for (const auto& row : p["accuracy"]["fractions"]) {
+    double best = p["accuracy"]["none_val"].get<double>();
+    for (const std::string& m : modes) {
+      if (!row.contains(m + "_val") || !row.contains(m)) {
+        ADD_FAILURE() << m << " missing: " << row.dump();
+        return chosen;
+      }
+      best = std::max(best, row[m + "_val"].get<double>());
+    }
+    EXPECT_EQ(row["guarded_val"].get<double>(), best) << row.dump();
+    const auto& fr = row["frames"];
+    const int n = row["measured"].get<int>();
+    EXPECT_EQ(fr["task"], n);
+    EXPECT_EQ(fr["twin_task"].get<int>(), n + p["twin"]["kernels"]["frames"].get<int>());
+    if (element) {
+      const int cal = er["bench_frames"]["calibration"].get<int>();
+      EXPECT_GT(cal, 0);
+      EXPECT_EQ(fr["element"], cal);
+      EXPECT_EQ(fr["element_task"], cal + n);
+      EXPECT_EQ(fr["element_twin_ntkd"], cal + n + er["twin"]["kernels"]["frames"].get<int>());
+    }
+    EXPECT_EQ(fr["guard"], (element ? 2 : 1) * int(data.val.size())) << "the validation splits the guard used";
+    const std::string mode = row["guarded_mode"];
+    chosen.insert(mode);
+    const bool on_element = mode.rfind("element", 0) == 0;
+    const distill::MatD test = calibration::read_features(bd / (on_element ? "element_reoptimised/test_features.npy" : "test_features.npy"));
+    const std::vector<int> y(data.test.y.begin(), data.test.y.begin() + test.rows());
+    const fs::path file = bd / row["guarded_model"].get<std::string>();
+    if (!fs::exists(file)) {
+      ADD_FAILURE() << file;
+      continue;
+    }
+    const distill::ModelFile m = distill::read_model(file);
+    EXPECT_EQ(m.meta["compensated"]["mode"], mode);
+    EXPECT_EQ(m.meta["compensated"]["fraction"].get<double>(), row["fraction"].get<double>());
+    EXPECT_EQ(m.meta["compensated"]["element_phase"],
+              on_element ? "bench/" + p["profile"].get<std::string>() + "/element_reoptimised/phase.npy" : "deploy/phase.npy");
+    EXPECT_EQ(distill::accuracy(distill::OpticalStudent::from_model(m).backend_forward(test), y), row["guarded"].get<double>())
+        << row.dump();
+  }
+  if (element) EXPECT_TRUE(fs::exists(bd / "element_reoptimised/kernels_designed_vs_measured.png"));
+  return chosen;
+}
+
 }  // namespace
 
 TEST(PipelineConfig, DefaultsAreValidAndBadValuesNameTheRule) {
@@ -273,7 +330,9 @@ TEST(PipelineConfig, ReadingNamesTheKeyAndTheRule) {
 }
 
 TEST(Pipeline, RunsEveryStageAndResumesToTheSameResult) {
-  const auto cfg = PipelineConfig::from_json(small_config());
+  auto j = small_config();
+  j["bench"]["reoptimise_element"]["compensate"] = true;  // the default: the guard over both elements
+  const auto cfg = PipelineConfig::from_json(j);
   // Uninterrupted.
   const fs::path a = fresh_dir("a");
   json report_a;
@@ -308,28 +367,12 @@ TEST(Pipeline, RunsEveryStageAndResumesToTheSameResult) {
       EXPECT_GE(v, 0.0);
       EXPECT_LE(v, 1.0);
     }
-    // The guard never picks a mode that validated worse than none, and counts every mode's frames.
-    EXPECT_GE(row["guarded_val"].get<double>(), p["accuracy"]["none_val"].get<double>());
-    const auto& fr = row["frames"];
-    EXPECT_EQ(fr["task"], row["measured"]);
-    EXPECT_EQ(fr["twin_task"].get<int>(), row["measured"].get<int>() + p["twin"]["kernels"]["frames"].get<int>());
   }
-  // The guard's chosen model of every fraction is saved, and it is that model: on the stored measured
-  // test features it scores the guarded accuracy to the bit (none: the deployed student).
-  {
-    const distill::Splits data = distill::load_splits(cfg.data);
-    const distill::MatD test = calibration::read_features(a / "bench/moderate/test_features.npy");
-    const std::vector<int> y(data.test.y.begin(), data.test.y.begin() + test.rows());
-    for (const auto& row : p["accuracy"]["fractions"]) {
-      const fs::path file = a / "bench/moderate" / row["guarded_model"].get<std::string>();
-      ASSERT_TRUE(fs::exists(file)) << file;
-      const distill::ModelFile m = distill::read_model(file);
-      EXPECT_EQ(m.meta["compensated"]["mode"], row["guarded_mode"]);
-      EXPECT_EQ(m.meta["compensated"]["fraction"].get<double>(), row["fraction"].get<double>());
-      auto s = distill::OpticalStudent::from_model(m);
-      EXPECT_EQ(distill::accuracy(s.backend_forward(test), y), row["guarded"].get<double>()) << row.dump();
-    }
-  }
+  // The guard over both elements and the model it saved per fraction.
+  const std::set<std::string> chosen = expect_guarded_models(p, a / "bench/moderate", distill::load_splits(cfg.data), true);
+  std::cout << "guard over both elements chose:";
+  for (const auto& c : chosen) std::cout << " " << c;
+  std::cout << "\n";
   // The twin predicts the measured validation split better than the design model.
   EXPECT_LT(p["twin"]["residual"]["twin"].get<double>(), p["twin"]["residual"]["design"].get<double>());
   EXPECT_LT(none, sim_acc) << "the moderate profile's hardware errors cost nothing?";
@@ -360,7 +403,7 @@ TEST(Pipeline, RunsEveryStageAndResumesToTheSameResult) {
   EXPECT_NEAR(re["pupil_fit"]["zernike_waves"]["4"].get<double>(), re["ground_truth"]["zernike_waves"]["4"].get<double>(), 0.01);
   EXPECT_GT(re["kernel_correlation"]["measured_after"]["mean"].get<double>(),
             re["kernel_correlation"]["measured_before"]["mean"].get<double>());
-  EXPECT_EQ(re["accuracy"]["fractions"].size(), 0u) << "compensate is off in this job (the main job runs it)";
+  EXPECT_EQ(re["accuracy"]["fractions"].size(), 2u) << "one row of re-fits on the new element per fraction";
   EXPECT_GT(re["accuracy"]["none"].get<double>(), none) << "the re-optimised element should beat the deployed one";
   EXPECT_GE(re["bench_frames"]["total"].get<int>(), re["bench_frames"]["calibration"].get<int>() + 300)
       << "the new element's calibration and at least its 300 test images";
@@ -378,6 +421,7 @@ TEST(Pipeline, RunsEveryStageAndResumesToTheSameResult) {
     EXPECT_GE(parts[part]["cpu_s"].get<double>(), 0.0);
   }
   EXPECT_EQ(parts["twin_ntkd"]["count"], 2) << "one twin NTKD re-fit per fraction";
+  EXPECT_EQ(parts["reopt: twin_ntkd"]["count"], 2) << "and one per fraction on the re-optimised element";
   EXPECT_GT(parts["measure test"]["cpu_s"].get<double>(), 0.0) << "300 frames took no CPU time?";
   EXPECT_EQ(read_json_file(a / "bench/moderate/timings.json"), parts);
 
@@ -516,7 +560,8 @@ TEST(PipelineSeeds, StreamsOfOneRunNeverShareASeed) {
         const std::uint64_t stage = stream_stage(info.stream, p, s);
         EXPECT_TRUE(stage_owner.emplace(stage, who).second) << who << " shares stage " << stage << " with " << stage_owner[stage];
         for (std::uint64_t seed : {1ull, 12345ull})
-          for (std::uint64_t off = 0; off <= (info.stream == SeedStream::twin_refit ? 1u : 0u); ++off) {
+          for (std::uint64_t off = 0;
+               off <= (info.stream == SeedStream::twin_refit || info.stream == SeedStream::reopt_twin_refit ? 1u : 0u); ++off) {
             const std::uint64_t v = stage_seed(seed, stage) + off;
             EXPECT_TRUE(seed_owner.emplace(std::pair{seed, v}, who).second) << who << " shares generator seed " << v;
           }
@@ -609,7 +654,12 @@ TEST(Pipeline, DriftRecompensationFromTheTwinBeatsTheStaleCalibration) {
     streams.insert(s["stream"].get<std::string>());
     EXPECT_TRUE(seen.emplace(s["seed"].get<std::uint64_t>(), who).second) << who << " draws the seed of " << seen[s["seed"].get<std::uint64_t>()];
   }
-  for (const char* want : {"teacher", "student", "deploy", "simulator", "bench", "refit", "twin", "twin_refit", "reopt_refit", "recompensation"})
+  for (const char* want : {"teacher", "student", "deploy", "simulator", "bench", "refit", "twin", "twin_refit", "reopt_refit",
+                           "recompensation", "reopt_twin", "reopt_twin_refit"})
     EXPECT_TRUE(streams.count(want)) << "no seed drawn from stream " << want;
+  const std::set<std::string> chosen = expect_guarded_models(p, d / "bench/moderate", distill::load_splits(cfg.data), true);
+  std::cout << "guard over both elements chose:";
+  for (const auto& c : chosen) std::cout << " " << c;
+  std::cout << "\n";
   fs::remove_all(d);
 }

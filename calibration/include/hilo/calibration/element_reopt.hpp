@@ -30,11 +30,11 @@ struct ElementReoptOptions {
   bool enabled = true;    // the pipeline runs it on SLM elements; fixed masks are skipped
   PupilFitOptions fit;
   // Also measure the validation split and the largest subset through the new element and run the
-  // task / NTKD re-fits there (more bench frames: val + subset). Off by default: on the main job at
-  // f = 2 % the guarded task re-fit on the new element scored 0 / −0.35 / +0.15 points against the new
-  // element alone (mild / moderate / severe; NTKD 0 / −3.25 / 0), for 1,700 more bench frames and about
-  // a fifth of each bench stage's CPU time (docs/pipeline.md, "Where the time goes").
-  bool compensate = false;
+  // re-fits there (task / NTKD, and the twin modes on its own measured kernels with bench.kernels), so that
+  // the pipeline's guard can choose the new element (alone or re-fitted) against the deployed element's
+  // modes on measured evidence (docs/pipeline.md). Costs the validation split, the largest subset and the
+  // kernel probes in bench frames through the new element.
+  bool compensate = true;
 
   [[nodiscard]] std::string validate() const;  // empty when valid, else the violated rule
 };

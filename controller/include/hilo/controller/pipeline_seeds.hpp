@@ -31,7 +31,9 @@ enum class SeedStream {
   twin_refit,     // 500 + 10p + 2k + 2: the k-th fraction's twin re-fits (twin_task; twin_ntkd takes seed + 1)
   ntk_groups,     // 600: the twin NTKD's teacher NTK groups, once per job
   reopt_refit,    // 700 + 10p + s: re-fits on the re-optimised element (bench.reoptimise_element.compensate)
-  recompensation  // 800 + p: a drift re-compensation (calibration, kernel probes, twin noise, re-fit)
+  recompensation,  // 800 + p: a drift re-compensation (calibration, kernel probes, twin noise, re-fit)
+  reopt_twin,      // 900 + p: the re-optimised element's kernel probes and its twin's training-feature noise
+  reopt_twin_refit  // 1000 + 10p + 2k + 2: its k-th fraction's twin re-fits (twin_ntkd takes seed + 1)
 };
 
 struct SeedStreamInfo {
@@ -42,7 +44,7 @@ struct SeedStreamInfo {
   std::uint64_t steps;        // step < steps
 };
 
-inline constexpr std::array<SeedStreamInfo, 11> kSeedStreams{{
+inline constexpr std::array<SeedStreamInfo, 13> kSeedStreams{{
     {SeedStream::teacher, "teacher", 1, 0, 1},
     {SeedStream::student, "student", 2, 0, 1},
     {SeedStream::deploy, "deploy", 3, 0, 1},
@@ -54,6 +56,8 @@ inline constexpr std::array<SeedStreamInfo, 11> kSeedStreams{{
     {SeedStream::ntk_groups, "ntk_groups", 600, 0, 1},
     {SeedStream::reopt_refit, "reopt_refit", 700, 10, 2 * kMaxFractions},
     {SeedStream::recompensation, "recompensation", 800, 1, 1},
+    {SeedStream::reopt_twin, "reopt_twin", 900, 1, 1},
+    {SeedStream::reopt_twin_refit, "reopt_twin_refit", 1000, 10, 2 * kMaxFractions + 1},
 }};
 
 constexpr const SeedStreamInfo& seed_stream_info(SeedStream s) { return kSeedStreams[std::size_t(s)]; }

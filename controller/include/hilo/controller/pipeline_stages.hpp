@@ -8,6 +8,7 @@
 // device faults and missing inputs throw std::runtime_error, invalid settings std::invalid_argument.
 #include <atomic>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -90,11 +91,16 @@ class PipelineStages {
  private:
   distill::JobControl train_control(const std::string& stage);
   // bench(): the element re-optimised after the stage's calibration `before` (pipeline_reopt.cpp;
-  // bench.reoptimise_element). `sub`: the measured subset (null without compensation), `nested` the
-  // stage's nested subsets ({"fraction", "indices"}). The result's "element_reoptimised" entry.
+  // bench.reoptimise_element). `sub`: the measured subset (null without compensation), `sub_rows` its
+  // rows in the training split, `nested` the stage's nested subsets ({"fraction", "indices"}). The
+  // result's "element_reoptimised" entry; with `compensate`, its accuracy.fractions rows hold the
+  // element's re-fits with their validation accuracies (the guard's evidence, as the stage's rows), and
+  // `models` gets one map per nested subset: "none" (the element's own backend) and each re-fit's student.
   nlohmann::json reoptimised_element(const std::string& name, int index, calibration::ExperimentBench& eb,
                                      const calibration::BenchCalibrationResult& before, const distill::Dataset* sub,
-                                     const nlohmann::json& nested, std::mt19937_64& rng, nlohmann::json& timings);
+                                     const std::vector<int>& sub_rows, const nlohmann::json& nested,
+                                     std::mt19937_64& rng, nlohmann::json& timings,
+                                     std::vector<std::map<std::string, distill::ModelFile>>* models);
   // Drift re-compensation (pipeline_recomp.cpp, RecompensationOptions): the first holdout_images test
   // images through `stale` (the calibration in use) and the deployed backend; a new calibration (a second
   // Experiment on eb), kernel probes and the twin on it; the holdout again; the backend re-fitted on the
