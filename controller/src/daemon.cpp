@@ -312,13 +312,44 @@ void Daemon::process(Pending& p) {
   if (auto* e = std::get_if<ProtocolError>(&parsed)) {
     reply = error_reply(*e);
   } else {
-    const auto& req = std::get<Request>(parsed);
+    auto& req = std::get<Request>(parsed);
     cmd = req.cmd;
+    if (runs_off_io_thread(cmd) && !shutting_down_) {
+      // Computed on compute_, answered here; during a shutdown (the stopper joins compute_) inline instead.
+      if (stats_.computing >= ctx_.limits.max_pending_requests) {
+        ++stats_.overloaded;
+        complete(msgs, p.role, cmd,
+                 error_reply(req.id, ErrorCode::overloaded,
+                             std::to_string(stats_.computing) + " " + cmd + " requests are being computed, the limit is " +
+                                 std::to_string(ctx_.limits.max_pending_requests) + "; retry later"));
+        return;
+      }
+      struct Work {
+        std::vector<zmq::message_t> msgs;
+        Role role;
+        Request req;
+        Reply reply;
+      };
+      auto w = std::make_shared<Work>(Work{std::move(msgs), p.role, std::move(req), {}});
+      ++stats_.computing;
+      asio::post(compute_, [this, w] {
+        w->reply = handle(w->req, ctx_, w->role);
+        asio::post(io_, [this, w] {
+          --stats_.computing;
+          if (!stopped_) complete(w->msgs, w->role, w->req.cmd, w->reply);
+        });
+      });
+      return;
+    }
     reply = handle(req, ctx_, p.role);
   }
+  complete(msgs, p.role, cmd, reply);
+}
+
+void Daemon::complete(std::vector<zmq::message_t>& msgs, Role role, const std::string& cmd, const Reply& reply) {
   ++stats_.requests;
   send_reply(msgs, reply);
-  log_reply(msgs, p.role, cmd, reply);
+  log_reply(msgs, role, cmd, reply);
   for (auto& [topic, ev] : reply.events) events_.publish(topic, ev);
   if (reply.shutdown_after) begin_shutdown("shutdown command");
 }
@@ -349,7 +380,7 @@ void Daemon::log_reply(const std::vector<zmq::message_t>& msgs, Role role, const
 json DaemonStats::to_json() const {
   return {{"uptime_s", uptime_s},         {"requests", requests},       {"overloaded", overloaded},
           {"replies_dropped", replies_dropped}, {"zap_allowed", zap_allowed}, {"zap_denied", zap_denied},
-          {"max_queue_depth", max_queue_depth}, {"queue_depth", queue_depth}};
+          {"max_queue_depth", max_queue_depth}, {"queue_depth", queue_depth}, {"computing", computing}};
 }
 
 DaemonStats Daemon::stats() const {
@@ -385,6 +416,7 @@ void Daemon::begin_shutdown(const std::string& reason) {
   // so that the loop keeps answering (and refusing new jobs) meanwhile.
   stopper_ = std::thread([this] {
     ctx_.jobs.shutdown();
+    compute_.join();  // the computing requests finish; their replies are posted before finish_shutdown
     asio::post(io_, [this] { finish_shutdown(); });
   });
 }

@@ -435,6 +435,8 @@ std::optional<Reply> check_job_limit(const Request& req, Context& ctx) {
   return std::nullopt;
 }
 
+bool runs_off_io_thread(std::string_view cmd) { return cmd == "defer"; }
+
 Reply handle(const Request& req, Context& ctx, Role role) {
   const auto it = table().find(req.cmd);
   if (it == table().end()) return error_reply(req.id, ErrorCode::unknown_command, "unknown command '" + req.cmd + "'");

@@ -21,7 +21,7 @@ SIM_FAST = os.path.join(HERE, "sim_fast.yaml")
 
 HILOD, HILOCTL = sys.argv[1:3]
 COUNTERS = ("uptime_s", "requests", "overloaded", "replies_dropped", "zap_allowed", "zap_denied",
-            "max_queue_depth", "queue_depth")
+            "max_queue_depth", "queue_depth", "computing")
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 
 

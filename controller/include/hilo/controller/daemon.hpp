@@ -43,6 +43,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <zmq.hpp>
 
 #include "hilo/controller/handler.hpp"
@@ -87,6 +88,7 @@ struct DaemonStats {
   std::uint64_t zap_allowed = 0, zap_denied = 0;
   std::size_t max_queue_depth = 0;    // the deepest the pending-request queue got
   std::size_t queue_depth = 0;        // requests waiting now (stats() fills it in)
+  std::size_t computing = 0;          // requests on the compute thread now (runs_off_io_thread)
   double uptime_s = 0;                // since start() (stats() fills it in)
 
   nlohmann::json to_json() const;  // the keys daemon.stats reports (docs/protocol.md)
@@ -149,6 +151,8 @@ class Daemon {
   void drain();
   void process_next();
   void process(Pending& p);
+  // The reply's way out (I/O thread): counted, sent, logged, its events published.
+  void complete(std::vector<zmq::message_t>& msgs, Role role, const std::string& cmd, const Reply& reply);
   void send_reply(std::vector<zmq::message_t>& msgs, const Reply& reply);
   Role role_of(std::vector<zmq::message_t>& msgs) const;
   void heartbeat();
@@ -177,6 +181,9 @@ class Daemon {
   bool shutting_down_ = false;
   bool stopped_ = false;
   double started_s_ = 0;
+  // One thread for the commands that compute (runs_off_io_thread); begin_shutdown's stopper joins it
+  // after the jobs, so their replies go out before the sockets close. Declared last: destroyed first.
+  boost::asio::thread_pool compute_{1};
 };
 
 }  // namespace hilo::controller

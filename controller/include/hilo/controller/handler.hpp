@@ -68,6 +68,11 @@ nlohmann::json camera_json(drivers::Camera& c);
 
 // role: what the caller authenticated as (control when the daemon runs without CurveZMQ).
 Reply handle(const Request& req, Context& ctx, Role role = Role::control);
+// Commands whose handling is computation, not a change of the daemon's state: `defer` (the student's
+// and the teacher's forward passes over up to 65,536 inputs). The daemon runs their handle() on its
+// compute thread, one at a time in arrival order, so the I/O thread keeps answering other requests
+// meanwhile; their handlers read only the request and ctx.data_dir, which nothing changes while serving.
+bool runs_off_io_thread(std::string_view cmd);
 // parse() then handle(); the reply to anything a client can send.
 Reply handle_frames(std::span<const std::string> frames, Context& ctx, Role role = Role::control);
 
