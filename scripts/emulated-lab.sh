@@ -4,7 +4,7 @@
 # foreground. Ctrl-C (or SIGTERM) stops all three, hilod first (each runs in its own session, so the
 # terminal's Ctrl-C reaches only this script, which stops them in order). docs/devices.md, "Rehearsing with the emulator".
 #
-# usage: scripts/emulated-lab.sh [-b BUILD_DIR] [-c CONFIG] [-p PROFILE] [-d DATA_DIR] [--pipeline [--quick]] [-- EMULATOR_ARGS...]
+# usage: scripts/emulated-lab.sh [-b BUILD_DIR] [-c CONFIG] [-p PROFILE] [-d DATA_DIR] [--pipeline [--quick | -j JOB]] [-- EMULATOR_ARGS...]
 #   BUILD_DIR  where hilod and hilo-emulator were built (default: build)
 #   CONFIG     bench file with the lab's wiring (default: configs/emulated-lab.yaml)
 #   PROFILE    as-built profile the emulator renders with (default: configs/profiles/moderate.yaml)
@@ -14,6 +14,7 @@
 #   --pipeline     run the pipeline job through hilod (hiloctl pipeline, full settings), print its
 #                  accuracy table, stop everything and exit with hiloctl's status
 #   --quick        with --pipeline: the quick settings of configs/pipeline-quick.yaml (a few minutes)
+#   JOB            with --pipeline: the pipeline settings of this YAML or JSON file instead
 # Without --pipeline hilod stays in the foreground; its endpoints are in DATA_DIR/ready.json; drive it
 # with hiloctl or the Python client.
 set -eu
@@ -32,13 +33,14 @@ for a in "$@"; do  # the two long flags, taken out before getopts sees the short
     *) set -- "$@" "$a" ;;
   esac
 done
-while getopts b:c:p:d: opt; do
+while getopts b:c:p:d:j: opt; do
   case $opt in
     b) build=$OPTARG ;;
     c) config=$OPTARG ;;
     p) profile=$OPTARG ;;
     d) data=$OPTARG ;;
-    *) sed -n '6,19p' "$0"; exit 2 ;;
+    j) job=$(cd "$(dirname "$OPTARG")" && pwd)/$(basename "$OPTARG") ;;
+    *) sed -n '6,20p' "$0"; exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
@@ -89,15 +91,7 @@ rc=0
 "$build/controller/hiloctl" --endpoint "$1" --events "$2" pipeline ${job:+--job "$job"} >"$data/pipeline-job.json" || rc=$?
 run=$(/usr/bin/python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["job"].get("run_id", ""))' "$data/pipeline-job.json" 2>/dev/null || true)
 if [ -n "$run" ] && [ -f "$data/$run/report.json" ]; then
-  /usr/bin/python3 - "$data/$run/report.json" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))
-print(f"simulated accuracy of the deployed design: {100 * r['deploy']['simulated_acc']:.2f} %")
-for p in r["profiles"]:
-    print(f"{p['profile']}: no compensation {100 * p['accuracy']['none']:.2f} %")
-    for f in p["accuracy"]["fractions"]:
-        print(f"  f = {100 * f['fraction']:.0f} % ({f['measured']} measured): task {100 * f['task']:.2f} %, NTKD {100 * f['ntkd']:.2f} %")
-PY
+  /usr/bin/python3 "$root/scripts/pipeline_table.py" "$data/$run/report.json"
   echo "report: $data/$run/report.json" >&2
 fi
 exit $rc
