@@ -392,14 +392,38 @@ void BasicOpticalStudent<T>::backend_backward(const Mat<T>& dl, const Mat<T>* dh
 }
 
 template <typename T>
-void BasicOpticalStudent<T>::backward(const Mat<T>& dl, const Mat<T>* dh_extra) {
-  backend_backward(dl, dh_extra);
+Mat<T> BasicOpticalStudent<T>::feature_grad(const Mat<T>& dl, const Mat<T>* dh_extra) const {
   Mat<T> dh = dl * w2_;
   if (dh_extra) dh += *dh_extra;
   const Mat<T> dz = dh.cwiseProduct((z_.array() > T(0)).template cast<T>().matrix());
   Mat<T> da = dz * w1_;
   da.array().rowwise() *= inv_sd_.row(0).array();
-  Mat<T> dy = pool_sign_t(da);
+  return da;
+}
+
+template <typename T>
+Mat<T> BasicOpticalStudent<T>::feature_grad(const Mat<T>& dl) const {
+  if (dl.rows() != z_.rows() || dl.cols() != classes_)
+    throw std::invalid_argument("student.feature_grad: dL/dlogits must be the last backend_forward's " +
+                                std::to_string(z_.rows()) + " x " + std::to_string(classes_));
+  return feature_grad(dl, nullptr);
+}
+
+template <typename T>
+Mat<T> BasicOpticalStudent<T>::kernel_grad_at(const Mat<T>& x, const Mat<T>& da) {
+  if (x.cols() != in_.size() || da.cols() != D_ || da.rows() != x.rows())
+    throw std::invalid_argument("student.kernel_grad_at: x must be n x " + std::to_string(in_.size()) + " and da n x " +
+                                std::to_string(D_));
+  front_forward(x);
+  conv_->grad_weight().setZero();
+  conv_->backward_params(pool_sign_t(da));
+  return reduce_kernel_grad(conv_->grad_weight());
+}
+
+template <typename T>
+void BasicOpticalStudent<T>::backward(const Mat<T>& dl, const Mat<T>* dh_extra) {
+  backend_backward(dl, dh_extra);
+  Mat<T> dy = pool_sign_t(feature_grad(dl, dh_extra));
   if (noisy_) dy.array() *= noise_deriv_.array();
   if (jittered_) dy = from_double<T>(jitter_->apply_t(as_double(dy)));
   conv_->grad_weight().setZero();

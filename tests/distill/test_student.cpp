@@ -59,6 +59,34 @@ TEST(OpticalStudent, BackwardMatchesFiniteDifferences) {
   }
 }
 
+// Physics-aware training's backward through the model: feature_grad is dL/da of the last
+// backend_forward at features a from anywhere (here perturbed, as a bench's would be), and
+// kernel_grad_at(x, dL/da) is dL/dκ of the model path κ → features(x; κ) → that backend — the chain the
+// physics-aware step takes with a measured forward. Both against central differences.
+TEST(OpticalStudent, PhysicsAwareGradientsMatchFiniteDifferences) {
+  std::mt19937_64 rng(5);
+  OpticalStudent s = make(kCases[0], rng);
+  const MatD x = images(4, rng);
+  const MatD G = hilo::distill::testing::randn(4, 3, rng);  // dL/dlogits of L = Σ G ⊙ logits
+  MatD a = s.features(x) + hilo::distill::testing::randn(4, s.feature_dim(), rng, 0.01);
+  auto loss_at = [&](const MatD& features) { return (s.backend_forward(features).array() * G.array()).sum(); };
+  (void)s.backend_forward(a);
+  const MatD da = s.feature_grad(G);
+  EXPECT_LT(rel_err(da, numeric_grad(a, [&] { return loss_at(a); })), 1e-6);
+  (void)s.backend_forward(s.features(x));
+  const MatD dk = s.kernel_grad_at(x, s.feature_grad(G));
+  MatD kappa = s.kernels();
+  const MatD fd = numeric_grad(kappa, [&] {
+    s.set_kernels(kappa);
+    return loss_at(s.features(x));
+  });
+  s.set_kernels(kappa);
+  EXPECT_LT(rel_err(dk, fd), 1e-5);
+  EXPECT_GT(dk.norm(), 0.0);
+  EXPECT_THROW((void)s.kernel_grad_at(x, da.topRows(2)), std::invalid_argument);
+  EXPECT_THROW((void)s.feature_grad(G.topRows(2)), std::invalid_argument);
+}
+
 namespace {
 // A training forward (noise and/or augmentation drawn from a generator seeded with `seed` at every
 // evaluation, so the draws are fixed) against finite differences of every parameter; `min_change`:

@@ -136,6 +136,14 @@ class BasicOpticalStudent {
   // the trained kernels by the ones the element actually realises. Throws std::invalid_argument for the
   // phase parameterisation, a wrong shape or a negative value.
   void set_kernels(const Mat<T>& kappa);
+  // Physics-aware training (Wright et al. 2022: the forward pass on the hardware, the backward pass
+  // through the model). feature_grad: dL/da (n × D, raw features) for dL/dlogits `dl` of the last
+  // backend_forward (its â, z), through the standardisation; accumulates nothing. kernel_grad_at:
+  // dL/dκ (K × k², the kernels() layout) of features(x) for that dL/da, through this model's optical
+  // layer (no noise): a is linear in κ, so this is the model's Jacobian whatever produced the measured a.
+  // Accumulates nothing; x: n × C·H·W, da: n × D (std::invalid_argument otherwise).
+  Mat<T> feature_grad(const Mat<T>& dl) const;
+  Mat<T> kernel_grad_at(const Mat<T>& x, const Mat<T>& da);
   // Feature maps Y (n × M·H·W, map-major, as the optical layer produces them) → features a
   // (n × D): the signing and pooling steps alone. Bench measurements enter the student here.
   Mat<T> features_from_maps(const Mat<T>& y) const { return pool_sign(y); }
@@ -193,6 +201,7 @@ class BasicOpticalStudent {
  private:
   template <typename U>
   friend class BasicOpticalStudent;
+  Mat<T> feature_grad(const Mat<T>& dl, const Mat<T>* dh_extra) const;  // dL/da of the last backend_forward
   // Kernel from raw parameters, and its chain rule: dρ from dκ.
   void refresh_kernels();
   Mat<T> kernel_grad_to_raw(const Mat<T>& dkappa) const;
