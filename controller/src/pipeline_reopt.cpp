@@ -99,6 +99,7 @@ json PipelineStages::reoptimised_element(const std::string& name, int index, cal
   json acc = {{"none", distill::accuracy(logits_none, test_y_)}};
   json rows = json::array();
   std::optional<TwinState> twin;
+  json physics_aware = nullptr;
   if (o.compensate && sub && teacher_) {
     // The guard's evidence for this element (its validation split), the measured subset for its re-fits
     // and, with bench.kernels, its own measured kernels and twin (the new element realises other kernels).
@@ -151,6 +152,11 @@ json PipelineStages::reoptimised_element(const std::string& name, int index, cal
       ++k;
     }
     for (const auto& [part, t] : twin_parts.items()) timings["reopt: " + part] = t;
+    if (o.physics_aware.enabled && !rows.empty()) {
+      lap.emplace(timings, "reopt: physics-aware");
+      physics_aware = physics_aware_element(name, index, eb, design, re.deployment, s, ex.saved_calibration({}), *sub,
+                                            nested.back(), rows.back(), models ? &models->back() : nullptr);
+    }
   }
   acc["fractions"] = rows;
   lap.emplace(timings, "reopt: fidelity and figure");
@@ -180,6 +186,7 @@ json PipelineStages::reoptimised_element(const std::string& name, int index, cal
                                 {"val", acc.contains("none_val") ? std::int64_t(data_.val.size()) * c_.frames : 0},
                                 {"extra_for_fit", 0}}},
               {"twin", twin ? twin->summary : json(nullptr)},
+              {"physics_aware", physics_aware},
               {"frame_integrity", ex.frame_integrity()},
               {"figure", "element_reoptimised/psf_designed_before_after.png"}};
   if (b_.simulator) {
@@ -194,6 +201,86 @@ json PipelineStages::reoptimised_element(const std::string& name, int index, cal
   log(stage + ": none " + pct(acc["none"].get<double>()) + " %, measured kernel correlation " +
       std::to_string(measured_before.mean_correlation) + " -> " + std::to_string(measured_after.mean_correlation));
   return res;
+}
+
+json PipelineStages::physics_aware_element(const std::string& name, int index, calibration::ExperimentBench& eb,
+                                           calibration::DesignModel& design, const calibration::Deployment& deployment,
+                                           const distill::OpticalStudent& start,
+                                           const calibration::SavedCalibration& saved, const distill::Dataset& sub,
+                                           const json& nested, json& row, std::map<std::string, distill::ModelFile>* models) {
+  const auto& o = c_.reoptimise_element.physics_aware;
+  const std::string stage = "bench " + name + ": physics-aware";
+  const fs::path d = dir_ / "bench" / name / "element_reoptimised" / "physics_aware";
+  fs::create_directories(d);
+  const auto pick = nested.at("indices").get<std::vector<std::size_t>>();
+  const distill::Dataset part = distill::take(sub, std::vector<int>(pick.begin(), pick.end()));
+  calibration::ExperimentControl ec;
+  ec.work = {{}, ctl_.work.stop};
+  ec.log = [&](const std::string& line) { log(stage + ": " + line); };
+  ec.on_drift = ctl_.on_drift;
+  // Each step shows its phase: a new Experiment on the element's calibration (adopt: shows the phase,
+  // one dark frame, a drift check), whose content check predicts frames with that phase.
+  std::int64_t frames = 0;
+  json integrity = json::array();
+  auto through = [&](const calibration::RArray& phase, auto&& use) {
+    calibration::DesignModel dm = design.clone();
+    dm.set_element_phase(phase);
+    calibration::Deployment dep = deployment;
+    dep.design.phase = phase;
+    calibration::Experiment e(eb, dm, dep, start, c_.measure_options(), ec, name + "/physics_aware");
+    if (auto err = e.adopt(saved)) return drivers::DeviceResult<json>(*err);
+    auto r = use(e);
+    frames += std::int64_t(e.frame_log().size());
+    integrity.push_back(e.frame_integrity());
+    return r;
+  };
+  calibration::BenchForward bench = [&](const calibration::RArray& phase, const distill::Mat<float>& x) {
+    distill::MatD a;
+    auto r = through(phase, [&](calibration::Experiment& e) -> drivers::DeviceResult<json> {
+      auto m = e.measure(x);
+      if (!m) return m.error();
+      a = std::move(m.value());
+      return json(nullptr);
+    });
+    if (!r) return drivers::DeviceResult<distill::MatD>(r.error());
+    return drivers::DeviceResult<distill::MatD>(std::move(a));
+  };
+  const calibration::ElementModel model{design.pupil_amplitude(), design.pupil_aberration(), design.psf_pad(), deployment.layout,
+                                        deployment.kernel_scale};
+  std::mt19937_64 rng(seed_of(SeedStream::physics_aware, index));
+  const io::WorkControl work{{}, ctl_.work.stop};
+  auto r = calibration::physics_aware(start, deployment.design.phase, model, part.x, part.y, o, bench, rng, work);
+  if (r.stopped || stop()) throw StageStopped{};
+  const std::int64_t training_frames = frames;
+  // The fine-tuned element on the bench: the guard's validation split and the test set.
+  distill::MatD A_val, A_test;
+  auto ev = through(r.phase, [&](calibration::Experiment& e) -> drivers::DeviceResult<json> {
+    auto v = e.measure(data_.val.x);
+    if (!v) return v.error();
+    auto t = e.measure(test_x_);
+    if (!t) return t.error();
+    A_val = std::move(v.value());
+    A_test = std::move(t.value());
+    return json(nullptr);
+  });
+  if (!ev) throw std::runtime_error(stage + ": " + ev.error().message);
+  if (stop()) throw StageStopped{};
+  sim::write_npy(d / "phase.npy", sim::from_rarray(r.phase));
+  calibration::write_features(d / "test_features.npy", A_test);
+  distill::OpticalStudent tuned = distill::OpticalStudent::from_model(r.student.to_model({}));
+  row["physics_aware"] = distill::accuracy(tuned.backend_forward(A_test), test_y_);
+  row["physics_aware_val"] = distill::accuracy(tuned.backend_forward(A_val), data_.val.y);
+  if (models) (*models)["physics_aware"] = r.student.to_model({{"physics_aware", {{"phase", "element_reoptimised/physics_aware/phase.npy"}}}});
+  log(stage + ": f = " + pct(nested.at("fraction").get<double>()) + " %: " + pct(row["physics_aware"].get<double>()) +
+      " % on the test set after " + std::to_string(r.history.size()) + " steps, " + std::to_string(training_frames) + " bench frames");
+  return {{"fraction", nested.at("fraction")},
+          {"measured", pick.size()},
+          {"options", o},
+          {"history", r.history},
+          {"images_measured", r.images_measured},
+          {"bench_frames", {{"training", training_frames}, {"evaluation", frames - training_frames}, {"total", frames}}},
+          {"frame_integrity", integrity.empty() ? json(nullptr) : integrity.back()},
+          {"phase_change_rms_rad", std::sqrt((r.phase - deployment.design.phase).square().mean())}};
 }
 
 }  // namespace hilo::controller

@@ -475,18 +475,28 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
                                  (m.rfind("twin_", 0) == 0 ? eframes.at("kernel_probes").get<std::int64_t>() : 0);
       }
       guard_frames += eframes.at("val").get<std::int64_t>();
+      if (erow.contains("physics_aware_val")) {  // physics-aware fine-tuning of the new element (this fraction)
+        const json& pa = er->at("physics_aware");
+        row["physics_aware"] = erow["physics_aware"];
+        row["physics_aware_val"] = erow["physics_aware_val"];
+        frames["physics_aware"] = cal_frames + pa.at("bench_frames").at("training").get<std::int64_t>();
+        guard_frames += std::int64_t(data_.val.size()) * c_.frames;
+      }
     }
     guard_row(row, val_none, acc["none"].get<double>(), frames, guard_frames);
     {  // The model the guard chose, ready to deploy (or to `defer`): the deployed student when it kept none.
       const std::string chosen = row["guarded_mode"].get<std::string>();
-      const bool on_element = chosen.rfind("element", 0) == 0;
+      const bool on_element = chosen.rfind("element", 0) == 0 || chosen == "physics_aware";
       distill::ModelFile m;
       if (chosen == "none") m = deployed_->to_model({});
+      else if (chosen == "physics_aware") m = std::move(element_models[k].at(chosen));
       else if (on_element) m = std::move(element_models[k].at(chosen == "element" ? "none" : chosen.substr(8)));
       else m = std::move(fraction_models[k].at(chosen));
       m.meta["compensated"] = {{"profile", name}, {"fraction", f}, {"mode", chosen}, {"measured", row["measured"]},
                                {"guarded_val", row["guarded_val"]}, {"guarded_test", row["guarded"]},
-                               {"element_phase", on_element ? "bench/" + name + "/element_reoptimised/phase.npy" : "deploy/phase.npy"}};
+                               {"element_phase", chosen == "physics_aware" ? "bench/" + name + "/element_reoptimised/physics_aware/phase.npy"
+                                                : on_element ? "bench/" + name + "/element_reoptimised/phase.npy"
+                                                             : "deploy/phase.npy"}};
       char file[48];
       std::snprintf(file, sizeof file, "compensated/f%g.hilo", 100.0 * f);
       distill::write_model(d / file, m);  // makes compensated/

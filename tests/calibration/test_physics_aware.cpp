@@ -155,12 +155,7 @@ TEST(PhysicsAware, PhaseStepsThroughTheModelRecoverABenchTheModelDoesNotKnow) {
   const double before = bench_accuracy(s, phase0);
   ASSERT_LT(before, model_acc - 0.08) << "the unknown defocus should cost accuracy on the bench";
 
-  PhysicsAwareOptions o;
-  o.enabled = true;
-  o.epochs = 6;
-  o.batch = 40;
-  o.phase_lr = 0.05;
-  o.backend_lr = 0.0;
+  const PhysicsAwareOptions o{.enabled = true, .epochs = 6, .batch = 40, .phase_lr = 0.05, .backend_lr = 0.0};
   std::mt19937_64 r1(1), r2(1);
   const auto pat = physics_aware(s, phase0, model, x_train, y_train, o, bench_of(truth), r1);
   const auto control = physics_aware(s, phase0, model, x_train, y_train, o, bench_of(model), r2);

@@ -80,6 +80,8 @@ std::set<std::string> expect_guarded_models(const json& p, const fs::path& bd, c
       }
       best = std::max(best, row[m + "_val"].get<double>());
     }
+    const bool tuned = row.contains("physics_aware_val");  // bench.reoptimise_element.physics_aware, this fraction
+    if (tuned) best = std::max(best, row["physics_aware_val"].get<double>());
     EXPECT_EQ(row["guarded_val"].get<double>(), best) << row.dump();
     const auto& fr = row["frames"];
     const int n = row["measured"].get<int>();
@@ -92,11 +94,19 @@ std::set<std::string> expect_guarded_models(const json& p, const fs::path& bd, c
       EXPECT_EQ(fr["element_task"], cal + n);
       EXPECT_EQ(fr["element_twin_ntkd"], cal + n + er["twin"]["kernels"]["frames"].get<int>());
     }
-    EXPECT_EQ(fr["guard"], (element ? 2 : 1) * int(data.val.size())) << "the validation splits the guard used";
+    EXPECT_EQ(fr["guard"], (element ? 2 : 1) * int(data.val.size()) + (tuned ? int(data.val.size()) : 0))
+        << "the validation splits the guard used";
+    if (tuned) {
+      EXPECT_EQ(fr["physics_aware"], er["bench_frames"]["calibration"].get<int>() +
+                                         er["physics_aware"]["bench_frames"]["training"].get<int>());
+      EXPECT_GE(row["guarded_val"].get<double>(), row["physics_aware_val"].get<double>());
+    }
     const std::string mode = row["guarded_mode"];
     chosen.insert(mode);
-    const bool on_element = mode.rfind("element", 0) == 0;
-    const distill::MatD test = calibration::read_features(bd / (on_element ? "element_reoptimised/test_features.npy" : "test_features.npy"));
+    const bool pat = mode == "physics_aware", on_element = mode.rfind("element", 0) == 0 || pat;
+    const distill::MatD test = calibration::read_features(
+        bd / (pat ? "element_reoptimised/physics_aware/test_features.npy"
+                  : on_element ? "element_reoptimised/test_features.npy" : "test_features.npy"));
     const std::vector<int> y(data.test.y.begin(), data.test.y.begin() + test.rows());
     const fs::path file = bd / row["guarded_model"].get<std::string>();
     if (!fs::exists(file)) {
@@ -106,8 +116,9 @@ std::set<std::string> expect_guarded_models(const json& p, const fs::path& bd, c
     const distill::ModelFile m = distill::read_model(file);
     EXPECT_EQ(m.meta["compensated"]["mode"], mode);
     EXPECT_EQ(m.meta["compensated"]["fraction"].get<double>(), row["fraction"].get<double>());
+    const std::string element_dir = "bench/" + p["profile"].get<std::string>() + "/element_reoptimised/";
     EXPECT_EQ(m.meta["compensated"]["element_phase"],
-              on_element ? "bench/" + p["profile"].get<std::string>() + "/element_reoptimised/phase.npy" : "deploy/phase.npy");
+              pat ? element_dir + "physics_aware/phase.npy" : on_element ? element_dir + "phase.npy" : "deploy/phase.npy");
     EXPECT_EQ(distill::accuracy(distill::OpticalStudent::from_model(m).backend_forward(test), y), row["guarded"].get<double>())
         << row.dump();
   }
@@ -332,6 +343,7 @@ TEST(PipelineConfig, ReadingNamesTheKeyAndTheRule) {
 TEST(Pipeline, RunsEveryStageAndResumesToTheSameResult) {
   auto j = small_config();
   j["bench"]["reoptimise_element"]["compensate"] = true;  // the default: the guard over both elements
+  j["bench"]["reoptimise_element"]["physics_aware"] = {{"enabled", true}, {"epochs", 1}, {"batch", 50}};
   const auto cfg = PipelineConfig::from_json(j);
   // Uninterrupted.
   const fs::path a = fresh_dir("a");
@@ -404,6 +416,20 @@ TEST(Pipeline, RunsEveryStageAndResumesToTheSameResult) {
   EXPECT_GT(re["kernel_correlation"]["measured_after"]["mean"].get<double>(),
             re["kernel_correlation"]["measured_before"]["mean"].get<double>());
   EXPECT_EQ(re["accuracy"]["fractions"].size(), 2u) << "one row of re-fits on the new element per fraction";
+  // Physics-aware fine-tuning on the smallest fraction (150 images, batches of 50, one epoch: 3 steps, each
+  // through the bench with its own phase), its evaluation through the tuned phase, all frames counted.
+  const auto& pa = re["physics_aware"];
+  ASSERT_TRUE(pa.is_object()) << re.dump();
+  EXPECT_EQ(pa["fraction"], 0.1);
+  EXPECT_EQ(pa["history"].size(), 3u);
+  EXPECT_EQ(pa["images_measured"], 150);
+  EXPECT_GT(pa["bench_frames"]["training"].get<int>(), 150);
+  EXPECT_GE(pa["bench_frames"]["evaluation"].get<int>(), 300 + int(distill::load_splits(cfg.data).val.size()));
+  EXPECT_EQ(pa["frame_integrity"]["content_rejects"], 0);
+  EXPECT_GT(pa["phase_change_rms_rad"].get<double>(), 0.0);
+  EXPECT_TRUE(re["accuracy"]["fractions"][1].contains("physics_aware_val"));
+  EXPECT_FALSE(re["accuracy"]["fractions"][0].contains("physics_aware_val")) << "only the smallest fraction";
+  EXPECT_TRUE(fs::exists(a / "bench/moderate/element_reoptimised/physics_aware/phase.npy"));
   EXPECT_GT(re["accuracy"]["none"].get<double>(), none) << "the re-optimised element should beat the deployed one";
   EXPECT_GE(re["bench_frames"]["total"].get<int>(), re["bench_frames"]["calibration"].get<int>() + 300)
       << "the new element's calibration and at least its 300 test images";

@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "hilo/calibration/hil.hpp"
+#include "hilo/calibration/physics_aware.hpp"
 #include "hilo/calibration/pupil_fit.hpp"
 
 namespace hilo::calibration {
@@ -35,10 +36,14 @@ struct ElementReoptOptions {
   // modes on measured evidence (docs/pipeline.md). Costs the validation split, the largest subset and the
   // kernel probes in bench frames through the new element.
   bool compensate = true;
+  // Then, with compensate, physics-aware fine-tuning of φ' and its backend (physics_aware.hpp) on the
+  // smallest fraction's measured images: bench frames epochs × images plus each step's re-adoption of
+  // the calibration; off by default (docs/pipeline.md, "Physics-aware fine-tuning").
+  PhysicsAwareOptions physics_aware;
 
   [[nodiscard]] std::string validate() const;  // empty when valid, else the violated rule
 };
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ElementReoptOptions, enabled, fit, compensate)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ElementReoptOptions, enabled, fit, compensate, physics_aware)
 
 struct ReoptimisedElement {
   PupilFit fit;

@@ -101,6 +101,17 @@ class PipelineStages {
                                      const std::vector<int>& sub_rows, const nlohmann::json& nested,
                                      std::mt19937_64& rng, nlohmann::json& timings,
                                      std::vector<std::map<std::string, distill::ModelFile>>* models);
+  // Physics-aware fine-tuning of the re-optimised element (pipeline_reopt.cpp, calibration/physics_aware.hpp)
+  // on the `nested` subset of `sub`, from `start` (the element's student) and deployment's phase; every
+  // step re-adopts `saved` with its phase shown. Then the validation split and the test set through the
+  // result: row["physics_aware"], row["physics_aware_val"], models["physics_aware"]. Returns the
+  // result's "physics_aware" entry (history, bench frames, frame integrity) and writes
+  // element_reoptimised/physics_aware/ (phase.npy, test_features.npy).
+  nlohmann::json physics_aware_element(const std::string& name, int index, calibration::ExperimentBench& eb,
+                                       calibration::DesignModel& design, const calibration::Deployment& deployment,
+                                       const distill::OpticalStudent& start, const calibration::SavedCalibration& saved,
+                                       const distill::Dataset& sub, const nlohmann::json& nested, nlohmann::json& row,
+                                       std::map<std::string, distill::ModelFile>* models);
   // Drift re-compensation (pipeline_recomp.cpp, RecompensationOptions): the first holdout_images test
   // images through `stale` (the calibration in use) and the deployed backend; a new calibration (a second
   // Experiment on eb), kernel probes and the twin on it; the holdout again; the backend re-fitted on the
