@@ -6,6 +6,9 @@
 #include <cstring>
 
 #include "handler_detail.hpp"
+#include "hilo/calibration/features.hpp"
+#include "hilo/calibration/hil.hpp"
+#include "hilo/calibration/saved.hpp"
 #include "hilo/controller/security.hpp"
 #include "hilo/distill/deferral.hpp"
 #include "hilo/distill/model_io.hpp"
@@ -40,6 +43,10 @@ distill::MatD rows_of(const ArrayView& v, std::size_t rows, std::size_t cols, bo
     double x = 0;
     if (v.dtype == "|u1" || v.dtype == "<u1") {
       x = double(std::uint8_t(v.bytes[i])) / (levels ? 255.0 : 1.0);
+    } else if (v.dtype == "<u2") {
+      std::uint16_t u;
+      std::memcpy(&u, v.bytes.data() + 2 * i, 2);
+      x = u;
     } else if (v.dtype == "<f4") {
       float f;
       std::memcpy(&f, v.bytes.data() + 4 * i, 4);
@@ -58,11 +65,74 @@ std::string shape_text(const std::vector<std::size_t>& s) {
   return t + "]";
 }
 
+// Raw camera frames → the student's feature rows through a saved bench calibration: for each frame
+// extract_features (dark, flat, registration, gain, tile windows) then maps_to_features (÷ counts per
+// unit, signing, pooling) — what the pipeline's measurement does with a frame (calibration/hil.hpp).
+// The calibration and the counts per unit come from the arguments, else from the model's meta "bench"
+// (the pipeline writes it into every compensated model: the calibration relative to the model's folder).
+std::variant<distill::MatD, Refusal> features_from_frames(const Request& req, const ArrayView& frames, const fs::path& model,
+                                                          const nlohmann::json& meta, const distill::OpticalStudent& student,
+                                                          const fs::path& data_dir) {
+  const json bench = meta.value("bench", json::object());
+  fs::path dir;
+  if (req.args.contains("calibration")) {
+    auto p = get_path(req, "calibration", data_dir);
+    if (auto* e = std::get_if<ProtocolError>(&p)) return Refusal{e->code, e->message};
+    dir = std::get<fs::path>(p);
+  } else if (bench.contains("calibration") && bench["calibration"].is_string()) {
+    const fs::path stored = (model.parent_path() / bench["calibration"].get<std::string>()).lexically_normal();
+    auto p = confine_stored_path(data_dir, stored.string());
+    if (auto* e = std::get_if<std::string>(&p))
+      return Refusal{ErrorCode::forbidden_path, "the student model's bench.calibration: " + *e};
+    dir = std::get<fs::path>(p);
+  } else {
+    return Refusal{ErrorCode::missing_field, "args.calibration (a saved bench calibration directory) is required with "
+                                             "args.frames: the student model names none (the pipeline's compensated "
+                                             "models do)"};
+  }
+  double cpu = 0;
+  if (req.args.contains("counts_per_unit")) {
+    if (!req.args["counts_per_unit"].is_number())
+      return Refusal{ErrorCode::wrong_type, "args.counts_per_unit must be a number"};
+    cpu = req.args["counts_per_unit"].get<double>();
+  } else if (bench.contains("counts_per_unit") && bench["counts_per_unit"].is_number()) {
+    cpu = bench["counts_per_unit"].get<double>();
+  } else {
+    return Refusal{ErrorCode::missing_field, "args.counts_per_unit is required with args.frames: the student model names none"};
+  }
+  if (!(cpu > 0 && std::isfinite(cpu))) return Refusal{ErrorCode::bad_argument, "counts_per_unit must be > 0, got " + std::to_string(cpu)};
+  calibration::SavedCalibration saved;
+  try {
+    saved = calibration::load_calibration(dir);
+  } catch (const std::exception& e) {
+    return Refusal{ErrorCode::not_found, std::string("the bench calibration: ") + e.what()};
+  }
+  const std::size_t n = frames.shape[0], rows = frames.shape[1], cols = frames.shape[2];
+  const distill::MatD pixels = rows_of(frames, n, rows * cols, false);
+  if (!pixels.allFinite()) return Refusal{ErrorCode::bad_argument, "args.frames must be finite"};
+  distill::MatD a(static_cast<Eigen::Index>(n), student.feature_dim());
+  try {
+    for (std::size_t i = 0; i < n; ++i) {
+      const calibration::RArray frame =
+          Eigen::Map<const Eigen::Array<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
+              pixels.row(static_cast<Eigen::Index>(i)).data(), static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
+      a.row(static_cast<Eigen::Index>(i)) =
+          calibration::maps_to_features(calibration::extract_features(frame, saved.calibration), student, cpu);
+    }
+  } catch (const std::invalid_argument& e) {
+    return Refusal{ErrorCode::bad_argument, "args.frames is " + shape_text(frames.shape) + ": " + e.what()};
+  }
+  return a;
+}
+
 }  // namespace
 
-// defer {"student", "features": <[n, D] f4/f8>, "rate" | "threshold", "teacher" + "inputs" (optional)}.
+// defer {"student", "features": <[n, D] f4/f8> | "frames": <[n, rows, cols] camera counts>, "rate" | "threshold",
+//        "teacher" + "inputs" (optional), with frames "calibration", "counts_per_unit" (optional)}.
 Reply cmd_defer(const Request& req, Context& ctx) {
-  if (auto e = check_known_args(req, {"student", "teacher", "features", "inputs", "rate", "threshold"})) return error_reply(*e);
+  if (auto e = check_known_args(req, {"student", "teacher", "features", "frames", "calibration", "counts_per_unit", "inputs",
+                                      "rate", "threshold"}))
+    return error_reply(*e);
   auto refuse = [&](ErrorCode c, const std::string& m) { return error_reply(req.id, c, m); };
   if (!req.args.contains("student")) return refuse(ErrorCode::missing_field, "args.student (the deployed student model file) is required");
   const bool has_rate = req.args.contains("rate"), has_threshold = req.args.contains("threshold");
@@ -80,15 +150,24 @@ Reply cmd_defer(const Request& req, Context& ctx) {
                                            "of the deferred rows (without both, deferred rows carry no class)");
   const bool with_teacher = req.args.contains("teacher");
 
+  const bool with_frames = req.args.contains("frames");
+  if (with_frames == req.args.contains("features"))
+    return refuse(with_frames ? ErrorCode::bad_argument : ErrorCode::missing_field,
+                  "exactly one of args.features (the student's feature rows) and args.frames (raw camera frames, turned "
+                  "into features through a saved bench calibration) is required");
+  if (!with_frames && (req.args.contains("calibration") || req.args.contains("counts_per_unit")))
+    return refuse(ErrorCode::bad_argument, "args.calibration and args.counts_per_unit go with args.frames");
   static constexpr std::string_view kFeatureTypes[] = {"<f4", "<f8"};
-  auto fa = get_array(req, "features", kFeatureTypes, 2, 2);
+  static constexpr std::string_view kFrameTypes[] = {"|u1", "<u1", "<u2", "<f4", "<f8"};
+  const char* rows_key = with_frames ? "frames" : "features";
+  auto fa = with_frames ? get_array(req, "frames", kFrameTypes, 3, 3) : get_array(req, "features", kFeatureTypes, 2, 2);
   if (auto* e = err_of(fa)) return error_reply(*e);
   const ArrayView features = std::get<ArrayView>(fa);
   const std::size_t n = features.shape[0];
-  if (n == 0) return refuse(ErrorCode::bad_argument, "args.features must hold at least one row");
+  if (n == 0) return refuse(ErrorCode::bad_argument, std::string("args.") + rows_key + " must hold at least one row");
   if (n > kMaxInputs)
-    return refuse(ErrorCode::too_large, "args.features holds " + std::to_string(n) + " rows; at most " + std::to_string(kMaxInputs) +
-                                            " per request");
+    return refuse(ErrorCode::too_large, std::string("args.") + rows_key + " holds " + std::to_string(n) + " rows; at most " +
+                                            std::to_string(kMaxInputs) + " per request");
   std::optional<ArrayView> inputs;
   if (with_teacher) {
     static constexpr std::string_view kInputTypes[] = {"|u1", "<u1", "<f4", "<f8"};
@@ -96,24 +175,34 @@ Reply cmd_defer(const Request& req, Context& ctx) {
     if (auto* e = err_of(ia)) return error_reply(*e);
     inputs = std::get<ArrayView>(ia);
     if (inputs->shape[0] != n)
-      return refuse(ErrorCode::bad_argument, "args.inputs has " + std::to_string(inputs->shape[0]) + " rows, args.features " +
-                                                 std::to_string(n) + ": one clean input per feature row");
+      return refuse(ErrorCode::bad_argument, "args.inputs has " + std::to_string(inputs->shape[0]) + " rows, args." + rows_key +
+                                                 " " + std::to_string(n) + ": one clean input per row");
   }
   if (auto r = expect_parts(req, with_teacher ? 2 : 1)) return *r;
 
   auto sp = model_path(req, "student", ctx.data_dir);
   if (auto* r = std::get_if<Refusal>(&sp)) return refuse(r->code, r->message);
   std::optional<distill::OpticalStudent> student;
+  json meta;
   try {
-    student.emplace(distill::OpticalStudent::from_model(distill::read_model(std::get<fs::path>(sp))));
+    const distill::ModelFile m = distill::read_model(std::get<fs::path>(sp));
+    meta = m.meta;
+    student.emplace(distill::OpticalStudent::from_model(m));
   } catch (const std::exception& e) {
     return refuse(ErrorCode::bad_argument, std::string("args.student is not a student model: ") + e.what());
   }
-  if (features.shape[1] != std::size_t(student->feature_dim()))
-    return refuse(ErrorCode::bad_argument, "args.features is " + shape_text(features.shape) + "; the student's backend takes " +
-                                               std::to_string(student->feature_dim()) + " features per row");
-  distill::MatD a = rows_of(features, n, features.shape[1], false);
-  if (!a.allFinite()) return refuse(ErrorCode::bad_argument, "args.features must be finite");
+  distill::MatD a;
+  if (with_frames) {
+    auto r = features_from_frames(req, features, std::get<fs::path>(sp), meta, *student, ctx.data_dir);
+    if (auto* e = std::get_if<Refusal>(&r)) return refuse(e->code, e->message);
+    a = std::move(std::get<distill::MatD>(r));
+  } else {
+    if (features.shape[1] != std::size_t(student->feature_dim()))
+      return refuse(ErrorCode::bad_argument, "args.features is " + shape_text(features.shape) + "; the student's backend takes " +
+                                                 std::to_string(student->feature_dim()) + " features per row");
+    a = rows_of(features, n, features.shape[1], false);
+    if (!a.allFinite()) return refuse(ErrorCode::bad_argument, "args.features must be finite");
+  }
   const distill::MatD logits = student->backend_forward(a);
 
   std::optional<distill::MatD> teacher_logits;
@@ -159,6 +248,7 @@ Reply cmd_defer(const Request& req, Context& ctx) {
                            {"deferred", n_deferred},
                            {"rate", double(n_deferred) / double(n)},
                            {"teacher", with_teacher},
+                           {"source", with_frames ? "frames (through the saved bench calibration)" : "features"},
                            {"decisions", std::move(rows)}});
 }
 

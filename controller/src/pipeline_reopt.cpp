@@ -84,6 +84,9 @@ json PipelineStages::reoptimised_element(const std::string& name, int index, cal
   calibration::Experiment ex(eb, design, re.deployment, s, c_.measure_options(), ec, name + "/element_reoptimised");
   auto cal = ex.calibrate(c_.calibration, rng);
   if (!cal) fail(cal.error());
+  // Saved as the stage's own calibration is: what turns a raw frame through the new element into
+  // features (the daemon's defer with frames; the compensated model's meta points at it).
+  calibration::save_calibration(d / "calibration", ex.saved_calibration(cal.value().summary));
   if (b_.simulator) truth["after"] = fidelity_json(calibration::compare_psfs(target_psf, b_.simulator->as_built_psf(), re.deployment.layout));
   auto measure = [&](const distill::Mat<float>& x) {
     auto m = ex.measure(x);
@@ -181,6 +184,7 @@ json PipelineStages::reoptimised_element(const std::string& name, int index, cal
               {"simulated_acc", simulated},
               {"accuracy", acc},
               {"calibration", cal.value().summary},
+              {"counts_per_unit", re.deployment.counts_per_unit},
               {"bench_frames", {{"calibration", ex.calibration_frames()}, {"total", ex.frame_log().size()},
                                 {"kernel_probes", twin ? twin->probe_frames : 0},
                                 {"val", acc.contains("none_val") ? std::int64_t(data_.val.size()) * c_.frames : 0},

@@ -492,6 +492,14 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
       else if (chosen == "physics_aware") m = std::move(element_models[k].at(chosen));
       else if (on_element) m = std::move(element_models[k].at(chosen == "element" ? "none" : chosen.substr(8)));
       else m = std::move(fraction_models[k].at(chosen));
+      // How a raw frame of this bench becomes the model's features (the daemon's defer with frames): the
+      // saved calibration of the element the model goes with (relative to the model's folder unless the
+      // stage adopted one from elsewhere) and the counts per unit of its deployment.
+      const fs::path cal_dir = on_element ? fs::path("../element_reoptimised/calibration")
+                               : calibration.empty() ? fs::path("../calibration") : fs::absolute(calibration);
+      m.meta["bench"] = {{"calibration", cal_dir.string()},
+                         {"counts_per_unit", on_element ? er->at("counts_per_unit").get<double>() : deployment_.counts_per_unit},
+                         {"frames", c_.frames}};
       m.meta["compensated"] = {{"profile", name}, {"fraction", f}, {"mode", chosen}, {"measured", row["measured"]},
                                {"guarded_val", row["guarded_val"]}, {"guarded_test", row["guarded"]},
                                {"element_phase", chosen == "physics_aware" ? "bench/" + name + "/element_reoptimised/physics_aware/phase.npy"

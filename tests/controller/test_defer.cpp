@@ -8,6 +8,7 @@
 #include <random>
 
 #include "harness.hpp"
+#include "hilo/calibration/saved.hpp"
 #include "hilo/distill/deferral.hpp"
 #include "hilo/distill/model_io.hpp"
 #include "hilo/distill/student.hpp"
@@ -154,7 +155,7 @@ TEST_F(Defer, BadShapesTypesAndModelsAreRefusedNamingTheKey) {
       {[](json& a, auto& p) { a["inputs"] = {{"dtype", "|u1"}, {"shape", {n, 8, 7}}, {"part", 2}}; p[1].resize(std::size_t(n) * 56); },
        true, "bad_argument", "the teacher takes 1 x 8 x 8"},
       {[](json& a, auto& p) { a["inputs"] = {{"dtype", "|u1"}, {"shape", {n - 1, 8, 8}}, {"part", 2}}; p[1].resize(std::size_t(n - 1) * 64); },
-       true, "bad_argument", "one clean input per feature row"},
+       true, "bad_argument", "one clean input per row"},
       {[](json& a, auto&) { a["colour"] = 1; }, false, "bad_argument", "colour"},
   };
   for (const auto& c : cases) {
@@ -178,6 +179,98 @@ TEST_F(Defer, BadShapesTypesAndModelsAreRefusedNamingTheKey) {
   a["inputs"] = {{"dtype", "<f4"}, {"shape", {n, 64}}, {"part", 2}};
   p[1] = bytes(big);
   EXPECT_NE(message(defer(a, p)).find("args.inputs must be uint8 levels or floats in [0, 1]"), std::string::npos);
+}
+
+// Raw camera frames in, through a saved bench calibration: frames built from known feature maps Y (each
+// map at its layout window, × gain × counts per unit, on a dark level) give exactly the decisions of the
+// features the student computes from Y (features_from_maps), with the calibration named by the model's
+// meta "bench" (as the pipeline writes it) or by the arguments; what does not fit is refused.
+TEST_F(Defer, FramesThroughASavedCalibrationGiveTheDecisionsOfTheirFeatures) {
+  constexpr int R = 32, C = 32;
+  constexpr double kGain = 2.0, kCountsPerUnit = 50.0, kDark = 10.0;
+  calibration::SavedCalibration saved;
+  saved.calibration.dark.dark = calibration::RArray::Constant(R, C, kDark);
+  saved.calibration.dark.hot = calibration::RArray::Zero(R, C);
+  saved.calibration.dark.level = kDark;
+  saved.calibration.gain = kGain;
+  auto& l = saved.calibration.layout;
+  l.kernel_size = 3;
+  l.map_rows = l.map_cols = 8;
+  l.object_row = l.object_col = 4;
+  l.offset = {{0, 0}, {0, 14}};
+  saved.drift_reference.probes = {calibration::RArray::Zero(8, 8)};
+  saved.drift_reference.frames = {calibration::RArray::Zero(R, C)};
+  calibration::save_calibration(h.dir / "run" / "cal", saved);
+  // The student of the fixture (2 kernels of 3 × 3 on 8 × 8), saved once more with the meta "bench".
+  auto s = distill::OpticalStudent::from_model(distill::read_model(h.dir / "run" / "student.hilo"));
+  distill::write_model(h.dir / "run" / "with_bench.hilo",
+                       s.to_model({{"bench", {{"calibration", "cal"}, {"counts_per_unit", kCountsPerUnit}}}}));
+  std::mt19937_64 rng(9);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  distill::MatD Y(n, 2 * 64);
+  std::vector<float> frames(std::size_t(n) * R * C, float(kDark));
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < 2; ++j)
+      for (int r = 0; r < 8; ++r)
+        for (int c = 0; c < 8; ++c) {
+          const double y = u(rng);
+          Y(i, j * 64 + r * 8 + c) = y;
+          const int fr = int(l.object_row) + l.offset[std::size_t(j)].x() + r, fc = int(l.object_col) + l.offset[std::size_t(j)].y() + c;
+          frames[std::size_t(i) * R * C + std::size_t(fr) * C + std::size_t(fc)] = float(kDark + kGain * kCountsPerUnit * y);
+        }
+  const distill::MatD a = s.features_from_maps(Y);
+  std::vector<float> want(std::size_t(n) * std::size_t(D));
+  for (int i = 0; i < n * D; ++i) want[std::size_t(i)] = float(a(i / D, i % D));
+  const json frame_desc = {{"dtype", "<f4"}, {"shape", {n, R, C}}, {"part", 1}};
+
+  json by_features = {{"student", "run/with_bench.hilo"}, {"features", fdesc(n, D)}, {"rate", 0.25}};
+  const auto ref = defer(by_features, {bytes(want)});
+  ASSERT_EQ(code(ref), "ok") << ref.body.dump();
+  for (const json& args : {json{{"student", "run/with_bench.hilo"}, {"frames", frame_desc}, {"rate", 0.25}},
+                           json{{"student", "run/student.hilo"}, {"frames", frame_desc}, {"rate", 0.25},
+                                {"calibration", "run/cal"}, {"counts_per_unit", kCountsPerUnit}}}) {
+    const auto r = defer(args, {bytes(frames)});
+    ASSERT_EQ(code(r), "ok") << r.body.dump();
+    EXPECT_EQ(r.body["result"]["source"], "frames (through the saved bench calibration)");
+    EXPECT_EQ(r.body["result"]["deferred"], ref.body["result"]["deferred"]);
+    for (int i = 0; i < n; ++i) {
+      const json &d = r.body["result"]["decisions"][i], &e = ref.body["result"]["decisions"][i];
+      EXPECT_NEAR(d["confidence"].get<double>(), e["confidence"].get<double>(), 1e-5) << i;
+      EXPECT_EQ(d["model_class"], e["model_class"]) << i;
+      EXPECT_EQ(d["deferred"], e["deferred"]) << i;
+    }
+  }
+  // Refused: no calibration anywhere, one outside the data directory, a missing one, frames of another
+  // size, features and frames together, a calibration argument with features.
+  distill::write_model(h.dir / "run" / "escapes.hilo", s.to_model({{"bench", {{"calibration", "../../.."}, {"counts_per_unit", 1.0}}}}));
+  struct Case {
+    json args;
+    std::string part;
+    const char* code;
+    const char* words;
+  };
+  const json small = {{"dtype", "<f4"}, {"shape", {n, R - 2, C}}, {"part", 1}};
+  const std::vector<Case> cases = {
+      {{{"student", "run/student.hilo"}, {"frames", frame_desc}, {"rate", 0.1}}, bytes(frames), "missing_field", "args.calibration"},
+      {{{"student", "run/student.hilo"}, {"frames", frame_desc}, {"rate", 0.1}, {"calibration", "run/cal"}}, bytes(frames),
+       "missing_field", "args.counts_per_unit"},
+      {{{"student", "run/escapes.hilo"}, {"frames", frame_desc}, {"rate", 0.1}}, bytes(frames), "forbidden_path", "bench.calibration"},
+      {{{"student", "run/student.hilo"}, {"frames", frame_desc}, {"rate", 0.1}, {"calibration", "run/nothing"}, {"counts_per_unit", 5}},
+       bytes(frames), "not_found", "no saved calibration"},
+      {{{"student", "run/with_bench.hilo"}, {"frames", small}, {"rate", 0.1}},
+       bytes(std::vector<float>(std::size_t(n) * (R - 2) * C, 0.0f)), "bad_argument", "args.frames is [24, 30, 32]"},
+      {{{"student", "run/with_bench.hilo"}, {"frames", frame_desc}, {"features", fdesc(n, D)}, {"rate", 0.1}}, bytes(frames),
+       "bad_argument", "exactly one of args.features"},
+      {{{"student", "run/with_bench.hilo"}, {"features", fdesc(n, D)}, {"rate", 0.1}, {"calibration", "run/cal"}}, bytes(want),
+       "bad_argument", "go with args.frames"},
+      {{{"student", "run/with_bench.hilo"}, {"frames", frame_desc}, {"rate", 0.1}, {"counts_per_unit", -1}}, bytes(frames),
+       "bad_argument", "counts_per_unit must be > 0"},
+  };
+  for (const auto& c : cases) {
+    const auto r = defer(c.args, {c.part});
+    EXPECT_EQ(code(r), c.code) << c.args.dump() << " " << r.body.dump();
+    EXPECT_NE(message(r).find(c.words), std::string::npos) << message(r);
+  }
 }
 
 }  // namespace hilo::controller

@@ -121,6 +121,11 @@ std::set<std::string> expect_guarded_models(const json& p, const fs::path& bd, c
               pat ? element_dir + "physics_aware/phase.npy" : on_element ? element_dir + "phase.npy" : "deploy/phase.npy");
     EXPECT_EQ(distill::accuracy(distill::OpticalStudent::from_model(m).backend_forward(test), y), row["guarded"].get<double>())
         << row.dump();
+    // Its bench calibration (what the daemon's defer turns raw frames with): the one of its element.
+    const fs::path cal = file.parent_path() / m.meta["bench"]["calibration"].get<std::string>();
+    EXPECT_TRUE(fs::exists(cal / "calibration.json")) << cal;
+    EXPECT_EQ(fs::weakly_canonical(cal), fs::weakly_canonical(bd / (on_element ? "element_reoptimised/calibration" : "calibration")));
+    EXPECT_GT(m.meta["bench"]["counts_per_unit"].get<double>(), 0.0);
   }
   if (element) EXPECT_TRUE(fs::exists(bd / "element_reoptimised/kernels_designed_vs_measured.png"));
   return chosen;
