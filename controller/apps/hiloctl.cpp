@@ -351,12 +351,20 @@ int main(int argc, char** argv) {
   recomp_cmd->add_option("--config", stage_config, "YAML or JSON with a `bench` section replacing the run's (docs/protocol.md)");
   recomp_cmd->add_flag("--no-wait", no_wait, "return after the job is queued");
 
-  auto* defer = app.add_subcommand("defer", "classify measured feature rows with a deployed student, deferring the least "
-                                            "confident to the teacher (defer)");
-  std::string defer_student, defer_teacher, features_npy, clean_npy;
-  std::optional<double> defer_rate, defer_threshold;
+  auto* defer = app.add_subcommand("defer", "classify measured feature rows (or raw camera frames) with a deployed student, "
+                                            "deferring the least confident to the teacher (defer)");
+  std::string defer_student, defer_teacher, features_npy, frames_npy, clean_npy, defer_calibration;
+  std::optional<double> defer_rate, defer_threshold, defer_cpu;
   defer->add_option("--student", defer_student, "student model file, relative to the data directory")->required();
-  defer->add_option("--features", features_npy, "[n, D] float .npy of feature rows (local file)")->required()->check(CLI::ExistingFile);
+  auto* o_features = defer->add_option("--features", features_npy, "[n, D] float .npy of feature rows (local file)")->check(CLI::ExistingFile);
+  auto* o_frames = defer->add_option("--frames", frames_npy, "[n, rows, cols] .npy of raw camera frames (local file), turned into "
+                                                             "features through the saved bench calibration the student names")
+                       ->check(CLI::ExistingFile)
+                       ->excludes(o_features);
+  o_features->excludes(o_frames);
+  defer->add_option("--calibration", defer_calibration, "with --frames: a saved calibration directory in the data directory "
+                                                        "(default: the one the student's meta names)")->needs(o_frames);
+  defer->add_option("--counts-per-unit", defer_cpu, "with --frames: the deployment's counts per unit (default: the student's)")->needs(o_frames);
   auto* o_teacher = defer->add_option("--teacher", defer_teacher, "teacher model file, relative to the data directory");
   defer->add_option("--inputs", clean_npy, "the clean inputs for the teacher, one per row (local .npy)")->needs(o_teacher)->check(CLI::ExistingFile);
   auto* o_rate = defer->add_option("--rate", defer_rate, "share of these rows to defer, in [0, 1]");
@@ -400,13 +408,20 @@ int main(int argc, char** argv) {
     if (sub == "defer") {
       json args = {{"student", defer_student}};
       std::vector<std::string> parts;
-      for (const auto& [key, file] : {std::pair<std::string, std::string>{"features", features_npy}, {"inputs", clean_npy}}) {
+      if (features_npy.empty() == frames_npy.empty()) {
+        std::cerr << "hiloctl defer: give --features or --frames\n";
+        return 2;
+      }
+      for (const auto& [key, file] : {std::pair<std::string, std::string>{"features", features_npy}, {"frames", frames_npy},
+                                      {"inputs", clean_npy}}) {
         if (file.empty()) continue;
         auto [desc, bytes] = npy_part(file, int(parts.size()) + 1);
         args[key] = desc;
         parts.push_back(std::move(bytes));
       }
       if (!defer_teacher.empty()) args["teacher"] = defer_teacher;
+      if (!defer_calibration.empty()) args["calibration"] = defer_calibration;
+      if (defer_cpu) args["counts_per_unit"] = *defer_cpu;
       if (defer_rate) args["rate"] = *defer_rate;
       if (defer_threshold) args["threshold"] = *defer_threshold;
       return show(c.call("defer", args, std::move(parts)));

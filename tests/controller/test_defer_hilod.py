@@ -99,6 +99,17 @@ class Defer(unittest.TestCase):
                 p = subprocess.run(ctl + ["--threshold", "1.5"], capture_output=True, text=True, timeout=60)
                 self.assertEqual(p.returncode, 1, p.stderr)
                 self.assertIn("error bad_argument: args.threshold must be in [0, 1]", p.stderr)
+                # Raw frames reach the daemon as the "frames" part; this student names no bench calibration.
+                np.save(os.path.join(tmp, "frames.npy"), np.zeros((3, 16, 16), np.uint16))
+                frames = [HILOCTL, "--endpoint", d.commands, "defer", "--student", "models/student.hilo",
+                          "--frames", os.path.join(tmp, "frames.npy"), "--rate", "0.5"]
+                p = subprocess.run(frames, capture_output=True, text=True, timeout=60)
+                self.assertEqual(p.returncode, 1, p.stderr)
+                self.assertIn("error missing_field: args.calibration", p.stderr)
+                p = subprocess.run(frames + ["--calibration", "own/none", "--counts-per-unit", "3"], capture_output=True,
+                                   text=True, timeout=60)
+                self.assertEqual(p.returncode, 1, p.stderr)
+                self.assertIn("error not_found: the bench calibration", p.stderr)
             finally:
                 self.assertEqual(d.stop(60), 0)
 
