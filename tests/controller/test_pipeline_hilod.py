@@ -14,6 +14,8 @@ import tempfile
 import time
 import unittest
 
+import numpy as np
+
 HILOD, HILOCTL, ROOT = sys.argv[1:4]
 sys.path.insert(0, os.path.join(ROOT, "scripts", "python"))
 from hilo import Client, HiloError  # noqa: E402
@@ -21,7 +23,7 @@ from hilo.testing import Daemon  # noqa: E402
 
 CONFIG = os.path.join(ROOT, "configs", "sim.yaml")
 SMALL = {
-    "data": {"name": "mnist", "train_limit": 1500, "val_size": 300},
+    "data": {"name": "fashion-mnist", "train_limit": 1500, "val_size": 300},
     "teacher": {"train": {"epochs": 1, "batch_size": 64, "optimizer": {"kind": "adam", "lr": 0.002}}},
     "student": {"train": {"epochs": 2, "batch_size": 64, "optimizer": {"kind": "adam", "lr": 0.003}},
                 "distill": {"method": "ntkd", "ntk_distance": "alignment", "ntk_beta": 10, "ntk_subbatch": 16,
@@ -61,8 +63,25 @@ class PipelineThroughTheDaemon(unittest.TestCase):
             self.assertEqual(job_a["state"], "done")
             for stage in ("teacher", "student", "deploy", "bench moderate"):
                 self.assertIn(stage, out.stderr)
-            self.assertEqual(d.stop(60), 0)
             rep_a = report_of(data_a, job_a["run_id"])
+            # A lab's inference on the compensated bench: the daemon's capture job records raw frames of test
+            # digits through the element the stage left on the bench, and defer decides them with the saved
+            # compensated model alone (it names its element's calibration and counts per unit): about the
+            # stage's guarded accuracy (200 images: a standard error of about 2.5 points; 8 allowed).
+            with Client(d.commands) as c:
+                cap = c.capture(start=0, count=200, split="test", dataset="fashion-mnist", wait=True, timeout_s=300)
+                self.assertEqual(cap["state"], "done", cap)
+                run_c = os.path.join(data_a, cap["run_id"])
+                frames, labels = np.load(os.path.join(run_c, "frames.npy")), np.load(os.path.join(run_c, "labels.npy"))
+                row = rep_a["profiles"][0]["accuracy"]["fractions"][0]
+                model = f"{job_a['run_id']}/bench/moderate/{row['guarded_model']}"
+                r = c.call("defer", {"student": model, "threshold": 0.0}, arrays={"frames": frames})
+                acc = float(np.mean([d_["class"] == int(y) for d_, y in zip(r["decisions"], labels)]))
+                print(f"defer from {len(frames)} captured frames: {100 * acc:.1f} % "
+                      f"(the stage's guarded {100 * row['guarded']:.1f} %, {row['guarded_mode']})", file=sys.stderr)
+                self.assertEqual(r["source"], "frames (through the saved bench calibration)")
+                self.assertAlmostEqual(acc, row["guarded"], delta=0.08)
+            self.assertEqual(d.stop(60), 0)
 
             # Interrupted by SIGTERM in the bench stage, resumed by the next daemon.
             data_b = os.path.join(tmp, "b")
