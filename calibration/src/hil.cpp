@@ -104,17 +104,31 @@ TileLayout DesignModel::layout(const distill::StudentOptions& student) const {
   return l;
 }
 
-std::vector<RArray> psf_tiles(const distill::OpticalStudent& student) {
-  const int K = student.options().kernels, k = student.options().kernel_size;
-  const distill::MatD kappa = student.kernels();
+std::vector<RArray> tiles_from_kernels(const distill::MatD& kappa, int k) {
+  if (kappa.cols() != k * k) throw std::invalid_argument("tiles_from_kernels: kernels must have k² = " + std::to_string(k * k) + " columns");
   // Student kernels are cross-correlation weights; the PSF tile is the convolution kernel: rot180.
-  std::vector<RArray> tiles(K);
-  for (int j = 0; j < K; ++j) {
-    tiles[j].resize(k, k);
+  std::vector<RArray> tiles(std::size_t(kappa.rows()));
+  for (Eigen::Index j = 0; j < kappa.rows(); ++j) {
+    tiles[std::size_t(j)].resize(k, k);
     for (int ky = 0; ky < k; ++ky)
-      for (int kx = 0; kx < k; ++kx) tiles[j](k - 1 - ky, k - 1 - kx) = kappa(j, ky * k + kx);
+      for (int kx = 0; kx < k; ++kx) tiles[std::size_t(j)](k - 1 - ky, k - 1 - kx) = kappa(j, ky * k + kx);
   }
   return tiles;
+}
+
+distill::MatD kernels_from_tiles(const std::vector<RArray>& tiles, double scale) {
+  const Eigen::Index k = tiles.empty() ? 0 : tiles[0].rows();
+  distill::MatD kappa(Eigen::Index(tiles.size()), k * k);
+  for (std::size_t j = 0; j < tiles.size(); ++j) {
+    if (tiles[j].rows() != k || tiles[j].cols() != k) throw std::invalid_argument("kernels_from_tiles: tiles must be square and of one size");
+    for (Eigen::Index ky = 0; ky < k; ++ky)
+      for (Eigen::Index kx = 0; kx < k; ++kx) kappa(Eigen::Index(j), ky * k + kx) = scale * tiles[j](k - 1 - ky, k - 1 - kx);
+  }
+  return kappa;
+}
+
+std::vector<RArray> psf_tiles(const distill::OpticalStudent& student) {
+  return tiles_from_kernels(student.kernels(), student.options().kernel_size);
 }
 
 Deployment design_deployment(const distill::OpticalStudent& student, DesignModel& design,
@@ -126,7 +140,6 @@ Deployment design_deployment(const distill::OpticalStudent& student, DesignModel
     throw std::invalid_argument("deploy: the student's input size differs from the bench's input device");
   Deployment d;
   d.layout = design.layout(so);
-  const int K = so.kernels, k = so.kernel_size;
   const distill::MatD kappa = student.kernels();
   d.design = retrieve_phase(psf_tiles(student), d.layout, design.pupil_amplitude(), design.psf_pad(), options, rng,
                             design.pupil_aberration());
@@ -137,10 +150,7 @@ Deployment design_deployment(const distill::OpticalStudent& student, DesignModel
   for (const auto& t : got) sum_got += t.sum();
   if (!(sum_got > 0)) throw std::runtime_error("deploy: the designed element puts no light into the kernel windows");
   d.kernel_scale = kappa.sum() / sum_got;
-  d.kernels.resize(K, k * k);
-  for (int j = 0; j < K; ++j)
-    for (int ky = 0; ky < k; ++ky)
-      for (int kx = 0; kx < k; ++kx) d.kernels(j, ky * k + kx) = d.kernel_scale * got[j](k - 1 - ky, k - 1 - kx);
+  d.kernels = kernels_from_tiles(got, d.kernel_scale);
   d.counts_per_unit = design.counts_per_psf_unit() / d.kernel_scale;
   return d;
 }

@@ -5,6 +5,7 @@
 #include <numeric>
 #include <stdexcept>
 
+#include "hilo/calibration/hil.hpp"
 #include "hilo/distill/optim.hpp"
 #include "hilo/sim/imaging.hpp"
 
@@ -41,13 +42,7 @@ std::pair<Eigen::Index, Eigen::Index> window(const TileLayout& l, int j, Eigen::
 
 MatD ElementModel::kernels(const RArray& phase) const {
   check_phase(*this, phase);
-  const std::vector<RArray> tiles = cut_kernels(sim::psf_from_phase(aberrated(*this, phase), pupil_amplitude, pad), layout);
-  const int K = layout.count(), k = layout.kernel_size;
-  MatD kappa(K, k * k);
-  for (int j = 0; j < K; ++j)
-    for (int ky = 0; ky < k; ++ky)
-      for (int kx = 0; kx < k; ++kx) kappa(j, ky * k + kx) = kernel_scale * tiles[std::size_t(j)](k - 1 - ky, k - 1 - kx);
-  return kappa;
+  return kernels_from_tiles(cut_kernels(sim::psf_from_phase(aberrated(*this, phase), pupil_amplitude, pad), layout), kernel_scale);
 }
 
 RArray ElementModel::phase_grad(const RArray& phase, const MatD& dk) const {
@@ -56,11 +51,13 @@ RArray ElementModel::phase_grad(const RArray& phase, const MatD& dk) const {
   if (dk.rows() != K || dk.cols() != k * k)
     throw std::invalid_argument("physics_aware: dL/dkernels must be " + std::to_string(K) + " x " + std::to_string(k * k));
   const Eigen::Index R = pad * phase.rows(), C = pad * phase.cols();
+  // The adjoint of kernels(): each dκ_j as a tile (rot180), scaled, into its window (cut_kernels' rule;
+  // compose_psf would place it too but refuses the negative values a gradient has).
+  const std::vector<RArray> dtiles = tiles_from_kernels(dk, k);
   RArray dpsf = RArray::Zero(R, C);
   for (int j = 0; j < K; ++j) {
     const auto [r0, c0] = window(layout, j, R, C);
-    for (int ky = 0; ky < k; ++ky)
-      for (int kx = 0; kx < k; ++kx) dpsf(r0 + k - 1 - ky, c0 + k - 1 - kx) += kernel_scale * dk(j, ky * k + kx);
+    dpsf.block(r0, c0, k, k) += kernel_scale * dtiles[std::size_t(j)];
   }
   return sim::psf_from_phase_vjp(aberrated(*this, phase), pupil_amplitude, dpsf, pad);
 }

@@ -88,6 +88,10 @@ struct Deployment {
 // The student's K kernels as PSF tiles (convolution orientation: each cross-correlation kernel rot180),
 // k × k each.
 std::vector<RArray> psf_tiles(const distill::OpticalStudent& student);
+// The one place of that convention: kernels κ (K × k², cross-correlation weights, row (ky, kx)) → PSF
+// tiles (rot180 each), and tiles → scale · rot180(tile) as kernels (deploy's realised kernels).
+std::vector<RArray> tiles_from_kernels(const distill::MatD& kappa, int kernel_size);
+distill::MatD kernels_from_tiles(const std::vector<RArray>& tiles, double scale);
 
 // Designs the element for the student's kernels (phase retrieval on the design model's pupil, through
 // its pupil aberration when one is set), sets
