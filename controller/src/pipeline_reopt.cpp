@@ -144,10 +144,8 @@ json PipelineStages::reoptimised_element(const std::string& name, int index, cal
         std::vector<std::size_t> train_rows;
         for (auto p : pick) train_rows.push_back(std::size_t(sub_rows.at(p)));
         const calibration::NtkGroups* groups = c_.twin.shared_ntk_groups ? &train_ntk_groups() : nullptr;
-        const std::uint64_t seed = seed_of(SeedStream::reopt_twin_refit, index, 2 * k + 2);
-        (void)seed_of(SeedStream::reopt_twin_refit, index, 2 * k + 2, 1);  // twin_modes: twin_ntkd draws from seed + 1
-        twin_modes(*twin, c_, {s, *teacher_, data_, A_test, test_y_, A_val, groups}, part.features, train_rows, seed, row,
-                   quiet, twin_parts, &mine);
+        twin_modes(*twin, c_, {s, *teacher_, data_, A_test, test_y_, A_val, groups}, part.features, train_rows,
+                   twin_seed(SeedStream::reopt_twin_refit, index, 2 * k + 2), row, quiet, twin_parts, &mine);
         if (stop()) throw StageStopped{};
       }
       if (models) models->push_back(std::move(mine));
@@ -271,10 +269,9 @@ json PipelineStages::physics_aware_element(const std::string& name, int index, c
   if (stop()) throw StageStopped{};
   sim::write_npy(d / "phase.npy", sim::from_rarray(r.phase));
   calibration::write_features(d / "test_features.npy", A_test);
-  distill::OpticalStudent tuned = distill::OpticalStudent::from_model(r.student.to_model({}));
-  row["physics_aware"] = distill::accuracy(tuned.backend_forward(A_test), test_y_);
-  row["physics_aware_val"] = distill::accuracy(tuned.backend_forward(A_val), data_.val.y);
-  if (models) (*models)["physics_aware"] = r.student.to_model({{"physics_aware", {{"phase", "element_reoptimised/physics_aware/phase.npy"}}}});
+  row["physics_aware"] = distill::accuracy(r.student.backend_forward(A_test), test_y_);
+  row["physics_aware_val"] = distill::accuracy(r.student.backend_forward(A_val), data_.val.y);
+  if (models) (*models)["physics_aware"] = r.student.to_model({});  // bench() adds where its phase is
   log(stage + ": f = " + pct(nested.at("fraction").get<double>()) + " %: " + pct(row["physics_aware"].get<double>()) +
       " % on the test set after " + std::to_string(r.history.size()) + " steps, " + std::to_string(training_frames) + " bench frames");
   return {{"fraction", nested.at("fraction")},

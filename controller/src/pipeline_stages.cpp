@@ -103,9 +103,9 @@ std::uint64_t PipelineStages::seed_of(SeedStream s, int profile, int step, std::
   return v;
 }
 
-std::uint64_t PipelineStages::twin_seed(int profile, int step) {
-  (void)seed_of(SeedStream::twin_refit, profile, step, 1);  // twin_modes: twin_ntkd draws from seed + 1
-  return seed_of(SeedStream::twin_refit, profile, step);
+std::uint64_t PipelineStages::twin_seed(SeedStream stream, int profile, int step) {
+  (void)seed_of(stream, profile, step, 1);  // twin_modes: twin_ntkd draws from seed + 1
+  return seed_of(stream, profile, step);
 }
 
 PipelineStages::PipelineStages(const PipelineConfig& c, PipelineBench& b, fs::path dir, const PipelineControl& ctl)
@@ -397,7 +397,7 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
         groups = &train_ntk_groups();
       }
       twin_modes(*twin, c_, {*deployed_, *teacher_, data_, A_test, test_y_, A_val, groups}, part.features, train_rows,
-                 twin_seed(index, step), row, {{}, ctl_.work.stop}, tm, &models);
+                 twin_seed(SeedStream::twin_refit, index, step), row, {{}, ctl_.work.stop}, tm, &models);
       if (stop()) throw StageStopped{};
     }
     fraction_models.push_back(std::move(models));

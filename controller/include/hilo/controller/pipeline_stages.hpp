@@ -131,7 +131,9 @@ class PipelineStages {
     if (ctl_.after_write) ctl_.after_write(where);
   }
 
-  std::uint64_t twin_seed(int profile, int step);  // the twin re-fits' seed (and its seed + 1, recorded)
+  // A twin re-fit pair's seed from `stream` (twin_refit or reopt_twin_refit); its seed + 1 (twin_modes'
+  // twin_ntkd) is recorded too.
+  std::uint64_t twin_seed(SeedStream stream, int profile, int step);
   nlohmann::json seeds_ = nlohmann::json::array();
   const PipelineConfig& c_;
   PipelineBench& b_;
