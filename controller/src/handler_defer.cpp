@@ -107,17 +107,17 @@ std::variant<distill::MatD, Refusal> features_from_frames(const Request& req, co
   } catch (const std::exception& e) {
     return Refusal{ErrorCode::not_found, std::string("the bench calibration: ") + e.what()};
   }
+  // One frame at a time (a request may carry 512 MB of frames; as doubles all at once, four times that).
   const std::size_t n = frames.shape[0], rows = frames.shape[1], cols = frames.shape[2];
-  const distill::MatD pixels = rows_of(frames, n, rows * cols, false);
-  if (!pixels.allFinite()) return Refusal{ErrorCode::bad_argument, "args.frames must be finite"};
+  const std::size_t frame_bytes = rows * cols * dtype_itemsize(frames.dtype);
   distill::MatD a(static_cast<Eigen::Index>(n), student.feature_dim());
   try {
     for (std::size_t i = 0; i < n; ++i) {
-      const calibration::RArray frame =
-          Eigen::Map<const Eigen::Array<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
-              pixels.row(static_cast<Eigen::Index>(i)).data(), static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
+      const ArrayView one{frames.dtype, {rows, cols}, frames.bytes.substr(i * frame_bytes, frame_bytes)};
+      const distill::MatD frame = rows_of(one, rows, cols, false);
+      if (!frame.allFinite()) return Refusal{ErrorCode::bad_argument, "args.frames must be finite"};
       a.row(static_cast<Eigen::Index>(i)) =
-          calibration::maps_to_features(calibration::extract_features(frame, saved.calibration), student, cpu);
+          calibration::maps_to_features(calibration::extract_features(frame.array(), saved.calibration), student, cpu);
     }
   } catch (const std::invalid_argument& e) {
     return Refusal{ErrorCode::bad_argument, "args.frames is " + shape_text(frames.shape) + ": " + e.what()};
