@@ -32,6 +32,8 @@ std::string BenchOptions::validate(const std::string& path) const {
                                  camera.validate(path + ".camera"), profile.validate(path + ".profile")});
       !e.empty())
     return e;
+  if (imaging == Imaging::coherent && element.kind == ElementKind::psf)
+    return path + ".imaging coherent needs an element with a phase (kind slm or fabricated), got kind psf";
   const int m = input.camera_px_per_input_px;
   if (input.rows * m > camera.rows || input.cols * m > camera.cols)
     return path + ".input (" + std::to_string(input.rows) + " x " + std::to_string(input.cols) + " px at " +
@@ -81,7 +83,8 @@ void SimulatedBench::set_input(const RArray& in) {
   const int m = opt_.input.camera_px_per_input_px;
   const auto [r0, c0] = object_origin();
   object_ = RArray::Zero(opt_.camera.rows, opt_.camera.cols);
-  const double per_px = opt_.input.photons_per_ms / double(m * m);
+  const double per_px = opt_.imaging == Imaging::coherent ? std::sqrt(opt_.input.photons_per_ms / double(m * m))
+                                                           : opt_.input.photons_per_ms / double(m * m);
   for (Eigen::Index r = 0; r < in.rows(); ++r)
     for (Eigen::Index c = 0; c < in.cols(); ++c)
       object_.block(r0 + r * m, c0 + c * m, m, m).setConstant(in(r, c) * per_px);
@@ -152,6 +155,8 @@ void SimulatedBench::invalidate_psfs() {
   psfs_valid_ = false;
   design_imager_.reset();
   as_built_imager_.reset();
+  design_imager_im_.reset();
+  as_built_imager_im_.reset();
   ideal_cache_.reset();
   as_built_cache_.reset();
 }
@@ -174,18 +179,36 @@ void SimulatedBench::ensure_psfs() {
     const double d = opt_.element.pupil_diameter_px > 0 ? opt_.element.pupil_diameter_px
                                                         : double(std::min(A.rows(), A.cols()));
     const RArray aberr = as_built_->pupil_phase(A.rows(), A.cols(), 0.5 * d);
-    design_psf_ = engine.psf(design_phase_, A);
+    RArray built_amp = A, built_phase;
     if (kind == ElementKind::slm) {
-      const CArray mod = slm_.modulation(*levels_);
-      const RArray amp = A * mod.abs();
-      as_built_psf_ = engine.psf(slm_.realised_phase(*levels_) + aberr, amp);
+      built_amp = A * slm_.modulation(*levels_).abs();
+      built_phase = slm_.realised_phase(*levels_) + aberr;
     } else {
-      as_built_psf_ = engine.psf(as_built_->fabricate(design_phase_) + aberr, A);
+      built_phase = as_built_->fabricate(design_phase_) + aberr;
     }
+    if (opt_.imaging == Imaging::coherent) {
+      const CArray hd = engine.asf(design_phase_, A), hb = engine.asf(built_phase, built_amp);
+      design_psf_ = hd.abs2();
+      as_built_psf_ = hb.abs2();
+      const auto R = opt_.camera.rows, C = opt_.camera.cols;
+      design_imager_ = std::make_unique<IncoherentImager>(R, C, RArray(hd.real()));
+      design_imager_im_ = std::make_unique<IncoherentImager>(R, C, RArray(hd.imag()));
+      as_built_imager_ = std::make_unique<IncoherentImager>(R, C, RArray(hb.real()));
+      as_built_imager_im_ = std::make_unique<IncoherentImager>(R, C, RArray(hb.imag()));
+      psfs_valid_ = true;
+      return;
+    }
+    design_psf_ = engine.psf(design_phase_, A);
+    as_built_psf_ = engine.psf(built_phase, built_amp);
   }
   design_imager_ = std::make_unique<IncoherentImager>(opt_.camera.rows, opt_.camera.cols, design_psf_);
   as_built_imager_ = std::make_unique<IncoherentImager>(opt_.camera.rows, opt_.camera.cols, as_built_psf_);
   psfs_valid_ = true;
+}
+
+RArray SimulatedBench::coherent_image(const IncoherentImager& re, const IncoherentImager& im) const {
+  // U ⊛ h for a real object amplitude U: Re = U ⊛ Re h, Im = U ⊛ Im h.
+  return re.image(object_).square() + im.image(object_).square();
 }
 
 const RArray& SimulatedBench::design_psf() {
@@ -200,14 +223,17 @@ const RArray& SimulatedBench::as_built_psf() {
 RArray SimulatedBench::ideal_image() {
   if (!have_input_) throw std::logic_error("SimulatedBench: no input set (set_input)");
   ensure_psfs();
-  if (!ideal_cache_) ideal_cache_ = design_imager_->image(object_);
+  if (!ideal_cache_)
+    ideal_cache_ = design_imager_im_ ? coherent_image(*design_imager_, *design_imager_im_) : design_imager_->image(object_);
   return *ideal_cache_;
 }
 
 RArray SimulatedBench::pre_warp_image() {
   if (!have_input_) throw std::logic_error("SimulatedBench: no input set (set_input)");
   ensure_psfs();
-  if (!as_built_cache_) as_built_cache_ = as_built_imager_->image(object_);
+  if (!as_built_cache_)
+    as_built_cache_ = as_built_imager_im_ ? coherent_image(*as_built_imager_, *as_built_imager_im_)
+                                         : as_built_imager_->image(object_);
   return *as_built_cache_;
 }
 

@@ -278,6 +278,13 @@ namespace {
 void read_optics(Map& m, BenchOptions& o) {
   m.get("wavelength_nm", o.wavelength_nm);
   {
+    std::string imaging = "incoherent";
+    m.get("imaging", imaging);
+    if (imaging == "incoherent") o.imaging = Imaging::incoherent;
+    else if (imaging == "coherent") o.imaging = Imaging::coherent;
+    else m.fail(m.at("imaging") + " must be one of incoherent, coherent, got '" + imaging + "'");
+  }
+  {
     Map in = m.sub("input");
     in.get("rows", o.input.rows);
     in.get("cols", o.input.cols);

@@ -74,6 +74,34 @@ RArray PupilPsf::vjp(const RArray& phase, const RArray& pupil_amplitude, const R
   return grad;
 }
 
+CArray PupilPsf::asf(const RArray& phase, const RArray& pupil_amplitude) const {
+  require(phase.rows() == rows_ && phase.cols() == cols_,
+          "PupilPsf::asf: phase is " + shape(phase) + ", expected " + std::to_string(rows_) + "x" + std::to_string(cols_));
+  CArray e = pupil_field(phase, pupil_amplitude, fft_.rows(), fft_.cols(), "PupilPsf::asf");
+  fft_.forward(e);
+  const double total = e.abs2().sum();
+  require(total > 0.0, "PupilPsf::asf: the pupil transmits no light (sum of amplitude² is 0)");
+  return fftshift(CArray(e / std::sqrt(total)));
+}
+
+RArray PupilPsf::asf_vjp(const RArray& phase, const RArray& pupil_amplitude, const CArray& dL_dasf) const {
+  require(phase.rows() == rows_ && phase.cols() == cols_,
+          "PupilPsf::asf_vjp: phase is " + shape(phase) + ", expected " + std::to_string(rows_) + "x" + std::to_string(cols_));
+  require(dL_dasf.rows() == fft_.rows() && dL_dasf.cols() == fft_.cols(),
+          "PupilPsf::asf_vjp: dL_dasf is " + std::to_string(dL_dasf.rows()) + "x" + std::to_string(dL_dasf.cols()) +
+              ", expected the ASF's shape " + std::to_string(fft_.rows()) + "x" + std::to_string(fft_.cols()));
+  const CArray e = pupil_field(phase, pupil_amplitude, fft_.rows(), fft_.cols(), "PupilPsf::asf_vjp");
+  const double total = fft_.rows() * fft_.cols() * e.abs2().sum();  // ΣI by Parseval
+  require(total > 0.0, "PupilPsf::asf_vjp: the pupil transmits no light (sum of amplitude² is 0)");
+  // dL = Σ Re(conj(g)·dh), dh = S(DFT(i E dφ))/√ΣI  ⇒  ∂L/∂φ = Im(conj(E) · N·IDFT(S⁻¹(g)/√ΣI)).
+  CArray b = ifftshift(dL_dasf) / std::sqrt(total);
+  fft_.inverse_unscaled(b);
+  RArray grad(rows_, cols_);
+  for (Eigen::Index r = 0; r < rows_; ++r)
+    for (Eigen::Index c = 0; c < cols_; ++c) grad(r, c) = std::imag(std::conj(e(r, c)) * b(r, c));
+  return grad;
+}
+
 RArray psf_from_phase(const RArray& phase, const RArray& pupil_amplitude, int pad) {
   return PupilPsf(phase.rows(), phase.cols(), pad).psf(phase, pupil_amplitude);
 }

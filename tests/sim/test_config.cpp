@@ -123,6 +123,14 @@ TEST(Config, BenchRejectsBadKindAndUnfittingInput) {
   EXPECT_NE(error_of([&] { parse_bench(head + "  element: {slm: {lut_rad: [0, 1]}}\n", "b.yaml", "."); })
                 .find("simulator.element.slm.lut_rad must have 2^bit_depth = 256 entries, got 2"),
             std::string::npos);
+  EXPECT_EQ(parse_bench(head + "  imaging: coherent\n", "b.yaml", ".").imaging, Imaging::coherent);
+  EXPECT_EQ(parse_bench(head, "b.yaml", ".").imaging, Imaging::incoherent);
+  EXPECT_NE(error_of([&] { parse_bench(head + "  imaging: partial\n", "b.yaml", "."); })
+                .find("simulator.imaging must be one of incoherent, coherent, got 'partial'"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { parse_bench(head + "  imaging: coherent\n  element: {kind: psf}\n", "b.yaml", "."); })
+                .find("simulator.imaging coherent needs an element with a phase"),
+            std::string::npos);
 }
 
 TEST(Config, MissingFileAndSyntaxErrorsAreConfigErrors) {

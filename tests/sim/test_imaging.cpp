@@ -151,6 +151,40 @@ TEST(PupilPsf, VjpMatchesFiniteDifferences) {
   }
 }
 
+TEST(PupilPsf, AmplitudeSpreadFunctionSquaresToThePsfAndItsVjpMatchesFiniteDifferences) {
+  std::mt19937_64 rng(36);
+  for (auto [r, c, pad] : {std::array<int, 3>{8, 8, 2}, {6, 10, 3}, {7, 5, 1}}) {
+    const RArray phase = random_real(r, c, rng, -kPi, kPi);
+    RArray amp = random_real(r, c, rng, 0.2, 1.0);
+    amp(0, 0) = 0.0;
+    const PupilPsf model(r, c, pad);
+    const CArray h = model.asf(phase, amp);
+    EXPECT_LT((h.abs2() - model.psf(phase, amp)).abs().maxCoeff(), 1e-15);
+    EXPECT_NEAR(h.abs2().sum(), 1.0, 1e-12);
+    // A loss that needs the phase of h, not only |h|: L = Σ w_re·Re(h)³ + w_im·Im(h)·Re(h).
+    const RArray wr = random_real(pad * r, pad * c, rng, -1.0, 1.0), wi = random_real(pad * r, pad * c, rng, -1.0, 1.0);
+    auto loss = [&](const RArray& ph) {
+      const CArray a = model.asf(ph, amp);
+      return (wr * a.real().cube() + wi * a.imag() * a.real()).sum();
+    };
+    const RArray re = h.real(), im = h.imag();
+    CArray g(h.rows(), h.cols());
+    g.real() = 3.0 * wr * re.square() + wi * im;
+    g.imag() = wi * re;
+    const RArray grad = model.asf_vjp(phase, amp, g);
+    RArray fd(r, c);
+    const double e = 1e-5;
+    for (Eigen::Index i = 0; i < phase.size(); ++i) {
+      RArray plus = phase, minus = phase;
+      plus.data()[i] += e;
+      minus.data()[i] -= e;
+      fd.data()[i] = (loss(plus) - loss(minus)) / (2 * e);
+    }
+    EXPECT_EQ(grad(0, 0), 0.0);
+    EXPECT_LT((grad - fd).matrix().norm() / fd.matrix().norm(), 1e-5) << r << "x" << c << " pad " << pad;
+  }
+}
+
 TEST(KernelTiling, ComposedPsfProducesEachFeatureMapSideBySide) {
   std::mt19937_64 rng(36);
   KernelTiling t;

@@ -27,6 +27,16 @@
 //   psf         set_psf() gives the PSF directly (tests, measured PSFs); the profile's aberrations and
 //               fabrication errors do not apply (no pupil), warp, gain and sensor noise still do.
 //
+// Imaging:
+//   incoherent  (default) the above: image = object intensity ⊛ PSF.
+//   coherent    a 4f correlator: a laser lights the input device, which modulates amplitude; the element
+//               is the SLM in the common Fourier plane. An input value v is the field amplitude
+//               v·√(photons_per_ms/m²) of its camera pixels (object() then holds that amplitude), and the
+//               camera records |U ⊛ h|², h the amplitude spread function (PupilPsf::asf: |h|² = PSF,
+//               Σ|h|² = 1) of the Fourier-plane pupil and phase (as built: LUT, fringing, fill factor,
+//               aberrations as above). An isolated input pixel of value v so still sends v²·photons_per_ms
+//               per ms; neighbouring pixels interfere. Element kind psf is refused (a PSF has no phase).
+//
 // Caching: the PSF and its transform are recomputed only when the element or profile changes; the ideal
 // image only when the input or element changes. A capture of a 28 × 28 input costs 1–2 ms (hilo-bench-sim).
 // Not thread-safe: one bench per thread (captures mutate caches).
@@ -54,6 +64,7 @@ struct InputOptions {
 };
 
 enum class ElementKind { slm, fabricated, psf };
+enum class Imaging { incoherent, coherent };
 
 struct ElementOptions {
   ElementKind kind = ElementKind::slm;
@@ -66,6 +77,7 @@ struct ElementOptions {
 
 struct BenchOptions {
   double wavelength_nm = 633.0;  // documentation of the modelled source; the PSF scale is fixed (above)
+  Imaging imaging = Imaging::incoherent;
   InputOptions input;
   ElementOptions element;
   CameraOptions camera;          // its `noise` is replaced by profile.sensor in the bench
@@ -140,6 +152,9 @@ class SimulatedBench {
   bool psfs_valid_ = false;
   RArray design_psf_, as_built_psf_;
   std::unique_ptr<IncoherentImager> design_imager_, as_built_imager_;
+  // coherent imaging: the imaginary parts' imagers (the two above convolve with the real parts)
+  std::unique_ptr<IncoherentImager> design_imager_im_, as_built_imager_im_;
+  RArray coherent_image(const IncoherentImager& re, const IncoherentImager& im) const;
   std::optional<RArray> ideal_cache_, as_built_cache_;  // images before warp
 };
 

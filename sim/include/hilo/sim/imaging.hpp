@@ -43,6 +43,12 @@ class PupilPsf {
   PupilPsf(Eigen::Index rows, Eigen::Index cols, int pad = 2, Planning planning = Planning::estimate);
   RArray psf(const RArray& phase, const RArray& pupil_amplitude) const;
   RArray vjp(const RArray& phase, const RArray& pupil_amplitude, const RArray& dL_dpsf) const;
+  // Coherent imaging (a 4f correlator whose Fourier-plane filter is this pupil, or any coherent imager):
+  // the amplitude spread function h = fftshift(DFT(E)) / √ΣI, so that |h|² = psf() and Σ|h|² = 1; the
+  // image of a coherent object field U is U ⊛ h. asf_vjp: given g = ∂L/∂Re h + i·∂L/∂Im h (h's shape),
+  // returns ∂L/∂φ = Im(conj(E) · N·IDFT(ifftshift(g) / √ΣI))   (ΣI does not depend on φ).
+  CArray asf(const RArray& phase, const RArray& pupil_amplitude) const;
+  RArray asf_vjp(const RArray& phase, const RArray& pupil_amplitude, const CArray& dL_dasf) const;
   Eigen::Index rows() const { return rows_; }
   Eigen::Index cols() const { return cols_; }
   int pad() const { return pad_; }
