@@ -9,6 +9,7 @@
 
 #include "hilo/io/options_json.hpp"
 #include "hilo/sim/imaging.hpp"
+#include "hilo/sim/optics.hpp"
 
 namespace hilo::distill {
 
@@ -23,8 +24,11 @@ std::string StudentOptions::validate() const {
   if (kernels < 1) return "student.kernels must be >= 1, got " + std::to_string(kernels);
   if (kernel_size < 1 || kernel_size % 2 == 0)
     return "student.kernel_size must be odd and >= 1, got " + std::to_string(kernel_size);
-  if (parameterization != "intensity" && parameterization != "phase")
-    return "student.parameterization must be \"intensity\" or \"phase\", got \"" + parameterization + "\"";
+  if (parameterization != "intensity" && parameterization != "phase" && parameterization != "fourier")
+    return "student.parameterization must be \"intensity\", \"phase\" or \"fourier\", got \"" + parameterization + "\"";
+  if (phase_rows < 0 || phase_cols < 0) return "student.phase_rows and phase_cols must be >= 0 (0 = automatic)";
+  if (pupil != "square" && pupil != "circle")
+    return "student.pupil must be \"square\" or \"circle\", got \"" + pupil + "\"";
   if (nonneg != "softplus" && nonneg != "square")
     return "student.nonneg must be \"softplus\" or \"square\", got \"" + nonneg + "\"";
   if (signing != "pairs" && signing != "bias")
@@ -95,17 +99,27 @@ BasicOpticalStudent<T>::BasicOpticalStudent(const StudentOptions& o, Shape in, i
   Kp_ = o_.signing == "pairs" ? M_ / 2 : M_;
   D_ = Kp_ * (in.h / o_.pool) * (in.w / o_.pool);
   const int k2 = o_.kernel_size * o_.kernel_size;
-  conv_ = std::make_unique<Conv2d<T>>(in, M_, o_.kernel_size, o_.kernel_size / 2);
+  conv_ = std::make_unique<Conv2d<T>>(in, coherent() ? 2 * M_ : M_, o_.kernel_size, o_.kernel_size / 2);
   if (o_.parameterization == "intensity") {
     rho_ = Mat<T>::Zero(o_.kernels, k2);
   } else {
     const auto t = tiling_of(o_, in);
-    if (t.canvas_rows() % o_.psf_pad != 0 || t.canvas_cols() % o_.psf_pad != 0)
+    if (o_.phase_rows == 0 && o_.phase_cols == 0 && (t.canvas_rows() % o_.psf_pad != 0 || t.canvas_cols() % o_.psf_pad != 0))
       throw std::invalid_argument("student.psf_pad must divide the PSF canvas " + std::to_string(t.canvas_rows()) + "x" +
                                   std::to_string(t.canvas_cols()));
-    rho_ = Mat<T>::Zero(t.canvas_rows() / o_.psf_pad, t.canvas_cols() / o_.psf_pad);
-    pupil_ = MatD::Ones(rho_.rows(), rho_.cols());
-    if (o_.psf_gain == 0) o_.psf_gain = static_cast<double>(t.canvas_rows() * t.canvas_cols()) / k2;
+    rho_ = Mat<T>::Zero(o_.phase_rows > 0 ? o_.phase_rows : t.canvas_rows() / o_.psf_pad,
+                        o_.phase_cols > 0 ? o_.phase_cols : t.canvas_cols() / o_.psf_pad);
+    const Eigen::Index R = rho_.rows(), C = rho_.cols();
+    pupil_ = o_.pupil == "circle" ? MatD(sim::circular_aperture(R, C, 1.0, 0.5 * double(std::min(R, C)), 4).matrix())
+                                  : MatD::Ones(R, C);
+    for (int j = 0; j < o_.kernels; ++j) {
+      const auto [r0, c0] = tile_origin(j);
+      if (r0 < 0 || c0 < 0 || r0 + o_.kernel_size > o_.psf_pad * R || c0 + o_.kernel_size > o_.psf_pad * C)
+        throw std::invalid_argument("student: kernel " + std::to_string(j) + " falls outside the " +
+                                    std::to_string(o_.psf_pad * R) + "x" + std::to_string(o_.psf_pad * C) +
+                                    " PSF grid of the phase (phase_rows/phase_cols too small for the tiling)");
+    }
+    if (o_.psf_gain == 0) o_.psf_gain = static_cast<double>(o_.psf_pad * R * o_.psf_pad * C) / k2;
   }
   grho_ = Mat<T>::Zero(rho_.rows(), rho_.cols());
   w1_ = Mat<T>::Zero(o_.hidden, D_);
@@ -203,16 +217,36 @@ void BasicOpticalStudent<T>::init(std::mt19937_64& rng) {
 }
 
 template <typename T>
+std::pair<Eigen::Index, Eigen::Index> BasicOpticalStudent<T>::tile_origin(int j) const {
+  const auto t = tiling_of(o_, in_);
+  const auto [r0, c0] = t.kernel_origin(j);
+  return {o_.psf_pad * rho_.rows() / 2 + r0 - t.canvas_rows() / 2, o_.psf_pad * rho_.cols() / 2 + c0 - t.canvas_cols() / 2};
+}
+
+template <typename T>
 void BasicOpticalStudent<T>::refresh_kernels() {
   const int K = o_.kernels, k = o_.kernel_size;
   if (o_.parameterization == "intensity") {
     kappa_ = rho_.unaryExpr([&](T r) { return static_cast<T>(o_.nonneg == "square" ? r * r : softplus(r)); });
+  } else if (coherent()) {
+    const sim::PupilPsf model(rho_.rows(), rho_.cols(), o_.psf_pad);
+    const sim::CArray h = model.asf(as_double(rho_).array(), pupil_.array());
+    const double g = std::sqrt(o_.psf_gain);
+    kappa_.resize(2 * K, k * k);
+    for (int j = 0; j < K; ++j) {
+      const auto [r0, c0] = tile_origin(j);
+      for (int ky = 0; ky < k; ++ky)
+        for (int kx = 0; kx < k; ++kx) {
+          const sim::cplx v = h(r0 + k - 1 - ky, c0 + k - 1 - kx);
+          kappa_(2 * j, ky * k + kx) = static_cast<T>(g * v.real());
+          kappa_(2 * j + 1, ky * k + kx) = static_cast<T>(g * v.imag());
+        }
+    }
   } else {
-    const auto t = tiling_of(o_, in_);
     const sim::RArray psf = sim::psf_from_phase(as_double(rho_).array(), pupil_.array(), o_.psf_pad);
     kappa_.resize(K, k * k);
     for (int j = 0; j < K; ++j) {
-      const auto [r0, c0] = t.kernel_origin(j);
+      const auto [r0, c0] = tile_origin(j);
       for (int ky = 0; ky < k; ++ky)
         for (int kx = 0; kx < k; ++kx)
           kappa_(j, ky * k + kx) = static_cast<T>(o_.psf_gain * psf(r0 + k - 1 - ky, c0 + k - 1 - kx));
@@ -225,16 +259,16 @@ void BasicOpticalStudent<T>::refresh_kernels() {
 template <typename T>
 Mat<T> BasicOpticalStudent<T>::expand_kernels(const Mat<T>& kappa) const {
   if (in_.c == 1) return kappa;
-  const int K = o_.kernels, k2 = o_.kernel_size * o_.kernel_size;
-  Mat<T> w = Mat<T>::Zero(static_cast<Eigen::Index>(M_), static_cast<Eigen::Index>(in_.c) * k2);
-  for (int c = 0; c < in_.c; ++c) w.block(c * K, c * k2, K, k2) = kappa.topRows(K);
+  const Eigen::Index K = kappa.rows(), k2 = o_.kernel_size * o_.kernel_size;  // K: 2K rows for fourier
+  Mat<T> w = Mat<T>::Zero(in_.c * K, in_.c * k2);
+  for (int c = 0; c < in_.c; ++c) w.block(c * K, c * k2, K, k2) = kappa;
   return w;
 }
 
 template <typename T>
 Mat<T> BasicOpticalStudent<T>::reduce_kernel_grad(const Mat<T>& gw) const {
   if (in_.c == 1) return gw;
-  const int K = o_.kernels, k2 = o_.kernel_size * o_.kernel_size;
+  const Eigen::Index K = gw.rows() / in_.c, k2 = o_.kernel_size * o_.kernel_size;
   Mat<T> g = Mat<T>::Zero(K, k2);
   for (int c = 0; c < in_.c; ++c) g += gw.block(c * K, c * k2, K, k2);
   return g;
@@ -266,11 +300,22 @@ Mat<T> BasicOpticalStudent<T>::kernel_grad_to_raw(const Mat<T>& dk) const {
     if (o_.nonneg == "square") return (T(2) * rho_.array() * dk.array()).matrix();
     return (rho_.unaryExpr([](T r) { return static_cast<T>(sigmoid(r)); }).array() * dk.array()).matrix();
   }
-  const auto t = tiling_of(o_, in_);
   const int K = o_.kernels, k = o_.kernel_size;
-  sim::RArray dpsf = sim::RArray::Zero(t.canvas_rows(), t.canvas_cols());
+  const Eigen::Index PR = o_.psf_pad * rho_.rows(), PC = o_.psf_pad * rho_.cols();
+  if (coherent()) {
+    sim::CArray dh = sim::CArray::Zero(PR, PC);
+    const double g = std::sqrt(o_.psf_gain);
+    for (int j = 0; j < K; ++j) {
+      const auto [r0, c0] = tile_origin(j);
+      for (int ky = 0; ky < k; ++ky)
+        for (int kx = 0; kx < k; ++kx)
+          dh(r0 + k - 1 - ky, c0 + k - 1 - kx) += g * sim::cplx(dk(2 * j, ky * k + kx), dk(2 * j + 1, ky * k + kx));
+    }
+    return from_double<T>(sim::PupilPsf(rho_.rows(), rho_.cols(), o_.psf_pad).asf_vjp(as_double(rho_).array(), pupil_.array(), dh).matrix());
+  }
+  sim::RArray dpsf = sim::RArray::Zero(PR, PC);
   for (int j = 0; j < K; ++j) {
-    const auto [r0, c0] = t.kernel_origin(j);
+    const auto [r0, c0] = tile_origin(j);
     for (int ky = 0; ky < k; ++ky)
       for (int kx = 0; kx < k; ++kx) dpsf(r0 + k - 1 - ky, c0 + k - 1 - kx) += o_.psf_gain * dk(j, ky * k + kx);
   }
@@ -330,7 +375,36 @@ Mat<T> BasicOpticalStudent<T>::pool_sign_t(const Mat<T>& da) const {
 template <typename T>
 void BasicOpticalStudent<T>::front_forward(const Mat<T>& x) {
   refresh_kernels();
-  y_ = conv_->forward(x, false);
+  if (!coherent()) {
+    y_ = conv_->forward(x, false);
+    return;
+  }
+  // Conv channel 2m is Re, 2m + 1 Im of map m (expand_kernels keeps kernels()' row order per channel).
+  q_ = conv_->forward(x, false);
+  const Eigen::Index HW = Eigen::Index(in_.h) * in_.w;
+  y_.resize(x.rows(), M_ * HW);
+  for (Eigen::Index n = 0; n < x.rows(); ++n)
+    for (int m = 0; m < M_; ++m) {
+      const auto re = q_.row(n).segment((2 * m) * HW, HW).array(), im = q_.row(n).segment((2 * m + 1) * HW, HW).array();
+      y_.row(n).segment(m * HW, HW) = (re.square() + im.square()).matrix();
+    }
+}
+
+template <typename T>
+void BasicOpticalStudent<T>::conv_backward(const Mat<T>& dy) {
+  conv_->grad_weight().setZero();
+  if (!coherent()) {
+    conv_->backward_params(dy);
+    return;
+  }
+  const Eigen::Index HW = Eigen::Index(in_.h) * in_.w;
+  Mat<T> dq(q_.rows(), q_.cols());
+  for (Eigen::Index n = 0; n < q_.rows(); ++n)
+    for (int m = 0; m < M_; ++m)
+      for (int part = 0; part < 2; ++part)
+        dq.row(n).segment((2 * m + part) * HW, HW) =
+            (T(2) * q_.row(n).segment((2 * m + part) * HW, HW).array() * dy.row(n).segment(m * HW, HW).array()).matrix();
+  conv_->backward_params(dq);
 }
 
 template <typename T>
@@ -415,8 +489,7 @@ Mat<T> BasicOpticalStudent<T>::kernel_grad_at(const Mat<T>& x, const Mat<T>& da)
     throw std::invalid_argument("student.kernel_grad_at: x must be n x " + std::to_string(in_.size()) + " and da n x " +
                                 std::to_string(D_));
   front_forward(x);
-  conv_->grad_weight().setZero();
-  conv_->backward_params(pool_sign_t(da));
+  conv_backward(pool_sign_t(da));
   return reduce_kernel_grad(conv_->grad_weight());
 }
 
@@ -426,15 +499,14 @@ void BasicOpticalStudent<T>::backward(const Mat<T>& dl, const Mat<T>* dh_extra) 
   Mat<T> dy = pool_sign_t(feature_grad(dl, dh_extra));
   if (noisy_) dy.array() *= noise_deriv_.array();
   if (jittered_) dy = from_double<T>(jitter_->apply_t(as_double(dy)));
-  conv_->grad_weight().setZero();
-  conv_->backward_params(dy);
+  conv_backward(dy);
   grho_ += kernel_grad_to_raw(reduce_kernel_grad(conv_->grad_weight()));
 }
 
 template <typename T>
 std::vector<Param<T>> BasicOpticalStudent<T>::params(ParamSet s) {
   std::vector<Param<T>> p;
-  if (s != ParamSet::backend) p.push_back({o_.parameterization == "phase" ? "optical.phase" : "optical.rho", &rho_, &grho_});
+  if (s != ParamSet::backend) p.push_back({o_.parameterization != "intensity" ? "optical.phase" : "optical.rho", &rho_, &grho_});
   if (s != ParamSet::optical) {
     p.push_back({"backend.w1", &w1_, &gw1_});
     p.push_back({"backend.b1", &b1_, &gb1_});
@@ -475,7 +547,7 @@ ModelFile BasicOpticalStudent<T>::to_model(const nlohmann::json& extra) const {
   m.meta["in"] = {in_.c, in_.h, in_.w};
   m.meta["classes"] = classes_;
   auto f64 = [](const std::string& name, const Mat<T>& v) { return to_array(name, as_double(v)); };
-  m.arrays.push_back(f64(o_.parameterization == "phase" ? "optical.phase" : "optical.rho", rho_));
+  m.arrays.push_back(f64(o_.parameterization != "intensity" ? "optical.phase" : "optical.rho", rho_));
   m.arrays.push_back(f64("optical.kernels", kappa_));
   m.arrays.push_back(f64("backend.w1", w1_));
   m.arrays.push_back(f64("backend.b1", b1_));
@@ -492,7 +564,7 @@ BasicOpticalStudent<T> BasicOpticalStudent<T>::from_model(const ModelFile& m) {
   if (m.kind != "student") throw ModelFileError("model file kind is '" + m.kind + "', expected 'student'");
   const auto in = m.meta.at("in");
   BasicOpticalStudent s(options_from_json(m.meta.at("student")), Shape{in.at(0), in.at(1), in.at(2)}, m.meta.at("classes"));
-  s.rho_ = from_array<T>(m.at(s.o_.parameterization == "phase" ? "optical.phase" : "optical.rho"), s.rho_.rows(), s.rho_.cols());
+  s.rho_ = from_array<T>(m.at(s.o_.parameterization != "intensity" ? "optical.phase" : "optical.rho"), s.rho_.rows(), s.rho_.cols());
   s.w1_ = from_array<T>(m.at("backend.w1"), s.w1_.rows(), s.w1_.cols());
   s.b1_ = from_array<T>(m.at("backend.b1"), 1, s.b1_.cols());
   s.w2_ = from_array<T>(m.at("backend.w2"), s.w2_.rows(), s.w2_.cols());

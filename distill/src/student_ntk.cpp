@@ -14,6 +14,9 @@ using RowT = Eigen::Matrix<T, 1, Eigen::Dynamic>;
 
 template <typename T>
 MatD BasicOpticalStudent<T>::ntk(const Mat<T>& x, ParamSet s, bool kernel_space) {
+  if (coherent() && s != ParamSet::backend)
+    throw std::invalid_argument("student.ntk: the fourier (4f) front-end has no optical NTK (Y = |x ⋆ κ|² is quadratic "
+                                "in κ); take the NTK w.r.t. the backend (ntk_param_set: backend)");
   if (o_.parameterization == "phase") kernel_space = true;
   ntk_set_ = s;
   ntk_kernel_space_ = kernel_space;
@@ -131,9 +134,7 @@ void BasicOpticalStudent<T>::ntk_backward(const MatD& Gin) {
   dA += dz * w1_;
   // A depends on the kernels, so ∂Θ_backend/∂A reaches the optical parameters whatever the set.
   dA.array().rowwise() *= inv_sd_.row(0).array();
-  const Mat<T> dy = pool_sign_t(dA);
-  conv_->grad_weight().setZero();
-  conv_->backward_params(dy);
+  conv_backward(pool_sign_t(dA));
   grho_ += kernel_grad_to_raw(reduce_kernel_grad(conv_->grad_weight()));
 }
 

@@ -476,6 +476,120 @@ TEST(OpticalStudent, PhaseKernelsAreNonNegativeTilesOfOnePsf) {
   EXPECT_GT((s.kernels() - k).norm(), 1e-6);
 }
 
+// ---------------------------------------------------------------- the 4f (fourier) front-end
+
+namespace {
+OpticalStudent make_fourier(int channels, const std::string& signing, std::mt19937_64& rng) {
+  StudentOptions o = tiny("fourier", "softplus", signing);
+  OpticalStudent s(o, Shape{channels, 6, 6}, 3);
+  s.init(rng);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  s.fit_feature_norm(s.features(MatD::NullaryExpr(16, channels * 36, [&] { return u(rng); })));
+  s.w1() *= 3.0;
+  s.b1() = MatD::Constant(1, 6, 0.02);
+  return s;
+}
+}  // namespace
+
+// Y_{c,k} = |x_c ⋆ κ_k|² with κ_k = Re (row 2k) + i·Im (row 2k + 1) of kernels(), by direct sums.
+TEST(FourierStudent, MapsAreSquaredMagnitudesOfComplexCorrelations) {
+  for (int channels : {1, 3}) {
+    std::mt19937_64 rng(21);
+    OpticalStudent s = make_fourier(channels, "bias", rng);
+    std::uniform_real_distribution<double> u(0.0, 1.0);
+    const MatD x = MatD::NullaryExpr(2, channels * 36, [&] { return u(rng); });
+    const MatD a = s.features(x);
+    const MatD kap = s.kernels();
+    ASSERT_EQ(kap.rows(), 8);
+    // Recompute the pooled bias-signed features: map (c, k), pool 2 over 6 × 6.
+    MatD expect = MatD::Zero(2, s.feature_dim());
+    for (int n = 0; n < 2; ++n)
+      for (int c = 0; c < channels; ++c)
+        for (int k = 0; k < 4; ++k)
+          for (int r = 0; r < 6; ++r)
+            for (int q = 0; q < 6; ++q) {
+              std::complex<double> v = 0;
+              for (int ky = 0; ky < 3; ++ky)
+                for (int kx = 0; kx < 3; ++kx) {
+                  const int rr = r + ky - 1, qq = q + kx - 1;
+                  if (rr < 0 || qq < 0 || rr >= 6 || qq >= 6) continue;
+                  v += x(n, c * 36 + rr * 6 + qq) * std::complex<double>(kap(2 * k, ky * 3 + kx), kap(2 * k + 1, ky * 3 + kx));
+                }
+              expect(n, (c * 4 + k) * 9 + (r / 2) * 3 + q / 2) += std::norm(v) / 4.0;
+            }
+    EXPECT_LT(rel_err(a, expect), 1e-12) << channels << " channels";
+    // The kernels are tiles of one amplitude spread function: Σ over all tiles of |κ|² is at most
+    // psf_gain (Σ|h|² = 1 over the whole grid) and the phase really drives them.
+    EXPECT_LE(kap.squaredNorm(), s.options().psf_gain * (1 + 1e-12));
+    s.raw_optical().array() += 0.5;
+    s.raw_optical()(0, 0) += 1.0;
+    (void)s.features(x);
+    EXPECT_GT((s.kernels() - kap).norm(), 1e-6);
+  }
+}
+
+TEST(FourierStudent, BackwardMatchesFiniteDifferences) {
+  for (int channels : {1, 3})
+    for (const std::string signing : {"pairs", "bias"}) {
+      std::mt19937_64 rng(22);
+      OpticalStudent s = make_fourier(channels, signing, rng);
+      std::uniform_real_distribution<double> u(0.0, 1.0);
+      const MatD x = MatD::NullaryExpr(3, channels * 36, [&] { return u(rng); });
+      hilo::distill::testing::expect_backward_matches_fd(s, x, {0, 2, 1},
+                                                         "fourier/" + signing + "/" + std::to_string(channels));
+    }
+}
+
+// NTKD on a 4f student matches the backend NTK; its gradient still reaches the phase (through the
+// features) and matches central differences. The optical NTK is refused with the rule.
+TEST(FourierStudent, BackendNtkGradientMatchesFiniteDifferencesAndOpticalNtkIsRefused) {
+  std::mt19937_64 rng(23);
+  OpticalStudent s = make_fourier(1, "pairs", rng);
+  const MatD x = images(4, rng);
+  std::normal_distribution<double> n(0.0, 1.0);
+  const MatD G = MatD::NullaryExpr(4, 4, [&] { return n(rng); });
+  auto objective = [&] { return s.ntk(x, ParamSet::backend).cwiseProduct(G).sum(); };
+  s.zero_grad();
+  s.ntk(x, ParamSet::backend);
+  s.ntk_backward(G);
+  EXPECT_GT(s.params()[0].grad->norm(), 0.0);
+  expect_grads_match_fd(s.params(), objective, "fourier backend NTK");
+  for (ParamSet set : {ParamSet::all, ParamSet::optical}) {
+    try {
+      s.ntk(x, set);
+      ADD_FAILURE() << "optical NTK of a fourier student accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("no optical NTK"), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(FourierStudent, ModelFileRoundTripsAndCirclePupilAndPhaseGridAreHonoured) {
+  std::mt19937_64 rng(24);
+  OpticalStudent s = make_fourier(1, "pairs", rng);
+  const MatD x = images(3, rng);
+  OpticalStudent b = OpticalStudent::from_model(s.to_model({}));
+  EXPECT_LT(rel_err(b.forward(x, false), s.forward(x, false)), 1e-14);
+  // A larger phase grid with a circular pupil: the pupil is the bench's inscribed circle, the kernels
+  // still tiles of one ASF; a grid too small for the tiling is refused.
+  StudentOptions o = tiny("fourier", "softplus", "pairs");
+  o.phase_rows = o.phase_cols = 16;
+  o.pupil = "circle";
+  OpticalStudent c(o, Shape{1, 6, 6}, 3);
+  EXPECT_EQ(c.pupil().rows(), 16);
+  EXPECT_EQ(c.pupil()(0, 0), 0.0);
+  EXPECT_EQ(c.pupil()(8, 8), 1.0);
+  o.phase_rows = o.phase_cols = 4;
+  try {
+    OpticalStudent small(o, Shape{1, 6, 6}, 3);
+    ADD_FAILURE() << "phase grid too small accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("falls outside the 8x8 PSF grid"), std::string::npos) << e.what();
+  }
+  o.pupil = "hexagon";
+  EXPECT_EQ(o.validate(), "student.pupil must be \"square\" or \"circle\", got \"hexagon\"");
+}
+
 // ---------------------------------------------------------------- the estimate job
 
 namespace {

@@ -30,7 +30,19 @@
 //                sim::KernelTiling); the 180° rotation converts the PSF's true convolution into this
 //                layer's cross-correlation. psf_gain = (#PSF samples)/k² unless given, so that a flat
 //                PSF gives kernels summing to 1.
-// All steps between κ and a are linear in κ for a fixed input (no noise), which the NTK code uses.
+//   "fourier":   the 4f front-end (coherent input, Fourier-plane phase SLM, camera recording |U_out|²):
+//                the phase φ as above → amplitude spread function h = asf(φ, pupil, pad) (hilo::sim,
+//                |h|² = the phase parameterisation's PSF) → complex kernel j = √psf_gain · rot180(tile j
+//                of h), and the optical layer becomes Y_{c,k} = |x_c ⋆ κ_k|² = (x_c ⋆ Re κ_k)² +
+//                (x_c ⋆ Im κ_k)², x read as the field amplitude. kernels() then holds 2K rows: Re κ_k
+//                in row 2k, Im κ_k in row 2k + 1. Its optical NTK is not implemented (Y is quadratic
+//                in κ): ntk() takes the backend set only; gradients of every loss reach φ all the same.
+// Phase grids: phase_rows × phase_cols (0: the tiling canvas / psf_pad); kernel j is cut from the PSF (or
+// ASF) grid at centre + (kernel_origin(j) − canvas centre), the convention of calibration::cut_kernels,
+// so a student on the bench's element grid and pupil ("circle": the bench's largest inscribed circle)
+// realises on the bench exactly the kernels it trained with.
+// Intensity and phase: all steps between κ and a are linear in κ for a fixed input (no noise), which
+// the NTK code uses.
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -57,7 +69,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CameraNoiseOptions, enabled, pho
 struct StudentOptions {
   int kernels = 8;                            // K (even for "pairs")
   int kernel_size = 7;                        // k (odd)
-  std::string parameterization = "intensity"; // "intensity" | "phase"
+  std::string parameterization = "intensity"; // "intensity" | "phase" | "fourier"
   std::string nonneg = "softplus";            // "softplus" | "square" (intensity only)
   std::string signing = "pairs";              // "pairs" | "bias"
   int pool = 4;                               // average pooling window p (divides H and W)
@@ -69,6 +81,9 @@ struct StudentOptions {
   int tile_gap = 2;
   int psf_pad = 2;
   double psf_gain = 0.0;  // 0: automatic (see above)
+  int phase_rows = 0;     // phase grid (phase, fourier); 0 = canvas rows / psf_pad
+  int phase_cols = 0;
+  std::string pupil = "square";  // "square" (every phase sample open) | "circle" (the bench's pupil)
   // How fit_feature_norm estimates μ and σ: "feature" (each of the D features its own), "map" (one μ, σ
   // per signed map, pooled over its (H/p)·(W/p) positions), "none" (identity: μ = 0, σ = 1).
   std::string feature_norm = "feature";
@@ -76,7 +91,7 @@ struct StudentOptions {
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(StudentOptions, kernels, kernel_size, parameterization, nonneg, signing,
                                                 pool, hidden, noise, augment, tile_columns, tile_gap, psf_pad, psf_gain,
-                                                feature_norm)
+                                                phase_rows, phase_cols, pupil, feature_norm)
 
 // Which parameters a student NTK Θ_S is taken with respect to.
 enum class ParamSet { all, optical, backend };
@@ -130,7 +145,10 @@ class BasicOpticalStudent {
   void set_feature_norm(const Mat<T>& offset, const Mat<T>& scale);
 
   // The effective non-negative kernels κ (K × k²); row k in (ky, kx) order, cross-correlation weights.
+  // fourier: the complex kernels as 2K rows (Re, Im) instead.
   Mat<T> kernels() const;
+  // The phase grid's pupil amplitude (phase and fourier; empty for intensity).
+  const MatD& pupil() const { return pupil_; }
   // Intensity parameterisation only: sets ρ so that the kernels become `kappa` (K × k², every value
   // > 0; values below 1e-12 are raised to it, softplus⁻¹ diverges at 0). Used by deploy, which replaces
   // the trained kernels by the ones the element actually realises. Throws std::invalid_argument for the
@@ -213,8 +231,13 @@ class BasicOpticalStudent {
   // Linear map Y (n × K·H·W) → a (n × D) and its transpose.
   Mat<T> pool_sign(const Mat<T>& y) const;
   Mat<T> pool_sign_t(const Mat<T>& da) const;
-  // Front-end forward into caches (cols_, y_), no noise.
+  // Front-end forward into caches (cols_, y_; fourier also q_), no noise.
   void front_forward(const Mat<T>& x);
+  // dL/dY of the last front_forward → the conv weight's gradient (through Y = |q|² for fourier).
+  void conv_backward(const Mat<T>& dy);
+  bool coherent() const { return o_.parameterization == "fourier"; }
+  // Top-left of kernel j's tile on the phase model's PSF/ASF grid.
+  std::pair<Eigen::Index, Eigen::Index> tile_origin(int j) const;
   // Backend part of Θ_S from the caches of the last backend_forward.
   Mat<T> backend_ntk_term() const;
   void fit_feature_norm_stats(const Mat<T>& a);
@@ -230,7 +253,7 @@ class BasicOpticalStudent {
   // phase parameterisation
   MatD pupil_;  // the phase parameterisation's pupil, double for sim/
   // caches of the last forward
-  Mat<T> y_, a_, z_, h_, noise_deriv_;
+  Mat<T> y_, q_, a_, z_, h_, noise_deriv_;  // q_: fourier's complex maps (Re, Im interleaved per map)
   bool noisy_ = false, jittered_ = false;
   std::optional<FrontEndJitter> jitter_;  // set when augment.enabled
   // NTK caches
