@@ -4,9 +4,11 @@
 #include <cmath>
 #include <exception>
 #include <mutex>
+#include <numbers>
 #include <stdexcept>
 #include <thread>
 
+#include "hilo/sim/imaging.hpp"
 #include "hilo/sim/optics.hpp"
 
 namespace hilo::calibration {
@@ -151,6 +153,49 @@ Deployment design_deployment(const distill::OpticalStudent& student, DesignModel
   if (!(sum_got > 0)) throw std::runtime_error("deploy: the designed element puts no light into the kernel windows");
   d.kernel_scale = kappa.sum() / sum_got;
   d.kernels = kernels_from_tiles(got, d.kernel_scale);
+  d.counts_per_unit = design.counts_per_psf_unit() / d.kernel_scale;
+  return d;
+}
+
+Deployment deploy_own_phase(const distill::OpticalStudent& student, DesignModel& design) {
+  const auto& so = student.options();
+  const auto& bo = design.options();
+  if (so.parameterization == "intensity")
+    throw std::invalid_argument("deploy: an intensity student is deployed by phase retrieval, not by its own phase");
+  const bool coherent = so.parameterization == "fourier";
+  if (coherent != (bo.imaging == sim::Imaging::coherent))
+    throw std::invalid_argument(coherent ? "deploy: a fourier (4f) student needs a coherent bench (imaging: coherent)"
+                                         : "deploy: a phase student needs an incoherent bench (imaging: incoherent)");
+  if (student.in_shape().h != bo.input.rows || student.in_shape().w != bo.input.cols)
+    throw std::invalid_argument("deploy: the student's input size differs from the bench's input device");
+  if (bo.element.kind == sim::ElementKind::slm && bo.element.slm.oversample != 1)
+    throw std::invalid_argument("deploy: a phase student is shown pixel for pixel; element.slm.oversample must be 1");
+  if (design.pupil_aberration().size() > 0)
+    throw std::invalid_argument("deploy: a phase student is deployed by its own phase; a pupil aberration cannot be pre-compensated");
+  const RArray A = design.pupil_amplitude();
+  const distill::MatD& P = student.pupil();
+  if (P.rows() != A.rows() || P.cols() != A.cols() || so.psf_pad != design.psf_pad())
+    throw std::invalid_argument("deploy: the student's phase grid (" + std::to_string(P.rows()) + " x " + std::to_string(P.cols()) +
+                                ", psf_pad " + std::to_string(so.psf_pad) + ") must be the element's (" + std::to_string(A.rows()) +
+                                " x " + std::to_string(A.cols()) + ", psf_pad " + std::to_string(design.psf_pad()) +
+                                "): set student phase_rows, phase_cols and psf_pad");
+  if ((P.array() - A).abs().maxCoeff() > 1e-12)
+    throw std::invalid_argument("deploy: the student's pupil differs from the element's: set student pupil \"circle\" and "
+                                "element.pupil_diameter_px 0");
+  Deployment d;
+  d.layout = design.layout(so);
+  const RArray phase = student.raw_optical().array().unaryExpr([](double v) {
+    const double w = std::fmod(v, 2 * std::numbers::pi);
+    return w < 0 ? w + 2 * std::numbers::pi : w;
+  });
+  d.design.phase = phase;
+  d.design.target = sim::psf_from_phase(phase, A, so.psf_pad);
+  design.set_element_phase(phase);
+  d.design.psf = design.psf();
+  d.design.fidelity = compare_psfs(d.design.target, d.design.psf, d.layout);
+  d.design.report = "own phase of the " + so.parameterization + " student (no retrieval)";
+  d.kernel_scale = so.psf_gain;
+  d.kernels = kernels_from_tiles(cut_kernels(d.design.psf, d.layout), d.kernel_scale);
   d.counts_per_unit = design.counts_per_psf_unit() / d.kernel_scale;
   return d;
 }

@@ -189,7 +189,19 @@ std::string PipelineConfig::validate() const {
                                  distill.validate(), student_train.validate()});
       !e.empty())
     return e;
-  if (student.parameterization != "intensity") return "student.options.parameterization must be \"intensity\" (deployed by phase retrieval)";
+  if (student.parameterization != "intensity") {
+    // Deployed by its own phase (calibration::deploy_own_phase); what rests on intensity kernels is off.
+    const std::string who = "a " + student.parameterization + " student";
+    if (kernels.enabled)
+      return "bench.kernels.enabled must be false for " + who + ": the kernel probes and the twin fit intensity kernels of an "
+             "intensity-parameterised student";
+    if (reoptimise_element.enabled)
+      return "bench.reoptimise_element.enabled must be false for " + who + ": the element is re-designed by phase retrieval "
+             "of intensity kernels";
+    if (student.parameterization == "fourier" && distill.method == "ntkd" && distill.ntk_param_set != "backend")
+      return "student.distill.ntk_param_set must be \"backend\" for a fourier student (its front-end has no optical NTK), got \"" +
+             distill.ntk_param_set + "\"";
+  }
   if (data.color != "luminance")
     return "data.color must be \"luminance\" in a pipeline: the input SLM shows one intensity channel, which is what the optical student sees";
   if (threads < 1 || threads > 64) return "threads must be in [1, 64], got " + std::to_string(threads);

@@ -149,7 +149,9 @@ void PipelineStages::deploy() {
   design_.emplace(b_.design);
   std::mt19937_64 rng(seed_of(SeedStream::deploy));
   progress("deploy", 0, 4);
-  deployment_ = calibration::design_deployment(*student_, *design_, c_.retrieval, rng);
+  const bool own_phase = student_->options().parameterization != "intensity";
+  deployment_ = own_phase ? calibration::deploy_own_phase(*student_, *design_)
+                          : calibration::design_deployment(*student_, *design_, c_.retrieval, rng);
   log("deploy: element designed, kernel correlation " + std::to_string(deployment_.design.fidelity.mean_correlation) +
       ", efficiency " + std::to_string(deployment_.design.fidelity.efficiency));
   if (!fs::exists(model)) {
@@ -157,7 +159,7 @@ void PipelineStages::deploy() {
     sim::write_npy(d / "phase.npy", sim::from_rarray(deployment_.design.phase));
     written("deploy.phase.npy");
     distill::OpticalStudent s = clone(*student_);
-    s.set_kernels(deployment_.kernels);
+    if (!own_phase) s.set_kernels(deployment_.kernels);  // a phase student keeps its phase: the element shows it
     progress("deploy", 1, 4);
     const io::WorkControl features{[&](std::int64_t n, std::int64_t t, std::string_view) {
                                      progress("deploy: design features", n, t);
@@ -192,7 +194,7 @@ void PipelineStages::deploy() {
     const int K = s.options().kernels, k = s.options().kernel_size;
     std::vector<cv::Mat> ks;
     std::vector<std::string> labels;
-    const MatD want = student_->kernels();
+    const MatD want = student_->intensity_kernels();
     for (int which = 0; which < 2; ++which)
       for (int jx = 0; jx < K; ++jx) {
         cv::Mat m(k, k, CV_64F);

@@ -27,6 +27,9 @@ std::string StudentOptions::validate() const {
   if (parameterization != "intensity" && parameterization != "phase" && parameterization != "fourier")
     return "student.parameterization must be \"intensity\", \"phase\" or \"fourier\", got \"" + parameterization + "\"";
   if (phase_rows < 0 || phase_cols < 0) return "student.phase_rows and phase_cols must be >= 0 (0 = automatic)";
+  if (!(tile_efficiency_weight >= 0)) return "student.tile_efficiency_weight must be >= 0";
+  if (tile_efficiency_weight > 0 && parameterization == "intensity")
+    return "student.tile_efficiency_weight needs a phase or fourier student (an intensity student has no element light to keep)";
   if (pupil != "square" && pupil != "circle")
     return "student.pupil must be \"square\" or \"circle\", got \"" + pupil + "\"";
   if (nonneg != "softplus" && nonneg != "square")
@@ -278,6 +281,27 @@ template <typename T>
 Mat<T> BasicOpticalStudent<T>::kernels() const { return kappa_; }
 
 template <typename T>
+double BasicOpticalStudent<T>::tile_efficiency() const {
+  if (o_.parameterization == "intensity") throw std::logic_error("student.tile_efficiency: an intensity student has no element");
+  const sim::RArray psf = sim::psf_from_phase(as_double(rho_).array(), pupil_.array(), o_.psf_pad);
+  const int k = o_.kernel_size;
+  double eta = 0;
+  for (int j = 0; j < o_.kernels; ++j) {
+    const auto [r0, c0] = tile_origin(j);
+    eta += psf.block(r0, c0, k, k).sum();
+  }
+  return eta;
+}
+
+template <typename T>
+Mat<T> BasicOpticalStudent<T>::intensity_kernels() const {
+  if (!coherent()) return kappa_;
+  Mat<T> k(o_.kernels, kappa_.cols());
+  for (int j = 0; j < o_.kernels; ++j) k.row(j) = kappa_.row(2 * j).array().square() + kappa_.row(2 * j + 1).array().square();
+  return k;
+}
+
+template <typename T>
 void BasicOpticalStudent<T>::set_kernels(const Mat<T>& kappa) {
   if (o_.parameterization != "intensity")
     throw std::invalid_argument("student.set_kernels: only the intensity parameterisation stores kernels directly");
@@ -501,6 +525,16 @@ void BasicOpticalStudent<T>::backward(const Mat<T>& dl, const Mat<T>* dh_extra) 
   if (jittered_) dy = from_double<T>(jitter_->apply_t(as_double(dy)));
   conv_backward(dy);
   grho_ += kernel_grad_to_raw(reduce_kernel_grad(conv_->grad_weight()));
+  if (o_.tile_efficiency_weight > 0) {
+    // ∂(λ(1 − η))/∂PSF = −λ on the tile windows (|h|² = PSF for fourier, so one path serves both).
+    sim::RArray dpsf = sim::RArray::Zero(o_.psf_pad * rho_.rows(), o_.psf_pad * rho_.cols());
+    const int k = o_.kernel_size;
+    for (int j = 0; j < o_.kernels; ++j) {
+      const auto [r0, c0] = tile_origin(j);
+      dpsf.block(r0, c0, k, k) -= o_.tile_efficiency_weight;
+    }
+    grho_ += from_double<T>(sim::psf_from_phase_vjp(as_double(rho_).array(), pupil_.array(), dpsf, o_.psf_pad).matrix());
+  }
 }
 
 template <typename T>

@@ -117,6 +117,68 @@ TEST(Hil, DeployRealisesSmoothKernelsAndDesignFeaturesTrackTheStudent) {
   EXPECT_GT(corr, 0.8);
 }
 
+// A 4f (fourier) student deployed by its own phase onto a coherent bench: for a point input the design
+// model's maps inside the kernel's reach are exactly the student's |x ⋆ κ|² (a point meets only its own
+// tile there; stray light of the ASF reaches other positions only), the realised kernels are the
+// student's |κ|², and every mismatch between student and bench is refused with what to change.
+TEST(Hil, FourierStudentDeployedByItsOwnPhaseIsTheCoherentDesignModel) {
+  std::mt19937_64 rng(6);
+  sim::BenchOptions o = bench_options("ideal");
+  o.imaging = sim::Imaging::coherent;
+  o.element.kind = sim::ElementKind::fabricated;  // no LUT: the design shows the student's phase exactly
+  distill::StudentOptions so;
+  so.parameterization = "fourier";
+  so.phase_rows = so.phase_cols = 64;
+  so.pupil = "circle";
+  so.pool = 1;
+  so.signing = "bias";
+  distill::OpticalStudent s(so, distill::Shape{1, 28, 28}, 10);
+  s.init(rng);
+  DesignModel design(o);
+  const Deployment d = deploy_own_phase(s, design);
+  EXPECT_GT(d.design.fidelity.mean_correlation, 1 - 1e-9);
+  EXPECT_LT((d.kernels - s.intensity_kernels()).cwiseAbs().maxCoeff(), 1e-12 * s.intensity_kernels().maxCoeff());
+  EXPECT_NEAR(d.counts_per_unit * s.options().psf_gain, design.counts_per_psf_unit(), 1e-9 * design.counts_per_psf_unit());
+  for (auto [pr, pc] : {std::pair{14, 14}, {3, 25}}) {
+    distill::MatD x = distill::MatD::Zero(1, 784);
+    x(0, pr * 28 + pc) = 0.8;
+    const distill::MatD want = s.features(x);
+    const distill::MatD got = design_features(design, d, s, x.cast<float>());
+    double err = 0, peak = 0;
+    for (int j = 0; j < so.kernels; ++j)
+      for (int r = std::max(0, pr - 3); r <= std::min(27, pr + 3); ++r)
+        for (int c = std::max(0, pc - 3); c <= std::min(27, pc + 3); ++c) {
+          const Eigen::Index i = (j * 28 + r) * 28 + c;
+          err = std::max(err, std::abs(got(0, i) - want(0, i)));
+          peak = std::max(peak, want(0, i));
+        }
+    EXPECT_LT(err, 1e-6 * peak) << "point at " << pr << ", " << pc;
+    EXPECT_GT(peak, 0.0);
+  }
+  auto refusal = [&](distill::StudentOptions bad, sim::BenchOptions bench) {
+    try {
+      distill::OpticalStudent b(bad, distill::Shape{1, 28, 28}, 10);
+      DesignModel m(bench);
+      (void)deploy_own_phase(b, m);
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  sim::BenchOptions incoherent = o;
+  incoherent.imaging = sim::Imaging::incoherent;
+  EXPECT_EQ(refusal(so, incoherent), "deploy: a fourier (4f) student needs a coherent bench (imaging: coherent)");
+  distill::StudentOptions wrong_grid = so;
+  wrong_grid.phase_rows = 48;
+  EXPECT_NE(refusal(wrong_grid, o).find("the student's phase grid (48 x 64, psf_pad 2) must be the element's (64 x 64"),
+            std::string::npos);
+  distill::StudentOptions square = so;
+  square.pupil = "square";
+  EXPECT_NE(refusal(square, o).find("pupil differs from the element's"), std::string::npos);
+  distill::StudentOptions intensity;
+  EXPECT_NE(refusal(intensity, o).find("deployed by phase retrieval"), std::string::npos);
+}
+
 // design_maps on several threads (the other threads predict with clones of the model) gives the maps of
 // one thread bit for bit, with the pupil aberration and the element the model holds; a stop requested
 // part-way keeps an unbroken prefix of rows that equals the full result's.

@@ -46,10 +46,10 @@ struct SimBench {
   drivers::BenchConfig config;
   std::unique_ptr<drivers::OpenBench> bench;
   PipelineBench pb;
-  SimBench()
-      : config(drivers::load_bench_config(kSource / "configs/sim.yaml")),
+  explicit SimBench(const fs::path& file = kSource / "configs/sim.yaml")
+      : config(drivers::load_bench_config(file)),
         bench(drivers::open_bench(config, {.virtual_time = true})),
-        pb(pipeline_bench(*bench, config, kSource / "configs/sim.yaml")) {}
+        pb(pipeline_bench(*bench, config, file)) {}
 };
 
 fs::path fresh_dir(const std::string& name) {
@@ -241,6 +241,7 @@ json perturbed(const json& j, const std::string& path = "") {
       {"/student/train/schedule", "constant"}, {"/student/train/optimizer/kind", "sgd"},
       {"/student/options/parameterization", "phase"}, {"/student/options/nonneg", "square"},
       {"/student/options/signing", "bias"}, {"/student/options/feature_norm", "map"},
+      {"/student/options/pupil", "circle"},
       {"/student/distill/method", "ntkd"},
       {"/student/distill/ntk_distance", "trace_mse"}, {"/student/distill/ntk_param_set", "backend"},
       {"/student/distill/ntk_teacher", "probe"}, {"/bench/drift_action", "report"},
@@ -487,6 +488,54 @@ TEST(Pipeline, RunsEveryStageAndResumesToTheSameResult) {
 // the deployment an uninterrupted stage gives. The crash is an exception thrown from the after-write
 // hook: every file before it is fsynced and nothing is written while it unwinds, so the directory is
 // what a SIGKILL at that instant leaves.
+// The 4f front-end student (parameterization fourier) through every stage on the coherent bench
+// (configs/sim-4f.yaml): trained on the bench's element grid and pupil, deployed by its own phase (the SLM
+// shows what it trained: realised kernels correlate ≈ 1 with the trained ones), calibrated against the
+// simulator's ground truth, measured and compensated under the guard. What rests on intensity kernels
+// (the kernel probes and twin, the element re-optimisation) is refused with the rule while on.
+TEST(Pipeline, FourierStudentTrainsDeploysAndIsCompensatedOnTheCoherentBench) {
+  auto j = small_config();
+  j["student"]["options"] = {{"parameterization", "fourier"}, {"phase_rows", 64}, {"phase_cols", 64}, {"pupil", "circle"}};
+  EXPECT_EQ(PipelineConfig::from_json(j).validate(),
+            "bench.kernels.enabled must be false for a fourier student: the kernel probes and the twin fit intensity kernels "
+            "of an intensity-parameterised student");
+  j["bench"]["kernels"] = {{"enabled", false}};
+  EXPECT_EQ(PipelineConfig::from_json(j).validate().rfind("bench.reoptimise_element.enabled must be false for a fourier student", 0), 0u);
+  j["bench"]["reoptimise_element"] = {{"enabled", false}};
+  EXPECT_EQ(PipelineConfig::from_json(j).validate(),
+            "student.distill.ntk_param_set must be \"backend\" for a fourier student (its front-end has no optical NTK), got \"all\"");
+  j["student"]["distill"]["ntk_param_set"] = "backend";
+  const auto cfg = PipelineConfig::from_json(j);
+  ASSERT_EQ(cfg.validate(), "");
+  const fs::path d = fresh_dir("fourier");
+  SimBench sb(kSource / "configs/sim-4f.yaml");
+  const auto r = run_pipeline(cfg, sb.pb, d, {});
+  ASSERT_TRUE(r.completed);
+  const json& rep = r.report;
+  EXPECT_GT(rep["deploy"]["kernel_correlation_mean"].get<double>(), 0.99) << "the SLM does not show the trained phase";
+  EXPECT_GT(rep["deploy"]["simulated_acc"].get<double>(), 0.5);
+  const auto deployed = distill::OpticalStudent::from_model(distill::read_model(d / "deploy/student.hilo"));
+  EXPECT_EQ(deployed.options().parameterization, "fourier");
+  const auto& p = rep["profiles"][0];
+  const auto& reg = p["calibration"]["registration"];
+  const auto& truth = p["ground_truth"];
+  EXPECT_NEAR(reg["shift_x_px"].get<double>(), truth["shift_x_px"].get<double>(), 0.2);
+  EXPECT_NEAR(reg["shift_y_px"].get<double>(), truth["shift_y_px"].get<double>(), 0.2);
+  EXPECT_NEAR(reg["rotation_deg"].get<double>(), truth["rotation_deg"].get<double>(), 0.5);
+  EXPECT_NEAR(p["calibration"]["gain"].get<double>(), truth["gain"].get<double>(), 0.03 * truth["gain"].get<double>());
+  EXPECT_EQ(p["frame_integrity"]["content_rejects"].get<int>(), 0) << "frames of the coherent bench not recognised";
+  // The guard chooses among none, task and NTKD (no twin modes without the twin) on the measured
+  // validation split, and saves the chosen model.
+  const double none_val = p["accuracy"]["none_val"].get<double>();
+  for (const auto& row : p["accuracy"]["fractions"]) {
+    EXPECT_FALSE(row.contains("twin_task")) << row.dump();
+    EXPECT_EQ(row["guarded_val"].get<double>(),
+              std::max({none_val, row["task_val"].get<double>(), row["ntkd_val"].get<double>()})) << row.dump();
+    EXPECT_TRUE(fs::exists(d / "bench/moderate" / row["guarded_model"].get<std::string>())) << row.dump();
+  }
+  fs::remove_all(d);
+}
+
 TEST(Pipeline, CrashAtAnyWriteOfTheDeployStageResumes) {
   auto j = small_config();
   j["data"]["train_limit"] = 600;

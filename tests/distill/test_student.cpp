@@ -540,6 +540,32 @@ TEST(FourierStudent, BackwardMatchesFiniteDifferences) {
     }
 }
 
+// With tile_efficiency_weight λ, backward() is the gradient of CE + λ(1 − η) (η: the light in the tiles),
+// for phase and fourier students; an intensity student refuses the option.
+TEST(FourierStudent, TileEfficiencyTermMatchesFiniteDifferences) {
+  for (const std::string param : {"phase", "fourier"}) {
+    std::mt19937_64 rng(25);
+    StudentOptions o = tiny(param, "softplus", "pairs");
+    o.tile_efficiency_weight = 0.7;
+    OpticalStudent s(o, Shape{1, 6, 6}, 3);
+    s.init(rng);
+    s.fit_feature_norm(s.features(images(16, rng)));
+    const MatD x = images(3, rng);
+    const std::vector<int> y{0, 2, 1};
+    auto loss = [&] { return softmax_cross_entropy<double>(s.forward(x, false), y, nullptr) + 0.7 * (1 - s.tile_efficiency()); };
+    s.zero_grad();
+    MatD dl;
+    softmax_cross_entropy(s.forward(x, false), y, &dl);
+    s.backward(dl);
+    expect_grads_match_fd(s.params(), loss, param + " with the tile-efficiency term");
+    EXPECT_GT(s.tile_efficiency(), 0.0);
+    EXPECT_LT(s.tile_efficiency(), 1.0);
+  }
+  StudentOptions bad = tiny("intensity", "softplus", "pairs");
+  bad.tile_efficiency_weight = 1;
+  EXPECT_EQ(bad.validate().rfind("student.tile_efficiency_weight needs a phase or fourier student", 0), 0u);
+}
+
 // NTKD on a 4f student matches the backend NTK; its gradient still reaches the phase (through the
 // features) and matches central differences. The optical NTK is refused with the rule.
 TEST(FourierStudent, BackendNtkGradientMatchesFiniteDifferencesAndOpticalNtkIsRefused) {

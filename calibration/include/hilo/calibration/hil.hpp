@@ -100,6 +100,20 @@ distill::MatD kernels_from_tiles(const std::vector<RArray>& tiles, double scale)
 Deployment design_deployment(const distill::OpticalStudent& student, DesignModel& design,
                              const PhaseRetrievalOptions& options, std::mt19937_64& rng);
 
+// Deploys a phase-parameterised student (parameterization "phase", or "fourier" for the 4f front-end)
+// by its own phase: no retrieval, the element shows the phase the student trained, so the deployed
+// kernels are realisable from the start. The student's phase grid, psf_pad and pupil must be the
+// element's (student options phase_rows/phase_cols = element rows/cols, pupil "circle" for the bench's
+// largest inscribed circle, pupil_diameter_px 0), a fourier student needs a coherent bench and a phase
+// student an incoherent one, the SLM must not be oversampled, and no pupil aberration may be set; each
+// is a std::invalid_argument naming what to change. Deployment: design.phase = the student's phase
+// wrapped to [0, 2π); design.target = the student's own PSF (|ASF|² for fourier); design.fidelity =
+// compare_psfs(target, the design model's PSF after the SLM's LUT); kernels = the realised intensity
+// tiles × psf_gain (for fourier the |κ|² the design's point responses give); kernel_scale = psf_gain;
+// counts_per_unit = counts_per_psf_unit / psf_gain (for both, since a fourier student's maps are
+// psf_gain·|x ⋆ tile|² and the coherent design model's are counts_per_psf_unit·|x ⋆ tile|²).
+Deployment deploy_own_phase(const distill::OpticalStudent& student, DesignModel& design);
+
 // The student's features for K maps (counts, ideal-bench units, layout order), one row.
 distill::MatD maps_to_features(const std::vector<RArray>& maps, const distill::OpticalStudent& student,
                                double counts_per_unit);

@@ -84,6 +84,10 @@ struct StudentOptions {
   int phase_rows = 0;     // phase grid (phase, fourier); 0 = canvas rows / psf_pad
   int phase_cols = 0;
   std::string pupil = "square";  // "square" (every phase sample open) | "circle" (the bench's pupil)
+  // λ ≥ 0 (phase, fourier): backward() adds λ·∂(1 − η)/∂φ, η = tile_efficiency(), so that training
+  // keeps the element's light in the kernel tiles (light outside them reaches the bench's maps as a
+  // background the kernels do not model; for the coherent 4f bench it interferes with them).
+  double tile_efficiency_weight = 0.0;
   // How fit_feature_norm estimates μ and σ: "feature" (each of the D features its own), "map" (one μ, σ
   // per signed map, pooled over its (H/p)·(W/p) positions), "none" (identity: μ = 0, σ = 1).
   std::string feature_norm = "feature";
@@ -91,7 +95,7 @@ struct StudentOptions {
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(StudentOptions, kernels, kernel_size, parameterization, nonneg, signing,
                                                 pool, hidden, noise, augment, tile_columns, tile_gap, psf_pad, psf_gain,
-                                                phase_rows, phase_cols, pupil, feature_norm)
+                                                phase_rows, phase_cols, pupil, tile_efficiency_weight, feature_norm)
 
 // Which parameters a student NTK Θ_S is taken with respect to.
 enum class ParamSet { all, optical, backend };
@@ -147,6 +151,9 @@ class BasicOpticalStudent {
   // The effective non-negative kernels κ (K × k²); row k in (ky, kx) order, cross-correlation weights.
   // fourier: the complex kernels as 2K rows (Re, Im) instead.
   Mat<T> kernels() const;
+  // η: the fraction of the element's light inside the K kernel tiles, Σ_tiles PSF (|h|² for fourier;
+  // the PSF has unit sum). phase and fourier only (std::logic_error otherwise).
+  double tile_efficiency() const;
   // The phase grid's pupil amplitude (phase and fourier; empty for intensity).
   const MatD& pupil() const { return pupil_; }
   // Intensity parameterisation only: sets ρ so that the kernels become `kappa` (K × k², every value
@@ -198,7 +205,11 @@ class BasicOpticalStudent {
   Mat<T>& b1() { return b1_; }
   Mat<T>& w2() { return w2_; }
   Mat<T>& b2() { return b2_; }
-  Mat<T>& raw_optical() { return rho_; }  // ρ (intensity) or φ (phase), the optical parameters
+  Mat<T>& raw_optical() { return rho_; }  // ρ (intensity) or φ (phase, fourier), the optical parameters
+  const Mat<T>& raw_optical() const { return rho_; }
+  // The non-negative kernels the optical layer's maps respond to as intensities: kernels() for intensity
+  // and phase, |κ_k|² = Re² + Im² (K × k²) for fourier (what a point input images to).
+  Mat<T> intensity_kernels() const;
 
   // The same student in arithmetic U: options, shapes, parameters and standardisation (rounded to U when
   // U is narrower); caches and gradients are not carried over.
