@@ -28,6 +28,8 @@ std::string StudentOptions::validate() const {
     return "student.parameterization must be \"intensity\", \"phase\" or \"fourier\", got \"" + parameterization + "\"";
   if (phase_rows < 0 || phase_cols < 0) return "student.phase_rows and phase_cols must be >= 0 (0 = automatic)";
   if (!(tile_efficiency_weight >= 0)) return "student.tile_efficiency_weight must be >= 0";
+  if (phase_init != "tiles" && phase_init != "random")
+    return "student.phase_init must be \"tiles\" or \"random\", got \"" + phase_init + "\"";
   if (tile_efficiency_weight > 0 && parameterization == "intensity")
     return "student.tile_efficiency_weight needs a phase or fourier student (an intensity student has no element light to keep)";
   if (pupil != "square" && pupil != "circle")
@@ -209,6 +211,15 @@ void BasicOpticalStudent<T>::init(std::mt19937_64& rng) {
   } else {
     std::uniform_real_distribution<double> u(-M_PI, M_PI);
     for (Eigen::Index i = 0; i < rho_.size(); ++i) rho_.data()[i] = u(rng);
+    if (o_.phase_init == "tiles") {
+      sim::RArray window = sim::RArray::Zero(o_.psf_pad * rho_.rows(), o_.psf_pad * rho_.cols());
+      const int k = o_.kernel_size;
+      for (int j = 0; j < o_.kernels; ++j) {
+        const auto [r0, c0] = tile_origin(j);
+        window.block(r0, c0, k, k) = 1.0;
+      }
+      rho_ = from_double<T>(sim::concentrate_phase(as_double(rho_).array(), pupil_.array(), o_.psf_pad, window, 100).matrix());
+    }
   }
   refresh_kernels();
   // Feature scale: a is ~ mean image intensity × kernel sum; He init for the backend.

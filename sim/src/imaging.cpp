@@ -102,6 +102,28 @@ RArray PupilPsf::asf_vjp(const RArray& phase, const RArray& pupil_amplitude, con
   return grad;
 }
 
+RArray concentrate_phase(const RArray& phase, const RArray& amp, int pad, const RArray& window, int iterations) {
+  require(iterations >= 0, "concentrate_phase: iterations must be >= 0, got " + std::to_string(iterations));
+  require(pad >= 1, "concentrate_phase: pad must be >= 1, got " + std::to_string(pad));
+  const Eigen::Index R = phase.rows(), C = phase.cols();
+  require(window.rows() == pad * R && window.cols() == pad * C,
+          "concentrate_phase: window is " + shape(window) + ", expected the PSF grid " + std::to_string(pad * R) + "x" +
+              std::to_string(pad * C));
+  const RArray keep = ifftshift(RArray((window > 0.0).cast<double>()));
+  const Fft2 fft(pad * R, pad * C);
+  RArray phi = phase;
+  for (int it = 0; it < iterations; ++it) {
+    CArray e = pupil_field(phi, amp, pad * R, pad * C, "concentrate_phase");
+    fft.forward(e);
+    e *= keep.cast<cplx>();
+    fft.inverse(e);
+    for (Eigen::Index r = 0; r < R; ++r)
+      for (Eigen::Index c = 0; c < C; ++c)
+        if (std::abs(e(r, c)) > 0) phi(r, c) = std::arg(e(r, c));
+  }
+  return phi;
+}
+
 RArray psf_from_phase(const RArray& phase, const RArray& pupil_amplitude, int pad) {
   return PupilPsf(phase.rows(), phase.cols(), pad).psf(phase, pupil_amplitude);
 }

@@ -1,5 +1,7 @@
 #include <cmath>
 #include <random>
+#include <stdexcept>
+#include <utility>
 
 #include <gtest/gtest.h>
 
@@ -85,17 +87,21 @@ struct Case {
 
 class RegistrationOnProfiles : public ::testing::TestWithParam<Case> {};
 
-TEST_P(RegistrationOnProfiles, RecoversShiftRotationScaleWithinFifthPixel) {
-  SimRig rig(bench_options(GetParam().profile, GetParam().seed), GetParam().seed + 100);
+// Registration with the default options on a simulated bench with a flat element: the fit and the truth.
+std::pair<PoseFit, Pose> register_flat(const sim::BenchOptions& options, std::uint64_t seed) {
+  SimRig rig(options, seed + 100);
   rig.set_flat_element();
   ProbeRig probe(rig.input, rig.camera);
   auto dark = measure_dark(probe);
-  ASSERT_TRUE(dark.ok());
-  std::mt19937_64 rng(GetParam().seed);
+  if (!dark.ok()) throw std::runtime_error("dark frame: " + dark.error().message);
+  std::mt19937_64 rng(seed);
   auto reg = register_input_to_camera(probe, rig.predictor(), dark.value(), {}, rng);
-  ASSERT_TRUE(reg.ok());
-  const Pose truth = rig.bench.true_pose(rig.t_s());
-  const PoseFit& fit = reg.value().fit;
+  if (!reg.ok()) throw std::runtime_error("registration: " + reg.error().message);
+  return {reg.value().fit, rig.bench.true_pose(rig.t_s())};
+}
+
+TEST_P(RegistrationOnProfiles, RecoversShiftRotationScaleWithinFifthPixel) {
+  const auto [fit, truth] = register_flat(bench_options(GetParam().profile, GetParam().seed), GetParam().seed);
   const double err = max_displacement_px(fit.pose, truth, kFeatureField, 144, 144);
   RecordProperty("max_error_px", std::to_string(err));
   std::printf("[%s seed %lu] truth (%.3f, %.3f, %.3f deg, %.4f) fit (%.3f, %.3f, %.3f deg, %.4f) gain %.4f "
@@ -106,6 +112,32 @@ TEST_P(RegistrationOnProfiles, RecoversShiftRotationScaleWithinFifthPixel) {
   EXPECT_TRUE(fit.converged);
   EXPECT_LT(err, GetParam().tolerance_px);
 }
+
+// The coherent (4f) bench (imaging: coherent), same probes and fit. Measured, 2 seeds: mild 0.06 px,
+// moderate 0.5–0.6 px, severe 3–5 px over the feature field: under coherent light the aberrated amplitude
+// spread function makes neighbouring probe pixels interfere, which the model's Gaussian blur cannot
+// describe (isolated dot probes were tried and did worse: 1.6–1.8 px on moderate). The bounds are
+// regression guards at those figures, not an acceptance; docs/calibration.md, "Registration on a
+// coherent bench".
+class CoherentRegistration : public ::testing::TestWithParam<Case> {};
+
+TEST_P(CoherentRegistration, RecoversThePoseWithinItsMeasuredError) {
+  sim::BenchOptions o = bench_options(GetParam().profile, GetParam().seed);
+  o.imaging = sim::Imaging::coherent;
+  const auto [fit, truth] = register_flat(o, GetParam().seed);
+  const double err = max_displacement_px(fit.pose, truth, kFeatureField, 144, 144);
+  std::printf("[coherent %s seed %lu] max error over feature field %.3f px\n", GetParam().profile,
+              (unsigned long)GetParam().seed, err);
+  EXPECT_TRUE(fit.converged);
+  EXPECT_LT(err, GetParam().tolerance_px);
+}
+
+INSTANTIATE_TEST_SUITE_P(Profiles, CoherentRegistration,
+                         ::testing::Values(Case{"mild", 1, 0.2}, Case{"moderate", 1, 1.0}, Case{"moderate", 2, 1.0},
+                                           Case{"severe", 1, 6.0}),
+                         [](const auto& info) {
+                           return std::string(info.param.profile) + "_seed" + std::to_string(info.param.seed);
+                         });
 
 INSTANTIATE_TEST_SUITE_P(Profiles, RegistrationOnProfiles,
                          // The acceptance is 0.2 px over the feature field. The severe profile misses it (0.5–0.9 px): its

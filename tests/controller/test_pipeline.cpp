@@ -241,7 +241,7 @@ json perturbed(const json& j, const std::string& path = "") {
       {"/student/train/schedule", "constant"}, {"/student/train/optimizer/kind", "sgd"},
       {"/student/options/parameterization", "phase"}, {"/student/options/nonneg", "square"},
       {"/student/options/signing", "bias"}, {"/student/options/feature_norm", "map"},
-      {"/student/options/pupil", "circle"},
+      {"/student/options/pupil", "circle"}, {"/student/options/phase_init", "random"},
       {"/student/distill/method", "ntkd"},
       {"/student/distill/ntk_distance", "trace_mse"}, {"/student/distill/ntk_param_set", "backend"},
       {"/student/distill/ntk_teacher", "probe"}, {"/bench/drift_action", "report"},

@@ -561,6 +561,20 @@ TEST(FourierStudent, TileEfficiencyTermMatchesFiniteDifferences) {
     EXPECT_GT(s.tile_efficiency(), 0.0);
     EXPECT_LT(s.tile_efficiency(), 1.0);
   }
+  // init's phase_init "tiles" starts with the element's light on the tiles, "random" does not.
+  for (const std::string param : {"phase", "fourier"}) {
+    StudentOptions o = tiny(param, "softplus", "pairs");
+    o.phase_rows = o.phase_cols = 16;
+    o.pupil = "circle";
+    std::mt19937_64 r1(26), r2(26);
+    OpticalStudent tiles(o, Shape{1, 6, 6}, 3);
+    tiles.init(r1);
+    o.phase_init = "random";
+    OpticalStudent random(o, Shape{1, 6, 6}, 3);
+    random.init(r2);
+    EXPECT_LT(random.tile_efficiency(), 0.2) << param;
+    EXPECT_GT(tiles.tile_efficiency(), 0.6) << param;
+  }
   StudentOptions bad = tiny("intensity", "softplus", "pairs");
   bad.tile_efficiency_weight = 1;
   EXPECT_EQ(bad.validate().rfind("student.tile_efficiency_weight needs a phase or fourier student", 0), 0u);

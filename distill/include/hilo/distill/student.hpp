@@ -88,6 +88,10 @@ struct StudentOptions {
   // keeps the element's light in the kernel tiles (light outside them reaches the bench's maps as a
   // background the kernels do not model; for the coherent 4f bench it interferes with them).
   double tile_efficiency_weight = 0.0;
+  // phase, fourier: how init() draws φ. "tiles": uniform random, then 100 Gerchberg–Saxton iterations
+  // that put the pupil's light on the kernel tiles (sim::concentrate_phase; about 88 % of it on a 64 × 64
+  // circular pupil with 8 tiles of 7 × 7, against 2 % for a random phase); "random": uniform only.
+  std::string phase_init = "tiles";
   // How fit_feature_norm estimates μ and σ: "feature" (each of the D features its own), "map" (one μ, σ
   // per signed map, pooled over its (H/p)·(W/p) positions), "none" (identity: μ = 0, σ = 1).
   std::string feature_norm = "feature";
@@ -95,7 +99,8 @@ struct StudentOptions {
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(StudentOptions, kernels, kernel_size, parameterization, nonneg, signing,
                                                 pool, hidden, noise, augment, tile_columns, tile_gap, psf_pad, psf_gain,
-                                                phase_rows, phase_cols, pupil, tile_efficiency_weight, feature_norm)
+                                                phase_rows, phase_cols, pupil, tile_efficiency_weight, phase_init,
+                                                feature_norm)
 
 // Which parameters a student NTK Θ_S is taken with respect to.
 enum class ParamSet { all, optical, backend };

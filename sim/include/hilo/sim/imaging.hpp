@@ -60,6 +60,14 @@ class PupilPsf {
 };
 
 RArray psf_from_phase(const RArray& phase, const RArray& pupil_amplitude, int pad = 2);
+
+// Gerchberg–Saxton towards a window: a pupil phase (rows × cols, from `phase`) whose focal field puts as
+// much light as it can on the samples where `window` (pad·rows × pad·cols, PSF grid, centred) is > 0,
+// with any amplitude and phase there: each iteration keeps the focal field on the window, zeroes it
+// elsewhere, and keeps the phase of the pupil field it transforms back to. The light on the window
+// (Σ_window PSF) does not decrease from one iteration to the next. Throws std::invalid_argument for
+// shapes that do not match or iterations < 0.
+RArray concentrate_phase(const RArray& phase, const RArray& pupil_amplitude, int pad, const RArray& window, int iterations);
 RArray psf_from_phase_vjp(const RArray& phase, const RArray& pupil_amplitude, const RArray& dL_dpsf,
                           int pad = 2);
 
