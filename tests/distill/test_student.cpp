@@ -628,6 +628,12 @@ TEST(FourierStudent, ModelFileRoundTripsAndCirclePupilAndPhaseGridAreHonoured) {
   }
   o.pupil = "hexagon";
   EXPECT_EQ(o.validate(), "student.pupil must be \"square\" or \"circle\", got \"hexagon\"");
+  o.pupil = "circle";
+  o.phase_init = "zeros";
+  EXPECT_EQ(o.validate(), "student.phase_init must be \"tiles\" or \"random\", got \"zeros\"");
+  o.phase_init = "tiles";
+  o.tile_efficiency_weight = -1;
+  EXPECT_EQ(o.validate(), "student.tile_efficiency_weight must be >= 0");
 }
 
 // ---------------------------------------------------------------- the estimate job
