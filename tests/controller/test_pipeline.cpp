@@ -324,6 +324,21 @@ TEST(PipelineConfig, EveryFieldSurvivesStoreResumeAndSweep) {
 }
 
 // Strict reading: unknown keys with a suggestion, wrong types with the full key path.
+// The job files the README and docs name are read as hilo-pipeline reads them, validate, and the 4f
+// ones describe the student their bench needs (a job file is otherwise checked only when a lab runs it).
+TEST(PipelineConfig, ShippedJobFilesAreValid) {
+  for (const char* f : {"configs/main-job.yaml", "configs/pipeline-quick.yaml", "configs/fourier-job.yaml",
+                        "configs/fourier-quick.yaml"}) {
+    const PipelineConfig c = PipelineConfig::from_json(distill::load_config_file((kSource / f).string()));
+    EXPECT_EQ(c.validate(), "") << f;
+    if (std::string(f).find("fourier") != std::string::npos) {
+      EXPECT_EQ(c.student.parameterization, "fourier") << f;
+      EXPECT_EQ(c.student.phase_rows, 64) << f;
+      EXPECT_EQ(c.student.pupil, "circle") << f;
+    }
+  }
+}
+
 TEST(PipelineConfig, ReadingNamesTheKeyAndTheRule) {
   auto error = [](const json& j) {
     try {
