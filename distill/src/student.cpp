@@ -211,15 +211,8 @@ void BasicOpticalStudent<T>::init(std::mt19937_64& rng) {
   } else {
     std::uniform_real_distribution<double> u(-M_PI, M_PI);
     for (Eigen::Index i = 0; i < rho_.size(); ++i) rho_.data()[i] = u(rng);
-    if (o_.phase_init == "tiles") {
-      sim::RArray window = sim::RArray::Zero(o_.psf_pad * rho_.rows(), o_.psf_pad * rho_.cols());
-      const int k = o_.kernel_size;
-      for (int j = 0; j < o_.kernels; ++j) {
-        const auto [r0, c0] = tile_origin(j);
-        window.block(r0, c0, k, k) = 1.0;
-      }
-      rho_ = from_double<T>(sim::concentrate_phase(as_double(rho_).array(), pupil_.array(), o_.psf_pad, window, 100).matrix());
-    }
+    if (o_.phase_init == "tiles")
+      rho_ = from_double<T>(sim::concentrate_phase(as_double(rho_).array(), pupil_.array(), o_.psf_pad, tile_window(), 100).matrix());
   }
   refresh_kernels();
   // Feature scale: a is ~ mean image intensity × kernel sum; He init for the backend.
@@ -235,6 +228,16 @@ std::pair<Eigen::Index, Eigen::Index> BasicOpticalStudent<T>::tile_origin(int j)
   const auto t = tiling_of(o_, in_);
   const auto [r0, c0] = t.kernel_origin(j);
   return {o_.psf_pad * rho_.rows() / 2 + r0 - t.canvas_rows() / 2, o_.psf_pad * rho_.cols() / 2 + c0 - t.canvas_cols() / 2};
+}
+
+template <typename T>
+sim::RArray BasicOpticalStudent<T>::tile_window() const {
+  sim::RArray window = sim::RArray::Zero(o_.psf_pad * rho_.rows(), o_.psf_pad * rho_.cols());
+  for (int j = 0; j < o_.kernels; ++j) {
+    const auto [r0, c0] = tile_origin(j);
+    window.block(r0, c0, o_.kernel_size, o_.kernel_size) = 1.0;
+  }
+  return window;
 }
 
 template <typename T>
@@ -294,14 +297,7 @@ Mat<T> BasicOpticalStudent<T>::kernels() const { return kappa_; }
 template <typename T>
 double BasicOpticalStudent<T>::tile_efficiency() const {
   if (o_.parameterization == "intensity") throw std::logic_error("student.tile_efficiency: an intensity student has no element");
-  const sim::RArray psf = sim::psf_from_phase(as_double(rho_).array(), pupil_.array(), o_.psf_pad);
-  const int k = o_.kernel_size;
-  double eta = 0;
-  for (int j = 0; j < o_.kernels; ++j) {
-    const auto [r0, c0] = tile_origin(j);
-    eta += psf.block(r0, c0, k, k).sum();
-  }
-  return eta;
+  return (sim::psf_from_phase(as_double(rho_).array(), pupil_.array(), o_.psf_pad) * tile_window()).sum();
 }
 
 template <typename T>
@@ -538,12 +534,7 @@ void BasicOpticalStudent<T>::backward(const Mat<T>& dl, const Mat<T>* dh_extra) 
   grho_ += kernel_grad_to_raw(reduce_kernel_grad(conv_->grad_weight()));
   if (o_.tile_efficiency_weight > 0) {
     // ∂(λ(1 − η))/∂PSF = −λ on the tile windows (|h|² = PSF for fourier, so one path serves both).
-    sim::RArray dpsf = sim::RArray::Zero(o_.psf_pad * rho_.rows(), o_.psf_pad * rho_.cols());
-    const int k = o_.kernel_size;
-    for (int j = 0; j < o_.kernels; ++j) {
-      const auto [r0, c0] = tile_origin(j);
-      dpsf.block(r0, c0, k, k) -= o_.tile_efficiency_weight;
-    }
+    const sim::RArray dpsf = -o_.tile_efficiency_weight * tile_window();
     grho_ += from_double<T>(sim::psf_from_phase_vjp(as_double(rho_).array(), pupil_.array(), dpsf, o_.psf_pad).matrix());
   }
 }
@@ -551,7 +542,7 @@ void BasicOpticalStudent<T>::backward(const Mat<T>& dl, const Mat<T>* dh_extra) 
 template <typename T>
 std::vector<Param<T>> BasicOpticalStudent<T>::params(ParamSet s) {
   std::vector<Param<T>> p;
-  if (s != ParamSet::backend) p.push_back({o_.parameterization != "intensity" ? "optical.phase" : "optical.rho", &rho_, &grho_});
+  if (s != ParamSet::backend) p.push_back({optical_param_name(), &rho_, &grho_});
   if (s != ParamSet::optical) {
     p.push_back({"backend.w1", &w1_, &gw1_});
     p.push_back({"backend.b1", &b1_, &gb1_});
@@ -592,7 +583,7 @@ ModelFile BasicOpticalStudent<T>::to_model(const nlohmann::json& extra) const {
   m.meta["in"] = {in_.c, in_.h, in_.w};
   m.meta["classes"] = classes_;
   auto f64 = [](const std::string& name, const Mat<T>& v) { return to_array(name, as_double(v)); };
-  m.arrays.push_back(f64(o_.parameterization != "intensity" ? "optical.phase" : "optical.rho", rho_));
+  m.arrays.push_back(f64(optical_param_name(), rho_));
   m.arrays.push_back(f64("optical.kernels", kappa_));
   m.arrays.push_back(f64("backend.w1", w1_));
   m.arrays.push_back(f64("backend.b1", b1_));
@@ -609,7 +600,7 @@ BasicOpticalStudent<T> BasicOpticalStudent<T>::from_model(const ModelFile& m) {
   if (m.kind != "student") throw ModelFileError("model file kind is '" + m.kind + "', expected 'student'");
   const auto in = m.meta.at("in");
   BasicOpticalStudent s(options_from_json(m.meta.at("student")), Shape{in.at(0), in.at(1), in.at(2)}, m.meta.at("classes"));
-  s.rho_ = from_array<T>(m.at(s.o_.parameterization != "intensity" ? "optical.phase" : "optical.rho"), s.rho_.rows(), s.rho_.cols());
+  s.rho_ = from_array<T>(m.at(s.optical_param_name()), s.rho_.rows(), s.rho_.cols());
   s.w1_ = from_array<T>(m.at("backend.w1"), s.w1_.rows(), s.w1_.cols());
   s.b1_ = from_array<T>(m.at("backend.b1"), 1, s.b1_.cols());
   s.w2_ = from_array<T>(m.at("backend.w2"), s.w2_.rows(), s.w2_.cols());

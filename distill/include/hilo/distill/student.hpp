@@ -55,6 +55,7 @@
 #include "hilo/distill/augment.hpp"
 #include "hilo/distill/layers.hpp"
 #include "hilo/distill/model_io.hpp"
+#include "hilo/sim/field.hpp"
 
 namespace hilo::distill {
 
@@ -254,6 +255,10 @@ class BasicOpticalStudent {
   bool coherent() const { return o_.parameterization == "fourier"; }
   // Top-left of kernel j's tile on the phase model's PSF/ASF grid.
   std::pair<Eigen::Index, Eigen::Index> tile_origin(int j) const;
+  // The PSF grid with 1 on the K kernel tiles, 0 elsewhere (the tiles never overlap).
+  sim::RArray tile_window() const;
+  // The optical parameters' name in params() and model files.
+  const char* optical_param_name() const { return o_.parameterization == "intensity" ? "optical.rho" : "optical.phase"; }
   // Backend part of Θ_S from the caches of the last backend_forward.
   Mat<T> backend_ntk_term() const;
   void fit_feature_norm_stats(const Mat<T>& a);
