@@ -41,6 +41,13 @@ std::string PhaseRetrievalOptions::validate() const {
   return {};
 }
 
+RArray wrapped_phase(const RArray& phase) {
+  return phase.unaryExpr([](double p) {
+    const double w = std::fmod(p, kTwoPi);
+    return w < 0 ? w + kTwoPi : w;
+  });
+}
+
 PsfComparison compare_psfs(const RArray& reference, const RArray& other, const TileLayout& l) {
   if (reference.rows() != other.rows() || reference.cols() != other.cols())
     throw std::invalid_argument("compare_psfs: the PSFs differ in shape");
@@ -116,10 +123,7 @@ PhaseDesign retrieve_phase(const std::vector<RArray>& kernels, const TileLayout&
     const RArray mh = m1 / (1 - std::pow(b1, it)), vh = m2 / (1 - std::pow(b2, it));
     phi -= options.learning_rate * mh / (vh.sqrt() + eps);
   }
-  for (Eigen::Index i = 0; i < phi.size(); ++i) {
-    double v = std::fmod(phi.data()[i], kTwoPi);
-    phi.data()[i] = v < 0 ? v + kTwoPi : v;
-  }
+  phi = wrapped_phase(phi);
   d.phase = phi;
   d.psf = engine.psf(phi + a, A);
   d.loss = loss_grad(phi, nullptr);

@@ -4,7 +4,6 @@
 #include <cmath>
 #include <exception>
 #include <mutex>
-#include <numbers>
 #include <stdexcept>
 #include <thread>
 
@@ -184,10 +183,7 @@ Deployment deploy_own_phase(const distill::OpticalStudent& student, DesignModel&
                                 "element.pupil_diameter_px 0");
   Deployment d;
   d.layout = design.layout(so);
-  const RArray phase = student.raw_optical().array().unaryExpr([](double v) {
-    const double w = std::fmod(v, 2 * std::numbers::pi);
-    return w < 0 ? w + 2 * std::numbers::pi : w;
-  });
+  const RArray phase = wrapped_phase(student.raw_optical().array());
   d.design.phase = phase;
   d.design.target = sim::psf_from_phase(phase, A, so.psf_pad);
   design.set_element_phase(phase);

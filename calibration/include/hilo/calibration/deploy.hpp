@@ -59,6 +59,9 @@ struct PhaseDesign {
   std::string report;
 };
 
+// A phase (rad) wrapped to [0, 2π), as PhaseDesign::phase holds it.
+RArray wrapped_phase(const RArray& phase);
+
 // Throws std::invalid_argument for kernels that do not fit the layout or the PSF grid, a dark pupil, or
 // an aberration (empty = none) of another shape than the pupil.
 PhaseDesign retrieve_phase(const std::vector<RArray>& kernels, const TileLayout& layout, const RArray& pupil_amplitude,
