@@ -28,23 +28,28 @@ const std::vector<Case> kCases{{"intensity", "softplus", "pairs"},
                                {"intensity", "square", "bias", "map"},
                                {"phase", "softplus", "pairs"}};
 
-MatD images(int n, std::mt19937_64& rng) {
+MatD images(int n, std::mt19937_64& rng, int channels = 1) {
   std::uniform_real_distribution<double> u(0.0, 1.0);
-  return MatD::NullaryExpr(n, 36, [&] { return u(rng); });
+  return MatD::NullaryExpr(n, channels * 36, [&] { return u(rng); });
+}
+
+// A tiny student of 6 × 6 images with `channels` channels, initialised and prepared for the checks.
+OpticalStudent prepared(const StudentOptions& o, int channels, std::mt19937_64& rng) {
+  OpticalStudent s(o, Shape{channels, 6, 6}, 3);
+  s.init(rng);
+  // A non-trivial standardisation (offset and scale far from 0 and 1), so every gradient check runs
+  // through it.
+  s.fit_feature_norm(s.features(images(16, rng, channels)));
+  // Larger backend weights and biases so that ReLU masks vary across samples.
+  s.w1() *= 3.0;
+  s.b1() = MatD::Constant(1, 6, 0.02);
+  return s;
 }
 
 OpticalStudent make(const Case& c, std::mt19937_64& rng) {
   StudentOptions o = tiny(c.param, c.nonneg, c.signing);
   o.feature_norm = c.norm;
-  OpticalStudent s(o, Shape{1, 6, 6}, 3);
-  s.init(rng);
-  // A non-trivial standardisation (offset and scale far from 0 and 1), so every gradient check runs
-  // through it.
-  s.fit_feature_norm(s.features(images(16, rng)));
-  // Larger backend weights and biases so that ReLU masks vary across samples.
-  s.w1() *= 3.0;
-  s.b1() = MatD::Constant(1, 6, 0.02);
-  return s;
+  return prepared(o, 1, rng);
 }
 
 std::string name(const Case& c) { return c.param + "/" + c.nonneg + "/" + c.signing; }
@@ -480,14 +485,7 @@ TEST(OpticalStudent, PhaseKernelsAreNonNegativeTilesOfOnePsf) {
 
 namespace {
 OpticalStudent make_fourier(int channels, const std::string& signing, std::mt19937_64& rng) {
-  StudentOptions o = tiny("fourier", "softplus", signing);
-  OpticalStudent s(o, Shape{channels, 6, 6}, 3);
-  s.init(rng);
-  std::uniform_real_distribution<double> u(0.0, 1.0);
-  s.fit_feature_norm(s.features(MatD::NullaryExpr(16, channels * 36, [&] { return u(rng); })));
-  s.w1() *= 3.0;
-  s.b1() = MatD::Constant(1, 6, 0.02);
-  return s;
+  return prepared(tiny("fourier", "softplus", signing), channels, rng);
 }
 }  // namespace
 
@@ -496,8 +494,7 @@ TEST(FourierStudent, MapsAreSquaredMagnitudesOfComplexCorrelations) {
   for (int channels : {1, 3}) {
     std::mt19937_64 rng(21);
     OpticalStudent s = make_fourier(channels, "bias", rng);
-    std::uniform_real_distribution<double> u(0.0, 1.0);
-    const MatD x = MatD::NullaryExpr(2, channels * 36, [&] { return u(rng); });
+    const MatD x = images(2, rng, channels);
     const MatD a = s.features(x);
     const MatD kap = s.kernels();
     ASSERT_EQ(kap.rows(), 8);
@@ -533,8 +530,7 @@ TEST(FourierStudent, BackwardMatchesFiniteDifferences) {
     for (const std::string signing : {"pairs", "bias"}) {
       std::mt19937_64 rng(22);
       OpticalStudent s = make_fourier(channels, signing, rng);
-      std::uniform_real_distribution<double> u(0.0, 1.0);
-      const MatD x = MatD::NullaryExpr(3, channels * 36, [&] { return u(rng); });
+      const MatD x = images(3, rng, channels);
       hilo::distill::testing::expect_backward_matches_fd(s, x, {0, 2, 1},
                                                          "fourier/" + signing + "/" + std::to_string(channels));
     }

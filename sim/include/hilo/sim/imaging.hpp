@@ -60,6 +60,8 @@ class PupilPsf {
 };
 
 RArray psf_from_phase(const RArray& phase, const RArray& pupil_amplitude, int pad = 2);
+RArray psf_from_phase_vjp(const RArray& phase, const RArray& pupil_amplitude, const RArray& dL_dpsf,
+                          int pad = 2);
 
 // Gerchberg–Saxton towards a window: a pupil phase (rows × cols, from `phase`) whose focal field puts as
 // much light as it can on the samples where `window` (pad·rows × pad·cols, PSF grid, centred) is > 0,
@@ -68,8 +70,6 @@ RArray psf_from_phase(const RArray& phase, const RArray& pupil_amplitude, int pa
 // (Σ_window PSF) does not decrease from one iteration to the next. Throws std::invalid_argument for
 // shapes that do not match or iterations < 0.
 RArray concentrate_phase(const RArray& phase, const RArray& pupil_amplitude, int pad, const RArray& window, int iterations);
-RArray psf_from_phase_vjp(const RArray& phase, const RArray& pupil_amplitude, const RArray& dL_dpsf,
-                          int pad = 2);
 
 // Focal-plane sample pitch λ f / (n_padded · Δx) of a PSF computed on an n_padded-sample grid.
 double psf_sample_pitch(double wavelength_m, double focal_m, Eigen::Index n_padded, double pupil_pitch_m);
