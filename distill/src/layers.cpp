@@ -325,6 +325,89 @@ Mat<T> BatchNorm<T>::backward_input(const Mat<T>& dy) {
   return dx;
 }
 
+// ---------------------------------------------------------------- Upsample2d
+template <typename T>
+Upsample2d<T>::Upsample2d(Shape in, int k) : in_(in), k_(k) {
+  if (k < 1) throw std::invalid_argument("upsample2d: factor must be >= 1, got " + std::to_string(k));
+}
+
+template <typename T>
+Mat<T> Upsample2d<T>::forward(const Mat<T>& x, bool) {
+  const Shape o = out_shape();
+  const int B = static_cast<int>(x.rows());
+  Mat<T> y(B, o.size());
+  for (int b = 0; b < B; ++b)
+    for (int c = 0; c < in_.c; ++c)
+      for (int oy = 0; oy < o.h; ++oy) {
+        const T* src = x.row(b).data() + (c * in_.h + oy / k_) * in_.w;
+        T* dst = y.row(b).data() + (c * o.h + oy) * o.w;
+        for (int ox = 0; ox < o.w; ++ox) dst[ox] = src[ox / k_];
+      }
+  return y;
+}
+
+template <typename T>
+Mat<T> Upsample2d<T>::backward_input(const Mat<T>& dy) {
+  const Shape o = out_shape();
+  const int R = static_cast<int>(dy.rows());
+  Mat<T> dx = Mat<T>::Zero(R, in_.size());
+  for (int b = 0; b < R; ++b)
+    for (int c = 0; c < in_.c; ++c)
+      for (int oy = 0; oy < o.h; ++oy) {
+        T* dst = dx.row(b).data() + (c * in_.h + oy / k_) * in_.w;
+        const T* src = dy.row(b).data() + (c * o.h + oy) * o.w;
+        for (int ox = 0; ox < o.w; ++ox) dst[ox / k_] += src[ox];
+      }
+  return dx;
+}
+
+// ---------------------------------------------------------------- NonnegConv2d
+template <typename T>
+NonnegConv2d<T>::NonnegConv2d(Shape in, int out_channels, int k, int pad)
+    : conv_(in, out_channels, k, pad), rho_(Mat<T>::Zero(out_channels, in.c * k * k)),
+      grho_(Mat<T>::Zero(out_channels, in.c * k * k)) {}
+
+template <typename T>
+Mat<T> NonnegConv2d<T>::kernels() const {
+  // softplus, written so that it neither overflows for large ρ nor loses precision for very negative ρ
+  return rho_.unaryExpr([](T r) { return r > T(0) ? r + std::log1p(std::exp(-r)) : std::log1p(std::exp(r)); });
+}
+
+template <typename T>
+Mat<T> NonnegConv2d<T>::forward(const Mat<T>& x, bool train) {
+  conv_.weight() = kernels();
+  batch_ = static_cast<int>(x.rows());
+  return conv_.forward(x, train);
+}
+
+template <typename T>
+Mat<T> NonnegConv2d<T>::backward(const Mat<T>& dy) {
+  conv_.grad_weight().setZero();
+  Mat<T> dx = conv_.backward(dy);
+  grho_.array() += conv_.grad_weight().array() * (T(1) / (T(1) + (-rho_.array()).exp()));
+  return dx;
+}
+
+template <typename T>
+nlohmann::json NonnegConv2d<T>::config() const {
+  return conv_.config();
+}
+
+template <typename T>
+void init_optical(Sequential<T>& net, std::mt19937_64& rng, double spread) {
+  if (!(spread >= 0 && spread < 1)) throw std::invalid_argument("init_optical: spread must be in [0, 1)");
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  for (const auto& l : net.layers()) {
+    if (l->type() != "nonneg_conv2d") continue;
+    Mat<T>& rho = *l->params().front().value;
+    const double mean = 1.0 / static_cast<double>(rho.cols());
+    for (Eigen::Index i = 0; i < rho.size(); ++i) {
+      const double kappa = mean * (1.0 + spread * u(rng));
+      rho.data()[i] = static_cast<T>(std::log(std::expm1(kappa)));  // softplus⁻¹
+    }
+  }
+}
+
 // ---------------------------------------------------------------- Sequential
 template <typename T>
 Sequential<T>& Sequential<T>::conv(int out_channels, int k, int pad) {
@@ -354,6 +437,17 @@ Sequential<T>& Sequential<T>::avgpool(int k) {
 template <typename T>
 Sequential<T>& Sequential<T>::batchnorm() {
   add(std::make_unique<BatchNorm<T>>(cur_shape()));
+  return *this;
+}
+
+template <typename T>
+Sequential<T>& Sequential<T>::upsample(int k) {
+  add(std::make_unique<Upsample2d<T>>(cur_shape(), k));
+  return *this;
+}
+template <typename T>
+Sequential<T>& Sequential<T>::nonneg_conv(int out_channels, int k, int pad) {
+  add(std::make_unique<NonnegConv2d<T>>(cur_shape(), out_channels, k, pad));
   return *this;
 }
 
@@ -417,6 +511,8 @@ Sequential<T> sequential_from_arch(const nlohmann::json& arch) {
     else if (t == "maxpool2d") net.maxpool(c.at("k"));
     else if (t == "avgpool2d") net.avgpool(c.at("k"));
     else if (t == "batchnorm") net.batchnorm();
+    else if (t == "upsample2d") net.upsample(c.at("k"));
+    else if (t == "nonneg_conv2d") net.nonneg_conv(c.at("out_channels"), c.at("k"), c.at("pad"));
     else throw std::invalid_argument("model arch: unknown layer type '" + t + "'");
   }
   return net;
@@ -468,6 +564,9 @@ double accuracy(const Mat<T>& logits, const std::vector<int>& labels) {
   template class ReLU<T>;                                                                  \
   template class Pool2d<T>;                                                                \
   template class BatchNorm<T>;                                                             \
+  template class Upsample2d<T>;                                                            \
+  template class NonnegConv2d<T>;                                                          \
+  template void init_optical<T>(Sequential<T>&, std::mt19937_64&, double);                 \
   template class Sequential<T>;                                                            \
   template Sequential<T> sequential_from_arch<T>(const nlohmann::json&);                   \
   template Mat<T> softmax<T>(const Mat<T>&, double);                                       \

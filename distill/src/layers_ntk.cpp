@@ -38,6 +38,20 @@ void Conv2d<T>::ntk_accumulate(const Mat<T>& dy, MatD& theta) {
 }
 
 template <typename T>
+Mat<T> NonnegConv2d<T>::per_sample_grads(const Mat<T>& dy) {
+  const Eigen::Index P = rho_.size();
+  Mat<T> g = conv_.per_sample_grads(dy).leftCols(P);  // the weight part; the conv's bias is not a parameter
+  const Mat<T> deriv = (T(1) / (T(1) + (-rho_.array()).exp())).matrix();
+  g.array().rowwise() *= Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>>(deriv.data(), P);
+  return g;
+}
+
+template <typename T>
+void NonnegConv2d<T>::ntk_accumulate(const Mat<T>& dy, MatD& theta) {
+  add_stacked_gram(per_sample_grads(dy), batch_, theta);
+}
+
+template <typename T>
 void Linear<T>::ntk_accumulate(const Mat<T>& dy, MatD& theta) {
   // Θ_l = Σ_s (d_s d_sᵀ) ⊙ (x xᵀ + 1): exact, without per-sample gradients.
   const Eigen::Index B = x_.rows();
@@ -82,6 +96,8 @@ void BatchNorm<T>::ntk_accumulate(const Mat<T>& dy, MatD& theta) {
   template Mat<T> Conv2d<T>::per_sample_grads(const Mat<T>&);            \
   template void Conv2d<T>::ntk_accumulate(const Mat<T>&, MatD&);         \
   template void Linear<T>::ntk_accumulate(const Mat<T>&, MatD&);         \
+  template Mat<T> NonnegConv2d<T>::per_sample_grads(const Mat<T>&);      \
+  template void NonnegConv2d<T>::ntk_accumulate(const Mat<T>&, MatD&);   \
   template Mat<T> Linear<T>::per_sample_grads(const Mat<T>&);            \
   template Mat<T> BatchNorm<T>::per_sample_grads(const Mat<T>&);         \
   template void BatchNorm<T>::ntk_accumulate(const Mat<T>&, MatD&);

@@ -80,7 +80,7 @@ History train_loop(TrainModel<T>& model, const Losses<T>& losses, const std::vec
       for (const auto& l : losses) l->add_parameter_terms(b, terms);
       opt.step();
       loss_sum += terms.loss;
-      acc_sum += accuracy(logits, y);
+      acc_sum += model.batch_accuracy(logits, b);
       if (s % static_cast<std::size_t>(ctl.progress_every) == 0 || s + 1 == steps)
         ctl.step({o.job, ep, o.epochs, s + 1, steps, loss_sum / static_cast<double>(s + 1)});
     }

@@ -1,6 +1,7 @@
 """hilo-train on a lab's own files: a teacher trained (and a student distilled) from a .npy pair, a folder
 of PNG images per class and CIFAR-10 binary batches, all generated small here; broken files end the run
-with exit code 2 and a message naming the file and the rule; a bad data key with exit code 1.
+with exit code 2 and a message naming the file and the rule; a bad data key with exit code 1. The
+segmentation job on scenes composed from a generated ten-class .npy set: its report, models and figures.
 
 usage: test_hilo_train_files.py HILO_TRAIN
 """
@@ -116,6 +117,54 @@ class HiloTrainFiles(unittest.TestCase):
         p = self.teacher(dict(data, imgaes="x.npy"), "key")
         self.assertEqual(p.returncode, 1, p.stderr)
         self.assertIn("imgaes", p.stderr)
+
+    def test_segment_job_writes_report_models_and_figures(self):
+        rng = np.random.default_rng(5)
+        # Ten classes of 28×28 "digits": a bright 14×14 square whose place in a 4×3 grid gives the class.
+        y = np.arange(300) % 10
+        x = rng.integers(0, 30, (300, 28, 28)).astype(np.uint8)
+        for i, c in enumerate(y):
+            r, q = 2 * (c // 4) + 4, 2 * (c % 4) + 4
+            x[i, r:r + 14, q:q + 14] = 230
+        np.save(os.path.join(self.dir, "dx.npy"), x)
+        np.save(os.path.join(self.dir, "dy.npy"), y.astype(np.int64))
+        data = {"name": "npy", "images": os.path.join(self.dir, "dx.npy"), "labels": os.path.join(self.dir, "dy.npy"),
+                "val_size": 40, "test_size": 40}
+        train = {"epochs": 2, "batch_size": 8, "threads": 1}
+        cfg = {"command": "segment", "data": data,
+               "scenes": {"canvas": 32, "train": 40, "validation": 12, "test": 12},
+               "teacher": {"channels": [4, 4]}, "teacher_train": train,
+               "student": {"kernels": 2, "kernel_size": 3, "width": 4}, "student_train": train,
+               "methods": ["none", "kd", "ntkd"], "ntkd": {"rows": 4}, "seeds": [1, 2]}
+        p = self.run_job("segment", cfg, "segment")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        out = os.path.join(self.dir, "out_segment")
+        with open(os.path.join(out, "report.json")) as f:
+            rep = json.load(f)
+        self.assertEqual(len(rep["teacher"]["per_class_iou"]), 11)
+        for m in ("none", "kd", "ntkd"):
+            s = rep["summary"][m]
+            self.assertEqual(len(s["per_seed_miou"]), 2)
+            self.assertTrue(0.0 <= s["mean_iou"] <= 1.0)
+            for seed in ("1", "2"):
+                run = rep["runs"][m][seed]
+                self.assertEqual(len(run["val_miou_per_epoch"]), run["epochs_run"])
+                self.assertEqual(len(run["test_miou_per_epoch"]), 2)
+                self.assertTrue(os.path.getsize(os.path.join(out, "student_%s_seed%s.hilo" % (m, seed))) > 0)
+        self.assertIn("ntk_distance_per_epoch", rep["runs"]["ntkd"]["1"])
+        with open(os.path.join(out, "teacher.hilo"), "rb") as f:
+            self.assertEqual(f.read(8), b"HILOMDL1")
+        for png in ("segment.png", "learning_curves.png"):
+            with open(os.path.join(out, png), "rb") as f:
+                head = f.read(24)
+            self.assertEqual(head[:8], b"\x89PNG\r\n\x1a\n")
+            w, h = struct.unpack(">II", head[16:24])
+            self.assertGreater(w, 100)
+            self.assertGreater(h, 100)
+        # A bad key ends with exit code 1 and names it.
+        p = self.run_job("segment", dict(cfg, methods=["none", "fitnet"]), "segment_bad")
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("unknown method 'fitnet'", p.stderr)
 
 
 if __name__ == "__main__":

@@ -10,26 +10,11 @@
 #include "hilo/distill/optim.hpp"
 
 using namespace hilo::distill;
+using hilo::distill::testing::check_layer;
 using hilo::distill::testing::numeric_grad;
 using hilo::distill::testing::randn;
 using hilo::distill::testing::rel_err;
 
-namespace {
-// Checks dL/dx and dL/dθ of L = Σ R ⊙ layer(x) for one layer.
-void check_layer(Layer<double>& layer, MatD x, bool train, std::mt19937_64& rng, double tol = 1e-4) {
-  const MatD y0 = layer.forward(x, train);
-  const MatD R = randn(y0.rows(), y0.cols(), rng);
-  auto loss = [&] { return layer.forward(x, train).cwiseProduct(R).sum(); };
-  for (auto& p : layer.params()) p.grad->setZero();
-  layer.forward(x, train);
-  const MatD dx = layer.backward(R);
-  EXPECT_LT(rel_err(dx, numeric_grad(x, loss)), tol) << layer.type() << " input gradient";
-  for (auto& p : layer.params()) {
-    const MatD g = *p.grad;
-    EXPECT_LT(rel_err(g, numeric_grad(*p.value, loss)), tol) << layer.type() << " " << p.name;
-  }
-}
-}  // namespace
 
 TEST(Conv2d, BackwardMatchesFiniteDifferences) {
   std::mt19937_64 rng(1);

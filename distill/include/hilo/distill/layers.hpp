@@ -11,6 +11,7 @@
 // training mode) are the only ones whose per-sample gradients are not independent; the NTK is always
 // computed in evaluation mode (running statistics), where every layer acts on each sample alone.
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -163,6 +164,52 @@ class Pool2d : public Layer<T> {
   int batch_ = 0;
 };
 
+// Nearest-neighbour upsampling by an integer factor k: y(c, k·i + a, k·j + b) = x(c, i, j) for a, b < k
+// (torch.nn.Upsample(scale_factor=k, mode="nearest")). Its adjoint sums each k×k block.
+template <typename T>
+class Upsample2d : public Layer<T> {
+ public:
+  Upsample2d(Shape in, int k);
+  std::string type() const override { return "upsample2d"; }
+  Shape out_shape() const override { return {in_.c, in_.h * k_, in_.w * k_}; }
+  Mat<T> forward(const Mat<T>& x, bool train) override;
+  Mat<T> backward(const Mat<T>& dy) override { return backward_input(dy); }
+  Mat<T> backward_input(const Mat<T>& dy) override;
+  nlohmann::json config() const override { return {{"k", k_}}; }
+
+ private:
+  Shape in_;
+  int k_;
+};
+
+// A non-negative convolution, the incoherent optical layer of a student written as a network layer:
+// kernels κ = softplus(ρ) (Cout × Cin·k·k, ρ the trainable "rho"), no bias, stride 1, zero padding `pad`
+// (pad = (k − 1)/2 gives "same" maps). An intensity PSF is non-negative, so every map it images is the
+// input cross-correlated with a non-negative kernel. Parameters initialise to 0 under init_he (flat
+// kernels); init_optical draws them.
+template <typename T>
+class NonnegConv2d : public Layer<T> {
+ public:
+  NonnegConv2d(Shape in, int out_channels, int k, int pad);
+  std::string type() const override { return "nonneg_conv2d"; }
+  Shape out_shape() const override { return conv_.out_shape(); }
+  Mat<T> forward(const Mat<T>& x, bool train) override;
+  Mat<T> backward(const Mat<T>& dy) override;
+  Mat<T> backward_input(const Mat<T>& dy) override { return conv_.backward_input(dy); }
+  std::vector<Param<T>> params() override { return {{"rho", &rho_, &grho_}}; }
+  nlohmann::json config() const override;
+  void ntk_accumulate(const Mat<T>& dy, MatD& theta) override;
+  // ∂(dy · y)/∂ρ per row: the conv's weight gradients times softplus'(ρ) = sigmoid(ρ).
+  Mat<T> per_sample_grads(const Mat<T>& dy) override;
+  // κ = softplus(ρ), Cout × (Cin·k·k) in the conv weight's layout.
+  Mat<T> kernels() const;
+
+ private:
+  Conv2d<T> conv_;  // its weight holds κ during a forward; its bias stays 0
+  Mat<T> rho_, grho_;
+  int batch_ = 0;  // rows of the last forward
+};
+
 // Batch normalisation over (B, H, W) per channel; works for flat inputs with h = w = 1.
 // Train: batch mean/biased variance, running stats updated with `momentum` (torch convention:
 // running = (1−m)·running + m·batch, unbiased variance in the running estimate). Eval: running stats.
@@ -205,6 +252,8 @@ class Sequential {
   Sequential& maxpool(int k);
   Sequential& avgpool(int k);
   Sequential& batchnorm();
+  Sequential& upsample(int k);
+  Sequential& nonneg_conv(int out_channels, int k, int pad);
   void add(std::unique_ptr<Layer<T>> l) { layers_.push_back(std::move(l)); }
 
   Mat<T> forward(const Mat<T>& x, bool train);
@@ -232,6 +281,11 @@ Sequential<T> sequential_from_arch(const nlohmann::json& arch);
 // Initialise all weights: He-normal for conv/linear weights, zero biases, γ = 1, β = 0.
 template <typename T, typename Rng>
 void init_he(Sequential<T>& net, Rng& rng);
+
+// Draws every NonnegConv2d's ρ so that its kernels are flat with a ±`spread` relative ripple:
+// κ = mean · (1 + spread · u), u ~ U(−1, 1), mean = 1/(Cin·k·k) (each kernel passes the input's mean).
+template <typename T>
+void init_optical(Sequential<T>& net, std::mt19937_64& rng, double spread = 0.5);
 
 // Copy parameters and buffers between networks of identical architecture, converting scalar type.
 template <typename To, typename From>

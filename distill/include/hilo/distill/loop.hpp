@@ -116,6 +116,9 @@ class TrainModel {
   // Backward of the last forward: accumulates parameter gradients from t.dlogits (and t.dhidden when
   // not empty).
   virtual void backward(const StepTerms<T>& t) = 0;
+  // The training accuracy of one step's batch, for the epoch's train_acc. Default: the fraction of rows
+  // whose argmax is the row's label (classification); a per-pixel model counts pixels instead.
+  virtual double batch_accuracy(const Mat<T>& logits, const Batch<T>& b) { return accuracy(logits, b.labels); }
   // Everything the trained function depends on that training changes: what the convergence rule copies at
   // the best epoch and restores at the end. Default: the parameters' values; a model with other state
   // that training moves (batch-norm running statistics) adds it.
