@@ -9,6 +9,7 @@
 // or config, 2 on a failure while running.
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <string>
 
 #include "hilo/distill/jobs.hpp"
@@ -92,6 +93,18 @@ void write_segment_figures(const hilo::distill::SegmentResult& r, const std::fil
   write_png(dir / "learning_curves.png", render_line_plot(curves, lo));
 }
 
+// A job's config read with its own rules; a violated rule is reported here and gives nullopt (exit 1),
+// apart from failures of the run itself (exit 2).
+template <typename Job>
+std::optional<Job> parse_job(const nlohmann::json& cfg) {
+  try {
+    return Job::from_json(cfg);
+  } catch (const std::exception& e) {
+    std::cerr << "hilo-train: bad config: " << e.what() << "\n";
+    return std::nullopt;
+  }
+}
+
 int usage() {
   std::cerr << "usage: hilo-train {train-teacher|distill|estimate|segment} <config.json|config.yaml> [--out DIR]\n";
   return 1;
@@ -123,39 +136,24 @@ int main(int argc, char** argv) {
   try {
     JobResult r;
     if (cmd == "train-teacher") {
-      TeacherJob job;
-      try {
-        job = TeacherJob::from_json(cfg);
-      } catch (const std::exception& e) {
-        std::cerr << "hilo-train: bad config: " << e.what() << "\n";
-        return 1;
-      }
-      set_compute_threads(job.train.threads);
-      r = run_train_teacher(job, ctl, hilo::io::read_image8_pixels);
+      const auto job = parse_job<TeacherJob>(cfg);
+      if (!job) return 1;
+      set_compute_threads(job->train.threads);
+      r = run_train_teacher(*job, ctl, hilo::io::read_image8_pixels);
     } else if (cmd == "distill") {
-      DistillJob job;
-      try {
-        job = DistillJob::from_json(cfg);
-      } catch (const std::exception& e) {
-        std::cerr << "hilo-train: bad config: " << e.what() << "\n";
-        return 1;
-      }
-      set_compute_threads(job.train.threads);
-      r = run_distill(job, ctl, hilo::io::read_image8_pixels);
+      const auto job = parse_job<DistillJob>(cfg);
+      if (!job) return 1;
+      set_compute_threads(job->train.threads);
+      r = run_distill(*job, ctl, hilo::io::read_image8_pixels);
     } else if (cmd == "segment") {
-      SegmentJob job;
-      try {
-        job = SegmentJob::from_json(cfg);
-      } catch (const std::exception& e) {
-        std::cerr << "hilo-train: bad config: " << e.what() << "\n";
-        return 1;
-      }
-      set_compute_threads(job.student_train.threads);
-      const SegmentResult res = run_segment(job, ctl, hilo::io::read_image8_pixels);
-      if (!res.report.value("cancelled", false)) write_segment_figures(res, job.out_dir);
+      const auto job = parse_job<SegmentJob>(cfg);
+      if (!job) return 1;
+      set_compute_threads(job->student_train.threads);
+      const SegmentResult res = run_segment(*job, ctl, hilo::io::read_image8_pixels);
+      if (!res.report.value("cancelled", false)) write_segment_figures(res, job->out_dir);
       std::printf("%s\n", nlohmann::json({{"summary", res.report.value("summary", nlohmann::json::object())},
                                           {"teacher_miou", res.report["teacher"]["mean_iou"]},
-                                          {"report", (std::filesystem::path(job.out_dir) / "report.json").string()}})
+                                          {"report", (std::filesystem::path(job->out_dir) / "report.json").string()}})
                               .dump()
                               .c_str());
       return 0;

@@ -486,6 +486,14 @@ void Sequential<T>::zero_grad() {
   for (auto& p : params()) p.grad->setZero();
 }
 template <typename T>
+std::vector<Mat<T>*> Sequential<T>::state() {
+  std::vector<Mat<T>*> s;
+  for (auto& p : params()) s.push_back(p.value);
+  for (const auto& l : layers_)
+    for (auto& b : l->buffers()) s.push_back(b.value);
+  return s;
+}
+template <typename T>
 std::size_t Sequential<T>::num_params() {
   std::size_t n = 0;
   for (auto& p : params()) n += static_cast<std::size_t>(p.value->size());

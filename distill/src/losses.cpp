@@ -118,8 +118,7 @@ void SharedClassifierLoss::add_output_terms(const Batch<double>& b, StepTerms<do
     t.loss += keep_ * keep_ce;
     ghw_.noalias() += w_ * dlsc.transpose() * phi + keep_ * dlt.transpose() * tf;
     ghb_ += w_ * dlsc.colwise().sum() + keep_ * dlt.colwise().sum();
-    keep_sum_ += keep_ce;
-    ++keep_n_;
+    keep_ce_.add(keep_ce);
   }
   gpw_.noalias() += dphi.transpose() * hs;
   gpb_ += dphi.colwise().sum();
@@ -129,9 +128,7 @@ void SharedClassifierLoss::add_output_terms(const Batch<double>& b, StepTerms<do
 }
 
 void SharedClassifierLoss::close_epoch(nlohmann::json& extra) {
-  if (keep_n_) extra["teacher_keep_ce"] = keep_sum_ / keep_n_;
-  keep_sum_ = 0;
-  keep_n_ = 0;
+  keep_ce_.close(extra, "teacher_keep_ce");
 }
 
 template <typename T>
@@ -141,15 +138,12 @@ void BasicNtkLoss<T>::add_parameter_terms(const Batch<T>& b, StepTerms<T>& t) {
   const double dist = d_.value(theta_t, theta_s);
   s_.ntk_backward(w_ * d_.grad(theta_t, theta_s));
   t.loss += w_ * dist;
-  sum_ += dist;
-  ++n_;
+  distance_.add(dist);
 }
 
 template <typename T>
 void BasicNtkLoss<T>::close_epoch(nlohmann::json& extra) {
-  if (n_) extra["ntk_distance"] = sum_ / n_;
-  sum_ = 0;
-  n_ = 0;
+  distance_.close(extra, "ntk_distance");
 }
 
 template class BasicKdLoss<double>;

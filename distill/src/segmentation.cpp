@@ -275,11 +275,7 @@ double SegModel<T>::batch_accuracy(const Mat<T>& logits, const Batch<T>& b) {
 
 template <typename T>
 std::vector<Mat<T>*> SegModel<T>::state() {
-  std::vector<Mat<T>*> s;
-  for (auto& p : net_.params()) s.push_back(p.value);
-  for (const auto& l : net_.layers())
-    for (auto& b : l->buffers()) s.push_back(b.value);
-  return s;
+  return net_.state();
 }
 
 namespace {
@@ -347,15 +343,12 @@ void HeadNtkLoss<T>::add_parameter_terms(const Batch<T>& b, StepTerms<T>& t) {
   if (n < 2) return;
   const double d = value(take_rows(x_, b.rows.first(n)), true);
   t.loss += w_ * d;
-  sum_ += d;
-  ++n_;
+  distance_.add(d);
 }
 
 template <typename T>
 void HeadNtkLoss<T>::close_epoch(nlohmann::json& extra) {
-  if (n_) extra["ntk_distance"] = sum_ / n_;
-  sum_ = 0;
-  n_ = 0;
+  distance_.close(extra, "ntk_distance");
 }
 
 #define HILO_INST(T)                                                                                          \

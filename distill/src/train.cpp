@@ -141,13 +141,7 @@ class ClassifierModel final : public TrainModel<float> {
     return net_.forward(x, true);
   }
   void backward(const StepTerms<float>& t) override { net_.backward(t.dlogits); }
-  std::vector<Mat<float>*> state() override {
-    std::vector<Mat<float>*> s;
-    for (auto& p : net_.params()) s.push_back(p.value);
-    for (const auto& l : net_.layers())
-      for (auto& b : l->buffers()) s.push_back(b.value);
-    return s;
-  }
+  std::vector<Mat<float>*> state() override { return net_.state(); }
 
  private:
   Sequential<float>& net_;

@@ -102,6 +102,25 @@ TEST(Sequential, WholeNetworkGradientMatchesFiniteDifferences) {
   }
 }
 
+// The convergence rule copies state() at the best epoch and writes it back at the end: that must bring
+// back the evaluation-mode function, batch-norm running statistics included.
+TEST(Sequential, RestoringStateRestoresTheEvaluationFunction) {
+  std::mt19937_64 rng(8);
+  Sequential<double> net = small_teacher(rng);
+  const MatD x = randn(6, 36, rng);
+  const MatD before = net.forward(x, false);
+  std::vector<MatD> saved;
+  for (auto* m : net.state()) saved.push_back(*m);
+  // A training forward moves the running statistics; a step moves the weights.
+  net.forward(randn(6, 36, rng, 3.0), true);
+  for (auto& p : net.params()) *p.value += randn(p.value->rows(), p.value->cols(), rng, 0.1);
+  ASSERT_GT((net.forward(x, false) - before).norm(), 1e-3);
+  auto s = net.state();
+  ASSERT_EQ(s.size(), saved.size());
+  for (std::size_t i = 0; i < s.size(); ++i) *s[i] = saved[i];
+  EXPECT_LT((net.forward(x, false) - before).norm(), 1e-12);
+}
+
 TEST(Optimizer, AdamAndSgdMinimiseAQuadratic) {
   for (std::string kind : {"adam", "sgd"}) {
     MatD w = MatD::Constant(1, 3, 5.0), g = MatD::Zero(1, 3);

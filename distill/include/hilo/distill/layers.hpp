@@ -262,6 +262,9 @@ class Sequential {
   Mat<T> backward(const Mat<T>& dy);
   Mat<T> backward_range(const Mat<T>& dy, std::size_t start, std::size_t stop);
   std::vector<Param<T>> params();
+  // What the trained function depends on: every parameter's value, then every buffer (batch-norm
+  // running statistics), in layer order. The pointers stay valid while the network lives.
+  std::vector<Mat<T>*> state();
   void zero_grad();
   std::size_t num_params();
   std::size_t size() const { return layers_.size(); }

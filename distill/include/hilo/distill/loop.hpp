@@ -91,6 +91,25 @@ class Loss {
 template <typename T>
 using Losses = std::vector<std::unique_ptr<Loss<T>>>;
 
+// The per-epoch mean of a value a loss records once per step, for its close_epoch.
+class EpochMean {
+ public:
+  void add(double v) {
+    sum_ += v;
+    ++n_;
+  }
+  // extra[key] = the mean of the values added since the last close (nothing when none was); then resets.
+  void close(nlohmann::json& extra, const char* key) {
+    if (n_) extra[key] = sum_ / n_;
+    sum_ = 0;
+    n_ = 0;
+  }
+
+ private:
+  double sum_ = 0;
+  int n_ = 0;
+};
+
 // Task loss: weight · CE(logits, labels) (mean softmax cross-entropy).
 template <typename T>
 class TaskLoss final : public Loss<T> {

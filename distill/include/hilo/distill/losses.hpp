@@ -84,8 +84,7 @@ class SharedClassifierLoss final : public Loss<double> {
   double w_, mu_;
   bool adapt_;
   double keep_;
-  double keep_sum_ = 0;
-  int keep_n_ = 0;
+  EpochMean keep_ce_;
 };
 
 // NTK matching (Xiang et al.): L = d(Θ_T, Θ_S) for the step's pair of kernels; ∂/∂θ through
@@ -109,8 +108,7 @@ class BasicNtkLoss final : public Loss<T> {
   KernelDistance d_;
   double w_;
   Kernels kernels_;
-  double sum_ = 0;
-  int n_ = 0;
+  EpochMean distance_;
 };
 using NtkLoss = BasicNtkLoss<double>;
 

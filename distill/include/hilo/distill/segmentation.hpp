@@ -195,8 +195,7 @@ class HeadNtkLoss final : public Loss<T> {
   KernelDistance d_;
   double w_;
   int rows_;
-  double sum_ = 0;
-  int n_ = 0;
+  EpochMean distance_;
 };
 
 // ---- the job: hilo-train segment <config>
