@@ -374,6 +374,11 @@ Mat<T> NonnegConv2d<T>::kernels() const {
 }
 
 template <typename T>
+Mat<T> NonnegConv2d<T>::slope() const {
+  return (T(1) / (T(1) + (-rho_.array()).exp())).matrix();
+}
+
+template <typename T>
 Mat<T> NonnegConv2d<T>::forward(const Mat<T>& x, bool train) {
   conv_.weight() = kernels();
   batch_ = static_cast<int>(x.rows());
@@ -384,7 +389,7 @@ template <typename T>
 Mat<T> NonnegConv2d<T>::backward(const Mat<T>& dy) {
   conv_.grad_weight().setZero();
   Mat<T> dx = conv_.backward(dy);
-  grho_.array() += conv_.grad_weight().array() * (T(1) / (T(1) + (-rho_.array()).exp()));
+  grho_.array() += conv_.grad_weight().array() * slope().array();
   return dx;
 }
 

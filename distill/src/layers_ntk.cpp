@@ -41,7 +41,7 @@ template <typename T>
 Mat<T> NonnegConv2d<T>::per_sample_grads(const Mat<T>& dy) {
   const Eigen::Index P = rho_.size();
   Mat<T> g = conv_.per_sample_grads(dy).leftCols(P);  // the weight part; the conv's bias is not a parameter
-  const Mat<T> deriv = (T(1) / (T(1) + (-rho_.array()).exp())).matrix();
+  const Mat<T> deriv = slope();
   g.array().rowwise() *= Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>>(deriv.data(), P);
   return g;
 }

@@ -78,12 +78,19 @@ Scenes compose_scenes(const Dataset& digits, int n, const SceneOptions& o, std::
   return s;
 }
 
+namespace {
+LabelMap label_rows(const LabelMap& y, std::span<const int> rows) {
+  LabelMap out(static_cast<Eigen::Index>(rows.size()), y.cols());
+  for (std::size_t i = 0; i < rows.size(); ++i) out.row(static_cast<Eigen::Index>(i)) = y.row(rows[i]);
+  return out;
+}
+}  // namespace
+
 Scenes take(const Scenes& s, std::span<const int> rows) {
   Scenes out;
   out.shape = s.shape;
   out.x = take_rows(s.x, rows);
-  out.labels.resize(static_cast<Eigen::Index>(rows.size()), s.labels.cols());
-  for (std::size_t i = 0; i < rows.size(); ++i) out.labels.row(static_cast<Eigen::Index>(i)) = s.labels.row(rows[i]);
+  out.labels = label_rows(s.labels, rows);
   return out;
 }
 
@@ -279,11 +286,6 @@ std::vector<Mat<T>*> SegModel<T>::state() {
 }
 
 namespace {
-LabelMap label_rows(const LabelMap& y, std::span<const int> rows) {
-  LabelMap out(static_cast<Eigen::Index>(rows.size()), y.cols());
-  for (std::size_t i = 0; i < rows.size(); ++i) out.row(static_cast<Eigen::Index>(i)) = y.row(rows[i]);
-  return out;
-}
 // The last layer must be the per-pixel classifier: a 1 × 1 convolution.
 template <typename T>
 void require_head(const Sequential<T>& net, const char* who) {
@@ -391,9 +393,10 @@ std::string SegmentJob::validate() const {
 }
 
 namespace {
-double miou_of(Sequential<float>& net, const Scenes& s) {
-  return mean_iou(pixel_argmax(predict(net, s.x), kSegClasses), s.labels, kSegClasses).mean_iou;
+IouReport iou_of(Sequential<float>& net, const Scenes& s) {
+  return mean_iou(pixel_argmax(predict(net, s.x), kSegClasses), s.labels, kSegClasses);
 }
+double miou_of(Sequential<float>& net, const Scenes& s) { return iou_of(net, s).mean_iou; }
 
 struct RunOut {
   History history;
@@ -416,8 +419,7 @@ RunOut train_seg(Sequential<float>& net, SegModel<float>& model, const Losses<fl
 }
 
 nlohmann::json run_json(Sequential<float>& net, const Scenes& test, const RunOut& r) {
-  const IouReport iou = mean_iou(pixel_argmax(predict(net, test.x), kSegClasses), test.labels, kSegClasses);
-  nlohmann::json j = iou.to_json();
+  nlohmann::json j = iou_of(net, test).to_json();
   nlohmann::json val = nlohmann::json::array(), tst = nlohmann::json::array(), secs = nlohmann::json::array();
   double cum = 0;
   for (const auto& e : r.history.epochs) {

@@ -205,6 +205,8 @@ class NonnegConv2d : public Layer<T> {
   Mat<T> kernels() const;
 
  private:
+  // ∂κ/∂ρ = softplus'(ρ) = sigmoid(ρ), elementwise, in ρ's layout.
+  Mat<T> slope() const;
   Conv2d<T> conv_;  // its weight holds κ during a forward; its bias stays 0
   Mat<T> rho_, grho_;
   int batch_ = 0;  // rows of the last forward
