@@ -7,6 +7,7 @@ no compensation, with task-loss and with NTKD compensation (backend re-fit on th
 with the twin-calibrated re-fits (twin task, twin NTKD: twin features of the whole training split plus
 the measured fraction), the re-optimised element alone and with the same four re-fits on it (bench.reoptimise_element.compensate),
 physics-aware fine-tuning of that element (bench.reoptimise_element.physics_aware, smallest fraction only),
+that element trained through its model on the training split (bench.reoptimise_element.twin_train),
 the guarded choice (the best of all on the measured validation splits) and which mode it chose, the share
 of the hardware loss the guarded choice recovered ((guarded - none) / (sim - none)), and the bench frames
 the chosen mode used beyond the uncompensated bench (measured subset, + kernel probes for the twin modes,
@@ -32,7 +33,7 @@ def main(path):
     modes = [("task", "task"), ("ntkd", "NTKD"), ("twin_task", "twin task"), ("twin_ntkd", "twin NTKD"),
              ("element", "element"), ("element_task", "element task"), ("element_ntkd", "element NTKD"),
              ("element_twin_task", "element twin task"), ("element_twin_ntkd", "element twin NTKD"),
-             ("physics_aware", "physics-aware")]
+             ("physics_aware", "physics-aware"), ("twin_trained", "element twin-trained")]
     print("| profile | f | measured | simulated % | bench none % | " + " | ".join(f"{h} %" for _, h in modes) +
           " | guarded % | chosen | recovered (guarded) | frames (chosen) | frames guard |")
     print("|---" * (len(modes) + 10) + "|")

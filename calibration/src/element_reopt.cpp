@@ -9,6 +9,7 @@ namespace hilo::calibration {
 std::string ElementReoptOptions::validate() const {
   if (auto e = fit.validate(); !e.empty()) return "reoptimise_element." + e;
   if (auto e = physics_aware.validate(); !e.empty()) return "reoptimise_element." + e;
+  if (auto e = twin_train.validate(); !e.empty()) return "reoptimise_element." + e;
   return {};
 }
 

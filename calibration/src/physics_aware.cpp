@@ -21,6 +21,14 @@ std::string PhysicsAwareOptions::validate() const {
   return {};
 }
 
+std::string TwinTrainOptions::validate() const {
+  if (epochs < 1 || epochs > 100) return "twin_train.epochs must be in [1, 100], got " + std::to_string(epochs);
+  if (batch < 1 || batch > 4096) return "twin_train.batch must be in [1, 4096], got " + std::to_string(batch);
+  if (!(phase_lr > 0)) return "twin_train.phase_lr must be > 0, got " + std::to_string(phase_lr);
+  if (!(backend_lr >= 0)) return "twin_train.backend_lr must be >= 0, got " + std::to_string(backend_lr);
+  return {};
+}
+
 namespace {
 void check_phase(const ElementModel& m, const RArray& phase) {
   if (phase.rows() != m.pupil_amplitude.rows() || phase.cols() != m.pupil_amplitude.cols())
@@ -131,6 +139,21 @@ PhysicsAwareResult physics_aware(const distill::OpticalStudent& start, const RAr
   }
   r.phase = phase.array();
   s.set_kernels(model.kernels(r.phase));
+  return r;
+}
+
+PhysicsAwareResult twin_train(const distill::OpticalStudent& start, const RArray& phase0, const ElementModel& model,
+                              const distill::Mat<float>& x, const std::vector<int>& y, const TwinTrainOptions& o,
+                              std::mt19937_64& rng, const io::WorkControl& work) {
+  if (auto e = o.validate(); !e.empty()) throw std::invalid_argument(e);
+  distill::OpticalStudent m = distill::OpticalStudent::from_model(start.to_model({}));
+  const BenchForward through_model = [&](const RArray& phase, const distill::Mat<float>& xb) {
+    m.set_kernels(model.kernels(phase));
+    return drivers::DeviceResult<MatD>(m.features(xb.cast<double>()));
+  };
+  auto r = physics_aware(start, phase0, model, x, y, {true, o.epochs, o.batch, o.phase_lr, o.backend_lr}, through_model,
+                         rng, work);
+  r.images_measured = 0;
   return r;
 }
 

@@ -102,7 +102,7 @@ json PipelineStages::reoptimised_element(const std::string& name, int index, cal
   json acc = {{"none", distill::accuracy(logits_none, test_y_)}};
   json rows = json::array();
   std::optional<TwinState> twin;
-  json physics_aware = nullptr;
+  json physics_aware = nullptr, twin_trained = nullptr;
   if (o.compensate && sub && teacher_) {
     // The guard's evidence for this element (its validation split), the measured subset for its re-fits
     // and, with bench.kernels, its own measured kernels and twin (the new element realises other kernels).
@@ -155,8 +155,23 @@ json PipelineStages::reoptimised_element(const std::string& name, int index, cal
     for (const auto& [part, t] : twin_parts.items()) timings["reopt: " + part] = t;
     if (o.physics_aware.enabled && !rows.empty()) {
       lap.emplace(timings, "reopt: physics-aware");
-      physics_aware = physics_aware_element(name, index, eb, design, re.deployment, s, ex.saved_calibration({}), *sub,
-                                            nested.back(), rows.back(), models ? &models->back() : nullptr);
+      const auto pick = nested.back().at("indices").get<std::vector<std::size_t>>();
+      physics_aware = trained_element("physics_aware", name, index, eb, design, re.deployment, s, ex.saved_calibration({}),
+                                      distill::take(*sub, std::vector<int>(pick.begin(), pick.end())), rows.back(),
+                                      models ? &models->back()["physics_aware"] : nullptr);
+      physics_aware["fraction"] = nested.back().at("fraction");
+      physics_aware["measured"] = pick.size();
+    }
+    if (o.twin_train.enabled && !rows.empty()) {  // no measured images: one result for every fraction's row
+      lap.emplace(timings, "reopt: twin-trained");
+      json cells = json::object();
+      distill::ModelFile trained;
+      twin_trained = trained_element("twin_trained", name, index, eb, design, re.deployment, s, ex.saved_calibration({}),
+                                     data_.train, cells, &trained);
+      for (std::size_t k = 0; k < rows.size(); ++k) {
+        rows[k].update(cells);
+        if (models) (*models)[k]["twin_trained"] = trained;
+      }
     }
   }
   acc["fractions"] = rows;
@@ -189,6 +204,7 @@ json PipelineStages::reoptimised_element(const std::string& name, int index, cal
                                 {"extra_for_fit", 0}}},
               {"twin", twin ? twin->summary : json(nullptr)},
               {"physics_aware", physics_aware},
+              {"twin_trained", twin_trained},
               {"frame_integrity", ex.frame_integrity()},
               {"figure", "element_reoptimised/psf_designed_before_after.png"}};
   if (b_.simulator) {
@@ -205,23 +221,21 @@ json PipelineStages::reoptimised_element(const std::string& name, int index, cal
   return res;
 }
 
-json PipelineStages::physics_aware_element(const std::string& name, int index, calibration::ExperimentBench& eb,
-                                           calibration::DesignModel& design, const calibration::Deployment& deployment,
-                                           const distill::OpticalStudent& start,
-                                           const calibration::SavedCalibration& saved, const distill::Dataset& sub,
-                                           const json& nested, json& row, std::map<std::string, distill::ModelFile>* models) {
-  const auto& o = c_.reoptimise_element.physics_aware;
-  const std::string stage = "bench " + name + ": physics-aware";
-  const fs::path d = dir_ / "bench" / name / "element_reoptimised" / "physics_aware";
+json PipelineStages::trained_element(const std::string& mode, const std::string& name, int index,
+                                     calibration::ExperimentBench& eb, calibration::DesignModel& design,
+                                     const calibration::Deployment& deployment, const distill::OpticalStudent& start,
+                                     const calibration::SavedCalibration& saved, const distill::Dataset& part, json& cells,
+                                     distill::ModelFile* model_out) {
+  const bool on_bench = mode == "physics_aware";
+  const std::string stage = "bench " + name + ": " + (on_bench ? "physics-aware" : "twin-trained");
+  const fs::path d = dir_ / "bench" / name / "element_reoptimised" / mode;
   fs::create_directories(d);
-  const auto pick = nested.at("indices").get<std::vector<std::size_t>>();
-  const distill::Dataset part = distill::take(sub, std::vector<int>(pick.begin(), pick.end()));
   calibration::ExperimentControl ec;
   ec.work = {{}, ctl_.work.stop};
   ec.log = [&](const std::string& line) { log(stage + ": " + line); };
   ec.on_drift = ctl_.on_drift;
-  // Each step shows its phase: a new Experiment on the element's calibration (adopt: shows the phase,
-  // one dark frame, a drift check), whose content check predicts frames with that phase.
+  // Each phase goes on the element through a new Experiment on the element's calibration (adopt: shows
+  // the phase, one dark frame, a drift check), whose content check predicts frames with that phase.
   std::int64_t frames = 0;
   json integrity = json::array();
   auto through = [&](const calibration::RArray& phase, auto&& use) {
@@ -229,32 +243,44 @@ json PipelineStages::physics_aware_element(const std::string& name, int index, c
     dm.set_element_phase(phase);
     calibration::Deployment dep = deployment;
     dep.design.phase = phase;
-    calibration::Experiment e(eb, dm, dep, start, c_.measure_options(), ec, name + "/physics_aware");
+    calibration::Experiment e(eb, dm, dep, start, c_.measure_options(), ec, name + "/" + mode);
     if (auto err = e.adopt(saved)) return drivers::DeviceResult<json>(*err);
     auto r = use(e);
     frames += std::int64_t(e.frame_log().size());
     integrity.push_back(e.frame_integrity());
     return r;
   };
-  calibration::BenchForward bench = [&](const calibration::RArray& phase, const distill::Mat<float>& x) {
-    distill::MatD a;
-    auto r = through(phase, [&](calibration::Experiment& e) -> drivers::DeviceResult<json> {
-      auto m = e.measure(x);
-      if (!m) return m.error();
-      a = std::move(m.value());
-      return json(nullptr);
-    });
-    if (!r) return drivers::DeviceResult<distill::MatD>(r.error());
-    return drivers::DeviceResult<distill::MatD>(std::move(a));
-  };
   const calibration::ElementModel model{design.pupil_amplitude(), design.pupil_aberration(), design.psf_pad(), deployment.layout,
                                         deployment.kernel_scale};
-  std::mt19937_64 rng(seed_of(SeedStream::physics_aware, index));
   const io::WorkControl work{{}, ctl_.work.stop};
-  auto r = calibration::physics_aware(start, deployment.design.phase, model, part.x, part.y, o, bench, rng, work);
+  std::optional<calibration::PhysicsAwareResult> trained;
+  json options;
+  if (on_bench) {
+    const auto& o = c_.reoptimise_element.physics_aware;
+    options = o;
+    calibration::BenchForward bench = [&](const calibration::RArray& phase, const distill::Mat<float>& x) {
+      distill::MatD a;
+      auto m = through(phase, [&](calibration::Experiment& e) -> drivers::DeviceResult<json> {
+        auto v = e.measure(x);
+        if (!v) return v.error();
+        a = std::move(v.value());
+        return json(nullptr);
+      });
+      if (!m) return drivers::DeviceResult<distill::MatD>(m.error());
+      return drivers::DeviceResult<distill::MatD>(std::move(a));
+    };
+    std::mt19937_64 rng(seed_of(SeedStream::physics_aware, index));
+    trained.emplace(calibration::physics_aware(start, deployment.design.phase, model, part.x, part.y, o, bench, rng, work));
+  } else {
+    const auto& o = c_.reoptimise_element.twin_train;
+    options = o;
+    std::mt19937_64 rng(seed_of(SeedStream::twin_train, index));
+    trained.emplace(calibration::twin_train(start, deployment.design.phase, model, part.x, part.y, o, rng, work));
+  }
+  calibration::PhysicsAwareResult& r = *trained;
   if (r.stopped || stop()) throw StageStopped{};
   const std::int64_t training_frames = frames;
-  // The fine-tuned element on the bench: the guard's validation split and the test set.
+  // The trained element on the bench: the guard's validation split and the test set.
   distill::MatD A_val, A_test;
   auto ev = through(r.phase, [&](calibration::Experiment& e) -> drivers::DeviceResult<json> {
     auto v = e.measure(data_.val.x);
@@ -269,14 +295,16 @@ json PipelineStages::physics_aware_element(const std::string& name, int index, c
   if (stop()) throw StageStopped{};
   sim::write_npy(d / "phase.npy", sim::from_rarray(r.phase));
   calibration::write_features(d / "test_features.npy", A_test);
-  row["physics_aware"] = distill::accuracy(r.student.backend_forward(A_test), test_y_);
-  row["physics_aware_val"] = distill::accuracy(r.student.backend_forward(A_val), data_.val.y);
-  if (models) (*models)["physics_aware"] = r.student.to_model({});  // bench() adds where its phase is
-  log(stage + ": f = " + pct(nested.at("fraction").get<double>()) + " %: " + pct(row["physics_aware"].get<double>()) +
-      " % on the test set after " + std::to_string(r.history.size()) + " steps, " + std::to_string(training_frames) + " bench frames");
-  return {{"fraction", nested.at("fraction")},
-          {"measured", pick.size()},
-          {"options", o},
+  // Its own model's accuracy on the test set (the kernels κ(φ) of the model with the fitted aberration).
+  const double model_acc = distill::accuracy(r.student.backend_forward(r.student.features(test_x_.cast<double>())), test_y_);
+  cells[mode] = distill::accuracy(r.student.backend_forward(A_test), test_y_);
+  cells[mode + "_val"] = distill::accuracy(r.student.backend_forward(A_val), data_.val.y);
+  if (model_out) *model_out = r.student.to_model({});  // bench() adds where its phase is
+  log(stage + ": " + pct(cells[mode].get<double>()) + " % on the test set (" + pct(model_acc) + " % in its model) after " + std::to_string(r.history.size()) +
+      " steps, " + std::to_string(training_frames) + " bench frames");
+  return {{"options", options},
+          {"trained_on", part.size()},
+          {"model_test_acc", model_acc},
           {"history", r.history},
           {"images_measured", r.images_measured},
           {"bench_frames", {{"training", training_frames}, {"evaluation", frames - training_frames}, {"total", frames}}},

@@ -64,7 +64,7 @@ std::vector<std::vector<std::string>> report_accuracy_rows(const json& report) {
       {"task", "task %"}, {"ntkd", "NTKD %"}, {"twin_task", "twin task %"}, {"twin_ntkd", "twin NTKD %"},
       {"element", "element %"}, {"element_task", "element task %"}, {"element_ntkd", "element NTKD %"},
       {"element_twin_task", "element twin task %"}, {"element_twin_ntkd", "element twin NTKD %"},
-      {"physics_aware", "physics-aware %"}};
+      {"physics_aware", "physics-aware %"}, {"twin_trained", "element twin-trained %"}};
   std::vector<std::string> head{"profile", "f %", "measured", "simulated %", "bench: none %"};
   for (const auto& m : modes) head.push_back(m.second);
   head.insert(head.end(), {"guarded %", "chosen", "recovered (guarded)", "frames (chosen)"});

@@ -484,14 +484,21 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
         frames["physics_aware"] = cal_frames + pa.at("bench_frames").at("training").get<std::int64_t>();
         guard_frames += std::int64_t(data_.val.size()) * c_.frames;
       }
+      if (erow.contains("twin_trained_val")) {  // the new element trained through its model (every fraction)
+        row["twin_trained"] = erow["twin_trained"];
+        row["twin_trained_val"] = erow["twin_trained_val"];
+        frames["twin_trained"] = cal_frames;
+        guard_frames += std::int64_t(data_.val.size()) * c_.frames;
+      }
     }
     guard_row(row, val_none, acc["none"].get<double>(), frames, guard_frames);
     {  // The model the guard chose, ready to deploy (or to `defer`): the deployed student when it kept none.
       const std::string chosen = row["guarded_mode"].get<std::string>();
-      const bool on_element = chosen.rfind("element", 0) == 0 || chosen == "physics_aware";
+      const bool own_phase = chosen == "physics_aware" || chosen == "twin_trained";  // phase.npy in its folder
+      const bool on_element = chosen.rfind("element", 0) == 0 || own_phase;
       distill::ModelFile m;
       if (chosen == "none") m = deployed_->to_model({});
-      else if (chosen == "physics_aware") m = std::move(element_models[k].at(chosen));
+      else if (own_phase) m = std::move(element_models[k].at(chosen));
       else if (on_element) m = std::move(element_models[k].at(chosen == "element" ? "none" : chosen.substr(8)));
       else m = std::move(fraction_models[k].at(chosen));
       // How a raw frame of this bench becomes the model's features (the daemon's defer with frames): the
@@ -504,7 +511,7 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
                          {"frames", c_.frames}};
       m.meta["compensated"] = {{"profile", name}, {"fraction", f}, {"mode", chosen}, {"measured", row["measured"]},
                                {"guarded_val", row["guarded_val"]}, {"guarded_test", row["guarded"]},
-                               {"element_phase", chosen == "physics_aware" ? "bench/" + name + "/element_reoptimised/physics_aware/phase.npy"
+                               {"element_phase", own_phase ? "bench/" + name + "/element_reoptimised/" + chosen + "/phase.npy"
                                                 : on_element ? "bench/" + name + "/element_reoptimised/phase.npy"
                                                              : "deploy/phase.npy"}};
       char file[48];

@@ -102,7 +102,7 @@ void guard_row(json& row, double none_val, double none_test, const std::map<std:
   json used = {{"guard", guard_frames}};
   for (const auto& [m, n] : frames) used[m] = n;
   for (const std::string m : {"task", "ntkd", "twin_task", "twin_ntkd", "element", "element_task", "element_ntkd",
-                              "element_twin_task", "element_twin_ntkd", "physics_aware"}) {
+                              "element_twin_task", "element_twin_ntkd", "physics_aware", "twin_trained"}) {
     if (!row.contains(m + "_val")) continue;
     const double v = row[m + "_val"].get<double>();
     if (v > best_val) {

@@ -70,11 +70,12 @@ void refit_cells(nlohmann::json& row, const std::string& mode, const calibration
 
 // The guard over every mode of a row: the highest accuracy on the measured validation split among none
 // (none_val) and each mode present ("<mode>_val"), in the order none, task, ntkd, twin_task, twin_ntkd,
-// element, element_task, element_ntkd, element_twin_task, element_twin_ntkd, physics_aware (ties keep
+// element, element_task, element_ntkd, element_twin_task, element_twin_ntkd, physics_aware, twin_trained (ties keep
 // the earlier), so the guarded cell is never chosen against "none" without evidence. The element modes
 // are the re-optimised element (bench.reoptimise_element) alone and with its re-fits, validated on the
 // split measured through that element; physics_aware is that element fine-tuned on the bench
-// (calibration/physics_aware.hpp), validated on the split measured through the fine-tuned phase. Sets row["guarded"] (its test accuracy: none_test for none,
+// (calibration/physics_aware.hpp) and twin_trained that element trained through its model
+// (calibration::twin_train), each validated on the split measured through its own phase. Sets row["guarded"] (its test accuracy: none_test for none,
 // "<mode>_refit" or "<mode>" for the others), row["guarded_mode"], row["guarded_val"] and
 // row["frames"] = `frames` (bench frames each mode used beyond the uncompensated bench) with
 // "guard": the validation frames the choice used.

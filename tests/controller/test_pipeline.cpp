@@ -82,6 +82,8 @@ std::set<std::string> expect_guarded_models(const json& p, const fs::path& bd, c
     }
     const bool tuned = row.contains("physics_aware_val");  // bench.reoptimise_element.physics_aware, this fraction
     if (tuned) best = std::max(best, row["physics_aware_val"].get<double>());
+    const bool twin_trained = row.contains("twin_trained_val");  // bench.reoptimise_element.twin_train, every fraction
+    if (twin_trained) best = std::max(best, row["twin_trained_val"].get<double>());
     EXPECT_EQ(row["guarded_val"].get<double>(), best) << row.dump();
     const auto& fr = row["frames"];
     const int n = row["measured"].get<int>();
@@ -94,18 +96,24 @@ std::set<std::string> expect_guarded_models(const json& p, const fs::path& bd, c
       EXPECT_EQ(fr["element_task"], cal + n);
       EXPECT_EQ(fr["element_twin_ntkd"], cal + n + er["twin"]["kernels"]["frames"].get<int>());
     }
-    EXPECT_EQ(fr["guard"], (element ? 2 : 1) * int(data.val.size()) + (tuned ? int(data.val.size()) : 0))
+    EXPECT_EQ(fr["guard"], (element ? 2 : 1) * int(data.val.size()) + (tuned ? int(data.val.size()) : 0) +
+                               (twin_trained ? int(data.val.size()) : 0))
         << "the validation splits the guard used";
     if (tuned) {
       EXPECT_EQ(fr["physics_aware"], er["bench_frames"]["calibration"].get<int>() +
                                          er["physics_aware"]["bench_frames"]["training"].get<int>());
       EXPECT_GE(row["guarded_val"].get<double>(), row["physics_aware_val"].get<double>());
     }
+    if (twin_trained) {
+      EXPECT_EQ(fr["twin_trained"], er["bench_frames"]["calibration"]) << "trained with no bench frame";
+      EXPECT_EQ(er["twin_trained"]["bench_frames"]["training"], 0);
+    }
     const std::string mode = row["guarded_mode"];
     chosen.insert(mode);
-    const bool pat = mode == "physics_aware", on_element = mode.rfind("element", 0) == 0 || pat;
+    const bool pat = mode == "physics_aware" || mode == "twin_trained";  // its own phase and folder
+    const bool on_element = mode.rfind("element", 0) == 0 || pat;
     const distill::MatD test = calibration::read_features(
-        bd / (pat ? "element_reoptimised/physics_aware/test_features.npy"
+        bd / (pat ? "element_reoptimised/" + mode + "/test_features.npy"
                   : on_element ? "element_reoptimised/test_features.npy" : "test_features.npy"));
     const std::vector<int> y(data.test.y.begin(), data.test.y.begin() + test.rows());
     const fs::path file = bd / row["guarded_model"].get<std::string>();
@@ -118,7 +126,7 @@ std::set<std::string> expect_guarded_models(const json& p, const fs::path& bd, c
     EXPECT_EQ(m.meta["compensated"]["fraction"].get<double>(), row["fraction"].get<double>());
     const std::string element_dir = "bench/" + p["profile"].get<std::string>() + "/element_reoptimised/";
     EXPECT_EQ(m.meta["compensated"]["element_phase"],
-              pat ? element_dir + "physics_aware/phase.npy" : on_element ? element_dir + "phase.npy" : "deploy/phase.npy");
+              pat ? element_dir + mode + "/phase.npy" : on_element ? element_dir + "phase.npy" : "deploy/phase.npy");
     EXPECT_EQ(distill::accuracy(distill::OpticalStudent::from_model(m).backend_forward(test), y), row["guarded"].get<double>())
         << row.dump();
     // Its bench calibration (what the daemon's defer turns raw frames with): the one of its element.
@@ -365,6 +373,7 @@ TEST(Pipeline, RunsEveryStageAndResumesToTheSameResult) {
   auto j = small_config();
   j["bench"]["reoptimise_element"]["compensate"] = true;  // the default: the guard over both elements
   j["bench"]["reoptimise_element"]["physics_aware"] = {{"enabled", true}, {"epochs", 1}, {"batch", 50}};
+  j["bench"]["reoptimise_element"]["twin_train"] = {{"enabled", true}, {"epochs", 1}};
   const auto cfg = PipelineConfig::from_json(j);
   // Uninterrupted.
   const fs::path a = fresh_dir("a");
@@ -451,6 +460,21 @@ TEST(Pipeline, RunsEveryStageAndResumesToTheSameResult) {
   EXPECT_TRUE(re["accuracy"]["fractions"][1].contains("physics_aware_val"));
   EXPECT_FALSE(re["accuracy"]["fractions"][0].contains("physics_aware_val")) << "only the smallest fraction";
   EXPECT_TRUE(fs::exists(a / "bench/moderate/element_reoptimised/physics_aware/phase.npy"));
+  // Trained through the model with the fitted aberration on the whole training split (one epoch of
+  // batches of 64), with no bench frame; then measured through its own phase like the fine-tuned one.
+  const auto& tt = re["twin_trained"];
+  ASSERT_TRUE(tt.is_object()) << re.dump();
+  const int n_train = int(distill::load_splits(cfg.data).train.size());
+  EXPECT_EQ(tt["trained_on"], n_train);
+  EXPECT_EQ(tt["history"].size(), std::size_t((n_train + 63) / 64));
+  EXPECT_EQ(tt["images_measured"], 0);
+  EXPECT_EQ(tt["bench_frames"]["training"], 0);
+  EXPECT_GE(tt["bench_frames"]["evaluation"].get<int>(), 300 + int(distill::load_splits(cfg.data).val.size()));
+  EXPECT_EQ(tt["frame_integrity"]["content_rejects"], 0);
+  EXPECT_GT(tt["phase_change_rms_rad"].get<double>(), 0.0);
+  EXPECT_GT(tt["model_test_acc"].get<double>(), 0.5);
+  for (const auto& row : re["accuracy"]["fractions"]) EXPECT_TRUE(row.contains("twin_trained_val")) << "every fraction";
+  EXPECT_TRUE(fs::exists(a / "bench/moderate/element_reoptimised/twin_trained/phase.npy"));
   EXPECT_GT(re["accuracy"]["none"].get<double>(), none) << "the re-optimised element should beat the deployed one";
   EXPECT_GE(re["bench_frames"]["total"].get<int>(), re["bench_frames"]["calibration"].get<int>() + 300)
       << "the new element's calibration and at least its 300 test images";

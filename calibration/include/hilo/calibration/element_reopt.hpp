@@ -40,10 +40,14 @@ struct ElementReoptOptions {
   // smallest fraction's measured images: bench frames epochs × images plus each step's re-adoption of
   // the calibration; off by default (docs/pipeline.md, "Physics-aware fine-tuning").
   PhysicsAwareOptions physics_aware;
+  // Also, with compensate, φ' and its backend trained through the design model with the fitted
+  // aberration on the whole training split (twin_train in physics_aware.hpp): no bench frames for the
+  // training, then the validation split and the test set measured through the trained phase.
+  TwinTrainOptions twin_train;
 
   [[nodiscard]] std::string validate() const;  // empty when valid, else the violated rule
 };
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ElementReoptOptions, enabled, fit, compensate, physics_aware)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ElementReoptOptions, enabled, fit, compensate, physics_aware, twin_train)
 
 struct ReoptimisedElement {
   PupilFit fit;

@@ -72,4 +72,26 @@ PhysicsAwareResult physics_aware(const distill::OpticalStudent& start, const RAr
                                  const PhysicsAwareOptions& options, const BenchForward& bench, std::mt19937_64& rng,
                                  const io::WorkControl& work = {});
 
+// The element trained through its model on a training split, with no bench frames: the steps of
+// physics_aware() with the model's own features a = features(x; κ(φ)) in the forward pass, so φ and the
+// backend descend the loss of the model that holds the fitted aberration. Phase retrieval matches the
+// trained kernels only approximately through an aberration (its realised kernels are not the trained
+// ones); these steps start from its φ' and train the realisable kernels end to end against the labels,
+// on every training image the model can compute, where physics_aware has only the measured few.
+struct TwinTrainOptions {
+  bool enabled = false;
+  int epochs = 4;             // passes over the training split, [1, 100]
+  int batch = 64;             // images per step, [1, 4096]
+  double phase_lr = 0.01;     // Adam step on φ, rad, > 0
+  double backend_lr = 0.001;  // Adam step on the backend, >= 0 (0: the phase alone)
+
+  [[nodiscard]] std::string validate() const;  // empty when valid, else the violated rule
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TwinTrainOptions, enabled, epochs, batch, phase_lr, backend_lr)
+
+// As physics_aware() (the same errors), with images_measured = 0.
+PhysicsAwareResult twin_train(const distill::OpticalStudent& start, const RArray& phase0, const ElementModel& model,
+                              const distill::Mat<float>& x, const std::vector<int>& y, const TwinTrainOptions& options,
+                              std::mt19937_64& rng, const io::WorkControl& work = {});
+
 }  // namespace hilo::calibration

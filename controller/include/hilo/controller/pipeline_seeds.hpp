@@ -34,7 +34,8 @@ enum class SeedStream {
   recompensation,  // 800 + p: a drift re-compensation (calibration, kernel probes, twin noise, re-fit)
   reopt_twin,      // 900 + p: the re-optimised element's kernel probes and its twin's training-feature noise
   reopt_twin_refit,  // 1000 + 10p + 2k + 2: its k-th fraction's twin re-fits (twin_ntkd takes seed + 1)
-  physics_aware      // 1100 + p: the physics-aware fine-tuning's batch order
+  physics_aware,     // 1100 + p: the physics-aware fine-tuning's batch order
+  twin_train         // 1200 + p: the twin-trained element's batch order
 };
 
 struct SeedStreamInfo {
@@ -45,7 +46,7 @@ struct SeedStreamInfo {
   std::uint64_t steps;        // step < steps
 };
 
-inline constexpr std::array<SeedStreamInfo, 14> kSeedStreams{{
+inline constexpr std::array<SeedStreamInfo, 15> kSeedStreams{{
     {SeedStream::teacher, "teacher", 1, 0, 1},
     {SeedStream::student, "student", 2, 0, 1},
     {SeedStream::deploy, "deploy", 3, 0, 1},
@@ -60,6 +61,7 @@ inline constexpr std::array<SeedStreamInfo, 14> kSeedStreams{{
     {SeedStream::reopt_twin, "reopt_twin", 900, 1, 1},
     {SeedStream::reopt_twin_refit, "reopt_twin_refit", 1000, 10, 2 * kMaxFractions + 1},
     {SeedStream::physics_aware, "physics_aware", 1100, 1, 1},
+    {SeedStream::twin_train, "twin_train", 1200, 1, 1},
 }};
 
 constexpr const SeedStreamInfo& seed_stream_info(SeedStream s) { return kSeedStreams[std::size_t(s)]; }

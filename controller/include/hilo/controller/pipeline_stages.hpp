@@ -101,17 +101,19 @@ class PipelineStages {
                                      const std::vector<int>& sub_rows, const nlohmann::json& nested,
                                      std::mt19937_64& rng, nlohmann::json& timings,
                                      std::vector<std::map<std::string, distill::ModelFile>>* models);
-  // Physics-aware fine-tuning of the re-optimised element (pipeline_reopt.cpp, calibration/physics_aware.hpp)
-  // on the `nested` subset of `sub`, from `start` (the element's student) and deployment's phase; every
-  // step re-adopts `saved` with its phase shown. Then the validation split and the test set through the
-  // result: row["physics_aware"], row["physics_aware_val"], models["physics_aware"]. Returns the
-  // result's "physics_aware" entry (history, bench frames, frame integrity) and writes
-  // element_reoptimised/physics_aware/ (phase.npy, test_features.npy).
-  nlohmann::json physics_aware_element(const std::string& name, int index, calibration::ExperimentBench& eb,
-                                       calibration::DesignModel& design, const calibration::Deployment& deployment,
-                                       const distill::OpticalStudent& start, const calibration::SavedCalibration& saved,
-                                       const distill::Dataset& sub, const nlohmann::json& nested, nlohmann::json& row,
-                                       std::map<std::string, distill::ModelFile>* models);
+  // The re-optimised element's phase and backend trained further (pipeline_reopt.cpp), from `start` (the
+  // element's student) and deployment's phase: mode "physics_aware" on the bench with the images of
+  // `part` (calibration::physics_aware; every step re-adopts `saved` with its phase shown), mode
+  // "twin_trained" through the design model with the fitted aberration on `part` (calibration::twin_train,
+  // no bench frames). Then the validation split and the test set measured through the result:
+  // cells[mode], cells[mode + "_val"], *model_out (may be null). Returns the result's entry (options,
+  // history, bench frames, frame integrity, rms phase change) and writes element_reoptimised/<mode>/
+  // (phase.npy, test_features.npy).
+  nlohmann::json trained_element(const std::string& mode, const std::string& name, int index,
+                                 calibration::ExperimentBench& eb, calibration::DesignModel& design,
+                                 const calibration::Deployment& deployment, const distill::OpticalStudent& start,
+                                 const calibration::SavedCalibration& saved, const distill::Dataset& part,
+                                 nlohmann::json& cells, distill::ModelFile* model_out);
   // Drift re-compensation (pipeline_recomp.cpp, RecompensationOptions): the first holdout_images test
   // images through `stale` (the calibration in use) and the deployed backend; a new calibration (a second
   // Experiment on eb), kernel probes and the twin on it; the holdout again; the backend re-fitted on the
