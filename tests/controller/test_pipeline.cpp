@@ -174,6 +174,8 @@ TEST(PipelineConfig, DefaultsAreValidAndBadValuesNameTheRule) {
   j["bench"]["reoptimise_element"] = {{"fit", {{"iterations", 0}}}};
   EXPECT_EQ(PipelineConfig::from_json(j).validate(),
             "bench.reoptimise_element.pupil_fit.iterations must be in [1, 100000], got 0");
+  j["bench"]["reoptimise_element"] = {{"twin_train", {{"enabled", true}, {"phase_lr", 0}}}};
+  EXPECT_EQ(PipelineConfig::from_json(j).validate(), "bench.reoptimise_element.twin_train.phase_lr must be > 0, got 0.000000");
   j["bench"]["reoptimise_element"] = {{"enable", false}};
   EXPECT_THROW((void)PipelineConfig::from_json(j), std::invalid_argument) << "unknown reoptimise_element key accepted";
   j["bench"]["reoptimise_element"] = {{"enabled", false}};
