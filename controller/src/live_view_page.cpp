@@ -23,6 +23,7 @@ th { background: #eee; }
 #bar { height: 14px; background: #eee; border-radius: 3px; overflow: hidden; }
 #bar > div { height: 100%; width: 0; background: #2a7; }
 .muted { color: #777; }
+.scroll { overflow-x: auto; max-width: 100%; }
 #conn.ok { color: #2a7; } #conn.bad { color: #c33; }
 </style>
 </head>
@@ -45,7 +46,7 @@ th { background: #eee; }
     <div id="heartbeat" class="muted"></div></div>
   <div class="card"><h2>Drift readings</h2><table id="drift"><tr><td class="muted">none yet</td></tr></table></div>
   <div class="card" style="grid-column: 1 / -1"><h2>Last report <span id="report_run" class="muted"></span></h2>
-    <table id="report"><tr><td class="muted">no pipeline report yet</td></tr></table>
+    <div id="report_box" class="scroll"><table id="report"><tr><td class="muted">no pipeline report yet</td></tr></table></div>
     <div id="figures"></div></div>
 </div>
 <script>
