@@ -54,6 +54,7 @@ void for_each_field(C& c, F&& f) {
   f("/compensation/task", c.task);
   f("/compensation/ntkd", c.ntkd);
   f("/bench/kernels", c.kernels);
+  f("/compensation/guard_margin", c.guard_margin);
   f("/compensation/twin", c.twin);
   f("/compensation/twin_task", c.twin_task);
   f("/compensation/twin_ntkd", c.twin_ntkd);
@@ -225,6 +226,8 @@ std::string PipelineConfig::validate() const {
   if (recompensate.enabled && test_images > 0 && recompensate.holdout_images > test_images)
     return "bench.drift_recompensate.holdout_images (" + std::to_string(recompensate.holdout_images) +
            ") must be at most bench.test_images (" + std::to_string(test_images) + "): the holdout is the head of the measured test set";
+  if (!(guard_margin >= 0 && guard_margin <= 0.1))
+    return "compensation.guard_margin must be in [0, 0.1], got " + std::to_string(guard_margin);
   if (fractions.empty()) return "measure.fractions must not be empty";
   if (fractions.size() > std::size_t(kMaxFractions))
     return "measure.fractions holds at most " + std::to_string(kMaxFractions) + " fractions (each profile's re-fits draw from a seed block of that size, pipeline_seeds.hpp), got " +

@@ -491,7 +491,7 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
         guard_frames += std::int64_t(data_.val.size()) * c_.frames;
       }
     }
-    guard_row(row, val_none, acc["none"].get<double>(), frames, guard_frames);
+    guard_row(row, val_none, acc["none"].get<double>(), frames, guard_frames, c_.guard_margin);
     {  // The model the guard chose, ready to deploy (or to `defer`): the deployed student when it kept none.
       const std::string chosen = row["guarded_mode"].get<std::string>();
       const bool own_phase = chosen == "physics_aware" || chosen == "twin_trained";  // phase.npy in its folder

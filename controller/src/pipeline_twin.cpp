@@ -96,18 +96,18 @@ void refit_cells(json& row, const std::string& mode, const calibration::Compensa
 }
 
 void guard_row(json& row, double none_val, double none_test, const std::map<std::string, std::int64_t>& frames,
-               std::int64_t guard_frames) {
+               std::int64_t guard_frames, double margin) {
   std::string best = "none";
-  double best_val = none_val, best_test = none_test;
+  double best_val = none_val, best_test = none_test, bar = none_val + margin;
   json used = {{"guard", guard_frames}};
   for (const auto& [m, n] : frames) used[m] = n;
   for (const std::string m : {"task", "ntkd", "twin_task", "twin_ntkd", "element", "element_task", "element_ntkd",
                               "element_twin_task", "element_twin_ntkd", "physics_aware", "twin_trained"}) {
     if (!row.contains(m + "_val")) continue;
     const double v = row[m + "_val"].get<double>();
-    if (v > best_val) {
+    if (v > bar) {  // beyond none's margin, then beyond the best mode so far
       best = m;
-      best_val = v;
+      best_val = bar = v;
       best_test = row.contains(m + "_refit") ? row[m + "_refit"].get<double>() : row[m].get<double>();
     }
   }

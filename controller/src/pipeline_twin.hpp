@@ -68,10 +68,11 @@ void twin_modes(const TwinState& t, const PipelineConfig& c, const TwinRefitInpu
 // accuracy), "<mode>_refit" (the re-fit's own), "<mode>_val", "<mode>_kept_none".
 void refit_cells(nlohmann::json& row, const std::string& mode, const calibration::CompensationTrial& t);
 
-// The guard over every mode of a row: the highest accuracy on the measured validation split among none
-// (none_val) and each mode present ("<mode>_val"), in the order none, task, ntkd, twin_task, twin_ntkd,
-// element, element_task, element_ntkd, element_twin_task, element_twin_ntkd, physics_aware, twin_trained (ties keep
-// the earlier), so the guarded cell is never chosen against "none" without evidence. The element modes
+// The guard over every mode of a row: the highest accuracy on the measured validation split among the
+// modes present ("<mode>_val"), in the order task, ntkd, twin_task, twin_ntkd, element, element_task,
+// element_ntkd, element_twin_task, element_twin_ntkd, physics_aware, twin_trained (ties keep the
+// earlier), when it beats none's (none_val) by more than `margin`; else none. So the guarded cell is
+// never chosen against "none" without evidence beyond the noise of the highest of several scores. The element modes
 // are the re-optimised element (bench.reoptimise_element) alone and with its re-fits, validated on the
 // split measured through that element; physics_aware is that element fine-tuned on the bench
 // (calibration/physics_aware.hpp) and twin_trained that element trained through its model
@@ -80,6 +81,6 @@ void refit_cells(nlohmann::json& row, const std::string& mode, const calibration
 // row["frames"] = `frames` (bench frames each mode used beyond the uncompensated bench) with
 // "guard": the validation frames the choice used.
 void guard_row(nlohmann::json& row, double none_val, double none_test, const std::map<std::string, std::int64_t>& frames,
-               std::int64_t guard_frames);
+               std::int64_t guard_frames, double margin);
 
 }  // namespace hilo::controller
