@@ -13,21 +13,20 @@ namespace hilo::calibration {
 
 using distill::MatD;
 
-std::string PhysicsAwareOptions::validate() const {
-  if (epochs < 1 || epochs > 100) return "physics_aware.epochs must be in [1, 100], got " + std::to_string(epochs);
-  if (batch < 1 || batch > 4096) return "physics_aware.batch must be in [1, 4096], got " + std::to_string(batch);
-  if (!(phase_lr > 0)) return "physics_aware.phase_lr must be > 0, got " + std::to_string(phase_lr);
-  if (!(backend_lr >= 0)) return "physics_aware.backend_lr must be >= 0, got " + std::to_string(backend_lr);
+namespace {
+// The rules both step options follow, named under `key` (physics_aware, twin_train).
+std::string step_rule(const std::string& key, int epochs, int batch, double phase_lr, double backend_lr) {
+  if (epochs < 1 || epochs > 100) return key + ".epochs must be in [1, 100], got " + std::to_string(epochs);
+  if (batch < 1 || batch > 4096) return key + ".batch must be in [1, 4096], got " + std::to_string(batch);
+  if (!(phase_lr > 0)) return key + ".phase_lr must be > 0, got " + std::to_string(phase_lr);
+  if (!(backend_lr >= 0)) return key + ".backend_lr must be >= 0, got " + std::to_string(backend_lr);
   return {};
 }
+}  // namespace
 
-std::string TwinTrainOptions::validate() const {
-  if (epochs < 1 || epochs > 100) return "twin_train.epochs must be in [1, 100], got " + std::to_string(epochs);
-  if (batch < 1 || batch > 4096) return "twin_train.batch must be in [1, 4096], got " + std::to_string(batch);
-  if (!(phase_lr > 0)) return "twin_train.phase_lr must be > 0, got " + std::to_string(phase_lr);
-  if (!(backend_lr >= 0)) return "twin_train.backend_lr must be >= 0, got " + std::to_string(backend_lr);
-  return {};
-}
+std::string PhysicsAwareOptions::validate() const { return step_rule("physics_aware", epochs, batch, phase_lr, backend_lr); }
+
+std::string TwinTrainOptions::validate() const { return step_rule("twin_train", epochs, batch, phase_lr, backend_lr); }
 
 namespace {
 void check_phase(const ElementModel& m, const RArray& phase) {

@@ -477,17 +477,14 @@ json PipelineStages::bench(const std::string& name, int index, bool compensate, 
                                  (m.rfind("twin_", 0) == 0 ? eframes.at("kernel_probes").get<std::int64_t>() : 0);
       }
       guard_frames += eframes.at("val").get<std::int64_t>();
-      if (erow.contains("physics_aware_val")) {  // physics-aware fine-tuning of the new element (this fraction)
-        const json& pa = er->at("physics_aware");
-        row["physics_aware"] = erow["physics_aware"];
-        row["physics_aware_val"] = erow["physics_aware_val"];
-        frames["physics_aware"] = cal_frames + pa.at("bench_frames").at("training").get<std::int64_t>();
-        guard_frames += std::int64_t(data_.val.size()) * c_.frames;
-      }
-      if (erow.contains("twin_trained_val")) {  // the new element trained through its model (every fraction)
-        row["twin_trained"] = erow["twin_trained"];
-        row["twin_trained_val"] = erow["twin_trained_val"];
-        frames["twin_trained"] = cal_frames;
+      // The new element's phase trained further, each measured through its own phase: physics-aware
+      // fine-tuning (the smallest fraction) and training through its model (every fraction, no
+      // training frames).
+      for (const std::string m : {"physics_aware", "twin_trained"}) {
+        if (!erow.contains(m + "_val")) continue;
+        row[m] = erow[m];
+        row[m + "_val"] = erow[m + "_val"];
+        frames[m] = cal_frames + er->at(m).at("bench_frames").at("training").get<std::int64_t>();
         guard_frames += std::int64_t(data_.val.size()) * c_.frames;
       }
     }
